@@ -1,0 +1,392 @@
+// Package config owns the YAML configuration of mqlb: the schema of the load
+// balancer (mqlb run) and of a broker node (mqlb node), strict decoding with
+// key paths and lines, defaults, and validation. It reads files and checks
+// that what they name exists; it starts nothing.
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Config is the load balancer's configuration (mqlb run).
+type Config struct {
+	Listeners []Listener           `yaml:"listeners"`
+	Upstreams map[string]*Upstream `yaml:"upstreams"`
+	Limits    Limits               `yaml:"limits"`
+	AccessLog AccessLog            `yaml:"access_log"`
+	Admin     Admin                `yaml:"admin"`
+	Log       Log                  `yaml:"log"`
+
+	// File is the path the config was loaded from ("" when built in code).
+	File string `yaml:"-"`
+	// Lines records where each key was set; used to place errors.
+	Lines Lines `yaml:"-"`
+}
+
+// Listener is one front-end address.
+type Listener struct {
+	Name          string       `yaml:"name"`
+	Address       string       `yaml:"address"`
+	Upstream      string       `yaml:"upstream"`
+	TLS           *TLS         `yaml:"tls"`
+	ProxyProtocol *ProxyAccept `yaml:"proxy_protocol"`
+}
+
+// TLS terminates TLS on a listener.
+type TLS struct {
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	ClientCA   string `yaml:"client_ca"`
+	ClientAuth string `yaml:"client_auth"` // none | request | require
+	MinVersion string `yaml:"min_version"` // "1.2" | "1.3"
+}
+
+// ProxyAccept accepts inbound PROXY protocol v1/v2 headers from trusted peers.
+type ProxyAccept struct {
+	Accept  bool     `yaml:"accept"`
+	Trusted []string `yaml:"trusted"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Upstream is a group of broker servers and how to choose among them.
+type Upstream struct {
+	Balance        string      `yaml:"balance"`
+	LoadFactor     float64     `yaml:"load_factor"`
+	Sticky         Sticky      `yaml:"sticky"`
+	ProxyProtocol  string      `yaml:"proxy_protocol"` // off | v1 | v2
+	ConnectRetries int         `yaml:"connect_retries"`
+	DialTimeout    Duration    `yaml:"dial_timeout"`
+	HealthCheck    HealthCheck `yaml:"health_check"`
+	Servers        []Server    `yaml:"servers"`
+}
+
+// Sticky configures the sticky policy's table.
+type Sticky struct {
+	Key  string   `yaml:"key"` // client_id | username
+	TTL  Duration `yaml:"ttl"`
+	Size int      `yaml:"size"`
+}
+
+// HealthCheck configures active checks of an upstream's servers.
+type HealthCheck struct {
+	Type            string   `yaml:"type"` // mqtt | tcp | none
+	Interval        Duration `yaml:"interval"`
+	Timeout         Duration `yaml:"timeout"`
+	Rise            int      `yaml:"rise"`
+	Fall            int      `yaml:"fall"`
+	ClientID        string   `yaml:"client_id"`
+	Username        string   `yaml:"username"`
+	Password        string   `yaml:"password"`
+	ProtocolVersion int      `yaml:"protocol_version"` // 3, 4 or 5
+}
+
+// Server is one broker address in an upstream.
+type Server struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	Weight  int    `yaml:"weight"`
+	State   string `yaml:"state"` // enabled | drain | disabled: the state at first start
+}
+
+// Limits bound what clients may cost.
+type Limits struct {
+	ConnectTimeout   Duration `yaml:"connect_timeout"`
+	MaxConnectPacket int      `yaml:"max_connect_packet"`
+	MaxConnections   int      `yaml:"max_connections"`
+	ConnectRatePerIP float64  `yaml:"connect_rate_per_ip"`
+	ConnectBurst     int      `yaml:"connect_burst_per_ip"`
+	ShutdownGrace    Duration `yaml:"shutdown_grace"`
+}
+
+// AccessLog configures the per-connection log.
+type AccessLog struct {
+	Path   string `yaml:"path"`   // stdout | stderr | off | a file
+	Format string `yaml:"format"` // text | json
+}
+
+// Admin configures the admin HTTP API.
+type Admin struct {
+	Address string `yaml:"address"` // "" disables the admin API
+	Token   string `yaml:"token"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Policies are the balance policy names (see internal/balance).
+var Policies = []string{"round_robin", "least_conn", "random", "source_ip", "client_id", "username", "sticky"}
+
+// Load reads, decodes, fills defaults and validates a load balancer config.
+func Load(file string) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(data)
+	if c != nil {
+		c.File = file
+	}
+	return c, err
+}
+
+// Parse decodes, fills defaults and validates a load balancer config.
+func Parse(data []byte) (*Config, error) {
+	c := new(Config)
+	lines, err := Decode(data, c)
+	if err != nil {
+		return nil, err
+	}
+	c.Lines = lines
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() {
+	set := c.Lines.Set
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("listener%d", i)
+		}
+		if l.TLS != nil {
+			l.TLS.ClientAuth = defaultString(l.TLS.ClientAuth, "none")
+			l.TLS.MinVersion = defaultString(l.TLS.MinVersion, "1.2")
+		}
+		if l.ProxyProtocol != nil && l.ProxyProtocol.Timeout == 0 {
+			l.ProxyProtocol.Timeout = Duration(3e9)
+		}
+	}
+	for name, u := range c.Upstreams {
+		if u == nil {
+			u = new(Upstream)
+			c.Upstreams[name] = u
+		}
+		p := "upstreams." + name
+		u.Balance = defaultString(u.Balance, "client_id")
+		if !set(p + ".load_factor") {
+			u.LoadFactor = 1.25
+		}
+		u.Sticky.Key = defaultString(u.Sticky.Key, "client_id")
+		defaultDuration(&u.Sticky.TTL, 30*60e9)
+		if u.Sticky.Size == 0 {
+			u.Sticky.Size = 100_000
+		}
+		u.ProxyProtocol = defaultString(u.ProxyProtocol, "off")
+		if !set(p + ".connect_retries") {
+			u.ConnectRetries = 2
+		}
+		defaultDuration(&u.DialTimeout, 3e9)
+		h := &u.HealthCheck
+		h.Type = defaultString(h.Type, "mqtt")
+		defaultDuration(&h.Interval, 5e9)
+		defaultDuration(&h.Timeout, 2e9)
+		if h.Rise == 0 {
+			h.Rise = 2
+		}
+		if h.Fall == 0 {
+			h.Fall = 3
+		}
+		h.ClientID = defaultString(h.ClientID, "mqlb-health")
+		if h.ProtocolVersion == 0 {
+			h.ProtocolVersion = 4
+		}
+		for i := range u.Servers {
+			s := &u.Servers[i]
+			s.Name = defaultString(s.Name, s.Address)
+			if s.Weight == 0 && !set(fmt.Sprintf("%s.servers[%d].weight", p, i)) {
+				s.Weight = 1
+			}
+			s.State = defaultString(s.State, "enabled")
+		}
+	}
+	l := &c.Limits
+	defaultDuration(&l.ConnectTimeout, 10e9)
+	if l.MaxConnectPacket == 0 {
+		l.MaxConnectPacket = 262144
+	}
+	if l.ConnectBurst == 0 {
+		l.ConnectBurst = max(1, int(l.ConnectRatePerIP))
+	}
+	defaultDuration(&l.ShutdownGrace, 30e9)
+	c.AccessLog.Path = defaultString(c.AccessLog.Path, "stdout")
+	c.AccessLog.Format = defaultString(c.AccessLog.Format, "text")
+	if !set("admin.address") {
+		c.Admin.Address = "127.0.0.1:9090"
+	}
+	c.Log.Level = defaultString(c.Log.Level, "info")
+	c.Log.Format = defaultString(c.Log.Format, "text")
+}
+
+func defaultString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func defaultDuration(d *Duration, def float64) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+// Validate checks the whole config and returns every problem found, joined.
+func (c *Config) Validate() error {
+	ck := &check{lines: c.Lines}
+	if len(c.Listeners) == 0 {
+		ck.errorf("listeners", "at least one listener is required")
+	}
+	if len(c.Upstreams) == 0 {
+		ck.errorf("upstreams", "at least one upstream is required")
+	}
+	names := map[string]bool{}
+	addrs := map[string]bool{}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if names[l.Name] {
+			ck.errorf(p+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		ck.hostPort(p+".address", l.Address, true)
+		if addrs[l.Address] {
+			ck.errorf(p+".address", "address %q is used by another listener", l.Address)
+		}
+		addrs[l.Address] = true
+		if l.Upstream == "" {
+			ck.errorf(p+".upstream", "an upstream is required")
+		} else if _, ok := c.Upstreams[l.Upstream]; !ok {
+			ck.errorf(p+".upstream", "upstream %q is not defined; have: %s", l.Upstream, strings.Join(sortedKeys(c.Upstreams), ", "))
+		}
+		if l.TLS != nil {
+			ck.tls(p+".tls", l.TLS)
+		}
+		if pp := l.ProxyProtocol; pp != nil && pp.Accept {
+			if len(pp.Trusted) == 0 {
+				ck.errorf(p+".proxy_protocol.trusted", "list the CIDRs allowed to send PROXY headers")
+			} else if _, err := ParsePrefixes(pp.Trusted); err != nil {
+				ck.errorf(p+".proxy_protocol.trusted", "%v", err)
+			}
+			ck.positive(p+".proxy_protocol.timeout", pp.Timeout)
+		}
+	}
+	for _, name := range sortedKeys(c.Upstreams) {
+		ck.upstream("upstreams."+name, c.Upstreams[name])
+	}
+	ck.limits(&c.Limits)
+	ck.oneOf("access_log.format", c.AccessLog.Format, "text", "json")
+	if c.Admin.Address != "" {
+		ck.hostPort("admin.address", c.Admin.Address, true)
+	}
+	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	ck.oneOf("log.format", c.Log.Format, "text", "json")
+	return errors.Join(ck.errs...)
+}
+
+func (ck *check) tls(p string, t *TLS) {
+	ck.readable(p+".cert", t.Cert)
+	ck.readable(p+".key", t.Key)
+	if t.Cert != "" && t.Key != "" {
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
+		}
+	}
+	ck.oneOf(p+".client_auth", t.ClientAuth, "none", "request", "require")
+	ck.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
+	if t.ClientCA != "" {
+		if _, err := LoadCertPool(t.ClientCA); err != nil {
+			ck.errorf(p+".client_ca", "%v", err)
+		}
+	} else if t.ClientAuth == "require" {
+		ck.errorf(p+".client_ca", "client_auth: require needs a client_ca to verify certificates against")
+	}
+}
+
+func (ck *check) upstream(p string, u *Upstream) {
+	ck.oneOf(p+".balance", u.Balance, Policies...)
+	if u.LoadFactor != 0 && u.LoadFactor < 1 {
+		ck.errorf(p+".load_factor", "want 0 (no bound) or a factor of 1 or more such as 1.25, got %v", u.LoadFactor)
+	}
+	ck.oneOf(p+".sticky.key", u.Sticky.Key, "client_id", "username")
+	if u.Sticky.Size < 0 {
+		ck.errorf(p+".sticky.size", "must be more than zero")
+	}
+	ck.oneOf(p+".proxy_protocol", u.ProxyProtocol, "off", "v1", "v2")
+	if u.ConnectRetries < 0 {
+		ck.errorf(p+".connect_retries", "must be zero or more")
+	}
+	ck.positive(p+".dial_timeout", u.DialTimeout)
+	h := u.HealthCheck
+	ck.oneOf(p+".health_check.type", h.Type, "mqtt", "tcp", "none")
+	ck.positive(p+".health_check.interval", h.Interval)
+	ck.positive(p+".health_check.timeout", h.Timeout)
+	if h.Rise < 1 {
+		ck.errorf(p+".health_check.rise", "must be 1 or more")
+	}
+	if h.Fall < 1 {
+		ck.errorf(p+".health_check.fall", "must be 1 or more")
+	}
+	if h.ProtocolVersion < 3 || h.ProtocolVersion > 5 {
+		ck.errorf(p+".health_check.protocol_version", "want 3 (MQTT 3.1), 4 (3.1.1) or 5, got %d", h.ProtocolVersion)
+	}
+	if len(u.Servers) == 0 {
+		ck.errorf(p+".servers", "at least one server is required")
+	}
+	seen := map[string]bool{}
+	for i, s := range u.Servers {
+		sp := fmt.Sprintf("%s.servers[%d]", p, i)
+		ck.hostPort(sp+".address", s.Address, false)
+		if seen[s.Name] {
+			ck.errorf(sp+".name", "duplicate server name %q", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Weight < 1 || s.Weight > 256 {
+			ck.errorf(sp+".weight", "want a weight from 1 to 256, got %d", s.Weight)
+		}
+		ck.oneOf(sp+".state", s.State, "enabled", "drain", "disabled")
+	}
+}
+
+func (ck *check) limits(l *Limits) {
+	ck.positive("limits.connect_timeout", l.ConnectTimeout)
+	if l.MaxConnectPacket < 16 || l.MaxConnectPacket > 268_435_455 {
+		ck.errorf("limits.max_connect_packet", "want a size from 16 to 268435455 bytes, got %d", l.MaxConnectPacket)
+	}
+	if l.MaxConnections < 0 {
+		ck.errorf("limits.max_connections", "must be zero (no limit) or more")
+	}
+	if l.ConnectRatePerIP < 0 {
+		ck.errorf("limits.connect_rate_per_ip", "must be zero (no limit) or more")
+	}
+	if l.ConnectBurst < 1 {
+		ck.errorf("limits.connect_burst_per_ip", "must be 1 or more")
+	}
+}
+
+// LoadCertPool reads PEM certificates from file into a pool.
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificates in %s", file)
+	}
+	return pool, nil
+}
+
+// UpstreamNames returns the upstream names in order.
+func (c *Config) UpstreamNames() []string {
+	return sortedKeys(c.Upstreams)
+}
