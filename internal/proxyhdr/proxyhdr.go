@@ -1,0 +1,178 @@
+// Package proxyhdr parses inbound PROXY protocol v1 and v2 headers
+// (https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt) from a
+// buffer, keeping whatever follows the header for the caller to read next.
+// It reads only what it needs, caps the header size, and is fuzzed; the
+// outbound side is written with github.com/pires/go-proxyproto.
+package proxyhdr
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+)
+
+var (
+	// ErrShort means more bytes are needed.
+	ErrShort = errors.New("proxy header: incomplete")
+	// ErrInvalid means the bytes are not a valid PROXY header.
+	ErrInvalid = errors.New("proxy header: invalid")
+)
+
+// Header is what a PROXY header says about the connection it precedes.
+type Header struct {
+	Version byte // 1 or 2
+	// Local is true for a v2 LOCAL command or a v1 "UNKNOWN" line: the
+	// connection is the proxy's own (a health check) and carries no client address.
+	Local  bool
+	Source netip.AddrPort
+	Dest   netip.AddrPort
+}
+
+// MaxV2Length caps a v2 header's address-and-TLV part. The protocol allows
+// 65535; real proxies send well under this.
+const MaxV2Length = 2048
+
+const v1MaxLen = 107 // "PROXY" line including CRLF, section 2.1
+
+var v2Sig = []byte("\r\n\r\n\x00\r\nQUIT\n")
+
+// Parse parses one header at the start of b and returns it with its length.
+func Parse(b []byte) (Header, int, error) {
+	if len(b) == 0 {
+		return Header{}, 0, ErrShort
+	}
+	switch b[0] {
+	case 'P':
+		return parseV1(b)
+	case '\r':
+		return parseV2(b)
+	}
+	return Header{}, 0, fmt.Errorf("%w: no PROXY signature", ErrInvalid)
+}
+
+// Read reads from r into buf until a whole header is buffered, and returns
+// the header and the bytes read past it (the start of the client's stream).
+// It never reads more than the header's maximum size plus what one Read returns.
+func Read(r io.Reader, buf []byte) (Header, []byte, error) {
+	buf = buf[:0]
+	for {
+		h, n, err := Parse(buf)
+		if err == nil {
+			return h, buf[n:], nil
+		}
+		if !errors.Is(err, ErrShort) {
+			return Header{}, nil, err
+		}
+		if cap(buf)-len(buf) < 256 {
+			buf = append(buf, make([]byte, 512)...)[:len(buf)]
+		}
+		k, rerr := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if rerr != nil && k == 0 {
+			if rerr == io.EOF && len(buf) > 0 {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return Header{}, nil, rerr
+		}
+	}
+}
+
+// parseV1 parses "PROXY TCP4|TCP6|UNKNOWN src dst sport dport\r\n".
+func parseV1(b []byte) (Header, int, error) {
+	const prefix = "PROXY "
+	if n := min(len(b), len(prefix)); !bytes.Equal(b[:n], []byte(prefix)[:n]) {
+		return Header{}, 0, fmt.Errorf("%w: bad v1 prefix", ErrInvalid)
+	}
+	end := bytes.Index(b[:min(len(b), v1MaxLen)], []byte("\r\n"))
+	if end < 0 {
+		if len(b) >= v1MaxLen {
+			return Header{}, 0, fmt.Errorf("%w: v1 line longer than %d bytes", ErrInvalid, v1MaxLen)
+		}
+		return Header{}, 0, ErrShort
+	}
+	f := bytes.Split(b[len(prefix):end], []byte(" "))
+	h := Header{Version: 1}
+	switch string(f[0]) {
+	case "UNKNOWN":
+		h.Local = true
+		return h, end + 2, nil
+	case "TCP4", "TCP6":
+	default:
+		return Header{}, 0, fmt.Errorf("%w: v1 protocol %q", ErrInvalid, f[0])
+	}
+	if len(f) != 5 {
+		return Header{}, 0, fmt.Errorf("%w: v1 wants 5 fields", ErrInvalid)
+	}
+	var err error
+	if h.Source, err = v1Addr(f[1], f[3], string(f[0]) == "TCP4"); err != nil {
+		return Header{}, 0, err
+	}
+	if h.Dest, err = v1Addr(f[2], f[4], string(f[0]) == "TCP4"); err != nil {
+		return Header{}, 0, err
+	}
+	return h, end + 2, nil
+}
+
+func v1Addr(ip, port []byte, v4 bool) (netip.AddrPort, error) {
+	a, err := netip.ParseAddr(string(ip))
+	if err != nil || a.Is4() != v4 || a.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("%w: v1 address %q", ErrInvalid, ip)
+	}
+	// Ports are decimal without sign or leading zeros, 0..65535.
+	p, err := strconv.ParseUint(string(port), 10, 16)
+	if err != nil || (len(port) > 1 && port[0] == '0') {
+		return netip.AddrPort{}, fmt.Errorf("%w: v1 port %q", ErrInvalid, port)
+	}
+	return netip.AddrPortFrom(a, uint16(p)), nil
+}
+
+// parseV2 parses the binary header: signature, version/command, family,
+// length, addresses, TLVs (skipped).
+func parseV2(b []byte) (Header, int, error) {
+	if n := min(len(b), len(v2Sig)); !bytes.Equal(b[:n], v2Sig[:n]) {
+		return Header{}, 0, fmt.Errorf("%w: bad v2 signature", ErrInvalid)
+	}
+	if len(b) < 16 {
+		return Header{}, 0, ErrShort
+	}
+	verCmd, fam := b[12], b[13]
+	length := int(binary.BigEndian.Uint16(b[14:16]))
+	if verCmd>>4 != 2 || verCmd&0x0F > 1 {
+		return Header{}, 0, fmt.Errorf("%w: v2 version/command 0x%02x", ErrInvalid, verCmd)
+	}
+	if length > MaxV2Length {
+		return Header{}, 0, fmt.Errorf("%w: v2 length %d over %d", ErrInvalid, length, MaxV2Length)
+	}
+	if len(b) < 16+length {
+		return Header{}, 0, ErrShort
+	}
+	h := Header{Version: 2, Local: verCmd&0x0F == 0}
+	if h.Local {
+		// LOCAL: use the real endpoints; the address block is discarded.
+		return h, 16 + length, nil
+	}
+	body := b[16 : 16+length]
+	switch fam {
+	case 0x11, 0x12: // TCP or UDP over IPv4
+		if len(body) < 12 {
+			return Header{}, 0, fmt.Errorf("%w: v2 IPv4 addresses need 12 bytes", ErrInvalid)
+		}
+		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
+		h.Dest = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[4:8])), binary.BigEndian.Uint16(body[10:12]))
+	case 0x21, 0x22: // TCP or UDP over IPv6
+		if len(body) < 36 {
+			return Header{}, 0, fmt.Errorf("%w: v2 IPv6 addresses need 36 bytes", ErrInvalid)
+		}
+		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
+		h.Dest = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[16:32])), binary.BigEndian.Uint16(body[34:36]))
+	case 0x00, 0x31, 0x32: // UNSPEC or unix sockets: no usable client address
+		h.Local = true
+	default:
+		return Header{}, 0, fmt.Errorf("%w: v2 family 0x%02x", ErrInvalid, fam)
+	}
+	return h, 16 + length, nil
+}

@@ -1,0 +1,124 @@
+package testutil
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// CA is a throwaway certificate authority for TLS tests.
+type CA struct {
+	Cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	Pool    *x509.CertPool
+	CertPEM []byte
+	dir     string
+	t       testing.TB
+}
+
+// NewCA makes a CA valid for an hour.
+func NewCA(t testing.TB) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "mqlb test CA"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &CA{Cert: cert, key: key, Pool: pool, dir: t.TempDir(), t: t,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// Issued is a certificate signed by a CA, in memory and as PEM files.
+type Issued struct {
+	TLS      tls.Certificate
+	CertFile string
+	KeyFile  string
+}
+
+// Server issues a server certificate for 127.0.0.1, ::1 and localhost.
+func (ca *CA) Server(name string) Issued {
+	return ca.issue(name, x509.ExtKeyUsageServerAuth)
+}
+
+// Client issues a client certificate whose subject CN is cn.
+func (ca *CA) Client(cn string) Issued {
+	return ca.issue(cn, x509.ExtKeyUsageClientAuth)
+}
+
+// CAFile writes the CA certificate as PEM and returns its path.
+func (ca *CA) CAFile() string {
+	p := filepath.Join(ca.dir, "ca.pem")
+	if err := os.WriteFile(p, ca.CertPEM, 0o600); err != nil {
+		ca.t.Fatal(err)
+	}
+	return p
+}
+
+var serial int64 = 1
+
+func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
+	t := ca.t
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := Issued{TLS: pair, CertFile: filepath.Join(ca.dir, cn+".pem"), KeyFile: filepath.Join(ca.dir, cn+".key")}
+	if err := os.WriteFile(is.CertFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(is.KeyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return is
+}
