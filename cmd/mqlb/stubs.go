@@ -7,8 +7,6 @@ import (
 
 // Placeholders until each command lands in its own file.
 
-func cmdRun(context.Context, []string) error   { return errors.New("not built yet") }
-func cmdCheck(context.Context, []string) error { return errors.New("not built yet") }
 func cmdNode(context.Context, []string) error  { return errors.New("not built yet") }
 func cmdUp(context.Context, []string) error    { return errors.New("not built yet") }
 func cmdBench(context.Context, []string) error { return errors.New("not built yet") }

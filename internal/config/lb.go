@@ -61,6 +61,7 @@ type Upstream struct {
 	ProxyProtocol  string      `yaml:"proxy_protocol"` // off | v1 | v2
 	ConnectRetries int         `yaml:"connect_retries"`
 	DialTimeout    Duration    `yaml:"dial_timeout"`
+	ConnackTimeout Duration    `yaml:"connack_timeout"`
 	HealthCheck    HealthCheck `yaml:"health_check"`
 	Servers        []Server    `yaml:"servers"`
 }
@@ -187,6 +188,7 @@ func (c *Config) setDefaults() {
 			u.ConnectRetries = 2
 		}
 		defaultDuration(&u.DialTimeout, 3e9)
+		defaultDuration(&u.ConnackTimeout, 10e9)
 		h := &u.HealthCheck
 		h.Type = defaultString(h.Type, "mqtt")
 		defaultDuration(&h.Interval, 5e9)
@@ -259,7 +261,7 @@ func (c *Config) Validate() error {
 		}
 		names[l.Name] = true
 		ck.hostPort(p+".address", l.Address, true)
-		if addrs[l.Address] {
+		if addrs[l.Address] && !strings.HasSuffix(l.Address, ":0") {
 			ck.errorf(p+".address", "address %q is used by another listener", l.Address)
 		}
 		addrs[l.Address] = true
@@ -326,6 +328,7 @@ func (ck *check) upstream(p string, u *Upstream) {
 		ck.errorf(p+".connect_retries", "must be zero or more")
 	}
 	ck.positive(p+".dial_timeout", u.DialTimeout)
+	ck.positive(p+".connack_timeout", u.ConnackTimeout)
 	h := u.HealthCheck
 	ck.oneOf(p+".health_check.type", h.Type, "mqtt", "tcp", "none")
 	ck.positive(p+".health_check.interval", h.Interval)

@@ -7,11 +7,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // Broker is an in-process mochi-mqtt broker listening on a loopback port.
@@ -23,6 +26,7 @@ type Broker struct {
 	connects []ConnectSeen
 	count    atomic.Int64
 	ln       *netListener
+	stop     sync.Once
 }
 
 // ConnectSeen is what the broker saw of one accepted CONNECT.
@@ -31,6 +35,11 @@ type ConnectSeen struct {
 	Username string
 	Remote   string // the remote address as the broker saw it (PROXY-aware when wrapped)
 	Listener string
+	// ProxyCN is the client certificate CN from a PROXY v2 SSL TLV, when the
+	// broker's listener was wrapped with go-proxyproto and the header had one.
+	ProxyCN string
+	// ProxySSL is true when the PROXY v2 header said the client used TLS.
+	ProxySSL bool
 }
 
 // BrokerOption adjusts StartMochi.
@@ -97,7 +106,27 @@ func StartMochi(t testing.TB, opts ...BrokerOption) *Broker {
 
 // Stop closes the broker and all its client connections. It is safe to call twice.
 func (b *Broker) Stop() {
-	b.Server.Close()
+	b.stop.Do(func() { b.Server.Close() })
+}
+
+// WithProxyProtocol makes the broker require a PROXY v1/v2 header on every
+// connection (as a broker behind mqlb with proxy_protocol on would).
+func WithProxyProtocol() BrokerOption {
+	return WithListenerWrap(func(ln net.Listener) net.Listener {
+		return &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: 5 * time.Second,
+			ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
+	})
+}
+
+// ConnectsOf returns the CONNECTs the broker accepted for a client id.
+func (b *Broker) ConnectsOf(clientID string) []ConnectSeen {
+	var out []ConnectSeen
+	for _, c := range b.Connects() {
+		if c.ClientID == clientID {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Connects returns the CONNECTs the broker accepted so far.
@@ -129,13 +158,24 @@ func (h *recordHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.Net.Inline {
 		return nil
 	}
-	h.b.mu.Lock()
-	h.b.connects = append(h.b.connects, ConnectSeen{
+	seen := ConnectSeen{
 		ClientID: cl.ID,
 		Username: string(cl.Properties.Username),
 		Remote:   cl.Net.Remote,
 		Listener: cl.Net.Listener,
-	})
+	}
+	if pc, ok := cl.Net.Conn.(*proxyproto.Conn); ok && pc.ProxyHeader() != nil {
+		if tlvs, err := pc.ProxyHeader().TLVs(); err == nil {
+			if ssl, ok := tlvparse.FindSSL(tlvs); ok {
+				seen.ProxySSL = ssl.ClientSSL()
+				if cn, ok := ssl.ClientCN(); ok && ssl.Verified() {
+					seen.ProxyCN = cn
+				}
+			}
+		}
+	}
+	h.b.mu.Lock()
+	h.b.connects = append(h.b.connects, seen)
 	h.b.mu.Unlock()
 	h.b.count.Add(1)
 	return nil

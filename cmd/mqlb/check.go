@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mqlb/mqlb/internal/config"
+)
+
+func cmdCheck(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	file := fs.String("c", "mqlb.yaml", "config file (load balancer or node)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if isNodeConfig(*file) {
+		return checkNode(*file)
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return configError(*file, err)
+	}
+	fmt.Printf("%s: valid load balancer config\n", *file)
+	printSummary(os.Stdout, cfg)
+	return nil
+}
+
+// isNodeConfig tells a node config (it has a mesh or node section) from a
+// load balancer config.
+func isNodeConfig(file string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "mesh:") || strings.HasPrefix(line, "node:") {
+			return true
+		}
+	}
+	return false
+}
+
+func printSummary(w io.Writer, c *config.Config) {
+	fmt.Fprintln(w, "listeners:")
+	for _, l := range c.Listeners {
+		var extra []string
+		if l.TLS != nil {
+			extra = append(extra, "TLS (client certificates: "+l.TLS.ClientAuth+")")
+		}
+		if l.ProxyProtocol != nil && l.ProxyProtocol.Accept {
+			extra = append(extra, "PROXY from "+strings.Join(l.ProxyProtocol.Trusted, ","))
+		}
+		fmt.Fprintf(w, "  %-10s %-22s → %s %s\n", l.Name, l.Address, l.Upstream, strings.Join(extra, ", "))
+	}
+	fmt.Fprintln(w, "upstreams:")
+	for _, name := range c.UpstreamNames() {
+		u := c.Upstreams[name]
+		h := u.HealthCheck
+		fmt.Fprintf(w, "  %s: balance %s, proxy_protocol %s, connect_retries %d, health %s every %s (timeout %s, rise %d, fall %d)\n",
+			name, u.Balance, u.ProxyProtocol, u.ConnectRetries, h.Type, h.Interval, h.Timeout, h.Rise, h.Fall)
+		for _, s := range u.Servers {
+			fmt.Fprintf(w, "    %-12s %-22s weight %d %s\n", s.Name, s.Address, s.Weight, s.State)
+		}
+	}
+	l := c.Limits
+	fmt.Fprintf(w, "limits: connect_timeout %s, max_connect_packet %d, max_connections %d, connect_rate_per_ip %g\n",
+		l.ConnectTimeout, l.MaxConnectPacket, l.MaxConnections, l.ConnectRatePerIP)
+	fmt.Fprintf(w, "access_log: %s (%s)\n", c.AccessLog.Path, c.AccessLog.Format)
+	admin := "off"
+	if c.Admin.Address != "" {
+		admin = c.Admin.Address
+		if c.Admin.Token != "" {
+			admin += " (token set)"
+		}
+	}
+	fmt.Fprintf(w, "admin: %s\n", admin)
+}
+
+// checkNode is replaced when node configs land.
+var checkNode = func(file string) error { return fmt.Errorf("%s: node configs are not supported yet", file) }

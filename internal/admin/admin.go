@@ -1,0 +1,144 @@
+// Package admin serves the load balancer's admin HTTP API: /healthz,
+// /metrics (Prometheus), the JSON API under /api/v1 (upstreams and server
+// state changes, live connections, sticky tables), POST /-/reload, and the
+// dashboard under /ui/. It binds to loopback unless configured otherwise and
+// requires a bearer token for everything but /healthz when one is set.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mqlb/mqlb/internal/proxy"
+	"github.com/mqlb/mqlb/internal/upstream"
+)
+
+// Backend is what the API reads and acts on; the load balancer implements it.
+type Backend interface {
+	Upstreams() *upstream.Set
+	Connections() *proxy.Table
+	Reload() error
+	Serving() bool // false while shutting down
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	b     Backend
+	token string
+	reg   *prometheus.Registry
+	srv   *http.Server
+	ln    net.Listener
+	log   *slog.Logger
+}
+
+// New builds the admin server for b, exporting reg's metrics.
+func New(b Backend, token string, reg *prometheus.Registry, log *slog.Logger) *Server {
+	s := &Server{b: b, token: token, reg: reg, log: log}
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return s
+}
+
+// Listen binds address. Binding a non-loopback address without a token is
+// allowed but logged as a warning.
+func (s *Server) Listen(address string) error {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	if !isLoopback(ln.Addr()) && s.token == "" {
+		s.log.Warn("admin API bound beyond loopback without a token", "address", ln.Addr().String())
+	}
+	return nil
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve serves until Shutdown.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the server, waiting for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Handler returns the routes (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.srv.Handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /api/v1/upstreams", s.auth(http.HandlerFunc(s.listUpstreams)))
+	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
+	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
+	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
+	mux.Handle("POST /-/reload", s.auth(http.HandlerFunc(s.reload)))
+	mux.Handle("GET /ui/", uiHandler())
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	return mux
+}
+
+// auth requires "Authorization: Bearer TOKEN" when a token is set.
+func (s *Server) auth(h http.Handler) http.Handler {
+	if s.token == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mqlb"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if !s.b.Serving() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
+	if err := s.b.Reload(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func isLoopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback() || strings.HasPrefix(a.String(), "localhost:")
+}

@@ -1,0 +1,153 @@
+package admin
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/upstream"
+)
+
+// UpstreamJSON is one upstream in GET /api/v1/upstreams.
+type UpstreamJSON struct {
+	Name           string       `json:"name"`
+	Balance        string       `json:"balance"`
+	ProxyProtocol  string       `json:"proxy_protocol"`
+	HealthCheck    string       `json:"health_check"`
+	ConnectRetries int          `json:"connect_retries"`
+	Servers        []ServerJSON `json:"servers"`
+}
+
+// ServerJSON is one server's state.
+type ServerJSON struct {
+	Name     string     `json:"name"`
+	Address  string     `json:"address"`
+	Weight   int        `json:"weight"`
+	State    string     `json:"state"`
+	Healthy  bool       `json:"healthy"`
+	Active   int64      `json:"active"`
+	Total    uint64     `json:"total"`
+	Failures uint64     `json:"connect_failures"`
+	BytesIn  int64      `json:"bytes_in_closed"`
+	BytesOut int64      `json:"bytes_out_closed"`
+	Health   HealthJSON `json:"health"`
+}
+
+// HealthJSON is a server's last health check.
+type HealthJSON struct {
+	LastCheck  *time.Time `json:"last_check,omitempty"`
+	DurationMS float64    `json:"last_duration_ms"`
+	LastError  string     `json:"last_error,omitempty"`
+	Successes  int        `json:"consecutive_successes"`
+	Failures   int        `json:"consecutive_failures"`
+}
+
+func serverJSON(s *upstream.Server) ServerJSON {
+	h := s.Health()
+	hj := HealthJSON{DurationMS: float64(h.LastDuration.Microseconds()) / 1000, LastError: h.LastError,
+		Successes: h.Successes, Failures: h.Failures}
+	if !h.LastCheck.IsZero() {
+		hj.LastCheck = &h.LastCheck
+	}
+	return ServerJSON{Name: s.Name(), Address: s.Address(), Weight: s.Weight(), State: s.State().String(),
+		Healthy: s.Healthy(), Active: s.Active(), Total: s.Total(), Failures: s.Failures(),
+		BytesIn: s.ClosedIn.Load(), BytesOut: s.ClosedOut.Load(), Health: hj}
+}
+
+func (s *Server) listUpstreams(w http.ResponseWriter, _ *http.Request) {
+	out := []UpstreamJSON{}
+	for _, u := range s.b.Upstreams().All() {
+		c := u.Config()
+		uj := UpstreamJSON{Name: u.Name, Balance: c.Balance, ProxyProtocol: c.ProxyProtocol,
+			HealthCheck: c.HealthCheck.Type, ConnectRetries: c.ConnectRetries, Servers: []ServerJSON{}}
+		for _, sv := range u.Servers {
+			uj.Servers = append(uj.Servers, serverJSON(sv))
+		}
+		out = append(out, uj)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out})
+}
+
+// serverAction is POST /api/v1/upstreams/{u}/servers/{s}/{drain,enable,disable}.
+func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
+	u := s.b.Upstreams().Get(r.PathValue("u"))
+	if u == nil {
+		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
+		return
+	}
+	sv := u.Server(r.PathValue("s"))
+	if sv == nil {
+		writeError(w, http.StatusNotFound, "no server "+strconv.Quote(r.PathValue("s"))+" in upstream "+u.Name)
+		return
+	}
+	switch action := r.PathValue("action"); action {
+	case "drain":
+		sv.Drain()
+	case "enable":
+		sv.Enable()
+	case "disable":
+		sv.Disable()
+	default:
+		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+"; want drain, enable or disable")
+		return
+	}
+	s.log.Info("server state changed through the admin API", "upstream", u.Name, "server", sv.Name(), "state", sv.State().String())
+	writeJSON(w, http.StatusOK, serverJSON(sv))
+}
+
+// ConnJSON is one live connection.
+type ConnJSON struct {
+	ID         uint64    `json:"id"`
+	Listener   string    `json:"listener"`
+	Remote     string    `json:"remote"`
+	ClientID   string    `json:"client_id"`
+	Username   string    `json:"username,omitempty"`
+	Protocol   byte      `json:"protocol"`
+	Upstream   string    `json:"upstream"`
+	Server     string    `json:"server"`
+	ServerAddr string    `json:"server_addr"`
+	Since      time.Time `json:"since"`
+	BytesIn    int64     `json:"bytes_in"`
+	BytesOut   int64     `json:"bytes_out"`
+}
+
+// listConnections is GET /api/v1/connections[?client_id=X][&limit=N].
+func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: want a positive whole number")
+			return
+		}
+		limit = n
+	}
+	all := s.b.Connections().List(r.URL.Query().Get("client_id"))
+	out := make([]ConnJSON, 0, min(len(all), limit))
+	for _, c := range all[:min(len(all), limit)] {
+		out = append(out, ConnJSON{ID: c.ID, Listener: c.Listener, Remote: c.Remote, ClientID: c.ClientID,
+			Username: c.Username, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
+			ServerAddr: c.ServerAddr, Since: c.Since, BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": len(all), "connections": out})
+}
+
+// stickyTable is GET /api/v1/sticky/{u}.
+func (s *Server) stickyTable(w http.ResponseWriter, r *http.Request) {
+	u := s.b.Upstreams().Get(r.PathValue("u"))
+	if u == nil {
+		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
+		return
+	}
+	t, ok := u.Policy.(balance.StickyTable)
+	if !ok {
+		writeError(w, http.StatusConflict, "upstream "+u.Name+" balances with "+u.Config().Balance+", not sticky")
+		return
+	}
+	entries := t.Entries()
+	if entries == nil {
+		entries = []balance.StickyEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"upstream": u.Name, "size": t.Len(), "entries": entries})
+}

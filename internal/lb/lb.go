@@ -1,0 +1,205 @@
+// Package lb assembles the load balancer from a config: listeners, the
+// proxy and its runtime (upstreams, limits, access log), the admin API.
+// It owns the lifecycle: reload (build new, swap, retire old — established
+// connections are never touched) and graceful shutdown (stop accepting,
+// wait up to the grace period, close the rest).
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mqlb/mqlb/internal/admin"
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/proxy"
+	"github.com/mqlb/mqlb/internal/upstream"
+)
+
+// LB is a running load balancer.
+type LB struct {
+	file      string // config file for Reload ("" when built from a Config)
+	mu        sync.Mutex
+	cfg       *config.Config
+	ups       *upstream.Set
+	listeners map[string]*listener.Listener // by listenKey
+	proxy     *proxy.Proxy
+	coll      *proxy.Collector
+	admin     *admin.Server
+	serving   atomic.Bool
+	serveWG   sync.WaitGroup
+	log       *slog.Logger
+	level     *slog.LevelVar
+	// Registry holds the LB's metrics (exported on /metrics).
+	Registry *prometheus.Registry
+}
+
+// Options for New.
+type Options struct {
+	File  string         // where cfg came from, for Reload
+	Log   *slog.Logger   // process log
+	Level *slog.LevelVar // its level, changed by reloads (may be nil)
+}
+
+// New binds every listener and the admin address and builds the runtime.
+// Nothing is served until Run.
+func New(cfg *config.Config, o Options) (*LB, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	l := &LB{file: o.File, cfg: cfg, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
+		Registry: prometheus.NewRegistry()}
+	l.proxy = proxy.New(nil, proxy.NewMetrics(), o.Log)
+	l.coll = proxy.NewCollector(l.proxy)
+	ups, err := upstream.Build(cfg, nil, l.coll.ObserveCheck, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	alog, err := proxy.OpenAccessLog(cfg.AccessLog)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.openListeners(cfg); err != nil {
+		return nil, err
+	}
+	l.ups = ups
+	l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, nil))
+	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if cfg.Admin.Address != "" {
+		l.admin = admin.New(l, cfg.Admin.Token, l.Registry, o.Log)
+		if err := l.admin.Listen(cfg.Admin.Address); err != nil {
+			l.closeListeners()
+			return nil, fmt.Errorf("admin.address: %w", err)
+		}
+	}
+	return l, nil
+}
+
+func (l *LB) openListeners(cfg *config.Config) error {
+	for i, lc := range cfg.Listeners {
+		s, err := listener.NewSettings(lc)
+		if err != nil {
+			l.closeListeners()
+			return fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
+		}
+		ln, err := listener.Listen(lc.Address, s, l.log)
+		if err != nil {
+			l.closeListeners()
+			return fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
+		}
+		l.listeners[listenKey(lc)] = ln
+	}
+	return nil
+}
+
+// listenKey identifies a listener across reloads: its address, so a renamed
+// listener keeps its socket — or, for port 0 (tests), its name and address.
+func listenKey(lc config.Listener) string {
+	if strings.HasSuffix(lc.Address, ":0") {
+		return lc.Name + "@" + lc.Address
+	}
+	return lc.Address
+}
+
+func (l *LB) closeListeners() {
+	for _, ln := range l.listeners {
+		ln.Close()
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully: listeners
+// close at once, open connections get limits.shutdown_grace to finish.
+func (l *LB) Run(ctx context.Context) error {
+	l.serving.Store(true)
+	l.mu.Lock()
+	l.ups.Start()
+	for _, ln := range l.listeners {
+		l.serve(ln)
+	}
+	n := len(l.listeners)
+	l.mu.Unlock()
+	errc := make(chan error, 1)
+	if l.admin != nil {
+		go func() { errc <- l.admin.Serve() }()
+	}
+	l.log.Info("load balancer running", "listeners", n, "admin", l.AdminAddr())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("admin: %w", err)
+	}
+	return errors.Join(err, l.shutdown())
+}
+
+func (l *LB) serve(ln *listener.Listener) {
+	l.serveWG.Add(1)
+	go func() {
+		defer l.serveWG.Done()
+		ln.Serve(l.proxy.Handle)
+	}()
+}
+
+func (l *LB) shutdown() error {
+	l.serving.Store(false)
+	l.mu.Lock()
+	l.closeListeners()
+	grace := l.cfg.Limits.ShutdownGrace.D()
+	l.mu.Unlock()
+	l.serveWG.Wait()
+	l.log.Info("shutting down: waiting for open connections", "connections", l.proxy.Conns().Len(), "grace", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := l.proxy.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = nil // the remaining connections were closed; that is the documented outcome
+	}
+	l.ups.Stop()
+	l.proxy.Runtime().AccessLog.Close()
+	if l.admin != nil {
+		actx, acancel := context.WithTimeout(context.Background(), 2e9)
+		defer acancel()
+		err = errors.Join(err, l.admin.Shutdown(actx))
+	}
+	return err
+}
+
+// ListenerAddr returns the bound address of the listener with this name.
+func (l *LB) ListenerAddr(name string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ln := range l.listeners {
+		if ln.Settings().Name == name {
+			return ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// AdminAddr returns the admin API's bound address, or "".
+func (l *LB) AdminAddr() string {
+	if l.admin == nil {
+		return ""
+	}
+	return l.admin.Addr()
+}
+
+// Upstreams implements admin.Backend.
+func (l *LB) Upstreams() *upstream.Set { return l.proxy.Runtime().Upstreams }
+
+// Connections implements admin.Backend.
+func (l *LB) Connections() *proxy.Table { return l.proxy.Conns() }
+
+// Serving implements admin.Backend.
+func (l *LB) Serving() bool { return l.serving.Load() }
+
+// Proxy returns the proxy (for tests and mqlb up).
+func (l *LB) Proxy() *proxy.Proxy { return l.proxy }

@@ -1,0 +1,135 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/proxy"
+	"github.com/mqlb/mqlb/internal/upstream"
+)
+
+// Reload reads the config file again and applies it (SIGHUP, POST /-/reload).
+// An invalid file is refused with the error, and the running config stays.
+func (l *LB) Reload() error {
+	if l.file == "" {
+		return errors.New("no config file to reload (the config was built in code)")
+	}
+	cfg, err := config.Load(l.file)
+	if err != nil {
+		l.log.Error("reload refused: the running config stays", "file", l.file, "error", err)
+		return err
+	}
+	cfg.File = l.file
+	return l.Apply(cfg)
+}
+
+// Apply switches to cfg without touching established connections: servers
+// are added or removed, policies and limits change for new connections,
+// listeners are opened, updated or closed. If anything cannot be built
+// (a certificate, a port), nothing changes.
+func (l *LB) Apply(cfg *config.Config) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ups, err := upstream.Build(cfg, l.ups, l.coll.ObserveCheck, l.log)
+	if err != nil {
+		return l.refuse(err)
+	}
+	plan, err := l.planListeners(cfg)
+	if err != nil {
+		return l.refuse(err)
+	}
+	alog, err := proxy.OpenAccessLog(cfg.AccessLog)
+	if err != nil {
+		plan.abort()
+		return l.refuse(err)
+	}
+	// Commit: nothing below can fail.
+	ups.Start()
+	old := l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, l.proxy.Runtime()))
+	plan.commit(l)
+	l.ups.Stop()
+	l.ups = ups
+	_ = old // the old runtime's access log is closed by the GC once its connections end
+	if cfg.Admin != l.cfg.Admin {
+		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
+	}
+	if l.level != nil {
+		l.level.Set(parseLevel(cfg.Log.Level))
+	}
+	l.cfg = cfg
+	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
+	return nil
+}
+
+func (l *LB) refuse(err error) error {
+	l.log.Error("reload refused: the running config stays", "error", err)
+	return err
+}
+
+// listenerPlan is the change to listeners a reload makes.
+type listenerPlan struct {
+	update map[string]*listener.Settings // by listenKey: new settings for a kept listener
+	open   map[string]*listener.Listener // newly bound
+	close  map[string]*listener.Listener // no longer configured
+}
+
+func (l *LB) planListeners(cfg *config.Config) (*listenerPlan, error) {
+	p := &listenerPlan{update: map[string]*listener.Settings{}, open: map[string]*listener.Listener{},
+		close: map[string]*listener.Listener{}}
+	keep := map[string]bool{}
+	for i, lc := range cfg.Listeners {
+		key := listenKey(lc)
+		s, err := listener.NewSettings(lc)
+		if err == nil && l.listeners[key] == nil {
+			var ln *listener.Listener
+			if ln, err = listener.Listen(lc.Address, s, l.log); err == nil {
+				p.open[key] = ln
+			}
+		}
+		if err != nil {
+			p.abort()
+			return nil, fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
+		}
+		p.update[key] = s
+		keep[key] = true
+	}
+	for key, ln := range l.listeners {
+		if !keep[key] {
+			p.close[key] = ln
+		}
+	}
+	return p, nil
+}
+
+func (p *listenerPlan) abort() {
+	for _, ln := range p.open {
+		ln.Close()
+	}
+}
+
+func (p *listenerPlan) commit(l *LB) {
+	for key, s := range p.update {
+		if ln := l.listeners[key]; ln != nil {
+			ln.Update(s)
+		}
+	}
+	for key, ln := range p.open {
+		l.listeners[key] = ln
+		if l.serving.Load() {
+			l.serve(ln)
+		}
+	}
+	for key, ln := range p.close {
+		ln.Close() // its accepted connections go on
+		delete(l.listeners, key)
+	}
+}
+
+func parseLevel(s string) slog.Level {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(s))
+	return lv
+}

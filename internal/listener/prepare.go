@@ -1,0 +1,132 @@
+package listener
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/proxyhdr"
+)
+
+// Client is a prepared client connection: PROXY header read (when the peer is
+// trusted) and TLS handshake done.
+type Client struct {
+	// Conn is what the client's stream is read from and written to: the TCP
+	// connection, or the TLS connection over it. Bytes read past the PROXY
+	// header come first.
+	Conn net.Conn
+	// TCP is the underlying socket.
+	TCP *net.TCPConn
+	// Remote is the client's address: from the PROXY header when there was
+	// one, else the socket peer.
+	Remote netip.AddrPort
+	// Local is the address the client connected to (from the header too).
+	Local netip.AddrPort
+	// Proxied is true when a PROXY header supplied Remote.
+	Proxied bool
+	// TLS is the handshake's state when TLS was terminated here.
+	TLS *tls.ConnectionState
+
+	pre *prefixConn
+}
+
+// Errors from Prepare, for result labels.
+var (
+	ErrProxyHeader = errors.New("bad or missing PROXY header from a trusted peer")
+	ErrTLS         = errors.New("TLS handshake failed")
+)
+
+// Prepare reads the PROXY header (trusted peers only) and does the TLS
+// handshake, both before deadline. The deadline stays set: the caller keeps
+// it for reading the CONNECT and clears it after.
+func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
+	cl := &Client{TCP: c, pre: &prefixConn{TCPConn: c}}
+	cl.Remote = addrPort(c.RemoteAddr())
+	cl.Local = addrPort(c.LocalAddr())
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	if s.Trusted != nil && trusted(s.Trusted, cl.Remote.Addr()) {
+		if err := cl.readProxy(s.ProxyTimeout, deadline); err != nil {
+			return nil, err
+		}
+	}
+	cl.Conn = cl.pre
+	if s.TLS != nil {
+		tc := tls.Server(cl.pre, s.TLS)
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTLS, err)
+		}
+		st := tc.ConnectionState()
+		cl.TLS, cl.Conn = &st, tc
+	}
+	return cl, nil
+}
+
+func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
+	if d := time.Now().Add(timeout); d.Before(deadline) {
+		cl.TCP.SetReadDeadline(d)
+		defer cl.TCP.SetReadDeadline(deadline)
+	}
+	h, rest, err := proxyhdr.Read(cl.TCP, make([]byte, 0, 256))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrProxyHeader, err)
+	}
+	cl.pre.buf = rest
+	if !h.Local {
+		cl.Remote, cl.Local, cl.Proxied = unmap(h.Source), unmap(h.Dest), true
+	}
+	return nil
+}
+
+// Pending returns bytes that were read from the socket but not yet consumed
+// through Conn (possible only after a PROXY header on a plain connection).
+func (cl *Client) Pending() []byte { return cl.pre.buf }
+
+// CertCN returns the verified client certificate's subject CN, if any.
+func (cl *Client) CertCN() string {
+	if cl.TLS == nil || len(cl.TLS.VerifiedChains) == 0 {
+		return ""
+	}
+	return cl.TLS.VerifiedChains[0][0].Subject.CommonName
+}
+
+func trusted(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return unmap(t.AddrPort())
+	}
+	return netip.AddrPort{}
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// prefixConn reads buf before the socket: the bytes that arrived with the
+// PROXY header belong to the stream after it.
+type prefixConn struct {
+	*net.TCPConn
+	buf []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}

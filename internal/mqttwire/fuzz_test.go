@@ -1,0 +1,102 @@
+package mqttwire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// FuzzParseConnect: never panic; ParseConnect and the will-keeping parse
+// agree; an accepted packet re-encodes to one that parses the same; and any
+// disagreement with mochi-mqtt is a listed one.
+func FuzzParseConnect(f *testing.F) {
+	for _, s := range seedPackets() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, n, err := ParseConnect(b)
+		full, fn, ferr := parseConnect(b, true)
+		if n < 0 || n > len(b) || n != fn || errString(err) != errString(ferr) {
+			t.Fatalf("n %d, %v; with will: n %d, %v", n, err, fn, ferr)
+		}
+		if errors.Is(err, ErrShort) && n != 0 {
+			t.Fatalf("ErrShort with n = %d", n)
+		}
+		if err == nil {
+			bare := full
+			bare.WillTopic, bare.WillPayload = "", nil
+			if d := connectDiff(c, bare); d != "" {
+				t.Fatalf("keeping the will changed other fields: %s", d)
+			}
+			checkReencode(t, full)
+		}
+		if _, err := differential(b); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// checkReencode encodes c and parses it back.
+func checkReencode(t *testing.T, c Connect) {
+	t.Helper()
+	enc := AppendConnect(nil, &c)
+	got, n, err := parseConnect(enc, true)
+	c.Size = len(enc)
+	if err != nil || n != len(enc) {
+		t.Fatalf("re-encoded % x: n %d, %v", enc, n, err)
+	}
+	if d := connectDiff(got, c); d != "" {
+		t.Fatalf("re-encoded packet parses differently: %s", d)
+	}
+	if _, err := differential(enc); err != nil {
+		t.Fatalf("re-encoded: %v", err)
+	}
+}
+
+// fuzzReadMax is the limit FuzzReadConnectChunks passes.
+const fuzzReadMax = 4096
+
+// FuzzReadConnectChunks: ReadConnect over b split at points chosen by seed,
+// into a scratch buffer whose capacity seed also chooses, decides what
+// ParseConnect decides on the whole of b, and data is what was read.
+func FuzzReadConnectChunks(f *testing.F) {
+	for i, s := range seedPackets() {
+		f.Add(s, uint64(i))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, seed uint64) {
+		r := &chunkReader{chunks: randomChunks(b, seed, 1+int(seed%32))}
+		c, data, err := ReadConnect(r, make([]byte, 0, seed>>32%64), fuzzReadMax)
+		if !bytes.Equal(data, r.produced) {
+			t.Fatalf("data % x; read % x", data, r.produced)
+		}
+		pc, pn, perr := ParseConnect(b)
+		want := expectedReadErr(b, perr)
+		if want != nil && want != perr {
+			if !errors.Is(err, want) || connectDiff(c, Connect{}) != "" {
+				t.Fatalf("c, err = %+v, %v; want zero, %v", c, err, want)
+			}
+			return
+		}
+		if errString(err) != errString(perr) || connectDiff(c, pc) != "" {
+			t.Fatalf("ReadConnect: %+v, %v\nParseConnect: %+v, %v", c, err, pc, perr)
+		}
+		if pn > 0 && (len(data) < pn || !bytes.Equal(data[:pn], b[:pn])) {
+			t.Fatalf("data % x does not hold the packet % x", data, b[:pn])
+		}
+	})
+}
+
+// expectedReadErr is what ReadConnect returns on b, given ParseConnect's err.
+func expectedReadErr(b []byte, perr error) error {
+	if size, err := ParseConnectHeader(b); err == nil && size > fuzzReadMax {
+		return ErrTooLarge
+	}
+	if !errors.Is(perr, ErrShort) {
+		return perr
+	}
+	if len(b) == 0 {
+		return io.EOF
+	}
+	return io.ErrUnexpectedEOF
+}

@@ -1,0 +1,148 @@
+package auth
+
+import (
+	"crypto/tls"
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/mqlb/mqlb/internal/node/listen"
+	"github.com/mqlb/mqlb/internal/node/listen/listentest"
+)
+
+// CONNACK codes mochi sends for a refused OnConnectAuthenticate: 0x86 Bad
+// User Name or Password in v5; in v3.1.1 mochi maps it to 0x05 Not
+// authorized (packets.V5CodesToV3), not 0x04.
+const (
+	v5BadCredentials = 0x86
+	v3NotAuthorized  = 0x05
+)
+
+func TestAnonymous(t *testing.T) {
+	for _, allow := range []bool{true, false} {
+		_, addrs := startBroker(t, mustNew(t, Options{AllowAnonymous: allow}))
+		_, ack, err := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "anon5"})
+		if allow && err != nil {
+			t.Errorf("AllowAnonymous: v5 refused: %v", err)
+		}
+		if !allow && (ack == nil || ack.ReasonCode != v5BadCredentials) {
+			t.Errorf("anonymous refused: v5 connack %+v err %v, want reason %#x", ack, err, v5BadCredentials)
+		}
+		_, code := connectV311(t, addrs["tcp"], "anon3", "", "")
+		if want := map[bool]byte{true: 0, false: v3NotAuthorized}[allow]; code != want {
+			t.Errorf("AllowAnonymous=%v: v3.1.1 return code %#x, want %#x", allow, code, want)
+		}
+	}
+}
+
+func TestPasswords(t *testing.T) {
+	h := mustNew(t, Options{UsersFile: usersFile(t, hashLine(t, "alice", "right"))})
+	_, addrs := startBroker(t, h)
+	cases := []struct {
+		name, user string
+		pw         []byte
+		ok         bool
+	}{
+		{"right password", "alice", []byte("right"), true},
+		{"wrong password", "alice", []byte("wrong"), false},
+		{"no password", "alice", nil, false},
+		{"unknown user", "mallory", []byte("right"), false},
+	}
+	for _, tc := range cases {
+		_, ack, err := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "p5", Username: tc.user, Password: tc.pw})
+		if tc.ok && err != nil {
+			t.Errorf("v5 %s: refused: %v", tc.name, err)
+		}
+		if !tc.ok && (ack == nil || ack.ReasonCode != v5BadCredentials) {
+			t.Errorf("v5 %s: connack %+v err %v, want %#x", tc.name, ack, err, v5BadCredentials)
+		}
+		want := map[bool]byte{true: 0, false: v3NotAuthorized}[tc.ok]
+		if _, code := connectV311(t, addrs["tcp"], "p3", tc.user, string(tc.pw)); code != want {
+			t.Errorf("v3.1.1 %s: return code %#x, want %#x", tc.name, code, want)
+		}
+	}
+}
+
+func TestCertificateIdentityNeedsNoPassword(t *testing.T) {
+	ca := listentest.NewCA(t)
+	h := mustNew(t, Options{})
+	_, addrs := startBroker(t, h,
+		listen.Options{ID: "mtls", Type: listen.TypeTLS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert), UsernameFromCert: true},
+		listen.Options{ID: "tls", Type: listen.TypeTLS, TLS: ca.ServerConfig(t, tls.VerifyClientCertIfGiven)})
+
+	if _, _, err := connectV5(t, addrs["mtls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d1"}); err != nil {
+		t.Errorf("verified certificate without password refused: %v", err)
+	}
+	// The certificate vouches only for its own CN.
+	_, ack, _ := connectV5(t, addrs["tls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d2", Username: "device-2"})
+	if ack == nil || ack.ReasonCode != v5BadCredentials {
+		t.Errorf("username other than the certificate CN without password: connack %+v, want %#x", ack, v5BadCredentials)
+	}
+	if _, _, err := connectV5(t, addrs["tls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d3", Username: "device-1"}); err != nil {
+		t.Errorf("username equal to the verified CN refused: %v", err)
+	}
+	// Claiming the name without a certificate is not enough.
+	_, ack, _ = connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "d4", Username: "device-1"})
+	if ack == nil || ack.ReasonCode != v5BadCredentials {
+		t.Errorf("CN as username over plain TCP: connack %+v, want %#x", ack, v5BadCredentials)
+	}
+}
+
+func TestReload(t *testing.T) {
+	h := mustNew(t, Options{UsersFile: usersFile(t, hashLine(t, "alice", "pw"))})
+	_, addrs := startBroker(t, h)
+	login := func(user string) bool {
+		_, _, err := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "r", Username: user, Password: []byte("pw")})
+		return err == nil
+	}
+	if !login("alice") || login("bob") {
+		t.Fatal("before reload: want alice in, bob out")
+	}
+	if err := h.Reload(Options{UsersFile: usersFile(t, hashLine(t, "bob", "pw"))}); err != nil {
+		t.Fatal(err)
+	}
+	if login("alice") || !login("bob") {
+		t.Error("after reload: want bob in, alice out")
+	}
+	bad := usersFile(t, "carol:not-a-hash")
+	if err := h.Reload(Options{UsersFile: bad, AllowAnonymous: true}); err == nil {
+		t.Fatal("reload with a bad users file succeeded")
+	}
+	if !login("bob") {
+		t.Error("a failed reload replaced the working users")
+	}
+	if _, _, err := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "anon"}); err == nil {
+		t.Error("a failed reload applied part of its options (anonymous access)")
+	}
+}
+
+// TestReloadConcurrent swaps rule sets while ACL checks run, for the race
+// detector; the last swap must be the one in force.
+func TestReloadConcurrent(t *testing.T) {
+	allowAll := Options{ACL: []Rule{{Allow: true, Access: AccessAll, Topic: "#"}}}
+	denyAll := Options{ACL: []Rule{{Allow: false, Access: AccessAll, Topic: "#"}}, ACLDefault: true}
+	h := mustNew(t, allowAll)
+	cl := &mqtt.Client{ID: "c"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 100 {
+			if err := h.Reload(map[bool]Options{true: allowAll, false: denyAll}[i%2 == 0]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+			h.OnACLCheck(cl, "t", true)
+		}
+	}
+	if h.OnACLCheck(cl, "t", true) {
+		t.Error("after the last reload (deny all) a publish is still allowed")
+	}
+}

@@ -1,0 +1,79 @@
+package auth
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func TestHashLineRoundTrip(t *testing.T) {
+	line, err := HashLine("alice", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(line, "alice:$2a$10$") {
+		t.Fatalf("HashLine = %q, want alice:$2a$10$…", line)
+	}
+	// htpasswd -B writes $2y$; the same hash under that prefix must load.
+	bob := strings.Replace(hashLine(t, "bob", "pw"), "$2a$", "$2y$", 1)
+	users, err := loadUsers(usersFile(t, "# users", "", line, "  "+bob+"  ", "user:with:colons"+bob[len("bob"):]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 3 {
+		t.Fatalf("loaded %d users, want 3", len(users))
+	}
+	for user, pw := range map[string]string{"alice": "s3cret", "bob": "pw", "user:with:colons": "pw"} {
+		if err := bcrypt.CompareHashAndPassword(users[user], []byte(pw)); err != nil {
+			t.Errorf("%s: password does not match the stored hash: %v", user, err)
+		}
+	}
+}
+
+func TestHashLineRejectsBadInput(t *testing.T) {
+	for _, u := range []string{"", "#admin", "a\nb", " padded"} {
+		if _, err := HashLine(u, "pw"); err == nil {
+			t.Errorf("HashLine(%q) accepted a username the users file cannot hold", u)
+		}
+	}
+	if _, err := HashLine("alice", strings.Repeat("x", 73)); err == nil {
+		t.Error("HashLine accepted a password longer than bcrypt's 72 bytes")
+	}
+}
+
+func TestUsersFileErrorsNameFileAndLine(t *testing.T) {
+	good := hashLine(t, "alice", "pw")
+	goodHash := good[len("alice:"):]
+	cases := []struct {
+		name   string
+		bad    string
+		want   string
+		secret string // must not appear in the error
+	}{
+		{"no colon", "hunter2-pasted-alone", "want username:bcrypt-hash", "hunter2"},
+		{"plaintext password", "bob:hunter2", "not a bcrypt hash", "hunter2"},
+		{"empty username", ":" + goodHash, "empty username", goodHash},
+		{"truncated hash", "bob:" + goodHash[:20], "not a bcrypt hash", goodHash[:20]},
+		{"duplicate", good, "duplicate user", goodHash},
+	}
+	for _, tc := range cases {
+		path := usersFile(t, "# line 1", good, tc.bad)
+		_, err := loadUsers(path)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, path+":3:") || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: error %q, want %q and %q", tc.name, msg, path+":3:", tc.want)
+		}
+		if strings.Contains(msg, tc.secret) || strings.Contains(msg, "$2a$04$") {
+			t.Errorf("%s: error %q leaks the hash or password", tc.name, msg)
+		}
+	}
+	if _, err := New(Options{UsersFile: "/nonexistent/users.txt"}); err == nil ||
+		!strings.Contains(err.Error(), "/nonexistent/users.txt") {
+		t.Errorf("missing file: error %v, want one naming the path", err)
+	}
+}

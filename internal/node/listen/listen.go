@@ -1,0 +1,257 @@
+// Package listen builds the broker node's network listeners for mochi-mqtt:
+// plain TCP, TLS, WebSocket (ws) and WebSocket over TLS (wss), each optionally
+// behind a PROXY protocol v1/v2 header sent by a trusted load balancer.
+//
+// The package owns everything that happens to a connection before mochi reads
+// its CONNECT: the PROXY header (so mochi sees the real client address), the
+// TLS handshake, the WebSocket upgrade, and the client-certificate identity —
+// taken from a verified TLS handshake or from the PP2_TYPE_SSL TLV of a trusted
+// PROXY v2 header. NewIdentityHook turns that identity into the MQTT username
+// (VerneMQ's use_identity_as_username); CertIdentity exposes it to auth hooks.
+//
+// Every step a client controls has a deadline that is cleared afterwards, and
+// each accepted connection is prepared in its own goroutine so a slow client
+// never blocks the accept loop.
+package listen
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Listener types accepted in Options.Type.
+const (
+	TypeTCP = "tcp"
+	TypeTLS = "tls"
+	TypeWS  = "ws"
+	TypeWSS = "wss"
+)
+
+// Defaults applied by New when the option is zero.
+const (
+	DefaultPath             = "/mqtt"
+	DefaultProxyTimeout     = 5 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultConnectTimeout   = 10 * time.Second
+)
+
+// Options configures one listener.
+type Options struct {
+	ID               string         // listener name (mochi listener id)
+	Type             string         // "tcp" | "tls" | "ws" | "wss"
+	Address          string         // host:port; port 0 allowed (Address() then reports the bound one)
+	TLS              *tls.Config    // required for tls/wss
+	Path             string         // websocket path, default "/mqtt"
+	ProxyProtocol    bool           // accept PROXY v1/v2 headers
+	Trusted          []netip.Prefix // who may send them; a header from anyone else → connection refused
+	ProxyTimeout     time.Duration  // read deadline for the header (default 5s)
+	UsernameFromCert bool           // the client certificate CN becomes the username (VerneMQ use_identity_as_username)
+
+	// HandshakeTimeout bounds the TLS handshake (and, for ws/wss, the HTTP
+	// upgrade request). Default 10s.
+	HandshakeTimeout time.Duration
+	// ConnectTimeout is the deadline for the client's CONNECT packet once the
+	// preamble is done; mochi replaces it with the keepalive deadline after
+	// CONNECT (mochi itself reads CONNECT without a deadline). Default 10s.
+	ConnectTimeout time.Duration
+}
+
+// listener implements mochi's listeners.Listener.
+type listener struct {
+	o   Options
+	log *slog.Logger
+
+	mu      sync.Mutex
+	ln      net.Listener
+	closed  bool
+	pending map[net.Conn]struct{} // connections still in their preamble
+	done    chan struct{}         // closed by Close
+	ws      *wsServer             // non-nil for ws and wss
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+// New validates o, fills defaults and returns a listener for mochi's
+// Server.AddListener. Nothing is bound until mochi calls Init. log may be nil,
+// in which case the logger mochi passes to Init is used.
+func New(o Options, log *slog.Logger) (listeners.Listener, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	l := &listener{o: o, pending: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	if log != nil {
+		l.log = log.With("listener", o.ID)
+	}
+	return l, nil
+}
+
+func (o *Options) validate() error {
+	if o.ID == "" {
+		return errors.New("listen: listener id is empty")
+	}
+	switch o.Type {
+	case TypeTCP, TypeWS:
+	case TypeTLS, TypeWSS:
+		if o.TLS == nil {
+			return fmt.Errorf("listen: listener %q: type %s needs a TLS config", o.ID, o.Type)
+		}
+	default:
+		return fmt.Errorf("listen: listener %q: unknown type %q; want tcp, tls, ws or wss", o.ID, o.Type)
+	}
+	if o.ProxyProtocol && len(o.Trusted) == 0 {
+		return fmt.Errorf("listen: listener %q: proxy protocol needs at least one trusted prefix", o.ID)
+	}
+	for _, p := range o.Trusted {
+		if !p.IsValid() {
+			return fmt.Errorf("listen: listener %q: invalid trusted prefix %v", o.ID, p)
+		}
+	}
+	return o.validateCertIdentity()
+}
+
+// validateCertIdentity refuses UsernameFromCert where no verified identity
+// can ever arrive, which would refuse every client.
+func (o *Options) validateCertIdentity() error {
+	if !o.UsernameFromCert {
+		return nil
+	}
+	switch o.Type {
+	case TypeTCP, TypeWS:
+		if !o.ProxyProtocol {
+			return fmt.Errorf("listen: listener %q: username_from_cert on %s needs TLS or a PROXY v2 header from a TLS-terminating load balancer", o.ID, o.Type)
+		}
+	default:
+		verifies := o.TLS.ClientAuth == tls.VerifyClientCertIfGiven || o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		if !verifies && o.TLS.GetConfigForClient == nil {
+			return fmt.Errorf("listen: listener %q: username_from_cert needs TLS client auth that verifies certificates (VerifyClientCertIfGiven or RequireAndVerifyClientCert)", o.ID)
+		}
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.Path == "" {
+		o.Path = DefaultPath
+	}
+	if o.ProxyTimeout <= 0 {
+		o.ProxyTimeout = DefaultProxyTimeout
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.Type == TypeTCP || o.Type == TypeWS {
+		o.TLS = nil // a plain listener never does TLS, whatever was passed
+	}
+}
+
+// ID returns the listener name.
+func (l *listener) ID() string { return l.o.ID }
+
+// Protocol returns the listener type: tcp, tls, ws or wss.
+func (l *listener) Protocol() string { return l.o.Type }
+
+// Address returns the bound address once Init has run, else the configured one.
+func (l *listener) Address() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.o.Address
+}
+
+// Init binds the address. mochi calls it from AddListener.
+func (l *listener) Init(log *slog.Logger) error {
+	if l.log == nil {
+		l.log = log
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ln, err := net.Listen("tcp", l.o.Address)
+	if err != nil {
+		return fmt.Errorf("listen: listener %q: %w", l.o.ID, err)
+	}
+	l.mu.Lock()
+	l.ln = ln
+	if l.o.Type == TypeWS || l.o.Type == TypeWSS {
+		l.ws = newWSServer(l)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Serve accepts connections until Close, handing each prepared connection to
+// establish (directly, or through the WebSocket upgrade for ws/wss).
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	handoff := func(c *conn) { l.establish(establish, c) }
+	var wsDone chan struct{}
+	if l.ws != nil {
+		wsDone = make(chan struct{})
+		go func() {
+			defer close(wsDone)
+			l.ws.serve(establish)
+		}()
+		handoff = l.ws.enqueue
+	}
+	l.acceptLoop(handoff)
+	if wsDone != nil {
+		<-wsDone
+	}
+}
+
+// Close stops accepting, closes connections still in their preamble and calls
+// closeClients once for the clients mochi already holds.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	for c := range l.pending {
+		_ = c.Close()
+	}
+	ln, ws := l.ln, l.ws
+	l.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	if ws != nil {
+		ws.close()
+	}
+	closeClients(l.o.ID)
+}
+
+// establish hands a prepared connection to mochi, with a deadline for the
+// CONNECT packet, and closes it when mochi is done with it.
+func (l *listener) establish(establish listeners.EstablishFn, c net.Conn) {
+	defer c.Close()
+	if l.isClosed() {
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(l.o.ConnectTimeout))
+	if err := establish(l.o.ID, c); err != nil {
+		l.log.Debug("client connection ended", "remote", c.RemoteAddr().String(), "error", err)
+	}
+}
+
+func (l *listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}

@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/relay"
+)
+
+// Conn is one relayed connection in the live table.
+type Conn struct {
+	ID         uint64
+	Listener   string
+	Remote     string
+	ClientID   string
+	Username   string
+	Version    byte
+	Upstream   string
+	Server     string
+	ServerAddr string
+	Since      time.Time
+	Stats      relay.Stats
+
+	client, server net.Conn
+}
+
+// Close ends the connection (both sides).
+func (c *Conn) Close() {
+	c.client.Close()
+	c.server.Close()
+}
+
+const tableShards = 32
+
+// Table is the set of relayed connections, sharded so adding and removing
+// do not contend.
+type Table struct {
+	next   atomic.Uint64
+	shards [tableShards]struct {
+		sync.Mutex
+		m map[uint64]*Conn
+	}
+}
+
+func (t *Table) add(s *session, srv net.Conn) *Conn {
+	c := &Conn{ID: t.next.Add(1), Listener: s.rec.Listener, Remote: s.rec.Remote, ClientID: s.rec.ClientID,
+		Username: s.rec.Username, Version: s.rec.Version, Upstream: s.rec.Upstream, Server: s.rec.Server,
+		ServerAddr: s.rec.ServerAddr, Since: time.Now(), client: s.cl.Conn, server: srv}
+	sh := &t.shards[c.ID%tableShards]
+	sh.Lock()
+	if sh.m == nil {
+		sh.m = map[uint64]*Conn{}
+	}
+	sh.m[c.ID] = c
+	sh.Unlock()
+	return c
+}
+
+func (t *Table) remove(c *Conn) {
+	sh := &t.shards[c.ID%tableShards]
+	sh.Lock()
+	delete(sh.m, c.ID)
+	sh.Unlock()
+}
+
+// Each calls f for every live connection; f must not block.
+func (t *Table) Each(f func(*Conn)) {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.Lock()
+		for _, c := range sh.m {
+			f(c)
+		}
+		sh.Unlock()
+	}
+}
+
+// List returns live connections (all, or those with clientID when it is
+// not empty), oldest first.
+func (t *Table) List(clientID string) []*Conn {
+	var out []*Conn
+	t.Each(func(c *Conn) {
+		if clientID == "" || c.ClientID == clientID {
+			out = append(out, c)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Len returns how many connections are live.
+func (t *Table) Len() int {
+	n := 0
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.Lock()
+		n += len(sh.m)
+		sh.Unlock()
+	}
+	return n
+}
+
+// CloseAll closes every live connection and returns how many.
+func (t *Table) CloseAll() int {
+	var all []*Conn
+	t.Each(func(c *Conn) { all = append(all, c) })
+	for _, c := range all {
+		c.Close()
+	}
+	return len(all)
+}

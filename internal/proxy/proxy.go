@@ -1,0 +1,124 @@
+// Package proxy owns one client connection's path through the load
+// balancer: prepare (PROXY header, TLS) → inspect the CONNECT → admit
+// (connection limit, per-IP rate) → pick and connect a server (PROXY header
+// out, CONNECT replayed, CONNACK awaited, retries) → relay → access log. It
+// also keeps the table of live connections and the connection metrics.
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/upstream"
+)
+
+// Runtime is one config generation: what a new connection needs. It is
+// immutable once built; a reload builds a new one and swaps it in, and
+// connections keep the one they started with.
+type Runtime struct {
+	Upstreams *upstream.Set
+	Limits    config.Limits
+	AccessLog *AccessLog
+	limiter   *ipLimiter
+}
+
+// NewRuntime assembles a runtime. prev (may be nil) lends its per-IP rate
+// limiter when the limits did not change, so a reload does not reset buckets.
+func NewRuntime(ups *upstream.Set, limits config.Limits, alog *AccessLog, prev *Runtime) *Runtime {
+	rt := &Runtime{Upstreams: ups, Limits: limits, AccessLog: alog}
+	if limits.ConnectRatePerIP > 0 {
+		if prev != nil && prev.limiter != nil && prev.limiter.same(limits) {
+			rt.limiter = prev.limiter
+		} else {
+			rt.limiter = newIPLimiter(limits)
+		}
+	}
+	return rt
+}
+
+// Proxy handles client connections with the current runtime.
+type Proxy struct {
+	rt      atomic.Pointer[Runtime]
+	conns   Table
+	metrics *Metrics
+	active  atomic.Int64 // client connections in any phase
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	log     *slog.Logger
+}
+
+// New returns a proxy using rt.
+func New(rt *Runtime, m *Metrics, log *slog.Logger) *Proxy {
+	p := &Proxy{metrics: m, log: log}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.rt.Store(rt)
+	return p
+}
+
+// Swap installs a new runtime and returns the old one.
+func (p *Proxy) Swap(rt *Runtime) *Runtime { return p.rt.Swap(rt) }
+
+// Runtime returns the current runtime.
+func (p *Proxy) Runtime() *Runtime { return p.rt.Load() }
+
+// Conns returns the live connection table.
+func (p *Proxy) Conns() *Table { return &p.conns }
+
+// Active returns client connections in any phase.
+func (p *Proxy) Active() int64 { return p.active.Load() }
+
+// Handle serves one accepted client connection until it ends. It is the
+// listener's handler and runs in its own goroutine.
+func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
+	p.wg.Add(1)
+	defer p.wg.Done()
+	n := p.active.Add(1)
+	defer p.active.Add(-1)
+	s := &session{p: p, rt: p.rt.Load(), set: l.Settings(), tcp: c, over: overLimit(n, p.rt.Load().Limits)}
+	s.rec.Start = time.Now()
+	s.rec.Listener = s.set.Name
+	s.rec.Remote = addrOf(c.RemoteAddr())
+	s.serve()
+	c.Close()
+	s.rec.Duration = time.Since(s.rec.Start)
+	p.metrics.result(s.rec.Listener, s.rec.Result)
+	s.rt.AccessLog.Write(&s.rec)
+}
+
+func overLimit(n int64, l config.Limits) bool {
+	return l.MaxConnections > 0 && n > int64(l.MaxConnections)
+}
+
+// Shutdown waits for open connections to end until ctx is done, then closes
+// the rest. Listeners must be closed first.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	p.cancel()
+	n := p.conns.CloseAll()
+	p.log.Warn("shutdown grace period over; closed open connections", "connections", n)
+	<-done
+	return ctx.Err()
+}
+
+func addrOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

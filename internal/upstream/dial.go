@@ -1,0 +1,82 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/balance"
+)
+
+// ErrNoServer is returned by Connect when no server is available or every
+// choice failed.
+var ErrNoServer = errors.New("no server available")
+
+// Attempt connects to one server and does whatever must succeed before the
+// client is committed to it (write the PROXY header and CONNECT, read the
+// CONNACK). An error counts as a passive failure of that server.
+type Attempt func(ctx context.Context, s *Server) (net.Conn, error)
+
+// Connect picks a server for c with the upstream's policy and runs try on
+// it. On failure the server is excluded and the next choice is tried, up to
+// 1+connect_retries attempts, so a client never sees a dead server while
+// another is up. The returned server has the connection counted: call
+// Release (and Released) when it closes.
+func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, try Attempt) (net.Conn, *Server, error) {
+	var tried []*Server
+	skip := func(bs balance.Server) bool { return slices.Contains(tried, bs.(*Server)) }
+	var errs []error
+	for range u.cfg.ConnectRetries + 1 {
+		bs := u.Policy.Pick(c, skip)
+		if bs == nil {
+			break
+		}
+		s := bs.(*Server)
+		s.active.Add(1) // counted before dialling, so concurrent picks see it
+		conn, err := try(ctx, s)
+		if err == nil {
+			s.total.Add(1)
+			s.dialOK()
+			if t, ok := u.Policy.(balance.Tracker); ok {
+				t.Placed(c, s)
+			}
+			return conn, s, nil
+		}
+		s.active.Add(-1)
+		s.fails.Add(1)
+		hc := u.cfg.HealthCheck
+		s.report(err, hc.Rise, hc.Fall, false, 0)
+		if hc.Type == "none" && !s.Healthy() {
+			time.AfterFunc(hc.Interval.D(), s.markUp) // passive only: retry after interval
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+		tried = append(tried, s)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil, nil, ErrNoServer
+	}
+	return nil, nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+}
+
+// Released tells a tracking policy (sticky) that a connection placed on s closed.
+func (u *Upstream) Released(c *balance.Conn, s *Server) {
+	if t, ok := u.Policy.(balance.Tracker); ok {
+		t.Released(c, s)
+	}
+}
+
+// DialTCP opens a TCP connection to s within the upstream's dial timeout.
+func (u *Upstream) DialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: u.cfg.DialTimeout.D()}
+	c, err := d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}

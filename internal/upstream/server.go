@@ -1,0 +1,214 @@
+package upstream
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/balance"
+)
+
+// State is what a server can do for new connections.
+type State uint32
+
+const (
+	StateUp       State = iota // healthy and enabled
+	StateDown                  // failing health checks or dials
+	StateDrain                 // no new connections; existing ones stay (operator)
+	StateDisabled              // no new connections, no health checks (operator)
+)
+
+func (s State) String() string {
+	switch s {
+	case StateUp:
+		return "up"
+	case StateDown:
+		return "down"
+	case StateDrain:
+		return "drain"
+	case StateDisabled:
+		return "disabled"
+	}
+	return "unknown"
+}
+
+// Admin states set by an operator.
+const (
+	adminEnabled uint32 = iota
+	adminDrain
+	adminDisabled
+)
+
+// Server is one broker address of an upstream. Its state and counters are
+// atomics: policies read them on every pick; health checks, dials and the
+// admin API write them. The same *Server lives across config reloads as long
+// as its upstream, name and address stay the same.
+type Server struct {
+	upstream string
+	name     string
+	addr     string
+	weight   int
+
+	healthy atomic.Bool
+	admin   atomic.Uint32
+	active  atomic.Int64 // connections open or being dialled
+	total   atomic.Uint64
+	fails   atomic.Uint64 // failed dials
+
+	// closed* accumulate bytes of finished connections; live ones are added
+	// by whoever reports totals (see Totals in package proxy).
+	ClosedIn  atomic.Int64
+	ClosedOut atomic.Int64
+
+	failing   atomic.Bool // failRun > 0, read without the lock on every dial
+	mu        sync.Mutex  // guards the health fields below
+	okRun     int
+	failRun   int
+	lastErr   string
+	lastCheck time.Time
+	lastDur   time.Duration
+	log       *slog.Logger
+}
+
+var _ balance.Server = (*Server)(nil)
+
+func newServer(upstream, name, addr string, weight int, log *slog.Logger) *Server {
+	s := &Server{upstream: upstream, name: name, addr: addr, weight: weight,
+		log: log.With("upstream", upstream, "server", name)}
+	s.healthy.Store(true) // optimistic until the first check says otherwise
+	return s
+}
+
+// Name returns the server's name (its address when the config names none).
+func (s *Server) Name() string { return s.name }
+
+// Address returns host:port.
+func (s *Server) Address() string { return s.addr }
+
+// Upstream returns the upstream's name.
+func (s *Server) Upstream() string { return s.upstream }
+
+// Weight returns the configured weight.
+func (s *Server) Weight() int { return s.weight }
+
+// Active returns connections open (or being dialled) to the server.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// Total returns connections ever established to it.
+func (s *Server) Total() uint64 { return s.total.Load() }
+
+// Failures returns failed dials.
+func (s *Server) Failures() uint64 { return s.fails.Load() }
+
+// Healthy reports the health-check view, ignoring the operator's state.
+func (s *Server) Healthy() bool { return s.healthy.Load() }
+
+// Available reports whether the server takes new connections.
+func (s *Server) Available() bool {
+	return s.admin.Load() == adminEnabled && s.healthy.Load()
+}
+
+// State combines the operator's state and health.
+func (s *Server) State() State {
+	switch s.admin.Load() {
+	case adminDrain:
+		return StateDrain
+	case adminDisabled:
+		return StateDisabled
+	}
+	if !s.healthy.Load() {
+		return StateDown
+	}
+	return StateUp
+}
+
+// Drain stops new connections; existing ones stay.
+func (s *Server) Drain() { s.setAdmin(adminDrain, "drain") }
+
+// Disable stops new connections and health checks; existing ones stay.
+func (s *Server) Disable() { s.setAdmin(adminDisabled, "disabled") }
+
+// Enable returns the server to service (subject to health checks).
+func (s *Server) Enable() { s.setAdmin(adminEnabled, "enabled") }
+
+func (s *Server) setAdmin(v uint32, name string) {
+	if s.admin.Swap(v) != v {
+		s.log.Info("server state set", "state", name)
+	}
+}
+
+// Release ends a connection counted by Dial.
+func (s *Server) Release() { s.active.Add(-1) }
+
+// Health is a snapshot of a server's health-check state.
+type Health struct {
+	Healthy      bool
+	LastCheck    time.Time
+	LastDuration time.Duration
+	LastError    string
+	Successes    int // consecutive
+	Failures     int // consecutive
+}
+
+// Health returns the health-check state.
+func (s *Server) Health() Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Health{Healthy: s.healthy.Load(), LastCheck: s.lastCheck, LastDuration: s.lastDur,
+		LastError: s.lastErr, Successes: s.okRun, Failures: s.failRun}
+}
+
+// report records one check or dial outcome against rise/fall thresholds and
+// flips the health state when a threshold is crossed.
+func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if check {
+		s.lastCheck, s.lastDur = time.Now(), dur
+	}
+	if err == nil {
+		s.okRun++
+		s.failRun = 0
+		s.failing.Store(false)
+		if check {
+			s.lastErr = ""
+		}
+		if !s.healthy.Load() && s.okRun >= rise {
+			s.healthy.Store(true)
+			s.log.Info("server up", "successes", s.okRun)
+		}
+		return
+	}
+	s.failRun++
+	s.failing.Store(true)
+	s.okRun = 0
+	s.lastErr = err.Error()
+	if s.healthy.Load() && s.failRun >= fall {
+		s.healthy.Store(false)
+		s.log.Warn("server down", "failures", s.failRun, "error", err, "passive", !check)
+	}
+}
+
+// dialOK resets the failure streak after a successful connection, taking
+// the lock only when there is a streak to reset.
+func (s *Server) dialOK() {
+	if s.failing.Load() {
+		s.mu.Lock()
+		s.failRun = 0
+		s.failing.Store(false)
+		s.mu.Unlock()
+	}
+}
+
+// markUp forces the server healthy (used when checks are off and a passive
+// failure's timeout has passed).
+func (s *Server) markUp() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failRun = 0
+	s.failing.Store(false)
+	if !s.healthy.Swap(true) {
+		s.log.Info("server up", "after", "fail timeout")
+	}
+}

@@ -1,0 +1,158 @@
+// Package upstream owns the broker servers behind the load balancer: their
+// state (health, operator drain/disable, connection counts) in atomics,
+// active health checks with rise/fall thresholds, and dialling with retries
+// through the upstream's balance policy. A config reload builds a new Set
+// that reuses the *Server of every server whose upstream, name and address
+// are unchanged, so health, counts and operator state survive it.
+package upstream
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/config"
+)
+
+// Upstream is a named group of servers and the policy that chooses among them.
+type Upstream struct {
+	Name    string
+	Servers []*Server
+	Policy  balance.Policy
+
+	cfg     config.Upstream
+	byName  map[string]*Server
+	checks  *checks
+	log     *slog.Logger
+	onCheck CheckObserver
+}
+
+// CheckObserver is told the outcome of every active check (for metrics).
+type CheckObserver func(s *Server, d time.Duration, err error)
+
+// Set is every upstream of one config generation.
+type Set struct {
+	byName map[string]*Upstream
+}
+
+// Get returns the upstream with this name, or nil.
+func (s *Set) Get(name string) *Upstream { return s.byName[name] }
+
+// All returns the upstreams sorted by name.
+func (s *Set) All() []*Upstream {
+	out := make([]*Upstream, 0, len(s.byName))
+	for _, u := range s.byName {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Build makes the upstreams of cfg. Servers that prev already had (same
+// upstream, name and address) are reused with their state; policies get the
+// previous policy so sticky tables survive. Nothing starts until Start.
+func Build(cfg *config.Config, prev *Set, onCheck CheckObserver, log *slog.Logger) (*Set, error) {
+	set := &Set{byName: map[string]*Upstream{}}
+	for _, name := range cfg.UpstreamNames() {
+		uc := cfg.Upstreams[name]
+		var old *Upstream
+		if prev != nil {
+			old = prev.byName[name]
+		}
+		u, err := build(name, uc, old, onCheck, log)
+		if err != nil {
+			return nil, err
+		}
+		set.byName[name] = u
+	}
+	return set, nil
+}
+
+func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserver, log *slog.Logger) (*Upstream, error) {
+	u := &Upstream{Name: name, cfg: *uc, byName: map[string]*Server{}, log: log.With("upstream", name), onCheck: onCheck}
+	for i, sc := range uc.Servers {
+		s := reuse(old, sc)
+		if s == nil {
+			s = newServer(name, sc.Name, sc.Address, sc.Weight, log)
+			applyState(s, sc.State)
+		} else if prevState(old, sc.Name) != sc.State {
+			applyState(s, sc.State) // the config's state changed: it wins
+		}
+		s.weight = uc.Servers[i].Weight
+		u.Servers = append(u.Servers, s)
+		u.byName[s.name] = s
+	}
+	bs := make([]balance.Server, len(u.Servers))
+	for i, s := range u.Servers {
+		bs[i] = s
+	}
+	opts := balance.Options{LoadFactor: uc.LoadFactor, StickyKey: uc.Sticky.Key,
+		StickyTTL: uc.Sticky.TTL.D(), StickySize: uc.Sticky.Size}
+	if old != nil {
+		opts.Prev = old.Policy
+	}
+	p, err := balance.New(uc.Balance, bs, opts)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", name, err)
+	}
+	u.Policy = p
+	return u, nil
+}
+
+// reuse returns old's server with the same name and address, if any. A
+// weight change keeps the server (weight is not part of its identity).
+func reuse(old *Upstream, sc config.Server) *Server {
+	if old == nil {
+		return nil
+	}
+	if s := old.byName[sc.Name]; s != nil && s.addr == sc.Address {
+		return s
+	}
+	return nil
+}
+
+func prevState(old *Upstream, name string) string {
+	for _, sc := range old.cfg.Servers {
+		if sc.Name == name {
+			return sc.State
+		}
+	}
+	return ""
+}
+
+func applyState(s *Server, state string) {
+	switch state {
+	case "drain":
+		s.admin.Store(adminDrain)
+	case "disabled":
+		s.admin.Store(adminDisabled)
+	default:
+		s.admin.Store(adminEnabled)
+	}
+}
+
+// Server returns the server with this name, or nil.
+func (u *Upstream) Server(name string) *Server { return u.byName[name] }
+
+// Config returns the upstream's configuration.
+func (u *Upstream) Config() config.Upstream { return u.cfg }
+
+// Start begins health checks of every upstream. Calling it again does nothing.
+func (s *Set) Start() {
+	for _, u := range s.byName {
+		if u.checks == nil {
+			u.checks = startChecks(u)
+		}
+	}
+}
+
+// Stop ends health checks and waits for them.
+func (s *Set) Stop() {
+	for _, u := range s.byName {
+		if u.checks != nil {
+			u.checks.stop()
+		}
+	}
+}
