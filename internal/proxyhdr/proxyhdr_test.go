@@ -33,8 +33,8 @@ var v2Local = []byte{
 
 var v2TCP6WithTLV = append([]byte{
 	'\r', '\n', '\r', '\n', 0x00, '\r', '\n', 'Q', 'U', 'I', 'T', '\n',
-	0x21, // PROXY
-	0x21, // TCP over IPv6
+	0x21,       // PROXY
+	0x21,       // TCP over IPv6
 	0x00, 0x2A, // 36 address bytes + 6 TLV bytes
 	0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, // source 2001:db8::1
 	0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, // destination 2001:db8::2
