@@ -16,7 +16,7 @@ import (
 type Mosquitto struct {
 	Addr string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SyncBuffer
 	once sync.Once
 }
 
@@ -46,7 +46,7 @@ func StartMosquitto(t testing.TB, extra string) *Mosquitto {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := &Mosquitto{Addr: addr, out: new(syncBuffer)}
+	m := &Mosquitto{Addr: addr, out: new(SyncBuffer)}
 	m.cmd = exec.Command(bin, "-c", conf)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
@@ -70,18 +70,20 @@ func (m *Mosquitto) Stop() {
 // Output returns what mosquitto printed so far.
 func (m *Mosquitto) Output() string { return m.out.String() }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for one writer and concurrent readers
+// (a process's output read while it runs).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

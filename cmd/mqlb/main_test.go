@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// TestMain lets the test binary act as the mqlb command: when MQLB_AS_MAIN
+// is set it runs main with the remaining arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("MQLB_AS_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func mqlb(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "MQLB_AS_MAIN=1")
+	return cmd
+}
+
+func TestVersion(t *testing.T) {
+	out, err := mqlb("version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "mqlb ") || !strings.Contains(string(out), "go1.") {
+		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+func TestCheckExample(t *testing.T) {
+	out, err := mqlb("check", "-c", "../../examples/mqlb.yaml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{"valid load balancer config", "brokers: balance client_id", "node1", "admin: 127.0.0.1:9090"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCheckInvalid(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(f, []byte("listeners:\n  - { address: \"127.0.0.1:1883\", upstream: brokers }\nupstreams:\n  brokers:\n    balance: clientid\n    servers: [{ address: \"127.0.0.1:1\" }]\n"), 0o600)
+	cmd := mqlb("check", "-c", f)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want status 1", err)
+	}
+	if !strings.Contains(stderr.String(), `upstreams.brokers.balance (line 5): unknown value "clientid"`) {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	err := mqlb("frobnicate").Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2", err)
+	}
+}
+
+// TestRunReloadsOnSIGHUPAndStopsOnSIGTERM runs `mqlb run` as a process.
+func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
+	b := testutil.StartMochi(t)
+	dir := t.TempDir()
+	admin := testutil.FreeAddr(t)
+	file := filepath.Join(dir, "mqlb.yaml")
+	write := func(policy string) {
+		cfg := fmt.Sprintf("listeners: [{ name: mqtt, address: %q, upstream: brokers }]\n"+
+			"upstreams:\n  brokers:\n    balance: %s\n    servers: [{ name: one, address: %q }]\n"+
+			"admin: { address: %q }\naccess_log: { path: \"off\" }\n", testutil.FreeAddr(t), policy, b.Addr, admin)
+		os.WriteFile(file, []byte(cfg), 0o600)
+	}
+	write("client_id")
+	cmd := mqlb("run", "-c", file)
+	stderr := new(testutil.SyncBuffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	balance := func() string {
+		resp, err := http.Get("http://" + admin + "/api/v1/upstreams")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(balance(), `"balance": "client_id"`) }, "mqlb run serving")
+	write("least_conn")
+	cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(balance(), `"balance": "least_conn"`) },
+		"SIGHUP applied the new policy; log:\n%s", stderr.String())
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("mqlb run exited with %v:\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("mqlb run did not stop on SIGTERM")
+	}
+}
