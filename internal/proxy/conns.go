@@ -25,13 +25,21 @@ type Conn struct {
 	Stats      relay.Stats
 
 	client, server net.Conn
+	relay          atomic.Pointer[relay.Relay]
 }
 
-// Close ends the connection (both sides).
+// Close ends the connection (both sides) through its relay, so a relay
+// parked without a goroutine is finished too.
 func (c *Conn) Close() {
+	if r := c.relay.Load(); r != nil {
+		r.Close()
+		return
+	}
 	c.client.Close()
 	c.server.Close()
 }
+
+func (c *Conn) setRelay(r *relay.Relay) { c.relay.Store(r) }
 
 const tableShards = 32
 

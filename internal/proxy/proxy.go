@@ -74,22 +74,32 @@ func (p *Proxy) Conns() *Table { return &p.conns }
 // Active returns client connections in any phase.
 func (p *Proxy) Active() int64 { return p.active.Load() }
 
-// Handle serves one accepted client connection until it ends. It is the
-// listener's handler and runs in its own goroutine.
+// Handle serves one accepted client connection. It is the listener's
+// handler and runs in its own goroutine, which ends once the connection is
+// relayed: from then on the relay owns it (with no goroutine while idle) and
+// finishes the session when it ends.
 func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
 	p.wg.Add(1)
-	defer p.wg.Done()
 	n := p.active.Add(1)
-	defer p.active.Add(-1)
-	s := &session{p: p, rt: p.rt.Load(), set: l.Settings(), tcp: c, over: overLimit(n, p.rt.Load().Limits)}
+	rt := p.rt.Load()
+	s := &session{p: p, rt: rt, set: l.Settings(), tcp: c, over: overLimit(n, rt.Limits)}
 	s.rec.Start = time.Now()
 	s.rec.Listener = s.set.Name
 	s.rec.Remote = addrOf(c.RemoteAddr())
-	s.serve()
-	c.Close()
+	if !s.serve() {
+		s.end()
+	}
+}
+
+// end closes the client connection and accounts for it: metrics, access log,
+// shutdown wait group.
+func (s *session) end() {
+	s.tcp.Close()
 	s.rec.Duration = time.Since(s.rec.Start)
-	p.metrics.result(s.rec.Listener, s.rec.Result)
+	s.p.metrics.result(s.rec.Listener, s.rec.Result)
 	s.rt.AccessLog.Write(&s.rec)
+	s.p.active.Add(-1)
+	s.p.wg.Done()
 }
 
 func overLimit(n int64, l config.Limits) bool {

@@ -49,26 +49,39 @@ type session struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func (s *session) serve() {
+// serve takes the connection as far as it goes; true means it is being
+// relayed and the relay will end the session.
+func (s *session) serve() bool {
 	deadline := s.rec.Start.Add(s.rt.Limits.ConnectTimeout.D())
 	cl, err := listener.Prepare(s.tcp, s.set, deadline)
 	if err != nil {
 		s.fail(prepareResult(err), err)
-		return
+		return false
 	}
 	s.cl = cl
 	s.rec.Remote = cl.Remote.String()
 	s.rec.CertCN = cl.CertCN()
 	bp := bufPool.Get().(*[]byte)
-	defer func() { *bp = s.data[:0]; bufPool.Put(bp) }()
-	if !s.inspect(*bp) {
-		return
+	ok := s.inspect(*bp)
+	var out *outbound
+	if ok {
+		s.tcp.SetDeadline(time.Time{})
+		ok = s.admit()
 	}
-	s.tcp.SetDeadline(time.Time{})
-	if !s.admit() {
-		return
+	u := s.rt.Upstreams.Get(s.set.Upstream)
+	if ok {
+		out, err = s.outbound(u) // copies the client's bytes out of the buffer
 	}
-	s.proxy()
+	*bp, s.data = s.data[:0], nil
+	bufPool.Put(bp)
+	if !ok {
+		return false
+	}
+	if err != nil {
+		s.fail(ResultError, err)
+		return false
+	}
+	return s.proxy(u, out)
 }
 
 // inspect reads the CONNECT and fills the record from it.
@@ -136,54 +149,64 @@ func (s *session) admit() bool {
 	return true
 }
 
-// proxy connects a server and relays until the connection ends.
-func (s *session) proxy() {
-	u := s.rt.Upstreams.Get(s.set.Upstream)
+// proxy connects a server and starts relaying; true means the relay now
+// owns the session.
+func (s *session) proxy(u *upstream.Upstream, out *outbound) bool {
 	s.rec.Upstream = s.set.Upstream
 	bc := &balance.Conn{ClientID: s.connect.ClientID, Username: s.connect.Username, Source: s.cl.Remote.Addr()}
-	out, err := s.outbound(u)
-	if err != nil {
-		s.fail(ResultError, err)
-		return
-	}
 	srv, sv, err := u.Connect(s.p.ctx, bc, out.attempt)
 	if err != nil {
 		s.p.log.Warn("no server for client", "remote", s.rec.Remote, "listener", s.rec.Listener,
 			"client_id", s.rec.ClientID, "upstream", u.Name, "error", err)
 		s.refuse(mqttwire.RefuseUnavailable, ResultNoServer)
-		return
+		return false
 	}
-	defer func() {
-		sv.Release()
-		u.Released(bc, sv)
-	}()
 	s.rec.Server, s.rec.ServerAddr, s.rec.Connack = sv.Name(), sv.Address(), out.connack
 	s.rec.Result = ResultOK
 	s.p.metrics.result(s.rec.Listener, ResultOK)
-	s.relay(srv, sv, out.reply)
+	return s.relay(srv, &placed{u: u, sv: sv, bc: bc}, out.reply)
 }
 
-// relay forwards the server's first bytes (the CONNACK) and then both
-// directions until the end.
-func (s *session) relay(srv net.Conn, sv *upstream.Server, reply []byte) {
+// placed is where a relayed connection went, to undo at the end.
+type placed struct {
+	u  *upstream.Upstream
+	sv *upstream.Server
+	bc *balance.Conn
+}
+
+func (pl *placed) release(in, out int64) {
+	pl.sv.Release()
+	pl.u.Released(pl.bc, pl.sv)
+	pl.sv.ClosedIn.Add(in)
+	pl.sv.ClosedOut.Add(out)
+}
+
+// relay forwards the server's first bytes (the CONNACK) and starts relaying
+// both directions; the relay's end finishes the session.
+func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 	client := s.cl.Conn
 	if s.cl.TLS == nil {
 		client = s.cl.TCP // plain TCP both sides: the splice path
 	}
 	ent := s.p.conns.add(s, srv)
-	defer s.p.conns.remove(ent)
 	ent.Stats.In.Add(s.rec.BytesIn)
 	if _, err := client.Write(reply); err != nil {
 		srv.Close()
+		s.p.conns.remove(ent)
+		pl.release(s.rec.BytesIn, 0)
 		s.rec.Reason = "client_error"
-		return
+		return false
 	}
 	ent.Stats.Out.Add(int64(len(reply)))
-	res := relay.Pipe(client, srv, &ent.Stats, relay.Options{FinTimeout: 10 * time.Second})
-	s.rec.Reason = res.Reason
-	s.rec.BytesIn, s.rec.BytesOut = ent.Stats.In.Load(), ent.Stats.Out.Load()
-	sv.ClosedIn.Add(s.rec.BytesIn)
-	sv.ClosedOut.Add(s.rec.BytesOut)
+	r := relay.Start(client, srv, &ent.Stats, relay.Options{FinTimeout: 10 * time.Second}, func(res relay.Result) {
+		s.p.conns.remove(ent)
+		s.rec.Reason = res.Reason
+		s.rec.BytesIn, s.rec.BytesOut = ent.Stats.In.Load(), ent.Stats.Out.Load()
+		pl.release(s.rec.BytesIn, s.rec.BytesOut)
+		s.end()
+	})
+	ent.setRelay(r)
+	return true
 }
 
 // fail ends a connection that is refused without an MQTT answer.

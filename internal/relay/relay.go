@@ -3,17 +3,18 @@
 // counting bytes per direction.
 //
 // Plain TCP to plain TCP goes through the kernel's splice(2) path with no
-// userspace copy. Unlike io.Copy's splice (which keeps a pipe while it waits
-// for data), a pipe is taken from a pool only while bytes are moving, so an
-// idle relayed connection costs two parked goroutines and nothing else. Other
-// pairs (TLS) copy through pooled buffers, taken only once data is there when
-// the source is a TCP socket.
+// userspace copy, and costs nothing while idle: a direction with data runs
+// in a goroutine, and one that has moved nothing for ParkAfter is parked in
+// the package's own epoll set with no goroutine, no pipe and no buffer until
+// its socket is readable again. Other pairs (TLS) copy through pooled
+// buffers in two goroutines.
 package relay
 
 import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -35,25 +36,39 @@ type Options struct {
 // Result says how a relay ended: by the direction that ended first.
 type Result struct {
 	// Reason is client_closed, server_closed, client_error, server_error,
-	// client_fin_timeout, server_fin_timeout or closed (stopped from outside).
+	// client_fin_timeout, server_fin_timeout or closed (stopped by Close).
 	Reason string
 	Err    error // the error that ended it, if any
 }
 
-// Pipe relays between client and server until both directions end or one
-// fails, then closes both. It blocks; closing either connection from another
-// goroutine stops it.
-func Pipe(client, server net.Conn, st *Stats, opt Options) Result {
-	up := make(chan end, 1)
-	go clientToServer(server, client, &st.In, opt.FinTimeout, up)
-	down := serverToClient(client, server, &st.Out, opt.FinTimeout)
-	u := <-up
-	client.Close()
-	server.Close()
-	if u.at.Before(down.at) {
-		return u.result("client")
+// Relay is a running relay.
+type Relay struct {
+	stop func()
+}
+
+// Close ends the relay: both connections are closed and done is called.
+// It may be called more than once and after the relay ended.
+func (r *Relay) Close() { r.stop() }
+
+// Start relays between client and server in the background and calls done
+// exactly once, from another goroutine, when both directions have ended or
+// Close was called. Both connections are closed before done runs.
+func Start(client, server net.Conn, st *Stats, opt Options, done func(Result)) *Relay {
+	c, cok := client.(*net.TCPConn)
+	s, sok := server.(*net.TCPConn)
+	if cok && sok {
+		if r := startSplice(c, s, st, opt, done); r != nil {
+			return r
+		}
 	}
-	return down.result("server")
+	return startGoroutines(client, server, st, opt, done)
+}
+
+// Pipe is Start and wait: it returns when the relay has ended.
+func Pipe(client, server net.Conn, st *Stats, opt Options) Result {
+	ch := make(chan Result, 1)
+	Start(client, server, st, opt, func(r Result) { ch <- r })
+	return <-ch
 }
 
 // end is how one direction ended: err == nil is a clean EOF from its source.
@@ -68,11 +83,37 @@ func (e end) result(side string) Result {
 		return Result{Reason: side + "_closed"}
 	case errors.Is(e.err, net.ErrClosed):
 		return Result{Reason: "closed", Err: e.err}
-	case errors.Is(e.err, os.ErrDeadlineExceeded):
+	case errors.Is(e.err, errFinTimeout), errors.Is(e.err, os.ErrDeadlineExceeded):
 		return Result{Reason: side + "_fin_timeout", Err: e.err}
 	default:
 		return Result{Reason: side + "_error", Err: e.err}
 	}
+}
+
+var errFinTimeout = errors.New("fin timeout")
+
+// firstResult names the direction that ended first (up is client→server).
+func firstResult(up, down end) Result {
+	if up.at.Before(down.at) {
+		return up.result("client")
+	}
+	return down.result("server")
+}
+
+// startGoroutines relays with one goroutine per direction (the goroutine
+// that serves server→client also waits for the other and reports).
+func startGoroutines(client, server net.Conn, st *Stats, opt Options, done func(Result)) *Relay {
+	var once sync.Once
+	stop := func() { once.Do(func() { client.Close(); server.Close() }) }
+	go func() {
+		up := make(chan end, 1)
+		go clientToServer(server, client, &st.In, opt.FinTimeout, up)
+		down := serverToClient(client, server, &st.Out, opt.FinTimeout)
+		u := <-up
+		stop()
+		done(firstResult(u, down))
+	}()
+	return &Relay{stop: stop}
 }
 
 // clientToServer is the upstream copy loop (named so stack dumps read).
@@ -89,7 +130,7 @@ func serverToClient(dst, src net.Conn, n *atomic.Int64, fin time.Duration) end {
 // EOF too, and bounds the other direction (which reads from dst) by fin. On an
 // error it closes both connections, which ends the other direction.
 func pump(dst, src net.Conn, n *atomic.Int64, fin time.Duration) end {
-	err := copyConn(dst, src, n)
+	err := copyBuffered(dst, src, n)
 	if err != nil {
 		src.Close()
 		dst.Close()
@@ -100,16 +141,6 @@ func pump(dst, src net.Conn, n *atomic.Int64, fin time.Duration) end {
 		_ = dst.SetReadDeadline(time.Now().Add(fin))
 	}
 	return end{at: time.Now()}
-}
-
-// copyConn copies src to dst until src's EOF (nil) or an error.
-func copyConn(dst, src net.Conn, n *atomic.Int64) error {
-	d, dok := dst.(*net.TCPConn)
-	s, sok := src.(*net.TCPConn)
-	if dok && sok {
-		return spliceConn(d, s, n)
-	}
-	return copyBuffered(dst, src, n)
 }
 
 type closeWriter interface{ CloseWrite() error }

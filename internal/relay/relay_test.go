@@ -53,7 +53,7 @@ func newProxied(t testing.TB, opt Options) *proxied {
 	c, lc := tcpPair(t)
 	ls, s := tcpPair(t)
 	p := &proxied{client: c, server: s, lbClient: lc, lbServer: ls, stats: new(Stats), done: make(chan Result, 1)}
-	go func() { p.done <- Pipe(lc, ls, p.stats, opt) }()
+	Start(lc, ls, p.stats, opt, func(r Result) { p.done <- r })
 	t.Cleanup(func() { c.Close(); s.Close(); lc.Close(); ls.Close() })
 	return p
 }

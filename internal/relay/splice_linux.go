@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -48,34 +47,6 @@ func getPipe() (*pipe, error) {
 func putPipe(p *pipe) {
 	if p.data == 0 {
 		pipePool.Put(p)
-	}
-}
-
-// spliceConn moves src to dst through a pooled pipe until src's EOF (nil)
-// or an error.
-func spliceConn(dst, src *net.TCPConn, n *atomic.Int64) error {
-	var sp splicer
-	var err error
-	if sp.src, err = src.SyscallConn(); err != nil {
-		return err
-	}
-	if sp.dst, err = dst.SyscallConn(); err != nil {
-		return err
-	}
-	sp.onReadable, sp.onWritable = sp.fill, sp.drain // bound once: no allocation per chunk
-	for {
-		p, err := sp.in()
-		if err != nil || p == nil {
-			return err // p == nil && err == nil: EOF
-		}
-		moved := p.data
-		err = sp.out()
-		n.Add(int64(moved - p.data))
-		putPipe(p)
-		sp.p = nil
-		if err != nil {
-			return err
-		}
 	}
 }
 
