@@ -1,7 +1,7 @@
 // Package admin serves the load balancer's admin HTTP API: /healthz,
 // /metrics (Prometheus), the JSON API under /api/v1 (upstreams and server
-// state changes, live connections, sticky tables), POST /-/reload, and the
-// dashboard under /ui/. It binds to loopback unless configured otherwise and
+// state changes, live connections, sticky tables), POST /-/reload, the
+// dashboard under /ui/ and Go's profiler under /debug/pprof/. It binds to loopback unless configured otherwise and
 // requires a bearer token for everything but /healthz when one is set.
 package admin
 
@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -89,6 +90,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
 	mux.Handle("POST /-/reload", s.auth(http.HandlerFunc(s.reload)))
 	mux.Handle("GET /ui/", uiHandler())
+	mux.Handle("/debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	return mux
 }
