@@ -40,7 +40,6 @@ type direction struct {
 	p        *pair
 	idx      int
 	src, dst *net.TCPConn
-	srcFD    int
 	sp       splicer
 	n        *atomic.Int64
 	mode     atomic.Int32
@@ -61,8 +60,13 @@ func startSplice(client, server *net.TCPConn, st *Stats, opt Options, done func(
 	}
 	p.dirs = [2]*direction{up, down}
 	pairs.add(p)
-	go up.clientToServer()
-	go down.serverToClient()
+	// Start parked: most MQTT connections are quiet after the CONNACK, and
+	// bytes already waiting wake a direction at once (level-triggered).
+	for _, d := range p.dirs {
+		if !p.park(d) {
+			go d.resume()
+		}
+	}
 	return &Relay{stop: p.close}
 }
 
@@ -76,8 +80,7 @@ func newDirection(p *pair, idx int, src, dst *net.TCPConn, n *atomic.Int64) (*di
 		return nil, err
 	}
 	d.sp.onReadable, d.sp.onWritable = d.sp.fill, d.sp.drain
-	cerr := d.sp.src.Control(func(fd uintptr) { d.srcFD = int(fd) })
-	return d, cerr
+	return d, nil
 }
 
 // clientToServer and serverToClient name the goroutines in stack dumps.
@@ -219,6 +222,13 @@ func (d *direction) kick() {
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
+
+// closedUnderfoot reports a parked direction whose socket was closed without
+// Relay.Close: the kernel dropped its epoll registration, so no event will
+// ever wake it; the sweeper ends its pair instead.
+func (d *direction) closedUnderfoot() bool {
+	return d.mode.Load() == modeParked && d.sp.src.Control(func(uintptr) {}) != nil
+}
 
 // errno helper for the poller.
 func isEINTR(err error) bool { return errors.Is(err, syscall.EINTR) }

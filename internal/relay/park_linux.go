@@ -57,12 +57,24 @@ func (pl *poller) park(d *direction) error {
 	if !d.inEpoll {
 		op = unix.EPOLL_CTL_ADD
 	}
-	if err := unix.EpollCtl(pl.epfd, op, d.srcFD, &ev); err != nil {
+	if err := pl.ctl(d, op, &ev); err != nil {
 		pl.cancel(d)
 		return err
 	}
 	d.inEpoll = true
 	return nil
+}
+
+// ctl runs epoll_ctl on d's source socket inside RawConn.Control, which holds
+// a reference on the descriptor: its number cannot be closed and reused by
+// another connection meanwhile, and a closed socket is not touched at all
+// (closing it already took it out of the epoll set).
+func (pl *poller) ctl(d *direction, op int, ev *unix.EpollEvent) error {
+	var err error
+	if cerr := d.sp.src.Control(func(fd uintptr) { err = unix.EpollCtl(pl.epfd, op, int(fd), ev) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // cancel takes d back if it is still waiting (true); false means the poller
@@ -81,7 +93,7 @@ func (pl *poller) cancel(d *direction) bool {
 // closes, with d.p.mu held.
 func (pl *poller) forget(d *direction) {
 	if d.inEpoll {
-		_ = unix.EpollCtl(pl.epfd, unix.EPOLL_CTL_DEL, d.srcFD, nil)
+		_ = pl.ctl(d, unix.EPOLL_CTL_DEL, nil)
 		d.inEpoll = false
 	}
 }
@@ -164,9 +176,16 @@ func (s *pairSet) each(f func(*pair)) {
 // sweep kicks directions that moved nothing for a whole period.
 func (s *pairSet) sweep() {
 	for range time.Tick(ParkAfter) {
+		var orphans []*pair
 		s.each(func(p *pair) {
 			p.dirs[0].kick()
 			p.dirs[1].kick()
+			if p.dirs[0].closedUnderfoot() || p.dirs[1].closedUnderfoot() {
+				orphans = append(orphans, p)
+			}
 		})
+		for _, p := range orphans {
+			p.close()
+		}
 	}
 }

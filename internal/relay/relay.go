@@ -47,7 +47,9 @@ type Relay struct {
 }
 
 // Close ends the relay: both connections are closed and done is called.
-// It may be called more than once and after the relay ended.
+// It may be called more than once and after the relay ended. Close the
+// relay rather than its connections: a connection closed directly ends a
+// parked relay only at the next sweep (within ParkAfter).
 func (r *Relay) Close() { r.stop() }
 
 // Start relays between client and server in the background and calls done
