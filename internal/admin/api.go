@@ -128,7 +128,7 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	for _, c := range all[:min(len(all), limit)] {
 		out = append(out, ConnJSON{ID: c.ID, Listener: c.Listener, Remote: c.Remote, ClientID: c.ClientID,
 			Username: c.Username, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
-			ServerAddr: c.ServerAddr, Since: c.Since, BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load()})
+			ServerAddr: c.ServerAddr, Since: c.Start, BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(all), "connections": out})
 }

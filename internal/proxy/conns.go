@@ -5,27 +5,22 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/mqlb/mqlb/internal/relay"
 )
 
-// Conn is one relayed connection in the live table.
+// Conn is one relayed connection in the live table. It carries the access
+// record that is written when it closes, so nothing else about the session
+// needs to stay in memory while it is relayed.
 type Conn struct {
-	ID         uint64
-	Listener   string
-	Remote     string
-	ClientID   string
-	Username   string
-	Version    byte
-	Upstream   string
-	Server     string
-	ServerAddr string
-	Since      time.Time
-	Stats      relay.Stats
+	ID uint64
+	Record
+	Stats relay.Stats
 
 	client, server net.Conn
 	relay          atomic.Pointer[relay.Relay]
+	placed         *placed
+	rt             *Runtime
 }
 
 // Close ends the connection (both sides) through its relay, so a relay
@@ -53,10 +48,8 @@ type Table struct {
 	}
 }
 
-func (t *Table) add(s *session, srv net.Conn) *Conn {
-	c := &Conn{ID: t.next.Add(1), Listener: s.rec.Listener, Remote: s.rec.Remote, ClientID: s.rec.ClientID,
-		Username: s.rec.Username, Version: s.rec.Version, Upstream: s.rec.Upstream, Server: s.rec.Server,
-		ServerAddr: s.rec.ServerAddr, Since: time.Now(), client: s.cl.Conn, server: srv}
+func (t *Table) add(c *Conn) {
+	c.ID = t.next.Add(1)
 	sh := &t.shards[c.ID%tableShards]
 	sh.Lock()
 	if sh.m == nil {
@@ -64,7 +57,6 @@ func (t *Table) add(s *session, srv net.Conn) *Conn {
 	}
 	sh.m[c.ID] = c
 	sh.Unlock()
-	return c
 }
 
 func (t *Table) remove(c *Conn) {

@@ -182,31 +182,39 @@ func (pl *placed) release(in, out int64) {
 }
 
 // relay forwards the server's first bytes (the CONNACK) and starts relaying
-// both directions; the relay's end finishes the session.
+// both directions. From here the table entry carries the connection: the
+// session is let go, and the relay's end finishes the entry.
 func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 	client := s.cl.Conn
 	if s.cl.TLS == nil {
 		client = s.cl.TCP // plain TCP both sides: the splice path
 	}
-	ent := s.p.conns.add(s, srv)
-	ent.Stats.In.Add(s.rec.BytesIn)
 	if _, err := client.Write(reply); err != nil {
 		srv.Close()
-		s.p.conns.remove(ent)
 		pl.release(s.rec.BytesIn, 0)
 		s.rec.Reason = "client_error"
 		return false
 	}
-	ent.Stats.Out.Add(int64(len(reply)))
-	r := relay.Start(client, srv, &ent.Stats, relay.Options{FinTimeout: 10 * time.Second}, func(res relay.Result) {
-		s.p.conns.remove(ent)
-		s.rec.Reason = res.Reason
-		s.rec.BytesIn, s.rec.BytesOut = ent.Stats.In.Load(), ent.Stats.Out.Load()
-		pl.release(s.rec.BytesIn, s.rec.BytesOut)
-		s.end()
-	})
-	ent.setRelay(r)
+	c := &Conn{Record: s.rec, client: client, server: srv, placed: pl, rt: s.rt}
+	c.Stats.In.Store(s.rec.BytesIn)
+	c.Stats.Out.Store(s.rec.BytesOut + int64(len(reply)))
+	s.p.conns.add(c)
+	p := s.p
+	c.setRelay(relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
+		func(res relay.Result) { p.relayed(c, res) }))
 	return true
+}
+
+// relayed finishes a relayed connection: table, server counts, access log.
+func (p *Proxy) relayed(c *Conn, res relay.Result) {
+	p.conns.remove(c)
+	c.Reason = res.Reason
+	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
+	c.placed.release(c.BytesIn, c.BytesOut)
+	c.Duration = time.Since(c.Start)
+	c.rt.AccessLog.Write(&c.Record)
+	p.active.Add(-1)
+	p.wg.Done()
 }
 
 // fail ends a connection that is refused without an MQTT answer.

@@ -52,13 +52,16 @@ type direction struct {
 // startSplice starts a pair, or returns nil when the sockets cannot be used
 // raw (then the goroutine relay is used).
 func startSplice(client, server *net.TCPConn, st *Stats, opt Options, done func(Result)) *Relay {
-	p := &pair{client: client, server: server, opt: opt, done: done}
-	up, err1 := newDirection(p, 0, client, server, &st.In)
-	down, err2 := newDirection(p, 1, server, client, &st.Out)
+	crc, err1 := client.SyscallConn()
+	src, err2 := server.SyscallConn()
 	if err1 != nil || err2 != nil {
 		return nil
 	}
-	p.dirs = [2]*direction{up, down}
+	p := &pair{client: client, server: server, opt: opt, done: done}
+	p.dirs = [2]*direction{
+		newDirection(p, 0, client, server, crc, src, &st.In),
+		newDirection(p, 1, server, client, src, crc, &st.Out),
+	}
 	pairs.add(p)
 	// Start parked: most MQTT connections are quiet after the CONNACK, and
 	// bytes already waiting wake a direction at once (level-triggered).
@@ -70,17 +73,11 @@ func startSplice(client, server *net.TCPConn, st *Stats, opt Options, done func(
 	return &Relay{stop: p.close}
 }
 
-func newDirection(p *pair, idx int, src, dst *net.TCPConn, n *atomic.Int64) (*direction, error) {
+func newDirection(p *pair, idx int, src, dst *net.TCPConn, srcRC, dstRC syscall.RawConn, n *atomic.Int64) *direction {
 	d := &direction{p: p, idx: idx, src: src, dst: dst, n: n}
-	var err error
-	if d.sp.src, err = src.SyscallConn(); err != nil {
-		return nil, err
-	}
-	if d.sp.dst, err = dst.SyscallConn(); err != nil {
-		return nil, err
-	}
-	d.sp.onReadable, d.sp.onWritable = d.sp.fill, d.sp.drain
-	return d, nil
+	d.sp.src, d.sp.dst = srcRC, dstRC
+	d.sp.bind()
+	return d
 }
 
 // clientToServer and serverToClient name the goroutines in stack dumps.

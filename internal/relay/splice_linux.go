@@ -52,10 +52,21 @@ func putPipe(p *pipe) {
 
 // splicer is one direction's splice state, reused for every chunk.
 type splicer struct {
-	src, dst               syscall.RawConn
-	p                      *pipe
-	err                    error
-	onReadable, onWritable func(fd uintptr) bool
+	src, dst syscall.RawConn
+	p        *pipe
+	err      error
+	writing  bool                  // which of fill and drain poll calls
+	poll     func(fd uintptr) bool // one closure for both, made once
+}
+
+// bind makes the poll closure, once per direction.
+func (sp *splicer) bind() {
+	sp.poll = func(fd uintptr) bool {
+		if sp.writing {
+			return sp.drain(fd)
+		}
+		return sp.fill(fd)
+	}
 }
 
 // in waits until src has data and splices it into a pipe. The pipe is taken
@@ -63,7 +74,8 @@ type splicer struct {
 // nil, nil at EOF.
 func (sp *splicer) in() (*pipe, error) {
 	sp.err = nil
-	err := sp.src.Read(sp.onReadable)
+	sp.writing = false
+	err := sp.src.Read(sp.poll)
 	if err == nil {
 		err = sp.err
 	}
@@ -105,7 +117,8 @@ func (sp *splicer) fill(fd uintptr) bool {
 // out writes everything in the pipe to dst, waiting for writability as needed.
 func (sp *splicer) out() error {
 	sp.err = nil
-	if err := sp.dst.Write(sp.onWritable); err != nil {
+	sp.writing = true
+	if err := sp.dst.Write(sp.poll); err != nil {
 		return err
 	}
 	return sp.err
