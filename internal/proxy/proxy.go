@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,11 +53,12 @@ type Proxy struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	log     *slog.Logger
+	noisy   *rateLog
 }
 
 // New returns a proxy using rt.
 func New(rt *Runtime, m *Metrics, log *slog.Logger) *Proxy {
-	p := &Proxy{metrics: m, log: log}
+	p := &Proxy{metrics: m, log: log, noisy: newRateLog(time.Second)}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(rt)
 	return p
@@ -79,6 +81,7 @@ func (p *Proxy) Active() int64 { return p.active.Load() }
 // relayed: from then on the relay owns it (with no goroutine while idle) and
 // finishes the session when it ends.
 func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
+	defer p.recoverPanic(c)
 	p.wg.Add(1)
 	n := p.active.Add(1)
 	rt := p.rt.Load()
@@ -88,6 +91,16 @@ func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
 	s.rec.Remote = addrOf(c.RemoteAddr())
 	if !s.serve() {
 		s.end()
+	}
+}
+
+// recoverPanic keeps a bug in one connection's path from taking the process
+// (and every other connection) down: the connection is closed and the panic
+// logged with its stack.
+func (p *Proxy) recoverPanic(c *net.TCPConn) {
+	if v := recover(); v != nil {
+		c.Close()
+		p.log.Error("panic serving a connection; closed it", "remote", addrOf(c.RemoteAddr()), "panic", v, "stack", string(debug.Stack()))
 	}
 }
 

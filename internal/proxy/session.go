@@ -156,8 +156,8 @@ func (s *session) proxy(u *upstream.Upstream, out *outbound) bool {
 	bc := &balance.Conn{ClientID: s.connect.ClientID, Username: s.connect.Username, Source: s.cl.Remote.Addr()}
 	srv, sv, err := u.Connect(s.p.ctx, bc, out.attempt)
 	if err != nil {
-		s.p.log.Warn("no server for client", "remote", s.rec.Remote, "listener", s.rec.Listener,
-			"client_id", s.rec.ClientID, "upstream", u.Name, "error", err)
+		s.p.noisy.warn(s.p.log, "no-server/"+u.Name, "no server for client", "remote", s.rec.Remote,
+			"listener", s.rec.Listener, "client_id", s.rec.ClientID, "upstream", u.Name, "error", err)
 		s.refuse(mqttwire.RefuseUnavailable, ResultNoServer)
 		return false
 	}
