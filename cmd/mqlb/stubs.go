@@ -7,6 +7,5 @@ import (
 
 // Placeholders until each command lands in its own file.
 
-func cmdNode(context.Context, []string) error  { return errors.New("not built yet") }
-func cmdUp(context.Context, []string) error    { return errors.New("not built yet") }
-func cmdBench(context.Context, []string) error { return errors.New("not built yet") }
+func cmdNode(context.Context, []string) error { return errors.New("not built yet") }
+func cmdUp(context.Context, []string) error   { return errors.New("not built yet") }

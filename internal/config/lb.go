@@ -35,6 +35,12 @@ type Listener struct {
 	Upstream      string       `yaml:"upstream"`
 	TLS           *TLS         `yaml:"tls"`
 	ProxyProtocol *ProxyAccept `yaml:"proxy_protocol"`
+	WebSocket     *WebSocket   `yaml:"websocket"`
+}
+
+// WebSocket makes a listener speak MQTT over WebSocket (ws, or wss with tls).
+type WebSocket struct {
+	Path string `yaml:"path"` // default /mqtt
 }
 
 // TLS terminates TLS on a listener.
@@ -164,6 +170,9 @@ func (c *Config) setDefaults() {
 			l.TLS.ClientAuth = defaultString(l.TLS.ClientAuth, "none")
 			l.TLS.MinVersion = defaultString(l.TLS.MinVersion, "1.2")
 		}
+		if l.WebSocket != nil {
+			l.WebSocket.Path = defaultString(l.WebSocket.Path, "/mqtt")
+		}
 		if l.ProxyProtocol != nil && l.ProxyProtocol.Timeout == 0 {
 			l.ProxyProtocol.Timeout = Duration(3e9)
 		}
@@ -272,6 +281,9 @@ func (c *Config) Validate() error {
 		}
 		if l.TLS != nil {
 			ck.tls(p+".tls", l.TLS)
+		}
+		if l.WebSocket != nil && !strings.HasPrefix(l.WebSocket.Path, "/") {
+			ck.errorf(p+".websocket.path", "want a path starting with /, got %q", l.WebSocket.Path)
 		}
 		if pp := l.ProxyProtocol; pp != nil && pp.Accept {
 			if len(pp.Trusted) == 0 {

@@ -25,6 +25,8 @@ type Settings struct {
 	Trusted  []netip.Prefix // non-nil: accept PROXY headers from these peers (and require them)
 	// ProxyTimeout bounds reading the PROXY header.
 	ProxyTimeout time.Duration
+	// WSPath, when set, makes clients speak MQTT over WebSocket on that path.
+	WSPath string
 }
 
 // Listener is one bound front-end address.
@@ -126,6 +128,9 @@ func NewSettings(c config.Listener) (*Settings, error) {
 			return nil, err
 		}
 		s.TLS = cfg
+	}
+	if c.WebSocket != nil {
+		s.WSPath = c.WebSocket.Path
 	}
 	if pp := c.ProxyProtocol; pp != nil && pp.Accept {
 		trusted, err := config.ParsePrefixes(pp.Trusted)

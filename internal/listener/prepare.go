@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqlb/mqlb/internal/proxyhdr"
+	"github.com/mqlb/mqlb/internal/wsconn"
 )
 
 // Client is a prepared client connection: PROXY header read (when the peer is
@@ -37,10 +38,12 @@ type Client struct {
 var (
 	ErrProxyHeader = errors.New("bad or missing PROXY header from a trusted peer")
 	ErrTLS         = errors.New("TLS handshake failed")
+	ErrWebSocket   = errors.New("WebSocket handshake failed")
 )
 
-// Prepare reads the PROXY header (trusted peers only) and does the TLS
-// handshake, both before deadline. The deadline stays set: the caller keeps
+// Prepare reads the PROXY header (trusted peers only), does the TLS
+// handshake and the WebSocket upgrade when the listener has them, all before
+// deadline. The deadline stays set: the caller keeps
 // it for reading the CONNECT and clears it after.
 func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 	cl := &Client{TCP: c, pre: &prefixConn{TCPConn: c}}
@@ -63,8 +66,19 @@ func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 		st := tc.ConnectionState()
 		cl.TLS, cl.Conn = &st, tc
 	}
+	if s.WSPath != "" {
+		wc, err := wsconn.Upgrade(cl.Conn, s.WSPath)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrWebSocket, err)
+		}
+		cl.Conn = wc
+	}
 	return cl, nil
 }
+
+// Plain reports whether the client's stream is the TCP socket itself (no
+// TLS, no WebSocket), so bytes can be spliced straight from it.
+func (cl *Client) Plain() bool { return cl.Conn == net.Conn(cl.pre) }
 
 func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
 	if d := time.Now().Add(timeout); d.Before(deadline) {
@@ -82,9 +96,14 @@ func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
 	return nil
 }
 
-// Pending returns bytes that were read from the socket but not yet consumed
-// through Conn (possible only after a PROXY header on a plain connection).
-func (cl *Client) Pending() []byte { return cl.pre.buf }
+// TakePending returns, once, the bytes read from the socket but not yet
+// consumed through Conn (possible only after a PROXY header on a plain
+// connection); the caller forwards them.
+func (cl *Client) TakePending() []byte {
+	b := cl.pre.buf
+	cl.pre.buf = nil
+	return b
+}
 
 // CertCN returns the verified client certificate's subject CN, if any.
 func (cl *Client) CertCN() string {

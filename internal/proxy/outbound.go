@@ -32,8 +32,9 @@ func (s *session) outbound(u *upstream.Upstream) (*outbound, error) {
 	if err != nil {
 		return nil, err
 	}
-	first := make([]byte, 0, len(hdr)+len(s.data)+len(s.cl.Pending()))
-	first = append(append(append(first, hdr...), s.data...), s.cl.Pending()...)
+	pending := s.cl.TakePending()
+	first := make([]byte, 0, len(hdr)+len(s.data)+len(pending))
+	first = append(append(append(first, hdr...), s.data...), pending...)
 	return &outbound{u: u, first: first, version: s.connect.Version, timeout: cfg.ConnackTimeout.D(), connack: -1}, nil
 }
 

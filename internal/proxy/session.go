@@ -28,6 +28,7 @@ const (
 	ResultProxyError     = "proxy_error"     // trusted peer sent no or a bad PROXY header
 	ResultProxyUntrusted = "proxy_untrusted" // PROXY header from a peer not trusted
 	ResultTLSError       = "tls_error"       // TLS handshake failed
+	ResultWSError        = "ws_error"        // WebSocket handshake failed
 	ResultOverLimit      = "over_limit"      // max_connections reached
 	ResultRateLimited    = "rate_limited"    // connect_rate_per_ip exceeded
 	ResultNoServer       = "no_server"       // no server could take it
@@ -132,6 +133,8 @@ func prepareResult(err error) string {
 		return ResultProxyError
 	case errors.Is(err, listener.ErrTLS):
 		return ResultTLSError
+	case errors.Is(err, listener.ErrWebSocket):
+		return ResultWSError
 	}
 	return ResultError
 }
@@ -186,7 +189,7 @@ func (pl *placed) release(in, out int64) {
 // session is let go, and the relay's end finishes the entry.
 func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 	client := s.cl.Conn
-	if s.cl.TLS == nil {
+	if s.cl.Plain() {
 		client = s.cl.TCP // plain TCP both sides: the splice path
 	}
 	if _, err := client.Write(reply); err != nil {

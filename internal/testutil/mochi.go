@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,9 +73,13 @@ func StartMochi(t testing.TB, opts ...BrokerOption) *Broker {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	var logOut io.Writer = io.Discard
+	if os.Getenv("MQLB_TEST_BROKER_LOG") != "" { // debugging aid: mochi's log on stderr
+		logOut = os.Stderr
+	}
 	s := mqtt.New(&mqtt.Options{
 		InlineClient: true,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:       slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	b := &Broker{Server: s}
 	if cfg.auth == nil {

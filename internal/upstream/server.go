@@ -48,7 +48,7 @@ type Server struct {
 	upstream string
 	name     string
 	addr     string
-	weight   int
+	weight   atomic.Int32 // a reload may change it while policies read it
 
 	healthy atomic.Bool
 	admin   atomic.Uint32
@@ -74,8 +74,8 @@ type Server struct {
 var _ balance.Server = (*Server)(nil)
 
 func newServer(upstream, name, addr string, weight int, log *slog.Logger) *Server {
-	s := &Server{upstream: upstream, name: name, addr: addr, weight: weight,
-		log: log.With("upstream", upstream, "server", name)}
+	s := &Server{upstream: upstream, name: name, addr: addr, log: log.With("upstream", upstream, "server", name)}
+	s.weight.Store(int32(weight))
 	s.healthy.Store(true) // optimistic until the first check says otherwise
 	return s
 }
@@ -90,7 +90,7 @@ func (s *Server) Address() string { return s.addr }
 func (s *Server) Upstream() string { return s.upstream }
 
 // Weight returns the configured weight.
-func (s *Server) Weight() int { return s.weight }
+func (s *Server) Weight() int { return int(s.weight.Load()) }
 
 // Active returns connections open (or being dialled) to the server.
 func (s *Server) Active() int64 { return s.active.Load() }

@@ -80,7 +80,7 @@ func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserve
 		} else if prevState(old, sc.Name) != sc.State {
 			applyState(s, sc.State) // the config's state changed: it wins
 		}
-		s.weight = uc.Servers[i].Weight
+		s.weight.Store(int32(uc.Servers[i].Weight))
 		u.Servers = append(u.Servers, s)
 		u.byName[s.name] = s
 	}

@@ -2,17 +2,15 @@ package listen
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/listeners"
-)
 
-// errNotBinary is returned when a client sends a non-binary WebSocket frame.
-var errNotBinary = errors.New("listen: websocket message is not binary")
+	"github.com/mqlb/mqlb/internal/wsconn"
+)
 
 // wsServer serves the HTTP upgrade for ws/wss listeners. The listener's own
 // accept loop does the PROXY header and TLS handshake; prepared connections
@@ -31,7 +29,7 @@ func newWSServer(l *listener) *wsServer {
 		l:     l,
 		queue: make(chan net.Conn),
 		upgrader: websocket.Upgrader{
-			Subprotocols:     []string{"mqtt"},
+			Subprotocols:     wsconn.Subprotocols,
 			HandshakeTimeout: l.o.HandshakeTimeout,
 			// MQTT clients authenticate in CONNECT, not with cookies, so a
 			// browser's Origin carries no authority here.
@@ -82,7 +80,7 @@ func (s *wsServer) handle(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader has answered with an HTTP error
 	}
 	under := ws.UnderlyingConn()
-	wc := &wsConn{Conn: under, ws: ws}
+	wc := &wsConn{Conn: wsconn.New(ws)}
 	if ic, ok := under.(identified); ok {
 		wc.id = ic.identity()
 	}
@@ -108,50 +106,11 @@ func (q *queueListener) Accept() (net.Conn, error) {
 func (q *queueListener) Close() error   { return nil } // the listener's done channel ends Accept
 func (q *queueListener) Addr() net.Addr { return q.addr }
 
-// wsConn carries MQTT over WebSocket binary messages as a net.Conn. Deadlines
-// and addresses come from the prepared connection underneath.
+// wsConn is a WebSocket connection as a net.Conn, with the identity of
+// the prepared connection underneath.
 type wsConn struct {
-	net.Conn
-	ws *websocket.Conn
+	*wsconn.Conn
 	id identity
-	r  io.Reader // the current message, nil between messages
 }
 
 func (c *wsConn) identity() identity { return c.id }
-
-// Read reads across message boundaries. [MQTT-6.0.0-1]: MQTT packets travel
-// in binary frames; any other data frame closes the connection.
-func (c *wsConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			op, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			if op != websocket.BinaryMessage {
-				return 0, errNotBinary
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 && len(p) > 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-// Write sends p as one binary message. mochi serialises writes per client.
-func (c *wsConn) Write(p []byte) (int, error) {
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// Close closes the underlying connection.
-func (c *wsConn) Close() error { return c.ws.Close() }

@@ -1,0 +1,132 @@
+// Package wsconn carries MQTT's byte stream over WebSocket binary messages
+// as a net.Conn ([MQTT-6.0.0-1]: MQTT packets travel in binary frames), and
+// upgrades a connection whose HTTP request has been read by hand.
+package wsconn
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+)
+
+// ErrNotBinary is returned when a peer sends a non-binary WebSocket message.
+var ErrNotBinary = errors.New("websocket message is not binary")
+
+// Subprotocols are the WebSocket subprotocols MQTT clients offer.
+var Subprotocols = []string{"mqtt", "mqttv3.1"}
+
+// Conn is a WebSocket connection read and written as a byte stream.
+// Deadlines and addresses come from the connection underneath.
+type Conn struct {
+	net.Conn
+	WS *websocket.Conn
+	r  io.Reader  // the current message, nil between messages
+	wm sync.Mutex // gorilla allows one writer at a time; net.Conn promises many
+}
+
+// New wraps an upgraded WebSocket connection.
+func New(ws *websocket.Conn) *Conn { return &Conn{Conn: ws.UnderlyingConn(), WS: ws} }
+
+// Read reads across message boundaries; a non-binary message is an error.
+func (c *Conn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			op, r, err := c.WS.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, ErrNotBinary
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 && len(p) > 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+// Write sends p as one binary message. It is safe for concurrent use.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wm.Lock()
+	defer c.wm.Unlock()
+	if err := c.WS.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close closes the connection underneath.
+func (c *Conn) Close() error { return c.WS.Close() }
+
+// Upgrade reads one HTTP request from c and upgrades it to a WebSocket on
+// path, answering an HTTP error (and returning it) otherwise. c's deadline
+// bounds the handshake; the caller sets it.
+func Upgrade(c net.Conn, path string) (*Conn, error) {
+	br := bufio.NewReaderSize(c, 2048)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, fmt.Errorf("websocket handshake: %w", err)
+	}
+	w := &hijacker{c: c, brw: bufio.NewReadWriter(br, bufio.NewWriterSize(c, 512)), h: http.Header{}}
+	if req.URL.Path != path {
+		http.Error(w, "not found", http.StatusNotFound)
+		return nil, fmt.Errorf("websocket handshake: path %q, want %q", req.URL.Path, path)
+	}
+	u := websocket.Upgrader{
+		Subprotocols: Subprotocols,
+		// MQTT clients authenticate in CONNECT, not with cookies, so a
+		// browser's Origin carries no authority here.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	ws, err := u.Upgrade(w, req, nil)
+	if err != nil {
+		return nil, fmt.Errorf("websocket handshake: %w", err)
+	}
+	return New(ws), nil
+}
+
+// hijacker is the http.ResponseWriter (and Hijacker) the upgrader needs,
+// over a connection whose request was read by hand.
+type hijacker struct {
+	c     net.Conn
+	brw   *bufio.ReadWriter
+	h     http.Header
+	wrote bool
+}
+
+func (w *hijacker) Header() http.Header { return w.h }
+
+func (w *hijacker) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	w.h.Set("Connection", "close")
+	fmt.Fprintf(w.brw, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	w.h.Write(w.brw)
+	w.brw.WriteString("\r\n")
+}
+
+func (w *hijacker) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	n, err := w.brw.Write(b)
+	if err == nil {
+		err = w.brw.Flush()
+	}
+	return n, err
+}
+
+func (w *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.c, w.brw, nil }
