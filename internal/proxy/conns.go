@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,24 +16,14 @@ type Conn struct {
 	Record
 	Stats relay.Stats
 
-	client, server net.Conn
-	relay          atomic.Pointer[relay.Relay]
-	placed         *placed
-	rt             *Runtime
+	relay  *relay.Relay // owns both connections
+	ended  atomic.Bool  // the relay finished (it may finish before add)
+	placed *placed
+	rt     *Runtime
 }
 
-// Close ends the connection (both sides) through its relay, so a relay
-// parked without a goroutine is finished too.
-func (c *Conn) Close() {
-	if r := c.relay.Load(); r != nil {
-		r.Close()
-		return
-	}
-	c.client.Close()
-	c.server.Close()
-}
-
-func (c *Conn) setRelay(r *relay.Relay) { c.relay.Store(r) }
+// Close ends the connection (both sides).
+func (c *Conn) Close() { c.relay.Close() }
 
 const tableShards = 32
 
@@ -48,8 +37,11 @@ type Table struct {
 	}
 }
 
+// newID numbers a connection; it is set before the relay starts, since the
+// relay may end (and remove it) before add runs.
+func (t *Table) newID() uint64 { return t.next.Add(1) }
+
 func (t *Table) add(c *Conn) {
-	c.ID = t.next.Add(1)
 	sh := &t.shards[c.ID%tableShards]
 	sh.Lock()
 	if sh.m == nil {

@@ -198,18 +198,22 @@ func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 		s.rec.Reason = "client_error"
 		return false
 	}
-	c := &Conn{Record: s.rec, client: client, server: srv, placed: pl, rt: s.rt}
+	c := &Conn{ID: s.p.conns.newID(), Record: s.rec, placed: pl, rt: s.rt}
 	c.Stats.In.Store(s.rec.BytesIn)
 	c.Stats.Out.Store(s.rec.BytesOut + int64(len(reply)))
-	s.p.conns.add(c)
 	p := s.p
-	c.setRelay(relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
-		func(res relay.Result) { p.relayed(c, res) }))
+	c.relay = relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
+		func(res relay.Result) { p.relayed(c, res) })
+	p.conns.add(c)
+	if c.ended.Load() { // it ended before it was in the table
+		p.conns.remove(c)
+	}
 	return true
 }
 
 // relayed finishes a relayed connection: table, server counts, access log.
 func (p *Proxy) relayed(c *Conn, res relay.Result) {
+	c.ended.Store(true)
 	p.conns.remove(c)
 	c.Reason = res.Reason
 	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()

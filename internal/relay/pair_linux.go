@@ -8,224 +8,282 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Direction modes.
+// Sides of a pair: each socket is the source of one direction and the
+// destination of the other. Direction up (client→server) reads side client.
 const (
-	modeRun    int32 = iota // a goroutine owns the direction
-	modeParked              // waiting in the park poller, no goroutine
-	modeEnded
+	client = 0
+	server = 1
 )
 
-// pair is one relayed TCP connection pair on the splice path.
+// pair is one relayed TCP connection pair owned by a loop. Its sockets are
+// duplicates the relay alone holds: the net.TCPConns handed to Start are
+// closed at once, so nothing else can close or reuse these descriptors.
 type pair struct {
-	client, server *net.TCPConn
-	opt            Options
-	done           func(Result)
-	dirs           [2]*direction // 0: client→server, 1: server→client
-	id             uint64        // for the sweeper's set
+	l    *loop
+	slot uint32
+	gen  uint32
+	fd   [2]int
+	dir  [2]direction // [client]: client→server, [server]: server→client
+	n    [2]*atomic.Int64
+	opt  Options
+	done func(Result)
 
-	mu       sync.Mutex
-	closed   bool // Close called or ended: no more parking
-	ends     [2]end
-	nEnded   int
-	fin      *time.Timer
-	reported bool
+	closed bool // loop goroutine only
+	more   bool // queued on the loop's runnable list
+	nEnded int
+	fin    *time.Timer
+
+	cmdMu  sync.Mutex
+	cmdErr_ error // why a command asked to close it
 }
 
-// direction moves one way: src → dst.
+// direction is one way's state: bytes waiting in the pipe for a full
+// destination, and whether its source has ended.
 type direction struct {
-	p        *pair
-	idx      int
-	src, dst *net.TCPConn
-	sp       splicer
-	n        *atomic.Int64
-	mode     atomic.Int32
-	moves    atomic.Uint64 // chunks moved, read by the sweeper
-	seen     uint64        // the sweeper's last view of moves (sweeper only)
-	token    uint64        // park poller registration (under p.mu)
-	inEpoll  bool          // registered in the poller's epoll set (under p.mu)
+	p       *pipe // nil while nothing is in flight
+	blocked bool  // the destination was full: wait for its EPOLLOUT edge
+	hup     bool  // the source reported the peer's FIN or an error: read to the end
+	end     end
+	ended   bool
 }
 
-// startSplice starts a pair, or returns nil when the sockets cannot be used
-// raw (then the goroutine relay is used).
-func startSplice(client, server *net.TCPConn, st *Stats, opt Options, done func(Result)) *Relay {
-	crc, err1 := client.SyscallConn()
-	src, err2 := server.SyscallConn()
-	if err1 != nil || err2 != nil {
+// maxBurst bounds the splices one direction makes per wake, so one busy
+// connection cannot hold the loop; it continues after the others.
+const maxBurst = 16
+
+// startSplice hands client and server to an event loop, or returns nil when
+// that cannot be done (the goroutine relay is used then).
+func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done func(Result)) *Relay {
+	l := pickLoop()
+	if l == nil {
 		return nil
 	}
-	p := &pair{client: client, server: server, opt: opt, done: done}
-	p.dirs = [2]*direction{
-		newDirection(p, 0, client, server, crc, src, &st.In),
-		newDirection(p, 1, server, client, src, crc, &st.Out),
+	cfd, err1 := dupFD(c)
+	sfd, err2 := dupFD(s)
+	if err1 != nil || err2 != nil {
+		closeFDs(cfd, sfd)
+		return nil
 	}
-	pairs.add(p)
-	// Start parked: most MQTT connections are quiet after the CONNACK, and
-	// bytes already waiting wake a direction at once (level-triggered).
-	for _, d := range p.dirs {
-		if !p.park(d) {
-			go d.resume()
-		}
+	c.Close() // the duplicates keep the sockets open
+	s.Close()
+	p := &pair{l: l, fd: [2]int{cfd, sfd}, n: [2]*atomic.Int64{&st.In, &st.Out}, opt: opt, done: done}
+	if err := l.add(p); err != nil {
+		p.setCmdErr(err)
+		l.command(p)
 	}
-	return &Relay{stop: p.close}
+	return &Relay{stop: func() { p.setCmdErr(net.ErrClosed); l.command(p) }}
 }
 
-func newDirection(p *pair, idx int, src, dst *net.TCPConn, srcRC, dstRC syscall.RawConn, n *atomic.Int64) *direction {
-	d := &direction{p: p, idx: idx, src: src, dst: dst, n: n}
-	d.sp.src, d.sp.dst = srcRC, dstRC
-	d.sp.bind()
-	return d
+func dupFD(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
+	if cerr != nil {
+		return -1, cerr
+	}
+	return fd, err
 }
 
-// clientToServer and serverToClient name the goroutines in stack dumps.
-func (d *direction) clientToServer() { d.run() }
-func (d *direction) serverToClient() { d.run() }
-
-// run moves data until the direction ends or parks.
-func (d *direction) run() {
-	for {
-		p, err := d.sp.in()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Kicked by the sweeper: idle for a while. Park without a goroutine.
-			_ = d.src.SetReadDeadline(time.Time{})
-			if d.p.park(d) {
-				return
-			}
-			continue
+func closeFDs(fds ...int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		if err != nil || p == nil {
-			d.p.finish(d, err) // p == nil && err == nil: EOF
+	}
+}
+
+// event handles readiness of one side: its direction may read, and the
+// other direction may write if it was blocked.
+func (p *pair) event(side int, ev uint32) {
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.dir[1-side].blocked {
+		p.pump(1 - side)
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		p.dir[side].hup = true
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		p.pump(side)
+	}
+}
+
+// pumpBoth continues both directions (after a fairness stop).
+func (p *pair) pumpBoth() {
+	p.pump(client)
+	p.pump(server)
+}
+
+// pump moves bytes for direction d until its source is drained, its
+// destination is full, it ends, or it has had its share of this wake.
+func (p *pair) pump(d int) {
+	dir := &p.dir[d]
+	for i := 0; !p.closed && !dir.ended; i++ {
+		if i == maxBurst {
+			p.requeue()
 			return
 		}
-		moved := p.data
-		err = d.sp.out()
-		d.n.Add(int64(moved - p.data))
-		d.moves.Add(1)
-		putPipe(p)
-		d.sp.p = nil
+		if dir.p != nil && dir.p.data > 0 && !p.write(d) {
+			return // destination full: its EPOLLOUT edge resumes us
+		}
+		k, ok := p.read(d)
+		if !ok || k == 0 {
+			return
+		}
+		if !p.write(d) {
+			return
+		}
+		if k < pipeCap && !dir.hup {
+			// A short read emptied the socket and new bytes raise a new
+			// edge. Not after the peer's FIN: its edge has been seen, and
+			// only the next read returns the EOF.
+			return
+		}
+	}
+}
+
+func (p *pair) requeue() {
+	if !p.more {
+		p.more = true
+		p.l.runnable = append(p.l.runnable, p)
+	}
+}
+
+// read splices from d's source into its pipe. ok is false when there was
+// nothing (EAGAIN) or the direction ended (EOF or error).
+func (p *pair) read(d int) (int, bool) {
+	dir := &p.dir[d]
+	if dir.p == nil {
+		pp, err := p.l.getPipe()
 		if err != nil {
-			d.p.finish(d, err)
-			return
+			p.closeNow(err)
+			return 0, false
 		}
+		dir.p = pp
 	}
+	k, err := spliceRetry(p.fd[d], dir.p.w, maxChunk)
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		p.l.putPipe(dir.p)
+		dir.p = nil
+		return 0, false
+	case err != nil:
+		p.fail(d, os.NewSyscallError("splice", err))
+		return 0, false
+	case k == 0:
+		p.sourceEOF(d)
+		return 0, false
+	}
+	dir.p.data = k
+	return k, true
 }
 
-// resume runs a direction the poller woke; it was parked.
-func (d *direction) resume() {
-	if d.idx == 0 {
-		d.clientToServer()
-	} else {
-		d.serverToClient()
+// write splices d's pipe into its destination; false means the destination
+// is full (or the pair closed on an error).
+func (p *pair) write(d int) bool {
+	dir := &p.dir[d]
+	for dir.p.data > 0 {
+		k, err := spliceRetry(dir.p.r, p.fd[1-d], dir.p.data)
+		if errors.Is(err, unix.EAGAIN) {
+			dir.blocked = true
+			return false
+		}
+		if err != nil {
+			p.fail(1-d, os.NewSyscallError("splice", err))
+			return false
+		}
+		dir.p.data -= k
+		p.n[d].Add(int64(k))
 	}
-}
-
-// park hands d to the poller. It reports false when the pair is closing or
-// the poller refused; the caller then finishes or keeps running.
-func (p *pair) park(d *direction) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return false
-	}
-	d.mode.Store(modeParked)
-	if err := parker.park(d); err != nil {
-		d.mode.Store(modeRun)
-		return false
-	}
+	dir.blocked = false
+	p.l.putPipe(dir.p)
+	dir.p = nil
 	return true
 }
 
-// finish records how d ended. A clean EOF half-closes the other side and
-// arms the fin timeout; an error closes the pair.
-func (p *pair) finish(d *direction, err error) {
-	p.mu.Lock()
-	p.endLocked(d, err)
-	if err == nil && !p.closed && p.nEnded == 1 {
-		closeWrite(d.dst)
-		if p.opt.FinTimeout > 0 {
-			p.fin = time.AfterFunc(p.opt.FinTimeout, p.finTimeout)
+func spliceRetry(in, out, n int) (int, error) {
+	for {
+		k, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err != unix.EINTR {
+			return int(k), err
 		}
-	}
-	last := p.nEnded == 2
-	p.mu.Unlock()
-	if err != nil || last {
-		p.close()
 	}
 }
 
-func (p *pair) endLocked(d *direction, err error) {
-	if d.mode.Load() == modeEnded {
+// sourceEOF half-closes the other side so its peer sees EOF too, and bounds
+// the other direction by the fin timeout; a second EOF ends the pair.
+func (p *pair) sourceEOF(d int) {
+	p.dir[d].ended, p.dir[d].end = true, end{at: time.Now()}
+	p.nEnded++
+	if p.dir[d].p != nil {
+		p.l.putPipe(p.dir[d].p)
+		p.dir[d].p = nil
+	}
+	if p.nEnded == 2 {
+		p.closeNow(nil)
 		return
 	}
-	d.mode.Store(modeEnded)
-	p.ends[d.idx] = end{err: err, at: time.Now()}
-	p.nEnded++
+	unix.Shutdown(p.fd[1-d], unix.SHUT_WR)
+	if p.opt.FinTimeout > 0 {
+		p.fin = time.AfterFunc(p.opt.FinTimeout, func() { p.setCmdErr(errFinTimeout); p.l.command(p) })
+	}
 }
 
-// finTimeout ends a pair whose other direction outstayed FinTimeout.
-func (p *pair) finTimeout() {
-	p.mu.Lock()
-	for _, d := range p.dirs {
-		if d.mode.Load() == modeParked && parker.cancel(d) {
-			p.endLocked(d, errFinTimeout)
-		}
+// fail ends the pair for an error on socket side: the direction reading
+// that socket is recorded as ending first, so the result names the side.
+func (p *pair) fail(side int, err error) {
+	if dir := &p.dir[side]; !dir.ended {
+		dir.ended, dir.end = true, end{err: err, at: time.Now()}
 	}
-	p.mu.Unlock()
-	p.close()
+	p.closeNow(err)
 }
 
-// close ends the pair: parked directions are taken back from the poller and
-// ended, both sockets are closed (which ends running directions), and once
-// both directions have ended, done is called.
-func (p *pair) close() {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		for _, d := range p.dirs {
-			if d.mode.Load() == modeParked && parker.cancel(d) {
-				p.endLocked(d, net.ErrClosed)
-			}
-			parker.forget(d) // out of the epoll set before its fd can be reused
-		}
-		p.client.Close()
-		p.server.Close()
+// closeNow ends the pair on the loop goroutine: directions still open end
+// with err, sockets leave the epoll set and close, done runs.
+func (p *pair) closeNow(err error) {
+	if p.closed {
+		return
 	}
-	report := p.nEnded == 2 && !p.reported
-	p.reported = p.reported || report
-	if report && p.fin != nil {
+	p.closed = true
+	now := time.Now().Add(time.Nanosecond) // after any end fail recorded
+	for d := range p.dir {
+		dir := &p.dir[d]
+		if !dir.ended {
+			dir.ended, dir.end = true, end{err: err, at: now}
+		}
+		if dir.p != nil {
+			dir.p.close() // bytes still in flight are lost with the connection
+			dir.p = nil
+		}
+	}
+	for side := range p.fd {
+		unix.EpollCtl(p.l.epfd, unix.EPOLL_CTL_DEL, p.fd[side], nil)
+		unix.Close(p.fd[side])
+	}
+	if p.fin != nil {
 		p.fin.Stop()
 	}
-	p.mu.Unlock()
-	if report {
-		pairs.remove(p)
-		p.done(firstResult(p.ends[0], p.ends[1]))
-	}
+	p.l.release(p)
+	res := firstResult(p.dir[client].end, p.dir[server].end)
+	go p.done(res)
 }
 
-// kick makes a running direction that has moved nothing since the last
-// sweep give up its goroutine: its wait returns a deadline error and it parks.
-func (d *direction) kick() {
-	if d.mode.Load() != modeRun {
-		return
+func (p *pair) setCmdErr(err error) {
+	p.cmdMu.Lock()
+	if p.cmdErr_ == nil {
+		p.cmdErr_ = err
 	}
-	if m := d.moves.Load(); m != d.seen {
-		d.seen = m
-		return
-	}
-	_ = d.src.SetReadDeadline(aLongTimeAgo)
+	p.cmdMu.Unlock()
 }
 
-var aLongTimeAgo = time.Unix(1, 0)
-
-// closedUnderfoot reports a parked direction whose socket was closed without
-// Relay.Close: the kernel dropped its epoll registration, so no event will
-// ever wake it; the sweeper ends its pair instead.
-func (d *direction) closedUnderfoot() bool {
-	return d.mode.Load() == modeParked && d.sp.src.Control(func(uintptr) {}) != nil
+func (p *pair) cmdErr() error {
+	p.cmdMu.Lock()
+	defer p.cmdMu.Unlock()
+	return p.cmdErr_
 }
-
-// errno helper for the poller.
-func isEINTR(err error) bool { return errors.Is(err, syscall.EINTR) }

@@ -3,10 +3,9 @@
 // counting bytes per direction.
 //
 // Plain TCP to plain TCP goes through the kernel's splice(2) path with no
-// userspace copy, and costs nothing while idle: a direction with data runs
-// in a goroutine, and one that has moved nothing for ParkAfter is parked in
-// the package's own epoll set with no goroutine, no pipe and no buffer until
-// its socket is readable again. Other pairs (TLS) copy through pooled
+// userspace copy, served by a few event loops (one per CPU) that own the
+// sockets: no goroutine per connection, and no pipe or buffer while a
+// connection is idle. Other pairs (TLS, WebSocket) copy through pooled
 // buffers in two goroutines.
 package relay
 
@@ -47,14 +46,14 @@ type Relay struct {
 }
 
 // Close ends the relay: both connections are closed and done is called.
-// It may be called more than once and after the relay ended. Close the
-// relay rather than its connections: a connection closed directly ends a
-// parked relay only at the next sweep (within ParkAfter).
+// It may be called more than once and after the relay ended.
 func (r *Relay) Close() { r.stop() }
 
 // Start relays between client and server in the background and calls done
 // exactly once, from another goroutine, when both directions have ended or
-// Close was called. Both connections are closed before done runs.
+// Close was called. The relay owns both connections from now on (a TCP
+// pair's net.TCPConns are closed at once and their sockets carried on
+// duplicated descriptors); they are closed before done runs.
 func Start(client, server net.Conn, st *Stats, opt Options, done func(Result)) *Relay {
 	c, cok := client.(*net.TCPConn)
 	s, sok := server.(*net.TCPConn)

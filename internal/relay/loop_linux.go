@@ -1,0 +1,232 @@
+//go:build linux
+
+package relay
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// loop relays many TCP pairs from one goroutine, like an HAProxy thread:
+// its own edge-triggered epoll set holds both sockets of every pair it owns,
+// and when events arrive it splices inline — no goroutine per connection or
+// per direction, and nothing at all while a connection is idle. The loop
+// waits in Go's own poller on its epoll descriptor (epoll sets can be
+// polled), so no OS thread sits blocked in epoll_wait.
+type loop struct {
+	epfd   int
+	evfd   int // eventfd: wakes the loop for commands
+	rc     syscall.RawConn
+	events []unix.EpollEvent
+
+	mu    sync.Mutex // guards slots, gens, free and cmds
+	slots []*pair
+	gens  []uint32 // per slot, bumped on every reuse
+	free  []uint32
+	cmds  []*pair // pairs to close (Relay.Close, fin timeout)
+
+	pipes    []*pipe // empty pipes, owned by the loop goroutine
+	runnable []*pair // pairs that stopped early for fairness and must go on
+}
+
+var (
+	loopsOnce sync.Once
+	loops     []*loop
+	loopErr   error
+	nextLoop  atomic.Uint32
+)
+
+// pickLoop returns a loop for a new pair (round robin), or nil when loops
+// cannot be made (the goroutine relay is used then).
+func pickLoop() *loop {
+	loopsOnce.Do(func() {
+		n := max(1, runtime.GOMAXPROCS(0))
+		for range n {
+			l, err := newLoop()
+			if err != nil {
+				loopErr = err
+				slog.Warn("relay: no event loop; falling back to goroutines", "error", err)
+				loops = nil
+				return
+			}
+			loops = append(loops, l)
+			go l.run()
+		}
+	})
+	if len(loops) == 0 {
+		return nil
+	}
+	return loops[nextLoop.Add(1)%uint32(len(loops))]
+}
+
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: -1, Pad: -1}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	// A non-blocking epoll descriptor in an *os.File is registered with Go's
+	// poller: waiting for it to be readable parks the goroutine, not a thread.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "relay-epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &loop{epfd: epfd, evfd: evfd, rc: rc, events: make([]unix.EpollEvent, 256)}, nil
+}
+
+// add gives p a slot and registers both its sockets.
+func (l *loop) add(p *pair) error {
+	l.mu.Lock()
+	if n := len(l.free); n > 0 {
+		p.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		p.slot = uint32(len(l.slots))
+		l.slots = append(l.slots, nil)
+		l.gens = append(l.gens, 0)
+	}
+	l.gens[p.slot] = (l.gens[p.slot] + 1) & (1<<30 - 1)
+	p.gen = l.gens[p.slot]
+	l.slots[p.slot] = p
+	l.mu.Unlock()
+	for side := range 2 {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET}
+		ev.Fd, ev.Pad = token(p.slot, p.gen, side)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd[side], &ev); err != nil {
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return nil
+}
+
+// token packs slot, generation and side into epoll's 64-bit user data; a
+// generation that no longer matches is an event for a pair since closed.
+func token(slot, gen uint32, side int) (int32, int32) {
+	return int32(slot), int32(gen<<1 | uint32(side))
+}
+
+// release frees p's slot (loop goroutine only, after its sockets are closed).
+func (l *loop) release(p *pair) {
+	l.mu.Lock()
+	l.slots[p.slot] = nil
+	l.free = append(l.free, p.slot)
+	l.mu.Unlock()
+}
+
+// command asks the loop to close p.
+func (l *loop) command(p *pair) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, p)
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.evfd, one[:])
+}
+
+// run waits for events and serves them, forever.
+func (l *loop) run() {
+	wait := func(uintptr) bool {
+		n, err := unix.EpollWait(l.epfd, l.events, 0)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			slog.Error("relay: epoll_wait", "error", err)
+		}
+		l.serve(l.events[:max(n, 0)])
+		// Keep going while there is more: a full batch, or pairs that
+		// stopped early; otherwise park in Go's poller until the next edge.
+		return false
+	}
+	for {
+		if err := l.rc.Read(wait); err != nil {
+			slog.Error("relay: event loop stopped", "error", err)
+			return
+		}
+	}
+}
+
+// serve handles one batch of events, then commands and unfinished pairs.
+func (l *loop) serve(evs []unix.EpollEvent) {
+	for len(evs) > 0 || len(l.runnable) > 0 {
+		l.dispatch(evs)
+		l.runCommands()
+		run := l.runnable
+		l.runnable = nil
+		for _, p := range run {
+			p.more = false
+			p.pumpBoth()
+		}
+		if len(evs) < len(l.events) && len(l.runnable) == 0 {
+			return
+		}
+		n, _ := unix.EpollWait(l.epfd, l.events, 0)
+		evs = l.events[:max(n, 0)]
+	}
+	l.runCommands()
+}
+
+// dispatch resolves the batch's tokens and pumps the directions they wake.
+func (l *loop) dispatch(evs []unix.EpollEvent) {
+	for _, ev := range evs {
+		if ev.Fd == -1 {
+			var buf [8]byte
+			unix.Read(l.evfd, buf[:]) // commands run after the batch
+			continue
+		}
+		slot, gen, side := uint32(ev.Fd), uint32(ev.Pad)>>1, int(ev.Pad&1)
+		l.mu.Lock()
+		var p *pair
+		if int(slot) < len(l.slots) {
+			p = l.slots[slot]
+		}
+		l.mu.Unlock()
+		if p == nil || p.gen != gen || p.closed {
+			continue
+		}
+		p.event(side, ev.Events)
+	}
+}
+
+func (l *loop) runCommands() {
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, p := range cmds {
+		p.closeNow(p.cmdErr())
+	}
+}
+
+// getPipe and putPipe keep empty pipes per loop, with no locking.
+func (l *loop) getPipe() (*pipe, error) {
+	if n := len(l.pipes); n > 0 {
+		p := l.pipes[n-1]
+		l.pipes = l.pipes[:n-1]
+		return p, nil
+	}
+	return newPipe()
+}
+
+func (l *loop) putPipe(p *pipe) {
+	if p.data != 0 || len(l.pipes) >= 64 {
+		p.close()
+		return
+	}
+	l.pipes = append(l.pipes, p)
+}
