@@ -80,5 +80,12 @@ func printSummary(w io.Writer, c *config.Config) {
 	fmt.Fprintf(w, "admin: %s\n", admin)
 }
 
-// checkNode is replaced when node configs land.
-var checkNode = func(file string) error { return fmt.Errorf("%s: node configs are not supported yet", file) }
+// checkNode validates a broker node config and prints what it would run.
+func checkNode(file string) error {
+	cfg, err := config.LoadNode(file)
+	if err != nil {
+		return configError(file, err)
+	}
+	fmt.Printf("%s: valid node config\n%s", file, cfg.Summary())
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,6 +49,13 @@ func TestCheckExample(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestCheckNodeExample(t *testing.T) {
+	out, err := mqlb("check", "-c", "../../examples/node.yaml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "valid node config") || !strings.Contains(string(out), "mesh") {
+		t.Fatalf("%v: %s", err, out)
 	}
 }
 
@@ -117,5 +125,51 @@ func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("mqlb run did not stop on SIGTERM")
+	}
+}
+
+// TestNodeRunsAndStops runs `mqlb node` as a process: healthy, serving MQTT,
+// and gone cleanly on SIGTERM.
+func TestNodeRunsAndStops(t *testing.T) {
+	testutil.NeedCommand(t, "mosquitto_pub")
+	dir := t.TempDir()
+	mqttAddr, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	file := filepath.Join(dir, "node.yaml")
+	cfg := fmt.Sprintf("node: { name: solo, data_dir: %q }\nlisteners: [{ name: tcp, type: tcp, address: %q }]\nadmin: { address: %q }\n",
+		filepath.Join(dir, "data"), mqttAddr, admin)
+	os.WriteFile(file, []byte(cfg), 0o600)
+	cmd := mqlb("node", "-c", file)
+	stderr := new(testutil.SyncBuffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "node healthy; log:\n%s", stderr.String())
+	_, port, _ := net.SplitHostPort(mqttAddr)
+	if out, err := exec.Command("mosquitto_pub", "-p", port, "-t", "n/x", "-m", "hello", "-r").CombinedOutput(); err != nil {
+		t.Fatalf("publish: %v %s", err, out)
+	}
+	out, err := exec.Command("mosquitto_sub", "-p", port, "-t", "n/#", "-C", "1", "-W", "10").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "hello" {
+		t.Fatalf("retained message: %q %v", out, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("mqlb node exited with %v:\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("mqlb node did not stop on SIGTERM")
 	}
 }

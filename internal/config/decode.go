@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -65,6 +66,57 @@ func parentPath(p string) string {
 		return ""
 	}
 	return p[:i]
+}
+
+// Source is where a config came from: embedded in each schema.
+type Source struct {
+	// File is the path the config was loaded from ("" when built in code).
+	File string `yaml:"-"`
+	// Lines records where each key was set; used to place errors.
+	Lines Lines `yaml:"-"`
+}
+
+func (s *Source) source() *Source { return s }
+
+// document is a config schema: decoded, then defaults, then validation.
+type document interface {
+	source() *Source
+	SetDefaults()
+	Validate() error
+}
+
+// parse decodes data into a new T, fills defaults and validates it.
+func parse[T any, P interface {
+	*T
+	document
+}](data []byte) (P, error) {
+	doc := P(new(T))
+	lines, err := Decode(data, doc)
+	if err != nil {
+		return nil, err
+	}
+	doc.source().Lines = lines
+	doc.SetDefaults()
+	if err := doc.Validate(); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// load reads file and parses it as a T.
+func load[T any, P interface {
+	*T
+	document
+}](file string) (P, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := parse[T, P](data)
+	if doc != nil {
+		doc.source().File = file
+	}
+	return doc, err
 }
 
 // Decode parses YAML data strictly into v (a pointer to a struct): unknown

@@ -22,10 +22,7 @@ type Config struct {
 	Admin     Admin                `yaml:"admin"`
 	Log       Log                  `yaml:"log"`
 
-	// File is the path the config was loaded from ("" when built in code).
-	File string `yaml:"-"`
-	// Lines records where each key was set; used to place errors.
-	Lines Lines `yaml:"-"`
+	Source
 }
 
 // Listener is one front-end address.
@@ -132,34 +129,13 @@ type Log struct {
 var Policies = []string{"round_robin", "least_conn", "random", "source_ip", "client_id", "username", "sticky"}
 
 // Load reads, decodes, fills defaults and validates a load balancer config.
-func Load(file string) (*Config, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	c, err := Parse(data)
-	if c != nil {
-		c.File = file
-	}
-	return c, err
-}
+func Load(file string) (*Config, error) { return load[Config](file) }
 
 // Parse decodes, fills defaults and validates a load balancer config.
-func Parse(data []byte) (*Config, error) {
-	c := new(Config)
-	lines, err := Decode(data, c)
-	if err != nil {
-		return nil, err
-	}
-	c.Lines = lines
-	c.setDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
+func Parse(data []byte) (*Config, error) { return parse[Config](data) }
 
-func (c *Config) setDefaults() {
+// SetDefaults fills every key the file left out.
+func (c *Config) SetDefaults() {
 	set := c.Lines.Set
 	for i := range c.Listeners {
 		l := &c.Listeners[i]

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/node"
+	"github.com/mqlb/mqlb/internal/version"
+)
+
+// nodeStartTimeout bounds how long mqlb node waits for its listeners and
+// mesh before giving up.
+const nodeStartTimeout = 2 * time.Minute
+
+// cmdNode runs one broker node until ctx is done (SIGINT/SIGTERM), then
+// closes it gracefully. SIGHUP reloads what can change at run time (users,
+// ACL rules, shared subscription policy, max_offline_messages, log level).
+func cmdNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	file := fs.String("c", "node.yaml", "node config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadNode(*file)
+	if err != nil {
+		return configError(*file, err)
+	}
+	log, level := newLogger(cfg.Log, os.Stderr)
+	log.Info("starting node", "version", version.String(), "config", *file, "node", cfg.Node.Name)
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, nodeStartTimeout)
+	err = n.Start(startCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return n.Close()
+		case <-hup:
+			reloadNode(n, *file, level, log)
+		}
+	}
+}
+
+// reloadNode applies a changed config file; if it is invalid the node keeps
+// running on the old one.
+func reloadNode(n *node.Node, file string, level *slog.LevelVar, log *slog.Logger) {
+	cfg, err := config.LoadNode(file)
+	if err != nil {
+		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
+		return
+	}
+	if err := n.Reload(cfg); err != nil {
+		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
+		return
+	}
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(cfg.Log.Level))
+	level.Set(lv)
+	log.Info("SIGHUP: config reloaded", "config", file)
+}

@@ -1,0 +1,405 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Node is the configuration of one broker node (mqlb node). Every key is
+// documented in examples/node.yaml.
+type Node struct {
+	Node                NodeIdentity   `yaml:"node"`
+	Listeners           []NodeListener `yaml:"listeners"`
+	Mesh                Mesh           `yaml:"mesh"`
+	SharedSubscriptions SharedSubs     `yaml:"shared_subscriptions"`
+	Sessions            Sessions       `yaml:"sessions"`
+	MQTT                MQTTLimits     `yaml:"mqtt"`
+	Auth                NodeAuth       `yaml:"auth"`
+	Admin               Admin          `yaml:"admin"`
+	Log                 Log            `yaml:"log"`
+
+	Source
+}
+
+// NodeIdentity names the node and where it keeps its data.
+type NodeIdentity struct {
+	Name    string `yaml:"name"`     // unique in the cluster
+	DataDir string `yaml:"data_dir"` // JetStream store; default ./data/<name>
+}
+
+// NodeListener is one MQTT listener of a broker node.
+type NodeListener struct {
+	Name             string       `yaml:"name"`
+	Type             string       `yaml:"type"` // tcp | tls | ws | wss
+	Address          string       `yaml:"address"`
+	Path             string       `yaml:"path"` // ws and wss only
+	TLS              *TLS         `yaml:"tls"`
+	ProxyProtocol    *ProxyAccept `yaml:"proxy_protocol"`
+	UsernameFromCert bool         `yaml:"username_from_cert"`
+}
+
+// Mesh configures how nodes find each other: an embedded NATS server joined to
+// its peers by routes, or an external NATS cluster.
+type Mesh struct {
+	ClusterName string   `yaml:"cluster_name"`
+	Listen      string   `yaml:"listen"`    // embedded NATS route address; "" = no routes (single node)
+	Advertise   string   `yaml:"advertise"` // route address peers should dial, when listen is not reachable as is
+	Peers       []string `yaml:"peers"`     // route URLs of other nodes
+	URL         string   `yaml:"url"`       // external NATS instead of the embedded server
+	Replicas    int      `yaml:"replicas"`  // JetStream KV replicas; 0 = min(3, cluster size)
+	Timeout     Duration `yaml:"timeout"`   // how long a node waits for its peers
+}
+
+// SharedSubs configures $share/{group}/{filter} delivery.
+type SharedSubs struct {
+	Policy string `yaml:"policy"` // local_first | round_robin | random
+}
+
+// Sessions bounds persistent sessions.
+type Sessions struct {
+	MaxOfflineMessages int      `yaml:"max_offline_messages"`
+	MaxExpiry          Duration `yaml:"max_expiry"`
+}
+
+// MQTTLimits are protocol limits the broker announces and enforces.
+type MQTTLimits struct {
+	MaxClients     int64 `yaml:"max_clients"`     // 0 = no limit
+	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; 0 = no limit
+	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
+	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
+	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
+}
+
+// NodeAuth configures client authentication and topic ACLs.
+type NodeAuth struct {
+	AllowAnonymous *bool     `yaml:"allow_anonymous"` // default true
+	UsersFile      string    `yaml:"users_file"`
+	ACL            []ACLRule `yaml:"acl"`
+	ACLDefault     string    `yaml:"acl_default"` // allow | deny
+}
+
+// ACLRule is one topic rule; the first rule that applies and matches decides.
+type ACLRule struct {
+	Allow   bool     `yaml:"allow"`
+	Access  string   `yaml:"access"` // publish | subscribe | all
+	Topic   string   `yaml:"topic"`  // filter; %c = client id, %u = username
+	Users   []string `yaml:"users"`
+	Clients []string `yaml:"clients"`
+}
+
+// SharedPolicies are the shared subscription policy names.
+var SharedPolicies = []string{"local_first", "round_robin", "random"}
+
+// ListenerTypes are the node listener types.
+var ListenerTypes = []string{"tcp", "tls", "ws", "wss"}
+
+// LoadNode reads, decodes, fills defaults and validates a node config.
+func LoadNode(file string) (*Node, error) { return load[Node](file) }
+
+// ParseNode decodes, fills defaults and validates a node config.
+func ParseNode(data []byte) (*Node, error) { return parse[Node](data) }
+
+// SetDefaults fills every key left out. It is safe on a Node built in code
+// (Lines nil): then a zero value means "not set".
+func (n *Node) SetDefaults() {
+	set := n.Lines.Set
+	if n.Node.DataDir == "" && n.Node.Name != "" {
+		n.Node.DataDir = filepath.Join("data", n.Node.Name)
+	}
+	for i := range n.Listeners {
+		n.Listeners[i].setDefaults(i)
+	}
+	n.setMeshDefaults()
+	n.SharedSubscriptions.Policy = defaultString(n.SharedSubscriptions.Policy, "local_first")
+	if n.Sessions.MaxOfflineMessages == 0 && !set("sessions.max_offline_messages") {
+		n.Sessions.MaxOfflineMessages = 1000
+	}
+	defaultDuration(&n.Sessions.MaxExpiry, float64(24*time.Hour))
+	n.setMQTTDefaults()
+	if n.Auth.AllowAnonymous == nil {
+		yes := true
+		n.Auth.AllowAnonymous = &yes
+	}
+	n.Auth.ACLDefault = defaultString(n.Auth.ACLDefault, "allow")
+	for i := range n.Auth.ACL {
+		n.Auth.ACL[i].Access = defaultString(n.Auth.ACL[i].Access, "all")
+	}
+	if !set("admin.address") && n.Admin.Address == "" {
+		n.Admin.Address = "127.0.0.1:9091"
+	}
+	n.Log.Level = defaultString(n.Log.Level, "info")
+	n.Log.Format = defaultString(n.Log.Format, "text")
+}
+
+func (l *NodeListener) setDefaults(i int) {
+	l.Name = defaultString(l.Name, fmt.Sprintf("listener%d", i))
+	if l.Type == "" {
+		l.Type = "tcp"
+		if l.TLS != nil {
+			l.Type = "tls"
+		}
+	}
+	if l.Path == "" && (l.Type == "ws" || l.Type == "wss") {
+		l.Path = "/mqtt"
+	}
+	if l.TLS != nil {
+		l.TLS.ClientAuth = defaultString(l.TLS.ClientAuth, "none")
+		l.TLS.MinVersion = defaultString(l.TLS.MinVersion, "1.2")
+	}
+	if l.ProxyProtocol != nil && l.ProxyProtocol.Timeout == 0 {
+		l.ProxyProtocol.Timeout = Duration(5 * time.Second)
+	}
+}
+
+func (n *Node) setMeshDefaults() {
+	m := &n.Mesh
+	m.ClusterName = defaultString(m.ClusterName, "mqlb")
+	defaultDuration(&m.Timeout, float64(2*time.Second))
+	for i, p := range m.Peers {
+		if !strings.Contains(p, "://") {
+			m.Peers[i] = "nats-route://" + p
+		}
+	}
+}
+
+func (n *Node) setMQTTDefaults() {
+	q := &n.MQTT
+	if q.ReceiveMaximum == 0 {
+		q.ReceiveMaximum = 1024
+	}
+	if q.MaxInflight == 0 {
+		q.MaxInflight = 8192
+	}
+	if q.MaxQoS == 0 && !n.Lines.Set("mqtt.max_qos") {
+		q.MaxQoS = 2
+	}
+}
+
+// AllowsAnonymous reports auth.allow_anonymous (true when unset).
+func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }
+
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate checks the whole config and returns every problem found, joined.
+func (n *Node) Validate() error {
+	ck := &check{lines: n.Lines}
+	switch {
+	case n.Node.Name == "":
+		ck.errorf("node.name", "a node name is required (unique in the cluster)")
+	case !tokenName.MatchString(n.Node.Name) || len(n.Node.Name) > 64:
+		ck.errorf("node.name", "want 1-64 letters, digits, '-' or '_', got %q", n.Node.Name)
+	}
+	if n.Node.DataDir == "" {
+		ck.errorf("node.data_dir", "a data directory is required")
+	}
+	ck.nodeListeners(n.Listeners)
+	ck.mesh(&n.Mesh)
+	ck.oneOf("shared_subscriptions.policy", n.SharedSubscriptions.Policy, SharedPolicies...)
+	if s := n.Sessions; s.MaxOfflineMessages < 0 || s.MaxOfflineMessages > 65535 {
+		ck.errorf("sessions.max_offline_messages", "want 0 (no limit beyond mqtt.max_inflight) to 65535, got %d", s.MaxOfflineMessages)
+	}
+	if e := n.Sessions.MaxExpiry.D(); e < time.Second || e > (1<<32-1)*time.Second {
+		ck.errorf("sessions.max_expiry", "want a duration from 1s to 136y, got %s", e)
+	}
+	ck.mqttLimits(&n.MQTT)
+	ck.nodeAuth(&n.Auth)
+	if n.Admin.Address != "" {
+		ck.hostPort("admin.address", n.Admin.Address, true)
+	}
+	ck.oneOf("log.level", n.Log.Level, "debug", "info", "warn", "error")
+	ck.oneOf("log.format", n.Log.Format, "text", "json")
+	return errors.Join(ck.errs...)
+}
+
+func (ck *check) nodeListeners(ls []NodeListener) {
+	if len(ls) == 0 {
+		ck.errorf("listeners", "at least one listener is required")
+	}
+	names, addrs := map[string]bool{}, map[string]bool{}
+	for i, l := range ls {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if names[l.Name] {
+			ck.errorf(p+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		ck.hostPort(p+".address", l.Address, true)
+		if addrs[l.Address] && !strings.HasSuffix(l.Address, ":0") {
+			ck.errorf(p+".address", "address %q is used by another listener", l.Address)
+		}
+		addrs[l.Address] = true
+		ck.oneOf(p+".type", l.Type, ListenerTypes...)
+		ck.nodeListener(p, l)
+	}
+}
+
+func (ck *check) nodeListener(p string, l NodeListener) {
+	secure := l.Type == "tls" || l.Type == "wss"
+	switch {
+	case secure && l.TLS == nil:
+		ck.errorf(p+".tls", "type %s needs a tls block with cert and key", l.Type)
+	case !secure && l.TLS != nil:
+		ck.errorf(p+".tls", "type %s does not terminate TLS; use type tls or wss", l.Type)
+	case l.TLS != nil:
+		ck.tls(p+".tls", l.TLS)
+	}
+	if l.Path != "" && l.Type != "ws" && l.Type != "wss" {
+		ck.errorf(p+".path", "path is for ws and wss listeners only")
+	} else if l.Path != "" && !strings.HasPrefix(l.Path, "/") {
+		ck.errorf(p+".path", "want a path starting with /, got %q", l.Path)
+	}
+	if pp := l.ProxyProtocol; pp != nil && pp.Accept {
+		if len(pp.Trusted) == 0 {
+			ck.errorf(p+".proxy_protocol.trusted", "list the CIDRs allowed to send PROXY headers")
+		} else if _, err := ParsePrefixes(pp.Trusted); err != nil {
+			ck.errorf(p+".proxy_protocol.trusted", "%v", err)
+		}
+		ck.positive(p+".proxy_protocol.timeout", pp.Timeout)
+	}
+	if l.UsernameFromCert && l.TLS == nil && (l.ProxyProtocol == nil || !l.ProxyProtocol.Accept) {
+		ck.errorf(p+".username_from_cert", "needs a client certificate: terminate TLS here (type tls or wss) or accept PROXY v2 from a load balancer that does")
+	}
+}
+
+func (ck *check) mesh(m *Mesh) {
+	if !tokenName.MatchString(m.ClusterName) {
+		ck.errorf("mesh.cluster_name", "want letters, digits, '-' or '_', got %q", m.ClusterName)
+	}
+	if m.URL != "" {
+		if m.Listen != "" || len(m.Peers) > 0 {
+			ck.errorf("mesh.url", "an external NATS url replaces the embedded server: leave mesh.listen and mesh.peers empty")
+		}
+		if !strings.Contains(m.URL, "://") {
+			ck.errorf("mesh.url", "want a NATS URL such as nats://10.0.0.5:4222, got %q", m.URL)
+		}
+	}
+	if m.Listen != "" {
+		ck.hostPort("mesh.listen", m.Listen, true)
+	} else if len(m.Peers) > 0 {
+		ck.errorf("mesh.peers", "peers need mesh.listen: the address this node accepts routes on")
+	}
+	if m.Advertise != "" {
+		ck.hostPort("mesh.advertise", m.Advertise, false)
+	}
+	for i, p := range m.Peers {
+		ck.routeURL(fmt.Sprintf("mesh.peers[%d]", i), p)
+	}
+	if m.Replicas < 0 || m.Replicas > 5 {
+		ck.errorf("mesh.replicas", "want 0 (automatic) to 5, got %d", m.Replicas)
+	}
+	ck.positive("mesh.timeout", m.Timeout)
+}
+
+func (ck *check) routeURL(path, u string) {
+	rest, ok := strings.CutPrefix(u, "nats-route://")
+	if !ok {
+		ck.errorf(path, "want host:port or nats-route://host:port, got %q", u)
+		return
+	}
+	hostPort := rest
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		hostPort = rest[at+1:]
+	}
+	if _, _, err := net.SplitHostPort(hostPort); err != nil {
+		ck.errorf(path, "want host:port or nats-route://host:port, got %q", rest)
+	}
+}
+
+func (ck *check) mqttLimits(q *MQTTLimits) {
+	if q.MaxClients < 0 {
+		ck.errorf("mqtt.max_clients", "must be zero (no limit) or more")
+	}
+	if q.MaxPacketSize != 0 && (q.MaxPacketSize < 64 || q.MaxPacketSize > 268_435_455) {
+		ck.errorf("mqtt.max_packet_size", "want 0 (no limit) or 64 to 268435455 bytes, got %d", q.MaxPacketSize)
+	}
+	if q.ReceiveMaximum < 1 || q.ReceiveMaximum > 65535 {
+		ck.errorf("mqtt.receive_maximum", "want 1 to 65535, got %d", q.ReceiveMaximum)
+	}
+	if q.MaxInflight < 1 || q.MaxInflight > 65535 {
+		ck.errorf("mqtt.max_inflight", "want 1 to 65535, got %d", q.MaxInflight)
+	}
+	if q.MaxQoS < 0 || q.MaxQoS > 2 {
+		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)
+	}
+}
+
+func (ck *check) nodeAuth(a *NodeAuth) {
+	if a.UsersFile != "" {
+		ck.readable("auth.users_file", a.UsersFile)
+	}
+	ck.oneOf("auth.acl_default", a.ACLDefault, "allow", "deny")
+	for i, r := range a.ACL {
+		p := fmt.Sprintf("auth.acl[%d]", i)
+		ck.oneOf(p+".access", r.Access, "publish", "subscribe", "all")
+		if !validFilter(r.Topic) {
+			ck.errorf(p+".topic", "want an MQTT topic filter such as devices/%%c/#, got %q", r.Topic)
+		}
+	}
+}
+
+// validFilter checks an MQTT topic filter: '#' only as the whole last level,
+// '+' only as a whole level [MQTT-4.7.1-2] [MQTT-4.7.1-3].
+func validFilter(f string) bool {
+	if f == "" {
+		return false
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return false
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return false
+		}
+	}
+	return true
+}
+
+// Summary describes in a few lines what the node would run, for mqlb check.
+func (n *Node) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node %s (data %s)\n", n.Node.Name, n.Node.DataDir)
+	for _, l := range n.Listeners {
+		fmt.Fprintf(&b, "  listener %s\n", l.summary())
+	}
+	m := n.Mesh
+	mesh := "routes on " + m.Listen + ", peers " + strings.Join(m.Peers, " ")
+	if m.URL != "" {
+		mesh = "external NATS " + m.URL
+	} else if m.Listen == "" {
+		mesh = "single node (no routes)"
+	}
+	replicas := "automatic"
+	if m.Replicas > 0 {
+		replicas = fmt.Sprint(m.Replicas)
+	}
+	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s\n", m.ClusterName, mesh, replicas)
+	fmt.Fprintf(&b, "  shared subscriptions %s; sessions keep up to %d offline messages, expire after at most %s\n",
+		n.SharedSubscriptions.Policy, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
+	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
+		n.Auth.AllowsAnonymous(), n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
+	admin := "off"
+	if n.Admin.Address != "" {
+		admin = "http://" + n.Admin.Address + map[bool]string{true: " (token set)", false: " (no token)"}[n.Admin.Token != ""]
+	}
+	fmt.Fprintf(&b, "  admin: %s\n", admin)
+	return b.String()
+}
+
+func (l NodeListener) summary() string {
+	s := fmt.Sprintf("%s: %s %s", l.Name, l.Type, l.Address)
+	if l.ProxyProtocol != nil && l.ProxyProtocol.Accept {
+		s += ", PROXY from " + strings.Join(l.ProxyProtocol.Trusted, " ")
+	}
+	if l.UsernameFromCert {
+		s += ", username from certificate"
+	}
+	if l.Type == "ws" || l.Type == "wss" {
+		s += ", path " + l.Path
+	}
+	return s
+}

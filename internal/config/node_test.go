@@ -1,0 +1,157 @@
+package config
+
+import (
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+const minimalNode = `
+node:
+  name: n1
+listeners:
+  - address: "127.0.0.1:0"
+mesh:
+  listen: "127.0.0.1:0"
+  peers: ["127.0.0.1:6223"]
+`
+
+func TestParseNodeDefaults(t *testing.T) {
+	n, err := ParseNode([]byte(minimalNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Node.DataDir != filepath.Join("data", "n1") {
+		t.Errorf("data_dir = %q", n.Node.DataDir)
+	}
+	if l := n.Listeners[0]; l.Name != "listener0" || l.Type != "tcp" {
+		t.Errorf("listener defaults: %+v", l)
+	}
+	m := n.Mesh
+	if m.ClusterName != "mqlb" || m.Timeout.D() != 2*time.Second || m.Peers[0] != "nats-route://127.0.0.1:6223" {
+		t.Errorf("mesh defaults: %+v", m)
+	}
+	if n.SharedSubscriptions.Policy != "local_first" || n.Sessions.MaxOfflineMessages != 1000 ||
+		n.Sessions.MaxExpiry.D() != 24*time.Hour {
+		t.Errorf("shared/sessions defaults: %+v %+v", n.SharedSubscriptions, n.Sessions)
+	}
+	if q := n.MQTT; q.ReceiveMaximum != 1024 || q.MaxInflight != 8192 || q.MaxQoS != 2 {
+		t.Errorf("mqtt defaults: %+v", q)
+	}
+	if !n.Auth.AllowsAnonymous() || n.Auth.ACLDefault != "allow" {
+		t.Errorf("auth defaults: %+v", n.Auth)
+	}
+	if n.Admin.Address != "127.0.0.1:9091" || n.Log.Level != "info" {
+		t.Errorf("admin/log defaults: %+v %+v", n.Admin, n.Log)
+	}
+}
+
+func TestParseNodeKeepsExplicitValues(t *testing.T) {
+	n, err := ParseNode([]byte(minimalNode + "sessions: { max_offline_messages: 0 }\nmqtt: { max_qos: 0 }\nauth: { allow_anonymous: false }\nadmin: { address: \"\" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Sessions.MaxOfflineMessages != 0 || n.MQTT.MaxQoS != 0 || n.Auth.AllowsAnonymous() || n.Admin.Address != "" {
+		t.Errorf("explicit values overwritten: %+v %+v %+v %+v", n.Sessions, n.MQTT, n.Auth, n.Admin)
+	}
+}
+
+func TestParseNodeTLSListenerType(t *testing.T) {
+	srv := testutil.NewCA(t).Server("localhost")
+	doc := strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`,
+		`  - { address: "127.0.0.1:0", tls: { cert: "`+srv.CertFile+`", key: "`+srv.KeyFile+`" } }`, 1)
+	n, err := ParseNode([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := n.Listeners[0]; l.Type != "tls" || l.TLS.ClientAuth != "none" || l.TLS.MinVersion != "1.2" {
+		t.Errorf("tls listener defaults: %+v %+v", l, l.TLS)
+	}
+}
+
+func TestParseNodeErrorsNamePathAndLine(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"no name", strings.Replace(minimalNode, "name: n1", "name: \"\"", 1),
+			`node.name (line 3): a node name is required`},
+		{"bad name", strings.Replace(minimalNode, "name: n1", "name: n.1", 1),
+			`node.name (line 3): want 1-64 letters`},
+		{"unknown key", minimalNode + "mesh2: {}\n",
+			`mesh2 (line 9): unknown key; want one of admin, auth, listeners, log, mesh,`},
+		{"peer url", strings.Replace(minimalNode, `"127.0.0.1:6223"`, `"http://x:1"`, 1),
+			`mesh.peers[0] (line 8): want host:port or nats-route://host:port, got "http://x:1"`},
+		{"peers without listen", strings.Replace(minimalNode, `  listen: "127.0.0.1:0"`+"\n", "", 1),
+			`mesh.peers (line 7): peers need mesh.listen`},
+		{"url and listen", minimalNode + "  url: nats://x:4222\n",
+			`mesh.url (line 9): an external NATS url replaces the embedded server`},
+		{"replicas", minimalNode + "  replicas: 7\n", `mesh.replicas (line 9): want 0 (automatic) to 5, got 7`},
+		{"policy", minimalNode + "shared_subscriptions: { policy: sticky }\n",
+			`shared_subscriptions.policy (line 9): unknown value "sticky"; want one of local_first, round_robin, random`},
+		{"listener type", strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`, `  - { address: "127.0.0.1:0", type: quic }`, 1),
+			`listeners[0].type (line 5): unknown value "quic"`},
+		{"tls needs block", strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`, `  - { address: "127.0.0.1:0", type: wss }`, 1),
+			`listeners[0].tls (line 5): type wss needs a tls block`},
+		{"path on tcp", strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`, `  - { address: "127.0.0.1:0", path: /mqtt }`, 1),
+			`listeners[0].path (line 5): path is for ws and wss listeners only`},
+		{"cert identity needs cert", strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`, `  - { address: "127.0.0.1:0", username_from_cert: true }`, 1),
+			`listeners[0].username_from_cert (line 5): needs a client certificate`},
+		{"trusted", strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`, `  - { address: "127.0.0.1:0", proxy_protocol: { accept: true } }`, 1),
+			`listeners[0].proxy_protocol.trusted (line 5): list the CIDRs`},
+		{"bad address", strings.Replace(minimalNode, `  - address: "127.0.0.1:0"`, `  - address: "127.0.0.1"`, 1),
+			`listeners[0].address (line 5): want host:port, got "127.0.0.1"`},
+		{"acl access", minimalNode + "auth:\n  acl:\n    - { access: read, topic: a/# }\n",
+			`auth.acl[0].access (line 11): unknown value "read"`},
+		{"acl topic", minimalNode + "auth:\n  acl:\n    - { topic: a/#/b }\n",
+			`auth.acl[0].topic (line 11): want an MQTT topic filter`},
+		{"users file", minimalNode + "auth: { users_file: /nonexistent/users }\n",
+			`auth.users_file (line 9): cannot read`},
+		{"offline messages", minimalNode + "sessions:\n  max_offline_messages: 70000\n",
+			`sessions.max_offline_messages (line 10): want 0`},
+		{"expiry", minimalNode + "sessions: { max_expiry: 10ms }\n",
+			`sessions.max_expiry (line 9): want a duration from 1s`},
+		{"max qos", minimalNode + "mqtt:\n  max_qos: 3\n", `mqtt.max_qos (line 10): want 0, 1 or 2, got 3`},
+		{"no listeners", strings.Replace(minimalNode, "listeners:\n  - address: \"127.0.0.1:0\"\n", "", 1),
+			`listeners: at least one listener is required`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseNode([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeBuiltInCode(t *testing.T) {
+	n := &Node{
+		Node:      NodeIdentity{Name: "n2"},
+		Listeners: []NodeListener{{Address: "127.0.0.1:0"}},
+		Mesh:      Mesh{Listen: "127.0.0.1:0", Peers: []string{"nats-route://127.0.0.1:4248"}},
+	}
+	n.SetDefaults()
+	if err := n.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if n.Sessions.MaxOfflineMessages != 1000 || n.Admin.Address != "127.0.0.1:9091" {
+		t.Errorf("defaults in code: %+v %+v", n.Sessions, n.Admin)
+	}
+}
+
+func TestExampleNodeConfigParses(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	n, err := LoadNode(filepath.Join(filepath.Dir(file), "..", "..", "examples", "node.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Node.Name != "node1" || len(n.Auth.ACL) != 1 || n.File == "" {
+		t.Errorf("example: %+v", n)
+	}
+	for _, want := range []string{"node node1", "listener tcp: tcp 127.0.0.1:18831, PROXY from 127.0.0.1/32", "routes on 127.0.0.1:6222", "admin: http://127.0.0.1:9091 (no token)"} {
+		if s := n.Summary(); !strings.Contains(s, want) {
+			t.Errorf("summary %q does not mention %q", s, want)
+		}
+	}
+}

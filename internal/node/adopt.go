@@ -1,0 +1,72 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// adoptSessions runs once the store is open: the persistent sessions an
+// earlier run of this node owned (same node name, other instance) come back
+// as disconnected sessions with their subscriptions, so messages published
+// before their clients return are queued again. The messages queued in the
+// earlier run are lost with it. A session another node claims meanwhile
+// stays there: every adoption is a compare-and-set on the record.
+func (s *sessions) adoptSessions(ctx context.Context) {
+	st := s.n.store()
+	w, err := st.sessions.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		s.n.log.Warn("sessions of an earlier run not restored", "error", err)
+		return
+	}
+	defer w.Stop()
+	adopted := 0
+	for e := range w.Updates() {
+		if e == nil {
+			break // the bucket's current content is read
+		}
+		if s.adopt(ctx, e) {
+			adopted++
+		}
+	}
+	if adopted > 0 {
+		s.n.syncInterest()
+		s.n.log.Info("restored sessions of an earlier run", "sessions", adopted)
+	}
+}
+
+// adopt installs one record's session if it belongs to an earlier run of
+// this node, is persistent and has not expired.
+func (s *sessions) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
+	rec := new(sessionRecord)
+	if json.Unmarshal(e.Value(), rec) != nil || rec.Node != s.n.name || rec.Instance == s.n.instance || rec.Clean {
+		return false
+	}
+	now := time.Now().Unix()
+	if rec.Gone == 0 {
+		rec.Gone = now // connected when the earlier run stopped: the expiry starts now
+	}
+	if rec.expired(now) {
+		return false
+	}
+	if _, taken := s.n.broker.Clients.Get(rec.Client); taken {
+		return false // the client is back already
+	}
+	left := rec.Gone + int64(rec.Expiry) - now
+	rec.Instance = s.n.instance
+	rev, err := s.reg.put(ctx, rec, e.Revision(), time.Duration(left)*time.Second+time.Minute)
+	if err != nil {
+		return false
+	}
+	cl := s.newDetached(rec.Client, rec.Version)
+	// mochi expires a v5 session after its own interval and a 3.1.1 one
+	// after the maximum: mark the detached client v5 with what is left.
+	cl.Properties.ProtocolVersion = 5
+	cl.Properties.Props.SessionExpiryInterval, cl.Properties.Props.SessionExpiryIntervalFlag = uint32(left), true
+	s.subscribeDetached(cl, rec.Subs)
+	s.n.broker.Clients.Add(cl)
+	s.track(cl, *rec, rev)
+	return true
+}

@@ -1,0 +1,203 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// runStore opens the store as soon as JetStream allows, keeps the retained
+// watcher running and, with automatic replicas, raises the buckets' replicas
+// as nodes join. It runs until Close.
+func (n *Node) runStore() {
+	defer n.wg.Done()
+	plan := n.storePlan()
+	st := n.openStoreRetrying(plan)
+	if st == nil {
+		return
+	}
+	n.st.Store(st)
+	loaded := make(chan struct{})
+	var once sync.Once
+	n.wg.Add(1)
+	go n.watchRetained(st, func() { once.Do(func() { close(loaded) }) })
+	select {
+	case <-loaded:
+	case <-n.ctx.Done():
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	n.sessions.adoptSessions(ctx)
+	cancel()
+	close(n.storeReady)
+	n.log.Info("store ready", "retained", retainedCount(n.broker))
+	if n.cfg.Mesh.Replicas == 0 && n.ns != nil {
+		n.scaleStore(st, plan)
+	}
+}
+
+func (n *Node) storePlan() storePlan {
+	p := storePlan{cluster: n.cfg.Mesh.ClusterName, replicas: n.cfg.Mesh.Replicas}
+	if n.ns != nil {
+		p.peers = func() int { return len(n.ns.ActivePeers()) }
+	}
+	return p
+}
+
+func (n *Node) openStoreRetrying(plan storePlan) *store {
+	backoff := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		st, err := openStore(ctx, n.ctrl, plan)
+		cancel()
+		if err == nil {
+			return st
+		}
+		n.log.Debug("store not available yet", "error", err)
+		if !n.pause(backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// pause waits d, or returns false when the node is closing.
+func (n *Node) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-n.ctx.Done():
+		return false
+	}
+}
+
+// watchRetained applies the retained bucket to the local store, restarting
+// the watcher if it fails.
+func (n *Node) watchRetained(st *store, ready func()) {
+	defer n.wg.Done()
+	for {
+		err := n.retained.watch(n.ctx, st.retained, ready)
+		if n.ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("retained watcher stopped; restarting", "error", err)
+		if !n.pause(time.Second) {
+			return
+		}
+	}
+}
+
+// scaleStore raises bucket replicas as nodes join, until three.
+func (n *Node) scaleStore(st *store, plan storePlan) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
+		if err := st.scaleUp(ctx, plan); err != nil {
+			n.log.Debug("store replicas not raised yet", "error", err)
+		}
+		r, err := st.replicas(ctx)
+		cancel()
+		if err == nil && r >= 3 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// syncInterest returns once every other node knows the subscriptions this
+// node made before the call (or after mesh.timeout). NATS forwards a
+// subscription to the other servers before any message that follows it on
+// the same route, so after a flush of both subscribing connections, a reply
+// from each node to a ping sent then proves it has seen them. Calls that
+// arrive while a round runs share the next one. With an external NATS
+// cluster the node cannot know its peers and only flushes.
+func (n *Node) syncInterest() {
+	done := make(chan struct{})
+	n.syncMu.Lock()
+	n.syncWaiting = append(n.syncWaiting, done)
+	start := !n.syncRunning
+	n.syncRunning = true
+	n.syncMu.Unlock()
+	if start {
+		go n.syncRounds()
+	}
+	<-done
+}
+
+// syncRounds runs rounds until nobody waits.
+func (n *Node) syncRounds() {
+	for {
+		n.syncMu.Lock()
+		batch := n.syncWaiting
+		n.syncWaiting = nil
+		if len(batch) == 0 {
+			n.syncRunning = false
+			n.syncMu.Unlock()
+			return
+		}
+		n.syncMu.Unlock()
+		n.syncRound()
+		for _, done := range batch {
+			close(done)
+		}
+	}
+}
+
+func (n *Node) syncRound() {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	if n.queue.FlushWithContext(ctx) != nil || n.data.FlushWithContext(ctx) != nil {
+		return
+	}
+	peers := n.peerNames()
+	if len(peers) == 0 {
+		return
+	}
+	inbox := nats.NewInbox()
+	sub, err := n.ctrl.SubscribeSync(inbox)
+	if err != nil {
+		return
+	}
+	defer sub.Unsubscribe()
+	if err := n.ctrl.PublishRequest(n.mesh.subj.sync(), inbox, nil); err != nil {
+		return
+	}
+	for len(peers) > 0 {
+		msg, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			n.log.Debug("interest sync incomplete", "waiting_for", len(peers), "error", err)
+			return
+		}
+		delete(peers, string(msg.Data))
+	}
+}
+
+func (n *Node) answerSync(msg *nats.Msg) { _ = msg.Respond([]byte(n.name)) }
+
+// peerNames returns the names of the other servers this node has routes to.
+func (n *Node) peerNames() map[string]struct{} {
+	if n.ns == nil {
+		return nil
+	}
+	rz, err := n.ns.Routez(&server.RoutezOptions{})
+	if err != nil {
+		return nil
+	}
+	peers := map[string]struct{}{}
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" && r.RemoteName != n.name {
+			peers[r.RemoteName] = struct{}{}
+		}
+	}
+	return peers
+}

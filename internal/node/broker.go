@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/node/auth"
+	"github.com/mqlb/mqlb/internal/node/listen"
+)
+
+// newBroker builds the mochi server with the node's limits and hooks: the
+// certificate identity hook first (it may set the username), then the auth
+// hook (the only one that authenticates and authorizes), then the node's.
+func newBroker(n *Node) (*mqtt.Server, error) {
+	c := n.cfg
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = math.MaxInt64
+	if c.MQTT.MaxClients > 0 {
+		caps.MaximumClients = c.MQTT.MaxClients
+	}
+	caps.MaximumPacketSize = uint32(c.MQTT.MaxPacketSize)
+	caps.ReceiveMaximum = uint16(c.MQTT.ReceiveMaximum)
+	caps.MaximumInflight = uint16(c.MQTT.MaxInflight)
+	caps.MaximumQos = byte(c.MQTT.MaxQoS)
+	caps.MaximumSessionExpiryInterval = uint32(c.Sessions.MaxExpiry.D() / time.Second)
+	// No cap of mochi's own on message lifetimes: retained messages live until
+	// cleared, queued ones until their session or their own expiry ends.
+	caps.MaximumMessageExpiryInterval = 0
+	s := mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 slog.New(demote{n.log.With("component", "mochi").Handler()}),
+		SysTopicResendInterval: 10,
+	})
+	authHook, err := auth.New(authOptions(c.Auth))
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), authHook, &hook{n: n}} {
+		if err := s.AddHook(h, nil); err != nil {
+			return nil, err
+		}
+	}
+	n.auth = authHook
+	addSentinel(s)
+	return s, nil
+}
+
+func authOptions(a config.NodeAuth) auth.Options {
+	o := auth.Options{AllowAnonymous: a.AllowsAnonymous(), UsersFile: a.UsersFile, ACLDefault: a.ACLDefault == "allow"}
+	for _, r := range a.ACL {
+		o.ACL = append(o.ACL, auth.Rule{Allow: r.Allow, Access: r.Access, Topic: r.Topic, Users: r.Users, Clients: r.Clients})
+	}
+	return o
+}
+
+// newListener builds one MQTT listener from its config.
+func newListener(l config.NodeListener, log *slog.Logger) (listeners.Listener, error) {
+	o := listen.Options{ID: l.Name, Type: l.Type, Address: l.Address, Path: l.Path, UsernameFromCert: l.UsernameFromCert}
+	if l.TLS != nil {
+		tc, err := serverTLS(l.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		o.TLS = tc
+	}
+	if pp := l.ProxyProtocol; pp != nil && pp.Accept {
+		trusted, err := config.ParsePrefixes(pp.Trusted)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		o.ProxyProtocol, o.Trusted, o.ProxyTimeout = true, trusted, pp.Timeout.D()
+	}
+	return listen.New(o, log)
+}
+
+// serverTLS builds a listener's TLS config: certificate, client CA and how
+// client certificates are asked for.
+func serverTLS(t *config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		tc.MinVersion = tls.VersionTLS13
+	}
+	if t.ClientCA != "" {
+		if tc.ClientCAs, err = config.LoadCertPool(t.ClientCA); err != nil {
+			return nil, err
+		}
+	}
+	switch t.ClientAuth {
+	case "request":
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	case "require":
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// demote logs mochi's info messages (hooks added, listeners attached, server
+// started) at debug: the node logs its own start-up.
+type demote struct{ slog.Handler }
+
+func (d demote) Enabled(ctx context.Context, l slog.Level) bool {
+	if l == slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return d.Handler.Enabled(ctx, l)
+}
+
+func (d demote) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelInfo {
+		r.Level = slog.LevelDebug
+	}
+	if strings.Contains(r.Message, "keepalive is below minimum") {
+		r.Level = slog.LevelDebug
+	}
+	if !d.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d demote) WithAttrs(a []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(a)} }
+func (d demote) WithGroup(g string) slog.Handler      { return demote{d.Handler.WithGroup(g)} }

@@ -1,0 +1,98 @@
+// Package node is one mqlb broker node: a mochi-mqtt v2 server (MQTT 3.1.1
+// and 5.0) joined to the other nodes of its cluster by a mesh over NATS.
+//
+// # Mesh
+//
+// Each node embeds a nats-server (routes to its peers on mesh.listen,
+// JetStream in data_dir/jetstream) or uses an external NATS cluster
+// (mesh.url). A node has three NATS connections: data (publishes and plain
+// subscriptions, NoEcho), queue (shared subscription members) and ctrl
+// (JetStream, takeover requests, interest sync; NoEcho).
+//
+// A publish accepted from a local client is delivered locally by mochi and
+// sent once to NATS on the subject of its topic (subject.go: one token per
+// topic level, escaped; '$' topics in their own subtree so wildcards cannot
+// match them [MQTT-4.7.2-1]). The payload is an envelope (envelope.go):
+// origin instance and sequence, topic, QoS, retain, the v5 properties that
+// travel with a message, the remaining message expiry, and the shared
+// subscriptions already served on the origin. For every distinct filter its
+// local sessions hold (connected or not, reference-counted by client), a
+// node subscribes on the filter's subjects ("+" → "*", "#" → ">" plus the
+// parent level); only nodes with matching interest receive a message. A
+// message matching several of a node's subscriptions arrives once per
+// subscription: a per-origin sliding window over sequence numbers
+// (dedupe.go) lets the first copy through, which is injected into the local
+// broker by an inline client and fanned out to every local subscriber at
+// min(publish QoS, granted QoS). NoEcho keeps a node's own publishes from
+// coming back; injected messages are never sent to the mesh again.
+//
+// Before mochi answers a SUBSCRIBE that created new NATS interest, the node
+// waits until every peer has seen it (a ping that follows the subscription
+// over the same routes), so a message published anywhere after the SUBACK
+// reaches the subscriber.
+//
+// # Shared subscriptions
+//
+// Every member of "$share/{group}/{filter}" holds a NATS queue subscription
+// (queue name from the whole shared filter) on the filter's subjects, so NATS
+// picks one member per message cluster-wide, weighted by where members are.
+// With local_first the publishing node serves groups that have a connected
+// member there and names them in the envelope; other nodes skip those. With
+// round_robin and random the publishing node serves nothing itself and the
+// NATS pick decides (round_robin then takes the chosen node's members in
+// turn, random keeps the member NATS picked). mochi only consults
+// OnSelectSubscribers when shared subscriptions match, so the node holds a
+// sentinel shared subscription on "#" that makes it consult the hook for
+// every publish (select.go): a plain-subscriber copy gets no shared groups,
+// a queue copy gets only its group.
+//
+// # Retained messages
+//
+// The key-value bucket mqlb_<cluster>_retained is the truth; every node
+// applies it to mochi's local store with a watcher, so new subscribers on
+// any node get retained messages, an empty payload clears one everywhere,
+// and they survive restarts of a node or of the whole cluster.
+//
+// # Sessions
+//
+// The bucket mqlb_<cluster>_sessions maps a client id to the node that owns
+// its session, with its subscriptions and expiry (registry.go); every write
+// is a compare-and-set. A client connecting to node C whose session node A
+// owns is taken over (takeover.go, install.go): A closes the old connection
+// (v5 DISCONNECT 0x8E) and hands over subscriptions and queued messages, C
+// installs them so mochi answers session present 1. If A is gone, the
+// subscriptions are restored from the registry and the messages queued on A
+// are lost. A clean start only has the old connection closed: one
+// connection per client id cluster-wide. A restarted node takes back, as
+// disconnected sessions, the persistent sessions its earlier run owned
+// (adopt.go). When the store fails (no JetStream quorum), the node keeps
+// sessions local for a few seconds before it tries again, so connects do not
+// each wait for a timeout.
+//
+// # Listeners and auth
+//
+// Listeners come from package listen (TCP, TLS, WebSocket, PROXY protocol,
+// certificate CN as username); package auth's hook is the only one that
+// authenticates and authorizes (broker.go).
+//
+// # Known limits
+//
+//   - Delivery between nodes is NATS core: at most once. A node that falls
+//     too far behind drops (mqlb_node_dropped_total{reason="mesh_slow_consumer"}).
+//   - Messages queued for disconnected sessions live in the owning node's
+//     memory: lost if that node stops.
+//   - The replicated store needs two nodes before it forms when the first
+//     node has mesh.listen and no peers; a single node should leave
+//     mesh.listen empty (JetStream then runs standalone).
+//   - mochi v2.7.9 deadlocks under its Receive Maximum flow control, so the
+//     node turns it off (see hook.OnSessionEstablished).
+//   - Order holds per topic and publisher [MQTT-4.6.0-5], not across topics;
+//     a message published while a resumed session's queue is being resent
+//     may overtake queued ones (mochi resends after the CONNACK).
+//   - mochi shares one packet id space between a client's and its own
+//     in-flight messages: a client's SUBSCRIBE whose id matches a QoS 1/2
+//     message mochi is sending it is refused with 0x91.
+//   - A delayed will of a session that moved to another node before the
+//     delay ended may still reach subscribers on the old node (mochi offers
+//     no way to cancel it).
+package node

@@ -1,0 +1,163 @@
+package node
+
+import (
+	"bytes"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook connects mochi's events to the mesh, the retained store and the
+// session registry. It does not authenticate or authorize: that is the auth
+// hook's job, which must stay the only one providing those events.
+type hook struct {
+	mqtt.HookBase
+	n *Node
+}
+
+var _ mqtt.Hook = (*hook)(nil)
+
+func (h *hook) ID() string { return "mqlb-node" }
+
+var provided = []byte{
+	mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
+	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
+	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
+	mqtt.OnWillSent, mqtt.OnClientExpired,
+}
+
+func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
+
+// OnSessionEstablish runs after authentication and before mochi looks for an
+// existing session, so a session held by another node is moved here first.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.n.sessions.establish(cl, pk)
+}
+
+// OnSessionEstablished turns off mochi's outbound flow control for the
+// client. mochi v2.7.9 deadlocks a client once its Receive Maximum quota is in
+// use: Inflight.NextImmediate holds the inflight read lock and takes it again
+// in GetAll, so a publisher waiting for the write lock in between (any
+// delivery to that client) blocks both for good, and with them the node's
+// mesh deliveries and mochi's housekeeping loop. Without a send quota mochi
+// never calls NextImmediate; the cost is that the node does not hold back
+// QoS 1/2 deliveries to the client's Receive Maximum [MQTT-3.3.4-9].
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
+	h.n.metrics.connects.Add(1)
+	h.n.log.Debug("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+		"username", string(cl.Properties.Username))
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if isMesh(cl) {
+		return
+	}
+	h.n.log.Debug("client disconnected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "error", err)
+	h.n.sessions.disconnected(cl, expire)
+}
+
+// OnSubscribed registers the new filters with the mesh and, before mochi
+// sends the SUBACK, waits until every node knows the new interest, so a
+// message published anywhere after the SUBACK reaches the subscriber.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if isMesh(cl) {
+		return
+	}
+	changed := false
+	for i, sub := range pk.Filters {
+		if i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code {
+			changed = h.n.mesh.subscribe(cl.ID, sub.Filter) || changed
+		}
+	}
+	if changed {
+		h.n.syncInterest()
+	}
+	h.n.sessions.saveSubs(cl)
+}
+
+// OnUnsubscribed drops filters from the mesh. mochi also calls it when a
+// session ends (with no packet id); only a client's own UNSUBSCRIBE changes
+// its registry record.
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if isMesh(cl) {
+		return
+	}
+	for _, sub := range pk.Filters {
+		h.n.mesh.unsubscribe(cl.ID, sub.Filter)
+	}
+	if pk.PacketID != 0 {
+		h.n.sessions.saveSubs(cl)
+	}
+}
+
+func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	return h.n.mesh.selectSubscribers(subs, pk)
+}
+
+// OnPublish gives each publish from a local client its mesh message id.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if isMesh(cl) {
+		return pk, nil
+	}
+	h.n.metrics.messagesIn.Add(1)
+	setTag(&pk, h.n.mesh.nextTag())
+	return pk, nil
+}
+
+// OnPublished sends a local publish to the other nodes, after mochi has
+// delivered it here.
+func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if isMesh(cl) || pk.Ignore {
+		return
+	}
+	tag := getTag(pk)
+	h.n.mesh.publish(pk, tag, h.n.mesh.takeHandled(tag))
+}
+
+// OnWillSent sends a will message to the other nodes: mochi publishes wills
+// itself, without OnPublish.
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	tag := h.n.mesh.nextTag()
+	h.n.mesh.publish(willPacket(pk), tag, h.n.mesh.takeHandled(willKey(cl.ID)))
+}
+
+// OnRetainMessage writes a local retained publish (or will) to the bucket.
+func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, _ int64) {
+	if isMesh(cl) {
+		return
+	}
+	h.n.retained.store(willPacket(pk))
+}
+
+// willPacket clears what mochi keeps in Expiry for a delayed will: the time
+// it was due [MQTT-3.1.3-9], not a message expiry.
+func willPacket(pk packets.Packet) packets.Packet {
+	if pk.Connect.WillProperties.WillDelayInterval > 0 {
+		pk.Expiry = 0
+	}
+	return pk
+}
+
+func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	h.n.sessions.queued(cl, pk)
+}
+
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.n.sessions.settled(cl, pk, false)
+}
+
+func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.n.sessions.settled(cl, pk, true)
+}
+
+func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
+	h.n.metrics.dropped("client_queue_full")
+	h.n.log.Debug("message dropped: client not reading", "client_id", cl.ID)
+}
+
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.n.log.Debug("session expired", "client_id", cl.ID)
+	h.n.sessions.expired(cl)
+}

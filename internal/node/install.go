@@ -1,0 +1,155 @@
+package node
+
+import (
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Installing a session taken over from another node.
+//
+// A session is installed as a disconnected mochi client under the client's
+// id, with its subscriptions in the topic index and its messages in the
+// inflight store; mochi's own takeover (inheritClientSession) then moves it
+// onto the new connection and resends the messages after the CONNACK.
+
+// holdPrefix marks placeholder clients (see takeover.go). U+0000 cannot
+// appear in an MQTT client id [MQTT-1.5.4-2].
+const holdPrefix = "\x00mqlb-hold/"
+
+// newDetached returns a closed client that is not in the client map yet.
+func (s *sessions) newDetached(id string, version byte) *mqtt.Client {
+	cl := s.n.broker.NewClient(nil, "mesh", id, false)
+	cl.Properties.ProtocolVersion = version
+	cl.Stop(nil)
+	return cl
+}
+
+// subscribeDetached puts subs into the topic index and the mesh for cl.
+func (s *sessions) subscribeDetached(cl *mqtt.Client, subs []subRecord) bool {
+	changed := false
+	for _, r := range subs {
+		sub := r.subscription()
+		if s.n.broker.Topics.Subscribe(cl.ID, sub) {
+			atomic.AddInt64(&s.n.broker.Info.Subscriptions, 1)
+		}
+		cl.State.Subscriptions.Add(sub.Filter, sub)
+		changed = s.n.mesh.subscribe(cl.ID, sub.Filter) || changed
+	}
+	return changed
+}
+
+// hold subscribes a placeholder client to the session's last known
+// subscriptions, to keep what is published while the owner hands over.
+func (s *sessions) hold(id string, rec *sessionRecord) *mqtt.Client {
+	p := s.newDetached(holdPrefix+id+"/"+randomHex(4), rec.Version)
+	s.n.broker.Clients.Add(p)
+	if s.subscribeDetached(p, rec.Subs) {
+		s.n.syncInterest()
+	}
+	return p
+}
+
+// release removes a placeholder and returns what it kept, in queue order.
+func (s *sessions) release(p *mqtt.Client) []packets.Packet {
+	for filter := range p.State.Subscriptions.GetAll() {
+		if s.n.broker.Topics.Unsubscribe(filter, p.ID) {
+			atomic.AddInt64(&s.n.broker.Info.Subscriptions, -1)
+		}
+		p.State.Subscriptions.Delete(filter)
+		s.n.mesh.unsubscribe(p.ID, filter)
+	}
+	s.n.broker.Clients.Delete(p.ID)
+	pks := p.State.Inflight.GetAll(false)
+	sortQueue(pks, s.queueOrder(p.ID))
+	for _, pk := range pks {
+		if p.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&s.n.broker.Info.Inflight, -1)
+		}
+	}
+	s.mu.Lock()
+	delete(s.byID, p.ID)
+	s.mu.Unlock()
+	return pks
+}
+
+// install makes h the disconnected session of id, then moves over what the
+// placeholder kept meanwhile (hold may be nil).
+func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
+	cl := s.newDetached(id, h.Version)
+	// Resend order: mochi resends inflight messages sorted by their Created
+	// second, so give each its own second, oldest first, all in the past.
+	created := time.Now().Unix() - int64(len(h.Msgs)) - 1
+	seen := map[string]bool{}
+	for _, m := range h.Msgs {
+		pk, ok := m.packet()
+		if !ok {
+			continue
+		}
+		pk.Created = created
+		created++
+		s.enqueue(cl, pk)
+		seen[m.Tag] = m.Tag != ""
+	}
+	changed := s.subscribeDetached(cl, h.Subs)
+	s.n.broker.Clients.Add(cl)
+	if hold != nil {
+		for _, pk := range s.release(hold) {
+			if pk.FixedHeader.Type != packets.Publish || seen[messageID(getTag(pk))] {
+				continue
+			}
+			next, err := cl.NextPacketID()
+			if err != nil {
+				s.n.metrics.dropped("inflight_full")
+				continue
+			}
+			pk.PacketID, pk.Created = uint16(next), created
+			created++
+			s.enqueue(cl, pk)
+		}
+	}
+	if changed {
+		s.n.syncInterest()
+	}
+}
+
+// enqueue adds pk to cl's inflight store and its queue order.
+func (s *sessions) enqueue(cl *mqtt.Client, pk packets.Packet) {
+	if cl.State.Inflight.Set(pk) {
+		atomic.AddInt64(&s.n.broker.Info.Inflight, 1)
+	}
+	s.mu.Lock()
+	ss := s.get(cl.ID)
+	ss.order[pk.PacketID] = ss.next
+	ss.next++
+	s.mu.Unlock()
+}
+
+// packet rebuilds the inflight packet of a handed-over message.
+func (m handoverMsg) packet() (packets.Packet, bool) {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: m.Type}, PacketID: m.ID}
+	switch m.Type {
+	case packets.Pubrel:
+		pk.FixedHeader.Qos = 1 // [MQTT-3.6.1-1]
+		return pk, true
+	case packets.Pubrec, packets.Puback, packets.Pubcomp:
+		return pk, true
+	case packets.Publish:
+	default:
+		return pk, false
+	}
+	e, err := decodeEnvelope(m.Env)
+	if err != nil || e.qos == 0 {
+		return pk, false
+	}
+	pk.FixedHeader.Qos, pk.FixedHeader.Retain = e.qos, e.retain
+	pk.TopicName, pk.Payload, pk.Properties = e.topic, e.payload, e.props
+	pk.ProtocolVersion = 5
+	if e.hasExp {
+		pk.Expiry = time.Now().Unix() + int64(e.expiry)
+	}
+	setTag(&pk, m.Tag)
+	return pk, true
+}

@@ -1,0 +1,142 @@
+package node
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// TestNodeLossRestartAndClusterRestart runs one cluster through a node
+// closing under its clients, the node coming back on its data directory, and
+// the whole cluster restarting.
+func TestNodeLossRestartAndClusterRestart(t *testing.T) {
+	c, err := startCluster("life", 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	c.ready(t)
+	retainer := dialV3(t, c.addr(0), "life-retainer", true)
+	retainer.send(t, "life/r1", 1, true, "before")
+	retainedAt(t, c.nodes[2], "life/r1", "before")
+
+	pub := loseNodeUnderClients(t, c)
+	retainer = dialV3(t, c.addr(1), "life-retainer", true)
+	retainer.send(t, "life/r2", 1, true, "while node 3 was down")
+
+	restartNode(t, c, 2)
+	// The restarted node holds its earlier run's offline session again.
+	pub.send(t, "life/a", 1, "while away")
+	queuedAt(t, c.nodes[2], "life-away", 1)
+	back := dialV5(t, c.addr(1), "life-away", false, 600)
+	if !back.connack.SessionPresent {
+		t.Error("offline session of a restarted node: session present = 0")
+	}
+	back.waitPayload(t, "while away")
+	retainedAt(t, c.nodes[2], "life/r1", "before")
+	retainedAt(t, c.nodes[2], "life/r2", "while node 3 was down")
+	checkRetained(t, c, 2, "after node restart")
+
+	restartCluster(t, c)
+	checkRetained(t, c, 1, "after cluster restart")
+}
+
+// loseNodeUnderClients closes node 3 while a subscriber, a publisher and
+// persistent sessions use it; they carry on through the other nodes. It
+// returns the publisher, now on node 1.
+func loseNodeUnderClients(t *testing.T, c *cluster) *v5 {
+	t.Helper()
+	sub := dialV5(t, c.addr(2), "life-sub", true, 0)
+	sub.sub(t, "life/t", 1)
+	pub := dialV5(t, c.addr(2), "life-pub", true, 0)
+	pub.send(t, "life/t", 1, "one")
+	sub.waitPayload(t, "one")
+	persistent := dialV3(t, c.addr(2), "life-session", false)
+	persistent.sub(t, "life/s", 1)
+	away := dialV5(t, c.addr(2), "life-away", true, 600)
+	away.sub(t, "life/a", 1)
+	_ = away.Disconnect(&paho.Disconnect{})
+
+	closeNode(t, c, 2, sub)
+
+	sub = dialV5(t, c.addr(1), "life-sub", true, 0)
+	sub.sub(t, "life/t", 1)
+	pub = dialV5(t, c.addr(0), "life-pub", true, 0)
+	pub.send(t, "life/t", 1, "two")
+	sub.waitPayload(t, "two")
+	resumed := dialV3(t, c.addr(0), "life-session", false)
+	if !resumed.sessionPresent {
+		t.Error("session of a closed node: session present = 0, want its subscriptions restored from the registry")
+	}
+	pub.send(t, "life/s", 1, "to the restored subscription")
+	resumed.waitPayload(t, "to the restored subscription")
+	return pub
+}
+
+// closeNode closes node i and checks a v5 client on it was told why.
+func closeNode(t *testing.T, c *cluster, i int, client *v5) {
+	t.Helper()
+	c.nodes[i].Close()
+	select {
+	case d := <-client.disconnect:
+		if d.ReasonCode != packets.ErrServerShuttingDown.Code {
+			t.Errorf("DISCONNECT reason %#x, want 0x8B server shutting down", d.ReasonCode)
+		}
+	case <-time.After(waitFor):
+		t.Error("client of the closed node got no DISCONNECT")
+	}
+}
+
+// restartNode starts node i again on its data directory.
+func restartNode(t *testing.T, c *cluster, i int) {
+	t.Helper()
+	var peers []string
+	if i > 0 {
+		peers = []string{c.nodes[0].RouteAddr()}
+	} else {
+		peers = []string{c.nodes[1].RouteAddr()}
+	}
+	n, err := startNode(nodeConfig(c.name, i, c.dirs[i], peers...))
+	if err != nil {
+		t.Fatalf("restart node %d: %v", i+1, err)
+	}
+	c.nodes[i] = n
+	c.ready(t)
+}
+
+// restartCluster closes every node and starts them again, the first one
+// seeding the others, as at the first start.
+func restartCluster(t *testing.T, c *cluster) {
+	t.Helper()
+	c.close()
+	for i := range c.nodes {
+		var peers []string
+		if i > 0 {
+			peers = []string{c.nodes[0].RouteAddr()}
+		}
+		n, err := startNode(nodeConfig(c.name, i, c.dirs[i], peers...))
+		if err != nil {
+			t.Fatalf("cluster restart, node %d: %v", i+1, err)
+		}
+		c.nodes[i] = n
+	}
+	c.ready(t)
+}
+
+// checkRetained expects both retained messages at a new subscriber on node i.
+func checkRetained(t *testing.T, c *cluster, i int, when string) {
+	t.Helper()
+	retainedAt(t, c.nodes[i], "life/r2", "while node 3 was down")
+	got := retainedFor(t, c.addr(i), "life-reader", "life/+", "life-fence")
+	var payloads []string
+	for _, m := range got {
+		payloads = append(payloads, m.payload)
+	}
+	slices.Sort(payloads)
+	if want := []string{"before", "while node 3 was down"}; !slices.Equal(payloads, want) {
+		t.Errorf("%s: retained %q, want %q", when, payloads, want)
+	}
+}

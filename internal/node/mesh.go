@@ -1,0 +1,341 @@
+package node
+
+import (
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+)
+
+// mesh moves publishes between nodes over NATS.
+//
+// Out: every publish accepted from a local client (and every will) is sent
+// once, as an envelope on the subject of its topic, over the data connection
+// (NoEcho: a node never receives its own publishes, so nothing loops).
+//
+// In: for each distinct MQTT filter held by local sessions (connected or
+// not) the node holds plain NATS subscriptions on the filter's subjects,
+// reference-counted by client. A message matching several of them arrives
+// once per subscription; the replay window lets the first copy through, and
+// that one is injected into the local broker, which fans it out to every
+// local subscriber. Each member of a $share group holds NATS queue
+// subscriptions (queue name from the shared filter) on a separate connection,
+// so NATS picks one member per group cluster-wide; that copy is injected for
+// that group only. See select.go for how the local broker is told which
+// subscribers an injected message is for.
+type mesh struct {
+	n      *Node
+	log    *slog.Logger
+	subj   subjects
+	data   *nats.Conn // publishes and plain subscriptions; NoEcho
+	queue  *nats.Conn // shared subscription members
+	origin string     // this node instance: first half of every message id
+	seq    atomic.Uint64
+
+	plainCl  *mqtt.Client // injects messages for plain subscribers
+	sharedCl *mqtt.Client // injects messages for one shared group
+	replay   *replayWindow
+	injectMu sync.Mutex // plain deliveries: one at a time, in arrival order
+
+	mu      sync.Mutex
+	plain   map[string]*plainInterest // MQTT filter → its NATS subscriptions
+	members map[member][]*nats.Subscription
+	groups  map[string]int // shared filter → members here
+	nsubs   atomic.Int64   // NATS subscriptions held for interest
+
+	policy  atomic.Value // string: shared_subscriptions.policy (Reload may change it)
+	handled sync.Map     // message tag → []string shared filters served locally (local_first)
+	rrMu    sync.Mutex
+	rr      map[string]uint64 // shared filter → rotation counter
+}
+
+type plainInterest struct {
+	clients map[string]struct{}
+	subs    []*nats.Subscription
+}
+
+// member is one client in one shared subscription ("$share/g/filter").
+type member struct{ filter, client string }
+
+// Client ids of the mesh's inline clients. MQTT strings cannot contain U+0000
+// [MQTT-1.5.4-2], so no real client can share them (or match them in NoLocal).
+const (
+	plainClientID  = "\x00mqlb-mesh"
+	sharedClientID = "\x00mqlb-mesh-shared"
+)
+
+func newMesh(n *Node, data, queue *nats.Conn) *mesh {
+	m := &mesh{
+		n: n, log: n.log, subj: newSubjects(n.cfg.Mesh.ClusterName),
+		data: data, queue: queue, origin: n.instance,
+		replay: newReplayWindow(), plain: map[string]*plainInterest{},
+		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
+	}
+	m.policy.Store(n.cfg.SharedSubscriptions.Policy)
+	m.plainCl = n.broker.NewClient(nil, "mesh", plainClientID, true)
+	m.sharedCl = n.broker.NewClient(nil, "mesh", sharedClientID, true)
+	for _, cl := range []*mqtt.Client{m.plainCl, m.sharedCl} {
+		cl.Properties.ProtocolVersion = 5 // keep v5 properties and message expiry on injected packets
+	}
+	return m
+}
+
+// isMesh reports whether cl is one of the mesh's inline clients (the node
+// creates no other inline client).
+func isMesh(cl *mqtt.Client) bool { return cl != nil && cl.Net.Inline }
+
+// subscribe records that client holds filter and returns true when that made
+// the node subscribe on NATS (so the caller can wait for peers to learn it).
+func (m *mesh) subscribe(client, filter string) bool {
+	if _, inner, ok := sharedFilter(filter); ok {
+		return m.addMember(member{filter, client}, inner)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pi := m.plain[filter]
+	if pi == nil {
+		pi = &plainInterest{clients: map[string]struct{}{}}
+		m.plain[filter] = pi
+	}
+	if _, ok := pi.clients[client]; ok {
+		return false
+	}
+	pi.clients[client] = struct{}{}
+	if len(pi.subs) > 0 {
+		return false
+	}
+	for _, s := range m.subj.filter(filter) {
+		sub, err := m.data.Subscribe(s, m.onPlain)
+		if err != nil {
+			m.log.Error("mesh subscribe failed", "topic", filter, "error", err)
+			continue
+		}
+		m.setLimits(sub)
+		pi.subs = append(pi.subs, sub)
+	}
+	m.nsubs.Add(int64(len(pi.subs)))
+	return true
+}
+
+func (m *mesh) addMember(mb member, inner string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.members[mb]; ok {
+		return false
+	}
+	var subs []*nats.Subscription
+	for _, s := range m.subj.filter(inner) {
+		sub, err := m.queue.QueueSubscribe(s, queueName(mb.filter), m.onShared(mb))
+		if err != nil {
+			m.log.Error("mesh queue subscribe failed", "topic", mb.filter, "client_id", mb.client, "error", err)
+			continue
+		}
+		m.setLimits(sub)
+		subs = append(subs, sub)
+	}
+	m.members[mb] = subs
+	m.groups[mb.filter]++
+	m.nsubs.Add(int64(len(subs)))
+	return true
+}
+
+// setLimits lets a subscription buffer more than nats.go's default before it
+// counts as a slow consumer: bursts are absorbed, sustained overload drops.
+func (m *mesh) setLimits(sub *nats.Subscription) {
+	_ = sub.SetPendingLimits(1<<20, 256<<20)
+}
+
+// unsubscribe records that client no longer holds filter.
+func (m *mesh) unsubscribe(client, filter string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, _, ok := sharedFilter(filter); ok {
+		m.removeMember(member{filter, client})
+		return
+	}
+	pi := m.plain[filter]
+	if pi == nil {
+		return
+	}
+	delete(pi.clients, client)
+	if len(pi.clients) == 0 {
+		m.drop(pi.subs)
+		delete(m.plain, filter)
+	}
+}
+
+// removeMember drops one shared member (m.mu held), and the group's
+// rotation counter with its last member here.
+func (m *mesh) removeMember(mb member) {
+	subs, ok := m.members[mb]
+	if !ok {
+		return
+	}
+	m.drop(subs)
+	delete(m.members, mb)
+	if m.groups[mb.filter]--; m.groups[mb.filter] > 0 {
+		return
+	}
+	delete(m.groups, mb.filter)
+	m.rrMu.Lock()
+	delete(m.rr, mb.filter)
+	m.rrMu.Unlock()
+}
+
+func (m *mesh) drop(subs []*nats.Subscription) {
+	for _, sub := range subs {
+		_ = sub.Unsubscribe()
+	}
+	m.nsubs.Add(-int64(len(subs)))
+}
+
+// interest returns the distinct plain filters and shared members held.
+func (m *mesh) interest() (filters, members int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.plain), len(m.members)
+}
+
+// nextTag assigns a message id to a local publish: origin/seq.
+func (m *mesh) nextTag() string {
+	return m.origin + "/" + strconv.FormatUint(m.seq.Add(1), 10)
+}
+
+// publish sends a local publish to the other nodes. handled lists the shared
+// subscriptions this node already served (local_first).
+func (m *mesh) publish(pk packets.Packet, tag string, handled []string) {
+	origin, seq := parseTag(tag)
+	e := envelope{
+		origin: origin, seq: seq, topic: pk.TopicName, qos: pk.FixedHeader.Qos,
+		retain: pk.FixedHeader.Retain, props: meshProps(pk.Properties),
+		handled: handled, payload: pk.Payload,
+	}
+	if pk.Expiry > 0 {
+		left := pk.Expiry - time.Now().Unix()
+		if left <= 0 {
+			m.n.metrics.dropped("message_expired")
+			return
+		}
+		e.hasExp, e.expiry = true, uint32(min(left, 1<<32-1))
+	}
+	data := appendEnvelope(make([]byte, 0, 64+len(pk.TopicName)+len(pk.Payload)), &e)
+	if len(data) > int(m.data.MaxPayload()) {
+		m.n.metrics.dropped("too_large")
+		m.n.warnEvery("message too large for the mesh: delivered on this node only", "topic", pk.TopicName, "bytes", len(data))
+		return
+	}
+	if err := m.data.Publish(m.subj.topic(pk.TopicName), data); err != nil {
+		m.n.metrics.dropped("mesh_unavailable")
+		m.n.warnEvery("mesh publish failed", "topic", pk.TopicName, "error", err)
+		return
+	}
+	m.n.metrics.meshOut.Add(1)
+}
+
+// meshProps keeps the v5 properties that travel with a message
+// [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] (expiry
+// travels as a remaining interval, [MQTT-3.3.2-6]); topic aliases and
+// subscription identifiers belong to one connection and do not.
+func meshProps(p packets.Properties) packets.Properties {
+	return packets.Properties{
+		PayloadFormat: p.PayloadFormat, PayloadFormatFlag: p.PayloadFormatFlag,
+		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic,
+		CorrelationData: p.CorrelationData, User: p.User,
+	}
+}
+
+// onPlain receives a message on a plain subscription.
+func (m *mesh) onPlain(msg *nats.Msg) {
+	e, err := decodeEnvelope(msg.Data)
+	if err != nil {
+		m.n.metrics.dropped("malformed")
+		return
+	}
+	m.n.metrics.meshIn.Add(1)
+	m.injectMu.Lock()
+	defer m.injectMu.Unlock()
+	if !m.replay.fresh(e.origin, e.seq, time.Now()) {
+		m.n.metrics.meshDuplicates.Add(1)
+		return
+	}
+	m.inject(e, m.plainCl, e.origin+"/"+strconv.FormatUint(e.seq, 10))
+}
+
+// onShared receives a message for one member of a shared subscription.
+func (m *mesh) onShared(mb member) nats.MsgHandler {
+	return func(msg *nats.Msg) {
+		e, err := decodeEnvelope(msg.Data)
+		if err != nil {
+			m.n.metrics.dropped("malformed")
+			return
+		}
+		m.n.metrics.meshIn.Add(1)
+		if slices.Contains(e.handled, mb.filter) {
+			m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
+			return
+		}
+		tag := e.origin + "/" + strconv.FormatUint(e.seq, 10) + "\x00" + mb.client + "\x00" + mb.filter
+		m.inject(e, m.sharedCl, tag)
+	}
+}
+
+// inject delivers a mesh message into the local broker as if published here
+// by one of the mesh's inline clients. Retained messages keep their RETAIN
+// flag for Retain As Published subscribers [MQTT-3.3.1-12], but the local
+// retained store follows the key-value bucket only (see retained.go).
+func (m *mesh) inject(e *envelope, cl *mqtt.Client, tag string) {
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.qos, Retain: e.retain},
+		TopicName:   e.topic,
+		Payload:     e.payload,
+		Properties:  e.props,
+	}
+	if e.qos > 0 {
+		pk.PacketID = 1 // required of a QoS 1/2 PUBLISH; inline publishes are never acknowledged
+	}
+	if e.hasExp {
+		pk.Properties.MessageExpiryInterval = e.expiry
+	}
+	setTag(&pk, tag)
+	deliver := func() {
+		if err := m.n.broker.InjectPacket(cl, pk); err != nil {
+			m.n.warnEvery("mesh delivery failed", "topic", e.topic, "error", err)
+		}
+	}
+	if e.retain {
+		m.n.retained.keepStore(e.topic, deliver)
+		return
+	}
+	deliver()
+}
+
+// Message tags. A packet's tag rides in pk.Connect.ClientIdentifier, a field
+// PUBLISH packets never use; mochi copies it along with the packet into
+// subscribers' inflight queues, so a queued message still knows its id when
+// a session is handed over to another node.
+//
+//	origin/seq                         a publish (local, or injected for plain subscribers)
+//	origin/seq \x00 client \x00 filter injected for one member of one shared subscription
+func setTag(pk *packets.Packet, tag string) { pk.Connect.ClientIdentifier = tag }
+
+func getTag(pk packets.Packet) string { return pk.Connect.ClientIdentifier }
+
+func parseTag(tag string) (origin string, seq uint64) {
+	id, _, _ := strings.Cut(tag, "\x00")
+	origin, s, _ := strings.Cut(id, "/")
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return origin, seq
+}
+
+// messageID returns the origin/seq part of a tag ("" for untagged packets).
+func messageID(tag string) string {
+	id, _, _ := strings.Cut(tag, "\x00")
+	return id
+}

@@ -1,0 +1,128 @@
+package node
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's counters, kept in atomics on the hot paths and
+// exposed through a per-node Prometheus registry (several nodes can run in
+// one process, as under mqlb up), prefix mqlb_node_, labelled node=<name>.
+type metrics struct {
+	reg *prometheus.Registry
+
+	connects          atomic.Int64
+	messagesIn        atomic.Int64 // publishes received from clients
+	meshOut           atomic.Int64 // messages sent to the mesh
+	meshIn            atomic.Int64 // copies received from the mesh (before de-duplication)
+	meshDuplicates    atomic.Int64 // copies dropped as duplicates
+	meshSharedSkipped atomic.Int64 // shared copies already served on the publishing node
+	retainedUnstored  atomic.Int64 // retained publishes not written to the bucket
+	takeovers         *labelled
+	drops             *labelled
+}
+
+// Reasons a message is dropped (mqlb_node_dropped_total{reason}).
+var dropReasons = []string{
+	"offline_queue_full", "client_queue_full", "message_expired", "session_expired",
+	"too_large", "malformed", "mesh_unavailable", "mesh_slow_consumer", "no_shared_member",
+	"handover_too_large", "inflight_full",
+}
+
+var takeoverResults = []string{"handed_over", "kicked", "not_found", "owner_gone"}
+
+// labelled is a set of counters, one per known label value.
+type labelled struct{ m sync.Map }
+
+func newLabelled(values []string) *labelled {
+	l := new(labelled)
+	for _, v := range values {
+		l.m.Store(v, new(atomic.Int64))
+	}
+	return l
+}
+
+// With returns the counter for v (v must be one of the known values).
+func (l *labelled) With(v string) *atomic.Int64 {
+	c, _ := l.m.Load(v)
+	return c.(*atomic.Int64)
+}
+
+func (m *metrics) dropped(reason string)         { m.drops.With(reason).Add(1) }
+func (m *metrics) droppedN(reason string, n int) { m.drops.With(reason).Add(int64(n)) }
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), takeovers: newLabelled(takeoverResults), drops: newLabelled(dropReasons)}
+	labels := prometheus.Labels{"node": n.name}
+	m.counter("connects_total", "Client connections accepted.", labels, m.connects.Load)
+	m.counter("messages_in_total", "PUBLISH packets received from clients.", labels, m.messagesIn.Load)
+	m.counter("messages_out_total", "PUBLISH packets sent to clients.", labels, func() int64 {
+		return atomic.LoadInt64(&n.broker.Info.MessagesSent)
+	})
+	m.counter("mesh_messages_out_total", "Messages sent to the mesh.", labels, m.meshOut.Load)
+	m.counter("mesh_messages_in_total", "Message copies received from the mesh, before de-duplication.", labels, m.meshIn.Load)
+	m.counter("mesh_duplicates_total", "Mesh copies dropped because the message was already delivered here.", labels, m.meshDuplicates.Load)
+	m.counter("mesh_shared_skipped_total", "Shared-subscription copies skipped: the publishing node served the group.", labels, m.meshSharedSkipped.Load)
+	m.counter("retained_unstored_total", "Retained publishes that could not be written to the cluster store.", labels, m.retainedUnstored.Load)
+	for _, r := range dropReasons {
+		get := m.drops.With(r).Load
+		if r == "inflight_full" { // mochi counts the QoS 1/2 deliveries it refuses at mqtt.max_inflight
+			get = func() int64 { return m.drops.With(r).Load() + atomic.LoadInt64(&n.broker.Info.InflightDropped) }
+		}
+		m.counter("dropped_total", "Messages dropped, by reason.", with(labels, "reason", r), get)
+	}
+	for _, r := range takeoverResults {
+		m.counter("takeovers_total", "Sessions taken over from another node, by result.", with(labels, "result", r), m.takeovers.With(r).Load)
+	}
+	m.nodeGauges(n, labels)
+	return m
+}
+
+func (m *metrics) nodeGauges(n *Node, labels prometheus.Labels) {
+	m.gauge("connections", "Connected clients.", labels, func() float64 { return float64(atomic.LoadInt64(&n.broker.Info.ClientsConnected)) })
+	for _, state := range []string{"online", "offline"} {
+		m.gauge("sessions", "Sessions held on this node.", with(labels, "state", state), func() float64 {
+			on, off := n.sessions.counts()
+			return float64(map[string]int{"online": on, "offline": off}[state])
+		})
+	}
+	m.gauge("retained", "Retained messages held on this node.", labels, func() float64 { return float64(retainedCount(n.broker)) })
+	m.gauge("subscriptions", "Client subscriptions on this node.", labels, func() float64 {
+		return float64(atomic.LoadInt64(&n.broker.Info.Subscriptions))
+	})
+	m.gauge("mesh_subscriptions", "NATS subscriptions held for local interest.", labels, func() float64 {
+		if n.mesh == nil {
+			return 0
+		}
+		return float64(n.mesh.nsubs.Load())
+	})
+	m.gauge("up", "1 when listeners, mesh and store are up.", labels, func() float64 {
+		if n.healthy() == nil {
+			return 1
+		}
+		return 0
+	})
+}
+
+func (m *metrics) counter(name, help string, labels prometheus.Labels, get func() int64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "mqlb_node_" + name, Help: help, ConstLabels: labels,
+	}, func() float64 { return float64(get()) }))
+}
+
+func (m *metrics) gauge(name, help string, labels prometheus.Labels, get func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mqlb_node_" + name, Help: help, ConstLabels: labels,
+	}, get))
+}
+
+// with returns base plus one label.
+func with(base prometheus.Labels, k, v string) prometheus.Labels {
+	l := prometheus.Labels{k: v}
+	for bk, bv := range base {
+		l[bk] = bv
+	}
+	return l
+}

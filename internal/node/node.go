@@ -1,0 +1,329 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/node/auth"
+)
+
+// Node is one broker node: a mochi-mqtt server joined to the other nodes of
+// its cluster by the mesh.
+type Node struct {
+	cfg      *config.Node
+	log      *slog.Logger
+	name     string
+	instance string // random per start: tells a restarted node from its earlier run
+
+	ns                *server.Server // embedded NATS; nil with mesh.url
+	token             string
+	data, queue, ctrl *nats.Conn // publishes+plain subs, shared members, control (JetStream, takeover, sync)
+
+	broker   *mqtt.Server
+	auth     *auth.Hook
+	mesh     *mesh
+	retained *retained
+	sessions *sessions
+	metrics  *metrics
+
+	st          atomic.Pointer[store]
+	storeReady  chan struct{} // closed once the store is open and retained messages are loaded
+	listenersUp atomic.Bool
+	admin       *http.Server
+	adminAddr   string
+
+	ctx       context.Context // background work, cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	started   atomic.Bool
+	closing   atomic.Bool
+	closeOnce sync.Once
+	slow      sync.Map // *nats.Subscription → messages it had dropped when last seen
+
+	syncMu      sync.Mutex // interest sync rounds (background.go)
+	syncWaiting []chan struct{}
+	syncRunning bool
+	noisy       sync.Map // log message → *atomic.Int64: unix nanos before which it is not logged again
+}
+
+// warnEvery logs a warning that may repeat on a hot path (per message, per
+// connection) at most once every ten seconds.
+func (n *Node) warnEvery(msg string, args ...any) {
+	v, _ := n.noisy.LoadOrStore(msg, new(atomic.Int64))
+	next := v.(*atomic.Int64)
+	now := time.Now().UnixNano()
+	if last := next.Load(); now < last || !next.CompareAndSwap(last, now+int64(10*time.Second)) {
+		return
+	}
+	n.log.Warn(msg, args...)
+}
+
+// New builds a node from a config (filled by SetDefaults and checked by
+// Validate, which New runs again). Nothing listens until Start.
+func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	own := *cfg // the caller may go on using its copy
+	cfg = &own
+	n := &Node{
+		cfg: cfg, name: cfg.Node.Name, instance: randomHex(8),
+		log: log.With("node", cfg.Node.Name), storeReady: make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.retained = &retained{n: n}
+	n.sessions = newSessions(n)
+	n.metrics = newMetrics(n)
+	var err error
+	if n.broker, err = newBroker(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.name }
+
+// Start joins the mesh, opens the store and the listeners, and returns once
+// clients can connect. It waits for the replicated store (retained messages,
+// session registry) unless the node is the first of a cluster (mesh.listen
+// and no peers): that store forms when a second node joins. If the store is
+// still not up after ten mesh timeouts, Start returns anyway and the node
+// serves without it until it is (Healthy reports that).
+func (n *Node) Start(ctx context.Context) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return errors.New("node: already started")
+	}
+	if err := n.start(ctx); err != nil {
+		n.Close()
+		return err
+	}
+	n.log.Info("node started", "listeners", len(n.cfg.Listeners), "route", n.RouteAddr(), "admin", n.AdminAddr())
+	return nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	if err := os.MkdirAll(n.cfg.Node.DataDir, 0o750); err != nil {
+		return fmt.Errorf("node.data_dir: %w", err)
+	}
+	if err := n.joinMesh(ctx); err != nil {
+		return err
+	}
+	n.wg.Add(1)
+	go n.runStore()
+	if n.waitsForStore() {
+		wait := 10 * n.cfg.Mesh.Timeout.D()
+		select {
+		case <-n.storeReady:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+			n.log.Warn("store not ready: serving without replicated retained messages and sessions until it is", "waited", wait)
+		}
+	}
+	for _, lc := range n.cfg.Listeners {
+		l, err := newListener(lc, n.log)
+		if err != nil {
+			return err
+		}
+		if err := n.broker.AddListener(l); err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+	}
+	if err := n.broker.Serve(); err != nil {
+		return err
+	}
+	n.listenersUp.Store(true)
+	return n.startAdmin()
+}
+
+// waitsForStore reports whether the store can form without other nodes
+// joining later.
+func (n *Node) waitsForStore() bool {
+	m := n.cfg.Mesh
+	return m.URL != "" || m.Listen == "" || len(m.Peers) > 0
+}
+
+// joinMesh starts the embedded NATS server (or not, with mesh.url) and opens
+// the node's three connections.
+func (n *Node) joinMesh(ctx context.Context) error {
+	var err error
+	if n.cfg.Mesh.URL == "" {
+		if n.ns, n.token, err = startEmbedded(n.cfg, n.log, &n.closing); err != nil {
+			return err
+		}
+	}
+	onErr := nats.ErrorHandler(n.natsError)
+	if n.data, err = connect(ctx, n.cfg, n.ns, n.token, "data", nats.NoEcho(), onErr); err != nil {
+		return err
+	}
+	if n.queue, err = connect(ctx, n.cfg, n.ns, n.token, "queue", onErr); err != nil {
+		return err
+	}
+	if n.ctrl, err = connect(ctx, n.cfg, n.ns, n.token, "ctrl", nats.NoEcho(), onErr); err != nil {
+		return err
+	}
+	n.mesh = newMesh(n, n.data, n.queue)
+	if _, err = n.ctrl.Subscribe(n.mesh.subj.sync(), n.answerSync); err != nil {
+		return err
+	}
+	if _, err = n.ctrl.Subscribe(n.mesh.subj.takeover(n.name), n.sessions.onTakeover); err != nil {
+		return err
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second) // nats.go wants a deadline
+	defer cancel()
+	return n.ctrl.FlushWithContext(fctx)
+}
+
+// natsError counts messages a slow mesh subscription dropped.
+func (n *Node) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if !errors.Is(err, nats.ErrSlowConsumer) || sub == nil {
+		n.log.Warn("mesh connection error", "error", err)
+		return
+	}
+	total, _ := sub.Dropped()
+	prev, _ := n.slow.Swap(sub, total)
+	before, _ := prev.(int)
+	n.metrics.droppedN("mesh_slow_consumer", max(total-before, 0))
+	n.warnEvery("mesh subscription too slow: messages dropped", "subject", sub.Subject, "dropped", total)
+}
+
+// store returns the replicated store, or nil while it is not open.
+func (n *Node) store() *store { return n.st.Load() }
+
+// liveStore returns the store unless it is not open yet or cooling down
+// after a failure.
+func (n *Node) liveStore() (*store, error) {
+	st := n.st.Load()
+	switch {
+	case st == nil:
+		return nil, errNoStore
+	case !st.usable():
+		return nil, errStoreDown
+	}
+	return st, nil
+}
+
+// ListenerAddr returns the address a listener is bound to ("" if unknown).
+func (n *Node) ListenerAddr(name string) string {
+	l, ok := n.broker.Listeners.Get(name)
+	if !ok {
+		return ""
+	}
+	return l.Address()
+}
+
+// RouteAddr returns the host:port the embedded NATS server accepts cluster
+// routes on, for other nodes' mesh.peers ("" without routes).
+func (n *Node) RouteAddr() string {
+	if n.ns == nil {
+		return ""
+	}
+	if a := n.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Healthy returns nil when the listeners, the mesh and the store are up.
+func (n *Node) Healthy() error {
+	return n.healthy()
+}
+
+func (n *Node) healthy() error {
+	switch {
+	case !n.listenersUp.Load():
+		return errors.New("listeners not up")
+	case n.data == nil || !n.data.IsConnected() || !n.queue.IsConnected() || !n.ctrl.IsConnected():
+		return errors.New("mesh not connected")
+	}
+	select {
+	case <-n.storeReady:
+	default:
+		return errors.New("store not ready")
+	}
+	if _, err := n.liveStore(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Reload applies what can change while the node runs: users and ACL rules
+// (auth), the shared subscription policy and max_offline_messages. Other
+// changes need a restart.
+func (n *Node) Reload(cfg *config.Node) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := n.auth.Reload(authOptions(cfg.Auth)); err != nil {
+		return err
+	}
+	if n.mesh != nil {
+		n.mesh.policy.Store(cfg.SharedSubscriptions.Policy)
+	}
+	n.sessions.maxOffline.Store(int64(cfg.Sessions.MaxOfflineMessages))
+	return nil
+}
+
+// Close stops the node: listeners close and clients are disconnected
+// (MQTT 5: DISCONNECT 0x8B server shutting down), persistent sessions are
+// recorded as disconnected in the registry, then the node leaves the mesh.
+// Messages queued here for disconnected sessions are lost; their
+// subscriptions are restored on the node where the client reconnects.
+func (n *Node) Close() error {
+	n.closeOnce.Do(n.close)
+	return nil
+}
+
+func (n *Node) close() {
+	n.log.Info("node stopping")
+	n.closing.Store(true)
+	if n.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = n.admin.Shutdown(ctx)
+		cancel()
+	}
+	n.listenersUp.Store(false)
+	_ = n.broker.Close()
+	waitGroup(&n.broker.Listeners.ClientsWg, 10*time.Second)
+	n.cancel()
+	n.wg.Wait()
+	for _, c := range []*nats.Conn{n.data, n.queue, n.ctrl} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+	n.log.Info("node stopped")
+}
+
+// waitGroup waits for wg, at most d.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// retained keeps retained messages cluster-wide. The key-value bucket is the
+// truth: a retained publish on any node is written there (an empty payload
+// deletes the key [MQTT-3.3.1-10] [MQTT-3.3.1-11]), and every node applies
+// the bucket's changes, in the bucket's order, to mochi's local retained
+// store, from which new subscribers get them [MQTT-3.3.1-6]. A restarted
+// node (or a whole cluster restarted on the same data directories) reloads
+// them from the bucket.
+//
+// Value: uvarint unix time the message was published, then its envelope.
+type retained struct {
+	n  *Node
+	mu sync.Mutex // mochi's retained store changes only under mu
+}
+
+func retainedKey(topic string) string { return base64.RawURLEncoding.EncodeToString([]byte(topic)) }
+
+// keepStore runs deliver (the injection of a retained mesh message) and then
+// puts back what mochi's store held for the topic before: mochi stores every
+// retained publish it processes, but a mesh copy may be older than what the
+// bucket already applied here.
+func (r *retained) keepStore(topic string, deliver func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev, had := r.n.broker.Topics.Retained.Get(topic)
+	deliver()
+	if had {
+		r.n.broker.Topics.RetainMessage(prev)
+	} else {
+		r.n.broker.Topics.RetainMessage(packets.Packet{TopicName: topic}) // removes it
+	}
+}
+
+// store writes a retained publish made on this node to the bucket. It runs
+// in the publisher's goroutine before mochi acknowledges a QoS 1/2 publish,
+// so a PUBACK means the retained message is stored cluster-wide.
+func (r *retained) store(pk packets.Packet) {
+	st, err := r.n.liveStore()
+	if err != nil {
+		r.n.metrics.retainedUnstored.Add(1)
+		r.n.warnEvery("retained message kept on this node only", "topic", pk.TopicName, "error", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	key := retainedKey(pk.TopicName)
+	if len(pk.Payload) == 0 {
+		err = r.remove(ctx, st, key)
+	} else {
+		err = r.put(ctx, st, key, pk)
+	}
+	if st.note(err) != nil {
+		r.n.metrics.retainedUnstored.Add(1)
+		r.n.warnEvery("retained message not stored cluster-wide", "topic", pk.TopicName, "error", err)
+	}
+}
+
+func (r *retained) put(ctx context.Context, st *store, key string, pk packets.Packet) error {
+	e := envelope{origin: r.n.instance, topic: pk.TopicName, qos: pk.FixedHeader.Qos, retain: true,
+		props: meshProps(pk.Properties), payload: pk.Payload}
+	now := time.Now().Unix()
+	var ttl time.Duration
+	if pk.Expiry > 0 {
+		left := max(pk.Expiry-now, 1)
+		e.hasExp, e.expiry = true, uint32(min(left, 1<<32-1))
+		ttl = time.Duration(left) * time.Second
+	}
+	val := appendEnvelope(binary.AppendUvarint(nil, uint64(now)), &e)
+	if ttl > 0 && st.ttl {
+		msg := &nats.Msg{Subject: "$KV." + st.retained.Bucket() + "." + key, Data: val}
+		_, err := st.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(max(ttl, time.Second)))
+		return err
+	}
+	_, err := st.retained.Put(ctx, key, val)
+	return err
+}
+
+func (r *retained) remove(ctx context.Context, st *store, key string) error {
+	var opts []jetstream.KVDeleteOpt
+	if st.ttl {
+		opts = append(opts, jetstream.PurgeTTL(markerTTL))
+	}
+	return st.retained.Purge(ctx, key, opts...)
+}
+
+// watch applies the bucket to mochi's store until ctx ends. ready is called
+// once the bucket's current content is applied.
+func (r *retained) watch(ctx context.Context, kv jetstream.KeyValue, ready func()) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("retained watcher stopped")
+			}
+			if e == nil {
+				ready() // the initial content is applied
+				continue
+			}
+			r.apply(e)
+		}
+	}
+}
+
+func (r *retained) apply(e jetstream.KeyValueEntry) {
+	topicBytes, err := base64.RawURLEncoding.DecodeString(e.Key())
+	if err != nil {
+		return
+	}
+	topic := string(topicBytes)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		r.n.broker.Topics.RetainMessage(packets.Packet{TopicName: topic})
+		return
+	}
+	pk, ok := retainedPacket(e.Value())
+	if !ok || pk.TopicName != topic {
+		r.n.broker.Topics.RetainMessage(packets.Packet{TopicName: topic})
+		return
+	}
+	r.n.broker.Topics.RetainMessage(pk)
+}
+
+// retainedPacket decodes a bucket value into the packet mochi keeps, or false
+// when it is malformed or its message expiry has passed [MQTT-3.3.2-5].
+func retainedPacket(val []byte) (packets.Packet, bool) {
+	created, n := binary.Uvarint(val)
+	if n <= 0 {
+		return packets.Packet{}, false
+	}
+	e, err := decodeEnvelope(val[n:])
+	if err != nil {
+		return packets.Packet{}, false
+	}
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: e.qos, Retain: true},
+		TopicName:       e.topic,
+		Payload:         e.payload,
+		Properties:      e.props,
+		Created:         int64(created),
+		ProtocolVersion: 5, // mochi expires only v5 retained messages
+	}
+	if e.hasExp {
+		pk.Expiry = int64(created) + int64(e.expiry)
+		if pk.Expiry <= time.Now().Unix() {
+			return packets.Packet{}, false
+		}
+		pk.Properties.MessageExpiryInterval = e.expiry
+	}
+	return pk, true
+}
+
+// retainedCount returns how many retained messages this node holds, not
+// counting mochi's own per-node $SYS topics.
+func retainedCount(s *mqtt.Server) int {
+	n := 0
+	for topic := range s.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(topic, mqtt.SysPrefix) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,111 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// retainedAt waits until node n's local store holds payload for topic
+// ("" = holds nothing for it).
+func retainedAt(t testing.TB, n *Node, topic, payload string) {
+	t.Helper()
+	testutil.Eventually(t, waitFor, func() bool {
+		pk, ok := n.broker.Topics.Retained.Get(topic)
+		if payload == "" {
+			return !ok
+		}
+		return ok && string(pk.Payload) == payload
+	}, "node %s: retained %q = %q", n.Name(), topic, payload)
+}
+
+// retainedFor subscribes a new client on addr to filter and returns the
+// retained messages it got. mochi queues them while it handles the
+// SUBSCRIBE, after writing the SUBACK; the client then publishes a fence to
+// itself, which mochi handles after the SUBSCRIBE, so everything before the
+// fence is the retained batch.
+func retainedFor(t *testing.T, addr, id, filter, fenceTopic string) []received {
+	t.Helper()
+	s := dialV5(t, addr, id, true, 0)
+	s.sub(t, fenceTopic, 1) // first: mochi refuses a SUBSCRIBE whose packet id one of its own QoS 1 sends uses
+	s.sub(t, filter, 1)
+	s.send(t, fenceTopic, 0, "fence")
+	s.waitPayload(t, "fence")
+	var out []received
+	for _, m := range s.all() {
+		if m.payload == "fence" {
+			break
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestRetainedClusterWide(t *testing.T) {
+	c := shared(t)
+	a := dialV3(t, c.addr(0), "ret-a", true)
+	a.send(t, "ret/a/x", 1, true, "from A")
+	a.send(t, "ret/b/x", 1, true, "from A too")
+	retainedAt(t, c.nodes[2], "ret/a/x", "from A")
+	retainedAt(t, c.nodes[2], "ret/b/x", "from A too")
+
+	got := retainedFor(t, c.addr(2), "ret-c1", "ret/+/x", "ret/fence")
+	var payloads []string
+	for _, m := range got {
+		if !m.retain {
+			t.Errorf("%q delivered without RETAIN to a new subscriber [MQTT-3.3.1-9]", m.payload)
+		}
+		payloads = append(payloads, m.payload)
+	}
+	slices.Sort(payloads)
+	if !slices.Equal(payloads, []string{"from A", "from A too"}) {
+		t.Fatalf("new subscriber on node 3 got retained %q", payloads)
+	}
+
+	b := dialV3(t, c.addr(1), "ret-b", true)
+	b.send(t, "ret/a/x", 1, true, "") // [MQTT-3.3.1-10]: an empty retained payload clears it
+	for _, n := range c.nodes {
+		retainedAt(t, n, "ret/a/x", "")
+	}
+	got = retainedFor(t, c.addr(2), "ret-c2", "ret/+/x", "ret/fence")
+	if len(got) != 1 || got[0].payload != "from A too" {
+		t.Fatalf("after clearing ret/a/x a new subscriber got %v, want only ret/b/x", got)
+	}
+	if err := c.nodes[0].store().retained.Delete(t.Context(), retainedKey("ret/b/x")); err != nil {
+		t.Fatal(err)
+	}
+	retainedAt(t, c.nodes[1], "ret/b/x", "") // the bucket is the truth for every node
+}
+
+func TestRetainedLiveCopies(t *testing.T) {
+	c := shared(t)
+	plain := dialV5(t, c.addr(1), "rap-plain", true, 0)
+	plain.sub(t, "rap/t", 1)
+	rap := dialV5(t, c.addr(2), "rap-rap", true, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	if _, err := rap.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "rap/t", QoS: 1, RetainAsPublished: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub := dialV5(t, c.addr(0), "rap-pub", true, 0)
+	pub.pub(t, &paho.Publish{Topic: "rap/t", QoS: 1, Retain: true, Payload: []byte("one")})
+	if m := plain.wait(t, 1)[0]; m.retain {
+		t.Error("live delivery kept RETAIN for a subscription without Retain As Published [MQTT-3.3.1-12]")
+	}
+	if m := rap.wait(t, 1)[0]; !m.retain {
+		t.Error("live delivery lost RETAIN for a Retain As Published subscription [MQTT-3.3.1-12]")
+	}
+	for _, n := range c.nodes {
+		retainedAt(t, n, "rap/t", "one")
+	}
+	b := dialV3(t, c.addr(2), "rap-clear", true)
+	b.send(t, "rap/t", 1, true, "")
+	for _, n := range c.nodes {
+		retainedAt(t, n, "rap/t", "")
+	}
+}

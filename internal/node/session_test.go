@@ -1,0 +1,223 @@
+package node
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// queuedAt waits until node n holds a disconnected session for id with k
+// queued messages.
+func queuedAt(t *testing.T, n *Node, id string, k int) {
+	t.Helper()
+	testutil.Eventually(t, waitFor, func() bool {
+		cl, ok := n.broker.Clients.Get(id)
+		return ok && cl.Closed() && cl.State.Inflight.Len() == k
+	}, "node %s: session %s with %d queued messages", n.Name(), id, k)
+}
+
+// payloadsOn returns the payloads received on topic, in order.
+func payloadsOn(msgs []received, topic string) []string {
+	var out []string
+	for _, m := range msgs {
+		if m.topic == topic {
+			out = append(out, m.payload)
+		}
+	}
+	return out
+}
+
+func numbered(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return out
+}
+
+func TestSessionTakeoverV311(t *testing.T) {
+	c := shared(t)
+	sub := dialV3(t, c.addr(0), "takeover-v3", false)
+	sub.sub(t, "takeover/v3", 1)
+	sub.Disconnect(100)
+	pub := dialV5(t, c.addr(1), "takeover-pub", true, 0)
+	const k = 20
+	for _, p := range numbered("m", 0, k) {
+		pub.send(t, "takeover/v3", 1, p)
+	}
+	queuedAt(t, c.nodes[0], "takeover-v3", k)
+
+	again := dialV3(t, c.addr(2), "takeover-v3", false)
+	if !again.sessionPresent {
+		t.Fatal("CONNACK session present = 0, want 1 [MQTT-3.2.2-2]")
+	}
+	queuedOnce(t, &again.inbox, pub, "takeover/v3", numbered("m", 0, k))
+	if _, ok := c.nodes[0].broker.Clients.Get("takeover-v3"); ok {
+		t.Error("the old node still holds the session")
+	}
+	rec, _, err := c.nodes[1].sessions.reg.get(t.Context(), "takeover-v3")
+	if err != nil || rec == nil || rec.Node != c.nodes[2].Name() || rec.Gone != 0 {
+		t.Errorf("registry record %+v (%v): want owned by %s, connected", rec, err, c.nodes[2].Name())
+	}
+}
+
+func TestSessionTakeoverV5WhileConnected(t *testing.T) {
+	c := shared(t)
+	first := dialV5(t, c.addr(0), "takeover-v5", true, 300)
+	first.sub(t, "takeover/v5", 2)
+	second := dialV5(t, c.addr(1), "takeover-v5", false, 300)
+	select {
+	case d := <-first.disconnect:
+		if d.ReasonCode != packets.ErrSessionTakenOver.Code {
+			t.Errorf("DISCONNECT reason %#x, want 0x8E session taken over [MQTT-3.1.4-3]", d.ReasonCode)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("first connection got no DISCONNECT")
+	}
+	if !second.connack.SessionPresent {
+		t.Error("CONNACK session present = 0, want 1")
+	}
+	pub := dialV5(t, c.addr(2), "takeover-v5-pub", true, 0)
+	pub.send(t, "takeover/v5", 2, "after")
+	second.waitPayload(t, "after")
+	if n := first.count(); n != 0 {
+		t.Errorf("old connection received %d messages", n)
+	}
+}
+
+func TestCleanStartKicksOtherNode(t *testing.T) {
+	c := shared(t)
+	first := dialV5(t, c.addr(2), "kick-v5", true, 0)
+	first.sub(t, "kick/t", 1)
+	second := dialV5(t, c.addr(0), "kick-v5", true, 0)
+	select {
+	case d := <-first.disconnect:
+		if d.ReasonCode != packets.ErrSessionTakenOver.Code {
+			t.Errorf("DISCONNECT reason %#x, want 0x8E", d.ReasonCode)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("first connection was not closed: one connection per client id cluster-wide")
+	}
+	if second.connack.SessionPresent {
+		t.Error("clean start: session present = 1, want 0 [MQTT-3.2.2-2]")
+	}
+	pub := dialV5(t, c.addr(1), "kick-pub", true, 0)
+	pub.send(t, "kick/t", 1, "x")
+	second.sub(t, "kick/fence", 1)
+	pub.send(t, "kick/fence", 1, "fence")
+	second.waitPayload(t, "fence")
+	if got := payloadsOn(second.all(), "kick/t"); len(got) != 0 {
+		t.Errorf("clean start inherited the old subscription: got %q", got)
+	}
+}
+
+func TestMaxOfflineMessagesDropsOldest(t *testing.T) {
+	c := shared(t)
+	setMaxOffline(t, c, 5)
+	sub := dialV5(t, c.addr(1), "offline-max", true, 600)
+	sub.sub(t, "offline/max", 1)
+	_ = sub.Disconnect(&paho.Disconnect{})
+	before := c.nodes[1].metrics.drops.With("offline_queue_full").Load()
+	pub := dialV5(t, c.addr(0), "offline-pub", true, 0)
+	for _, p := range numbered("m", 0, 12) {
+		pub.send(t, "offline/max", 1, p)
+	}
+	queuedAt(t, c.nodes[1], "offline-max", 5)
+	testutil.Eventually(t, waitFor, func() bool {
+		return c.nodes[1].metrics.drops.With("offline_queue_full").Load()-before == 7
+	}, "dropped counter +7, have %d", c.nodes[1].metrics.drops.With("offline_queue_full").Load()-before)
+
+	again := dialV5(t, c.addr(2), "offline-max", false, 600)
+	if !again.connack.SessionPresent {
+		t.Fatal("session present = 0")
+	}
+	queuedOnce(t, &again.inbox, pub, "offline/max", numbered("m", 7, 12))
+}
+
+// queuedOnce checks that a resumed session received exactly the queued
+// messages, once each and in order. mochi resends the queue right after the
+// CONNACK while new messages already flow, so a live message may overtake
+// queued ones: the check ignores the two fences it publishes, the second
+// only once the queue and the first fence are in.
+func queuedOnce(t *testing.T, in *inbox, pub *v5, topic string, queued []string) {
+	t.Helper()
+	pub.send(t, topic, 1, "fence1")
+	in.waitPayload(t, "fence1")
+	in.wait(t, len(queued)+1)
+	pub.send(t, topic, 1, "fence2")
+	in.waitPayload(t, "fence2")
+	got := slices.DeleteFunc(payloadsOn(in.all(), topic), func(p string) bool { return p == "fence1" || p == "fence2" })
+	if !slices.Equal(got, queued) {
+		t.Fatalf("received %q\nwant the %d queued messages once each, in order", got, len(queued))
+	}
+}
+
+func setMaxOffline(t *testing.T, c *cluster, n int) {
+	for _, node := range c.nodes {
+		node.sessions.maxOffline.Store(int64(n))
+	}
+	t.Cleanup(func() {
+		for _, node := range c.nodes {
+			node.sessions.maxOffline.Store(int64(node.cfg.Sessions.MaxOfflineMessages))
+		}
+	})
+}
+
+func TestSessionExpiryClusterWide(t *testing.T) {
+	c := shared(t)
+	sub := dialV5(t, c.addr(0), "expiring", true, 1)
+	sub.sub(t, "expiring/t", 1)
+	_ = sub.Disconnect(&paho.Disconnect{})
+	testutil.Eventually(t, waitFor, func() bool {
+		_, held := c.nodes[0].broker.Clients.Get("expiring")
+		rec, _, err := c.nodes[2].sessions.reg.get(t.Context(), "expiring")
+		return !held && rec == nil && err == nil
+	}, "session expired on its node and in the registry")
+	again := dialV5(t, c.addr(1), "expiring", false, 1)
+	if again.connack.SessionPresent {
+		t.Error("session present = 1 after the session expired [MQTT-3.1.2-23]")
+	}
+}
+
+// TestTakeoverKeepsWhatArrivesMeanwhile drives the takeover merge directly:
+// messages a placeholder kept while the old owner answered are appended
+// after the handed-over ones, without those the old owner already had.
+func TestTakeoverKeepsWhatArrivesMeanwhile(t *testing.T) {
+	c := shared(t)
+	n := c.nodes[0]
+	rec := &sessionRecord{Client: "merge", Version: 5, Subs: []subRecord{{Filter: "merge/t", QoS: 1}}}
+	hold := n.sessions.hold("merge", rec)
+	pub := dialV5(t, c.addr(0), "merge-pub", true, 0)
+	for _, p := range []string{"m1", "m2", "m3"} {
+		pub.send(t, "merge/t", 1, p)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return hold.State.Inflight.Len() == 3 }, "placeholder keeps 3")
+	var m1 packets.Packet
+	for _, pk := range hold.State.Inflight.GetAll(false) {
+		if string(pk.Payload) == "m1" {
+			m1 = pk
+		}
+	}
+	env := func(payload string) []byte {
+		return appendEnvelope(nil, &envelope{topic: "merge/t", qos: 1, payload: []byte(payload)})
+	}
+	h := &handover{Found: true, Version: 5, Subs: rec.Subs, Msgs: []handoverMsg{
+		{Type: packets.Publish, ID: 7, Tag: "elsewhere/1", Env: env("old")},
+		{Type: packets.Publish, ID: 9, Tag: messageID(getTag(m1)), Env: env("m1")}, // the old owner had m1 too
+	}}
+	n.sessions.install("merge", h, hold)
+	if _, ok := n.broker.Clients.Get(hold.ID); ok {
+		t.Error("placeholder still registered")
+	}
+	back := dialV5(t, c.addr(0), "merge", false, 60)
+	if !back.connack.SessionPresent {
+		t.Fatal("session present = 0")
+	}
+	queuedOnce(t, &back.inbox, pub, "merge/t", []string{"old", "m1", "m2", "m3"})
+}

@@ -1,0 +1,332 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// sessions follows every client session on this node: its registry record,
+// the order its QoS 1/2 messages were queued in (mochi keeps them in a map),
+// and the max_offline_messages bound. Takeover between nodes is in
+// takeover.go.
+type sessions struct {
+	n          *Node
+	reg        registry
+	maxOffline atomic.Int64 // sessions.max_offline_messages (Reload may change it)
+
+	mu         sync.Mutex
+	byID       map[string]*session
+	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
+	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
+}
+
+// session is what this node knows of one client id.
+type session struct {
+	cl    *mqtt.Client // the connection (or offline session) the record describes
+	rec   sessionRecord
+	rev   uint64            // registry revision last written by this node; 0 = none
+	order map[uint16]uint64 // packet id → queue position
+	next  uint64
+}
+
+func newSessions(n *Node) *sessions {
+	s := &sessions{n: n, reg: registry{n}, byID: map[string]*session{},
+		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{}}
+	s.maxOffline.Store(int64(n.cfg.Sessions.MaxOfflineMessages))
+	return s
+}
+
+func (s *sessions) get(id string) *session {
+	ss := s.byID[id]
+	if ss == nil {
+		ss = &session{order: map[uint16]uint64{}}
+		s.byID[id] = ss
+	}
+	return ss
+}
+
+// expirySeconds is how long the client's session outlives its connection,
+// capped by sessions.max_expiry (which is also the expiry of MQTT 3.1.1
+// persistent sessions).
+func (s *sessions) expirySeconds(cl *mqtt.Client) uint32 {
+	if endsWithConnection(cl) {
+		return 0
+	}
+	capped := uint32(s.n.cfg.Sessions.MaxExpiry.D() / time.Second)
+	if cl.Properties.ProtocolVersion == 5 {
+		return min(cl.Properties.Props.SessionExpiryInterval, capped)
+	}
+	return capped
+}
+
+// record builds the registry record for a client connected here.
+func (s *sessions) record(cl *mqtt.Client, subs map[string]packets.Subscription) sessionRecord {
+	return sessionRecord{
+		Client: cl.ID, Node: s.n.name, Instance: s.n.instance,
+		Clean: endsWithConnection(cl), Expiry: s.expirySeconds(cl),
+		Version: cl.Properties.ProtocolVersion, Since: time.Now().Unix(),
+		Subs: subRecords(subs),
+	}
+}
+
+func (s *sessions) timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 3*s.n.cfg.Mesh.Timeout.D())
+}
+
+// establish runs before mochi decides session present (OnSessionEstablish):
+// it takes the session over from the node that owns it, if another one does,
+// and records this node as the owner. Both happen before the CONNACK.
+func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
+	ctx, cancel := s.timeout()
+	defer cancel()
+	for range 3 {
+		rec, rev, err := s.reg.get(ctx, cl.ID)
+		if err != nil {
+			s.localOnly(cl, err)
+			return
+		}
+		if rec != nil && (rec.Node != s.n.name || rec.Instance != s.n.instance) {
+			s.takeOver(ctx, cl, pk, rec)
+		}
+		var subs map[string]packets.Subscription
+		if existing, ok := s.n.broker.Clients.Get(cl.ID); ok && !pk.Connect.Clean {
+			subs = existing.State.Subscriptions.GetAll() // what mochi is about to inherit
+		}
+		mine := s.record(cl, subs)
+		newRev, err := s.reg.put(ctx, &mine, rev, 0)
+		if isConflict(err) {
+			continue // another node wrote meanwhile: look again
+		}
+		if err != nil {
+			s.localOnly(cl, err)
+			return
+		}
+		s.track(cl, mine, newRev)
+		return
+	}
+	s.n.log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)
+	s.track(cl, sessionRecord{}, 0)
+}
+
+func (s *sessions) localOnly(cl *mqtt.Client, err error) {
+	if !errors.Is(err, errNoStore) && !errors.Is(err, errStoreDown) {
+		s.n.warnEvery("session registry unavailable: session kept on this node only", "client_id", cl.ID, "error", err)
+	}
+	s.track(cl, sessionRecord{}, 0)
+}
+
+func (s *sessions) track(cl *mqtt.Client, rec sessionRecord, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.get(cl.ID)
+	ss.cl, ss.rec, ss.rev = cl, rec, rev
+}
+
+// current returns the record state if cl is the client this node tracks.
+func (s *sessions) current(cl *mqtt.Client) (sessionRecord, uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.byID[cl.ID]
+	if ss == nil || ss.cl != cl || ss.rev == 0 {
+		return sessionRecord{}, 0, false
+	}
+	return ss.rec, ss.rev, true
+}
+
+// saveSubs records a persistent session's subscriptions after a SUBSCRIBE or
+// UNSUBSCRIBE, so another node can restore them if this one is gone.
+func (s *sessions) saveSubs(cl *mqtt.Client) {
+	rec, rev, ok := s.current(cl)
+	if !ok || rec.Clean {
+		return
+	}
+	rec.Subs = subRecords(cl.State.Subscriptions.GetAll())
+	s.write(cl, rec, rev, 0)
+}
+
+// write puts rec and, if cl is still the tracked client, remembers it.
+func (s *sessions) write(cl *mqtt.Client, rec sessionRecord, rev uint64, ttl time.Duration) {
+	ctx, cancel := s.timeout()
+	defer cancel()
+	newRev, err := s.reg.put(ctx, &rec, rev, ttl)
+	if err != nil {
+		if !isConflict(err) {
+			s.n.warnEvery("session registry write failed", "client_id", cl.ID, "error", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl {
+		ss.rec, ss.rev = rec, newRev
+	}
+}
+
+// disconnected records the end of a connection (OnDisconnect): a session
+// that ends with it leaves the registry, a persistent one is marked
+// disconnected with its expiry as the record's time to live.
+func (s *sessions) disconnected(cl *mqtt.Client, expire bool) {
+	s.mu.Lock()
+	_, gone := s.handedOver[cl]
+	delete(s.handedOver, cl)
+	s.mu.Unlock()
+	if gone {
+		return
+	}
+	rec, rev, ok := s.current(cl)
+	if expire {
+		s.forget(cl)
+	}
+	if !ok {
+		return
+	}
+	if expire {
+		ctx, cancel := s.timeout()
+		defer cancel()
+		if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !isConflict(err) {
+			s.n.warnEvery("session registry remove failed", "client_id", cl.ID, "error", err)
+		}
+		return
+	}
+	rec.Gone = time.Now().Unix()
+	rec.Subs = subRecords(cl.State.Subscriptions.GetAll())
+	s.write(cl, rec, rev, time.Duration(rec.Expiry)*time.Second+time.Minute)
+}
+
+// forget drops what this node tracks for cl's id, if cl is the tracked client.
+func (s *sessions) forget(cl *mqtt.Client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.byID[cl.ID]; ss != nil && (ss.cl == cl || ss.cl == nil) {
+		delete(s.byID, cl.ID)
+	}
+}
+
+// expired ends a disconnected session whose expiry passed (OnClientExpired):
+// mochi only forgets the client, so its subscriptions and queued messages
+// are dropped here, and its record leaves the registry.
+func (s *sessions) expired(cl *mqtt.Client) {
+	s.mu.Lock()
+	s.expiring[cl] = struct{}{}
+	s.mu.Unlock()
+	s.n.broker.UnsubscribeClient(cl)
+	cl.ClearInflights()
+	_, rev, ok := s.current(cl)
+	s.mu.Lock()
+	delete(s.expiring, cl)
+	s.mu.Unlock()
+	s.forget(cl)
+	if ok {
+		ctx, cancel := s.timeout()
+		defer cancel()
+		_ = s.reg.remove(ctx, cl.ID, rev)
+	}
+}
+
+// queued notes a QoS 1/2 message entering a client's inflight store
+// (OnQosPublish) and enforces max_offline_messages on offline sessions by
+// dropping the oldest.
+func (s *sessions) queued(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	limit := int(s.maxOffline.Load())
+	s.mu.Lock()
+	ss := s.get(cl.ID)
+	if _, ok := ss.order[pk.PacketID]; !ok {
+		ss.order[pk.PacketID] = ss.next
+		ss.next++
+	}
+	var drop []uint16
+	if over := cl.State.Inflight.Len() - limit; limit > 0 && over > 0 && cl.Closed() {
+		drop = ss.oldest(over, pk.PacketID)
+		for _, id := range drop {
+			delete(ss.order, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range drop {
+		if cl.State.Inflight.Delete(id) {
+			atomic.AddInt64(&s.n.broker.Info.Inflight, -1)
+			s.n.metrics.dropped("offline_queue_full")
+		}
+	}
+}
+
+// oldest returns up to n queued packet ids, oldest first, never keep.
+func (ss *session) oldest(n int, keep uint16) []uint16 {
+	out := make([]uint16, 0, n)
+	for len(out) < n {
+		best, found := uint16(0), false
+		for id, pos := range ss.order {
+			if id != keep && (!found || pos < ss.order[best]) && !containsID(out, id) {
+				best, found = id, true
+			}
+		}
+		if !found {
+			break
+		}
+		out = append(out, best)
+	}
+	return out
+}
+
+func containsID(ids []uint16, id uint16) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// settled forgets a message that left the inflight store (OnQosComplete,
+// OnQosDropped) and counts drops.
+func (s *sessions) settled(cl *mqtt.Client, pk packets.Packet, dropped bool) {
+	s.mu.Lock()
+	if ss := s.byID[cl.ID]; ss != nil {
+		delete(ss.order, pk.PacketID)
+	}
+	_, expiring := s.expiring[cl]
+	s.mu.Unlock()
+	switch {
+	case !dropped || cl.IsTakenOver():
+	case expiring:
+		s.n.metrics.dropped("session_expired")
+	default:
+		s.n.metrics.dropped("message_expired")
+	}
+}
+
+// queueOrder returns the queue positions of a client's messages.
+func (s *sessions) queueOrder(id string) map[uint16]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[uint16]uint64{}
+	if ss := s.byID[id]; ss != nil {
+		for k, v := range ss.order {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// counts returns connected and disconnected sessions held here.
+func (s *sessions) counts() (online, offline int) {
+	for id, cl := range s.n.broker.Clients.GetAll() {
+		switch {
+		case cl.Net.Inline || id == "" || id[0] == 0:
+		case cl.Closed():
+			offline++
+		default:
+			online++
+		}
+	}
+	return online, offline
+}

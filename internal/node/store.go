@@ -1,0 +1,177 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// store holds the cluster's replicated state in JetStream key-value buckets:
+//
+//	mqlb_<cluster>_retained   base64url(topic) → retained message (see retained.go)
+//	mqlb_<cluster>_sessions   base64url(client id) → session record (see registry.go)
+//
+// Both keep one revision per key, in files, with markers for removed keys
+// kept markerTTL so watchers see removals and tombstones do not pile up.
+type store struct {
+	js        jetstream.JetStream
+	retained  jetstream.KeyValue
+	sessions  jetstream.KeyValue
+	ttl       bool         // per-message TTL (NATS 2.11+) is available on the buckets
+	downUntil atomic.Int64 // unix nanos: after a failure, treat the store as down until then
+}
+
+const (
+	markerTTL = 5 * time.Minute
+	// storeCooldown is how long a failed store operation makes the node skip
+	// the store: without JetStream quorum a connect then costs one timeout
+	// per cooldown, not one per client.
+	storeCooldown = 5 * time.Second
+)
+
+var errStoreDown = errors.New("store unavailable (a recent operation failed)")
+
+// usable reports whether the store is not in its cooldown.
+func (s *store) usable() bool { return time.Now().UnixNano() >= s.downUntil.Load() }
+
+// note starts a cooldown if err is a failure of the store itself (not a
+// compare-and-set conflict or a missing key) and returns err.
+func (s *store) note(err error) error {
+	if err != nil && !isConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.downUntil.Store(time.Now().Add(storeCooldown).UnixNano())
+	}
+	return err
+}
+
+// storePlan says how to size the buckets.
+type storePlan struct {
+	cluster  string
+	replicas int        // configured; 0 = automatic
+	peers    func() int // servers in the cluster (embedded NATS), nil when external
+}
+
+// want returns the replica count the buckets should have now.
+func (p storePlan) want() int {
+	switch {
+	case p.replicas > 0:
+		return p.replicas
+	case p.peers == nil:
+		return 3 // external cluster: try 3, fall back to 1 if it is smaller
+	default:
+		return min(3, max(1, p.peers()))
+	}
+}
+
+func (p storePlan) bucket(kind string) string { return "mqlb_" + p.cluster + "_" + kind }
+
+// openStore binds (creating if needed) both buckets. It fails while
+// JetStream is not available yet; callers retry.
+func openStore(ctx context.Context, nc *nats.Conn, p storePlan) (*store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	s := &store{js: js, ttl: true}
+	if s.retained, err = s.bucket(ctx, p, "retained"); err != nil {
+		return nil, err
+	}
+	if s.sessions, err = s.bucket(ctx, p, "sessions"); err != nil {
+		return nil, err
+	}
+	// A node that just joined may not see the replicas' direct-get responders
+	// yet: the store is open once a read works from here.
+	if _, err := s.sessions.Get(ctx, "mqlb.probe"); !errors.Is(err, jetstream.ErrKeyNotFound) { // no base64 key has a dot
+		return nil, fmt.Errorf("sessions bucket not readable yet: %w", err)
+	}
+	return s, nil
+}
+
+func (s *store) bucket(ctx context.Context, p storePlan, kind string) (jetstream.KeyValue, error) {
+	name := p.bucket(kind)
+	kv, err := s.js.KeyValue(ctx, name)
+	if err == nil {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.ttl = s.ttl && st.LimitMarkerTTL() > 0
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, err
+	}
+	cfg := jetstream.KeyValueConfig{
+		Bucket:         name,
+		Description:    "mqlb " + kind,
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       p.want(),
+		LimitMarkerTTL: markerTTL,
+	}
+	for {
+		kv, err = s.js.CreateKeyValue(ctx, cfg)
+		switch {
+		case err == nil:
+			return kv, nil
+		case errors.Is(err, jetstream.ErrBucketExists):
+			return s.js.KeyValue(ctx, name)
+		case errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) && cfg.LimitMarkerTTL > 0:
+			cfg.LimitMarkerTTL, s.ttl = 0, false
+		case p.peers == nil && cfg.Replicas > 1 && isReplicaError(err):
+			cfg.Replicas = 1
+		default:
+			return nil, fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+}
+
+func isReplicaError(err error) bool {
+	var apiErr *jetstream.APIError
+	const (
+		insufficientResources = 10023
+		replicasNotSupported  = 10074 // replicas > 1 not supported in non-clustered mode
+	)
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == insufficientResources || apiErr.ErrorCode == replicasNotSupported)
+}
+
+// scaleUp raises the buckets' replicas to what the plan wants now (more
+// nodes joined since they were created). It never lowers them.
+func (s *store) scaleUp(ctx context.Context, p storePlan) error {
+	want := p.want()
+	for _, kv := range []jetstream.KeyValue{s.retained, s.sessions} {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return err
+		}
+		cfg := st.Config()
+		if cfg.Replicas >= want {
+			continue
+		}
+		cfg.Replicas = want
+		if _, err := s.js.UpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("scale bucket %s to %d replicas: %w", cfg.Bucket, want, err)
+		}
+	}
+	return nil
+}
+
+// replicas returns the current replica count of the buckets (the lower one).
+func (s *store) replicas(ctx context.Context) (int, error) {
+	n := 0
+	for _, kv := range []jetstream.KeyValue{s.retained, s.sessions} {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if r := st.Config().Replicas; n == 0 || r < n {
+			n = r
+		}
+	}
+	return n, nil
+}

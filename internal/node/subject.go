@@ -1,0 +1,144 @@
+package node
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// NATS subjects of the mesh. Everything lives under "mqlb.<cluster>.":
+//
+//	mqlb.<c>.t.<levels>                  a publish to an MQTT topic not starting with '$'
+//	mqlb.<c>.d.<levels>                  a publish to a '$' topic ($foo/..., never $SYS: that is per node)
+//	mqlb.<c>.sync                        interest sync ping, answered by every node
+//	mqlb.<c>.node.<name>.takeover        session takeover requests to one node
+//
+// Keeping '$' topics in their own subtree lets a filter that starts with a
+// wildcard map to NATS subjects that cannot match them, which is the rule of
+// [MQTT-4.7.2-1]: "#" and "+/..." do not match topics beginning with '$'.
+
+// subjects builds the mesh's subjects for one cluster.
+type subjects struct {
+	prefix string // "mqlb.<cluster>"
+}
+
+func newSubjects(cluster string) subjects { return subjects{prefix: "mqlb." + cluster} }
+
+func (s subjects) sync() string { return s.prefix + ".sync" }
+
+func (s subjects) takeover(node string) string { return s.prefix + ".node." + node + ".takeover" }
+
+// topic returns the subject a publish to an MQTT topic name is sent on.
+func (s subjects) topic(topic string) string {
+	var b strings.Builder
+	b.Grow(len(s.prefix) + 3 + len(topic) + 8)
+	b.WriteString(s.prefix)
+	if strings.HasPrefix(topic, "$") {
+		b.WriteString(".d")
+	} else {
+		b.WriteString(".t")
+	}
+	for level := range strings.SplitSeq(topic, "/") {
+		b.WriteByte('.')
+		writeToken(&b, level)
+	}
+	return b.String()
+}
+
+// filter returns the subjects that together receive every publish matching an
+// MQTT topic filter (a $share/{group}/ prefix must be removed first). A
+// trailing "#" also matches its parent level ("a/#" matches "a"
+// [MQTT-4.7.1-2]), so such a filter needs two subjects: "a.>" and "a".
+func (s subjects) filter(filter string) []string {
+	levels := strings.Split(filter, "/")
+	space := ".t"
+	if strings.HasPrefix(levels[0], "$") {
+		space = ".d" // a literal '$' first level; wildcards never match '$' topics
+	}
+	var b strings.Builder
+	b.WriteString(s.prefix)
+	b.WriteString(space)
+	for i, level := range levels {
+		if level == "#" {
+			parent := b.String()
+			b.WriteString(".>")
+			if i == 0 {
+				return []string{b.String()} // "#" alone: every non-'$' topic
+			}
+			return []string{b.String(), parent}
+		}
+		b.WriteByte('.')
+		if level == "+" {
+			b.WriteByte('*')
+			continue
+		}
+		writeToken(&b, level)
+	}
+	return []string{b.String()}
+}
+
+// writeToken escapes one MQTT topic level into a valid NATS token. A NATS
+// token cannot be empty nor hold '.', ' ' or control characters, and '*' or
+// '>' would read as wildcards, so those bytes (and '~', the escape itself)
+// become "~XX" in hex; an empty level becomes "~" alone, which no escaped
+// level can produce.
+func writeToken(b *strings.Builder, level string) {
+	if level == "" {
+		b.WriteByte('~')
+		return
+	}
+	const hexdigits = "0123456789ABCDEF"
+	for i := 0; i < len(level); i++ {
+		c := level[i]
+		if c == '.' || c == '*' || c == '>' || c == '~' || c <= ' ' || c == 0x7f {
+			b.WriteByte('~')
+			b.WriteByte(hexdigits[c>>4])
+			b.WriteByte(hexdigits[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
+	}
+}
+
+// sharedFilter splits "$share/{group}/{filter}" (any case of "$share", as
+// mochi accepts it) into the group and the inner filter.
+func sharedFilter(filter string) (group, inner string, ok bool) {
+	if len(filter) < 7 || !strings.EqualFold(filter[:7], "$share/") {
+		return "", filter, false
+	}
+	group, inner, ok = strings.Cut(filter[7:], "/")
+	return group, inner, ok && group != "" && inner != ""
+}
+
+// queueName is the NATS queue group of one shared subscription (the whole
+// "$share/{group}/{filter}" string: two groups with the same name but other
+// filters are different subscriptions [MQTT-4.8.2]).
+func queueName(shared string) string {
+	sum := sha256.Sum256([]byte(shared))
+	return "s" + hex.EncodeToString(sum[:12])
+}
+
+// matchTopic reports whether an MQTT topic name matches a topic filter,
+// including the '$' rule [MQTT-4.7.2-1] and "a/#" matching "a".
+func matchTopic(filter, topic string) bool {
+	if _, inner, ok := sharedFilter(filter); ok {
+		filter = inner
+	}
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	for {
+		f, frest, fmore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, trest, tmore := strings.Cut(topic, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		if !fmore || !tmore {
+			return fmore == tmore || (!tmore && frest == "#")
+		}
+		filter, topic = frest, trest
+	}
+}

@@ -1,0 +1,221 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+)
+
+// Session takeover between nodes.
+//
+// A client connects to node C while the registry says node A owns its
+// session. C asks A on "mqlb.<c>.node.<A>.takeover"; A closes the old
+// connection if it is still open (v5 DISCONNECT 0x8E Session taken over
+// [MQTT-3.1.4-3]), answers with the session's subscriptions and its queued
+// and in-flight QoS 1/2 messages (original packet ids, in queue order
+// [MQTT-4.4.0-1] [MQTT-4.6.0-1]) and forgets the session. C installs them as
+// a disconnected session under the client id, so that mochi inherits it and
+// answers CONNACK session present 1 [MQTT-3.2.2-3]. A clean-start connection
+// only has the old one closed [MQTT-3.1.2-4].
+//
+// While the request is on its way, C already holds the session's
+// subscriptions (from the registry) under a placeholder client, so messages
+// published meanwhile are not lost: they are appended after A's messages,
+// without those A already had (same message id). If A does not answer (the
+// node is gone), the subscriptions are restored from the registry; the
+// messages queued on A are lost with it.
+
+type takeoverRequest struct {
+	Client string `json:"client"`
+	Clean  bool   `json:"clean"`
+	From   string `json:"from"`
+}
+
+type handover struct {
+	Found   bool          `json:"found"`
+	Version byte          `json:"version,omitempty"`
+	Subs    []subRecord   `json:"subs,omitempty"`
+	Msgs    []handoverMsg `json:"msgs,omitempty"`
+}
+
+// handoverMsg is one entry of a session's inflight store: a PUBLISH (its
+// envelope), or the PUBREC/PUBREL state of a QoS 2 exchange.
+type handoverMsg struct {
+	Type byte   `json:"t"`
+	ID   uint16 `json:"id"`
+	Tag  string `json:"tag,omitempty"`
+	Env  []byte `json:"env,omitempty"`
+}
+
+// takeOver runs on the connecting node, inside establish.
+func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Packet, rec *sessionRecord) {
+	keep := !pk.Connect.Clean
+	restorable := keep && !rec.Clean && !rec.expired(time.Now().Unix())
+	var hold *mqtt.Client
+	if restorable && len(rec.Subs) > 0 {
+		hold = s.hold(cl.ID, rec)
+	}
+	h, err := s.ask(ctx, rec.Node, cl.ID, !keep)
+	result := "handed_over"
+	switch {
+	case err != nil:
+		result = "owner_gone"
+		s.n.log.Info("session owner did not answer: restoring subscriptions from the registry",
+			"client_id", cl.ID, "owner", rec.Node, "error", err)
+		h = &handover{Found: restorable, Version: rec.Version, Subs: rec.Subs}
+	case !h.Found:
+		result = "not_found"
+		h = &handover{Found: restorable, Version: rec.Version, Subs: rec.Subs}
+	case !keep:
+		result = "kicked"
+	}
+	s.n.metrics.takeovers.With(result).Add(1)
+	if keep && h.Found {
+		s.install(cl.ID, h, hold)
+	} else if hold != nil {
+		s.release(hold)
+	}
+}
+
+// ask sends the takeover request; an error means the owner is gone (no
+// responders) or did not answer in time.
+func (s *sessions) ask(ctx context.Context, owner, id string, clean bool) (*handover, error) {
+	if owner == s.n.name {
+		return nil, errors.New("owner is an earlier run of this node")
+	}
+	req, _ := json.Marshal(takeoverRequest{Client: id, Clean: clean, From: s.n.name})
+	rctx, cancel := context.WithTimeout(ctx, s.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	msg, err := s.n.ctrl.RequestWithContext(rctx, s.n.mesh.subj.takeover(owner), req)
+	if err != nil {
+		return nil, err
+	}
+	h := new(handover)
+	if err := json.Unmarshal(msg.Data, h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// onTakeover answers a takeover request on the owning node.
+func (s *sessions) onTakeover(msg *nats.Msg) {
+	var req takeoverRequest
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		return
+	}
+	h := s.giveUp(req)
+	data, _ := json.Marshal(h)
+	for len(data) > int(s.n.ctrl.MaxPayload())-1024 && len(h.Msgs) > 0 {
+		drop := max(1, len(h.Msgs)/10) // too large for one reply: drop the oldest
+		h.Msgs = h.Msgs[drop:]
+		s.n.metrics.droppedN("handover_too_large", drop)
+		data, _ = json.Marshal(h)
+	}
+	if err := msg.Respond(data); err != nil {
+		s.n.log.Warn("takeover reply failed", "client_id", req.Client, "error", err)
+	}
+}
+
+// giveUp closes and removes the local session of req.Client, returning its
+// state unless the requester starts clean.
+func (s *sessions) giveUp(req takeoverRequest) *handover {
+	cl, ok := s.n.broker.Clients.Get(req.Client)
+	if !ok {
+		return &handover{}
+	}
+	s.mu.Lock()
+	if !cl.Closed() {
+		s.handedOver[cl] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.n.log.Debug("session taken over by another node", "client_id", req.Client, "to", req.From)
+	if cl.Properties.Will.WillDelayInterval > 0 {
+		// The client is back before its will delay ended: no will [MQTT-3.1.3-9].
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	}
+	if !cl.Closed() {
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = s.n.broker.DisconnectClient(cl, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
+		} else {
+			cl.Stop(packets.ErrSessionTakenOver) // no server DISCONNECT before v5
+		}
+	}
+	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion}
+	if !req.Clean && !endsWithConnection(cl) {
+		h.Subs = subRecords(cl.State.Subscriptions.GetAll())
+		h.Msgs = s.snapshot(cl)
+	}
+	s.remove(cl)
+	return h
+}
+
+// snapshot returns a client's inflight store in queue order.
+func (s *sessions) snapshot(cl *mqtt.Client) []handoverMsg {
+	order := s.queueOrder(cl.ID)
+	pks := cl.State.Inflight.GetAll(false)
+	sortQueue(pks, order)
+	now := time.Now().Unix()
+	out := make([]handoverMsg, 0, len(pks))
+	for _, pk := range pks {
+		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: messageID(getTag(pk))}
+		if pk.FixedHeader.Type == packets.Publish {
+			e := envelope{topic: pk.TopicName, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain,
+				props: meshProps(pk.Properties), payload: pk.Payload}
+			if pk.Expiry > 0 {
+				if pk.Expiry <= now {
+					continue // expired while queued [MQTT-3.3.2-5]
+				}
+				e.hasExp, e.expiry = true, uint32(pk.Expiry-now)
+			}
+			m.Env = appendEnvelope(nil, &e)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// sortQueue orders packets by queue position, then arrival second, then id.
+func sortQueue(pks []packets.Packet, order map[uint16]uint64) {
+	pos := func(pk packets.Packet) uint64 {
+		if p, ok := order[pk.PacketID]; ok {
+			return p
+		}
+		return 1 << 63
+	}
+	sort.SliceStable(pks, func(i, j int) bool {
+		pi, pj := pos(pks[i]), pos(pks[j])
+		if pi != pj {
+			return pi < pj
+		}
+		if pks[i].Created != pks[j].Created {
+			return pks[i].Created < pks[j].Created
+		}
+		return pks[i].PacketID < pks[j].PacketID
+	})
+}
+
+// remove drops a session from this node without counting its messages as
+// dropped (they live on elsewhere).
+func (s *sessions) remove(cl *mqtt.Client) {
+	s.n.broker.UnsubscribeClient(cl)
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&s.n.broker.Info.Inflight, -1)
+		}
+	}
+	if cur, ok := s.n.broker.Clients.Get(cl.ID); ok && cur == cl {
+		s.n.broker.Clients.Delete(cl.ID)
+	}
+	s.mu.Lock()
+	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl {
+		delete(s.byID, cl.ID)
+	}
+	s.mu.Unlock()
+}
