@@ -38,7 +38,7 @@ type pair struct {
 	nEnded int
 	fin    *time.Timer
 
-	cmdMu  sync.Mutex
+	cmdMu   sync.Mutex
 	cmdErr_ error // why a command asked to close it
 }
 
@@ -47,7 +47,6 @@ type pair struct {
 type direction struct {
 	p       *pipe // nil while nothing is in flight
 	blocked bool  // the destination was full: wait for its EPOLLOUT edge
-	hup     bool  // the source reported the peer's FIN or an error: read to the end
 	end     end
 	ended   bool
 }
@@ -106,9 +105,6 @@ func (p *pair) event(side int, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.dir[1-side].blocked {
 		p.pump(1 - side)
 	}
-	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		p.dir[side].hup = true
-	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.pump(side)
 	}
@@ -120,7 +116,7 @@ func (p *pair) pumpBoth() {
 	p.pump(server)
 }
 
-// pump moves bytes for direction d until its source is drained, its
+// pump moves bytes for direction d until its source says EAGAIN, its
 // destination is full, it ends, or it has had its share of this wake.
 func (p *pair) pump(d int) {
 	dir := &p.dir[d]
@@ -139,12 +135,10 @@ func (p *pair) pump(d int) {
 		if !p.write(d) {
 			return
 		}
-		if k < pipeCap && !dir.hup {
-			// A short read emptied the socket and new bytes raise a new
-			// edge. Not after the peer's FIN: its edge has been seen, and
-			// only the next read returns the EOF.
-			return
-		}
+		// Read again until EAGAIN: a short splice does not mean the socket
+		// is empty (a pipe fills by slots, one per segment, so 16 small
+		// segments fill it), and with edge-triggered events nothing would
+		// wake this direction for the bytes left behind.
 	}
 }
 

@@ -10,11 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxChunk is the most one splice asks for; a pipe holds pipeCap.
-const (
-	maxChunk = 1 << 20
-	pipeCap  = 64 << 10 // the default pipe size: a shorter read emptied the socket
-)
+// maxChunk is the most one splice asks for (a pipe holds 64 KiB in 16
+// slots, so it stops well before).
+const maxChunk = 1 << 20
 
 // pipe is a kernel pipe used as the splice buffer between two sockets. Loops
 // own their pipes and close them explicitly (no GC cleanup: closing a
