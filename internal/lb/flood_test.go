@@ -24,7 +24,7 @@ func TestFloodThroughRelay(t *testing.T) {
 	}
 	for _, qos := range []byte{0, 1} {
 		cfg := bench.PubSubConfig{PubTarget: tg, SubTarget: tg, Publishers: 4, Subscribers: 4, Topics: 4, QoS: qos,
-			Size: 256, Duration: bench.D(2 * time.Second), Inflight: 20, Drain: bench.D(5 * time.Second),
+			Size: 256, Duration: bench.D(2 * time.Second), Inflight: 20, Drain: bench.D(30 * time.Second), // ends when all arrived; a stall never does
 			Timeout: bench.D(5 * time.Second), Prefix: "flood-", Client: bench.ClientLite}
 		res, err := bench.RunPubSub(context.Background(), cfg)
 		if err != nil {
