@@ -42,8 +42,7 @@ if [ $QUICK = 1 ]; then # a smoke run of about a minute, for CI
 	ROUNDS=1 IDLE=1000 HOLD=3s CONNS=500 DURATION=4s LAT_DURATION=3s
 fi
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "compare.sh: $*"; exit 1; }
+. "$ROOT/bench/lib.sh"
 
 # ---- prerequisites: say what is missing and how to get it; install nothing
 HAPROXY=$(command -v haproxy || true)
@@ -55,17 +54,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	die "missing: ${missing[*]}. Install with: sudo apt-get install -y ${missing[*]}"
 fi
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+build_mqlb
 [ -r /proc/self/status ] || die "needs Linux /proc"
 hv=$("$HAPROXY" -v | sed -n 's/^HAProxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
 read -r hmaj hmin <<<"$hv"
 if [ "${hmaj:-0}" -lt 2 ] || { [ "$hmaj" -eq 2 ] && [ "${hmin:-0}" -lt 4 ]; }; then
 	die "haproxy $hmaj.$hmin is too old: the MQTT sample fetches need 2.4 or later"
-fi
-if command -v go >/dev/null; then
-	log "building bin/mqlb"
-	(cd "$ROOT" && go build -o bin/mqlb ./cmd/mqlb) || die "go build failed"
-elif [ ! -x "$MQLB" ]; then
-	die "missing: bin/mqlb and Go to build it (https://go.dev/dl/, then: go build -o bin/mqlb ./cmd/mqlb)"
 fi
 nofile=$(ulimit -n)
 if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((2 * IDLE + 500)) ]; then
@@ -78,50 +72,6 @@ mkdir -p "$OUT"
 RUN=$OUT/run # configs and logs
 mkdir -p "$RUN"
 
-# ---- process bookkeeping: everything started is stopped on the way out
-PIDS=()
-stop_pid() { # stop one process we started, by its id
-	local pid=$1
-	kill "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-	[ $rc = 0 ] || log "stopped everything this script started (exit $rc); results so far in $OUT"
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-forget() { local p; local keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
-
-# ---- small helpers
-USED_PORTS=" "
-# listening ports come from below the ephemeral range, which the 8,000
-# client and upstream connections use up to a good part of
-EPH_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-	local p
-	while :; do
-		p=$((10000 + RANDOM % (EPH_LOW - 10000)))
-		case $USED_PORTS in *" $p "*) continue ;; esac
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then USED_PORTS+="$p "; echo "$p"; return; fi
-	done
-}
-wait_port() { # port, what
-	for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-	die "$2 is not listening on 127.0.0.1:$1 (see $RUN)"
-}
-http_get() { # port path → body
-	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-	sed '1,/^\r$/d' <&3
-	exec 3>&-
-}
 hap() { # one command on HAProxy's stats socket
 	exec 4<>"/dev/tcp/127.0.0.1/$HAP_STATS" || return 1
 	printf '%s\n' "$*" >&4
@@ -232,21 +182,6 @@ stop_proxy() {
 }
 
 # ---- the workloads
-FAILED=()
-bench() { # name args... — one bench run, its summary in OUT/name.txt and its result in OUT/name.json
-	local name=$1 rc=0
-	shift
-	"$MQLB" bench "$@" --json "$OUT/$name.json" >"$OUT/$name.txt" 2>&1 || rc=$?
-	bench_status "$name" $rc
-}
-bench_status() { # name status: 3 (the run saw failures) is recorded, anything else but 0 is fatal
-	case $2 in
-	0) ;;
-	3) FAILED+=("$1"); log "  $1 saw failures (see $OUT/$1.txt)" ;;
-	*) cat "$OUT/$1.txt" >&2; die "$1: mqlb bench exited $2" ;;
-	esac
-}
-
 SRC=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
 PUBSUB=(--publishers 4 --subscribers 4 --topics 4 --size 256 --drain 5s)
 

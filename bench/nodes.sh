@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench/nodes.sh — pub/sub throughput of mqlb broker nodes: publishers and
+# subscribers on the same node, on different nodes of a 2-node cluster (every
+# message crosses the NATS mesh), and mosquitto under the same load, in
+# alternating order over several rounds; then the tables of medians with the
+# ratios cross-node ÷ same node and one node ÷ mosquitto.
+#
+#   bench/nodes.sh [--rounds N] [--duration D] [--out DIR]
+#
+# Needs mosquitto and Go (or a built bin/mqlb). Installs nothing; every
+# process it starts is stopped on exit, error or Ctrl-C.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MQLB=$ROOT/bin/mqlb
+ROUNDS=3
+DURATION=15s
+OUT=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	-h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) echo "nodes.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+[ -n "$OUT" ] || OUT=$(mktemp -d /tmp/mqlb-nodes.XXXXXX)
+RUN=$OUT/run
+mkdir -p "$RUN"
+. "$ROOT/bench/lib.sh"
+
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] ||
+	die "missing: mosquitto. Install with: sudo apt-get install -y mosquitto"
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+build_mqlb
+
+# mosquitto, configured as in compare.sh
+MOSQ_PORT=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\nmax_queued_messages 1000000\n' "$MOSQ_PORT" >"$RUN/mosquitto.conf"
+"$MOSQUITTO" -c "$RUN/mosquitto.conf" >"$RUN/mosquitto.log" 2>&1 &
+PIDS+=($!)
+wait_port "$MOSQ_PORT" mosquitto
+
+# a 2-node cluster (mqlb up without using its load balancer)
+NODE_PORT=$(free_port)
+"$MQLB" up --nodes 2 --node-port "$NODE_PORT" --listen "127.0.0.1:$(free_port)" --admin "127.0.0.1:$(free_port)" \
+	--data "$RUN/data" >"$RUN/up.log" 2>&1 &
+PIDS+=($!)
+wait_port "$NODE_PORT" node1
+wait_port $((NODE_PORT + 1)) node2
+for _ in $(seq 100); do grep -q "Ctrl-C stops everything" "$RUN/up.log" && break; sleep 0.2; done
+
+N1=mqtt://127.0.0.1:$NODE_PORT
+N2=mqtt://127.0.0.1:$((NODE_PORT + 1))
+MQ=mqtt://127.0.0.1:$MOSQ_PORT
+PUBSUB=(--publishers 4 --subscribers 4 --topics 4 --size 256 --drain 10s --duration "$DURATION")
+
+run() { # round target
+	local r=$1 t=$2 pub sub
+	case $t in
+	mosquitto) pub=$MQ sub=$MQ ;;
+	same) pub=$N1 sub=$N1 ;;
+	cross) pub=$N1 sub=$N2 ;;
+	esac
+	for q in 0 1; do
+		bench "r$r-$t-q$q" pubsub --pub-url "$pub" --sub-url "$sub" --qos $q --prefix "r$r-$t-q$q-" "${PUBSUB[@]}"
+	done
+}
+
+START=$(date +%s)
+ORDER=(mosquitto same cross)
+for r in $(seq "$ROUNDS"); do
+	for i in 0 1 2; do
+		t=${ORDER[$(((i + r - 1) % 3))]}
+		log "round $r: $t"
+		run "$r" "$t"
+	done
+done
+
+echo
+echo "Cross-node ÷ same node, and against mosquitto (medians over $ROUNDS rounds):"
+echo
+"$MQLB" bench report --targets mosquitto,same,cross "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
+echo
+echo "One node ÷ mosquitto:"
+echo
+"$MQLB" bench report --targets mosquitto,same "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
+if [ ${#FAILED[@]} -gt 0 ]; then
+	log "runs with failures: ${FAILED[*]}"
+fi
+log "nodes.sh took $(($(date +%s) - START))s; results in $OUT"
