@@ -1,0 +1,145 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func parse(t *testing.T, servers string, extra string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte("listeners: [{ address: \"127.0.0.1:0\", upstream: u }]\nupstreams:\n  u:\n" + extra + "    servers:\n" + servers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRiseAndFall(t *testing.T) {
+	s := newServer("u", "s", "127.0.0.1:1", 1, quiet)
+	boom := errors.New("boom")
+	s.report(boom, 2, 3, true, 0)
+	s.report(boom, 2, 3, true, 0)
+	if !s.Healthy() {
+		t.Fatal("down after 2 failures with fall 3")
+	}
+	s.report(boom, 2, 3, true, 0)
+	if s.Healthy() || s.State() != StateDown || s.Available() {
+		t.Fatal("still up after 3 failures")
+	}
+	s.report(nil, 2, 3, true, 0)
+	if s.Healthy() {
+		t.Fatal("up after 1 success with rise 2")
+	}
+	s.report(nil, 2, 3, true, 0)
+	if !s.Healthy() || s.Health().LastError != "" {
+		t.Fatalf("not up after 2 successes: %+v", s.Health())
+	}
+}
+
+func TestOperatorStates(t *testing.T) {
+	s := newServer("u", "s", "127.0.0.1:1", 1, quiet)
+	for _, tc := range []struct {
+		do    func()
+		state State
+		avail bool
+	}{{s.Drain, StateDrain, false}, {s.Disable, StateDisabled, false}, {s.Enable, StateUp, true}} {
+		tc.do()
+		if s.State() != tc.state || s.Available() != tc.avail {
+			t.Errorf("state %s available %v, want %s %v", s.State(), s.Available(), tc.state, tc.avail)
+		}
+	}
+}
+
+// TestBuildReusesServers: a reload keeps the *Server (health, counts,
+// operator state) of servers whose name and address are unchanged, applies a
+// changed weight, and applies a config state only when the file changed it.
+func TestBuildReusesServers(t *testing.T) {
+	c1 := parse(t, "      - { name: a, address: \"127.0.0.1:1001\" }\n      - { name: b, address: \"127.0.0.1:1002\" }\n", "")
+	set1, err := Build(c1, nil, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := set1.Get("u").Server("a"), set1.Get("u").Server("b")
+	a.active.Add(3)
+	b.Drain()
+	c2 := parse(t, "      - { name: a, address: \"127.0.0.1:1001\", weight: 5 }\n      - { name: b, address: \"127.0.0.1:9999\" }\n      - { name: c, address: \"127.0.0.1:1003\", state: disabled }\n", "")
+	set2, err := Build(c2, set1, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := set2.Get("u")
+	if u.Server("a") != a || a.Active() != 3 || a.Weight() != 5 {
+		t.Errorf("a not reused with its count and new weight: same=%v active=%d weight=%d", u.Server("a") == a, a.Active(), a.Weight())
+	}
+	if u.Server("b") == b || u.Server("b").State() != StateUp {
+		t.Errorf("b moved address: want a new server, up; got same=%v state %s", u.Server("b") == b, u.Server("b").State())
+	}
+	if u.Server("c").State() != StateDisabled {
+		t.Errorf("c: state %s, want disabled from config", u.Server("c").State())
+	}
+	a.Drain()
+	set3, _ := Build(c2, set2, nil, quiet)
+	if set3.Get("u").Server("a").State() != StateDrain {
+		t.Error("an operator's drain did not survive a reload with an unchanged file")
+	}
+}
+
+// TestConnectRetriesAndPassiveFailures: a failing attempt counts against the
+// server and the next one is tried; with checks off a downed server comes
+// back after the interval.
+func TestConnectRetriesAndPassiveFailures(t *testing.T) {
+	dead, live := testutil.FreeAddr(t), listen(t)
+	c := parse(t, "      - { name: dead, address: \""+dead+"\" }\n      - { name: live, address: \""+live+"\" }\n",
+		"    balance: round_robin\n    connect_retries: 1\n    health_check: { type: none, fall: 1, interval: 100ms }\n")
+	set, err := Build(c, nil, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := set.Get("u")
+	attempt := func(ctx context.Context, s *Server) (net.Conn, error) { return u.DialTCP(ctx, s) }
+	for range 4 {
+		conn, s, err := u.Connect(context.Background(), &balance.Conn{}, attempt)
+		if err != nil || s.Name() != "live" {
+			t.Fatalf("Connect: %v, %v", s, err)
+		}
+		conn.Close()
+		s.Release()
+	}
+	d := u.Server("dead")
+	if d.Failures() != 1 || d.Healthy() {
+		t.Errorf("dead: failures %d healthy %v; want 1 failure and marked down (fall 1)", d.Failures(), d.Healthy())
+	}
+	testutil.Eventually(t, 5*time.Second, d.Healthy, "dead retried after the interval")
+	if u.Server("live").Active() != 0 {
+		t.Errorf("live active %d after releases", u.Server("live").Active())
+	}
+}
+
+func listen(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
