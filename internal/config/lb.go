@@ -237,19 +237,10 @@ func (c *Config) Validate() error {
 	if len(c.Upstreams) == 0 {
 		ck.errorf("upstreams", "at least one upstream is required")
 	}
-	names := map[string]bool{}
-	addrs := map[string]bool{}
+	seen := newListenerSeen()
 	for i, l := range c.Listeners {
 		p := fmt.Sprintf("listeners[%d]", i)
-		if names[l.Name] {
-			ck.errorf(p+".name", "duplicate listener name %q", l.Name)
-		}
-		names[l.Name] = true
-		ck.hostPort(p+".address", l.Address, true)
-		if addrs[l.Address] && !strings.HasSuffix(l.Address, ":0") {
-			ck.errorf(p+".address", "address %q is used by another listener", l.Address)
-		}
-		addrs[l.Address] = true
+		ck.listener(p, l.Name, l.Address, seen)
 		if l.Upstream == "" {
 			ck.errorf(p+".upstream", "an upstream is required")
 		} else if _, ok := c.Upstreams[l.Upstream]; !ok {

@@ -220,18 +220,10 @@ func (ck *check) nodeListeners(ls []NodeListener) {
 	if len(ls) == 0 {
 		ck.errorf("listeners", "at least one listener is required")
 	}
-	names, addrs := map[string]bool{}, map[string]bool{}
+	seen := newListenerSeen()
 	for i, l := range ls {
 		p := fmt.Sprintf("listeners[%d]", i)
-		if names[l.Name] {
-			ck.errorf(p+".name", "duplicate listener name %q", l.Name)
-		}
-		names[l.Name] = true
-		ck.hostPort(p+".address", l.Address, true)
-		if addrs[l.Address] && !strings.HasSuffix(l.Address, ":0") {
-			ck.errorf(p+".address", "address %q is used by another listener", l.Address)
-		}
-		addrs[l.Address] = true
+		ck.listener(p, l.Name, l.Address, seen)
 		ck.oneOf(p+".type", l.Type, ListenerTypes...)
 		ck.nodeListener(p, l)
 	}

@@ -65,6 +65,27 @@ func (c *check) hostPort(path, addr string, listen bool) {
 	}
 }
 
+// listenerSeen collects listener names and addresses to find duplicates.
+type listenerSeen struct{ names, addrs map[string]bool }
+
+func newListenerSeen() *listenerSeen {
+	return &listenerSeen{names: map[string]bool{}, addrs: map[string]bool{}}
+}
+
+// listener checks that a listener's address parses and that its name and
+// address are unique among those seen (port 0 may repeat: each gets its own).
+func (ck *check) listener(p, name, addr string, seen *listenerSeen) {
+	if seen.names[name] {
+		ck.errorf(p+".name", "duplicate listener name %q", name)
+	}
+	seen.names[name] = true
+	ck.hostPort(p+".address", addr, true)
+	if seen.addrs[addr] && !strings.HasSuffix(addr, ":0") {
+		ck.errorf(p+".address", "address %q is used by another listener", addr)
+	}
+	seen.addrs[addr] = true
+}
+
 // positive checks d > 0.
 func (c *check) positive(path string, d Duration) {
 	if d <= 0 {
