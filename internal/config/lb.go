@@ -5,11 +5,8 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -252,14 +249,7 @@ func (c *Config) Validate() error {
 		if l.WebSocket != nil && !strings.HasPrefix(l.WebSocket.Path, "/") {
 			ck.errorf(p+".websocket.path", "want a path starting with /, got %q", l.WebSocket.Path)
 		}
-		if pp := l.ProxyProtocol; pp != nil && pp.Accept {
-			if len(pp.Trusted) == 0 {
-				ck.errorf(p+".proxy_protocol.trusted", "list the CIDRs allowed to send PROXY headers")
-			} else if _, err := ParsePrefixes(pp.Trusted); err != nil {
-				ck.errorf(p+".proxy_protocol.trusted", "%v", err)
-			}
-			ck.positive(p+".proxy_protocol.timeout", pp.Timeout)
-		}
+		ck.proxyAccept(p+".proxy_protocol", l.ProxyProtocol)
 	}
 	for _, name := range sortedKeys(c.Upstreams) {
 		ck.upstream("upstreams."+name, c.Upstreams[name])
@@ -272,25 +262,6 @@ func (c *Config) Validate() error {
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	return errors.Join(ck.errs...)
-}
-
-func (ck *check) tls(p string, t *TLS) {
-	ck.readable(p+".cert", t.Cert)
-	ck.readable(p+".key", t.Key)
-	if t.Cert != "" && t.Key != "" {
-		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
-			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
-		}
-	}
-	ck.oneOf(p+".client_auth", t.ClientAuth, "none", "request", "require")
-	ck.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
-	if t.ClientCA != "" {
-		if _, err := LoadCertPool(t.ClientCA); err != nil {
-			ck.errorf(p+".client_ca", "%v", err)
-		}
-	} else if t.ClientAuth == "require" {
-		ck.errorf(p+".client_ca", "client_auth: require needs a client_ca to verify certificates against")
-	}
 }
 
 func (ck *check) upstream(p string, u *Upstream) {
@@ -353,19 +324,6 @@ func (ck *check) limits(l *Limits) {
 	if l.ConnectBurst < 1 {
 		ck.errorf("limits.connect_burst_per_ip", "must be 1 or more")
 	}
-}
-
-// LoadCertPool reads PEM certificates from file into a pool.
-func LoadCertPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no PEM certificates in %s", file)
-	}
-	return pool, nil
 }
 
 // UpstreamNames returns the upstream names in order.

@@ -244,14 +244,7 @@ func (ck *check) nodeListener(p string, l NodeListener) {
 	} else if l.Path != "" && !strings.HasPrefix(l.Path, "/") {
 		ck.errorf(p+".path", "want a path starting with /, got %q", l.Path)
 	}
-	if pp := l.ProxyProtocol; pp != nil && pp.Accept {
-		if len(pp.Trusted) == 0 {
-			ck.errorf(p+".proxy_protocol.trusted", "list the CIDRs allowed to send PROXY headers")
-		} else if _, err := ParsePrefixes(pp.Trusted); err != nil {
-			ck.errorf(p+".proxy_protocol.trusted", "%v", err)
-		}
-		ck.positive(p+".proxy_protocol.timeout", pp.Timeout)
-	}
+	ck.proxyAccept(p+".proxy_protocol", l.ProxyProtocol)
 	if l.UsernameFromCert && l.TLS == nil && (l.ProxyProtocol == nil || !l.ProxyProtocol.Accept) {
 		ck.errorf(p+".username_from_cert", "needs a client certificate: terminate TLS here (type tls or wss) or accept PROXY v2 from a load balancer that does")
 	}

@@ -88,42 +88,11 @@ func (l *Listener) Serve(handle func(*Listener, *net.TCPConn)) error {
 	}
 }
 
-// TLSConfig builds a server tls.Config from a listener's tls section.
-func TLSConfig(t *config.TLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return nil, err
-	}
-	cfg := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		NextProtos:   []string{"mqtt"},
-	}
-	if t.MinVersion == "1.3" {
-		cfg.MinVersion = tls.VersionTLS13
-	}
-	if t.ClientCA != "" {
-		if cfg.ClientCAs, err = config.LoadCertPool(t.ClientCA); err != nil {
-			return nil, err
-		}
-	}
-	switch t.ClientAuth {
-	case "request":
-		cfg.ClientAuth = tls.RequestClientCert
-		if cfg.ClientCAs != nil {
-			cfg.ClientAuth = tls.VerifyClientCertIfGiven
-		}
-	case "require":
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
-}
-
 // NewSettings builds Settings from a listener's config.
 func NewSettings(c config.Listener) (*Settings, error) {
 	s := &Settings{Name: c.Name, Upstream: c.Upstream}
 	if c.TLS != nil {
-		cfg, err := TLSConfig(c.TLS)
+		cfg, err := c.TLS.ServerConfig()
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"math"
@@ -66,7 +65,7 @@ func authOptions(a config.NodeAuth) auth.Options {
 func newListener(l config.NodeListener, log *slog.Logger) (listeners.Listener, error) {
 	o := listen.Options{ID: l.Name, Type: l.Type, Address: l.Address, Path: l.Path, UsernameFromCert: l.UsernameFromCert}
 	if l.TLS != nil {
-		tc, err := serverTLS(l.TLS)
+		tc, err := l.TLS.ServerConfig()
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
@@ -80,31 +79,6 @@ func newListener(l config.NodeListener, log *slog.Logger) (listeners.Listener, e
 		o.ProxyProtocol, o.Trusted, o.ProxyTimeout = true, trusted, pp.Timeout.D()
 	}
 	return listen.New(o, log)
-}
-
-// serverTLS builds a listener's TLS config: certificate, client CA and how
-// client certificates are asked for.
-func serverTLS(t *config.TLS) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return nil, err
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.MinVersion == "1.3" {
-		tc.MinVersion = tls.VersionTLS13
-	}
-	if t.ClientCA != "" {
-		if tc.ClientCAs, err = config.LoadCertPool(t.ClientCA); err != nil {
-			return nil, err
-		}
-	}
-	switch t.ClientAuth {
-	case "request":
-		tc.ClientAuth = tls.VerifyClientCertIfGiven
-	case "require":
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
 }
 
 // demote logs mochi's info messages (hooks added, listeners attached, server

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+)
+
+// ServerConfig builds the server side of a tls section (load balancer and
+// node listeners alike): TLS 1.2 or 1.3 minimum, ALPN "mqtt", and client
+// certificates asked for as client_auth says — request verifies one if given
+// (and only asks, when there is no client_ca), require demands a verified one.
+func (t *TLS) ServerConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"mqtt"}}
+	if t.MinVersion == "1.3" {
+		cfg.MinVersion = tls.VersionTLS13
+	}
+	if t.ClientCA != "" {
+		if cfg.ClientCAs, err = LoadCertPool(t.ClientCA); err != nil {
+			return nil, err
+		}
+	}
+	switch t.ClientAuth {
+	case "request":
+		cfg.ClientAuth = tls.RequestClientCert
+		if cfg.ClientCAs != nil {
+			cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	case "require":
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// LoadCertPool reads PEM certificates from file into a pool.
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificates in %s", file)
+	}
+	return pool, nil
+}
+
+func (ck *check) tls(p string, t *TLS) {
+	ck.readable(p+".cert", t.Cert)
+	ck.readable(p+".key", t.Key)
+	if t.Cert != "" && t.Key != "" {
+		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
+		}
+	}
+	ck.oneOf(p+".client_auth", t.ClientAuth, "none", "request", "require")
+	ck.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
+	if t.ClientCA != "" {
+		if _, err := LoadCertPool(t.ClientCA); err != nil {
+			ck.errorf(p+".client_ca", "%v", err)
+		}
+	} else if t.ClientAuth == "require" {
+		ck.errorf(p+".client_ca", "client_auth: require needs a client_ca to verify certificates against")
+	}
+}
+
+// proxyAccept checks an inbound PROXY protocol section.
+func (ck *check) proxyAccept(p string, pp *ProxyAccept) {
+	if pp == nil || !pp.Accept {
+		return
+	}
+	if len(pp.Trusted) == 0 {
+		ck.errorf(p+".trusted", "list the CIDRs allowed to send PROXY headers")
+	} else if _, err := ParsePrefixes(pp.Trusted); err != nil {
+		ck.errorf(p+".trusted", "%v", err)
+	}
+	ck.positive(p+".timeout", pp.Timeout)
+}
