@@ -20,7 +20,7 @@ var _ mqtt.Hook = (*hook)(nil)
 func (h *hook) ID() string { return "mqlb-node" }
 
 var provided = []byte{
-	mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+	mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
@@ -28,6 +28,28 @@ var provided = []byte{
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
+
+// OnConnect refuses, with CONNACK "server unavailable", a client that wants
+// to resume its session while the session registry cannot be read: the
+// client (or the mqlb load balancer in front, which retries another node on
+// that code) comes back when the store is, and finds its session.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if isMesh(cl) {
+		return nil
+	}
+	err := h.n.sessions.resumable(cl, pk)
+	if err == nil {
+		return nil
+	}
+	h.n.warnEvery("session registry unavailable: refused a client resuming its session", "client_id", cl.ID, "error", err)
+	code := packets.ErrServerUnavailable // v5 0x88
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.Err3ServerUnavailable // v3 0x03
+	}
+	// mochi closes without a CONNACK when OnConnect fails: answer first.
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code})
+	return packets.ErrServerUnavailable
+}
 
 // OnSessionEstablish runs after authentication and before mochi looks for an
 // existing session, so a session held by another node is moved here first.

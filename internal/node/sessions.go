@@ -26,6 +26,22 @@ type sessions struct {
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 }
 
+// resumable checks, before the client is accepted, that a session it wants
+// to resume can be looked up: with the registry not formed yet (the first
+// node of a cluster, waiting for its peers) or failing (no JetStream quorum,
+// a leader election), taking it with an empty local session would lose its
+// subscriptions and queued messages without a word. Clients that start
+// clean have nothing to lose and are always taken.
+func (s *sessions) resumable(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.Connect.Clean {
+		return nil
+	}
+	ctx, cancel := s.timeout()
+	defer cancel()
+	_, _, err := s.reg.get(ctx, cl.ID)
+	return err
+}
+
 // session is what this node knows of one client id.
 type session struct {
 	cl    *mqtt.Client // the connection (or offline session) the record describes

@@ -113,4 +113,3 @@ func persistentClient(t *testing.T, addr, id string, onMsg mqtt3.MessageHandler)
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
 }
-

@@ -99,7 +99,30 @@ func (s *System) startNodes(ctx context.Context) error {
 		s.Nodes = append(s.Nodes, n)
 		routes = append(routes, n.RouteAddr())
 	}
-	return nil
+	return s.waitHealthy(ctx)
+}
+
+// waitHealthy waits until every node has its listeners, mesh and replicated
+// store (which forms once the nodes have joined), so the load balancer starts
+// in front of a cluster that can resume sessions.
+func (s *System) waitHealthy(ctx context.Context) error {
+	for {
+		var err error
+		for _, n := range s.Nodes {
+			if err = n.Healthy(); err != nil {
+				err = fmt.Errorf("%s: %w", n.Name(), err)
+				break
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // nodeConfig is node i's config: a public listener for direct clients and
