@@ -65,9 +65,12 @@
 // are lost. A clean start only has the old connection closed: one
 // connection per client id cluster-wide. A restarted node takes back, as
 // disconnected sessions, the persistent sessions its earlier run owned
-// (adopt.go). When the store fails (no JetStream quorum), the node keeps
-// sessions local for a few seconds before it tries again, so connects do not
-// each wait for a timeout.
+// (adopt.go). While the registry cannot be read (not formed yet, or no
+// JetStream quorum), a client asking to resume its session is refused with
+// CONNACK "server unavailable" rather than given an empty session (hooks.go
+// OnConnect); clean-start clients are taken, their sessions kept local. After
+// a store failure the node skips the store for a few seconds, so connects do
+// not each wait for a timeout.
 //
 // # Listeners and auth
 //
