@@ -16,14 +16,28 @@ type Conn struct {
 	Record
 	Stats relay.Stats
 
-	relay  *relay.Relay // owns both connections
-	ended  atomic.Bool  // the relay finished (it may finish before add)
-	placed *placed
-	rt     *Runtime
+	relay   atomic.Pointer[relay.Relay] // owns both connections once started
+	closing atomic.Bool                 // Close was called (maybe before the relay started)
+	placed  *placed
+	rt      *Runtime
 }
 
-// Close ends the connection (both sides).
-func (c *Conn) Close() { c.relay.Close() }
+// Close ends the connection (both sides). Called before its relay started,
+// it takes effect as soon as the relay does.
+func (c *Conn) Close() {
+	c.closing.Store(true)
+	if r := c.relay.Load(); r != nil {
+		r.Close()
+	}
+}
+
+// started records the relay and honours a Close that came first.
+func (c *Conn) started(r *relay.Relay) {
+	c.relay.Store(r)
+	if c.closing.Load() {
+		r.Close()
+	}
+}
 
 const tableShards = 32
 

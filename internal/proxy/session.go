@@ -192,28 +192,25 @@ func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 	if s.cl.Plain() {
 		client = s.cl.TCP // plain TCP both sides: the splice path
 	}
+	c := &Conn{ID: s.p.conns.newID(), Record: s.rec, placed: pl, rt: s.rt}
+	c.Stats.In.Store(s.rec.BytesIn)
+	c.Stats.Out.Store(s.rec.BytesOut + int64(len(reply)))
+	s.p.conns.add(c) // listed before the client sees its CONNACK
 	if _, err := client.Write(reply); err != nil {
+		s.p.conns.remove(c)
 		srv.Close()
 		pl.release(s.rec.BytesIn, 0)
 		s.rec.Reason = "client_error"
 		return false
 	}
-	c := &Conn{ID: s.p.conns.newID(), Record: s.rec, placed: pl, rt: s.rt}
-	c.Stats.In.Store(s.rec.BytesIn)
-	c.Stats.Out.Store(s.rec.BytesOut + int64(len(reply)))
 	p := s.p
-	c.relay = relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
-		func(res relay.Result) { p.relayed(c, res) })
-	p.conns.add(c)
-	if c.ended.Load() { // it ended before it was in the table
-		p.conns.remove(c)
-	}
+	c.started(relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
+		func(res relay.Result) { p.relayed(c, res) }))
 	return true
 }
 
 // relayed finishes a relayed connection: table, server counts, access log.
 func (p *Proxy) relayed(c *Conn, res relay.Result) {
-	c.ended.Store(true)
 	p.conns.remove(c)
 	c.Reason = res.Reason
 	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
