@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -74,5 +75,52 @@ func TestJSONAccessLog(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(h.access); strings.Contains(string(b), "hunter2") {
 		t.Error("the password appears in the access log")
+	}
+}
+
+// declineHook answers CONNACK "server unavailable" to client ids starting
+// with "decline-", like a node whose session registry is briefly unreadable.
+type declineHook struct{ mqtt.HookBase }
+
+func (declineHook) ID() string           { return "decline" }
+func (declineHook) Provides(b byte) bool { return b == mqtt.OnConnect }
+func (declineHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	if !strings.HasPrefix(cl.ID, "decline-") {
+		return nil
+	}
+	code := packets.ErrServerUnavailable.Code // v5 0x88
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.Err3ServerUnavailable.Code // v3 0x03
+	}
+	cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code})
+	return packets.ErrServerUnavailable
+}
+
+// TestDeclinedAttemptTriesNextServer: a broker that declines a client with
+// CONNACK "server unavailable" (v5 0x88, v3 0x03) sends it to the next
+// server, and is not marked down for it.
+func TestDeclinedAttemptTriesNextServer(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 2, upstream: "    balance: client_id\n    health_check: { type: mqtt, interval: 1h, fall: 1 }\n"})
+	if err := h.brokers[0].Server.AddHook(new(declineHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v5", "v3"} {
+		id := sameServerID(t, h, "b0", "decline-"+v)
+		var err error
+		if v == "v5" {
+			var c *paho.Client
+			if c, _, err = connectV5(t, h.addr, id, nil); err == nil {
+				c.Disconnect(&paho.Disconnect{})
+			}
+		} else {
+			_, err = connectV3(t, h.addr, id)
+		}
+		if err != nil || len(h.brokers[1].ConnectsOf(id)) != 1 {
+			t.Errorf("%s client declined by b0: %v; CONNECTs seen by b0 %d, b1 %d", v, err,
+				len(h.brokers[0].ConnectsOf(id)), len(h.brokers[1].ConnectsOf(id)))
+		}
+	}
+	if b0 := h.lb.Upstreams().Get("brokers").Server("b0"); !b0.Healthy() || b0.Failures() != 0 {
+		t.Errorf("b0 healthy %v failures %d after declining; want healthy, no failures", b0.Healthy(), b0.Failures())
 	}
 }

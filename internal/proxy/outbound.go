@@ -38,9 +38,6 @@ func (s *session) outbound(u *upstream.Upstream) (*outbound, error) {
 	return &outbound{u: u, first: first, version: s.connect.Version, timeout: cfg.ConnackTimeout.D(), connack: -1}, nil
 }
 
-// errRetryable marks a server answer that another server may not give.
-var errRetryable = errors.New("server refused with a code another server may not give")
-
 // attempt dials s, sends the PROXY header and the client's bytes, and waits
 // for the CONNACK. A server that closes, times out or answers "unavailable"
 // or "busy" fails the attempt, so the next server is tried and the client
@@ -58,7 +55,7 @@ func (o *outbound) attempt(ctx context.Context, s *upstream.Server) (net.Conn, e
 	}
 	reply, code, err := readConnack(c, o.version)
 	if err == nil && retryable(o.version, code) {
-		err = fmt.Errorf("%w: CONNACK 0x%02x", errRetryable, code)
+		err = fmt.Errorf("%w: CONNACK 0x%02x", upstream.ErrDeclined, code)
 	}
 	if err != nil {
 		c.Close()

@@ -15,6 +15,11 @@ import (
 // choice failed.
 var ErrNoServer = errors.New("no server available")
 
+// ErrDeclined marks an attempt the server answered but declined (an MQTT
+// "server unavailable"/"busy" CONNACK): the next server is tried, but the
+// server is alive, so it does not count against its health.
+var ErrDeclined = errors.New("server declined the connection")
+
 // Attempt connects to one server and does whatever must succeed before the
 // client is committed to it (write the PROXY header and CONNECT, read the
 // CONNACK). An error counts as a passive failure of that server.
@@ -46,11 +51,8 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, try Attempt) (n
 			return conn, s, nil
 		}
 		s.active.Add(-1)
-		s.fails.Add(1)
-		hc := u.cfg.HealthCheck
-		s.report(err, hc.Rise, hc.Fall, false, 0)
-		if hc.Type == "none" && !s.Healthy() {
-			time.AfterFunc(hc.Interval.D(), s.markUp) // passive only: retry after interval
+		if !errors.Is(err, ErrDeclined) {
+			u.passiveFailure(s, err)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		tried = append(tried, s)
@@ -62,6 +64,16 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, try Attempt) (n
 		return nil, nil, ErrNoServer
 	}
 	return nil, nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+}
+
+// passiveFailure counts a failed attempt against s's health.
+func (u *Upstream) passiveFailure(s *Server, err error) {
+	s.fails.Add(1)
+	hc := u.cfg.HealthCheck
+	s.report(err, hc.Rise, hc.Fall, false, 0)
+	if hc.Type == "none" && !s.Healthy() {
+		time.AfterFunc(hc.Interval.D(), s.markUp) // passive only: retry after interval
+	}
 }
 
 // Released tells a tracking policy (sticky) that a connection placed on s closed.
