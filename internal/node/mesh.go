@@ -196,13 +196,6 @@ func (m *mesh) drop(subs []*nats.Subscription) {
 	m.nsubs.Add(-int64(len(subs)))
 }
 
-// interest returns the distinct plain filters and shared members held.
-func (m *mesh) interest() (filters, members int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.plain), len(m.members)
-}
-
 // nextTag assigns a message id to a local publish: origin/seq.
 func (m *mesh) nextTag() string {
 	return m.origin + "/" + strconv.FormatUint(m.seq.Add(1), 10)

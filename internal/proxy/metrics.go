@@ -31,7 +31,7 @@ func NewMetrics() *Metrics {
 }
 
 func (m *Metrics) result(listener, result string) {
-	if result == "" || result == ResultOK && listener == "" {
+	if result == "" || (result == ResultOK && listener == "") {
 		return
 	}
 	v, ok := m.results.Load(listener)

@@ -39,7 +39,6 @@ type loop struct {
 var (
 	loopsOnce sync.Once
 	loops     []*loop
-	loopErr   error
 	nextLoop  atomic.Uint32
 )
 
@@ -51,7 +50,6 @@ func pickLoop() *loop {
 		for range n {
 			l, err := newLoop()
 			if err != nil {
-				loopErr = err
 				slog.Warn("relay: no event loop; falling back to goroutines", "error", err)
 				loops = nil
 				return
