@@ -6,6 +6,7 @@
 package listener
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -39,7 +40,7 @@ type Listener struct {
 
 // Listen binds address.
 func Listen(address string, s *Settings, log *slog.Logger) (*Listener, error) {
-	ln, err := net.Listen("tcp", address)
+	ln, err := listenConfig.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, err
 	}

@@ -257,7 +257,8 @@ func (p *pair) closeNow(err error) {
 		}
 	}
 	for side := range p.fd {
-		unix.EpollCtl(p.l.epfd, unix.EPOLL_CTL_DEL, p.fd[side], nil)
+		// The relay holds the only descriptor of each socket, so closing
+		// it takes it out of the epoll set too: no EPOLL_CTL_DEL.
 		unix.Close(p.fd[side])
 	}
 	if p.fin != nil {

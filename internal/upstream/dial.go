@@ -83,9 +83,15 @@ func (u *Upstream) Released(c *balance.Conn, s *Server) {
 	}
 }
 
+// serverKeepAlive turns TCP keep-alive on for server connections with the
+// kernel's timings: one setsockopt instead of Go's four. A broker that dies
+// is found by health checks and by the client's own MQTT keep alive; the
+// probes only reap what is left.
+var serverKeepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+
 // DialTCP opens a TCP connection to s within the upstream's dial timeout.
 func (u *Upstream) DialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: u.cfg.DialTimeout.D()}
+	d := net.Dialer{Timeout: u.cfg.DialTimeout.D(), KeepAliveConfig: serverKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, err
