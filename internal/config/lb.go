@@ -181,7 +181,7 @@ func (c *Config) SetDefaults() {
 		if h.Fall == 0 {
 			h.Fall = 3
 		}
-		h.ClientID = defaultString(h.ClientID, "mqlb-health")
+		h.ClientID = defaultString(h.ClientID, "mqlb-health-{server}")
 		if h.ProtocolVersion == 0 {
 			h.ProtocolVersion = 4
 		}

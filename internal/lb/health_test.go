@@ -3,6 +3,7 @@ package lb
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ func (refuseHealth) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
 }
 func (refuseHealth) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	return cl.ID != "mqlb-health"
+	return !strings.HasPrefix(cl.ID, "mqlb-health")
 }
 func (refuseHealth) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
@@ -40,6 +41,24 @@ func TestHealthCheckRefusingConnackIsFailure(t *testing.T) {
 	if got := rawConnect(t, h.addr, 5, "client"); string(got) != "\x20\x03\x00\x88\x00" {
 		t.Errorf("client of a down upstream got % x; want 0x88", got)
 	}
+}
+
+// TestHealthCheckClientIDPerServer: by default each server's check uses its
+// own client id, so that the checks of the nodes of one cluster do not take
+// each other's session over; a configured id without "{server}" is kept.
+func TestHealthCheckClientIDPerServer(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 2})
+	for i, b := range h.brokers {
+		want := fmt.Sprintf("mqlb-health-b%d", i)
+		testutil.Eventually(t, 5*time.Second, func() bool { return len(b.ConnectsOf(want)) > 0 }, "check as %s", want)
+		for _, c := range b.Connects() {
+			if c.ClientID != want {
+				t.Errorf("broker b%d saw a CONNECT from %q; want only %q", i, c.ClientID, want)
+			}
+		}
+	}
+	h = newHarness(t, harnessOpts{brokers: 1, upstream: "    health_check: { type: mqtt, interval: 100ms, client_id: probe }\n"})
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(h.brokers[0].ConnectsOf("probe")) > 0 }, "check as probe")
 }
 
 // TestJSONAccessLog: one JSON object per connection with the documented

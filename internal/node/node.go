@@ -50,6 +50,7 @@ type Node struct {
 	started   atomic.Bool
 	closing   atomic.Bool
 	closeOnce sync.Once
+	stopOnce  sync.Once // StopClients
 	slow      sync.Map // *nats.Subscription → messages it had dropped when last seen
 
 	syncMu      sync.Mutex // interest sync rounds (background.go)
@@ -290,6 +291,26 @@ func (n *Node) Close() error {
 	return nil
 }
 
+// StopClients closes the node's MQTT listeners and disconnects its clients
+// (MQTT 5: DISCONNECT 0x8B), recording persistent sessions in the registry,
+// while the node stays in the mesh; it returns once they are gone (at most
+// 10 s). Close starts with it. To stop a whole cluster, call it on every
+// node before closing any: the registry is replicated across the nodes, and
+// the last nodes to close could not record their sessions once the others
+// had left.
+func (n *Node) StopClients() {
+	n.stopOnce.Do(func() {
+		n.listenersUp.Store(false)
+		_ = n.broker.Close()
+		waitGroup(&n.broker.Listeners.ClientsWg, 10*time.Second)
+	})
+}
+
+// ClusterStopping tells the node that its whole cluster is being stopped:
+// peers going away from now on is expected, and the mesh logs it at debug
+// level instead of as errors. Close still has to be called.
+func (n *Node) ClusterStopping() { n.closing.Store(true) }
+
 func (n *Node) close() {
 	n.log.Info("node stopping")
 	n.closing.Store(true)
@@ -298,9 +319,7 @@ func (n *Node) close() {
 		_ = n.admin.Shutdown(ctx)
 		cancel()
 	}
-	n.listenersUp.Store(false)
-	_ = n.broker.Close()
-	waitGroup(&n.broker.Listeners.ClientsWg, 10*time.Second)
+	n.StopClients()
 	n.cancel()
 	n.wg.Wait()
 	for _, c := range []*nats.Conn{n.data, n.queue, n.ctrl} {

@@ -134,7 +134,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.cancel()
 	n := p.conns.CloseAll()
-	p.log.Warn("shutdown grace period over; closed open connections", "connections", n)
+	p.log.Info("shutdown grace period over; closed open connections", "connections", n)
 	<-done
 	return ctx.Err()
 }

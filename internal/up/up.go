@@ -191,6 +191,12 @@ func (s *System) Run(ctx context.Context) error {
 // removes a temporary data directory.
 func (s *System) Close() error {
 	var errs []error
+	for _, n := range s.Nodes {
+		n.ClusterStopping() // no route errors from the nodes stopped last
+	}
+	for _, n := range s.Nodes {
+		n.StopClients() // while every node is there to record their sessions
+	}
 	for i := len(s.Nodes) - 1; i >= 0; i-- {
 		errs = append(errs, s.Nodes[i].Close())
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,12 +18,14 @@ import (
 
 // TestUpDeliversAcrossNodes runs the system and checks, with mosquitto's
 // clients, that a subscriber gets messages published through the load
-// balancer and straight to any node, and that Ctrl-C (ctx) stops it all.
+// balancer and straight to any node, and that Ctrl-C (ctx) stops it all
+// without a warning or an error logged on the way.
 func TestUpDeliversAcrossNodes(t *testing.T) {
 	testutil.NeedCommand(t, "mosquitto_sub")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	logs := new(testutil.SyncBuffer)
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sys, err := Start(ctx, Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +69,9 @@ func TestUpDeliversAcrossNodes(t *testing.T) {
 	}
 	if _, err := os.Stat(sys.opt.DataDir); !os.IsNotExist(err) {
 		t.Errorf("temporary data directory left behind: %v", err)
+	}
+	if l := logs.String(); l != "" {
+		t.Errorf("warnings or errors logged by a healthy run and a clean stop:\n%s", l)
 	}
 }
 

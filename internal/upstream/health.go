@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	proxyproto "github.com/pires/go-proxyproto"
 
@@ -89,7 +91,25 @@ func (u *Upstream) checkOnce(ctx context.Context, s *Server) error {
 		}
 		return err
 	}
+	hc.ClientID = checkClientID(hc, s.name)
 	return mqttCheck(c, hdr, hc)
+}
+
+// checkClientID is the check's client id for server name: "{server}" in
+// the configured id is replaced by the server's name, so that the checks of
+// the nodes of one cluster do not take each other's session over (the same
+// client id connecting to another node is a session takeover). MQTT 3.1
+// allows 23 bytes at most: longer ids are cut there.
+func checkClientID(hc config.HealthCheck, name string) string {
+	id := strings.ReplaceAll(hc.ClientID, "{server}", name)
+	if hc.ProtocolVersion == 3 && len(id) > 23 {
+		n := 23
+		for n > 0 && !utf8.RuneStart(id[n]) {
+			n--
+		}
+		id = id[:n]
+	}
+	return id
 }
 
 // mqttCheck does CONNECT → CONNACK (accepted) → DISCONNECT. A refusing

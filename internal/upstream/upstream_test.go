@@ -143,3 +143,24 @@ func listen(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
+
+func TestCheckClientID(t *testing.T) {
+	for _, c := range []struct {
+		id, name string
+		version  int
+		want     string
+	}{
+		{"mqlb-health-{server}", "node1", 4, "mqlb-health-node1"},
+		{"probe", "node1", 4, "probe"},
+		{"{server}/{server}", "n", 5, "n/n"},
+		{"mqlb-health-{server}", "127.0.0.1:18831", 4, "mqlb-health-127.0.0.1:18831"},
+		{"mqlb-health-{server}", "127.0.0.1:18831", 3, "mqlb-health-127.0.0.1:1"}, // MQTT 3.1: 23 bytes
+		{"mqlb-health-{server}", "nœud-1234567", 3, "mqlb-health-nœud-12345"},
+		{"mqlb-health-{server}", "1234567890œ", 3, "mqlb-health-1234567890"}, // not inside a character
+	} {
+		hc := config.HealthCheck{ClientID: c.id, ProtocolVersion: c.version}
+		if got := checkClientID(hc, c.name); got != c.want {
+			t.Errorf("checkClientID(%q, %q, v%d) = %q; want %q", c.id, c.name, c.version, got, c.want)
+		}
+	}
+}
