@@ -51,7 +51,7 @@ type Node struct {
 	closing   atomic.Bool
 	closeOnce sync.Once
 	stopOnce  sync.Once // StopClients
-	slow      sync.Map // *nats.Subscription → messages it had dropped when last seen
+	slow      sync.Map  // *nats.Subscription → messages it had dropped when last seen
 
 	syncMu      sync.Mutex // interest sync rounds (background.go)
 	syncWaiting []chan struct{}
