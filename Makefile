@@ -30,7 +30,9 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseConnect -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzReadConnectChunks -fuzztime $(FUZZTIME) ./internal/mqttwire/
+	$(GO) test -run '^$$' -fuzz FuzzConnack -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/proxyhdr/
+	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/
 
 # Go benchmarks of the hot paths (CONNECT inspection, relay, policy pick).
 bench:

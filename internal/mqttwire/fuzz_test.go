@@ -100,3 +100,46 @@ func expectedReadErr(b []byte, perr error) error {
 	}
 	return io.ErrUnexpectedEOF
 }
+
+// FuzzConnack: the CONNACK decoders (used on the brokers' replies by health
+// checks and by the proxy before it commits a client) never panic, agree with
+// each other, and ReadConnack never reads past the packet.
+func FuzzConnack(f *testing.F) {
+	for _, v := range []byte{V31, V311, V5} {
+		for _, code := range []byte{0, 3, 5, 0x80, 0x88} {
+			f.Add(v, AppendConnack(nil, v, false, code))
+		}
+		f.Add(v, AppendConnack(nil, v, true, 0))
+	}
+	f.Add(byte(V5), []byte{0x20, 0x08, 0x00, 0x00, 0x05, 0x21, 0x00, 0x0a, 0x22, 0x00}) // properties
+	f.Add(byte(V311), []byte{0x20, 0x80, 0x80, 0x80, 0x80, 0x01})                     // 5-byte length
+	f.Add(byte(V311), []byte{0x20, 0x02, 0x02, 0x00})                                 // reserved flag
+	f.Fuzz(func(t *testing.T, v byte, b []byte) {
+		v = []byte{V31, V311, V5}[v%3]
+		sp, code, n, err := ParseConnack(b, v)
+		if n < 0 || n > len(b) {
+			t.Fatalf("n %d of %d bytes, %v", n, len(b), err)
+		}
+		r := bytes.NewReader(b)
+		rsp, rcode, rerr := ReadConnack(r, v)
+		switch {
+		case errors.Is(err, ErrShort):
+			if rerr == nil {
+				t.Fatalf("ParseConnack: short; ReadConnack: accepted")
+			}
+		case (err == nil) != (rerr == nil):
+			t.Fatalf("ParseConnack: %v; ReadConnack: %v", err, rerr)
+		case err == nil:
+			if sp != rsp || code != rcode {
+				t.Fatalf("ParseConnack: %v %#x; ReadConnack: %v %#x", sp, code, rsp, rcode)
+			}
+			if read := len(b) - r.Len(); read != n {
+				t.Fatalf("ReadConnack read %d bytes of a %d-byte CONNACK", read, n)
+			}
+			enc := AppendConnack(nil, v, sp, code)
+			if esp, ecode, en, err := ParseConnack(enc, v); err != nil || en != len(enc) || esp != sp || ecode != code {
+				t.Fatalf("re-encoded % x: %v %#x, %d bytes, %v; was %v %#x", enc, esp, ecode, en, err, sp, code)
+			}
+		}
+	})
+}
