@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 
 	"github.com/mqlb/mqlb/internal/config"
@@ -28,5 +29,13 @@ func cmdUp(ctx context.Context, args []string) error {
 		return err
 	}
 	sys.Describe(os.Stdout)
-	return sys.Run(ctx)
+	stop := context.AfterFunc(ctx, func() {
+		fmt.Fprintln(os.Stderr, "mqlb up: stopping (open connections get 5s, then the nodes stop)")
+	})
+	defer stop()
+	if err := sys.Run(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "mqlb up: stopped")
+	return nil
 }
