@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
@@ -49,5 +50,40 @@ func TestPipeTLSClient(t *testing.T) {
 	}
 	if st.In.Load() != int64(len(up)) || st.Out.Load() != int64(len(down)) {
 		t.Errorf("stats in=%d out=%d", st.In.Load(), st.Out.Load())
+	}
+}
+
+// TestPipeTLSClientWriteSizes: writes of every size around the relay's small
+// and full-size buffers each reach the server before the client writes again,
+// so nothing is held back while the relay switches buffers.
+func TestPipeTLSClientWriteSizes(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srvCert := ca.Server("lb")
+	c, lc := tcpPair(t)
+	ls, s := tcpPair(t)
+	tc := tls.Client(c, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
+	tlc := tls.Server(lc, &tls.Config{Certificates: []tls.Certificate{srvCert.TLS}})
+	defer tc.Close()
+	defer s.Close()
+	go func() {
+		if tlc.Handshake() == nil {
+			Pipe(tlc, ls, new(Stats), Options{})
+		}
+	}()
+	sizes := []int{1, 2, smallBufSize - 1, smallBufSize, smallBufSize + 1, 2, 5000, 3, bufSize - 1, bufSize,
+		bufSize + 1, 100, 3 * bufSize, smallBufSize, 1, 2 * smallBufSize, 7}
+	for _, n := range sizes {
+		want := randomBytes(t, n)
+		if _, err := tc.Write(want); err != nil {
+			t.Fatal(err)
+		}
+		s.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got := make([]byte, n)
+		if _, err := io.ReadFull(s, got); err != nil {
+			t.Fatalf("write of %d bytes: the server got %v", n, err)
+		}
+		if !sameBytes(got, want) {
+			t.Fatalf("write of %d bytes arrived changed", n)
+		}
 	}
 }
