@@ -3,25 +3,24 @@ package relay
 import (
 	"crypto/tls"
 	"io"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
-// TestPipeTLSClient relays a TLS-terminated client (the buffered path) to a
-// plain server, both ways, with half-close.
-func TestPipeTLSClient(t *testing.T) {
+// tlsRelay relays a TLS client (tc) to a plain server socket (s) through a
+// TLS-terminating Pipe; done gets the Pipe's result.
+func tlsRelay(t *testing.T) (tc *tls.Conn, s *net.TCPConn, st *Stats, done chan Result) {
 	ca := testutil.NewCA(t)
 	srvCert := ca.Server("lb")
 	c, lc := tcpPair(t)
 	ls, s := tcpPair(t)
-	tc := tls.Client(c, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
+	tc = tls.Client(c, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 	tlc := tls.Server(lc, &tls.Config{Certificates: []tls.Certificate{srvCert.TLS}})
-	defer tc.Close()
-	defer s.Close()
-	st := new(Stats)
-	done := make(chan Result, 1)
+	t.Cleanup(func() { tc.Close(); s.Close() })
+	st, done = new(Stats), make(chan Result, 1)
 	go func() {
 		if err := tlc.Handshake(); err != nil {
 			done <- Result{Reason: "handshake", Err: err}
@@ -29,6 +28,13 @@ func TestPipeTLSClient(t *testing.T) {
 		}
 		done <- Pipe(tlc, ls, st, Options{})
 	}()
+	return tc, s, st, done
+}
+
+// TestPipeTLSClient relays a TLS-terminated client (the buffered path) to a
+// plain server, both ways, with half-close.
+func TestPipeTLSClient(t *testing.T) {
+	tc, s, st, done := tlsRelay(t)
 	up, down := randomBytes(t, 1<<20), randomBytes(t, 3<<20)
 	atServer := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(s); atServer <- b }()
@@ -57,19 +63,7 @@ func TestPipeTLSClient(t *testing.T) {
 // and full-size buffers each reach the server before the client writes again,
 // so nothing is held back while the relay switches buffers.
 func TestPipeTLSClientWriteSizes(t *testing.T) {
-	ca := testutil.NewCA(t)
-	srvCert := ca.Server("lb")
-	c, lc := tcpPair(t)
-	ls, s := tcpPair(t)
-	tc := tls.Client(c, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
-	tlc := tls.Server(lc, &tls.Config{Certificates: []tls.Certificate{srvCert.TLS}})
-	defer tc.Close()
-	defer s.Close()
-	go func() {
-		if tlc.Handshake() == nil {
-			Pipe(tlc, ls, new(Stats), Options{})
-		}
-	}()
+	tc, s, _, _ := tlsRelay(t)
 	sizes := []int{1, 2, smallBufSize - 1, smallBufSize, smallBufSize + 1, 2, 5000, 3, bufSize - 1, bufSize,
 		bufSize + 1, 100, 3 * bufSize, smallBufSize, 1, 2 * smallBufSize, 7}
 	for _, n := range sizes {
