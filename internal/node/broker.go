@@ -62,8 +62,9 @@ func authOptions(a config.NodeAuth) auth.Options {
 }
 
 // newListener builds one MQTT listener from its config.
-func newListener(l config.NodeListener, log *slog.Logger) (listeners.Listener, error) {
-	o := listen.Options{ID: l.Name, Type: l.Type, Address: l.Address, Path: l.Path, UsernameFromCert: l.UsernameFromCert}
+func newListener(l config.NodeListener, s *mqtt.Server, log *slog.Logger) (listeners.Listener, error) {
+	o := listen.Options{ID: l.Name, Type: l.Type, Address: l.Address, Path: l.Path, UsernameFromCert: l.UsernameFromCert,
+		CloseClients: listen.ClientCloser(s)}
 	if l.TLS != nil {
 		tc, err := l.TLS.ServerConfig()
 		if err != nil {

@@ -138,7 +138,7 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 	for _, lc := range n.cfg.Listeners {
-		l, err := newListener(lc, n.log)
+		l, err := newListener(lc, n.broker, n.log)
 		if err != nil {
 			return err
 		}

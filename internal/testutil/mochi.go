@@ -99,7 +99,7 @@ func StartMochi(t testing.TB, opts ...BrokerOption) *Broker {
 	if cfg.wrap != nil {
 		l = cfg.wrap(ln)
 	}
-	b.ln = &netListener{id: "t1", ln: l}
+	b.ln = &netListener{id: "t1", ln: l, srv: s}
 	if err := s.AddListener(b.ln); err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +190,7 @@ func (h *recordHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 type netListener struct {
 	id   string
 	ln   net.Listener
+	srv  *mqtt.Server
 	once sync.Once
 }
 
@@ -199,10 +200,17 @@ func (l *netListener) ID() string              { return l.id }
 func (l *netListener) Address() string         { return l.ln.Addr().String() }
 func (l *netListener) Protocol() string        { return "tcp" }
 func (l *netListener) Init(*slog.Logger) error { return nil }
-func (l *netListener) Close(closeClients listeners.CloseFn) {
+// Close disconnects the listener's clients itself: mochi v2.7.9's CloseFn
+// can deadlock against a client disconnecting at the same moment (see
+// listen.ClientCloser, which this package cannot import).
+func (l *netListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		l.ln.Close()
-		closeClients(l.id)
+		for _, cl := range l.srv.Clients.GetAll() {
+			if cl.Net.Listener == l.id && !cl.Closed() {
+				_ = l.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
 	})
 }
 

@@ -25,7 +25,9 @@ import (
 	"sync"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Listener types accepted in Options.Type.
@@ -63,6 +65,26 @@ type Options struct {
 	// preamble is done; mochi replaces it with the keepalive deadline after
 	// CONNECT (mochi itself reads CONNECT without a deadline). Default 10s.
 	ConnectTimeout time.Duration
+
+	// CloseClients, when set, disconnects the listener's clients on Close
+	// instead of the CloseFn mochi passes: see ClientCloser.
+	CloseClients func(id string)
+}
+
+// ClientCloser disconnects the clients of one listener of s (MQTT 5:
+// DISCONNECT 0x8B server shutting down). It replaces mochi v2.7.9's own,
+// whose Clients.GetByListener takes the clients' read lock twice and so
+// deadlocks against a client being removed at the same moment (a writer
+// waiting between the two read locks): a broker stopping under client churn
+// could hang for ever.
+func ClientCloser(s *mqtt.Server) func(id string) {
+	return func(id string) {
+		for _, cl := range s.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = s.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	}
 }
 
 // listener implements mochi's listeners.Listener.
@@ -233,6 +255,9 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	}
 	if ws != nil {
 		ws.close()
+	}
+	if l.o.CloseClients != nil {
+		closeClients = l.o.CloseClients
 	}
 	closeClients(l.o.ID)
 }
