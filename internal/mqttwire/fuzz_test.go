@@ -112,8 +112,8 @@ func FuzzConnack(f *testing.F) {
 		f.Add(v, AppendConnack(nil, v, true, 0))
 	}
 	f.Add(byte(V5), []byte{0x20, 0x08, 0x00, 0x00, 0x05, 0x21, 0x00, 0x0a, 0x22, 0x00}) // properties
-	f.Add(byte(V311), []byte{0x20, 0x80, 0x80, 0x80, 0x80, 0x01})                     // 5-byte length
-	f.Add(byte(V311), []byte{0x20, 0x02, 0x02, 0x00})                                 // reserved flag
+	f.Add(byte(V311), []byte{0x20, 0x80, 0x80, 0x80, 0x80, 0x01})                       // 5-byte length
+	f.Add(byte(V311), []byte{0x20, 0x02, 0x02, 0x00})                                   // reserved flag
 	f.Fuzz(func(t *testing.T, v byte, b []byte) {
 		v = []byte{V31, V311, V5}[v%3]
 		sp, code, n, err := ParseConnack(b, v)

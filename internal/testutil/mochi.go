@@ -200,6 +200,7 @@ func (l *netListener) ID() string              { return l.id }
 func (l *netListener) Address() string         { return l.ln.Addr().String() }
 func (l *netListener) Protocol() string        { return "tcp" }
 func (l *netListener) Init(*slog.Logger) error { return nil }
+
 // Close disconnects the listener's clients itself: mochi v2.7.9's CloseFn
 // can deadlock against a client disconnecting at the same moment (see
 // listen.ClientCloser, which this package cannot import).
