@@ -64,6 +64,9 @@ type SharedSubs struct {
 type Sessions struct {
 	MaxOfflineMessages int      `yaml:"max_offline_messages"`
 	MaxExpiry          Duration `yaml:"max_expiry"`
+	// Durability: replicated (QoS 1/2 messages of persistent sessions in
+	// replicated JetStream storage) or memory (on the owning node only).
+	Durability string `yaml:"durability"`
 }
 
 // MQTTLimits are protocol limits the broker announces and enforces.
@@ -120,6 +123,12 @@ func (n *Node) SetDefaults() {
 		n.Sessions.MaxOfflineMessages = 1000
 	}
 	defaultDuration(&n.Sessions.MaxExpiry, float64(24*time.Hour))
+	if n.Sessions.Durability == "" {
+		n.Sessions.Durability = "replicated"
+		if m := n.Mesh; m.Replicas == 1 || (m.URL == "" && m.Listen == "") {
+			n.Sessions.Durability = "memory" // nothing to replicate to
+		}
+	}
 	n.setMQTTDefaults()
 	if n.Auth.AllowAnonymous == nil {
 		yes := true
@@ -206,6 +215,7 @@ func (n *Node) Validate() error {
 	if e := n.Sessions.MaxExpiry.D(); e < time.Second || e > (1<<32-1)*time.Second {
 		ck.errorf("sessions.max_expiry", "want a duration from 1s to 136y, got %s", e)
 	}
+	ck.oneOf("sessions.durability", n.Sessions.Durability, "replicated", "memory")
 	ck.mqttLimits(&n.MQTT)
 	ck.nodeAuth(&n.Auth)
 	if n.Admin.Address != "" {
@@ -363,8 +373,8 @@ func (n *Node) Summary() string {
 		replicas = fmt.Sprint(m.Replicas)
 	}
 	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s\n", m.ClusterName, mesh, replicas)
-	fmt.Fprintf(&b, "  shared subscriptions %s; sessions keep up to %d offline messages, expire after at most %s\n",
-		n.SharedSubscriptions.Policy, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
+	fmt.Fprintf(&b, "  shared subscriptions %s; sessions (%s) keep up to %d offline messages, expire after at most %s\n",
+		n.SharedSubscriptions.Policy, n.Sessions.Durability, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
 		n.Auth.AllowsAnonymous(), n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
 	admin := "off"

@@ -65,6 +65,9 @@ func (s *sessions) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	// after the maximum: mark the detached client v5 with what is left.
 	cl.Properties.ProtocolVersion = 5
 	cl.Properties.Props.SessionExpiryInterval, cl.Properties.Props.SessionExpiryIntervalFlag = uint32(left), true
+	if s.n.durable.on {
+		s.n.durable.sync(ctx, rec.Client, subsMap(rec.Subs))
+	}
 	s.subscribeDetached(cl, rec.Subs)
 	s.n.broker.Clients.Add(cl)
 	s.track(cl, *rec, rev)

@@ -41,6 +41,9 @@ func (n *Node) runStore() {
 
 func (n *Node) storePlan() storePlan {
 	p := storePlan{cluster: n.cfg.Mesh.ClusterName, replicas: n.cfg.Mesh.Replicas}
+	if n.cfg.Sessions.Durability == "replicated" {
+		p.queueAge = n.cfg.Sessions.MaxExpiry.D()
+	}
 	if n.ns != nil {
 		p.peers = func() int { return len(n.ns.ActivePeers()) }
 	}

@@ -2,6 +2,8 @@ package node
 
 import (
 	"bytes"
+	"context"
+	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -24,7 +26,7 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWillSent, mqtt.OnClientExpired,
+	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketRead,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -67,6 +69,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // QoS 1/2 deliveries to the client's Receive Maximum [MQTT-3.3.4-9].
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(0)
+	h.n.durable.start(cl)
 	h.n.metrics.connects.Add(1)
 	h.n.log.Debug("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 		"username", string(cl.Properties.Username))
@@ -78,6 +81,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.n.log.Debug("client disconnected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "error", err)
 	h.n.sessions.disconnected(cl, expire)
+	if ds := h.n.durable.get(cl.ID); ds != nil {
+		ds.stop(cl, false)
+		if expire {
+			h.n.durable.end(cl.ID)
+		}
+	}
 }
 
 // OnSubscribed registers the new filters with the mesh and, before mochi
@@ -97,6 +106,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		h.n.syncInterest()
 	}
 	h.n.sessions.saveSubs(cl)
+	h.n.durable.resubscribed(cl)
 }
 
 // OnUnsubscribed drops filters from the mesh. mochi also calls it when a
@@ -111,20 +121,46 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	}
 	if pk.PacketID != 0 {
 		h.n.sessions.saveSubs(cl)
+		h.n.durable.resubscribed(cl)
 	}
 }
 
 func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
-	return h.n.mesh.selectSubscribers(subs, pk)
+	subs = h.n.mesh.selectSubscribers(subs, pk)
+	h.n.durable.filterOut(subs, pk)
+	return subs
 }
 
-// OnPublish gives each publish from a local client its mesh message id.
+// OnPublish gives each publish from a local client its mesh message id and,
+// with replicated durability, stores a QoS 1/2 one in the session queue
+// before mochi acknowledges it: a PUBACK/PUBREC means stored.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if isMesh(cl) {
 		return pk, nil
 	}
 	h.n.metrics.messagesIn.Add(1)
 	setTag(&pk, h.n.mesh.nextTag())
+	if !h.n.durable.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
+		return pk, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	if err := h.n.durable.store(ctx, cl.ID, pk, getTag(pk)); err != nil {
+		h.n.warnEvery("session queue unavailable: publish refused", "error", err)
+		if cl.Properties.ProtocolVersion == 5 {
+			return pk, packets.ErrUnspecifiedError // PUBACK 0x80: the client may retry
+		}
+		cl.Stop(packets.ErrUnspecifiedError) // 3.1.1 has no negative PUBACK: it resends after reconnecting
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil
+}
+
+// OnPacketRead acknowledges a durable delivery at the client's PUBREC.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Pubrec && h.n.durable.on {
+		h.n.durable.acked(cl, pk.PacketID, true)
+	}
 	return pk, nil
 }
 
@@ -142,6 +178,13 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 // itself, without OnPublish.
 func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	tag := h.n.mesh.nextTag()
+	if h.n.durable.on && pk.FixedHeader.Qos > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), h.n.cfg.Mesh.Timeout.D())
+		if err := h.n.durable.store(ctx, cl.ID, willPacket(pk), tag); err != nil {
+			h.n.warnEvery("session queue unavailable: will not stored", "error", err)
+		}
+		cancel()
+	}
 	h.n.mesh.publish(willPacket(pk), tag, h.n.mesh.takeHandled(willKey(cl.ID)))
 }
 
@@ -168,10 +211,14 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) 
 
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	h.n.sessions.settled(cl, pk, false)
+	if pk.FixedHeader.Type == packets.Puback {
+		h.n.durable.acked(cl, pk.PacketID, false)
+	}
 }
 
 func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.n.sessions.settled(cl, pk, true)
+	h.n.durable.acked(cl, pk.PacketID, false)
 }
 
 func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
@@ -182,4 +229,5 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.n.log.Debug("session expired", "client_id", cl.ID)
 	h.n.sessions.expired(cl)
+	h.n.durable.end(cl.ID)
 }

@@ -100,6 +100,9 @@ func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
 			if pk.FixedHeader.Type != packets.Publish || seen[messageID(getTag(pk))] {
 				continue
 			}
+			if pk.FixedHeader.Qos > 0 && s.n.durable.covers(id, pk.TopicName) {
+				continue // the session's queue has it
+			}
 			next, err := cl.NextPacketID()
 			if err != nil {
 				s.n.metrics.dropped("inflight_full")

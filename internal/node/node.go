@@ -36,6 +36,7 @@ type Node struct {
 	mesh     *mesh
 	retained *retained
 	sessions *sessions
+	durable  *durable
 	metrics  *metrics
 
 	st          atomic.Pointer[store]
@@ -89,6 +90,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.retained = &retained{n: n}
 	n.sessions = newSessions(n)
+	n.durable = newDurable(n)
 	n.metrics = newMetrics(n)
 	var err error
 	if n.broker, err = newBroker(n); err != nil {
@@ -114,7 +116,11 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
-	n.log.Info("node started", "listeners", len(n.cfg.Listeners), "route", n.RouteAddr(), "admin", n.AdminAddr())
+	addrs := make(map[string]string, len(n.cfg.Listeners))
+	for _, l := range n.cfg.Listeners {
+		addrs[l.Name] = n.ListenerAddr(l.Name)
+	}
+	n.log.Info("node started", "listeners", addrs, "route", n.RouteAddr(), "admin", n.AdminAddr())
 	return nil
 }
 

@@ -38,8 +38,10 @@ func (s *sessions) resumable(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	ctx, cancel := s.timeout()
 	defer cancel()
-	_, _, err := s.reg.get(ctx, cl.ID)
-	return err
+	if _, _, err := s.reg.get(ctx, cl.ID); err != nil {
+		return err
+	}
+	return s.n.durable.reachable(ctx, cl)
 }
 
 // session is what this node knows of one client id.
@@ -105,6 +107,7 @@ func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
 		rec, rev, err := s.reg.get(ctx, cl.ID)
 		if err != nil {
 			s.localOnly(cl, err)
+			s.n.durable.refuse(cl, pk)
 			return
 		}
 		if rec != nil && (rec.Node != s.n.name || rec.Instance != s.n.instance) {
@@ -121,9 +124,11 @@ func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
 		}
 		if err != nil {
 			s.localOnly(cl, err)
+			s.n.durable.refuse(cl, pk)
 			return
 		}
 		s.track(cl, mine, newRev)
+		s.n.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
 		return
 	}
 	s.n.log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)

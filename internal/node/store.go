@@ -16,14 +16,18 @@ import (
 //	mqlb_<cluster>_retained   base64url(topic) → retained message (see retained.go)
 //	mqlb_<cluster>_sessions   base64url(client id) → session record (see registry.go)
 //
+// and, with sessions.durability replicated, the stream mqlb_<cluster>_queue
+// of QoS 1/2 messages for persistent sessions (see durable.go).
+//
 // Both keep one revision per key, in files, with markers for removed keys
 // kept markerTTL so watchers see removals and tombstones do not pile up.
 type store struct {
 	js        jetstream.JetStream
 	retained  jetstream.KeyValue
 	sessions  jetstream.KeyValue
-	ttl       bool         // per-message TTL (NATS 2.11+) is available on the buckets
-	downUntil atomic.Int64 // unix nanos: after a failure, treat the store as down until then
+	queue     jetstream.Stream // nil with sessions.durability memory
+	ttl       bool             // per-message TTL (NATS 2.11+) is available on the buckets
+	downUntil atomic.Int64     // unix nanos: after a failure, treat the store as down until then
 }
 
 const (
@@ -31,7 +35,7 @@ const (
 	// storeCooldown is how long a failed store operation makes the node skip
 	// the store: without JetStream quorum a connect then costs one timeout
 	// per cooldown, not one per client.
-	storeCooldown = 5 * time.Second
+	storeCooldown = time.Second
 )
 
 var errStoreDown = errors.New("store unavailable (a recent operation failed)")
@@ -51,8 +55,9 @@ func (s *store) note(err error) error {
 // storePlan says how to size the buckets.
 type storePlan struct {
 	cluster  string
-	replicas int        // configured; 0 = automatic
-	peers    func() int // servers in the cluster (embedded NATS), nil when external
+	replicas int           // configured; 0 = automatic
+	peers    func() int    // servers in the cluster (embedded NATS), nil when external
+	queueAge time.Duration // > 0: keep the session queue stream, its messages at most this long
 }
 
 // want returns the replica count the buckets should have now.
@@ -82,6 +87,11 @@ func openStore(ctx context.Context, nc *nats.Conn, p storePlan) (*store, error) 
 	}
 	if s.sessions, err = s.bucket(ctx, p, "sessions"); err != nil {
 		return nil, err
+	}
+	if p.queueAge > 0 {
+		if s.queue, err = s.queueStream(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	// A node that just joined may not see the replicas' direct-get responders
 	// yet: the store is open once a read works from here.
@@ -130,6 +140,38 @@ func (s *store) bucket(ctx context.Context, p storePlan, kind string) (jetstream
 	}
 }
 
+// queueStream binds (creating if needed) the session queue stream.
+func (s *store) queueStream(ctx context.Context, p storePlan) (jetstream.Stream, error) {
+	name := p.bucket("queue")
+	st, err := s.js.Stream(ctx, name)
+	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, err
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        name,
+		Description: "mqlb QoS 1/2 messages of persistent sessions",
+		Subjects:    []string{"mqlb." + p.cluster + ".q.>"},
+		Retention:   jetstream.InterestPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    p.want(),
+		MaxAge:      p.queueAge,
+		Discard:     jetstream.DiscardOld,
+	}
+	for {
+		st, err = s.js.CreateStream(ctx, cfg)
+		switch {
+		case err == nil:
+			return st, nil
+		case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
+			return s.js.Stream(ctx, name)
+		case p.peers == nil && cfg.Replicas > 1 && isReplicaError(err):
+			cfg.Replicas = 1
+		default:
+			return nil, fmt.Errorf("create stream %s: %w", name, err)
+		}
+	}
+}
+
 func isReplicaError(err error) bool {
 	var apiErr *jetstream.APIError
 	const (
@@ -156,6 +198,19 @@ func (s *store) scaleUp(ctx context.Context, p storePlan) error {
 		cfg.Replicas = want
 		if _, err := s.js.UpdateKeyValue(ctx, cfg); err != nil {
 			return fmt.Errorf("scale bucket %s to %d replicas: %w", cfg.Bucket, want, err)
+		}
+	}
+	if s.queue == nil {
+		return nil
+	}
+	info, err := s.queue.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg := info.Config; cfg.Replicas < want {
+		cfg.Replicas = want
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("scale stream %s to %d replicas: %w", cfg.Name, want, err)
 		}
 	}
 	return nil

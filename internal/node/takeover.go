@@ -78,6 +78,10 @@ func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	}
 	s.n.metrics.takeovers.With(result).Add(1)
 	if keep && h.Found {
+		if s.n.durable.persistent(cl) {
+			// Follow the queue before the subscriptions are back, so no live copy is kept twice.
+			s.n.durable.sync(ctx, cl.ID, subsMap(h.Subs))
+		}
 		s.install(cl.ID, h, hold)
 	} else if hold != nil {
 		s.release(hold)
@@ -147,23 +151,32 @@ func (s *sessions) giveUp(req takeoverRequest) *handover {
 			cl.Stop(packets.ErrSessionTakenOver) // no server DISCONNECT before v5
 		}
 	}
+	// Deliveries from the session's queue go back to it, for the new owner.
+	queued := s.n.durable.durableIDs(cl)
+	if ds := s.n.durable.get(cl.ID); ds != nil {
+		ds.stop(nil, true)
+		s.n.durable.drop(cl.ID)
+	}
 	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion}
 	if !req.Clean && !endsWithConnection(cl) {
 		h.Subs = subRecords(cl.State.Subscriptions.GetAll())
-		h.Msgs = s.snapshot(cl)
+		h.Msgs = s.snapshot(cl, queued)
 	}
 	s.remove(cl)
 	return h
 }
 
 // snapshot returns a client's inflight store in queue order.
-func (s *sessions) snapshot(cl *mqtt.Client) []handoverMsg {
+func (s *sessions) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg {
 	order := s.queueOrder(cl.ID)
 	pks := cl.State.Inflight.GetAll(false)
 	sortQueue(pks, order)
 	now := time.Now().Unix()
 	out := make([]handoverMsg, 0, len(pks))
 	for _, pk := range pks {
+		if skip[pk.PacketID] {
+			continue
+		}
 		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: messageID(getTag(pk))}
 		if pk.FixedHeader.Type == packets.Publish {
 			e := envelope{topic: pk.TopicName, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain,

@@ -1,0 +1,581 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lb"
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// The durability tests run three `mqlb node` processes behind an in-process
+// load balancer, kill -9 one of them while messages flow, and count what the
+// persistent-session subscribers lost.
+
+// nodeProc is one `mqlb node` process.
+type nodeProc struct {
+	name                   string
+	cmd                    *exec.Cmd
+	done                   chan struct{}
+	log                    *testutil.SyncBuffer
+	tcp, lb, route, admin  string
+	configFile, durability string
+}
+
+// startNodeProc starts `mqlb node` and waits for its "node started" line,
+// which reports the addresses it bound (every port is 0).
+func startNodeProc(t *testing.T, dir, name, durability string, peers []string) *nodeProc {
+	t.Helper()
+	peerList, _ := json.Marshal(peers)
+	cfg := fmt.Sprintf(`node: { name: %s, data_dir: %q }
+listeners:
+  - { name: tcp, address: "127.0.0.1:0" }
+  - { name: lb, address: "127.0.0.1:0", proxy_protocol: { accept: true, trusted: ["127.0.0.1/32"] } }
+mesh: { cluster_name: dur, listen: "127.0.0.1:0", peers: %s, replicas: 3, timeout: 2s }
+sessions: { durability: %s }
+admin: { address: "127.0.0.1:0" }
+log: { format: json, level: info }
+`, name, filepath.Join(dir, name), peerList, durability)
+	p := &nodeProc{name: name, configFile: filepath.Join(dir, name+".yaml"), durability: durability,
+		log: new(testutil.SyncBuffer), done: make(chan struct{})}
+	if err := os.WriteFile(p.configFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = mqlb("node", "-c", p.configFile)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan map[string]any, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.log.Write(append(line, '\n'))
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "node started" {
+				started <- rec
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		p.cmd.Wait()
+	}()
+	t.Cleanup(p.kill)
+	select {
+	case rec := <-started:
+		ls, _ := rec["listeners"].(map[string]any)
+		p.tcp, _ = ls["tcp"].(string)
+		p.lb, _ = ls["lb"].(string)
+		p.route, _ = rec["route"].(string)
+		p.admin, _ = rec["admin"].(string)
+	case <-p.done:
+		t.Fatalf("node %s exited:\n%s", name, p.log.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("node %s did not start:\n%s", name, p.log.String())
+	}
+	return p
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *nodeProc) kill() {
+	if p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-p.done
+}
+
+func (p *nodeProc) healthy() bool {
+	resp, err := http.Get("http://" + p.admin + "/healthz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// connections reads mqlb_node_connections from the node's metrics.
+func (p *nodeProc) connections() int {
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && strings.HasPrefix(f[0], "mqlb_node_connections{") {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return int(v)
+		}
+	}
+	return -1
+}
+
+// durableCluster is three node processes and a load balancer in front.
+type durableCluster struct {
+	nodes  []*nodeProc
+	lbAddr string
+}
+
+func startDurableCluster(t *testing.T, durability string) *durableCluster {
+	t.Helper()
+	dir := t.TempDir()
+	c := &durableCluster{}
+	first := startNodeProc(t, dir, "n1", durability, nil)
+	// n2 and n3 at once: with replicas 3 the store forms once both are there.
+	others := make([]*nodeProc, 2)
+	var wg sync.WaitGroup
+	for i := range others {
+		wg.Go(func() { others[i] = startNodeProc(t, dir, fmt.Sprintf("n%d", i+2), durability, []string{first.route}) })
+	}
+	wg.Wait()
+	if others[0] == nil || others[1] == nil {
+		t.FailNow()
+	}
+	c.nodes = append(c.nodes, first, others[0], others[1])
+	for _, p := range c.nodes {
+		testutil.Eventually(t, 60*time.Second, p.healthy, "node %s healthy; log:\n%s", p.name, p.log.String())
+	}
+	var b strings.Builder
+	b.WriteString("listeners: [{ name: mqtt, address: \"127.0.0.1:0\", upstream: cluster }]\n")
+	b.WriteString("upstreams:\n  cluster:\n    balance: client_id\n    proxy_protocol: v2\n")
+	b.WriteString("    health_check: { type: mqtt, interval: 500ms, timeout: 500ms, rise: 1, fall: 1 }\n    servers:\n")
+	for _, p := range c.nodes {
+		fmt.Fprintf(&b, "      - { name: %s, address: %q }\n", p.name, p.lb)
+	}
+	fmt.Fprintf(&b, "admin: { address: \"127.0.0.1:0\" }\naccess_log: { path: %q }\nlimits: { shutdown_grace: 1s }\n", filepath.Join(dir, "access.log"))
+	cfg, err := config.Parse([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lb.New(cfg, lb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { l.Run(ctx); close(ran) }()
+	t.Cleanup(func() { cancel(); <-ran })
+	testutil.Eventually(t, 10*time.Second, func() bool { return l.ListenerAddr("mqtt") != "" }, "load balancer listening")
+	c.lbAddr = l.ListenerAddr("mqtt")
+	return c
+}
+
+// logWarnings logs the nodes' warnings and errors.
+func (c *durableCluster) logWarnings(t *testing.T) {
+	for _, p := range c.nodes {
+		for _, line := range strings.Split(p.log.String(), "\n") {
+			if strings.Contains(line, `"WARN"`) || strings.Contains(line, `"ERROR"`) {
+				t.Logf("%s: %s", p.name, line)
+			}
+		}
+	}
+}
+
+// busiest returns the node with the most MQTT connections.
+func (c *durableCluster) busiest() *nodeProc {
+	best := c.nodes[0]
+	for _, p := range c.nodes[1:] {
+		if p.connections() > best.connections() {
+			best = p
+		}
+	}
+	return best
+}
+
+// counter counts what one subscriber received, by message number.
+type counter struct {
+	id     string
+	qos    byte
+	mu     sync.Mutex
+	got    map[int]int
+	ups    []time.Time // connection (re)established
+	resume []bool      // session present on each
+	total  atomic.Int64
+}
+
+func newCounter(id string, qos byte) *counter { return &counter{id: id, qos: qos, got: map[int]int{}} }
+
+func (c *counter) add(payload []byte) {
+	n, err := strconv.Atoi(string(payload))
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.got[n]++
+	c.mu.Unlock()
+	c.total.Add(1)
+}
+
+func (c *counter) up(present bool) {
+	c.mu.Lock()
+	c.ups = append(c.ups, time.Now())
+	c.resume = append(c.resume, present)
+	c.mu.Unlock()
+}
+
+// tally returns how many of want never arrived and how many arrived more
+// than once (extra copies).
+func (c *counter) tally(want []int) (lost, dups int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range want {
+		switch k := c.got[n]; {
+		case k == 0:
+			lost++
+		case k > 1:
+			dups += k - 1
+		}
+	}
+	return lost, dups
+}
+
+// reconnectedAfter returns when the client was connected again after t
+// (zero if not yet) and whether that connection resumed its session.
+func (c *counter) reconnectedAfter(t time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, u := range c.ups {
+		if u.After(t) {
+			return u, c.resume[i]
+		}
+	}
+	return time.Time{}, false
+}
+
+const durableTopic = "durable/numbers"
+
+// subscribeV5 connects a persistent v5 session through addr (autopaho,
+// reconnecting on its own) and subscribes at qos.
+func subscribeV5(t *testing.T, addr string, c *counter) {
+	t.Helper()
+	u, _ := url.Parse("mqtt://" + addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 10, SessionExpiryInterval: 600,
+		CleanStartOnInitialConnection: true,
+		ReconnectBackoff:              autopaho.NewConstantBackoff(200 * time.Millisecond),
+		ConnectTimeout:                5 * time.Second,
+		OnConnectionUp: func(_ *autopaho.ConnectionManager, ca *paho.Connack) {
+			c.up(ca.SessionPresent)
+		},
+		ClientConfig: paho.ClientConfig{
+			ClientID: c.id,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(r paho.PublishReceived) (bool, error) {
+				c.add(r.Packet.Payload)
+				return true, nil
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		cm.Disconnect(dctx)
+		dcancel()
+		cancel()
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := cm.AwaitConnection(wctx); err != nil {
+		t.Fatalf("%s: %v", c.id, err)
+	}
+	if _, err := cm.Subscribe(wctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: durableTopic, QoS: c.qos}}}); err != nil {
+		t.Fatalf("%s subscribe: %v", c.id, err)
+	}
+}
+
+// subscribeV3 connects a persistent 3.1.1 session (clean session 0) through
+// addr (paho.mqtt.golang, reconnecting on its own) and subscribes at qos.
+func subscribeV3(t *testing.T, addr string, c *counter) {
+	t.Helper()
+	o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(c.id).SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).SetKeepAlive(10 * time.Second).
+		SetOrderMatters(false).SetConnectTimeout(5 * time.Second)
+	o.SetOnConnectHandler(func(cl mqtt3.Client) { c.up(true) })
+	o.SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) { c.add(m.Payload()) })
+	cl := mqtt3.NewClient(o)
+	if tok := cl.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s connect: %v", c.id, tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(100) })
+	if tok := cl.Subscribe(durableTopic, c.qos, nil); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s subscribe: %v", c.id, tok.Error())
+	}
+}
+
+// publisherV5 connects a plain v5 publisher straight to a node; it does
+// not reconnect, so the test sees the end of its connection.
+func publisherV5(t *testing.T, addr, id string) *autopaho.ConnectionManager {
+	t.Helper()
+	u, _ := url.Parse("mqtt://" + addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	mctx, mcancel := context.WithCancel(context.Background())
+	cm, err := autopaho.NewConnection(mctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 10, CleanStartOnInitialConnection: true,
+		ReconnectBackoff: autopaho.NewConstantBackoff(time.Hour),
+		ClientConfig:     paho.ClientConfig{ClientID: id},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cm.AwaitConnection(ctx); err != nil {
+		t.Fatalf("publisher %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), time.Second)
+		cm.Disconnect(dctx)
+		dcancel()
+		mcancel()
+	})
+	return cm
+}
+
+// publish sends numbers from..to-1 at QoS qos, one every interval, and
+// returns those the node acknowledged. onSent runs after each one.
+func publish(cm *autopaho.ConnectionManager, qos byte, from, to int, interval time.Duration, onSent func(i int)) []int {
+	var acked []int
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := from; i < to; i++ {
+		<-tick.C
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cm.Publish(ctx, &paho.Publish{Topic: durableTopic, QoS: qos, Payload: []byte(strconv.Itoa(i))})
+		cancel()
+		if err == nil {
+			acked = append(acked, i)
+		}
+		if onSent != nil {
+			onSent(i)
+		}
+	}
+	return acked
+}
+
+// subscribers connects 20 persistent sessions through the load balancer:
+// 10 v3.1.1 and 10 v5, half of each at QoS 1, half at QoS 2.
+func (c *durableCluster) subscribers(t *testing.T, prefix string) []*counter {
+	var out []*counter
+	for i := range 20 {
+		qos := byte(1 + i%2)
+		ct := newCounter(fmt.Sprintf("%s-%d-q%d", prefix, i, qos), qos)
+		if i < 10 {
+			ct.id = "v3-" + ct.id
+			subscribeV3(t, c.lbAddr, ct)
+		} else {
+			ct.id = "v5-" + ct.id
+			subscribeV5(t, c.lbAddr, ct)
+		}
+		out = append(out, ct)
+	}
+	return out
+}
+
+// settle waits until every subscriber has every acknowledged message, or
+// until nothing more arrived for quiet (at most 40 s). A JetStream group
+// whose leader was killed elects another in 4 to 9 s.
+func settle(subs []*counter, acked []int) {
+	const quiet = 10 * time.Second
+	deadline := time.Now().Add(40 * time.Second)
+	var last int64 = -1
+	quietSince := time.Now()
+	for time.Now().Before(deadline) {
+		complete, sum := true, int64(0)
+		for _, s := range subs {
+			if lost, _ := s.tally(acked); lost > 0 {
+				complete = false
+			}
+			sum += s.total.Load()
+		}
+		if complete {
+			return
+		}
+		if sum != last {
+			last, quietSince = sum, time.Now()
+		} else if time.Since(quietSince) > quiet {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// loss is what a run lost and duplicated, over every subscriber.
+type loss struct {
+	lost, dupQoS1, dupQoS2, slowResume, notResumed int
+	resumeMax                                      time.Duration // longest time from the kill to a resumed session
+}
+
+func measure(t *testing.T, subs []*counter, acked []int, killed time.Time, affected map[string]bool) loss {
+	var l loss
+	for _, s := range subs {
+		lost, dups := s.tally(acked)
+		l.lost += lost
+		if s.qos == 1 {
+			l.dupQoS1 += dups
+		} else {
+			l.dupQoS2 += dups
+		}
+		if lost > 0 || dups > 0 {
+			t.Logf("%s (moved %v): lost %d, duplicates %d", s.id, affected[s.id], lost, dups)
+		}
+		if !affected[s.id] {
+			continue
+		}
+		at, present := s.reconnectedAfter(killed)
+		if !at.IsZero() {
+			l.resumeMax = max(l.resumeMax, at.Sub(killed))
+		}
+		switch {
+		case at.IsZero():
+			l.notResumed++
+		case at.Sub(killed) > 10*time.Second:
+			l.slowResume++
+			t.Logf("%s resumed after %s", s.id, at.Sub(killed).Round(time.Millisecond))
+		case !present:
+			l.notResumed++
+		}
+	}
+	return l
+}
+
+// affectedBy returns the subscribers whose connection dropped after t.
+func affectedBy(subs []*counter, t time.Time) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range subs {
+		if at, _ := s.reconnectedAfter(t); !at.IsZero() {
+			out[s.id] = true
+		}
+	}
+	return out
+}
+
+const (
+	durableMessages = 1500
+	durableInterval = 4 * time.Millisecond // 250 messages/s
+	inflightWindow  = 100                  // QoS 1 copies a subscriber may get twice after a crash
+)
+
+// runSubscriberNodeKill publishes numbered QoS 2 messages from a node that
+// holds no subscriber of interest and kill -9s the node holding the most
+// subscribers a third of the way through.
+func runSubscriberNodeKill(t *testing.T, durability string) (loss, int) {
+	c := startDurableCluster(t, durability)
+	subs := c.subscribers(t, "sk")
+	victim := c.busiest()
+	var pubNode *nodeProc
+	for _, p := range c.nodes {
+		if p != victim {
+			pubNode = p
+			break
+		}
+	}
+	t.Logf("%s: kill -9 %s (%d connections) while publishing on %s", durability, victim.name, victim.connections(), pubNode.name)
+	pub := publisherV5(t, pubNode.tcp, "sk-publisher")
+	var killed time.Time
+	acked := publish(pub, 2, 0, durableMessages, durableInterval, func(i int) {
+		if i == durableMessages/3 {
+			killed = time.Now()
+			victim.kill()
+		}
+	})
+	settle(subs, acked)
+	affected := affectedBy(subs, killed)
+	l := measure(t, subs, acked, killed, affected)
+	if durability == "replicated" && (l.lost > 0 || l.dupQoS2 > 0) {
+		c.logWarnings(t)
+	}
+	return l, len(affected)
+}
+
+// runPublisherNodeKill publishes QoS 1 messages to the node that holds the
+// most subscribers and kill -9s it right after the last PUBACK.
+func runPublisherNodeKill(t *testing.T, durability string) loss {
+	c := startDurableCluster(t, durability)
+	subs := c.subscribers(t, "pk")
+	victim := c.busiest()
+	pub := publisherV5(t, victim.tcp, "pk-publisher")
+	acked := publish(pub, 1, 0, 300, time.Millisecond, nil)
+	killed := time.Now()
+	victim.kill()
+	settle(subs, acked)
+	return measure(t, subs, acked, killed, affectedBy(subs, killed))
+}
+
+// TestDurableMemoryLosesMessages documents today's behaviour with
+// sessions.durability memory: messages queued or in flight on a node that
+// is killed are lost. It proves the replicated test below can fail.
+func TestDurableMemoryLosesMessages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	l, affected := runSubscriberNodeKill(t, "memory")
+	t.Logf("memory: %d subscribers moved; lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d", affected, l.lost, l.dupQoS1, l.dupQoS2)
+	if affected == 0 {
+		t.Fatal("no subscriber was on the killed node")
+	}
+	if l.lost == 0 {
+		t.Error("memory durability lost nothing: the test cannot tell replicated from memory")
+	}
+}
+
+// TestDurableSubscriberNodeKilled: kill -9 of the node holding the most
+// subscribers loses no acknowledged message, duplicates no QoS 2 message,
+// and every moved client resumes its session within 10 s.
+func TestDurableSubscriberNodeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	l, affected := runSubscriberNodeKill(t, "replicated")
+	t.Logf("replicated: %d subscribers moved, resumed within %s; lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d",
+		affected, l.resumeMax.Round(time.Millisecond), l.lost, l.dupQoS1, l.dupQoS2)
+	if affected == 0 {
+		t.Fatal("no subscriber was on the killed node")
+	}
+	if l.lost != 0 || l.dupQoS2 != 0 || l.dupQoS1 > inflightWindow*affected {
+		t.Errorf("lost %d (want 0), QoS 2 duplicates %d (want 0), QoS 1 duplicates %d (want <= %d)",
+			l.lost, l.dupQoS2, l.dupQoS1, inflightWindow*affected)
+	}
+	if l.slowResume+l.notResumed > 0 {
+		t.Errorf("%d clients resumed after more than 10 s, %d did not resume their session", l.slowResume, l.notResumed)
+	}
+}
+
+// TestDurablePublisherNodeKilled: a PUBACK means stored; killing the node
+// right after loses none of those messages.
+func TestDurablePublisherNodeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	l := runPublisherNodeKill(t, "replicated")
+	t.Logf("replicated, publisher's node killed: lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d", l.lost, l.dupQoS1, l.dupQoS2)
+	if l.lost != 0 || l.dupQoS2 != 0 {
+		t.Errorf("lost %d (want 0), QoS 2 duplicates %d (want 0)", l.lost, l.dupQoS2)
+	}
+}

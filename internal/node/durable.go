@@ -1,0 +1,593 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Replicated durable sessions (sessions.durability: replicated).
+//
+// Every QoS 1/2 publish accepted from a local client is stored, before the
+// PUBACK/PUBREC, once in the stream mqlb_<cluster>_queue (subjects
+// mqlb.<c>.q.<t|d>.<levels>, interest retention, mesh.replicas replicas).
+// Each persistent session with QoS 1/2 subscriptions has a durable consumer
+// (name from its client id) whose filter subjects are those subscriptions':
+// the consumer is the session's queue and its delivery state, replicated
+// like the stream, so it survives the node that owns the session. The
+// owning node pulls from it while the client is connected (at most
+// durableWindow unacknowledged) and delivers each message with a packet id
+// derived from its stream sequence, so a message resent after a crash keeps
+// its id; it acknowledges the consumer when the client does (PUBACK for
+// QoS 1, PUBREC for QoS 2). Such sessions get no live copy of QoS 1/2
+// messages (select hook); QoS 0 and clean sessions never touch the store.
+//
+// When the owner dies, the next node the client connects to pulls from the
+// same consumer: what was queued is delivered, and what was in flight is
+// redelivered once its ack wait (durableAckWait) passes. A live owner giving
+// a session up returns its in-flight messages to the consumer at once (NAK).
+
+const (
+	durableWindow  = 100             // unacknowledged deliveries per session
+	durableAckWait = 2 * time.Second // before a delivery not acknowledged is redelivered
+)
+
+// durable holds the node's durable sessions.
+type durable struct {
+	n    *Node
+	subj subjects // the queue's subject space: mqlb.<c>.q
+	on   bool
+
+	mu     sync.Mutex
+	byID   map[string]*dsession
+	failed map[*mqtt.Client]struct{} // resumed while its queue could not be followed: sent away
+}
+
+// dsession is one persistent session's consumer and deliveries on this node.
+type dsession struct {
+	id      string
+	filters []packets.Subscription // QoS 1/2 subscriptions the consumer follows
+
+	mu       sync.Mutex
+	cl       *mqtt.Client // the connection being served (nil: not pulling)
+	cc       jetstream.ConsumeContext
+	inflight map[uint16]dflight // packet id → delivery not yet acknowledged by the client
+	done     map[uint64]bool    // stream sequences the client has, whose consumer ack is not confirmed yet
+}
+
+type dflight struct {
+	seq uint64
+	msg jetstream.Msg
+}
+
+func newDurable(n *Node) *durable {
+	return &durable{n: n, subj: newSubjects(n.cfg.Mesh.ClusterName + ".q"),
+		on: n.cfg.Sessions.Durability == "replicated", byID: map[string]*dsession{},
+		failed: map[*mqtt.Client]struct{}{}}
+}
+
+func consumerName(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "s" + hex.EncodeToString(sum[:16])
+}
+
+// store writes a QoS 1/2 publish of a local client to the queue stream and
+// returns once it is stored on the replicas.
+func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag string) error {
+	st, err := d.n.liveStore()
+	if err != nil {
+		return err
+	}
+	if st.queue == nil {
+		return errNoStore
+	}
+	origin, seq := parseTag(tag)
+	e := envelope{origin: origin, seq: seq, topic: pk.TopicName, qos: pk.FixedHeader.Qos,
+		retain: pk.FixedHeader.Retain, props: meshProps(pk.Properties), payload: pk.Payload}
+	if pk.Properties.MessageExpiryInterval > 0 {
+		e.hasExp, e.expiry = true, pk.Properties.MessageExpiryInterval
+	}
+	msg := &nats.Msg{Subject: d.subj.topic(pk.TopicName), Header: nats.Header{}, Data: appendEnvelope(nil, &e)}
+	msg.Header.Set("Mqlb-From", from)
+	_, err = st.js.PublishMsg(ctx, msg)
+	return st.note(err)
+}
+
+// persistent reports whether cl's session is one the queue keeps.
+func (d *durable) persistent(cl *mqtt.Client) bool {
+	return d.on && !endsWithConnection(cl)
+}
+
+// get returns the durable session of id (nil if none).
+func (d *durable) get(id string) *dsession {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.byID[id]
+}
+
+// covers reports whether id's consumer delivers QoS 1/2 messages on topic:
+// then the session gets no live copy.
+func (d *durable) covers(id, topic string) bool {
+	ds := d.get(id)
+	if ds == nil {
+		return false
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for _, f := range ds.filters {
+		if matchTopic(f.Filter, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// filterOut removes from a publish's local recipients the durable sessions
+// whose consumer delivers it (select hook).
+func (d *durable) filterOut(subs *mqtt.Subscribers, pk packets.Packet) {
+	if !d.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
+		return
+	}
+	for id, sub := range subs.Subscriptions {
+		if sub.Qos > 0 && d.covers(id, pk.TopicName) {
+			delete(subs.Subscriptions, id)
+		}
+	}
+}
+
+// sync makes id's consumer follow subs (its QoS 1/2 non-shared ones):
+// created, updated, or deleted when none are left. It returns false if the
+// store could not be written (the session then keeps live delivery).
+func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription) bool {
+	var filters []packets.Subscription
+	var subjects []string
+	for _, s := range subs {
+		if _, _, shared := sharedFilter(s.Filter); shared || s.Qos == 0 {
+			continue
+		}
+		filters = append(filters, s)
+		subjects = append(subjects, d.subj.filter(s.Filter)...)
+	}
+	st, err := d.n.liveStore()
+	if err != nil || st.queue == nil {
+		d.drop(id)
+		return false
+	}
+	if len(filters) == 0 {
+		d.deleteConsumer(ctx, st, id)
+		return true
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:           consumerName(id),
+		Description:       "mqlb session " + id,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           durableAckWait,
+		MaxAckPending:     durableWindow,
+		MaxDeliver:        -1,
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		FilterSubjects:    disjoint(subjects, d.subj),
+		InactiveThreshold: d.n.cfg.Sessions.MaxExpiry.D() + time.Minute,
+	}
+	if _, err := st.queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
+		st.note(err)
+		d.n.warnEvery("session queue unavailable: session kept on this node only", "client_id", id, "error", err)
+		d.drop(id)
+		return false
+	}
+	d.mu.Lock()
+	ds := d.byID[id]
+	if ds == nil {
+		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]bool{}}
+		d.byID[id] = ds
+	}
+	d.mu.Unlock()
+	ds.mu.Lock()
+	ds.filters = filters
+	ds.mu.Unlock()
+	return true
+}
+
+// disjoint returns the filter subjects, or the whole queue when two of them
+// overlap (a consumer's filters may not): deliver then matches topics itself.
+func disjoint(subjects []string, q subjects) []string {
+	for i := range subjects {
+		for j := i + 1; j < len(subjects); j++ {
+			if server.SubjectsCollide(subjects[i], subjects[j]) {
+				return []string{q.prefix + ".>"}
+			}
+		}
+	}
+	return subjects
+}
+
+func (d *durable) deleteConsumer(ctx context.Context, st *store, id string) {
+	d.drop(id)
+	err := st.queue.DeleteConsumer(ctx, consumerName(id))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		st.note(err)
+		d.n.warnEvery("session queue: consumer not deleted", "client_id", id, "error", err)
+	}
+}
+
+// drop forgets id's durable session here (its consumer stays).
+func (d *durable) drop(id string) {
+	d.mu.Lock()
+	ds := d.byID[id]
+	delete(d.byID, id)
+	d.mu.Unlock()
+	if ds != nil {
+		ds.stop(nil, false)
+	}
+}
+
+// end deletes id's consumer: the session is over (clean start, expiry).
+func (d *durable) end(id string) {
+	if !d.on {
+		return
+	}
+	st, err := d.n.liveStore()
+	if err != nil || st.queue == nil {
+		d.drop(id)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	d.deleteConsumer(ctx, st, id)
+}
+
+// start pulls id's consumer for the connection cl. A client whose session
+// was resumed while its queue could not be followed is disconnected (server
+// unavailable) so that it comes back when the queue can be.
+func (d *durable) start(cl *mqtt.Client) {
+	d.mu.Lock()
+	_, failed := d.failed[cl]
+	delete(d.failed, cl)
+	d.mu.Unlock()
+	if failed {
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = d.n.broker.DisconnectClient(cl, packets.ErrServerUnavailable)
+		} else {
+			cl.Stop(packets.ErrServerUnavailable)
+		}
+		return
+	}
+	ds := d.get(cl.ID)
+	if ds == nil {
+		return
+	}
+	st, err := d.n.liveStore()
+	if err != nil || st.queue == nil {
+		return
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.cl == cl && ds.cc != nil {
+		return
+	}
+	if ds.cc != nil {
+		ds.cc.Stop()
+	}
+	ds.cl, ds.cc = cl, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	cons, err := st.queue.Consumer(ctx, consumerName(cl.ID))
+	if err != nil {
+		st.note(err)
+		d.n.warnEvery("session queue: consumer not found", "client_id", cl.ID, "error", err)
+		return
+	}
+	d.trim(ctx, cons, cl.ID)
+	cc, err := cons.Consume(func(m jetstream.Msg) { d.deliver(ds, cl, m) },
+		jetstream.PullMaxMessages(durableWindow), jetstream.PullExpiry(5*time.Second),
+		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
+	if err != nil {
+		d.n.warnEvery("session queue: cannot pull", "client_id", cl.ID, "error", err)
+		return
+	}
+	ds.cc = cc
+}
+
+// trim enforces max_offline_messages on a session coming back: the oldest
+// queued messages over the limit are dropped.
+func (d *durable) trim(ctx context.Context, cons jetstream.Consumer, id string) {
+	limit := int(d.n.sessions.maxOffline.Load())
+	if limit <= 0 {
+		return
+	}
+	info, err := cons.Info(ctx)
+	if err != nil || int(info.NumPending) <= limit {
+		return
+	}
+	over := int(info.NumPending) - limit
+	for over > 0 {
+		batch, err := cons.FetchNoWait(min(over, durableWindow))
+		if err != nil {
+			return
+		}
+		got := 0
+		for m := range batch.Messages() {
+			_ = m.Ack()
+			got++
+		}
+		if got == 0 {
+			return
+		}
+		over -= got
+		d.n.metrics.droppedN("offline_queue_full", got)
+	}
+}
+
+// stop ends pulling for cl (nil: whatever connection). With nak, the
+// deliveries the client did not acknowledge go back to the consumer at once
+// (the session moves to another node).
+func (ds *dsession) stop(cl *mqtt.Client, nak bool) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if cl != nil && ds.cl != cl {
+		return
+	}
+	if ds.cc != nil {
+		ds.cc.Stop()
+	}
+	ds.cc, ds.cl = nil, nil
+	if nak {
+		for pid, f := range ds.inflight {
+			_ = f.msg.Nak()
+			delete(ds.inflight, pid)
+		}
+	}
+}
+
+// packetID is a delivery's packet id: from the stream sequence, so that a
+// message redelivered by another node after a crash keeps it.
+func packetID(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
+
+// deliver sends one queued message to the client.
+func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return
+	}
+	e, err := decodeEnvelope(m.Data())
+	if err != nil {
+		d.n.metrics.dropped("malformed")
+		_ = m.Term()
+		return
+	}
+	pid := packetID(meta.Sequence.Stream)
+	ds.mu.Lock()
+	if ds.cl != cl {
+		ds.mu.Unlock()
+		return // stopped meanwhile: the message is redelivered later
+	}
+	if ds.done[meta.Sequence.Stream] {
+		ds.mu.Unlock()
+		go d.confirm(ds, meta.Sequence.Stream, m) // the client has it: the ack was lost
+		return
+	}
+	if f, ok := ds.inflight[pid]; ok {
+		if f.seq == meta.Sequence.Stream { // redelivered while the client has it
+			ds.inflight[pid] = dflight{seq: f.seq, msg: m}
+			_ = m.InProgress()
+			ds.mu.Unlock()
+			return
+		}
+		ds.mu.Unlock()
+		_ = m.NakWithDelay(durableAckWait) // the id is still taken
+		return
+	}
+	if _, taken := cl.State.Inflight.Get(pid); taken {
+		ds.mu.Unlock()
+		_ = m.NakWithDelay(durableAckWait)
+		return
+	}
+	pk, ok := d.packet(ds, cl, e, m, meta)
+	if !ok {
+		ds.mu.Unlock()
+		_ = m.Ack()
+		return
+	}
+	pk.PacketID = pid
+	pk.FixedHeader.Dup = meta.NumDelivered > 1 // maybe seen before a crash: the client knows it by its id [MQTT-4.3.3-10]
+	ds.inflight[pid] = dflight{seq: meta.Sequence.Stream, msg: m}
+	ds.mu.Unlock()
+	if cl.State.Inflight.Set(pk) {
+		atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+	}
+	_ = cl.WritePacket(pk) // a closed connection gets it resent when it resumes
+}
+
+// packet builds the PUBLISH of a queued message for cl, or false when it is
+// not for cl (no matching subscription any more, NoLocal, expired).
+func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream.Msg, meta *jetstream.MsgMetadata) (packets.Packet, bool) {
+	var qos byte
+	var ids []int
+	rap, noLocal, found := false, false, false
+	for _, f := range ds.filters {
+		if !matchTopic(f.Filter, e.topic) {
+			continue
+		}
+		found = true
+		qos = max(qos, f.Qos)
+		rap = rap || f.RetainAsPublished
+		noLocal = noLocal || f.NoLocal
+		if f.Identifier > 0 {
+			ids = append(ids, f.Identifier)
+		}
+	}
+	if !found || (noLocal && m.Headers().Get("Mqlb-From") == cl.ID) {
+		return packets.Packet{}, false
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: min(e.qos, qos),
+			Retain: e.retain && rap && cl.Properties.ProtocolVersion == 5},
+		TopicName: e.topic, Payload: e.payload, Properties: e.props,
+		Created: time.Now().Unix(), ProtocolVersion: cl.Properties.ProtocolVersion,
+	}
+	if e.hasExp {
+		left := int64(e.expiry) - int64(time.Since(meta.Timestamp)/time.Second)
+		if left <= 0 {
+			d.n.metrics.dropped("message_expired")
+			return packets.Packet{}, false
+		}
+		pk.Expiry = time.Now().Unix() + left
+		pk.Properties.MessageExpiryInterval = uint32(left)
+	}
+	if len(ids) > 0 && cl.Properties.ProtocolVersion == 5 {
+		pk.Properties.SubscriptionIdentifier = ids
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		pk.Properties = packets.Properties{}
+	}
+	setTag(&pk, e.origin+"/"+strconv.FormatUint(e.seq, 10))
+	return pk, true
+}
+
+// acked acknowledges the consumer once the client has a message: PUBACK for
+// QoS 1, PUBREC for QoS 2 (the client owns it from there).
+func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
+	ds := d.get(cl.ID)
+	if ds == nil {
+		return
+	}
+	ds.mu.Lock()
+	f, ok := ds.inflight[pid]
+	delete(ds.inflight, pid)
+	if ok {
+		ds.done[f.seq] = true
+	}
+	ds.mu.Unlock()
+	if !ok {
+		return
+	}
+	if sync {
+		d.confirm(ds, f.seq, f.msg)
+		return
+	}
+	go d.confirm(ds, f.seq, f.msg)
+}
+
+// confirm acknowledges a delivery and waits for the consumer to confirm it.
+// An ack lost (a consumer leader election) leaves the sequence in done, so
+// its redelivery is acknowledged again instead of sent to the client twice.
+func (d *durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	if m.DoubleAck(ctx) != nil {
+		return
+	}
+	ds.mu.Lock()
+	delete(ds.done, seq)
+	ds.mu.Unlock()
+}
+
+// durableIDs returns the packet ids of cl's deliveries from its consumer.
+func (d *durable) durableIDs(cl *mqtt.Client) map[uint16]bool {
+	ds := d.get(cl.ID)
+	out := map[uint16]bool{}
+	if ds == nil {
+		return out
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for pid := range ds.inflight {
+		out[pid] = true
+	}
+	return out
+}
+
+// resubscribed follows a SUBSCRIBE or UNSUBSCRIBE of a persistent session
+// with its consumer, before mochi answers.
+func (d *durable) resubscribed(cl *mqtt.Client) {
+	if !d.persistent(cl) {
+		return
+	}
+	if _, _, ok := d.n.sessions.current(cl); !ok {
+		return // not in the registry: the session stays on this node
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	if d.sync(ctx, cl.ID, cl.State.Subscriptions.GetAll()) && !cl.Closed() {
+		d.start(cl)
+	}
+}
+
+// established sets up the queue of a session that connected here, after
+// the registry and any takeover (OnSessionEstablish).
+func (d *durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs map[string]packets.Subscription) {
+	if !d.on {
+		return
+	}
+	if clean || !d.persistent(cl) {
+		if wasPersistent || d.get(cl.ID) != nil {
+			d.end(cl.ID) // the old session is discarded [MQTT-3.1.2-4]
+		}
+		return
+	}
+	if d.get(cl.ID) != nil {
+		return // already following (resumed here, or installed by the takeover)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	if !d.sync(ctx, cl.ID, subs) && len(subs) > 0 {
+		d.mu.Lock()
+		d.failed[cl] = struct{}{}
+		d.mu.Unlock()
+	}
+}
+
+// refuse sends away, once connected, a client resuming a persistent session
+// that could not be looked up (the store failed between OnConnect and now):
+// resumed here without its queue, it would miss its messages.
+func (d *durable) refuse(cl *mqtt.Client, pk packets.Packet) {
+	if !d.on || pk.Connect.Clean || endsWithConnection(cl) {
+		return
+	}
+	d.mu.Lock()
+	d.failed[cl] = struct{}{}
+	d.mu.Unlock()
+}
+
+// subsMap turns registry subscriptions into mochi's form.
+func subsMap(recs []subRecord) map[string]packets.Subscription {
+	out := make(map[string]packets.Subscription, len(recs))
+	for _, r := range recs {
+		out[r.Filter] = r.subscription()
+	}
+	return out
+}
+
+// reachable checks, before a persistent session is resumed, that its queue
+// can be read: during a JetStream leader election (a node just died) the
+// client is refused with "server unavailable" and retries, rather than
+// resumed without its queue.
+func (d *durable) reachable(ctx context.Context, cl *mqtt.Client) error {
+	if !d.on || endsWithConnection(cl) {
+		return nil
+	}
+	st, err := d.n.liveStore()
+	if err != nil {
+		return err
+	}
+	if st.queue == nil {
+		return errNoStore
+	}
+	_, err = st.queue.Consumer(ctx, consumerName(cl.ID))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	return st.note(err)
+}
