@@ -508,7 +508,7 @@ func runSubscriberNodeKill(t *testing.T, durability string) (loss, int) {
 	settle(subs, acked)
 	affected := affectedBy(subs, killed)
 	l := measure(t, subs, acked, killed, affected)
-	if durability == "replicated" && (l.lost > 0 || l.dupQoS2 > 0) {
+	if durability == "replicated" && (l.lost > 0 || l.dupQoS2 > 0 || l.slowResume > 0) {
 		c.logWarnings(t)
 	}
 	return l, len(affected)

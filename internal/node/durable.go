@@ -61,8 +61,10 @@ type dsession struct {
 	filters []packets.Subscription // QoS 1/2 subscriptions the consumer follows
 
 	mu       sync.Mutex
+	synced   bool         // the consumer is known to follow filters
 	cl       *mqtt.Client // the connection being served (nil: not pulling)
 	cc       jetstream.ConsumeContext
+	stopCh   chan struct{}      // closed when pulling for cl ends
 	inflight map[uint16]dflight // packet id → delivery not yet acknowledged by the client
 	done     map[uint64]bool    // stream sequences the client has, whose consumer ack is not confirmed yet
 }
@@ -148,30 +150,53 @@ func (d *durable) filterOut(subs *mqtt.Subscribers, pk packets.Packet) {
 }
 
 // sync makes id's consumer follow subs (its QoS 1/2 non-shared ones):
-// created, updated, or deleted when none are left. It returns false if the
-// store could not be written (the session then keeps live delivery).
+// created, updated, or deleted when none are left. The session follows its
+// queue from now on even when the store cannot be written right now (a
+// JetStream leader election after a node died): the consumer then keeps its
+// earlier filters until the pulling loop updates it. It returns whether the
+// consumer was written.
 func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription) bool {
 	var filters []packets.Subscription
-	var subjects []string
 	for _, s := range subs {
 		if _, _, shared := sharedFilter(s.Filter); shared || s.Qos == 0 {
 			continue
 		}
 		filters = append(filters, s)
-		subjects = append(subjects, d.subj.filter(s.Filter)...)
-	}
-	st, err := d.n.liveStore()
-	if err != nil || st.queue == nil {
-		d.drop(id)
-		return false
 	}
 	if len(filters) == 0 {
-		d.deleteConsumer(ctx, st, id)
+		if d.get(id) != nil {
+			d.end(id)
+		}
 		return true
 	}
+	d.mu.Lock()
+	ds := d.byID[id]
+	if ds == nil {
+		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]bool{}}
+		d.byID[id] = ds
+	}
+	d.mu.Unlock()
+	ds.mu.Lock()
+	ds.filters, ds.synced = filters, false
+	ds.mu.Unlock()
+	return d.write(ctx, ds)
+}
+
+// write creates or updates ds's consumer with its filters.
+func (d *durable) write(ctx context.Context, ds *dsession) bool {
+	ds.mu.Lock()
+	var subjects []string
+	for _, f := range ds.filters {
+		subjects = append(subjects, d.subj.filter(f.Filter)...)
+	}
+	ds.mu.Unlock()
+	st, err := d.n.liveStore()
+	if err != nil || st.queue == nil {
+		return false
+	}
 	cfg := jetstream.ConsumerConfig{
-		Durable:           consumerName(id),
-		Description:       "mqlb session " + id,
+		Durable:           consumerName(ds.id),
+		Description:       "mqlb session " + ds.id,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           durableAckWait,
 		MaxAckPending:     durableWindow,
@@ -182,19 +207,11 @@ func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	}
 	if _, err := st.queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
 		st.note(err)
-		d.n.warnEvery("session queue unavailable: session kept on this node only", "client_id", id, "error", err)
-		d.drop(id)
+		d.n.warnEvery("session queue not writable yet: retrying", "client_id", ds.id, "error", err)
 		return false
 	}
-	d.mu.Lock()
-	ds := d.byID[id]
-	if ds == nil {
-		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]bool{}}
-		d.byID[id] = ds
-	}
-	d.mu.Unlock()
 	ds.mu.Lock()
-	ds.filters = filters
+	ds.synced = true
 	ds.mu.Unlock()
 	return true
 }
@@ -247,9 +264,9 @@ func (d *durable) end(id string) {
 	d.deleteConsumer(ctx, st, id)
 }
 
-// start pulls id's consumer for the connection cl. A client whose session
-// was resumed while its queue could not be followed is disconnected (server
-// unavailable) so that it comes back when the queue can be.
+// start pulls id's consumer for the connection cl, in the background until
+// it works. A client whose session was resumed while it could not be looked
+// up is disconnected (server unavailable) so that it comes back later.
 func (d *durable) start(cl *mqtt.Client) {
 	d.mu.Lock()
 	_, failed := d.failed[cl]
@@ -267,36 +284,74 @@ func (d *durable) start(cl *mqtt.Client) {
 	if ds == nil {
 		return
 	}
-	st, err := d.n.liveStore()
-	if err != nil || st.queue == nil {
-		return
-	}
 	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	if ds.cl == cl && ds.cc != nil {
+	if ds.cl == cl && ds.stopCh != nil {
+		ds.mu.Unlock()
 		return
 	}
-	if ds.cc != nil {
-		ds.cc.Stop()
+	ds.stopLocked(false)
+	stop := make(chan struct{})
+	ds.cl, ds.stopCh = cl, stop
+	ds.mu.Unlock()
+	d.n.wg.Add(1)
+	go d.pull(ds, cl, stop)
+}
+
+// pull starts consuming for cl, retrying while the queue is unavailable.
+func (d *durable) pull(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
+	defer d.n.wg.Done()
+	for {
+		cc, err := d.consume(ds, cl)
+		if err == nil {
+			ds.mu.Lock()
+			defer ds.mu.Unlock()
+			if ds.stopCh != stop {
+				cc.Stop()
+				return
+			}
+			ds.cc = cc
+			return
+		}
+		d.n.warnEvery("session queue not readable yet: retrying", "client_id", cl.ID, "error", err)
+		select {
+		case <-stop:
+			return
+		case <-d.n.ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	ds.cl, ds.cc = cl, nil
-	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
-	defer cancel()
-	cons, err := st.queue.Consumer(ctx, consumerName(cl.ID))
+}
+
+func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeContext, error) {
+	st, err := d.n.liveStore()
 	if err != nil {
-		st.note(err)
-		d.n.warnEvery("session queue: consumer not found", "client_id", cl.ID, "error", err)
-		return
+		return nil, err
+	}
+	if st.queue == nil {
+		return nil, errNoStore
+	}
+	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	ds.mu.Lock()
+	synced := ds.synced
+	ds.mu.Unlock()
+	if !synced && !d.write(ctx, ds) {
+		return nil, errors.New("consumer not written")
+	}
+	cons, err := st.queue.Consumer(ctx, consumerName(cl.ID))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		ds.mu.Lock()
+		ds.synced = false // expired or never written: write it again
+		ds.mu.Unlock()
+	}
+	if err != nil {
+		return nil, st.note(err)
 	}
 	d.trim(ctx, cons, cl.ID)
-	cc, err := cons.Consume(func(m jetstream.Msg) { d.deliver(ds, cl, m) },
+	return cons.Consume(func(m jetstream.Msg) { d.deliver(ds, cl, m) },
 		jetstream.PullMaxMessages(durableWindow), jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
-	if err != nil {
-		d.n.warnEvery("session queue: cannot pull", "client_id", cl.ID, "error", err)
-		return
-	}
-	ds.cc = cc
 }
 
 // trim enforces max_offline_messages on a session coming back: the oldest
@@ -338,10 +393,17 @@ func (ds *dsession) stop(cl *mqtt.Client, nak bool) {
 	if cl != nil && ds.cl != cl {
 		return
 	}
+	ds.stopLocked(nak)
+}
+
+func (ds *dsession) stopLocked(nak bool) {
+	if ds.stopCh != nil {
+		close(ds.stopCh)
+	}
 	if ds.cc != nil {
 		ds.cc.Stop()
 	}
-	ds.cc, ds.cl = nil, nil
+	ds.cc, ds.cl, ds.stopCh = nil, nil, nil
 	if nak {
 		for pid, f := range ds.inflight {
 			_ = f.msg.Nak()
@@ -520,7 +582,8 @@ func (d *durable) resubscribed(cl *mqtt.Client) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
 	defer cancel()
-	if d.sync(ctx, cl.ID, cl.State.Subscriptions.GetAll()) && !cl.Closed() {
+	d.sync(ctx, cl.ID, cl.State.Subscriptions.GetAll())
+	if !cl.Closed() {
 		d.start(cl)
 	}
 }
@@ -542,11 +605,7 @@ func (d *durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
 	defer cancel()
-	if !d.sync(ctx, cl.ID, subs) && len(subs) > 0 {
-		d.mu.Lock()
-		d.failed[cl] = struct{}{}
-		d.mu.Unlock()
-	}
+	d.sync(ctx, cl.ID, subs)
 }
 
 // refuse sends away, once connected, a client resuming a persistent session
@@ -568,26 +627,4 @@ func subsMap(recs []subRecord) map[string]packets.Subscription {
 		out[r.Filter] = r.subscription()
 	}
 	return out
-}
-
-// reachable checks, before a persistent session is resumed, that its queue
-// can be read: during a JetStream leader election (a node just died) the
-// client is refused with "server unavailable" and retries, rather than
-// resumed without its queue.
-func (d *durable) reachable(ctx context.Context, cl *mqtt.Client) error {
-	if !d.on || endsWithConnection(cl) {
-		return nil
-	}
-	st, err := d.n.liveStore()
-	if err != nil {
-		return err
-	}
-	if st.queue == nil {
-		return errNoStore
-	}
-	_, err = st.queue.Consumer(ctx, consumerName(cl.ID))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil
-	}
-	return st.note(err)
 }

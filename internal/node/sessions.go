@@ -38,10 +38,8 @@ func (s *sessions) resumable(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	ctx, cancel := s.timeout()
 	defer cancel()
-	if _, _, err := s.reg.get(ctx, cl.ID); err != nil {
-		return err
-	}
-	return s.n.durable.reachable(ctx, cl)
+	_, _, err := s.reg.get(ctx, cl.ID)
+	return err
 }
 
 // session is what this node knows of one client id.
