@@ -66,7 +66,7 @@ func (s *sessions) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	cl.Properties.ProtocolVersion = 5
 	cl.Properties.Props.SessionExpiryInterval, cl.Properties.Props.SessionExpiryIntervalFlag = uint32(left), true
 	if s.n.durable.on {
-		s.n.durable.sync(ctx, rec.Client, subsMap(rec.Subs))
+		s.n.durable.sync(ctx, rec.Client, subsMap(rec.Subs), false)
 	}
 	s.subscribeDetached(cl, rec.Subs)
 	s.n.broker.Clients.Add(cl)

@@ -66,7 +66,10 @@ type dsession struct {
 	cc       jetstream.ConsumeContext
 	stopCh   chan struct{}      // closed when pulling for cl ends
 	inflight map[uint16]dflight // packet id → delivery not yet acknowledged by the client
-	done     map[uint64]bool    // stream sequences the client has, whose consumer ack is not confirmed yet
+	// done holds the stream sequences the client has: unconfirmed acks (zero
+	// time) and, for a while, confirmed ones, since a redelivery may already
+	// be on its way when an ack lands.
+	done map[uint64]time.Time
 }
 
 type dflight struct {
@@ -150,12 +153,15 @@ func (d *durable) filterOut(subs *mqtt.Subscribers, pk packets.Packet) {
 }
 
 // sync makes id's consumer follow subs (its QoS 1/2 non-shared ones):
-// created, updated, or deleted when none are left. The session follows its
+// created, updated, or deleted when none are left. Without write (a session
+// resumed or taken over, whose consumer already has these filters) the
+// consumer is written by the pulling loop, so a JetStream leader election
+// does not hold up the CONNACK. The session follows its
 // queue from now on even when the store cannot be written right now (a
 // JetStream leader election after a node died): the consumer then keeps its
 // earlier filters until the pulling loop updates it. It returns whether the
 // consumer was written.
-func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription) bool {
+func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription, write bool) bool {
 	var filters []packets.Subscription
 	for _, s := range subs {
 		if _, _, shared := sharedFilter(s.Filter); shared || s.Qos == 0 {
@@ -172,13 +178,16 @@ func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	d.mu.Lock()
 	ds := d.byID[id]
 	if ds == nil {
-		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]bool{}}
+		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]time.Time{}}
 		d.byID[id] = ds
 	}
 	d.mu.Unlock()
 	ds.mu.Lock()
 	ds.filters, ds.synced = filters, false
 	ds.mu.Unlock()
+	if !write {
+		return false // the pulling loop writes it
+	}
 	return d.write(ctx, ds)
 }
 
@@ -435,7 +444,7 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 		ds.mu.Unlock()
 		return // stopped meanwhile: the message is redelivered later
 	}
-	if ds.done[meta.Sequence.Stream] {
+	if _, ok := ds.done[meta.Sequence.Stream]; ok {
 		ds.mu.Unlock()
 		go d.confirm(ds, meta.Sequence.Stream, m) // the client has it: the ack was lost
 		return
@@ -519,7 +528,10 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream
 }
 
 // acked acknowledges the consumer once the client has a message: PUBACK for
-// QoS 1, PUBREC for QoS 2 (the client owns it from there).
+// QoS 1, PUBCOMP for QoS 2 (waiting for the consumer's confirmation). A QoS 2
+// message whose PUBREL had not been completed when its node died is resent
+// by the next node with the same packet id and DUP set: a client keeping its
+// QoS 2 state [MQTT-4.3.3-10] does not deliver it twice.
 func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 	ds := d.get(cl.ID)
 	if ds == nil {
@@ -529,7 +541,7 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 	f, ok := ds.inflight[pid]
 	delete(ds.inflight, pid)
 	if ok {
-		ds.done[f.seq] = true
+		ds.done[f.seq] = time.Time{}
 	}
 	ds.mu.Unlock()
 	if !ok {
@@ -551,9 +563,18 @@ func (d *durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) {
 	if m.DoubleAck(ctx) != nil {
 		return
 	}
+	now := time.Now()
 	ds.mu.Lock()
-	delete(ds.done, seq)
-	ds.mu.Unlock()
+	defer ds.mu.Unlock()
+	ds.done[seq] = now
+	if len(ds.done) < 4*durableWindow {
+		return
+	}
+	for s, at := range ds.done {
+		if !at.IsZero() && now.Sub(at) > 5*durableAckWait {
+			delete(ds.done, s)
+		}
+	}
 }
 
 // durableIDs returns the packet ids of cl's deliveries from its consumer.
@@ -582,7 +603,7 @@ func (d *durable) resubscribed(cl *mqtt.Client) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
 	defer cancel()
-	d.sync(ctx, cl.ID, cl.State.Subscriptions.GetAll())
+	d.sync(ctx, cl.ID, cl.State.Subscriptions.GetAll(), true)
 	if !cl.Closed() {
 		d.start(cl)
 	}
@@ -603,9 +624,7 @@ func (d *durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 	if d.get(cl.ID) != nil {
 		return // already following (resumed here, or installed by the takeover)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
-	defer cancel()
-	d.sync(ctx, cl.ID, subs)
+	d.sync(context.Background(), cl.ID, subs, false)
 }
 
 // refuse sends away, once connected, a client resuming a persistent session

@@ -26,7 +26,7 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketRead,
+	mqtt.OnWillSent, mqtt.OnClientExpired,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -156,13 +156,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, nil
 }
 
-// OnPacketRead acknowledges a durable delivery at the client's PUBREC.
-func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Pubrec && h.n.durable.on {
-		h.n.durable.acked(cl, pk.PacketID, true)
-	}
-	return pk, nil
-}
+
 
 // OnPublished sends a local publish to the other nodes, after mochi has
 // delivered it here.
@@ -211,8 +205,8 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) 
 
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	h.n.sessions.settled(cl, pk, false)
-	if pk.FixedHeader.Type == packets.Puback {
-		h.n.durable.acked(cl, pk.PacketID, false)
+	if t := pk.FixedHeader.Type; t == packets.Puback || t == packets.Pubcomp {
+		h.n.durable.acked(cl, pk.PacketID, t == packets.Pubcomp)
 	}
 }
 

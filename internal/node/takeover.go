@@ -80,7 +80,7 @@ func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	if keep && h.Found {
 		if s.n.durable.persistent(cl) {
 			// Follow the queue before the subscriptions are back, so no live copy is kept twice.
-			s.n.durable.sync(ctx, cl.ID, subsMap(h.Subs))
+			s.n.durable.sync(ctx, cl.ID, subsMap(h.Subs), false)
 		}
 		s.install(cl.ID, h, hold)
 	} else if hold != nil {
