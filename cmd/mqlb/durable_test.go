@@ -429,7 +429,13 @@ func settle(subs []*counter, acked []int) {
 // loss is what a run lost and duplicated, over every subscriber.
 type loss struct {
 	lost, dupQoS1, dupQoS2, slowResume, notResumed int
-	resumeMax                                      time.Duration // longest time from the kill to a resumed session
+	// dupQoS2v3 counts QoS 2 duplicates of the 3.1.1 client, paho.mqtt.golang,
+	// which hands every QoS 2 PUBLISH it reads to the application: a message
+	// in flight when its node died is resent (same packet id, DUP) and it
+	// delivers it again. paho.golang (v5) keeps its QoS 2 receiver state and
+	// does not [MQTT-4.3.3-10].
+	dupQoS2v3 int
+	resumeMax time.Duration // longest time from the kill to a resumed session
 }
 
 func measure(t *testing.T, subs []*counter, acked []int, killed time.Time, affected map[string]bool) loss {
@@ -437,9 +443,12 @@ func measure(t *testing.T, subs []*counter, acked []int, killed time.Time, affec
 	for _, s := range subs {
 		lost, dups := s.tally(acked)
 		l.lost += lost
-		if s.qos == 1 {
+		switch {
+		case s.qos == 1:
 			l.dupQoS1 += dups
-		} else {
+		case strings.HasPrefix(s.id, "v3-"):
+			l.dupQoS2v3 += dups
+		default:
 			l.dupQoS2 += dups
 		}
 		if lost > 0 || dups > 0 {
@@ -536,7 +545,7 @@ func TestDurableMemoryLosesMessages(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	l, affected := runSubscriberNodeKill(t, "memory")
-	t.Logf("memory: %d subscribers moved; lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d", affected, l.lost, l.dupQoS1, l.dupQoS2)
+	t.Logf("memory: %d subscribers moved; lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d", affected, l.lost, l.dupQoS1, l.dupQoS2+l.dupQoS2v3)
 	if affected == 0 {
 		t.Fatal("no subscriber was on the killed node")
 	}
@@ -553,14 +562,14 @@ func TestDurableSubscriberNodeKilled(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	l, affected := runSubscriberNodeKill(t, "replicated")
-	t.Logf("replicated: %d subscribers moved, resumed within %s; lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d",
-		affected, l.resumeMax.Round(time.Millisecond), l.lost, l.dupQoS1, l.dupQoS2)
+	t.Logf("replicated: %d subscribers moved, resumed within %s; lost %d, QoS 1 duplicates %d, QoS 2 duplicates %d (v5), %d (3.1.1 client without QoS 2 receiver state)",
+		affected, l.resumeMax.Round(time.Millisecond), l.lost, l.dupQoS1, l.dupQoS2, l.dupQoS2v3)
 	if affected == 0 {
 		t.Fatal("no subscriber was on the killed node")
 	}
-	if l.lost != 0 || l.dupQoS2 != 0 || l.dupQoS1 > inflightWindow*affected {
-		t.Errorf("lost %d (want 0), QoS 2 duplicates %d (want 0), QoS 1 duplicates %d (want <= %d)",
-			l.lost, l.dupQoS2, l.dupQoS1, inflightWindow*affected)
+	if l.lost != 0 || l.dupQoS2 != 0 || l.dupQoS1+l.dupQoS2v3 > inflightWindow*affected {
+		t.Errorf("lost %d (want 0), QoS 2 duplicates %d (want 0), in-flight duplicates %d (want <= %d)",
+			l.lost, l.dupQoS2, l.dupQoS1+l.dupQoS2v3, inflightWindow*affected)
 	}
 	if l.slowResume+l.notResumed > 0 {
 		t.Errorf("%d clients resumed after more than 10 s, %d did not resume their session", l.slowResume, l.notResumed)
@@ -575,7 +584,7 @@ func TestDurablePublisherNodeKilled(t *testing.T) {
 	}
 	l := runPublisherNodeKill(t, "replicated")
 	// Published at QoS 1: every copy is QoS 1, duplicates allowed.
-	t.Logf("replicated, publisher's node killed: lost %d, duplicates %d", l.lost, l.dupQoS1+l.dupQoS2)
+	t.Logf("replicated, publisher's node killed: lost %d, duplicates %d", l.lost, l.dupQoS1+l.dupQoS2+l.dupQoS2v3)
 	if l.lost != 0 {
 		t.Errorf("lost %d (want 0)", l.lost)
 	}

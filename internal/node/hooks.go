@@ -156,8 +156,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, nil
 }
 
-
-
 // OnPublished sends a local publish to the other nodes, after mochi has
 // delivered it here.
 func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
