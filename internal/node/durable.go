@@ -61,7 +61,8 @@ type dsession struct {
 	filters []packets.Subscription // QoS 1/2 subscriptions the consumer follows
 
 	mu       sync.Mutex
-	synced   bool         // the consumer is known to follow filters
+	synced   bool         // this node wrote the consumer with filters
+	known    bool         // the consumer exists (written, or the session came from a node that wrote it)
 	cl       *mqtt.Client // the connection being served (nil: not pulling)
 	cc       jetstream.ConsumeContext
 	stopCh   chan struct{}      // closed when pulling for cl ends
@@ -70,6 +71,7 @@ type dsession struct {
 	// time) and, for a while, confirmed ones, since a redelivery may already
 	// be on its way when an ack lands.
 	done map[uint64]time.Time
+	over int // queued messages over max_offline_messages when the session resumed
 }
 
 type dflight struct {
@@ -131,6 +133,9 @@ func (d *durable) covers(id, topic string) bool {
 	}
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
+	if !ds.known {
+		return false // live delivery until the consumer is written
+	}
 	for _, f := range ds.filters {
 		if matchTopic(f.Filter, topic) {
 			return true
@@ -184,6 +189,7 @@ func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	d.mu.Unlock()
 	ds.mu.Lock()
 	ds.filters, ds.synced = filters, false
+	ds.known = ds.known || !write
 	ds.mu.Unlock()
 	if !write {
 		return false // the pulling loop writes it
@@ -220,7 +226,7 @@ func (d *durable) write(ctx context.Context, ds *dsession) bool {
 		return false
 	}
 	ds.mu.Lock()
-	ds.synced = true
+	ds.synced, ds.known = true, true
 	ds.mu.Unlock()
 	return true
 }
@@ -357,24 +363,46 @@ func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 	if err != nil {
 		return nil, st.note(err)
 	}
-	d.trim(ctx, cons, cl.ID)
+	d.trim(cons, ds)
 	return cons.Consume(func(m jetstream.Msg) { d.deliver(ds, cl, m) },
 		jetstream.PullMaxMessages(durableWindow), jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
 }
 
-// trim enforces max_offline_messages on a session coming back: the oldest
-// queued messages over the limit are dropped.
-func (d *durable) trim(ctx context.Context, cons jetstream.Consumer, id string) {
+// countOffline notes, before the CONNACK of a resumed session, how many
+// queued messages are over max_offline_messages; the pulling loop drops
+// that many, oldest first (a message published after the client is back is
+// never counted).
+func (d *durable) countOffline(cl *mqtt.Client) {
 	limit := int(d.n.sessions.maxOffline.Load())
-	if limit <= 0 {
+	ds := d.get(cl.ID)
+	if ds == nil || limit <= 0 {
 		return
 	}
-	info, err := cons.Info(ctx)
-	if err != nil || int(info.NumPending) <= limit {
+	st, err := d.n.liveStore()
+	if err != nil || st.queue == nil {
 		return
 	}
-	over := int(info.NumPending) - limit
+	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	cons, err := st.queue.Consumer(ctx, consumerName(cl.ID))
+	if err != nil {
+		return
+	}
+	info := cons.CachedInfo()
+	if over := int(info.NumPending) - limit; over > 0 {
+		ds.mu.Lock()
+		ds.over = over
+		ds.mu.Unlock()
+	}
+}
+
+// trim drops the messages countOffline found over the limit.
+func (d *durable) trim(cons jetstream.Consumer, ds *dsession) {
+	ds.mu.Lock()
+	over := ds.over
+	ds.over = 0
+	ds.mu.Unlock()
 	for over > 0 {
 		batch, err := cons.FetchNoWait(min(over, durableWindow))
 		if err != nil {
@@ -624,7 +652,9 @@ func (d *durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 	if d.get(cl.ID) != nil {
 		return // already following (resumed here, or installed by the takeover)
 	}
-	d.sync(context.Background(), cl.ID, subs, false)
+	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	d.sync(ctx, cl.ID, subs, true) // a session this node did not follow yet: its consumer may not exist
 }
 
 // refuse sends away, once connected, a client resuming a persistent session

@@ -127,6 +127,7 @@ func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
 		}
 		s.track(cl, mine, newRev)
 		s.n.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
+		s.n.durable.countOffline(cl)
 		return
 	}
 	s.n.log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)

@@ -216,7 +216,8 @@ func (s *store) scaleUp(ctx context.Context, p storePlan) error {
 	return nil
 }
 
-// replicas returns the current replica count of the buckets (the lower one).
+// replicas returns the current replica count of the buckets and the queue
+// stream (the lowest; for the stream, the replicas it has, not only wants).
 func (s *store) replicas(ctx context.Context) (int, error) {
 	n := 0
 	for _, kv := range []jetstream.KeyValue{s.retained, s.sessions} {
@@ -226,6 +227,16 @@ func (s *store) replicas(ctx context.Context) (int, error) {
 		}
 		if r := st.Config().Replicas; n == 0 || r < n {
 			n = r
+		}
+	}
+	if s.queue != nil {
+		info, err := s.queue.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n = min(n, info.Config.Replicas)
+		if info.Cluster != nil && info.Cluster.Leader != "" {
+			n = min(n, len(info.Cluster.Replicas)+1)
 		}
 	}
 	return n, nil
