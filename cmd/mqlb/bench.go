@@ -139,6 +139,7 @@ func benchPubSub(ctx context.Context, args []string) error {
 	inflight := fs.Int("inflight", 20, "unacknowledged QoS 1/2 publishes per publisher (with MQTT 5.0 at most the server's Receive Maximum; paho.golang uses that alone)")
 	clientKind := fs.String("client", bench.ClientLite, "MQTT client: lite (the bench's own, buffered) or paho (paho.mqtt.golang for 3.1.1, paho.golang for 5.0)")
 	drain := fs.Duration("drain", 3*time.Second, "after publishing, wait up to this long for deliveries")
+	persistent := fs.Bool("persistent", false, "subscribers keep persistent sessions (3.1.1 clean session 0, 5.0 session expiry 300 s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func benchPubSub(ctx context.Context, args []string) error {
 	res, err := bench.RunPubSub(ctx, bench.PubSubConfig{
 		PubTarget: pt, SubTarget: st, Publishers: *pubs, Subscribers: *subs, QoS: byte(*qos), Size: *size,
 		Rate: *rate, Duration: bench.D(*duration), Topics: *topics, Shared: *shared, Inflight: *inflight,
-		Drain: bench.D(*drain), Timeout: bench.D(tf.timeout), Prefix: tf.prefix, Client: *clientKind,
+		Drain: bench.D(*drain), Timeout: bench.D(tf.timeout), Prefix: tf.prefix, Client: *clientKind, Persistent: *persistent,
 		Watch: watch, Progress: progressOut(),
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ func cmdUp(ctx context.Context, args []string) error {
 	fs.IntVar(&o.NodePort, "node-port", 18831, "node i listens on this port + i-1 (0: any free port)")
 	fs.StringVar(&o.DataDir, "data", "", "where nodes keep retained messages and sessions (default: a temporary directory, removed at exit)")
 	fs.StringVar(&o.AccessLog, "access-log", "off", "the load balancer's access log: stdout, stderr, off or a file")
+	fs.StringVar(&o.Durability, "durability", "", "the nodes' sessions.durability: replicated or memory (default: replicated with several nodes)")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err

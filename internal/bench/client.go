@@ -24,6 +24,9 @@ const (
 	ClientPaho = "paho" // paho.mqtt.golang (3.1.1) or paho.golang (5.0)
 )
 
+// sessionExpiry is the v5 session expiry of persistent subscribers.
+var sessionExpiry uint32 = 300
+
 // clientConfig is what connectClient needs.
 type clientConfig struct {
 	kind    string // ClientLite or ClientPaho
@@ -33,6 +36,9 @@ type clientConfig struct {
 	// inflight bounds unacknowledged QoS 1/2 publishes (MQTT 3.1.1; in 5.0
 	// the server's Receive Maximum does).
 	inflight int
+	// persistent: a session that outlives the connection (3.1.1 clean
+	// session 0, 5.0 session expiry 300 s), for subscribers.
+	persistent bool
 	// onMessage gets each received payload, in order, on the client's
 	// delivery goroutine. Nil for publishers.
 	onMessage func(payload []byte)

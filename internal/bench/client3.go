@@ -29,7 +29,7 @@ func connect3(ctx context.Context, cc clientConfig) (*client3, error) {
 		AddBroker("tcp://" + cc.target.Addr). // the dial below replaces the library's
 		SetClientID(cc.id).
 		SetProtocolVersion(4).
-		SetCleanSession(true).
+		SetCleanSession(!cc.persistent).
 		SetAutoReconnect(false).
 		SetKeepAlive(30 * time.Second).
 		SetConnectTimeout(cc.timeout).

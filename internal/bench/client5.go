@@ -42,6 +42,9 @@ func connect5(ctx context.Context, cc clientConfig) (*client5, error) {
 	}
 	c := &client5{c: paho.NewClient(cfg), cc: cc}
 	cp := &paho.Connect{ClientID: cc.id, CleanStart: true, KeepAlive: 30}
+	if cc.persistent {
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &sessionExpiry}
+	}
 	if cc.target.Username != "" {
 		cp.Username, cp.UsernameFlag = cc.target.Username, true
 		cp.Password, cp.PasswordFlag = []byte(cc.target.Password), cc.target.Password != ""

@@ -84,8 +84,13 @@ func (c *lite) handshake() (window int, err error) {
 	c.conn.SetDeadline(time.Now().Add(c.cc.timeout))
 	defer c.conn.SetDeadline(time.Time{})
 	t := c.cc.target
-	pkt := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: c.version, CleanStart: true,
-		KeepAlive: uint16(c.keepAlive / time.Second), ClientID: c.cc.id,
+	expiry := uint32(0)
+	if c.cc.persistent && c.version == mqttwire.V5 {
+		expiry = sessionExpiry
+	}
+	pkt := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: c.version, CleanStart: !c.cc.persistent || c.version == mqttwire.V5,
+		SessionExpiry: expiry,
+		KeepAlive:     uint16(c.keepAlive / time.Second), ClientID: c.cc.id,
 		Username: t.Username, HasUsername: t.Username != "", Password: []byte(t.Password), HasPassword: t.Password != ""})
 	if _, err := c.conn.Write(pkt); err != nil {
 		return 0, err

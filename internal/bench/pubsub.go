@@ -31,7 +31,8 @@ type PubSubConfig struct {
 	Drain       Duration  `json:"drain"`
 	Timeout     Duration  `json:"timeout"` // connect, subscribe, acknowledgement
 	Prefix      string    `json:"client_id_prefix"`
-	Client      string    `json:"client"` // ClientLite (default) or ClientPaho
+	Client      string    `json:"client"`               // ClientLite (default) or ClientPaho
+	Persistent  bool      `json:"persistent,omitempty"` // subscribers with persistent sessions
 	Watch       []Watched `json:"watch,omitempty"`
 	Progress    io.Writer `json:"-"`
 }
@@ -156,6 +157,7 @@ func (r *pubsubRun) clientConfig(t *Target, role string, i int) clientConfig {
 		inflight: r.cfg.Inflight, onLost: r.onLost, onAckError: r.onAckError}
 	if role == "s" {
 		cc.onMessage = r.onMessage(r.receivers[i])
+		cc.persistent = r.cfg.Persistent
 	}
 	return cc
 }

@@ -61,8 +61,9 @@
 // owns is taken over (takeover.go, install.go): A closes the old connection
 // (v5 DISCONNECT 0x8E) and hands over subscriptions and queued messages, C
 // installs them so mochi answers session present 1. If A is gone, the
-// subscriptions are restored from the registry and the messages queued on A
-// are lost. A clean start only has the old connection closed: one
+// subscriptions are restored from the registry; with sessions.durability
+// memory the messages queued on A are lost, with replicated they are in the
+// session's consumer (below). A clean start only has the old connection closed: one
 // connection per client id cluster-wide. A restarted node takes back, as
 // disconnected sessions, the persistent sessions its earlier run owned
 // (adopt.go). While the registry cannot be read (not formed yet, or no
@@ -71,6 +72,20 @@
 // OnConnect); clean-start clients are taken, their sessions kept local. After
 // a store failure the node skips the store for a few seconds, so connects do
 // not each wait for a timeout.
+//
+// # Durable sessions
+//
+// With sessions.durability replicated (durable.go), every QoS 1/2 publish of
+// a local client is stored in the stream mqlb_<cluster>_queue before mochi
+// acknowledges it (hook OnPublish), and each persistent session has a
+// durable consumer of that stream filtered on its QoS 1/2 subscriptions:
+// its queue and delivery state, replicated like the buckets. Such sessions
+// get no live copy of those messages (OnSelectSubscribers); the node holding
+// the session pulls while the client is connected, delivers with packet ids
+// derived from stream sequences (a resend after a crash keeps its id, DUP
+// set) and acknowledges the consumer at PUBACK or PUBCOMP. A session given
+// up to another node NAKs what its client had not acknowledged; a dead
+// node's deliveries come back after the consumer's ack wait.
 //
 // # Listeners and auth
 //
@@ -82,8 +97,8 @@
 //
 //   - Delivery between nodes is NATS core: at most once. A node that falls
 //     too far behind drops (mqlb_node_dropped_total{reason="mesh_slow_consumer"}).
-//   - Messages queued for disconnected sessions live in the owning node's
-//     memory: lost if that node stops.
+//   - With sessions.durability memory, messages queued for disconnected
+//     sessions live in the owning node's memory: lost if that node stops.
 //   - The replicated store needs two nodes before it forms when the first
 //     node has mesh.listen and no peers; a single node should leave
 //     mesh.listen empty (JetStream then runs standalone).

@@ -27,7 +27,10 @@ type Options struct {
 	NodePort  int    // node i listens on NodePort+i-1 (default 18831; 0 = any free port)
 	DataDir   string // where nodes keep retained messages and sessions ("" = a temporary directory)
 	AccessLog string // the LB's access log: stdout, stderr, off or a file (default off)
-	Log       *slog.Logger
+	// Durability is the nodes' sessions.durability ("" = the node default:
+	// replicated with several nodes).
+	Durability string
+	Log        *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -141,8 +144,9 @@ func (s *System) nodeConfig(i int, peers []string) *config.Node {
 			{Name: "lb", Type: "tcp", Address: "127.0.0.1:0",
 				ProxyProtocol: &config.ProxyAccept{Accept: true, Trusted: []string{"127.0.0.1/32"}}},
 		},
-		Mesh:  config.Mesh{ClusterName: "mqlb-up", Listen: "127.0.0.1:0", Peers: append([]string(nil), peers...)},
-		Admin: config.Admin{Address: "127.0.0.1:0"},
+		Mesh:     config.Mesh{ClusterName: "mqlb-up", Listen: "127.0.0.1:0", Peers: append([]string(nil), peers...)},
+		Admin:    config.Admin{Address: "127.0.0.1:0"},
+		Sessions: config.Sessions{Durability: s.opt.Durability},
 	}
 	if s.opt.Nodes == 1 {
 		// JetStream in cluster mode cannot elect a leader alone: one node
