@@ -3,7 +3,12 @@
 # subscribers on the same node, on different nodes of a 2-node cluster (every
 # message crosses the NATS mesh), and mosquitto under the same load, in
 # alternating order over several rounds; then the tables of medians with the
-# ratios cross-node ÷ same node and one node ÷ mosquitto.
+# ratios cross-node ÷ same node and one node ÷ mosquitto. Then durability:
+# QoS 1 cross-node to persistent-session subscribers on a cluster with
+# sessions.durability memory and on one with replicated (every QoS 1 publish
+# stored in JetStream before its PUBACK, delivered through the sessions'
+# durable consumers), side by side with mosquitto (persistent subscribers
+# too).
 #
 #   bench/nodes.sh [--rounds N] [--duration D] [--out DIR]
 #
@@ -42,17 +47,26 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\nmax_connections -1\nmax_que
 PIDS+=($!)
 wait_port "$MOSQ_PORT" mosquitto
 
-# a 2-node cluster (mqlb up without using its load balancer)
-NODE_PORT=$(free_port)
-"$MQLB" up --nodes 2 --node-port "$NODE_PORT" --listen "127.0.0.1:$(free_port)" --admin "127.0.0.1:$(free_port)" \
-	--data "$RUN/data" >"$RUN/up.log" 2>&1 &
-PIDS+=($!)
-wait_port "$NODE_PORT" node1
-wait_port $((NODE_PORT + 1)) node2
-for _ in $(seq 100); do grep -q "Ctrl-C stops everything" "$RUN/up.log" && break; sleep 0.2; done
+# two 2-node clusters (mqlb up without using its load balancer): one with
+# sessions.durability memory, one replicated (2 replicas)
+cluster() { # name durability → sets PORT_<name>
+	local port
+	port=$(free_port)
+	"$MQLB" up --nodes 2 --durability "$2" --node-port "$port" --listen "127.0.0.1:$(free_port)" \
+		--admin "127.0.0.1:$(free_port)" --data "$RUN/data-$1" >"$RUN/up-$1.log" 2>&1 &
+	PIDS+=($!)
+	wait_port "$port" "$1 node1"
+	wait_port $((port + 1)) "$1 node2"
+	for _ in $(seq 100); do grep -q "Ctrl-C stops everything" "$RUN/up-$1.log" && break; sleep 0.2; done
+	eval "PORT_$1=$port"
+}
+cluster mem memory
+cluster rep replicated
 
-N1=mqtt://127.0.0.1:$NODE_PORT
-N2=mqtt://127.0.0.1:$((NODE_PORT + 1))
+N1=mqtt://127.0.0.1:$PORT_mem
+N2=mqtt://127.0.0.1:$((PORT_mem + 1))
+R1=mqtt://127.0.0.1:$PORT_rep
+R2=mqtt://127.0.0.1:$((PORT_rep + 1))
 MQ=mqtt://127.0.0.1:$MOSQ_PORT
 PUBSUB=(--publishers 4 --subscribers 4 --topics 4 --size 256 --drain 10s --duration "$DURATION")
 
@@ -68,6 +82,16 @@ run() { # round target
 	done
 }
 
+durable() { # round target: QoS 1 to persistent subscribers
+	local r=$1 t=$2 pub sub
+	case $t in
+	mosquitto_p) pub=$MQ sub=$MQ ;;
+	memory) pub=$N1 sub=$N2 ;;
+	replicated) pub=$R1 sub=$R2 ;;
+	esac
+	bench "r$r-$t-q1" pubsub --pub-url "$pub" --sub-url "$sub" --qos 1 --persistent --prefix "r$r-$t-q1-" "${PUBSUB[@]}"
+}
+
 START=$(date +%s)
 ORDER=(mosquitto same cross)
 for r in $(seq "$ROUNDS"); do
@@ -75,6 +99,15 @@ for r in $(seq "$ROUNDS"); do
 		t=${ORDER[$(((i + r - 1) % 3))]}
 		log "round $r: $t"
 		run "$r" "$t"
+	done
+done
+
+DORDER=(mosquitto_p memory replicated)
+for r in $(seq "$ROUNDS"); do
+	for i in 0 1 2; do
+		t=${DORDER[$(((i + r - 1) % 3))]}
+		log "round $r: durability $t"
+		durable "$r" "$t"
 	done
 done
 
@@ -86,6 +119,10 @@ echo
 echo "One node ÷ mosquitto:"
 echo
 "$MQLB" bench report --targets mosquitto,same "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
+echo
+echo "Durability, QoS 1 to persistent subscribers, cross-node: replicated ÷ memory and ÷ mosquitto:"
+echo
+"$MQLB" bench report --targets mosquitto_p,memory,replicated "$OUT" | grep -E '^\|(---|.*metric|.*QoS 1 max rate: (received|latency))'
 if [ ${#FAILED[@]} -gt 0 ]; then
 	log "runs with failures: ${FAILED[*]}"
 fi
