@@ -432,8 +432,10 @@ type loss struct {
 	// dupQoS2v3 counts QoS 2 duplicates of the 3.1.1 client, paho.mqtt.golang,
 	// which hands every QoS 2 PUBLISH it reads to the application: a message
 	// in flight when its node died is resent (same packet id, DUP) and it
-	// delivers it again. paho.golang (v5) keeps its QoS 2 receiver state and
-	// does not [MQTT-4.3.3-10].
+	// delivers it again. paho.golang (v5) skips a resent PUBLISH only once
+	// it has sent its PUBREC, and it sends that after the application took
+	// the message: what it had read but not acknowledged when the connection
+	// dropped comes again.
 	dupQoS2v3 int
 	resumeMax time.Duration // longest time from the kill to a resumed session
 }
@@ -567,9 +569,10 @@ func TestDurableSubscriberNodeKilled(t *testing.T) {
 	if affected == 0 {
 		t.Fatal("no subscriber was on the killed node")
 	}
-	if l.lost != 0 || l.dupQoS2 != 0 || l.dupQoS1+l.dupQoS2v3 > inflightWindow*affected {
-		t.Errorf("lost %d (want 0), QoS 2 duplicates %d (want 0), in-flight duplicates %d (want <= %d)",
-			l.lost, l.dupQoS2, l.dupQoS1+l.dupQoS2v3, inflightWindow*affected)
+	// Duplicates: only messages in flight (delivered, not acknowledged by
+	// the client) when the node died, at most the window per moved session.
+	if dups := l.dupQoS1 + l.dupQoS2 + l.dupQoS2v3; l.lost != 0 || dups > inflightWindow*affected {
+		t.Errorf("lost %d (want 0), duplicates %d (want <= %d)", l.lost, dups, inflightWindow*affected)
 	}
 	if l.slowResume+l.notResumed > 0 {
 		t.Errorf("%d clients resumed after more than 10 s, %d did not resume their session", l.slowResume, l.notResumed)
