@@ -34,6 +34,7 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	// No cap of mochi's own on message lifetimes: retained messages live until
 	// cleared, queued ones until their session or their own expiry ends.
 	caps.MaximumMessageExpiryInterval = 0
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true // acks do not echo the PUBLISH's user properties
 	s := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
 		Logger:                 slog.New(demote{n.log.With("component", "mochi").Handler()}),

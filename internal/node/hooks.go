@@ -26,7 +26,7 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWillSent, mqtt.OnClientExpired,
+	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -147,8 +147,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	defer cancel()
 	if err := h.n.durable.store(ctx, cl.ID, pk, getTag(pk)); err != nil {
 		h.n.warnEvery("session queue unavailable: publish refused", "error", err)
-		if cl.Properties.ProtocolVersion == 5 {
-			return pk, packets.ErrUnspecifiedError // PUBACK 0x80: the client may retry
+		if cl.Properties.ProtocolVersion == 5 { // PUBACK/PUBREC 0x80: the client may retry
+			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID,
+				ReasonCode: packets.ErrUnspecifiedError.Code}
+			if pk.FixedHeader.Qos == 2 {
+				ack.FixedHeader.Type = packets.Pubrec // mochi would answer a PUBACK
+			}
+			_ = cl.WritePacket(ack)
+			return pk, packets.ErrRejectPacket
 		}
 		cl.Stop(packets.ErrUnspecifiedError) // 3.1.1 has no negative PUBACK: it resends after reconnecting
 		return pk, packets.ErrRejectPacket

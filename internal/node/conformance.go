@@ -1,0 +1,47 @@
+package node
+
+import (
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Fixes of what mochi v2.7.9 writes, made by hooks.
+
+// OnPacketEncode corrects acknowledgements mochi builds: a PUBACK carries
+// 0x00 success, not 0x01 (mochi puts the granted-QoS code there, which is
+// no PUBACK reason code [MQTT-3.4.2-1] and makes clients such as paho-mqtt
+// for Python drop the connection). The broker runs with
+// NoInheritedPropertiesOnAck, so acks no longer echo the PUBLISH's
+// properties.
+func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == packets.CodeGrantedQos1.Code {
+		pk.ReasonCode = packets.CodeSuccess.Code
+	}
+	return pk
+}
+
+// OnPacketRead answers a QoS 1/2 PUBLISH to a $SYS topic, which mochi drops
+// without an acknowledgement (the client waits for ever): v5 gets PUBACK or
+// PUBREC 0x87 not authorized, as from mosquitto; 3.1.1, which has no
+// negative acknowledgement, gets it acknowledged and dropped. mochi then
+// sees it as QoS 0 and drops it.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
+		len(pk.TopicName) < len(mqtt.SysPrefix) || !strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
+		return pk, nil
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.ReasonCode = packets.ErrNotAuthorized.Code
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		return pk, err
+	}
+	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
+	return pk, nil
+}
