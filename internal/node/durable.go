@@ -50,6 +50,8 @@ type durable struct {
 	subj subjects // the queue's subject space: mqlb.<c>.q
 	on   bool
 
+	chains sync.Map // *mqtt.Client → chan struct{}: closed when its last publish being stored is handed back
+
 	mu     sync.Mutex
 	byID   map[string]*dsession
 	failed map[*mqtt.Client]struct{} // resumed while its queue could not be followed: sent away
@@ -100,6 +102,70 @@ func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag
 	if st.queue == nil {
 		return errNoStore
 	}
+	_, err = st.js.PublishMsg(ctx, d.message(from, pk, tag))
+	return st.note(err)
+}
+
+// storeAsync stores a client's QoS 1/2 publish and then hands it back to
+// mochi (InjectPacket as the same client), which acknowledges and delivers
+// it; publishes of one client are handed back in their order. A publish
+// that cannot be stored is refused: v5 PUBACK/PUBREC 0x80, 3.1.1 (no
+// negative acknowledgement) disconnected, so that it resends it.
+func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
+	done := make(chan struct{})
+	prevV, _ := d.chains.Swap(cl, done)
+	prev, _ := prevV.(chan struct{})
+	var fut jetstream.PubAckFuture
+	st, err := d.n.liveStore()
+	if err == nil && st.queue == nil {
+		err = errNoStore
+	}
+	if err == nil {
+		fut, err = st.js.PublishMsgAsync(d.message(cl.ID, pk, getTag(pk)))
+	}
+	go func() {
+		defer close(done)
+		if err == nil {
+			select {
+			case <-fut.Ok():
+			case err = <-fut.Err():
+			case <-time.After(d.n.cfg.Mesh.Timeout.D()):
+				err = context.DeadlineExceeded
+			}
+		}
+		if prev != nil {
+			<-prev
+		}
+		if err != nil {
+			if st != nil {
+				st.note(err)
+			}
+			d.refusePublish(cl, pk, err)
+			return
+		}
+		pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false // resolved on the way in
+		if err := d.n.broker.InjectPacket(cl, pk); err != nil {
+			d.n.warnEvery("stored publish not delivered", "client_id", cl.ID, "error", err)
+		}
+	}()
+}
+
+func (d *durable) refusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
+	d.n.warnEvery("session queue unavailable: publish refused", "error", err)
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(packets.ErrUnspecifiedError)
+		return
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID,
+		ReasonCode: packets.ErrUnspecifiedError.Code}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	_ = cl.WritePacket(ack)
+}
+
+// message is the stream message of a publish.
+func (d *durable) message(from string, pk packets.Packet, tag string) *nats.Msg {
 	origin, seq := parseTag(tag)
 	e := envelope{origin: origin, seq: seq, topic: pk.TopicName, qos: pk.FixedHeader.Qos,
 		retain: pk.FixedHeader.Retain, props: meshProps(pk.Properties), payload: pk.Payload}
@@ -108,8 +174,7 @@ func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag
 	}
 	msg := &nats.Msg{Subject: d.subj.topic(pk.TopicName), Header: nats.Header{}, Data: appendEnvelope(nil, &e)}
 	msg.Header.Set("Mqlb-From", from)
-	_, err = st.js.PublishMsg(ctx, msg)
-	return st.note(err)
+	return msg
 }
 
 // persistent reports whether cl's session is one the queue keeps.

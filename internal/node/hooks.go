@@ -81,6 +81,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.n.log.Debug("client disconnected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "error", err)
 	h.n.sessions.disconnected(cl, expire)
+	h.n.durable.chains.Delete(cl)
 	if ds := h.n.durable.get(cl.ID); ds != nil {
 		ds.stop(cl, false)
 		if expire {
@@ -131,35 +132,26 @@ func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *m
 	return subs
 }
 
-// OnPublish gives each publish from a local client its mesh message id and,
-// with replicated durability, stores a QoS 1/2 one in the session queue
-// before mochi acknowledges it: a PUBACK/PUBREC means stored.
+// OnPublish gives each publish from a local client its mesh message id.
+// With replicated durability a QoS 1/2 one is stored in the session queue
+// first: mochi drops it for now, and it comes back through InjectPacket once
+// stored (durable.storeAsync), when mochi acknowledges and delivers it. A
+// PUBACK/PUBREC means stored; a client's publishes are stored concurrently
+// and handled in their order.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if isMesh(cl) {
 		return pk, nil
+	}
+	if getTag(pk) != "" {
+		return pk, nil // stored already: no client PUBLISH carries a tag
 	}
 	h.n.metrics.messagesIn.Add(1)
 	setTag(&pk, h.n.mesh.nextTag())
 	if !h.n.durable.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
 		return pk, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.n.cfg.Mesh.Timeout.D())
-	defer cancel()
-	if err := h.n.durable.store(ctx, cl.ID, pk, getTag(pk)); err != nil {
-		h.n.warnEvery("session queue unavailable: publish refused", "error", err)
-		if cl.Properties.ProtocolVersion == 5 { // PUBACK/PUBREC 0x80: the client may retry
-			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID,
-				ReasonCode: packets.ErrUnspecifiedError.Code}
-			if pk.FixedHeader.Qos == 2 {
-				ack.FixedHeader.Type = packets.Pubrec // mochi would answer a PUBACK
-			}
-			_ = cl.WritePacket(ack)
-			return pk, packets.ErrRejectPacket
-		}
-		cl.Stop(packets.ErrUnspecifiedError) // 3.1.1 has no negative PUBACK: it resends after reconnecting
-		return pk, packets.ErrRejectPacket
-	}
-	return pk, nil
+	h.n.durable.storeAsync(cl, pk)
+	return pk, packets.ErrRejectPacket
 }
 
 // OnPublished sends a local publish to the other nodes, after mochi has
