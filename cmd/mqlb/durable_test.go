@@ -367,9 +367,10 @@ func publish(cm *autopaho.ConnectionManager, qos byte, from, to int, interval ti
 	for i := from; i < to; i++ {
 		<-tick.C
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := cm.Publish(ctx, &paho.Publish{Topic: durableTopic, QoS: qos, Payload: []byte(strconv.Itoa(i))})
+		resp, err := cm.Publish(ctx, &paho.Publish{Topic: durableTopic, QoS: qos, Payload: []byte(strconv.Itoa(i))})
 		cancel()
-		if err == nil {
+		// paho.golang returns a refusing PUBREC (reason >= 0x80) without an error
+		if err == nil && (resp == nil || resp.ReasonCode < 0x80) {
 			acked = append(acked, i)
 		}
 		if onSent != nil {
