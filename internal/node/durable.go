@@ -72,8 +72,9 @@ type dsession struct {
 	// done holds the stream sequences the client has: unconfirmed acks (zero
 	// time) and, for a while, confirmed ones, since a redelivery may already
 	// be on its way when an ack lands.
-	done map[uint64]time.Time
-	over int // queued messages over max_offline_messages when the session resumed
+	done  map[uint64]time.Time
+	doneQ []doneAt // confirmed sequences, oldest first, to forget them
+	over  int      // queued messages over max_offline_messages when the session resumed
 }
 
 type dflight struct {
@@ -644,7 +645,11 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 		d.confirm(ds, f.seq, f.msg)
 		return
 	}
-	go d.confirm(ds, f.seq, f.msg)
+	// QoS 1: a lost ack costs a duplicate at most; do not wait for it.
+	_ = f.msg.Ack()
+	ds.mu.Lock()
+	ds.confirmed(f.seq, time.Now())
+	ds.mu.Unlock()
 }
 
 // confirm acknowledges a delivery and waits for the consumer to confirm it.
@@ -656,18 +661,27 @@ func (d *durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) {
 	if m.DoubleAck(ctx) != nil {
 		return
 	}
-	now := time.Now()
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
+	ds.confirmed(seq, time.Now())
+}
+
+// confirmed records an acknowledged sequence and forgets old ones (ds.mu
+// held).
+func (ds *dsession) confirmed(seq uint64, now time.Time) {
 	ds.done[seq] = now
-	if len(ds.done) < 4*durableWindow {
-		return
-	}
-	for s, at := range ds.done {
-		if !at.IsZero() && now.Sub(at) > 5*durableAckWait {
-			delete(ds.done, s)
+	ds.doneQ = append(ds.doneQ, doneAt{seq, now})
+	for len(ds.doneQ) > 0 && now.Sub(ds.doneQ[0].at) > 3*durableAckWait {
+		if old := ds.doneQ[0]; ds.done[old.seq] == old.at {
+			delete(ds.done, old.seq)
 		}
+		ds.doneQ = ds.doneQ[1:]
 	}
+}
+
+type doneAt struct {
+	seq uint64
+	at  time.Time
 }
 
 // durableIDs returns the packet ids of cl's deliveries from its consumer.
