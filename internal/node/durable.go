@@ -1,10 +1,12 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +33,7 @@ import (
 // durableWindow unacknowledged) and delivers each message with a packet id
 // derived from its stream sequence, so a message resent after a crash keeps
 // its id; it acknowledges the consumer when the client does (PUBACK for
-// QoS 1, PUBREC for QoS 2). Such sessions get no live copy of QoS 1/2
+// QoS 1, PUBCOMP for QoS 2). Such sessions get no live copy of QoS 1/2
 // messages (select hook); QoS 0 and clean sessions never touch the store.
 //
 // When the owner dies, the next node the client connects to pulls from the
@@ -507,11 +509,16 @@ func (ds *dsession) stopLocked(nak bool) {
 		ds.cc.Stop()
 	}
 	ds.cc, ds.cl, ds.stopCh = nil, nil, nil
-	if nak {
-		for pid, f := range ds.inflight {
-			_ = f.msg.Nak()
-			delete(ds.inflight, pid)
+	if nak { // oldest first: the consumer redelivers in that order [MQTT-4.6.0-1]
+		back := make([]dflight, 0, len(ds.inflight))
+		for _, f := range ds.inflight {
+			back = append(back, f)
 		}
+		slices.SortFunc(back, func(a, b dflight) int { return cmp.Compare(a.seq, b.seq) })
+		for _, f := range back {
+			_ = f.msg.Nak()
+		}
+		clear(ds.inflight)
 	}
 }
 
@@ -755,4 +762,12 @@ func subsMap(recs []subRecord) map[string]packets.Subscription {
 		out[r.Filter] = r.subscription()
 	}
 	return out
+}
+
+// forgetClient drops what is kept per connection once it is gone.
+func (d *durable) forgetClient(cl *mqtt.Client) {
+	d.chains.Delete(cl)
+	d.mu.Lock()
+	delete(d.failed, cl)
+	d.mu.Unlock()
 }

@@ -81,7 +81,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.n.log.Debug("client disconnected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "error", err)
 	h.n.sessions.disconnected(cl, expire)
-	h.n.durable.chains.Delete(cl)
+	h.n.durable.forgetClient(cl)
 	if ds := h.n.durable.get(cl.ID); ds != nil {
 		ds.stop(cl, false)
 		if expire {

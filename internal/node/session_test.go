@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
@@ -205,11 +207,23 @@ func TestSessionExpiryClusterWide(t *testing.T) {
 	sub := dialV5(t, c.addr(0), "expiring", true, 1)
 	sub.sub(t, "expiring/t", 1)
 	_ = sub.Disconnect(&paho.Disconnect{})
+	queue := c.nodes[1].store().queue
+	if queue != nil {
+		if _, err := queue.Consumer(t.Context(), consumerName("expiring")); err != nil {
+			t.Fatalf("replicated durability: no consumer for the persistent session: %v", err)
+		}
+	}
 	testutil.Eventually(t, waitFor, func() bool {
 		_, held := c.nodes[0].broker.Clients.Get("expiring")
 		rec, _, err := c.nodes[2].sessions.reg.get(t.Context(), "expiring")
 		return !held && rec == nil && err == nil
 	}, "session expired on its node and in the registry")
+	if queue != nil { // its storage is reclaimed
+		testutil.Eventually(t, waitFor, func() bool {
+			_, err := queue.Consumer(t.Context(), consumerName("expiring"))
+			return errors.Is(err, jetstream.ErrConsumerNotFound)
+		}, "consumer of the expired session deleted")
+	}
 	again := dialV5(t, c.addr(1), "expiring", false, 1)
 	if again.connack.SessionPresent {
 		t.Error("session present = 1 after the session expired [MQTT-3.1.2-23]")

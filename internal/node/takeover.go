@@ -156,6 +156,7 @@ func (s *sessions) giveUp(req takeoverRequest) *handover {
 	if ds := s.n.durable.get(cl.ID); ds != nil {
 		ds.stop(nil, true)
 		s.n.durable.drop(cl.ID)
+		_ = s.n.ctrl.Flush() // the NAKs reach the consumer before the new owner pulls
 	}
 	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion}
 	if !req.Clean && !endsWithConnection(cl) {
