@@ -87,6 +87,15 @@
 // up to another node NAKs what its client had not acknowledged; a dead
 // node's deliveries come back after the consumer's ack wait.
 //
+// # Fixes of mochi's behaviour
+//
+// conformance.go rewrites what mochi v2.7.9 would get wrong: a PUBACK's
+// reason is 0x00 (mochi wrote the granted-QoS code 0x01) and acks echo no
+// properties (NoInheritedPropertiesOnAck); a QoS 1/2 PUBLISH to $SYS is
+// answered (v5 0x87, 3.1.1 acknowledged and dropped) where mochi dropped it
+// silently. A delayed will that mochi's timer holds for a session that moved
+// to another node is dropped by the select hook (sessions.willMoved).
+//
 // # Listeners and auth
 //
 // Listeners come from package listen (TCP, TLS, WebSocket, PROXY protocol,
@@ -110,7 +119,4 @@
 //   - mochi shares one packet id space between a client's and its own
 //     in-flight messages: a client's SUBSCRIBE whose id matches a QoS 1/2
 //     message mochi is sending it is refused with 0x91.
-//   - A delayed will of a session that moved to another node before the
-//     delay ended may still reach subscribers on the old node (mochi offers
-//     no way to cancel it).
 package node

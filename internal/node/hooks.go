@@ -127,6 +127,11 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
+	if h.n.sessions.willMoved(pk) {
+		return &mqtt.Subscribers{Shared: map[string]map[string]packets.Subscription{},
+			SharedSelected: map[string]packets.Subscription{}, Subscriptions: map[string]packets.Subscription{},
+			InlineSubscriptions: map[int]mqtt.InlineSubscription{}}
+	}
 	subs = h.n.mesh.selectSubscribers(subs, pk)
 	h.n.durable.filterOut(subs, pk)
 	return subs

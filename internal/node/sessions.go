@@ -24,6 +24,22 @@ type sessions struct {
 	byID       map[string]*session
 	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
+	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
+}
+
+// willMoved reports whether pk is a delayed will mochi publishes for a
+// session that moved to another node before the delay ended: it must not be
+// published [MQTT-3.1.3-9] (mochi offers no way to cancel it).
+func (s *sessions) willMoved(pk packets.Packet) bool {
+	if pk.Connect.WillProperties.WillDelayInterval == 0 {
+		return false
+	}
+	v, ok := s.movedWills.Load(pk.Origin)
+	if !ok || v.(int64) < pk.Created {
+		return false
+	}
+	s.movedWills.Delete(pk.Origin)
+	return true
 }
 
 // resumable checks, before the client is accepted, that a session it wants

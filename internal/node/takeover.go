@@ -143,6 +143,9 @@ func (s *sessions) giveUp(req takeoverRequest) *handover {
 	if cl.Properties.Will.WillDelayInterval > 0 {
 		// The client is back before its will delay ended: no will [MQTT-3.1.3-9].
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		if cl.Closed() { // mochi holds it on its timer already: the select hook drops it
+			s.movedWills.Store(cl.ID, time.Now().Unix())
+		}
 	}
 	if !cl.Closed() {
 		if cl.Properties.ProtocolVersion == 5 {
