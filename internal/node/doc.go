@@ -51,7 +51,11 @@
 // The key-value bucket mqlb_<cluster>_retained is the truth; every node
 // applies it to mochi's local store with a watcher, so new subscribers on
 // any node get retained messages, an empty payload clears one everywhere,
-// and they survive restarts of a node or of the whole cluster.
+// and they survive restarts of a node or of the whole cluster. Before a new
+// subscription gets its retained messages, the node waits until its copy has
+// applied every write the bucket had when the SUBSCRIBE came
+// (retained.caughtUp): a subscriber arriving after the PUBACK of an
+// overwrite or delete made on another node never reads the older value.
 //
 // # Sessions
 //

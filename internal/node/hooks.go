@@ -106,6 +106,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if changed {
 		h.n.syncInterest()
 	}
+	h.n.retained.caughtUp()
 	h.n.sessions.saveSubs(cl)
 	h.n.durable.resubscribed(cl)
 }

@@ -27,6 +27,10 @@ import (
 type retained struct {
 	n  *Node
 	mu sync.Mutex // mochi's retained store changes only under mu
+
+	appliedMu sync.Mutex
+	applied   uint64        // the bucket's last revision applied here
+	advanced  chan struct{} // closed (and replaced) when applied grows
 }
 
 func retainedKey(topic string) string { return base64.RawURLEncoding.EncodeToString([]byte(topic)) }
@@ -125,6 +129,7 @@ func (r *retained) watch(ctx context.Context, kv jetstream.KeyValue, ready func(
 }
 
 func (r *retained) apply(e jetstream.KeyValueEntry) {
+	defer r.advance(e.Revision())
 	topicBytes, err := base64.RawURLEncoding.DecodeString(e.Key())
 	if err != nil {
 		return
@@ -142,6 +147,62 @@ func (r *retained) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	r.n.broker.Topics.RetainMessage(pk)
+}
+
+// advance records that the bucket is applied up to rev.
+func (r *retained) advance(rev uint64) {
+	r.appliedMu.Lock()
+	defer r.appliedMu.Unlock()
+	if rev <= r.applied {
+		return
+	}
+	r.applied = rev
+	if r.advanced != nil {
+		close(r.advanced)
+		r.advanced = nil
+	}
+}
+
+// caughtUp waits (at most the mesh timeout) until this node has applied
+// every retained write the bucket had acknowledged when it was called: a
+// subscriber arriving after the PUBACK of an overwrite or delete on another
+// node then never gets the older value from this node's copy. It runs
+// before mochi sends a new subscription its retained messages.
+func (r *retained) caughtUp() {
+	st, err := r.n.liveStore()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	status, err := st.retained.Status(ctx)
+	if err != nil {
+		st.note(err)
+		return
+	}
+	bs, ok := status.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return
+	}
+	last := bs.StreamInfo().State.LastSeq
+	for {
+		r.appliedMu.Lock()
+		if r.applied >= last {
+			r.appliedMu.Unlock()
+			return
+		}
+		if r.advanced == nil {
+			r.advanced = make(chan struct{})
+		}
+		ch := r.advanced
+		r.appliedMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			r.n.warnEvery("retained messages: this node lags the bucket", "applied", r.applied, "last", last)
+			return
+		}
+	}
 }
 
 // retainedPacket decodes a bucket value into the packet mochi keeps, or false

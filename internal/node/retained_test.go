@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -107,5 +108,65 @@ func TestRetainedLiveCopies(t *testing.T) {
 	b.send(t, "rap/t", 1, true, "")
 	for _, n := range c.nodes {
 		retainedAt(t, n, "rap/t", "")
+	}
+}
+
+// TestRetainedReadAfterAcknowledgedWrite: a subscriber arriving on another
+// node after the PUBACK of a retained overwrite or delete never gets the
+// older value (the node's copy follows the bucket asynchronously).
+func TestRetainedReadAfterAcknowledgedWrite(t *testing.T) {
+	c := shared(t)
+	pub := dialV5(t, c.addr(0), "raw-pub", true, 0)
+	sub := dialV5(t, c.addr(2), "raw-sub", true, 0)
+	sub.sub(t, "raw/fence", 0)
+	const trials = 150
+	stale := 0
+	for i := range trials {
+		want := fmt.Sprintf("v%d", i)
+		deleted := i%3 == 2
+		payload := want
+		if deleted {
+			payload = ""
+		}
+		pub.pub(t, &paho.Publish{Topic: "raw/t", QoS: 1, Retain: true, Payload: []byte(payload)})
+		before := sub.count()
+		sub.sub(t, "raw/t", 1)
+		fence := fmt.Sprintf("fence%d", i)
+		sub.send(t, "raw/fence", 0, fence) // mochi handles it after the SUBSCRIBE: it follows the retained batch
+		var got []string
+		testutil.Eventually(t, waitFor, func() bool {
+			got = got[:0]
+			for _, m := range sub.all()[before:] {
+				if m.payload == fence {
+					return true
+				}
+				if m.payload != "" { // the delete itself, still on its way over the mesh
+					got = append(got, m.payload)
+				}
+			}
+			return false
+		}, "trial %d: fence not received", i)
+		if !deleted && len(got) == 0 {
+			stale++
+			t.Errorf("trial %d: no retained message, want %q", i, want)
+			continue
+		}
+		switch {
+		case deleted && len(got) > 0:
+			stale++
+			t.Errorf("trial %d: after a delete got %q", i, got)
+		case !deleted && got[0] != want:
+			stale++
+			t.Errorf("trial %d: got %q, want %q", i, got[0], want)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		_, err := sub.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"raw/t"}})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stale > 0 {
+		t.Errorf("%d of %d reads after an acknowledged write returned an older value", stale, trials)
 	}
 }
