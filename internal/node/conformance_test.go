@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqlb/mqlb/internal/testutil"
@@ -83,5 +86,82 @@ func TestDelayedWillOfMovedSession(t *testing.T) {
 		if got := payloadsOn(s.all(), "moved-will/w"); len(got) > 0 {
 			t.Errorf("subscriber on node %d got the will of a session that moved: %q", []int{0, 2}[i], got)
 		}
+	}
+}
+
+// cl0 returns node n's client id (nil if it has none).
+func cl0(n *Node, id string) *mqtt.Client {
+	cl, _ := n.broker.Clients.Get(id)
+	return cl
+}
+
+// TestReceiveMaximumHonoured: a persistent v5 session announcing Receive
+// Maximum 2 that acknowledges nothing gets 2 of 5 QoS 1 messages, the
+// others once it acknowledges [MQTT-3.3.4-9]. (Replicated durability: the
+// session's queue holds them back; mochi's own flow control stays off.)
+func TestReceiveMaximumHonoured(t *testing.T) {
+	c := shared(t)
+	n := c.nodes[0]
+	if !n.durable.on {
+		t.Skip("sessions.durability memory: mochi's flow control is off")
+	}
+	conn, err := net.DialTimeout("tcp", c.addr(0), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []*paho.Publish
+	cl := paho.NewClient(paho.ClientConfig{ClientID: "rm-sub", Conn: conn, EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			mu.Lock()
+			got = append(got, pr.Packet)
+			mu.Unlock()
+			return true, nil
+		}},
+		OnClientError: func(error) {}})
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	expiry, rm := uint32(60), uint16(2)
+	if _, err := cl.Connect(ctx, &paho.Connect{ClientID: "rm-sub", CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, ReceiveMaximum: &rm}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Disconnect(&paho.Disconnect{}) })
+	if _, err := cl.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "rm/t", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub := dialV5(t, c.addr(1), "rm-pub", true, 0)
+	for _, p := range numbered("m", 0, 5) {
+		pub.send(t, "rm/t", 1, p)
+	}
+	received := func() []*paho.Publish {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*paho.Publish(nil), got...)
+	}
+	// All five reached the node (its consumer has nothing pending), which
+	// has two in flight to the client and holds the others back.
+	testutil.Eventually(t, waitFor, func() bool {
+		cons, err := n.store().queue.Consumer(t.Context(), consumerName("rm-sub"))
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(t.Context())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 5 && len(n.durable.durableIDs(cl0(n, "rm-sub"))) == 2
+	}, "the node holding 3 of 5 back")
+	if k := len(received()); k != 2 {
+		t.Fatalf("received %d messages with Receive Maximum 2 and no acknowledgement", k)
+	}
+	for acked := 0; acked < 5; {
+		testutil.Eventually(t, waitFor, func() bool { return len(received()) > acked }, "more after acknowledging %d", acked)
+		for _, p := range received()[acked:] {
+			if err := cl.Ack(p); err != nil {
+				t.Fatal(err)
+			}
+			acked++
+		}
+	}
+	if k := len(received()); k != 5 {
+		t.Errorf("received %d messages, want 5", k)
 	}
 }

@@ -65,6 +65,7 @@ type dsession struct {
 	filters []packets.Subscription // QoS 1/2 subscriptions the consumer follows
 
 	mu       sync.Mutex
+	room     *sync.Cond   // on mu: signalled when a delivery is acknowledged or pulling stops
 	synced   bool         // this node wrote the consumer with filters
 	known    bool         // the consumer exists (written, or the session came from a node that wrote it)
 	cl       *mqtt.Client // the connection being served (nil: not pulling)
@@ -252,6 +253,7 @@ func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	ds := d.byID[id]
 	if ds == nil {
 		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]time.Time{}}
+		ds.room = sync.NewCond(&ds.mu)
 		d.byID[id] = ds
 	}
 	d.mu.Unlock()
@@ -502,6 +504,7 @@ func (ds *dsession) stop(cl *mqtt.Client, nak bool) {
 }
 
 func (ds *dsession) stopLocked(nak bool) {
+	defer ds.room.Broadcast()
 	if ds.stopCh != nil {
 		close(ds.stopCh)
 	}
@@ -520,6 +523,15 @@ func (ds *dsession) stopLocked(nak bool) {
 		}
 		clear(ds.inflight)
 	}
+}
+
+// sendWindow is how many deliveries from the queue cl may have
+// unacknowledged: its Receive Maximum (v5), at most durableWindow.
+func sendWindow(cl *mqtt.Client) int {
+	if rm := int(cl.Properties.Props.ReceiveMaximum); cl.Properties.ProtocolVersion == 5 && rm > 0 {
+		return min(rm, durableWindow)
+	}
+	return durableWindow
 }
 
 // packetID is a delivery's packet id: from the stream sequence, so that a
@@ -571,6 +583,14 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 		ds.mu.Unlock()
 		_ = m.Ack()
 		return
+	}
+	// The client's Receive Maximum [MQTT-3.3.4-9]: wait for an acknowledgement.
+	for limit := sendWindow(cl); len(ds.inflight) >= limit && ds.cl == cl; {
+		ds.room.Wait()
+	}
+	if ds.cl != cl {
+		ds.mu.Unlock()
+		return // stopped meanwhile: the message is redelivered later
 	}
 	pk.PacketID = pid
 	pk.FixedHeader.Dup = meta.NumDelivered > 1 // maybe seen before a crash: the client knows it by its id [MQTT-4.3.3-10]
@@ -641,6 +661,7 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 	ds.mu.Lock()
 	f, ok := ds.inflight[pid]
 	delete(ds.inflight, pid)
+	ds.room.Broadcast()
 	if ok {
 		ds.done[f.seq] = time.Time{}
 	}
@@ -693,6 +714,9 @@ type doneAt struct {
 
 // durableIDs returns the packet ids of cl's deliveries from its consumer.
 func (d *durable) durableIDs(cl *mqtt.Client) map[uint16]bool {
+	if cl == nil {
+		return nil
+	}
 	ds := d.get(cl.ID)
 	out := map[uint16]bool{}
 	if ds == nil {
