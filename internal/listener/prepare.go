@@ -71,6 +71,11 @@ func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrWebSocket, err)
 		}
+		// The WebSocket library clears the socket's deadline after the
+		// upgrade: set it again, so it covers the whole CONNECT.
+		if err := c.SetDeadline(deadline); err != nil {
+			return nil, err
+		}
 		cl.Conn = wc
 	}
 	return cl, nil

@@ -110,7 +110,7 @@ func (s *session) inspectResult(err error) string {
 	switch {
 	case errors.Is(err, io.EOF) && len(s.data) == 0:
 		return ResultEOF
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case isTimeout(err):
 		return ResultTimeout
 	case errors.Is(err, mqttwire.ErrTooLarge):
 		return ResultTooLarge
@@ -123,6 +123,13 @@ func (s *session) inspectResult(err error) string {
 		return ResultMalformed
 	}
 	return ResultError
+}
+
+// isTimeout reports a deadline that passed; the WebSocket library reports
+// it as a net.Error of its own, not os.ErrDeadlineExceeded.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 func prepareResult(err error) string {
