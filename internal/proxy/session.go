@@ -19,6 +19,7 @@ import (
 // connection relayed to a server; every other result is a refusal.
 const (
 	ResultOK             = "ok"
+	ResultRefused        = "refused_by_server" // the server answered the CONNECT with a refusal (code in connack)
 	ResultEOF            = "eof"             // closed before sending anything (port probe)
 	ResultTimeout        = "timeout"         // no complete CONNECT within connect_timeout
 	ResultNotMQTT        = "not_mqtt"        // first packet not a CONNECT (HTTP, TLS on the plain port...)
@@ -171,9 +172,15 @@ func (s *session) proxy(u *upstream.Upstream, out *outbound) bool {
 		s.refuse(mqttwire.RefuseUnavailable, ResultNoServer)
 		return false
 	}
-	s.rec.Server, s.rec.ServerAddr, s.rec.Connack = sv.Name(), sv.Address(), out.connack
+	s.rec.Server, s.rec.ServerAddr = sv.Name(), sv.Address()
 	s.rec.Result = ResultOK
-	s.p.metrics.result(s.rec.Listener, ResultOK)
+	if out.connack >= 0 { // else the server answered with AUTH (v5 enhanced authentication)
+		s.rec.Connack = connackCode(byte(out.connack))
+		if out.connack != 0 {
+			s.rec.Result = ResultRefused
+		}
+	}
+	s.p.metrics.result(s.rec.Listener, s.rec.Result)
 	return s.relay(srv, &placed{u: u, sv: sv, bc: bc}, out.reply)
 }
 
@@ -245,7 +252,7 @@ func (s *session) refuse(why mqttwire.Refusal, result string) {
 	if !ok {
 		return
 	}
-	s.rec.Connack = int(code)
+	s.rec.Connack = connackCode(code)
 	version := s.connect.Version
 	if result == ResultBadVersion {
 		version = mqttwire.V311 // the 0x01 answer has the v3.1.1 shape [MQTT-3.1.2-2]
