@@ -69,7 +69,7 @@ func TestCheckInvalid(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("exit %v, want status 1", err)
 	}
-	if !strings.Contains(stderr.String(), `upstreams.brokers.balance (line 5): unknown value "clientid"`) {
+	if !strings.Contains(stderr.String(), `upstreams.brokers.balance (line 5): unknown policy "clientid"`) {
 		t.Errorf("stderr: %s", stderr.String())
 	}
 }

@@ -7,7 +7,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/mqlb/mqlb/internal/balance"
 )
 
 // Config is the load balancer's configuration (mqlb run).
@@ -122,8 +125,6 @@ type Log struct {
 	Format string `yaml:"format"` // text | json
 }
 
-// Policies are the balance policy names (see internal/balance).
-var Policies = []string{"round_robin", "least_conn", "random", "source_ip", "client_id", "username", "sticky"}
 
 // Load reads, decodes, fills defaults and validates a load balancer config.
 func Load(file string) (*Config, error) { return load[Config](file) }
@@ -265,7 +266,9 @@ func (c *Config) Validate() error {
 }
 
 func (ck *check) upstream(p string, u *Upstream) {
-	ck.oneOf(p+".balance", u.Balance, Policies...)
+	if names := balance.Names(); !slices.Contains(names, u.Balance) { // the registry: a new policy needs no list here
+		ck.errorf(p+".balance", "unknown policy %q; want one of %s", u.Balance, strings.Join(names, ", "))
+	}
 	if u.LoadFactor != 0 && u.LoadFactor < 1 {
 		ck.errorf(p+".load_factor", "want 0 (no bound) or a factor of 1 or more such as 1.25, got %v", u.LoadFactor)
 	}

@@ -132,7 +132,7 @@ func TestReloadInvalidConfigIsRefused(t *testing.T) {
 	before := h.lb.Upstreams()
 	h.write("listeners:\n  - { name: mqtt, address: \"127.0.0.1:0\", upstream: nowhere }\nupstreams:\n  brokers:\n    balance: clientid\n    servers: [{ address: \"127.0.0.1:1\" }]\n")
 	err := h.lb.Reload()
-	if err == nil || !strings.Contains(err.Error(), `upstreams.brokers.balance (line 5): unknown value "clientid"`) ||
+	if err == nil || !strings.Contains(err.Error(), `upstreams.brokers.balance (line 5): unknown policy "clientid"`) ||
 		!strings.Contains(err.Error(), `listeners[0].upstream (line 2): upstream "nowhere" is not defined`) {
 		t.Fatalf("reload error %v; want both problems with paths and lines", err)
 	}
