@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -81,7 +82,6 @@ func (p *Proxy) Active() int64 { return p.active.Load() }
 // relayed: from then on the relay owns it (with no goroutine while idle) and
 // finishes the session when it ends.
 func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
-	defer p.recoverPanic(c)
 	p.wg.Add(1)
 	n := p.active.Add(1)
 	rt := p.rt.Load()
@@ -89,19 +89,26 @@ func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
 	s.rec.Start = time.Now()
 	s.rec.Listener = s.set.Name
 	s.rec.Remote = addrOf(c.RemoteAddr())
+	defer s.recoverPanic() // counted above, so that a panic is accounted for too
 	if !s.serve() {
 		s.end()
 	}
 }
 
 // recoverPanic keeps a bug in one connection's path from taking the process
-// (and every other connection) down: the connection is closed and the panic
-// logged with its stack.
-func (p *Proxy) recoverPanic(c *net.TCPConn) {
-	if v := recover(); v != nil {
-		c.Close()
-		p.log.Error("panic serving a connection; closed it", "remote", addrOf(c.RemoteAddr()), "panic", v, "stack", string(debug.Stack()))
+// (and every other connection) down: the panic is logged with its stack and
+// the connection ends like any other (unless the relay already owns it).
+func (s *session) recoverPanic() {
+	v := recover()
+	if v == nil {
+		return
 	}
+	s.p.log.Error("panic serving a connection; closed it", "remote", s.rec.Remote, "panic", v, "stack", string(debug.Stack()))
+	if s.relayed {
+		return
+	}
+	s.rec.Result, s.rec.Reason = ResultError, fmt.Sprint("panic: ", v)
+	s.end()
 }
 
 // end closes the client connection and accounts for it: metrics, access log,

@@ -47,6 +47,7 @@ type session struct {
 	connect mqttwire.Connect
 	data    []byte // bytes read from the client so far (the CONNECT and any after it)
 	rec     Record
+	relayed bool // the relay owns the connection and will finish it
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -218,6 +219,7 @@ func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 		return false
 	}
 	p := s.p
+	s.relayed = true
 	c.started(relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
 		func(res relay.Result) { p.relayed(c, res) }))
 	return true
