@@ -125,7 +125,6 @@ type Log struct {
 	Format string `yaml:"format"` // text | json
 }
 
-
 // Load reads, decodes, fills defaults and validates a load balancer config.
 func Load(file string) (*Config, error) { return load[Config](file) }
 
