@@ -181,7 +181,6 @@ func (s *session) proxy(u *upstream.Upstream, out *outbound) bool {
 			s.rec.Result = ResultRefused
 		}
 	}
-	s.p.metrics.result(s.rec.Listener, s.rec.Result)
 	return s.relay(srv, &placed{u: u, sv: sv, bc: bc}, out.reply)
 }
 
@@ -215,9 +214,11 @@ func (s *session) relay(srv net.Conn, pl *placed, reply []byte) bool {
 		s.p.conns.remove(c)
 		srv.Close()
 		pl.release(s.rec.BytesIn, 0)
-		s.rec.Reason = "client_error"
+		s.rec.Result, s.rec.Reason = ResultError, "client_error: "+err.Error() // counted by end
+		s.rec.Connack = Connack{}                                              // the client never got it
 		return false
 	}
+	s.p.metrics.result(s.rec.Listener, s.rec.Result) // once the client has its CONNACK
 	p := s.p
 	s.relayed = true
 	c.started(relay.Start(client, srv, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
