@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,11 +68,18 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.openListeners(cfg); err != nil {
+	plan, err := l.planListeners(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := proxy.NewRuntime(ups, plan.routes, cfg.Limits, alog, nil)
+	if err != nil {
+		plan.abort()
 		return nil, err
 	}
 	l.ups = ups
-	l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, nil))
+	l.proxy.Swap(rt)
+	plan.commit(l)
 	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.Admin.Address != "" {
 		l.admin = admin.New(l, cfg.Admin.Token, l.Registry, o.Log)
@@ -81,23 +89,6 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 		}
 	}
 	return l, nil
-}
-
-func (l *LB) openListeners(cfg *config.Config) error {
-	for i, lc := range cfg.Listeners {
-		s, err := listener.NewSettings(lc)
-		if err != nil {
-			l.closeListeners()
-			return fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
-		}
-		ln, err := listener.Listen(lc.Address, s, l.log)
-		if err != nil {
-			l.closeListeners()
-			return fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
-		}
-		l.listeners[listenKey(lc)] = ln
-	}
-	return nil
 }
 
 // listenKey identifies a listener across reloads: its address, so a renamed
@@ -121,8 +112,8 @@ func (l *LB) Run(ctx context.Context) error {
 	l.serving.Store(true)
 	l.mu.Lock()
 	l.ups.Start()
-	for _, ln := range l.listeners {
-		l.serve(ln)
+	for key, ln := range l.listeners {
+		l.serve(key, ln)
 	}
 	n := len(l.listeners)
 	l.mu.Unlock()
@@ -140,11 +131,11 @@ func (l *LB) Run(ctx context.Context) error {
 	return errors.Join(err, l.shutdown())
 }
 
-func (l *LB) serve(ln *listener.Listener) {
+func (l *LB) serve(key string, ln *listener.Listener) {
 	l.serveWG.Add(1)
 	go func() {
 		defer l.serveWG.Done()
-		ln.Serve(l.proxy.Handle)
+		ln.Serve(func(c *net.TCPConn) { l.proxy.Handle(key, c) })
 	}()
 }
 
@@ -176,8 +167,8 @@ func (l *LB) shutdown() error {
 func (l *LB) ListenerAddr(name string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, ln := range l.listeners {
-		if ln.Settings().Name == name {
+	for key, ln := range l.listeners {
+		if r, ok := l.proxy.Runtime().Route(key); ok && r.Listener.Name == name {
 			return ln.Addr().String()
 		}
 	}

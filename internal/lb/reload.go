@@ -46,13 +46,20 @@ func (l *LB) Apply(cfg *config.Config) error {
 		plan.abort()
 		return l.refuse(err)
 	}
-	// Commit: nothing below can fail.
+	rt, err := proxy.NewRuntime(ups, plan.routes, cfg.Limits, alog, l.proxy.Runtime())
+	if err != nil {
+		plan.abort()
+		alog.Close()
+		return l.refuse(err)
+	}
+	// Commit: nothing below can fail. One swap changes what every new
+	// connection sees; the old runtime's access log is closed by the GC
+	// once its connections end.
 	ups.Start()
-	old := l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, l.proxy.Runtime()))
+	l.proxy.Swap(rt)
 	plan.commit(l)
 	l.ups.Stop()
 	l.ups = ups
-	_ = old // the old runtime's access log is closed by the GC once its connections end
 	if cfg.Admin != l.cfg.Admin {
 		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
 	}
@@ -69,23 +76,22 @@ func (l *LB) refuse(err error) error {
 	return err
 }
 
-// listenerPlan is the change to listeners a reload makes.
+// listenerPlan is the change to listeners a config makes.
 type listenerPlan struct {
-	update map[string]*listener.Settings // by listenKey: new settings for a kept listener
+	routes map[string]*listener.Settings // by listenKey: every configured listener
 	open   map[string]*listener.Listener // newly bound
 	close  map[string]*listener.Listener // no longer configured
 }
 
 func (l *LB) planListeners(cfg *config.Config) (*listenerPlan, error) {
-	p := &listenerPlan{update: map[string]*listener.Settings{}, open: map[string]*listener.Listener{},
+	p := &listenerPlan{routes: map[string]*listener.Settings{}, open: map[string]*listener.Listener{},
 		close: map[string]*listener.Listener{}}
-	keep := map[string]bool{}
 	for i, lc := range cfg.Listeners {
 		key := listenKey(lc)
 		s, err := listener.NewSettings(lc)
 		if err == nil && l.listeners[key] == nil {
 			var ln *listener.Listener
-			if ln, err = listener.Listen(lc.Address, s, l.log); err == nil {
+			if ln, err = listener.Listen(lc.Address, lc.Name, l.log); err == nil {
 				p.open[key] = ln
 			}
 		}
@@ -93,11 +99,10 @@ func (l *LB) planListeners(cfg *config.Config) (*listenerPlan, error) {
 			p.abort()
 			return nil, fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
 		}
-		p.update[key] = s
-		keep[key] = true
+		p.routes[key] = s
 	}
 	for key, ln := range l.listeners {
-		if !keep[key] {
+		if p.routes[key] == nil {
 			p.close[key] = ln
 		}
 	}
@@ -110,16 +115,13 @@ func (p *listenerPlan) abort() {
 	}
 }
 
+// commit starts the new listeners and closes the removed ones, after the
+// runtime with their routes was swapped in.
 func (p *listenerPlan) commit(l *LB) {
-	for key, s := range p.update {
-		if ln := l.listeners[key]; ln != nil {
-			ln.Update(s)
-		}
-	}
 	for key, ln := range p.open {
 		l.listeners[key] = ln
 		if l.serving.Load() {
-			l.serve(ln)
+			l.serve(key, ln)
 		}
 	}
 	for key, ln := range p.close {

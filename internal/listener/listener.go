@@ -2,7 +2,7 @@
 // loop (with backoff on errors such as running out of descriptors) and each
 // new connection's preparation — the inbound PROXY header from trusted peers
 // and the TLS handshake — under a deadline. Settings (TLS certificates,
-// upstream, trusted CIDRs) can be swapped on reload without closing the socket.
+// upstream, trusted CIDRs) can change on reload without closing the socket.
 package listener
 
 import (
@@ -12,13 +12,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync/atomic"
-	"time"
+		"time"
 
 	"github.com/mqlb/mqlb/internal/config"
 )
 
-// Settings is what a reload may change on a listener.
+// Settings is how a listener prepares its connections; a reload may change
+// it (it lives in the proxy's runtime, not in the Listener).
 type Settings struct {
 	Name     string
 	Upstream string
@@ -30,30 +30,23 @@ type Settings struct {
 	WSPath string
 }
 
-// Listener is one bound front-end address.
+// Listener is one bound front-end address. What a connection accepted on
+// it gets (TLS, PROXY header, upstream) is in the proxy's current runtime,
+// found by the listener's key, so that one pointer swap changes all of it.
 type Listener struct {
-	ln       *net.TCPListener
-	address  string // as configured
-	settings atomic.Pointer[Settings]
-	log      *slog.Logger
+	ln      *net.TCPListener
+	address string // as configured
+	log     *slog.Logger
 }
 
-// Listen binds address.
-func Listen(address string, s *Settings, log *slog.Logger) (*Listener, error) {
+// Listen binds address; name is for the log.
+func Listen(address, name string, log *slog.Logger) (*Listener, error) {
 	ln, err := listenConfig.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{ln: ln.(*net.TCPListener), address: address, log: log.With("listener", s.Name)}
-	l.settings.Store(s)
-	return l, nil
+	return &Listener{ln: ln.(*net.TCPListener), address: address, log: log.With("listener", name)}, nil
 }
-
-// Settings returns the current settings.
-func (l *Listener) Settings() *Settings { return l.settings.Load() }
-
-// Update swaps the settings; connections already accepted keep theirs.
-func (l *Listener) Update(s *Settings) { l.settings.Store(s) }
 
 // Address returns the configured address.
 func (l *Listener) Address() string { return l.address }
@@ -67,7 +60,7 @@ func (l *Listener) Close() error { return l.ln.Close() }
 // Serve accepts until Close, calling handle in a new goroutine per
 // connection. Temporary errors (EMFILE, ENFILE, ECONNABORTED...) are logged
 // once per burst and retried with backoff up to a second.
-func (l *Listener) Serve(handle func(*Listener, *net.TCPConn)) error {
+func (l *Listener) Serve(handle func(*net.TCPConn)) error {
 	var backoff time.Duration
 	for {
 		c, err := l.ln.AcceptTCP()
@@ -85,7 +78,7 @@ func (l *Listener) Serve(handle func(*Listener, *net.TCPConn)) error {
 			continue
 		}
 		backoff = 0
-		go handle(l, c)
+		go handle(c)
 	}
 }
 

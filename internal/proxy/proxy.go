@@ -20,20 +20,37 @@ import (
 	"github.com/mqlb/mqlb/internal/upstream"
 )
 
-// Runtime is one config generation: what a new connection needs. It is
-// immutable once built; a reload builds a new one and swaps it in, and
-// connections keep the one they started with.
+// Runtime is one config generation: everything a new connection needs,
+// from how its listener prepares it to the upstream it goes to. It is
+// immutable once built; a reload builds a new one and swaps one pointer,
+// and a connection keeps the one it started with from accept to close.
 type Runtime struct {
 	Upstreams *upstream.Set
 	Limits    config.Limits
 	AccessLog *AccessLog
+	routes    map[string]Route // by listener key
 	limiter   *ipLimiter
 }
 
-// NewRuntime assembles a runtime. prev (may be nil) lends its per-IP rate
+// Route is what one listener does with its connections in a generation:
+// its settings and its upstream, resolved when the runtime is built.
+type Route struct {
+	Listener *listener.Settings
+	Upstream *upstream.Upstream
+}
+
+// NewRuntime assembles a runtime; routes maps listener keys to settings,
+// whose upstream must be in ups. prev (may be nil) lends its per-IP rate
 // limiter when the limits did not change, so a reload does not reset buckets.
-func NewRuntime(ups *upstream.Set, limits config.Limits, alog *AccessLog, prev *Runtime) *Runtime {
-	rt := &Runtime{Upstreams: ups, Limits: limits, AccessLog: alog}
+func NewRuntime(ups *upstream.Set, routes map[string]*listener.Settings, limits config.Limits, alog *AccessLog, prev *Runtime) (*Runtime, error) {
+	rt := &Runtime{Upstreams: ups, Limits: limits, AccessLog: alog, routes: make(map[string]Route, len(routes))}
+	for key, set := range routes {
+		u := ups.Get(set.Upstream)
+		if u == nil {
+			return nil, fmt.Errorf("listener %s: no upstream %q", set.Name, set.Upstream)
+		}
+		rt.routes[key] = Route{Listener: set, Upstream: u}
+	}
 	if limits.ConnectRatePerIP > 0 {
 		if prev != nil && prev.limiter != nil && prev.limiter.same(limits) {
 			rt.limiter = prev.limiter
@@ -41,7 +58,13 @@ func NewRuntime(ups *upstream.Set, limits config.Limits, alog *AccessLog, prev *
 			rt.limiter = newIPLimiter(limits)
 		}
 	}
-	return rt
+	return rt, nil
+}
+
+// Route returns the route of the listener with this key.
+func (rt *Runtime) Route(key string) (Route, bool) {
+	r, ok := rt.routes[key]
+	return r, ok
 }
 
 // Proxy handles client connections with the current runtime.
@@ -77,19 +100,25 @@ func (p *Proxy) Conns() *Table { return &p.conns }
 // Active returns client connections in any phase.
 func (p *Proxy) Active() int64 { return p.active.Load() }
 
-// Handle serves one accepted client connection. It is the listener's
-// handler and runs in its own goroutine, which ends once the connection is
-// relayed: from then on the relay owns it (with no goroutine while idle) and
+// Handle serves one connection accepted on the listener with this key. It
+// runs in its own goroutine, which ends once the connection is relayed:
+// from then on the relay owns it (with no goroutine while idle) and
 // finishes the session when it ends.
-func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
+func (p *Proxy) Handle(key string, c *net.TCPConn) {
 	p.wg.Add(1)
 	n := p.active.Add(1)
-	rt := p.rt.Load()
-	s := &session{p: p, rt: rt, set: l.Settings(), tcp: c, over: overLimit(n, rt.Limits)}
+	rt := p.rt.Load() // the one generation this connection sees
+	route, ok := rt.Route(key)
+	s := &session{p: p, rt: rt, set: route.Listener, u: route.Upstream, tcp: c, over: overLimit(n, rt.Limits)}
 	s.rec.Start = time.Now()
-	s.rec.Listener = s.set.Name
 	s.rec.Remote = addrOf(c.RemoteAddr())
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
+	if !ok { // its listener was closed by a reload just after accepting it
+		s.rec.Result, s.rec.Reason = ResultError, "listener closed"
+		s.end()
+		return
+	}
+	s.rec.Listener = s.set.Name
 	if !s.serve() {
 		s.end()
 	}

@@ -41,6 +41,7 @@ type session struct {
 	p       *Proxy
 	rt      *Runtime
 	set     *listener.Settings
+	u       *upstream.Upstream
 	tcp     *net.TCPConn
 	over    bool
 	cl      *listener.Client
@@ -71,7 +72,7 @@ func (s *session) serve() bool {
 		s.tcp.SetDeadline(time.Time{})
 		ok = s.admit()
 	}
-	u := s.rt.Upstreams.Get(s.set.Upstream)
+	u := s.u
 	if ok {
 		out, err = s.outbound(u) // copies the client's bytes out of the buffer
 	}
@@ -164,7 +165,7 @@ func (s *session) admit() bool {
 // proxy connects a server and starts relaying; true means the relay now
 // owns the session.
 func (s *session) proxy(u *upstream.Upstream, out *outbound) bool {
-	s.rec.Upstream = s.set.Upstream
+	s.rec.Upstream = u.Name
 	bc := &balance.Conn{ClientID: s.connect.ClientID, Username: s.connect.Username, Source: s.cl.Remote.Addr()}
 	srv, sv, err := u.Connect(s.p.ctx, bc, out.attempt)
 	if err != nil {
