@@ -12,7 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-		"time"
+	"time"
 
 	"github.com/mqlb/mqlb/internal/config"
 )

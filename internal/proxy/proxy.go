@@ -113,7 +113,7 @@ func (p *Proxy) Handle(key string, c *net.TCPConn) {
 	s.rec.Start = time.Now()
 	s.rec.Remote = addrOf(c.RemoteAddr())
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
-	if !ok { // its listener was closed by a reload just after accepting it
+	if !ok {               // its listener was closed by a reload just after accepting it
 		s.rec.Result, s.rec.Reason = ResultError, "listener closed"
 		s.end()
 		return
