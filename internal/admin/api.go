@@ -50,9 +50,10 @@ func serverJSON(s *upstream.Server) ServerJSON {
 	if !h.LastCheck.IsZero() {
 		hj.LastCheck = &h.LastCheck
 	}
+	in, out := s.ClosedBytes()
 	return ServerJSON{Name: s.Name(), Address: s.Address(), Weight: s.Weight(), State: s.State().String(),
 		Healthy: s.Healthy(), Active: s.Active(), Total: s.Total(), Failures: s.Failures(),
-		BytesIn: s.ClosedIn.Load(), BytesOut: s.ClosedOut.Load(), Health: hj}
+		BytesIn: in, BytesOut: out, Health: hj}
 }
 
 func (s *Server) listUpstreams(w http.ResponseWriter, _ *http.Request) {

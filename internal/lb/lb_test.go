@@ -191,9 +191,9 @@ func TestConnectSplitAcrossSegments(t *testing.T) {
 		c.Write([]byte{b})
 		time.Sleep(time.Millisecond) // separate TCP segments (stimulus, not synchronisation)
 	}
-	_, code, err := mqttwire.ReadConnack(c, 5)
-	if err != nil || code != 0 {
-		t.Fatalf("connack %d, %v", code, err)
+	rp, err := mqttwire.ReadConnack(c, 5, nil)
+	if err != nil || rp.Code != 0 {
+		t.Fatalf("connack %d, %v", rp.Code, err)
 	}
 	c.Close()
 	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(h.accessLog(), `client_id="drip" username="u"`) },

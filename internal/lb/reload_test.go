@@ -33,8 +33,8 @@ func openRaw(t testing.TB, addr, id string) *rawClient {
 	t.Cleanup(func() { c.Close() })
 	c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, CleanStart: true, ClientID: id, KeepAlive: 300}))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, code, err := mqttwire.ReadConnack(c, 4); err != nil || code != 0 {
-		t.Fatalf("%s: connack %d %v", id, code, err)
+	if rp, err := mqttwire.ReadConnack(c, 4, nil); err != nil || rp.Code != 0 {
+		t.Fatalf("%s: connack %d %v", id, rp.Code, err)
 	}
 	return &rawClient{id: id, c: c}
 }

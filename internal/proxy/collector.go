@@ -94,8 +94,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 func (c *Collector) collectServer(ch chan<- prometheus.Metric, s *upstream.Server, live liveCounts) {
 	u, n := s.Upstream(), s.Name()
 	k := serverKey{u, n}
-	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.ClosedIn.Load()+live.in[k]), u, n, "in")
-	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.ClosedOut.Load()+live.out[k]), u, n, "out")
+	in, out := s.ClosedBytes()
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(in+live.in[k]), u, n, "in")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(out+live.out[k]), u, n, "out")
 	up := 0.0
 	if s.Healthy() {
 		up = 1

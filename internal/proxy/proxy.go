@@ -1,8 +1,9 @@
 // Package proxy owns one client connection's path through the load
-// balancer: prepare (PROXY header, TLS) → inspect the CONNECT → admit
-// (connection limit, per-IP rate) → pick and connect a server (PROXY header
-// out, CONNECT replayed, CONNACK awaited, retries) → relay → access log. It
-// also keeps the table of live connections and the connection metrics.
+// balancer, as one straight line (session.serve): prepare (PROXY header,
+// TLS, WebSocket) → inspect the CONNECT → admit (limits) → connect a server
+// (upstream.Connect: a lease) → relay → finish (access log, metrics, lease
+// released), which every connection reaches exactly once, panics included.
+// It also keeps the table of live connections and the connection metrics.
 package proxy
 
 import (
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,52 +103,27 @@ func (p *Proxy) Active() int64 { return p.active.Load() }
 // Handle serves one connection accepted on the listener with this key. It
 // runs in its own goroutine, which ends once the connection is relayed:
 // from then on the relay owns it (with no goroutine while idle) and
-// finishes the session when it ends.
-func (p *Proxy) Handle(key string, c *net.TCPConn) {
+// finishes it when it ends.
+func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
 	p.wg.Add(1)
 	n := p.active.Add(1)
 	rt := p.rt.Load() // the one generation this connection sees
-	route, ok := rt.Route(key)
-	s := &session{p: p, rt: rt, set: route.Listener, u: route.Upstream, tcp: c, over: overLimit(n, rt.Limits)}
-	s.rec.Start = time.Now()
-	s.rec.Remote = addrOf(c.RemoteAddr())
+	c := &Conn{rt: rt, client: tcp}
+	c.Start = time.Now()
+	c.Remote = addrOf(tcp.RemoteAddr())
+	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
-	if !ok {               // its listener was closed by a reload just after accepting it
-		s.rec.Result, s.rec.Reason = ResultError, "listener closed"
-		s.end()
+	route, ok := rt.Route(key)
+	if !ok { // its listener was closed by a reload just after accepting it
+		c.Result, c.Reason = ResultError, "listener closed"
+		p.finish(c)
 		return
 	}
-	s.rec.Listener = s.set.Name
+	s.set, s.u = route.Listener, route.Upstream
+	c.Listener = s.set.Name
 	if !s.serve() {
-		s.end()
+		p.finish(c)
 	}
-}
-
-// recoverPanic keeps a bug in one connection's path from taking the process
-// (and every other connection) down: the panic is logged with its stack and
-// the connection ends like any other (unless the relay already owns it).
-func (s *session) recoverPanic() {
-	v := recover()
-	if v == nil {
-		return
-	}
-	s.p.log.Error("panic serving a connection; closed it", "remote", s.rec.Remote, "panic", v, "stack", string(debug.Stack()))
-	if s.relayed {
-		return
-	}
-	s.rec.Result, s.rec.Reason = ResultError, fmt.Sprint("panic: ", v)
-	s.end()
-}
-
-// end closes the client connection and accounts for it: metrics, access log,
-// shutdown wait group.
-func (s *session) end() {
-	s.tcp.Close()
-	s.rec.Duration = time.Since(s.rec.Start)
-	s.p.metrics.result(s.rec.Listener, s.rec.Result)
-	s.rt.AccessLog.Write(&s.rec)
-	s.p.active.Add(-1)
-	s.p.wg.Done()
 }
 
 func overLimit(n int64, l config.Limits) bool {
