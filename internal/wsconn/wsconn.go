@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/gorilla/websocket"
@@ -18,8 +19,13 @@ import (
 // ErrNotBinary is returned when a peer sends a non-binary WebSocket message.
 var ErrNotBinary = errors.New("websocket message is not binary")
 
-// Subprotocols are the WebSocket subprotocols MQTT clients offer.
+// Subprotocols are the WebSocket subprotocols MQTT clients offer: "mqtt"
+// [MQTT-6.0.0-3], and "mqttv3.1", the name MQTT 3.1 clients used.
 var Subprotocols = []string{"mqtt", "mqttv3.1"}
+
+// ErrSubprotocol is returned by Upgrade when a client offers WebSocket
+// subprotocols, none of them MQTT's.
+var ErrSubprotocol = errors.New("websocket handshake: no MQTT subprotocol offered")
 
 // Conn is a WebSocket connection read and written as a byte stream.
 // Deadlines and addresses come from the connection underneath.
@@ -85,6 +91,13 @@ func Upgrade(c net.Conn, path string) (*Conn, error) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return nil, fmt.Errorf("websocket handshake: path %q, want %q", req.URL.Path, path)
 	}
+	// The server must select "mqtt" [MQTT-6.0.0-4]: a client asking only
+	// for other subprotocols speaks something else. One that offers none
+	// at all is accepted, as most brokers do.
+	if offered := websocket.Subprotocols(req); len(offered) > 0 && !slices.ContainsFunc(offered, isMQTT) {
+		http.Error(w, "unsupported WebSocket subprotocol; want mqtt", http.StatusBadRequest)
+		return nil, fmt.Errorf("%w: %q", ErrSubprotocol, offered)
+	}
 	u := websocket.Upgrader{
 		Subprotocols: Subprotocols,
 		// MQTT clients authenticate in CONNECT, not with cookies, so a
@@ -97,6 +110,8 @@ func Upgrade(c net.Conn, path string) (*Conn, error) {
 	}
 	return New(ws), nil
 }
+
+func isMQTT(p string) bool { return slices.Contains(Subprotocols, p) }
 
 // hijacker is the http.ResponseWriter (and Hijacker) the upgrader needs,
 // over a connection whose request was read by hand.
