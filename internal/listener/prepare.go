@@ -30,6 +30,9 @@ type Client struct {
 	Proxied bool
 	// TLS is the handshake's state when TLS was terminated here.
 	TLS *tls.ConnectionState
+	// ProxySSL is what a PROXY v2 header said about the client's TLS
+	// session with the proxy in front (which terminated it).
+	ProxySSL proxyhdr.SSL
 
 	pre *prefixConn
 }
@@ -97,6 +100,8 @@ func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
 	cl.pre.buf = rest
 	if !h.Local {
 		cl.Remote, cl.Local, cl.Proxied = unmap(h.Source), unmap(h.Dest), true
+		cl.ProxySSL = h.SSL
+		cl.pre.remote = net.TCPAddrFromAddrPort(cl.Remote)
 	}
 	return nil
 }
@@ -140,10 +145,19 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 }
 
 // prefixConn reads buf before the socket: the bytes that arrived with the
-// PROXY header belong to the stream after it.
+// PROXY header belong to the stream after it. Its RemoteAddr is the client
+// the header named, if any.
 type prefixConn struct {
 	*net.TCPConn
-	buf []byte
+	buf    []byte
+	remote net.Addr
+}
+
+func (c *prefixConn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.TCPConn.RemoteAddr()
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {

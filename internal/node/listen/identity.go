@@ -1,13 +1,10 @@
 package listen
 
 import (
-	"crypto/tls"
 	"net"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/pires/go-proxyproto"
-	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // identity is what the preamble learned about the client's certificate.
@@ -47,37 +44,6 @@ func CertIdentity(cl *mqtt.Client) (cn string, ok bool) {
 	}
 	id := ic.identity()
 	return id.cn, id.ok
-}
-
-// tlsIdentity returns the CN of the verified leaf certificate. A chain is only
-// verified when the tls.Config asks for it (VerifyClientCertIfGiven or
-// RequireAndVerifyClientCert); an unverified certificate is no identity.
-func tlsIdentity(tc *tls.Conn) (string, bool) {
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
-		return "", false
-	}
-	cn := st.VerifiedChains[0][0].Subject.CommonName
-	return cn, cn != ""
-}
-
-// proxyIdentity returns the client certificate CN carried in a PROXY v2
-// header's PP2_TYPE_SSL TLV (sub-type PP2_SUBTYPE_SSL_CN), only when the TLV
-// says a certificate was presented on this connection and verified.
-func proxyIdentity(h *proxyproto.Header) (string, bool) {
-	if h == nil || !h.Command.IsProxy() {
-		return "", false
-	}
-	tlvs, err := h.TLVs()
-	if err != nil {
-		return "", false
-	}
-	ssl, found := tlvparse.FindSSL(tlvs)
-	if !found || !ssl.ClientCertConn() || !ssl.Verified() {
-		return "", false
-	}
-	cn, ok := ssl.ClientCN()
-	return cn, ok && cn != ""
 }
 
 // IdentityHookID is the mochi hook id of NewIdentityHook.
