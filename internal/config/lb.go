@@ -102,10 +102,17 @@ type Limits struct {
 	ConnectTimeout   Duration `yaml:"connect_timeout"`
 	MaxConnectPacket int      `yaml:"max_connect_packet"`
 	MaxConnections   int      `yaml:"max_connections"`
+	MaxPerIP         int      `yaml:"max_connections_per_ip"` // counted from accept, by socket peer (PROXY: the header's client)
+	MaxPending       int      `yaml:"max_pending"`            // connections in their handshake (accept to whole CONNECT)
 	ConnectRatePerIP float64  `yaml:"connect_rate_per_ip"`
 	ConnectBurst     int      `yaml:"connect_burst_per_ip"`
 	ShutdownGrace    Duration `yaml:"shutdown_grace"`
 }
+
+// DefaultMaxPending is limits.max_pending when unset: far above what a
+// healthy load balancer has in flight (connect rate × handshake time), low
+// enough that slow or stalled handshakes cannot take every descriptor.
+const DefaultMaxPending = 10000
 
 // AccessLog configures the per-connection log.
 type AccessLog struct {
@@ -201,6 +208,9 @@ func (c *Config) SetDefaults() {
 	}
 	if l.ConnectBurst == 0 {
 		l.ConnectBurst = max(1, int(l.ConnectRatePerIP))
+	}
+	if !set("limits.max_pending") {
+		l.MaxPending = DefaultMaxPending
 	}
 	defaultDuration(&l.ShutdownGrace, 30e9)
 	c.AccessLog.Path = defaultString(c.AccessLog.Path, "stdout")
@@ -322,6 +332,12 @@ func (ck *check) limits(l *Limits) {
 	}
 	if l.ConnectRatePerIP < 0 {
 		ck.errorf("limits.connect_rate_per_ip", "must be zero (no limit) or more")
+	}
+	if l.MaxPerIP < 0 {
+		ck.errorf("limits.max_connections_per_ip", "must be zero (no limit) or more")
+	}
+	if l.MaxPending < 0 {
+		ck.errorf("limits.max_pending", "must be zero (no limit) or more")
 	}
 	if l.ConnectBurst < 1 {
 		ck.errorf("limits.connect_burst_per_ip", "must be 1 or more")

@@ -50,12 +50,12 @@ var (
 // it for reading the CONNECT and clears it after.
 func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 	cl := &Client{TCP: c, pre: &prefixConn{TCPConn: c}}
-	cl.Remote = addrPort(c.RemoteAddr())
-	cl.Local = addrPort(c.LocalAddr())
+	cl.Remote = AddrPort(c.RemoteAddr())
+	cl.Local = AddrPort(c.LocalAddr())
 	if err := c.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
-	if s.Trusted != nil && trusted(s.Trusted, cl.Remote.Addr()) {
+	if s.Trusts(cl.Remote.Addr()) {
 		if err := cl.readProxy(s.ProxyTimeout, deadline); err != nil {
 			return nil, err
 		}
@@ -123,9 +123,11 @@ func (cl *Client) CertCN() string {
 	return cl.TLS.VerifiedChains[0][0].Subject.CommonName
 }
 
-func trusted(ps []netip.Prefix, a netip.Addr) bool {
+// Trusts reports whether a peer at a must send a PROXY header (and is
+// believed).
+func (s *Settings) Trusts(a netip.Addr) bool {
 	a = a.Unmap()
-	for _, p := range ps {
+	for _, p := range s.Trusted {
 		if p.Contains(a) {
 			return true
 		}
@@ -133,7 +135,9 @@ func trusted(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-func addrPort(a net.Addr) netip.AddrPort {
+// AddrPort returns a TCP address as a netip.AddrPort, IPv4-mapped
+// addresses unmapped.
+func AddrPort(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return unmap(t.AddrPort())
 	}

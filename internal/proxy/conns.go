@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/relay"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
@@ -24,6 +25,7 @@ type Conn struct {
 	finished atomic.Bool                 // finish ran
 	counted  bool                        // the result is in connections_total already
 	lease    *upstream.Lease             // the server it was placed on (nil before that)
+	ticket   *listener.Ticket            // its pass through the gate (per-address count)
 	rt       *Runtime                    // its config generation
 	client   *net.TCPConn
 }

@@ -16,6 +16,9 @@ func (p *Proxy) finish(c *Conn) {
 		return
 	}
 	c.client.Close() // a relayed socket was closed by the relay already: harmless
+	if c.ticket != nil {
+		c.ticket.Leave()
+	}
 	p.conns.remove(c)
 	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
 	if c.lease != nil {

@@ -78,6 +78,7 @@ type Proxy struct {
 	cancel  context.CancelFunc
 	log     *slog.Logger
 	noisy   *rateLog
+	gate    listener.Gate // per-address and pending counts, from accept
 }
 
 // New returns a proxy using rt.
@@ -97,6 +98,9 @@ func (p *Proxy) Runtime() *Runtime { return p.rt.Load() }
 // Conns returns the live connection table.
 func (p *Proxy) Conns() *Table { return &p.conns }
 
+// Pending returns client connections in their handshake.
+func (p *Proxy) Pending() int { return p.gate.Pending() }
+
 // Active returns client connections in any phase.
 func (p *Proxy) Active() int64 { return p.active.Load() }
 
@@ -113,17 +117,10 @@ func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
 	c.Remote = addrOf(tcp.RemoteAddr())
 	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
-	route, ok := rt.Route(key)
-	if !ok { // its listener was closed by a reload just after accepting it
-		c.Result, c.Reason = ResultError, "listener closed"
-		p.finish(c)
+	if s.enter(key) && s.serve() {
 		return
 	}
-	s.set, s.u = route.Listener, route.Upstream
-	c.Listener = s.set.Name
-	if !s.serve() {
-		p.finish(c)
-	}
+	p.finish(c)
 }
 
 func overLimit(n int64, l config.Limits) bool {

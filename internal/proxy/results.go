@@ -17,21 +17,23 @@ import (
 // every other result is the load balancer's refusal.
 const (
 	ResultOK             = "ok"
-	ResultRefused        = "refused_by_server" // the server answered the CONNECT with a refusal (code in connack)
-	ResultEOF            = "eof"               // closed before sending anything (port probe)
-	ResultTimeout        = "timeout"           // no complete CONNECT within connect_timeout
-	ResultNotMQTT        = "not_mqtt"          // first packet not a CONNECT (HTTP, TLS on the plain port...)
-	ResultMalformed      = "malformed"         // a CONNECT that breaks the spec
-	ResultTooLarge       = "too_large"         // over max_connect_packet
-	ResultBadVersion     = "bad_version"       // unsupported protocol level (answered 0x01)
-	ResultProxyError     = "proxy_error"       // trusted peer sent no or a bad PROXY header
-	ResultProxyUntrusted = "proxy_untrusted"   // PROXY header from a peer not trusted
-	ResultTLSError       = "tls_error"         // TLS handshake failed
-	ResultWSError        = "ws_error"          // WebSocket handshake failed
-	ResultOverLimit      = "over_limit"        // max_connections reached
-	ResultRateLimited    = "rate_limited"      // connect_rate_per_ip exceeded
-	ResultNoServer       = "no_server"         // no server could take it
-	ResultError          = "error"             // anything else (socket errors)
+	ResultRefused        = "refused_by_server"  // the server answered the CONNECT with a refusal (code in connack)
+	ResultEOF            = "eof"                // closed before sending anything (port probe)
+	ResultTimeout        = "timeout"            // no complete CONNECT within connect_timeout
+	ResultNotMQTT        = "not_mqtt"           // first packet not a CONNECT (HTTP, TLS on the plain port...)
+	ResultMalformed      = "malformed"          // a CONNECT that breaks the spec
+	ResultTooLarge       = "too_large"          // over max_connect_packet
+	ResultBadVersion     = "bad_version"        // unsupported protocol level (answered 0x01)
+	ResultProxyError     = "proxy_error"        // trusted peer sent no or a bad PROXY header
+	ResultProxyUntrusted = "proxy_untrusted"    // PROXY header from a peer not trusted
+	ResultTLSError       = "tls_error"          // TLS handshake failed
+	ResultWSError        = "ws_error"           // WebSocket handshake failed
+	ResultOverLimit      = "over_limit"         // max_connections reached
+	ResultOverIPLimit    = "over_ip_limit"      // max_connections_per_ip reached (closed at accept)
+	ResultOverPending    = "over_pending_limit" // closed in its handshake to make room (max_pending)
+	ResultRateLimited    = "rate_limited"       // connect_rate_per_ip exceeded
+	ResultNoServer       = "no_server"          // no server could take it
+	ResultError          = "error"              // anything else (socket errors)
 )
 
 // inspectFailed records why the CONNECT was not read; an unsupported
@@ -87,6 +89,9 @@ func prepareResult(err error) string {
 // fail records a refusal without an MQTT answer.
 func (s *session) fail(result string, err error) {
 	c := s.c
+	if c.ticket.Evicted() {
+		result = ResultOverPending // the gate closed it: that is why it failed
+	}
 	c.Result = result
 	if err != nil && result != ResultEOF {
 		c.Reason = err.Error()

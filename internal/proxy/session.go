@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -29,6 +30,31 @@ type session struct {
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// enter finds the listener's route in the connection's generation and
+// passes the gate, which counts the connection per client address and as
+// pending from accept. A peer that must send a PROXY header is counted by
+// the client address the header names instead (see prepare).
+func (s *session) enter(key string) bool {
+	c := s.c
+	route, ok := c.rt.Route(key)
+	if !ok { // its listener was closed by a reload just after accepting it
+		c.Result, c.Reason = ResultError, "listener closed"
+		return false
+	}
+	s.set, s.u = route.Listener, route.Upstream
+	c.Listener = s.set.Name
+	ip := listener.AddrPort(s.tcp.RemoteAddr()).Addr()
+	if s.set.Trusts(ip) {
+		ip = netip.Addr{}
+	}
+	l := c.rt.Limits
+	if c.ticket = s.p.gate.Enter(s.tcp, ip, l.MaxPerIP, l.MaxPending); c.ticket == nil {
+		c.Result = ResultOverIPLimit
+		return false
+	}
+	return true
+}
 
 // serve takes the connection as far as it goes, one stage after the other:
 // prepare → inspect → admit → connect → relay. true means it is being
@@ -60,6 +86,10 @@ func (s *session) prepare() bool {
 	s.cl = cl
 	c.Remote = cl.Remote.String()
 	c.CertCN = cl.CertCN()
+	if cl.Proxied && !c.ticket.CountIP(cl.Remote.Addr(), c.rt.Limits.MaxPerIP) {
+		c.Result = ResultOverIPLimit
+		return false
+	}
 	return true
 }
 
@@ -68,6 +98,7 @@ func (s *session) inspect(buf []byte) bool {
 	c := s.c
 	start := time.Now()
 	cn, data, err := mqttwire.ReadConnect(s.cl.Conn, buf, c.rt.Limits.MaxConnectPacket)
+	c.ticket.Settled() // the handshake is over, one way or the other
 	s.data = data
 	s.p.metrics.inspect.Observe(time.Since(start).Seconds())
 	c.Stats.In.Store(int64(len(data)))
