@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // Node is the configuration of one broker node (mqlb node). Every key is
@@ -320,28 +322,10 @@ func (ck *check) nodeAuth(a *NodeAuth) {
 	for i, r := range a.ACL {
 		p := fmt.Sprintf("auth.acl[%d]", i)
 		ck.oneOf(p+".access", r.Access, "publish", "subscribe", "all")
-		if !validFilter(r.Topic) {
+		if topic.ValidFilter(r.Topic) != nil {
 			ck.errorf(p+".topic", "want an MQTT topic filter such as devices/%%c/#, got %q", r.Topic)
 		}
 	}
-}
-
-// validFilter checks an MQTT topic filter: '#' only as the whole last level,
-// '+' only as a whole level [MQTT-4.7.1-2] [MQTT-4.7.1-3].
-func validFilter(f string) bool {
-	if f == "" {
-		return false
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
 }
 
 // Summary describes in a few lines what the node would run, for mqlb check.

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mqlb/mqlb/internal/node/listen"
+
+	mqtttopic "github.com/mqlb/mqlb/internal/topic"
 )
 
 // HookID is the mochi hook id of *Hook.
@@ -196,7 +198,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 
 func (st *state) allowed(clientID, username, topic string, write bool) bool {
 	if !write {
-		topic = innerFilter(topic)
+		_, topic, _ = mqtttopic.SplitShared(topic) // mochi passes the whole shared filter [MQTT-4.8.2-1]
 	}
 	req := strings.Split(topic, "/")
 	for i := range st.rules {
