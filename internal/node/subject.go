@@ -107,4 +107,3 @@ func queueName(shared string) string {
 	sum := sha256.Sum256([]byte(shared))
 	return "s" + hex.EncodeToString(sum[:12])
 }
-
