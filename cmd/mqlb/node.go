@@ -68,8 +68,6 @@ func reloadNode(n *node.Node, file string, level *slog.LevelVar, log *slog.Logge
 		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
 		return
 	}
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(cfg.Log.Level))
-	level.Set(lv)
+	level.Set(cfg.Log.SlogLevel())
 	log.Info("SIGHUP: config reloaded", "config", file)
 }

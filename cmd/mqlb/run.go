@@ -68,9 +68,7 @@ func unjoin(err error) []error {
 // newLogger builds the process logger from the log section.
 func newLogger(c config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	level := new(slog.LevelVar)
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(c.Level))
-	level.Set(lv)
+	level.Set(c.SlogLevel())
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), level

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -130,6 +131,16 @@ type Admin struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Format string `yaml:"format"` // text | json
+}
+
+// SlogLevel returns Level for log/slog (info when it is not one of the four,
+// which validation refuses).
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	if lv.UnmarshalText([]byte(l.Level)) != nil {
+		return slog.LevelInfo
+	}
+	return lv
 }
 
 // Load reads, decodes, fills defaults and validates a load balancer config.

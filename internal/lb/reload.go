@@ -3,7 +3,6 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
@@ -64,7 +63,7 @@ func (l *LB) Apply(cfg *config.Config) error {
 		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
 	}
 	if l.level != nil {
-		l.level.Set(parseLevel(cfg.Log.Level))
+		l.level.Set(cfg.Log.SlogLevel())
 	}
 	l.cfg = cfg
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
@@ -128,10 +127,4 @@ func (p *listenerPlan) commit(l *LB) {
 		ln.Close() // its accepted connections go on
 		delete(l.listeners, key)
 	}
-}
-
-func parseLevel(s string) slog.Level {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(s))
-	return lv
 }

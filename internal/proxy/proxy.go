@@ -17,6 +17,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/ratelog"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
 
@@ -77,13 +78,13 @@ type Proxy struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	log     *slog.Logger
-	noisy   *rateLog
+	noisy   *ratelog.Log
 	gate    listener.Gate // per-address and pending counts, from accept
 }
 
 // New returns a proxy using rt.
 func New(rt *Runtime, m *Metrics, log *slog.Logger) *Proxy {
-	p := &Proxy{metrics: m, log: log, noisy: newRateLog(time.Second)}
+	p := &Proxy{metrics: m, log: log, noisy: ratelog.New(time.Second)}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(rt)
 	return p

@@ -138,7 +138,7 @@ func (s *session) connectServer() (*upstream.Lease, bool) {
 	bc := &balance.Conn{ClientID: s.connect.ClientID, Username: s.connect.Username, Source: s.cl.Remote.Addr()}
 	lease, err := s.u.Connect(s.p.ctx, bc, hs)
 	if err != nil {
-		s.p.noisy.warn(s.p.log, "no-server/"+s.u.Name, "no server for client", "remote", c.Remote,
+		s.p.noisy.Warn(s.p.log, "no-server/"+s.u.Name, "no server for client", "remote", c.Remote,
 			"listener", c.Listener, "client_id", c.ClientID, "upstream", s.u.Name, "error", err)
 		s.refuse(mqttwire.RefuseUnavailable, ResultNoServer)
 		return nil, false

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -39,7 +40,7 @@ func NewCA(t testing.TB) *CA {
 		NotBefore:             time.Now().Add(-time.Minute),
 		NotAfter:              time.Now().Add(time.Hour),
 		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -79,7 +80,30 @@ func (ca *CA) CAFile() string {
 	return p
 }
 
-var serial int64 = 1
+var serial atomic.Int64 // tests of one package may issue in parallel
+
+// ServerConfig returns a server tls.Config with a loopback certificate that
+// verifies client certificates against this CA according to auth.
+func (ca *CA) ServerConfig(t testing.TB, auth tls.ClientAuthType) *tls.Config {
+	t.Helper()
+	return &tls.Config{
+		Certificates: []tls.Certificate{ca.Server("mqlb test server").TLS},
+		ClientCAs:    ca.Pool,
+		ClientAuth:   auth,
+		MinVersion:   tls.VersionTLS12,
+	}
+}
+
+// ClientConfig returns a client tls.Config trusting this CA, presenting a
+// certificate with the given CN (none when cn is empty).
+func (ca *CA) ClientConfig(t testing.TB, cn string) *tls.Config {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if cn != "" {
+		cfg.Certificates = []tls.Certificate{ca.Client(cn).TLS}
+	}
+	return cfg
+}
 
 func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
 	t := ca.t
@@ -88,9 +112,8 @@ func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
+		SerialNumber: big.NewInt(serial.Add(1) + 1),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Minute),
 		NotAfter:     time.Now().Add(time.Hour),

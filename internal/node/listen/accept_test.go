@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqlb/mqlb/internal/node/listen/listentest"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -79,7 +78,7 @@ func TestOptionsValidation(t *testing.T) {
 
 func TestSilentClientsAreClosed(t *testing.T) {
 	const limit = 300 * time.Millisecond
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	ts := startServer(t,
 		Options{ID: "connect", Type: TypeTCP, ConnectTimeout: limit},
 		Options{ID: "handshake", Type: TypeTLS, TLS: ca.ServerConfig(t, tls.NoClientCert), HandshakeTimeout: limit})

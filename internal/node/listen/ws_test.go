@@ -12,7 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
-	"github.com/mqlb/mqlb/internal/node/listen/listentest"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // wsClient connects an autopaho client to rawURL and returns it with the
@@ -105,7 +105,7 @@ func TestWebSocketWrongPathRefused(t *testing.T) {
 }
 
 func TestSecureWebSocketBehindProxyWithClientCert(t *testing.T) {
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	ts := startServer(t, Options{ID: "wss", Type: TypeWSS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert),
 		ProxyProtocol: true, Trusted: loopback, UsernameFromCert: true})
 	proxied := &autopaho.WebSocketConfig{Dialer: func(_ *url.URL, tlsCfg *tls.Config) *websocket.Dialer {
