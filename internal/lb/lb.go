@@ -191,6 +191,3 @@ func (l *LB) Connections() *proxy.Table { return l.proxy.Conns() }
 
 // Serving implements admin.Backend.
 func (l *LB) Serving() bool { return l.serving.Load() }
-
-// Proxy returns the proxy (for tests and mqlb up).
-func (l *LB) Proxy() *proxy.Proxy { return l.proxy }

@@ -90,7 +90,7 @@ func TestBrokerStoppedFailsOver(t *testing.T) {
 // choice is a dead address are served by the next one, and the dead server
 // is marked down by the failed attempts alone.
 func TestDeadServerIsRetriedPast(t *testing.T) {
-	dead := testutil.FreeAddr(t)
+	dead := testutil.RefusingAddr(t)
 	h := newHarness(t, harnessOpts{brokers: 2, servers: []string{dead},
 		upstream: "    balance: client_id\n    health_check: { type: none, fall: 2, interval: 1h }\n"})
 	for i := range 30 {
@@ -108,7 +108,7 @@ func TestDeadServerIsRetriedPast(t *testing.T) {
 // TestRefusalWhenNoServer: when no server can take a client, it gets a
 // CONNACK in its own protocol: v3.x 0x03, v5 0x88.
 func TestRefusalWhenNoServer(t *testing.T) {
-	h := newHarness(t, harnessOpts{servers: []string{testutil.FreeAddr(t)}})
+	h := newHarness(t, harnessOpts{servers: []string{testutil.RefusingAddr(t)}})
 	_, ca, err := connectV5(t, h.addr, "refused-v5", nil)
 	if err == nil || ca == nil || ca.ReasonCode != 0x88 {
 		t.Errorf("v5: connack %+v, err %v; want reason 0x88 server unavailable", ca, err)
@@ -206,7 +206,7 @@ func TestConnectSplitAcrossSegments(t *testing.T) {
 // TestConnectRetriesZeroStillRefusesCleanly checks connect_retries: 0 with a
 // dead only server: one attempt, then the refusal.
 func TestConnectRetriesZeroStillRefusesCleanly(t *testing.T) {
-	h := newHarness(t, harnessOpts{servers: []string{testutil.FreeAddr(t)}, upstream: "    connect_retries: 0\n    health_check: { type: none }\n"})
+	h := newHarness(t, harnessOpts{servers: []string{testutil.RefusingAddr(t)}, upstream: "    connect_retries: 0\n    health_check: { type: none }\n"})
 	if got := rawConnect(t, h.addr, 4, "x"); string(got) != "\x20\x02\x00\x03" {
 		t.Errorf("got % x, want 20 02 00 03", got)
 	}

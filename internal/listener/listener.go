@@ -128,6 +128,7 @@ const (
 // once per burst and retried with a backoff up to a second, which Close
 // interrupts.
 func (l *Listener) Serve(handle func(*net.TCPConn)) error {
+	l.log.Info("listening", "address", l.Addr().String()) // the bound port, when configured with 0
 	var backoff time.Duration
 	for {
 		c, err := l.accept()

@@ -65,13 +65,6 @@ func Start(client, server net.Conn, st *Stats, opt Options, done func(Result)) *
 	return startGoroutines(client, server, st, opt, done)
 }
 
-// Pipe is Start and wait: it returns when the relay has ended.
-func Pipe(client, server net.Conn, st *Stats, opt Options) Result {
-	ch := make(chan Result, 1)
-	Start(client, server, st, opt, func(r Result) { ch <- r })
-	return <-ch
-}
-
 // end is how one direction ended: err == nil is a clean EOF from its source.
 type end struct {
 	err error

@@ -82,8 +82,8 @@ func (u *Upstream) passiveFailure(s *Server, err error) {
 // probes only reap what is left.
 var serverKeepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
 
-// DialTCP opens a TCP connection to s within the upstream's dial timeout.
-func (u *Upstream) DialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
+// dialTCP opens a TCP connection to s within the upstream's dial timeout.
+func (u *Upstream) dialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: u.cfg.DialTimeout.D(), KeepAliveConfig: serverKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {

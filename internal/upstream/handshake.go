@@ -43,7 +43,7 @@ func (u *Upstream) first(hs *Handshake) ([]byte, error) {
 // never sees it. Any other answer, including a refusal for the client's own
 // reasons, commits the client to this server.
 func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, version byte) (*net.TCPConn, mqttwire.Reply, error) {
-	c, err := u.DialTCP(ctx, s)
+	c, err := u.dialTCP(ctx, s)
 	if err != nil {
 		return nil, mqttwire.Reply{}, err
 	}
