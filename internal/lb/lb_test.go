@@ -252,12 +252,17 @@ func TestShutdownWaitsForConnections(t *testing.T) {
 	}
 }
 
+// TestShutdownGraceClosesStragglers: at the end of the grace period, open
+// connections are closed, relayed ones and those still in their handshake
+// (which would otherwise hold the shutdown for connect_timeout).
 func TestShutdownGraceClosesStragglers(t *testing.T) {
-	h := newHarness(t, harnessOpts{brokers: 1, top: "limits: { shutdown_grace: 300ms }\n"})
+	h := newHarness(t, harnessOpts{brokers: 1, top: "limits: { shutdown_grace: 300ms, connect_timeout: 60s }\n"})
 	c, err := connectV3(t, h.addr, "straggler")
 	if err != nil {
 		t.Fatal(err)
 	}
+	holdHalfConnects(t, h.addr, "127.0.0.1", 1)
+	testutil.Eventually(t, 5*time.Second, func() bool { return h.lb.proxy.Pending() == 1 }, "one handshake pending")
 	h.cancel()
 	select {
 	case <-h.done:

@@ -120,3 +120,18 @@ func (g *Gate) Pending() int {
 	defer g.mu.Unlock()
 	return g.pending.Len()
 }
+
+// ClosePending closes every connection still in its handshake (at the end
+// of a shutdown's grace period) and returns how many.
+func (g *Gate) ClosePending() int {
+	g.mu.Lock()
+	var conns []net.Conn
+	for e := g.pending.Front(); e != nil; e = e.Next() {
+		conns = append(conns, e.Value.(*Ticket).c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
+}

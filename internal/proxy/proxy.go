@@ -143,7 +143,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.cancel()
 	n := p.conns.CloseAll()
-	p.log.Info("shutdown grace period over; closed open connections", "connections", n)
+	m := p.gate.ClosePending()
+	p.log.Info("shutdown grace period over; closed open connections", "connections", n, "handshakes", m)
 	<-done
 	return ctx.Err()
 }
