@@ -19,7 +19,9 @@ func (p *Proxy) finish(c *Conn) {
 	if c.ticket != nil {
 		c.ticket.Leave()
 	}
-	p.conns.remove(c)
+	if c.ID != 0 { // it was listed
+		p.conns.remove(c)
+	}
 	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
 	if c.lease != nil {
 		c.lease.Release(c.BytesIn, c.BytesOut)
