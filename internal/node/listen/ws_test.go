@@ -104,6 +104,21 @@ func TestWebSocketWrongPathRefused(t *testing.T) {
 	}
 }
 
+// TestWebSocketOtherSubprotocolRefused: a client offering only
+// subprotocols other than mqtt is refused [MQTT-6.0.0-3].
+func TestWebSocketOtherSubprotocolRefused(t *testing.T) {
+	ts := startServer(t, Options{ID: "ws", Type: TypeWS, Path: "/mqtt"})
+	d := websocket.Dialer{Subprotocols: []string{"wamp"}, HandshakeTimeout: 5 * time.Second}
+	ws, resp, err := d.Dial("ws://"+ts.addr["ws"]+"/mqtt", nil)
+	if err == nil {
+		ws.Close()
+		t.Fatal("upgrade for subprotocol wamp succeeded")
+	}
+	if resp == nil || resp.StatusCode != 400 {
+		t.Errorf("response %v, want 400", resp)
+	}
+}
+
 func TestSecureWebSocketBehindProxyWithClientCert(t *testing.T) {
 	ca := testutil.NewCA(t)
 	ts := startServer(t, Options{ID: "wss", Type: TypeWSS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert),
