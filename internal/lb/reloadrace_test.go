@@ -56,7 +56,8 @@ func TestReloadRenamingUpstreamUnderConnects(t *testing.T) {
 	const rounds = 10 // connections per client
 	var wg sync.WaitGroup
 	var failed atomic.Int64
-	var firstErr atomic.Value
+	var errMu sync.Mutex
+	var firstErr error
 	for i := range 500 {
 		wg.Add(1)
 		go func() {
@@ -64,7 +65,11 @@ func TestReloadRenamingUpstreamUnderConnects(t *testing.T) {
 			for j := range rounds {
 				if err := connectOnce(h.addr, fmt.Sprint("renamed-", i, "-", j)); err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
 				}
 			}
 		}()
@@ -73,7 +78,7 @@ func TestReloadRenamingUpstreamUnderConnects(t *testing.T) {
 	close(stop)
 	<-done
 	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d of %d connections got no CONNACK 0 during %d reloads; first: %v\nrefusals:\n%s", n, 500*rounds, reloads.Load(), firstErr.Load(),
+		t.Fatalf("%d of %d connections got no CONNACK 0 during %d reloads; first: %v\nrefusals:\n%s", n, 500*rounds, reloads.Load(), firstErr,
 			grepLines(h.accessLog(), "reason=\"no server"))
 	}
 	t.Logf("%d reloads while 500 clients connected %d times each", reloads.Load(), rounds)
