@@ -34,9 +34,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/proxyhdr/
 	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/
 
-# Go benchmarks of the hot paths (CONNECT inspection, relay, policy pick).
+# Go benchmarks of the hot paths (CONNECT inspection, relay, policy pick,
+# one client's whole way through the load balancer).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mqttwire/ ./internal/relay/ ./internal/balance/
+	$(GO) test -run '^$$' -bench ConnectThroughLB -benchmem ./internal/lb/
 
 clean:
 	rm -rf bin
