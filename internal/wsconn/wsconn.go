@@ -77,15 +77,22 @@ func (c *Conn) Write(p []byte) (int, error) {
 // Close closes the connection underneath.
 func (c *Conn) Close() error { return c.WS.Close() }
 
+// MaxRequest caps the upgrade request (request line and headers): a
+// WebSocket upgrade is a few hundred bytes, a browser's with cookies a few
+// KiB.
+const MaxRequest = 16 << 10
+
 // Upgrade reads one HTTP request from c and upgrades it to a WebSocket on
 // path, answering an HTTP error (and returning it) otherwise. c's deadline
 // bounds the handshake; the caller sets it.
 func Upgrade(c net.Conn, path string) (*Conn, error) {
-	br := bufio.NewReaderSize(c, 2048)
+	capped := &cappedReader{r: c, left: MaxRequest}
+	br := bufio.NewReaderSize(capped, 2048)
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		return nil, fmt.Errorf("websocket handshake: %w", err)
 	}
+	capped.left = -1 // the WebSocket stream that follows is not capped here
 	w := &hijacker{c: c, brw: bufio.NewReadWriter(br, bufio.NewWriterSize(c, 512)), h: http.Header{}}
 	if req.URL.Path != path {
 		http.Error(w, "not found", http.StatusNotFound)
@@ -112,6 +119,27 @@ func Upgrade(c net.Conn, path string) (*Conn, error) {
 }
 
 func isMQTT(p string) bool { return slices.Contains(Subprotocols, p) }
+
+// errRequestTooLarge ends an upgrade request over MaxRequest.
+var errRequestTooLarge = fmt.Errorf("request over %d bytes", MaxRequest)
+
+// cappedReader reads at most left bytes (no limit once left is negative).
+type cappedReader struct {
+	r    io.Reader
+	left int
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return c.r.Read(p)
+	}
+	if c.left == 0 {
+		return 0, errRequestTooLarge
+	}
+	n, err := c.r.Read(p[:min(len(p), c.left)])
+	c.left -= n
+	return n, err
+}
 
 // hijacker is the http.ResponseWriter (and Hijacker) the upgrader needs,
 // over a connection whose request was read by hand.
