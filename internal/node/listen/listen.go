@@ -58,12 +58,13 @@ type Options struct {
 	TLS              *tls.Config    // required for tls/wss
 	Path             string         // websocket path, default "/mqtt"
 	ProxyProtocol    bool           // accept PROXY v1/v2 headers
-	Trusted          []netip.Prefix // who may send them; a header from anyone else → connection refused
+	Trusted          []netip.Prefix // who may send them; from anyone else a header is not read, and mochi closes on it (not a CONNECT)
 	ProxyTimeout     time.Duration  // read deadline for the header (default 5s)
 	UsernameFromCert bool           // the client certificate CN becomes the username (VerneMQ use_identity_as_username)
 
-	// HandshakeTimeout bounds the TLS handshake (and, for ws/wss, the HTTP
-	// upgrade request). Default 10s.
+	// HandshakeTimeout bounds the whole preamble: PROXY header (within
+	// ProxyTimeout too), TLS handshake and, for ws/wss, the HTTP upgrade.
+	// Default 10s.
 	HandshakeTimeout time.Duration
 	// ConnectTimeout is the deadline for the client's CONNECT packet once the
 	// preamble is done; mochi replaces it with the keepalive deadline after
