@@ -36,11 +36,12 @@ func (c *Conn) Lease() *upstream.Lease { return c.lease }
 
 // Close ends the connection (both sides). Called before its relay started,
 // it takes effect as soon as the relay does.
-func (c *Conn) Close() {
+func (c *Conn) Close() error {
 	c.closing.Store(true)
 	if r := c.relay.Load(); r != nil {
 		r.Close()
 	}
+	return nil
 }
 
 // started records the relay and honours a Close that came first.

@@ -161,3 +161,34 @@ func logLines(t *testing.T, file string) string {
 	}, "access log")
 	return b.String()
 }
+
+// TestCloseByServer: a server's leases close their client connections, both
+// sides, and each then finishes (what a rebalancer or an evacuation does).
+func TestCloseByServer(t *testing.T) {
+	p, addr, _ := newTestProxy(t, rawBroker(t))
+	var clients []net.Conn
+	for _, id := range []string{"a", "b", "c"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: id, CleanStart: true, KeepAlive: 30}))
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	s := p.Runtime().Upstreams.Get("u").Server("s")
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(s.Leases()) == 3 }, "3 leases, got %d", len(s.Leases()))
+	for _, l := range s.Leases() {
+		l.Close()
+	}
+	for _, c := range clients {
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("client read %v after its lease was closed, want EOF", err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return p.Active() == 0 && s.Active() == 0 }, "all finished")
+}

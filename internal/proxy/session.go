@@ -144,6 +144,7 @@ func (s *session) connectServer() (*upstream.Lease, bool) {
 		return nil, false
 	}
 	c.lease = lease
+	lease.Bind(c) // closing the lease closes both sides, through the relay
 	c.Server, c.ServerAddr = lease.Server.Name(), lease.Server.Address()
 	return lease, true
 }

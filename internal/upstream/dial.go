@@ -48,7 +48,9 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) 
 			if t, ok := u.Policy.(balance.Tracker); ok {
 				t.Placed(c, s)
 			}
-			return &Lease{Server: s, Conn: conn, reply: reply, u: u, bc: c}, nil
+			l := &Lease{Server: s, Conn: conn, reply: reply, u: u, bc: c}
+			s.leases.add(l)
+			return l, nil
 		}
 		s.active.Add(-1)
 		if !errors.Is(err, ErrDeclined) {

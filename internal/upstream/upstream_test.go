@@ -120,8 +120,14 @@ func TestConnectRetriesAndPassiveFailures(t *testing.T) {
 		if rp := l.TakeReply(); l.Server.Name() != "live" || rp.Size != 4 || rp.Code != 0 {
 			t.Fatalf("Connect: server %s, reply %+v", l.Server.Name(), rp)
 		}
-		if n := l.Server.Active(); n != 1 {
-			t.Errorf("live counts %d connections during a lease, want 1", n)
+		if n := l.Server.Active(); n != 1 || len(l.Server.Leases()) != 1 || l.Server.Leases()[0] != l {
+			t.Errorf("live counts %d connections and %d leases during a lease, want 1", n, len(l.Server.Leases()))
+		}
+		var closed closeCounter
+		l.Bind(&closed)
+		l.Close()
+		if closed != 1 {
+			t.Errorf("Close reached the bound connection %d times, want 1", closed)
 		}
 		l.Release(10, 20)
 		l.Release(10, 20) // a second release changes nothing
@@ -132,10 +138,14 @@ func TestConnectRetriesAndPassiveFailures(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, d.Healthy, "dead retried after the interval")
 	lv := u.Server("live")
-	if in, out := lv.ClosedBytes(); lv.Active() != 0 || in != 40 || out != 80 {
+	if in, out := lv.ClosedBytes(); lv.Active() != 0 || len(lv.Leases()) != 0 || in != 40 || out != 80 {
 		t.Errorf("live: active %d, bytes %d/%d after releases; want 0, 40/80", lv.Active(), in, out)
 	}
 }
+
+type closeCounter int
+
+func (c *closeCounter) Close() error { *c++; return nil }
 
 func listen(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
