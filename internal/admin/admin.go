@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,8 @@ type Server struct {
 	srv   *http.Server
 	ln    net.Listener
 	log   *slog.Logger
+
+	kicked atomic.Uint64 // connections closed by DELETE /api/v1/connections
 }
 
 // New builds the admin server for b, exporting reg's metrics.
@@ -88,6 +91,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
 	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
+	s.runtimeRoutes(mux)
 	mux.Handle("POST /-/reload", s.auth(http.HandlerFunc(s.reload)))
 	mux.Handle("GET /ui/", uiHandler())
 	mux.Handle("/debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
