@@ -3,8 +3,8 @@ package admin
 import (
 	"net/http"
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/balance"
