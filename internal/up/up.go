@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqlb/mqlb/internal/admin"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/lb"
 	"github.com/mqlb/mqlb/internal/node"
@@ -175,6 +176,11 @@ func (s *System) startLB() error {
 	if err != nil {
 		return fmt.Errorf("load balancer: %w", err)
 	}
+	var nodes []admin.Node
+	for _, n := range s.Nodes {
+		nodes = append(nodes, admin.Node{Name: n.Name(), URL: "http://" + n.AdminAddr()})
+	}
+	l.SetNodes(nodes) // the dashboard's cluster view
 	s.LB = l
 	return nil
 }
