@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/adminclient"
+)
+
+// The parts of the admin API's answers that tables show.
+type (
+	upstreamsJSON struct {
+		Upstreams []struct {
+			Name, Balance string
+			Servers       []serverJSON
+		}
+	}
+	serverJSON struct {
+		Name, Address, State string
+		Weight               int
+		Active               int64
+		Total                uint64
+		Failures             uint64 `json:"connect_failures"`
+		Health               struct {
+			LastError string     `json:"last_error"`
+			Failures  int        `json:"consecutive_failures"`
+			LastCheck *time.Time `json:"last_check"`
+		}
+	}
+)
+
+func (k *ctl) table(f func(w *tabwriter.Writer)) error {
+	w := tabwriter.NewWriter(k.out, 0, 4, 2, ' ', 0)
+	f(w)
+	return w.Flush()
+}
+
+func (k *ctl) status(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "status (no arguments)"); err != nil {
+		return err
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/upstreams", nil)
+	if adminclient.IsNoRoute(err) { // a node's admin API
+		return k.cluster(ctx, nil)
+	}
+	if err != nil {
+		return err
+	}
+	var ups upstreamsJSON
+	if err := json.Unmarshal(body, &ups); err != nil {
+		return err
+	}
+	return k.print(body, func() error {
+		fmt.Fprintf(k.out, "load balancer %s\n\n", k.c.Base())
+		return k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "UPSTREAM\tBALANCE\tUP\tDOWN\tDRAIN/DISABLED\tCONNECTIONS")
+			for _, u := range ups.Upstreams {
+				n := map[string]int{}
+				var active int64
+				for _, s := range u.Servers {
+					n[s.State]++
+					active += s.Active
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d\t%d\t%d\n", u.Name, u.Balance, n["up"], len(u.Servers), n["down"], n["drain"]+n["disabled"], active)
+			}
+		})
+	})
+}
+
+func (k *ctl) servers(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "servers (no arguments)"); err != nil {
+		return err
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/upstreams", nil)
+	if err != nil {
+		return err
+	}
+	var ups upstreamsJSON
+	if err := json.Unmarshal(body, &ups); err != nil {
+		return err
+	}
+	return k.print(body, func() error {
+		return k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "UPSTREAM\tSERVER\tADDRESS\tSTATE\tWEIGHT\tACTIVE\tTOTAL\tDIAL FAILS\tLAST CHECK")
+			for _, u := range ups.Upstreams {
+				for _, s := range u.Servers {
+					check := "ok"
+					switch {
+					case s.Health.LastCheck == nil:
+						check = "-"
+					case s.Health.LastError != "":
+						check = fmt.Sprintf("failed %dx: %s", s.Health.Failures, s.Health.LastError)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", u.Name, s.Name, s.Address, s.State, s.Weight, s.Active, s.Total, s.Failures, check)
+				}
+			}
+		})
+	})
+}
+
+func (k *ctl) conns(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "conns [--client ID] [--q TEXT]"); err != nil {
+		return err
+	}
+	v := url.Values{}
+	if k.client != "" {
+		v.Set("client_id", k.client)
+	}
+	if k.q != "" {
+		v.Set("q", k.q)
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/connections?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		Total       int
+		Connections []struct {
+			ClientID                           string `json:"client_id"`
+			Username, Remote, Upstream, Server string
+			Since                              time.Time
+			BytesIn                            int64 `json:"bytes_in"`
+			BytesOut                           int64 `json:"bytes_out"`
+		}
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return err
+	}
+	return k.print(body, func() error {
+		err := k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "CLIENT ID\tUSERNAME\tREMOTE\tSERVER\tFOR\tIN\tOUT")
+			for _, c := range r.Connections {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%s\t%d\t%d\n", c.ClientID, c.Username, c.Remote, c.Upstream, c.Server,
+					time.Since(c.Since).Truncate(time.Second), c.BytesIn, c.BytesOut)
+			}
+		})
+		fmt.Fprintf(k.out, "%d connection(s)\n", r.Total)
+		return err
+	})
+}
+
+func (k *ctl) sticky(ctx context.Context, args []string) error {
+	if len(args) > 1 {
+		return usageError("want sticky [UPSTREAM] [--clear [--key KEY]]")
+	}
+	if k.key != "" && !k.clear {
+		return usageError("--key goes with --clear")
+	}
+	var u string
+	if len(args) == 1 {
+		u = args[0]
+	} else {
+		var err error
+		if u, err = k.onlyUpstream(ctx); err != nil {
+			return err
+		}
+	}
+	path := "/api/v1/sticky/" + url.PathEscape(u)
+	if k.clear {
+		if k.key != "" {
+			path += "?key=" + url.QueryEscape(k.key)
+		}
+		body, err := k.c.Do(ctx, http.MethodDelete, path, nil)
+		if err != nil {
+			return err
+		}
+		var r struct{ Removed int }
+		json.Unmarshal(body, &r)
+		return k.done(body, "%s: %d sticky entr%s removed", u, r.Removed, map[bool]string{true: "y", false: "ies"}[r.Removed == 1])
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		Size    int
+		Entries []struct {
+			Key, Server string
+			Active      int
+			LastUsed    time.Time `json:"last_used"`
+			Expires     time.Time
+		}
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return err
+	}
+	return k.print(body, func() error {
+		err := k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "KEY\tSERVER\tACTIVE\tLAST USED\tEXPIRES IN")
+			for _, e := range r.Entries {
+				exp := "-"
+				if !e.Expires.IsZero() {
+					exp = time.Until(e.Expires).Truncate(time.Second).String()
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\n", e.Key, e.Server, e.Active, time.Since(e.LastUsed).Truncate(time.Second), exp)
+			}
+		})
+		fmt.Fprintf(k.out, "%d entr%s\n", r.Size, map[bool]string{true: "y", false: "ies"}[r.Size == 1])
+		return err
+	})
+}
+
+// nodeCluster is a node's GET /api/v1/cluster.
+type nodeCluster struct {
+	Node     string
+	Healthy  bool
+	Problem  string
+	Members  []struct{ Name, State string }
+	Clients  int64
+	Retained int
+	Store    []struct {
+		Bucket   string
+		Replicas int
+		Leader   string
+		Peers    []struct {
+			Name    string
+			Current bool
+		}
+		Error string
+	}
+	Mesh struct {
+		Subscriptions int64 `json:"nats_subscriptions"`
+		Drops         int64 `json:"slow_consumer_drops"`
+	}
+}
+
+// fanOut is the load balancer's answer when it asks its nodes.
+type fanOut struct {
+	Nodes []struct {
+		Name, URL, Error string
+		Data             json.RawMessage
+	}
+}
+
+func (k *ctl) cluster(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "cluster (no arguments)"); err != nil {
+		return err
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/cluster", nil)
+	if err != nil {
+		return err
+	}
+	var views []nodeCluster
+	var fo fanOut
+	if json.Unmarshal(body, &fo); fo.Nodes != nil { // the load balancer
+		for _, n := range fo.Nodes {
+			var v nodeCluster
+			if n.Error != "" || json.Unmarshal(n.Data, &v) != nil {
+				v = nodeCluster{Node: n.Name, Problem: "unreachable: " + n.Error}
+			}
+			views = append(views, v)
+		}
+	} else {
+		var v nodeCluster
+		if err := json.Unmarshal(body, &v); err != nil {
+			return err
+		}
+		views = append(views, v)
+	}
+	return k.print(body, func() error {
+		return k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "NODE\tHEALTH\tMEMBERS\tCLIENTS\tRETAINED\tSTORE (replicas, leader, current)\tMESH SUBS\tSLOW DROPS")
+			for _, v := range views {
+				health := "ok"
+				if !v.Healthy {
+					health = v.Problem
+				}
+				var members, store []string
+				for _, m := range v.Members {
+					members = append(members, m.Name)
+				}
+				for _, s := range v.Store {
+					if s.Error != "" {
+						store = append(store, s.Bucket+": "+s.Error)
+						continue
+					}
+					cur := 0
+					for _, p := range s.Peers {
+						if p.Current {
+							cur++
+						}
+					}
+					store = append(store, fmt.Sprintf("R%d %s %d/%d", s.Replicas, s.Leader, cur, len(s.Peers)))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\n", v.Node, health, strings.Join(members, ","), v.Clients, v.Retained,
+					strings.Join(store, "; "), v.Mesh.Subscriptions, v.Mesh.Drops)
+			}
+		})
+	})
+}
+
+func (k *ctl) clients(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "clients [--q TEXT] [--limit N] [--offset N]"); err != nil {
+		return err
+	}
+	v := url.Values{}
+	if k.q != "" {
+		v.Set("q", k.q)
+	}
+	if k.limit > 0 {
+		v.Set("limit", strconv.Itoa(k.limit))
+	}
+	if k.offset > 0 {
+		v.Set("offset", strconv.Itoa(k.offset))
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/clients?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	type page struct {
+		Node    string
+		Total   int
+		Clients []struct {
+			ClientID                string `json:"client_id"`
+			Username, Remote        string
+			Connected               bool
+			Subscriptions, Protocol int
+		}
+	}
+	var pages []page
+	var fo fanOut
+	var problems []string
+	if json.Unmarshal(body, &fo); fo.Nodes != nil {
+		for _, n := range fo.Nodes {
+			var p page
+			if n.Error != "" || json.Unmarshal(n.Data, &p) != nil {
+				problems = append(problems, n.Name+": "+n.Error)
+				continue
+			}
+			pages = append(pages, p)
+		}
+	} else {
+		var p page
+		if err := json.Unmarshal(body, &p); err != nil {
+			return err
+		}
+		pages = append(pages, p)
+	}
+	return k.print(body, func() error {
+		total := 0
+		err := k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "CLIENT ID\tNODE\tCONNECTED\tPROTOCOL\tUSERNAME\tREMOTE\tSUBSCRIPTIONS")
+			for _, p := range pages {
+				total += p.Total
+				for _, c := range p.Clients {
+					fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%s\t%s\t%d\n", c.ClientID, p.Node, c.Connected, c.Protocol, c.Username, c.Remote, c.Subscriptions)
+				}
+			}
+		})
+		fmt.Fprintf(k.out, "%d client(s)\n", total)
+		for _, p := range problems {
+			fmt.Fprintf(k.out, "not answering: %s\n", p)
+		}
+		return err
+	})
+}
