@@ -56,7 +56,9 @@ func startRun(t *testing.T, yaml string) (admin, mqttAddr string) {
 	}
 	p := startProc(t, "run", "-c", file)
 	admin = waitMatch(t, p.stderr.String, `load balancer running.* admin=(\S+)`, "mqlb run serving")
-	var ls struct{ Listeners []struct{ Name, Address string } }
+	var ls struct {
+		Listeners []struct{ Name, Address string }
+	}
 	getJSON(t, "http://"+admin+"/api/v1/listeners", &ls)
 	return admin, ls.Listeners[0].Address
 }
