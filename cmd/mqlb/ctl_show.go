@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -264,6 +265,9 @@ func (k *ctl) cluster(ctx context.Context, args []string) error {
 		}
 		views = append(views, v)
 	}
+	if fo.Nodes != nil && len(fo.Nodes) == 0 && !k.json {
+		return errors.New("the load balancer knows no broker nodes (the cluster view is for mqlb nodes under mqlb up); use --admin with a node's admin address")
+	}
 	return k.print(body, func() error {
 		return k.table(func(w *tabwriter.Writer) {
 			fmt.Fprintln(w, "NODE\tHEALTH\tMEMBERS\tCLIENTS\tRETAINED\tSTORE (replicas, leader, current)\tMESH SUBS\tSLOW DROPS")
@@ -327,7 +331,9 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 	var pages []page
 	var fo fanOut
 	var problems []string
-	if json.Unmarshal(body, &fo); fo.Nodes != nil {
+	if json.Unmarshal(body, &fo); fo.Nodes != nil && len(fo.Nodes) == 0 && !k.json {
+		return errors.New("the load balancer knows no broker nodes; mqlb ctl conns --q TEXT searches its connections")
+	} else if fo.Nodes != nil {
 		for _, n := range fo.Nodes {
 			var p page
 			if n.Error != "" || json.Unmarshal(n.Data, &p) != nil {

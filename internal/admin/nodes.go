@@ -78,22 +78,15 @@ func getNode(ctx context.Context, n Node, path string) (json.RawMessage, error) 
 	return b, nil
 }
 
-// cluster is GET /api/v1/cluster on the load balancer: each node's view.
+// cluster is GET /api/v1/cluster on the load balancer: each node's view
+// ("nodes": [] when the brokers are not known mqlb nodes).
 func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
-	if len(s.nodes) == 0 {
-		writeError(w, http.StatusNotFound, "no broker nodes known: the cluster view is for mqlb nodes (mqlb up); ask a node's admin API directly")
-		return
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": s.askNodes(r.Context(), "/api/v1/cluster")})
 }
 
 // clients is GET /api/v1/clients?q=… on the load balancer: every node's
 // clients matching q.
 func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
-	if len(s.nodes) == 0 {
-		writeError(w, http.StatusNotFound, "no broker nodes known; search the load balancer's connections with GET /api/v1/connections?q=…")
-		return
-	}
 	v := url.Values{}
 	for _, k := range []string{"q", "offset", "limit"} {
 		if x := r.URL.Query().Get(k); x != "" {
