@@ -129,7 +129,9 @@ func TestDashboard(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(text(ctx, "#conns"), "dash-3") }, "clients listed")
 
 	// Charts: a line per server once there are two samples.
-	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, "#chart-active svg polyline") && exists(ctx, "#chart-connects svg polyline") }, "charts drawn")
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return exists(ctx, "#chart-active svg polyline") && exists(ctx, "#chart-connects svg polyline")
+	}, "charts drawn")
 	// The cluster view under mqlb up: every node, healthy.
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		c := text(ctx, "#cluster")
