@@ -69,7 +69,8 @@ func serverWeights(t *testing.T, admin string) map[string]int {
 // table, reload (runtime changes stay), drain; and the errors.
 func TestCtlLoadBalancer(t *testing.T) {
 	b1, b2, b3 := testutil.StartMochi(t), testutil.StartMochi(t), testutil.StartMochi(t)
-	admin, lbAddr := startRun(t, stickyConfig(b1.Addr, b2.Addr))
+	admin := startRun(t, stickyConfig(b1.Addr, b2.Addr))
+	lbAddr := mqttAddr(t, admin)
 
 	ctlOK(t, admin, []string{"status"}, "brokers", "sticky", "2/2")
 	ctlOK(t, admin, []string{"servers"}, "UPSTREAM", "a", b1.Addr, "up")
@@ -115,7 +116,8 @@ func TestCtlEvacuate(t *testing.T) {
 		t.Skip("needs the evacuate endpoint from the rebalance branch; set evacuateMerged after merging it")
 	}
 	b1, b2 := testutil.StartMochi(t), testutil.StartMochi(t)
-	admin, lbAddr := startRun(t, stickyConfig(b1.Addr, b2.Addr))
+	admin := startRun(t, stickyConfig(b1.Addr, b2.Addr))
+	lbAddr := mqttAddr(t, admin)
 	c := connectRaw(t, lbAddr, "evac-1")
 	var list struct {
 		Connections []struct{ Server string }
@@ -148,4 +150,20 @@ func TestCtlCluster(t *testing.T) {
 		}
 	}
 	t.Errorf("no node lists ctl-up-1")
+}
+
+// TestCtlTokenAndNoNodes: the token comes from --token or MQLB_TOKEN and a
+// missing one says so; the cluster view of a load balancer in front of
+// other brokers says there are no nodes.
+func TestCtlTokenAndNoNodes(t *testing.T) {
+	b := testutil.StartMochi(t)
+	admin := startRun(t, strings.Replace(stickyConfig(b.Addr), `admin: { address: "127.0.0.1:0" }`, `admin: { address: "127.0.0.1:0", token: s3cret }`, 1))
+	ctlFails(t, admin, 1, "MQLB_TOKEN", "servers")
+	ctlOK(t, admin, []string{"servers", "--token", "s3cret"}, "a")
+	cmd := mqlb("ctl", "servers")
+	cmd.Env = append(cmd.Env, "MQLB_ADMIN="+admin, "MQLB_TOKEN=s3cret")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), b.Addr) {
+		t.Errorf("from the environment: %v\n%s", err, out)
+	}
+	ctlFails(t, admin, 1, "knows no broker nodes", "cluster", "--token", "s3cret")
 }

@@ -48,20 +48,25 @@ func waitMatch(t *testing.T, f func() string, re string, what string) string {
 }
 
 // startRun runs `mqlb run` with the YAML (admin and listener on port 0) and
-// returns its admin and MQTT addresses.
-func startRun(t *testing.T, yaml string) (admin, mqttAddr string) {
+// returns its admin address.
+func startRun(t *testing.T, yaml string) string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "mqlb.yaml")
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startProc(t, "run", "-c", file)
-	admin = waitMatch(t, p.stderr.String, `load balancer running.* admin=(\S+)`, "mqlb run serving")
+	return waitMatch(t, p.stderr.String, `load balancer running.* admin=(\S+)`, "mqlb run serving")
+}
+
+// mqttAddr returns the address of the load balancer's first listener.
+func mqttAddr(t *testing.T, admin string) string {
+	t.Helper()
 	var ls struct {
 		Listeners []struct{ Name, Address string }
 	}
 	getJSON(t, "http://"+admin+"/api/v1/listeners", &ls)
-	return admin, ls.Listeners[0].Address
+	return ls.Listeners[0].Address
 }
 
 // upSystem is a running `mqlb up`.

@@ -48,16 +48,18 @@ func sameServer(a, b *config.Server) bool {
 	return a == nil && b == nil || a != nil && b != nil && *a == *b
 }
 
-// apply returns a copy of file with the overrides laid over it, and the
-// overrides still in force (those whose server the file did not change).
-func (o overrides) apply(file *config.Config, log *slog.Logger) (*config.Config, overrides) {
+// apply returns a copy of file with the overrides laid over it, the
+// overrides still in force, and the servers of those it dropped because the
+// file changed them.
+func (o overrides) apply(file *config.Config) (*config.Config, overrides, []serverRef) {
 	eff := cloneConfig(file)
 	kept := overrides{}
+	var dropped []serverRef
 	for _, r := range slices.SortedFunc(maps.Keys(o), cmpRef) {
 		ov := o[r]
 		u := eff.Upstreams[r.upstream]
 		if u == nil || !sameServer(ov.base, fileServer(file, r)) {
-			log.Warn("runtime change dropped: the config file changed this server", "upstream", r.upstream, "server", r.server)
+			dropped = append(dropped, r)
 			continue
 		}
 		kept[r] = ov
@@ -71,7 +73,13 @@ func (o overrides) apply(file *config.Config, log *slog.Logger) (*config.Config,
 			u.Servers[i].Weight = ov.weight
 		}
 	}
-	return eff, kept
+	return eff, kept, dropped
+}
+
+func logDropped(log *slog.Logger, dropped []serverRef) {
+	for _, r := range dropped {
+		log.Warn("runtime change dropped: the config file changed this server", "upstream", r.upstream, "server", r.server)
+	}
 }
 
 func cmpRef(a, b serverRef) int {

@@ -35,7 +35,7 @@ func (l *LB) Reload() error {
 func (l *LB) Apply(file *config.Config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cfg, ov := l.ov.apply(file, l.log)
+	cfg, ov, dropped := l.ov.apply(file)
 	ups, err := upstream.Build(cfg, l.ups, l.coll.ObserveCheck, l.log)
 	if err != nil {
 		return l.refuse(err)
@@ -63,6 +63,7 @@ func (l *LB) Apply(file *config.Config) error {
 		l.level.Set(parseLevel(cfg.Log.Level))
 	}
 	l.cfg, l.base, l.ov = cfg, file, ov
+	logDropped(l.log, dropped)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
 	return nil
 }

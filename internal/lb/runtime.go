@@ -107,7 +107,7 @@ func (l *LB) change(r serverRef, edit func(ov *override, file *config.Server) er
 	if o.add == nil && !o.removed && o.weight == 0 || o.removed && o.base == nil {
 		delete(ov, r) // back to the file, or a runtime-added server removed
 	}
-	eff, ov := ov.apply(l.base, l.log)
+	eff, ov, _ := ov.apply(l.base) // the file is the same: nothing is dropped
 	if err := eff.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
 	}
