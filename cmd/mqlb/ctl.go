@@ -18,6 +18,8 @@ import (
 
 const ctlUsage = `usage: mqlb ctl [--admin URL] [--token T] [--json] COMMAND [ARGS]
 
+Operate a running load balancer or broker node through its admin API.
+
 The load balancer (mqlb run, mqlb up):
   status                     health, upstreams and listeners at a glance
   servers                    every server: state, weight, connections, last check
@@ -63,7 +65,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	k := &ctl{out: stdout}
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage) }
+	fs.Usage = func() {} // -h prints ctlUsage to stdout; a bad flag says so on stderr
 	admin := fs.String("admin", envOr("MQLB_ADMIN", "http://127.0.0.1:9090"), "admin API URL")
 	token := fs.String("token", os.Getenv("MQLB_TOKEN"), "admin bearer token")
 	fs.BoolVar(&k.json, "json", false, "print JSON")
@@ -76,11 +78,16 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&k.limit, "limit", 0, "clients: page size")
 	fs.IntVar(&k.offset, "offset", 0, "clients: skip this many")
 	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) || err == nil && len(pos) > 0 && pos[0] == "help" {
+		fmt.Fprint(stdout, ctlUsage)
+		return nil
+	}
 	if err != nil {
-		return err
+		fmt.Fprintln(stderr, "mqlb ctl -h lists the commands and flags")
+		return exitCode(2)
 	}
 	if len(pos) == 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, ctlUsage)
 		return exitCode(2)
 	}
 	if k.c, err = adminclient.New(*admin, *token); err != nil {
@@ -112,10 +119,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, exitCode(0)
-			}
-			return nil, exitCode(2)
+			return nil, err
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
