@@ -220,6 +220,7 @@ func (s *System) Describe(w io.Writer) {
 	fmt.Fprintf(w, "mqlb up: %d clustered broker nodes behind the load balancer\n\n", len(s.Nodes))
 	fmt.Fprintf(w, "  load balancer  mqtt://%s   (balance client_id, PROXY v2 to the nodes)\n", lbAddr)
 	fmt.Fprintf(w, "  admin          http://%s/ui/   (API /api/v1/upstreams, metrics /metrics)\n", s.LB.AdminAddr())
+	fmt.Fprintf(w, "                 mqlb ctl --admin http://%s servers|cluster|clients\n", s.LB.AdminAddr())
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "  %-14s mqtt://%s   (metrics http://%s/metrics)\n", n.Name(), n.ListenerAddr("mqtt"), n.AdminAddr())
 	}
