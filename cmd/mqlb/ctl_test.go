@@ -168,4 +168,5 @@ func TestCtlTokenAndNoNodes(t *testing.T) {
 		t.Errorf("from the environment: %v\n%s", err, out)
 	}
 	ctlFails(t, admin, 1, "knows no broker nodes", "cluster", "--token", "s3cret")
+	ctlOK(t, admin, []string{"cluster", "--json", "--token", "s3cret"}, `"nodes": []`)
 }
