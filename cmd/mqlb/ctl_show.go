@@ -86,7 +86,7 @@ func (k *ctl) servers(ctx context.Context, args []string) error {
 	}
 	return k.print(body, func() error {
 		return k.table(func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "UPSTREAM\tSERVER\tADDRESS\tSTATE\tWEIGHT\tACTIVE\tTOTAL\tDIAL FAILS\tLAST CHECK")
+			fmt.Fprintln(w, "UPSTREAM\tSERVER\tADDRESS\tSTATE\tWEIGHT\tACTIVE\tTOTAL\tFAILED/REFUSED\tLAST CHECK")
 			for _, u := range ups.Upstreams {
 				for _, s := range u.Servers {
 					check := "ok"

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
@@ -125,8 +126,15 @@ func TestDashboard(t *testing.T) {
 	for i := range 5 {
 		connectRaw(t, s.lb, fmt.Sprint("dash-", i))
 	}
+	traffic(t, s.lb)
 	testutil.Eventually(t, 20*time.Second, func() bool { return clients() >= before+5 }, "client count rises by 5 from %d: %q", before, text(ctx, "#summary"))
 	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(text(ctx, "#conns"), "dash-3") }, "clients listed")
+
+	// Bytes per second follow the traffic.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		b := text(ctx, "#sum-bytes b")
+		return b != "" && !strings.HasPrefix(b, "0 B")
+	}, "traffic shown: %q", text(ctx, "#summary"))
 
 	// Charts: a line per server once there are two samples.
 	testutil.Eventually(t, 20*time.Second, func() bool {
@@ -203,4 +211,40 @@ func TestDashboard(t *testing.T) {
 	if e := errs.String(); e != "" {
 		t.Errorf("console errors:\n%s", e)
 	}
+}
+
+// traffic publishes through the load balancer to a subscriber, about 20
+// messages a second, until the test ends.
+func traffic(t *testing.T, addr string) {
+	t.Helper()
+	connect := func(id string) mqtt3.Client {
+		o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetAutoReconnect(false).SetConnectRetry(false)
+		c := mqtt3.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("%s: connect: %v", id, tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(50) })
+		return c
+	}
+	sub, pub := connect("dash-sub"), connect("dash-pub")
+	if tok := sub.Subscribe("dash/#", 0, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	payload := strings.Repeat("x", 512)
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				pub.Publish("dash/t", 0, false, payload)
+			}
+		}
+	}()
 }

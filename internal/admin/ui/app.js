@@ -147,7 +147,7 @@ function serverPath(u, s) { return `/api/v1/upstreams/${encodeURIComponent(u)}/s
 function checkCell(u, s) {
   const h = s.health;
   if (u.health_check === "none" || !h.last_check) {
-    if (s.state === "down") return td(`down after failed connects (${s.connect_failures} dial failures)`, "fail");
+    if (s.state === "down") return td(`down after failed connects (${s.connect_failures} failed or refused connects)`, "fail");
     return td(u.health_check === "none" ? "no checks" : "pending", "muted");
   }
   if (h.last_error) return td(`✗ ${h.consecutive_failures}× failed: ${h.last_error}`, "fail");
@@ -159,7 +159,7 @@ function renderUpstreams(list, r) {
   root.replaceChildren();
   for (const u of list) {
     root.append(el("h3", {}, u.name, " ", el("small", {}, `balance ${u.balance}, health ${u.health_check}, proxy_protocol ${u.proxy_protocol}, retries ${u.connect_retries}`)));
-    const head = ["server", "address", "state", "weight", "cur", "max", "total", "new/s", "in/s", "out/s", "dial fails", "last check", "in state", "last change", ""];
+    const head = ["server", "address", "state", "weight", "cur", "max", "total", "new/s", "in/s", "out/s", "failed/refused", "last check", "in state", "last change", ""];
     const tb = el("tbody");
     for (const s of u.servers) {
       const key = u.name + "/" + s.name;
