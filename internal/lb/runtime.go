@@ -108,6 +108,7 @@ func (l *LB) change(r serverRef, edit func(ov *override, file *config.Server) er
 		delete(ov, r) // back to the file, or a runtime-added server removed
 	}
 	eff, ov, _ := ov.apply(l.base) // the file is the same: nothing is dropped
+	eff.Lines = nil                // the file's line numbers do not fit the changed server lists
 	if err := eff.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
 	}
