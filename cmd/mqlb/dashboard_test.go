@@ -188,6 +188,19 @@ func TestDashboard(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return state() == "drain" }, "node2 drained by the click")
 	testutil.Eventually(t, 10*time.Second, func() bool { return exists(ctx, `tr.drain[data-server="cluster/node2"] button[data-action="enable"]`) }, "dashboard shows the drain")
 
+	// The nodes' sessions, searchable, and a kick on the node that holds one.
+	kick := `#node-clients tr[data-client="dash-4"] button`
+	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, kick) }, "node sessions listed: %q", text(ctx, "#node-clients"))
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(kick), chromedp.NodeVisible), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var conns struct{ Total int }
+		getJSON(t, "http://"+s.admin+"/api/v1/connections?client_id=dash-4", &conns)
+		return conns.Total == 0
+	}, "dash-4 kicked on its node, its connection through the load balancer gone")
+
 	// A server that is down shows why (the last check's error), not "0 failures".
 	if code, body := httpDo(t, "POST", "http://"+s.admin+"/api/v1/upstreams/cluster/servers", `{"name":"gone","address":"127.0.0.1:1"}`); code != 201 {
 		t.Fatalf("add a server: %d %s", code, body)

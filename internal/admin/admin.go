@@ -105,6 +105,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /api/v1/history", s.auth(http.HandlerFunc(s.getHistory)))
 	mux.Handle("GET /api/v1/cluster", s.auth(http.HandlerFunc(s.cluster)))
 	mux.Handle("GET /api/v1/clients", s.auth(http.HandlerFunc(s.clients)))
+	mux.Handle("DELETE /api/v1/clients/{id}", s.auth(http.HandlerFunc(s.kickClient)))
 	mux.Handle("POST /-/reload", s.auth(http.HandlerFunc(s.reload)))
 	mux.Handle("GET /ui/", uiHandler())
 	mux.Handle("/debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))

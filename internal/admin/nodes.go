@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -35,12 +36,17 @@ var nodeClient = &http.Client{Timeout: 3 * time.Second}
 
 // askNodes GETs path from every node at once.
 func (s *Server) askNodes(ctx context.Context, path string) []nodeAnswer {
+	return s.sendNodes(ctx, http.MethodGet, path)
+}
+
+// sendNodes sends method path to every node at once.
+func (s *Server) sendNodes(ctx context.Context, method, path string) []nodeAnswer {
 	out := make([]nodeAnswer, len(s.nodes))
 	var wg sync.WaitGroup
 	for i, n := range s.nodes {
 		out[i] = nodeAnswer{Name: n.Name, URL: n.URL}
 		wg.Go(func() {
-			data, err := getNode(ctx, n, path)
+			data, err := callNode(ctx, n, method, path)
 			if err != nil {
 				out[i].Error = err.Error()
 				return
@@ -52,8 +58,8 @@ func (s *Server) askNodes(ctx context.Context, path string) []nodeAnswer {
 	return out
 }
 
-func getNode(ctx context.Context, n Node, path string) (json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+path, nil)
+func callNode(ctx context.Context, n Node, method, path string) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, method, n.URL+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -94,4 +100,19 @@ func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": s.askNodes(r.Context(), "/api/v1/clients?"+v.Encode())})
+}
+
+// kickClient is DELETE /api/v1/clients/{id} on the load balancer: every
+// node is asked to disconnect the client; 404 when none had it connected.
+func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	answers := s.sendNodes(r.Context(), http.MethodDelete, "/api/v1/clients/"+url.PathEscape(id))
+	for _, a := range answers {
+		if a.Error == "" {
+			s.log.Info("client kicked on a node through the admin API", "client_id", id, "node", a.Name)
+			writeJSON(w, http.StatusOK, map[string]any{"client_id": id, "node": a.Name, "kicked": true})
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, map[string]any{"error": "no node has client " + strconv.Quote(id) + " connected", "nodes": answers})
 }

@@ -10,12 +10,13 @@ const POLL_MS = 2000;
 let samples = []; // history samples, oldest first
 let serverHist = {}; // "upstream/server" -> {max_active, state, state_since, changed}
 let lastCluster = 0;
+let haveNodes = false; // the brokers are mqlb nodes (mqlb up): their sessions are searchable
 
 // The token lives in sessionStorage: it survives a reload of the page but not
 // the browser session, and is never sent anywhere but this admin API.
 $("token").value = sessionStorage.getItem("mqlb-token") || "";
 $("token").onchange = () => { sessionStorage.setItem("mqlb-token", $("token").value); refresh(); };
-$("q").oninput = () => refreshConns().catch(showError);
+$("q").oninput = () => Promise.all([refreshConns(), refreshNodeClients()]).catch(showError);
 
 async function api(path, method, body) {
   const opts = { method: method || "GET", headers: {} };
@@ -231,6 +232,27 @@ async function refreshConns() {
   }
 }
 
+async function refreshNodeClients() {
+  $("node-clients-section").hidden = !haveNodes;
+  if (!haveNodes) return;
+  const res = await api("/api/v1/clients?limit=100&q=" + encodeURIComponent($("q").value));
+  const tb = $("node-clients");
+  const rows = [];
+  let total = 0;
+  for (const n of res.nodes) {
+    if (n.error || !n.data) continue;
+    total += n.data.total;
+    for (const c of n.data.clients) {
+      const kick = c.connected ? el("button", { class: "danger", onclick: () => confirmThen(`Disconnect ${c.client_id} from ${c.node}? MQTT 5 clients are told why (0x98 administrative action); a persistent session stays.`,
+        () => api("/api/v1/clients/" + encodeURIComponent(c.client_id), "DELETE")) }, "kick") : "";
+      rows.push(el("tr", { "data-client": c.client_id }, td(c.client_id), td(c.node), td(c.connected ? "yes" : "no (session held)", c.connected ? "" : "muted"),
+        td(c.protocol), td(c.username || ""), td(c.remote), num(c.subscriptions), num(c.inflight), el("td", {}, kick)));
+    }
+  }
+  tb.replaceChildren(...rows);
+  $("node-clients-count").textContent = `(${total}${total > rows.length ? ", first " + rows.length + " shown" : ""})`;
+}
+
 async function refreshSticky(ups) {
   const sticky = ups.filter((u) => u.balance === "sticky");
   $("sticky-section").hidden = sticky.length === 0;
@@ -254,7 +276,8 @@ async function refreshSticky(ups) {
 
 async function refreshCluster() {
   const res = await api("/api/v1/cluster");
-  $("cluster-section").hidden = res.nodes.length === 0;
+  haveNodes = res.nodes.length > 0;
+  $("cluster-section").hidden = !haveNodes;
   const tb = $("cluster");
   tb.replaceChildren();
   for (const n of res.nodes) {
@@ -284,6 +307,7 @@ async function refresh() {
     await refreshConns();
     await refreshSticky(ups.upstreams);
     if (Date.now() - lastCluster > 5000) { lastCluster = Date.now(); await refreshCluster(); }
+    await refreshNodeClients();
     $("err").textContent = "";
   } catch (e) { showError(e); }
 }
