@@ -191,15 +191,33 @@ func TestDashboard(t *testing.T) {
 	// The nodes' sessions, searchable, and a kick on the node that holds one.
 	kick := `#node-clients tr[data-client="dash-4"] button`
 	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, kick) }, "node sessions listed: %q", text(ctx, "#node-clients"))
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(kick), chromedp.NodeVisible), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
-		chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(kick), chromedp.NodeVisible), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+	if q := text(ctx, "#confirm-text"); !strings.Contains(q, "dash-4") {
+		t.Fatalf("the kick asks about another client: %q", q)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		var conns struct{ Total int }
-		getJSON(t, "http://"+s.admin+"/api/v1/connections?client_id=dash-4", &conns)
-		return conns.Total == 0
-	}, "dash-4 kicked on its node, its connection through the load balancer gone")
+		var res struct {
+			Nodes []struct {
+				Data struct {
+					Clients []struct{ Connected bool }
+				}
+			}
+		}
+		getJSON(t, "http://"+s.admin+"/api/v1/clients?q=dash-4", &res)
+		for _, n := range res.Nodes {
+			for _, c := range n.Data.Clients {
+				if c.Connected {
+					return false
+				}
+			}
+		}
+		return true
+	}, "dash-4 disconnected by its node")
 
 	// A server that is down shows why (the last check's error), not "0 failures".
 	if code, body := httpDo(t, "POST", "http://"+s.admin+"/api/v1/upstreams/cluster/servers", `{"name":"gone","address":"127.0.0.1:1"}`); code != 201 {
