@@ -5,6 +5,7 @@
 //	mqlb node -c node.yaml     one broker node of a cluster
 //	mqlb up                    the whole system on one machine
 //	mqlb bench conn|pubsub     load generator
+//	mqlb ctl COMMAND           operate a running load balancer or node
 //	mqlb check -c FILE         validate a config
 //	mqlb version               version, commit, Go version
 package main
@@ -35,9 +36,10 @@ var commands = map[string]command{
 	"up":      {cmdUp, "run the whole system on this machine (LB + 3 nodes + admin)"},
 	"bench":   {cmdBench, "load generator: mqlb bench conn|pubsub --url mqtt://HOST:PORT ..."},
 	"version": {cmdVersion, "print version, commit and Go version"},
+	"ctl":     {cmdCtl, "operate a running load balancer or node: mqlb ctl servers|drain|weight|kick|... (ctl.go)"},
 }
 
-var order = []string{"up", "run", "node", "check", "bench", "version"}
+var order = []string{"up", "run", "node", "ctl", "check", "bench", "version"}
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {

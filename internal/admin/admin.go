@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,11 +42,17 @@ type Server struct {
 	srv   *http.Server
 	ln    net.Listener
 	log   *slog.Logger
+
+	kicked atomic.Uint64 // connections closed by DELETE /api/v1/connections
+	hist   *history
+	stop   chan struct{} // ends the history sampler
+	once   sync.Once
+	nodes  []Node
 }
 
 // New builds the admin server for b, exporting reg's metrics.
 func New(b Backend, token string, reg *prometheus.Registry, log *slog.Logger) *Server {
-	s := &Server{b: b, token: token, reg: reg, log: log}
+	s := &Server{b: b, token: token, reg: reg, log: log, hist: newHistory(), stop: make(chan struct{})}
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s
 }
@@ -68,6 +76,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Serve serves until Shutdown.
 func (s *Server) Serve() error {
+	go s.runHistory(s.stop)
 	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -75,7 +84,10 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops the server, waiting for requests in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() { close(s.stop) })
+	return s.srv.Shutdown(ctx)
+}
 
 // Handler returns the routes (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.srv.Handler }
@@ -88,6 +100,12 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
 	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
+	s.runtimeRoutes(mux)
+	mux.Handle("GET /api/v1/listeners", s.auth(http.HandlerFunc(s.listListeners)))
+	mux.Handle("GET /api/v1/history", s.auth(http.HandlerFunc(s.getHistory)))
+	mux.Handle("GET /api/v1/cluster", s.auth(http.HandlerFunc(s.cluster)))
+	mux.Handle("GET /api/v1/clients", s.auth(http.HandlerFunc(s.clients)))
+	mux.Handle("DELETE /api/v1/clients/{id}", s.auth(http.HandlerFunc(s.kickClient)))
 	mux.Handle("POST /-/reload", s.auth(http.HandlerFunc(s.reload)))
 	mux.Handle("GET /ui/", uiHandler())
 	mux.Handle("/debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))

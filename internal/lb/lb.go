@@ -29,7 +29,9 @@ import (
 type LB struct {
 	file      string // config file for Reload ("" when built from a Config)
 	mu        sync.Mutex
-	cfg       *config.Config
+	cfg       *config.Config // what runs: the file's config with the runtime overrides
+	base      *config.Config // the file's config
+	ov        overrides      // runtime API changes (runtime.go)
 	ups       *upstream.Set
 	listeners map[string]*listener.Listener // by listenKey
 	proxy     *proxy.Proxy
@@ -56,7 +58,7 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	l := &LB{file: o.File, cfg: cfg, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
+	l := &LB{file: o.File, cfg: cfg, base: cfg, ov: overrides{}, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
 		Registry: prometheus.NewRegistry()}
 	l.proxy = proxy.New(nil, proxy.NewMetrics(), o.Log)
 	l.coll = proxy.NewCollector(l.proxy)

@@ -29,9 +29,12 @@ func (l *LB) Reload() error {
 // are added or removed, policies and limits change for new connections,
 // listeners are opened, updated or closed. If anything cannot be built
 // (a certificate, a port), nothing changes.
-func (l *LB) Apply(cfg *config.Config) error {
+//
+// Runtime API changes (overrides.go) are laid over cfg.
+func (l *LB) Apply(file *config.Config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	cfg, ov, dropped := l.ov.apply(file)
 	ups, err := upstream.Build(cfg, l.ups, l.coll.ObserveCheck, l.log)
 	if err != nil {
 		return l.refuse(err)
@@ -65,7 +68,8 @@ func (l *LB) Apply(cfg *config.Config) error {
 	if l.level != nil {
 		l.level.Set(cfg.Log.SlogLevel())
 	}
-	l.cfg = cfg
+	l.cfg, l.base, l.ov = cfg, file, ov
+	logDropped(l.log, dropped)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
 	return nil
 }

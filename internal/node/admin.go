@@ -15,6 +15,7 @@ import (
 //
 //	GET /healthz   200 "ok" when listeners, mesh and store are up, else 503 and why
 //	GET /metrics   Prometheus text, prefix mqlb_node_
+//	/api/v1/…      clients, kick, subscriptions, cluster (adminapi.go)
 //
 // With admin.token set every request needs "Authorization: Bearer <token>".
 func (n *Node) startAdmin() error {
@@ -29,6 +30,7 @@ func (n *Node) startAdmin() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.serveHealth)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	n.adminRoutes(mux) // adminapi.go
 	n.admin = &http.Server{
 		Handler:           n.requireToken(mux),
 		ReadHeaderTimeout: 5 * time.Second,

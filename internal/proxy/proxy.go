@@ -62,6 +62,17 @@ func NewRuntime(ups *upstream.Set, routes map[string]*listener.Settings, limits 
 	return rt, nil
 }
 
+// WithUpstreams returns a runtime like rt but with another upstream set
+// (a runtime change: servers added, removed or re-weighted), its listeners
+// resolved again.
+func (rt *Runtime) WithUpstreams(ups *upstream.Set) (*Runtime, error) {
+	routes := make(map[string]*listener.Settings, len(rt.routes))
+	for key, r := range rt.routes {
+		routes[key] = r.Listener
+	}
+	return NewRuntime(ups, routes, rt.Limits, rt.AccessLog, rt)
+}
+
 // Route returns the route of the listener with this key.
 func (rt *Runtime) Route(key string) (Route, bool) {
 	r, ok := rt.routes[key]

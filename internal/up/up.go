@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqlb/mqlb/internal/admin"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/lb"
 	"github.com/mqlb/mqlb/internal/node"
@@ -175,6 +176,11 @@ func (s *System) startLB() error {
 	if err != nil {
 		return fmt.Errorf("load balancer: %w", err)
 	}
+	var nodes []admin.Node
+	for _, n := range s.Nodes {
+		nodes = append(nodes, admin.Node{Name: n.Name(), URL: "http://" + n.AdminAddr()})
+	}
+	l.SetNodes(nodes) // the dashboard's cluster view
 	s.LB = l
 	return nil
 }
@@ -214,6 +220,7 @@ func (s *System) Describe(w io.Writer) {
 	fmt.Fprintf(w, "mqlb up: %d clustered broker nodes behind the load balancer\n\n", len(s.Nodes))
 	fmt.Fprintf(w, "  load balancer  mqtt://%s   (balance client_id, PROXY v2 to the nodes)\n", lbAddr)
 	fmt.Fprintf(w, "  admin          http://%s/ui/   (API /api/v1/upstreams, metrics /metrics)\n", s.LB.AdminAddr())
+	fmt.Fprintf(w, "                 mqlb ctl --admin http://%s servers|cluster|clients\n", s.LB.AdminAddr())
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "  %-14s mqtt://%s   (metrics http://%s/metrics)\n", n.Name(), n.ListenerAddr("mqtt"), n.AdminAddr())
 	}
