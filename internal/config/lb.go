@@ -112,8 +112,10 @@ type AccessLog struct {
 
 // Admin configures the admin HTTP API.
 type Admin struct {
-	Address string `yaml:"address"` // "" disables the admin API
-	Token   string `yaml:"token"`
+	Address      string   `yaml:"address"` // "" disables the admin API
+	Token        string   `yaml:"token"`
+	AllowedHosts []string `yaml:"allowed_hosts"` // Host header names answered besides IP literals and localhost
+	Insecure     bool     `yaml:"insecure"`      // serve beyond loopback without a token
 }
 
 // Log configures the process log.
@@ -256,9 +258,7 @@ func (c *Config) Validate() error {
 	}
 	ck.limits(&c.Limits)
 	ck.oneOf("access_log.format", c.AccessLog.Format, "text", "json")
-	if c.Admin.Address != "" {
-		ck.hostPort("admin.address", c.Admin.Address, true)
-	}
+	ck.admin(&c.Admin)
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	return errors.Join(ck.errs...)

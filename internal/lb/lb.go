@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mqlb/mqlb/internal/admin"
+	"github.com/mqlb/mqlb/internal/adminhttp"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
@@ -74,7 +75,7 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, nil))
 	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.Admin.Address != "" {
-		l.admin = admin.New(l, cfg.Admin.Token, l.Registry, o.Log)
+		l.admin = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log)
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("admin.address: %w", err)
@@ -203,3 +204,7 @@ func (l *LB) Serving() bool { return l.serving.Load() }
 
 // Proxy returns the proxy (for tests and mqlb up).
 func (l *LB) Proxy() *proxy.Proxy { return l.proxy }
+
+func adminOptions(a config.Admin) adminhttp.Options {
+	return adminhttp.Options{Token: a.Token, AllowedHosts: a.AllowedHosts, Insecure: a.Insecure}
+}

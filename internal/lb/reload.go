@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
@@ -53,7 +54,7 @@ func (l *LB) Apply(cfg *config.Config) error {
 	l.ups.Stop()
 	l.ups = ups
 	_ = old // the old runtime's access log is closed by the GC once its connections end
-	if cfg.Admin != l.cfg.Admin {
+	if !reflect.DeepEqual(cfg.Admin, l.cfg.Admin) {
 		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
 	}
 	if l.level != nil {
