@@ -50,7 +50,7 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignals()
 	defer stop()
 	if err := cmd.run(ctx, os.Args[2:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -63,6 +63,24 @@ func main() {
 		fmt.Fprintf(os.Stderr, "mqlb %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
+}
+
+// stopOnSignals returns a context cancelled by the first SIGINT or SIGTERM
+// (graceful stop: connections get their grace period). A second one during
+// the grace period ends the process at once, as operators who press Ctrl-C
+// twice expect.
+func stopOnSignals() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 // exitCode ends the process with a status and nothing printed (the command

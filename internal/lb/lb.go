@@ -124,6 +124,7 @@ func (l *LB) Run(ctx context.Context) error {
 	l.ups.Start()
 	for _, ln := range l.listeners {
 		l.serve(ln)
+		l.log.Info("listening", "listener", ln.Settings().Name, "address", ln.Addr().String())
 	}
 	n := len(l.listeners)
 	l.mu.Unlock()
