@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,20 +10,43 @@ import (
 	"github.com/mqlb/mqlb/internal/config"
 )
 
+// cmdCheck validates config files (load balancer or node, told apart by
+// their sections) named as arguments or with -c, and prints what each would
+// run; every problem in a file is reported at once.
 func cmdCheck(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	file := fs.String("c", "mqlb.yaml", "config file (load balancer or node)")
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("check", "mqlb check [-c] FILE...")
+	file := fs.String("c", "", "config file (load balancer or node); the same as naming it as an argument")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if isNodeConfig(*file) {
-		return checkNode(*file)
+	files := fs.Args()
+	if *file != "" {
+		files = append([]string{*file}, files...)
 	}
-	cfg, err := config.Load(*file)
+	if len(files) == 0 {
+		files = []string{"mqlb.yaml"}
+	}
+	var failed error
+	for _, f := range files {
+		if err := checkFile(f); err != nil {
+			if _, ok := err.(exitCode); !ok {
+				fmt.Fprintf(os.Stderr, "mqlb check: %v\n", err)
+			}
+			failed = exitCode(1)
+		}
+	}
+	return failed
+}
+
+func checkFile(file string) error {
+	if isNodeConfig(file) {
+		return checkNode(file)
+	}
+	cfg, err := config.Load(file)
 	if err != nil {
-		return configError(*file, err)
+		return configError(file, err)
 	}
-	fmt.Printf("%s: valid load balancer config\n", *file)
+	fmt.Printf("%s: valid load balancer config\n", file)
 	printSummary(os.Stdout, cfg)
 	return nil
 }

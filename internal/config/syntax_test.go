@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSyntaxErrorLine: YAML syntax errors name the line of the problem, not
+// the line (0-based) where the enclosing structure began.
+func TestSyntaxErrorLine(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"listeners:\n  - address: \"127.0.0.1:1883\"\n    upstream: brokers\n   bogus: 1\nupstreams: {}\n", "line 4: yaml: did not find expected '-' indicator"},
+		{"listeners:\n  - { address: \"127.0.0.1:1883\", upstream: brokers\nupstreams:\n  brokers: {}\n", "line 2: yaml: did not find expected ',' or '}'"},
+		{"listeners:\n  - name: \"abc\n    upstream: b\n", "line 2: yaml: found unexpected end of stream"},
+		{"upstreams:\n  b:\n\tbad: 1\n", "line 3: yaml: found character that cannot start any token"},
+	} {
+		_, err := Parse([]byte(tc.doc))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n got %v\nwant %s", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestEveryErrorInOnePass: decoding errors and validation errors come
+// together, without a second complaint about a key that did not decode.
+func TestEveryErrorInOnePass(t *testing.T) {
+	doc := "listeners:\n  - { address: \"127.0.0.1:1883\", upstream: brokers, nam: x }\nupstreams:\n  brokers:\n    balance: clientid\n" +
+		"    servers: [{ address: \"127.0.0.1:1\", weight: x }]\nlimits: { max_connect_packet: 2 }\n"
+	_, err := Parse([]byte(doc))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	got := flatten(err)
+	want := []string{
+		"listeners[0].nam (line 2): unknown key",
+		`upstreams.brokers.servers[0].weight (line 6): want a whole number, got "x"`,
+		`upstreams.brokers.balance (line 5): unknown value "clientid"`,
+		"limits.max_connect_packet (line 7): want a size from 16",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d errors, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i].Error(), w) {
+			t.Errorf("error %d = %v, want %s…", i, got[i], w)
+		}
+	}
+}
