@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/mqlb/mqlb/internal/certinfo"
 	"github.com/mqlb/mqlb/internal/config"
 )
 
@@ -48,7 +50,16 @@ func checkFile(file string) error {
 	}
 	fmt.Printf("%s: valid load balancer config\n", file)
 	printSummary(os.Stdout, cfg)
+	warnCerts(file, cfg.CertSources())
 	return nil
+}
+
+// warnCerts prints a warning for every served certificate that is expired or
+// not yet valid (the config is still valid: the file may be renewed in time).
+func warnCerts(file string, srcs []certinfo.Source) {
+	for _, err := range certinfo.Problems(certinfo.LoadAll(srcs), time.Now()) {
+		fmt.Fprintf(os.Stderr, "%s: warning: %v\n", file, err)
+	}
 }
 
 // isNodeConfig tells a node config (it has a mesh or node section) from a
@@ -109,5 +120,6 @@ func checkNode(file string) error {
 		return configError(file, err)
 	}
 	fmt.Printf("%s: valid node config\n%s", file, cfg.Summary())
+	warnCerts(file, cfg.CertSources())
 	return nil
 }

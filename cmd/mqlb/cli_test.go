@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // run runs mqlb with args and returns its stdout, stderr and exit status.
@@ -105,5 +108,20 @@ func TestUpFlagsCheckedFirst(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, want) || strings.Contains(errOut, "node") && strings.Contains(errOut, "started") || out != "" {
 			t.Errorf("mqlb up %s: exit %d, stdout %q, stderr %q; want %q", args, code, out, errOut, want)
 		}
+	}
+}
+
+// TestCheckWarnsAboutCertificates is issue 11 item 9 in mqlb check: the
+// config is valid (status 0) but an expired server certificate is warned
+// about.
+func TestCheckWarnsAboutCertificates(t *testing.T) {
+	ca := testutil.NewCA(t)
+	expired := ca.ServerValid("old.example", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	f := writeFile(t, "tls.yaml", fmt.Sprintf("listeners:\n  - { name: mqtts, address: \"127.0.0.1:0\", upstream: u, tls: { cert: %q, key: %q } }\n"+
+		"upstreams: { u: { servers: [{ address: \"127.0.0.1:1\" }] } }\n", expired.CertFile, expired.KeyFile))
+	out, errOut, code := runMQLB(t, "check", f)
+	if code != 0 || !strings.Contains(out, "valid load balancer config") ||
+		!strings.Contains(errOut, `warning: certificate "old.example"`) || !strings.Contains(errOut, "of listener mqtts expired") {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }

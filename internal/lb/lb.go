@@ -35,6 +35,7 @@ type LB struct {
 	proxy     *proxy.Proxy
 	coll      *proxy.Collector
 	admin     *admin.Server
+	metrics   *lbMetrics
 	serving   atomic.Bool
 	serveWG   sync.WaitGroup
 	log       *slog.Logger
@@ -74,6 +75,8 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l.ups = ups
 	l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, nil))
 	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l.metrics = newLBMetrics(l.Registry)
+	l.checkCerts(cfg)
 	if cfg.Admin.Address != "" {
 		l.admin = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log)
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {

@@ -21,10 +21,13 @@ func (l *LB) Reload() error {
 	cfg, err := config.Load(l.file)
 	if err != nil {
 		l.log.Error("reload refused: the running config stays", "file", l.file, "error", err)
+		l.metrics.reloaded(err)
 		return err
 	}
 	cfg.File = l.file
-	return l.Apply(cfg)
+	err = l.Apply(cfg)
+	l.metrics.reloaded(err)
+	return err
 }
 
 // Apply switches to cfg without touching established connections: servers
@@ -60,6 +63,7 @@ func (l *LB) Apply(cfg *config.Config) error {
 	if l.level != nil {
 		l.level.Set(parseLevel(cfg.Log.Level))
 	}
+	l.checkCerts(cfg)
 	l.cfg = cfg
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
 	return nil

@@ -216,6 +216,7 @@ func (p *Proxy) relayed(c *Conn, res relay.Result) {
 	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
 	c.placed.release(c.BytesIn, c.BytesOut)
 	c.Duration = time.Since(c.Start)
+	p.metrics.duration.WithLabelValues(c.Upstream).Observe(c.Duration.Seconds())
 	c.rt.AccessLog.Write(&c.Record)
 	p.active.Add(-1)
 	p.wg.Done()
