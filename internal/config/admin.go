@@ -2,12 +2,14 @@ package config
 
 import (
 	"net"
+	"os"
 	"strings"
 )
 
 // admin checks an admin section (load balancer and node alike): an address
 // beyond loopback needs a token, or insecure: true said out loud.
 func (ck *check) admin(a *Admin) {
+	ck.tokenFile(a)
 	if a.Address == "" {
 		return
 	}
@@ -19,6 +21,26 @@ func (ck *check) admin(a *Admin) {
 		if h == "" || strings.ContainsAny(h, ":/ ") {
 			ck.errorf("admin.allowed_hosts", "entry %d: want a host name such as mqlb.example.net (no port or scheme), or *, got %q", i, h)
 		}
+	}
+}
+
+// tokenFile reads admin.token_file into Token, so the token can live in a
+// secret apart from the config.
+func (ck *check) tokenFile(a *Admin) {
+	if a.TokenFile == "" {
+		return
+	}
+	if a.Token != "" {
+		ck.errorf("admin.token_file", "set admin.token or admin.token_file, not both")
+		return
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		ck.errorf("admin.token_file", "%v", err)
+		return
+	}
+	if a.Token = strings.TrimSpace(string(b)); a.Token == "" {
+		ck.errorf("admin.token_file", "%s is empty", a.TokenFile)
 	}
 }
 

@@ -114,6 +114,7 @@ type AccessLog struct {
 type Admin struct {
 	Address      string   `yaml:"address"` // "" disables the admin API
 	Token        string   `yaml:"token"`
+	TokenFile    string   `yaml:"token_file"`    // read the token from this file (a mounted secret) instead
 	AllowedHosts []string `yaml:"allowed_hosts"` // Host header names answered besides IP literals and localhost
 	Insecure     bool     `yaml:"insecure"`      // serve beyond loopback without a token
 }

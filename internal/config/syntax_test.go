@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,24 @@ func TestEveryErrorInOnePass(t *testing.T) {
 		if !strings.HasPrefix(got[i].Error(), w) {
 			t.Errorf("error %d = %v, want %s…", i, got[i], w)
 		}
+	}
+}
+
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/token"
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "listeners: [{ address: \"127.0.0.1:0\", upstream: u }]\nupstreams: { u: { servers: [{ address: \"127.0.0.1:1\" }] } }\n"
+	c, err := Parse([]byte(base + "admin: { address: \"0.0.0.0:9090\", token_file: " + file + " }\n"))
+	if err != nil || c.Admin.Token != "s3cret" {
+		t.Fatalf("token_file: %v %q", err, c.Admin.Token)
+	}
+	if _, err := Parse([]byte(base + "admin: { token: x, token_file: " + file + " }\n")); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("token and token_file: %v", err)
+	}
+	if _, err := Parse([]byte(base + "admin: { token_file: " + dir + "/missing }\n")); err == nil || !strings.Contains(err.Error(), "admin.token_file (line 3)") {
+		t.Errorf("missing file: %v", err)
 	}
 }
