@@ -111,7 +111,9 @@ limits: { shutdown_grace: 1s }
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(get(t, "http://"+l.AdminAddr()+"/metrics"), `mqlb_server_up{server="n1",upstream="nodes"} 1`) }, "n1 up")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(get(t, "http://"+l.AdminAddr()+"/metrics"), `mqlb_server_up{server="n1",upstream="nodes"} 1`)
+	}, "n1 up")
 	return n, l.AdminAddr(), l.ListenerAddr("mqtt")
 }
 
