@@ -27,7 +27,7 @@ func (ck *check) admin(a *Admin) {
 // tokenFile reads admin.token_file into Token, so the token can live in a
 // secret apart from the config.
 func (ck *check) tokenFile(a *Admin) {
-	if a.TokenFile == "" {
+	if a.TokenFile == "" || a.tokenRead {
 		return
 	}
 	if a.Token != "" {
@@ -42,6 +42,7 @@ func (ck *check) tokenFile(a *Admin) {
 	if a.Token = strings.TrimSpace(string(b)); a.Token == "" {
 		ck.errorf("admin.token_file", "%s is empty", a.TokenFile)
 	}
+	a.tokenRead = true
 }
 
 // loopbackAddress reports whether host:port names only loopback addresses.

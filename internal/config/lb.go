@@ -117,6 +117,8 @@ type Admin struct {
 	TokenFile    string   `yaml:"token_file"`    // read the token from this file (a mounted secret) instead
 	AllowedHosts []string `yaml:"allowed_hosts"` // Host header names answered besides IP literals and localhost
 	Insecure     bool     `yaml:"insecure"`      // serve beyond loopback without a token
+
+	tokenRead bool // Token was read from TokenFile (Validate may run again)
 }
 
 // Log configures the process log.

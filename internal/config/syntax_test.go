@@ -59,6 +59,9 @@ func TestAdminTokenFile(t *testing.T) {
 	if err != nil || c.Admin.Token != "s3cret" {
 		t.Fatalf("token_file: %v %q", err, c.Admin.Token)
 	}
+	if err := c.Validate(); err != nil { // node.New validates again
+		t.Errorf("validated twice: %v", err)
+	}
 	if _, err := Parse([]byte(base + "admin: { token: x, token_file: " + file + " }\n")); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("token and token_file: %v", err)
 	}
