@@ -36,6 +36,10 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	// Debian's Prometheus lacks Kubernetes discovery: the scrape job is only parsed.
+	if d := docs(t, "prometheus/scrape-kubernetes.yaml"); dig(d[0], "scrape_configs", 0, "authorization", "credentials_file") == nil {
+		t.Error("scrape-kubernetes.yaml: the job sends no token")
+	}
 }
 
 // TestDashboardQueriesReturnData runs a node, a load balancer in front of
