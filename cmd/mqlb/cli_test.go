@@ -102,6 +102,7 @@ func TestUpFlagsCheckedFirst(t *testing.T) {
 		"--admin 127.0.0.1:70000":      `--admin "127.0.0.1:70000": port "70000"`,
 		"--node-port 65535 --nodes 3":  "--node-port 65535",
 		"--log-level loud":             `--log-level "loud"`,
+		"--admin 0.0.0.0:9090":         `--admin "0.0.0.0:9090": mqlb up serves its admin API without a token, so only on loopback`,
 		"--listen 127.0.0.1:0 surplus": `unexpected argument "surplus"`,
 	} {
 		out, errOut, code := runMQLB(t, append([]string{"up"}, strings.Fields(args)...)...)

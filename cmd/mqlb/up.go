@@ -62,6 +62,9 @@ func checkUpFlags(fs *flag.FlagSet, o *up.Options, level string) error {
 	if err := checkHostPort(o.Admin, true); err != nil {
 		return usageError("up", "--admin %q: %v", o.Admin, err)
 	}
+	if host, _, _ := net.SplitHostPort(o.Admin); o.Admin != "" && host != "localhost" && !isLoopbackIP(host) {
+		return usageError("up", "--admin %q: mqlb up serves its admin API without a token, so only on loopback (such as 127.0.0.1:9090)", o.Admin)
+	}
 	if o.NodePort < 0 || o.NodePort+o.Nodes-1 > 65535 {
 		return usageError("up", "--node-port %d: want 0 (any free port) or a port such that %d nodes fit below 65536", o.NodePort, o.Nodes)
 	}
@@ -70,6 +73,11 @@ func checkUpFlags(fs *flag.FlagSet, o *up.Options, level string) error {
 		return usageError("up", "--log-level %q: want debug, info, warn or error", level)
 	}
 	return nil
+}
+
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // checkHostPort checks a HOST:PORT flag; empty is allowed when optional.
