@@ -32,11 +32,13 @@ func (n *Node) startAdmin() error {
 	if !adminhttp.IsLoopback(ln.Addr()) {
 		n.log.Warn("admin API bound beyond loopback", "address", ln.Addr().String())
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", n.serveHealth)
-	mux.Handle("GET /metrics", guard.Token(promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})))
+	mux := http.NewServeMux() // every route here needs the token (when set)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", n.serveHealth) // probes cannot send a token
+	root.Handle("/", guard.Token(mux))
 	n.admin = &http.Server{
-		Handler:           guard.Site(mux),
+		Handler:           guard.Site(root),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
