@@ -99,7 +99,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return exitCode(2)
 	}
 	if err := run(k, ctx, pos[1:]); err != nil {
-		var ue usageError
+		var ue ctlMisuse
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "mqlb ctl %s: %v\n\n%s", pos[0], err, ctlUsage)
 			return exitCode(2)
@@ -109,10 +109,10 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-// usageError is a command used the wrong way (exit status 2).
-type usageError string
+// ctlMisuse is a command used the wrong way (exit status 2).
+type ctlMisuse string
 
-func (e usageError) Error() string { return string(e) }
+func (e ctlMisuse) Error() string { return string(e) }
 
 // parseInterleaved lets flags come before or after the positional arguments.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -150,7 +150,7 @@ func init() {
 
 func nargs(args []string, n int, what string) error {
 	if len(args) != n {
-		return usageError("want " + what)
+		return ctlMisuse("want " + what)
 	}
 	return nil
 }
@@ -209,7 +209,7 @@ func (k *ctl) onlyUpstream(ctx context.Context) (string, error) {
 		for _, u := range all.Upstreams {
 			names = append(names, u.Name)
 		}
-		return "", usageError("several upstreams (" + strings.Join(names, ", ") + "): name one")
+		return "", ctlMisuse("several upstreams (" + strings.Join(names, ", ") + "): name one")
 	}
 	return all.Upstreams[0].Name, nil
 }
@@ -262,7 +262,7 @@ func (k *ctl) setWeight(ctx context.Context, args []string) error {
 	}
 	w, err := strconv.Atoi(args[1])
 	if err != nil {
-		return usageError("weight: want a whole number, got " + strconv.Quote(args[1]))
+		return ctlMisuse("weight: want a whole number, got " + strconv.Quote(args[1]))
 	}
 	u, s, err := k.server(ctx, args[0])
 	if err != nil {

@@ -146,10 +146,10 @@ func (k *ctl) conns(ctx context.Context, args []string) error {
 
 func (k *ctl) sticky(ctx context.Context, args []string) error {
 	if len(args) > 1 {
-		return usageError("want sticky [UPSTREAM] [--clear [--key KEY]]")
+		return ctlMisuse("want sticky [UPSTREAM] [--clear [--key KEY]]")
 	}
 	if k.key != "" && !k.clear {
-		return usageError("--key goes with --clear")
+		return ctlMisuse("--key goes with --clear")
 	}
 	var u string
 	if len(args) == 1 {

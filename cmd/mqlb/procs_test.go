@@ -18,26 +18,6 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
-// proc is an mqlb process under test; it is killed at cleanup.
-type proc struct {
-	stdout, stderr *testutil.SyncBuffer
-}
-
-func startProc(t *testing.T, args ...string) *proc {
-	t.Helper()
-	cmd := mqlb(args...)
-	p := &proc{stdout: new(testutil.SyncBuffer), stderr: new(testutil.SyncBuffer)}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return p
-}
-
 // waitMatch waits until re matches what f returns and gives the first group.
 func waitMatch(t *testing.T, f func() string, re string, what string) string {
 	t.Helper()
@@ -55,7 +35,7 @@ func startRun(t *testing.T, yaml string) string {
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startProc(t, "run", "-c", file)
+	p := start(t, "run", "-c", file)
 	return waitMatch(t, p.stderr.String, `load balancer running.* admin=(\S+)`, "mqlb run serving")
 }
 
@@ -77,7 +57,7 @@ type upSystem struct {
 
 func startUp(t *testing.T) *upSystem {
 	t.Helper()
-	p := startProc(t, "up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--node-port", "0")
+	p := start(t, "up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--node-port", "0")
 	s := &upSystem{}
 	s.admin = waitMatch(t, p.stdout.String, `admin +http://(\S+)/ui/`, "mqlb up started")
 	s.lb = waitMatch(t, p.stdout.String, `load balancer +mqtt://(\S+)`, "mqlb up started")

@@ -123,8 +123,13 @@ type AccessLog struct {
 
 // Admin configures the admin HTTP API.
 type Admin struct {
-	Address string `yaml:"address"` // "" disables the admin API
-	Token   string `yaml:"token"`
+	Address      string   `yaml:"address"` // "" disables the admin API
+	Token        string   `yaml:"token"`
+	TokenFile    string   `yaml:"token_file"`    // read the token from this file (a mounted secret) instead
+	AllowedHosts []string `yaml:"allowed_hosts"` // Host header names answered besides IP literals and localhost
+	Insecure     bool     `yaml:"insecure"`      // serve beyond loopback without a token
+
+	tokenRead bool // Token was read from TokenFile (Validate may run again)
 }
 
 // Log configures the process log.
@@ -277,9 +282,7 @@ func (c *Config) Validate() error {
 	}
 	ck.limits(&c.Limits)
 	ck.oneOf("access_log.format", c.AccessLog.Format, "text", "json")
-	if c.Admin.Address != "" {
-		ck.hostPort("admin.address", c.Admin.Address, true)
-	}
+	ck.admin(&c.Admin)
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	return errors.Join(ck.errs...)

@@ -210,9 +210,7 @@ func (n *Node) Validate() error {
 	}
 	ck.mqttLimits(&n.MQTT)
 	ck.nodeAuth(&n.Auth)
-	if n.Admin.Address != "" {
-		ck.hostPort("admin.address", n.Admin.Address, true)
-	}
+	ck.admin(&n.Admin)
 	ck.oneOf("log.level", n.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", n.Log.Format, "text", "json")
 	return errors.Join(ck.errs...)

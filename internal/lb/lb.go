@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mqlb/mqlb/internal/admin"
+	"github.com/mqlb/mqlb/internal/adminhttp"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
@@ -37,6 +38,7 @@ type LB struct {
 	proxy     *proxy.Proxy
 	coll      *proxy.Collector
 	admin     *admin.Server
+	metrics   *lbMetrics
 	serving   atomic.Bool
 	serveWG   sync.WaitGroup
 	log       *slog.Logger
@@ -83,8 +85,10 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l.proxy.Swap(rt)
 	plan.commit(l)
 	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l.metrics = newLBMetrics(l.Registry)
+	l.checkCerts(cfg)
 	if cfg.Admin.Address != "" {
-		l.admin = admin.New(l, cfg.Admin.Token, l.Registry, o.Log)
+		l.admin = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log)
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("admin.address: %w", err)
@@ -193,3 +197,7 @@ func (l *LB) Connections() *proxy.Table { return l.proxy.Conns() }
 
 // Serving implements admin.Backend.
 func (l *LB) Serving() bool { return l.serving.Load() }
+
+func adminOptions(a config.Admin) adminhttp.Options {
+	return adminhttp.Options{Token: a.Token, AllowedHosts: a.AllowedHosts, Insecure: a.Insecure}
+}

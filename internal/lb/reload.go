@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
@@ -19,10 +20,13 @@ func (l *LB) Reload() error {
 	cfg, err := config.Load(l.file)
 	if err != nil {
 		l.log.Error("reload refused: the running config stays", "file", l.file, "error", err)
+		l.metrics.reloaded(err)
 		return err
 	}
 	cfg.File = l.file
-	return l.Apply(cfg)
+	err = l.Apply(cfg)
+	l.metrics.reloaded(err)
+	return err
 }
 
 // Apply switches to cfg without touching established connections: servers
@@ -62,12 +66,13 @@ func (l *LB) Apply(file *config.Config) error {
 	plan.commit(l)
 	l.ups.Stop()
 	l.ups = ups
-	if cfg.Admin != l.cfg.Admin {
+	if !reflect.DeepEqual(cfg.Admin, l.cfg.Admin) {
 		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
 	}
 	if l.level != nil {
 		l.level.Set(cfg.Log.SlogLevel())
 	}
+	l.checkCerts(cfg)
 	l.cfg, l.base, l.ov = cfg, file, ov
 	logDropped(l.log, dropped)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))

@@ -29,6 +29,8 @@ func (p *Proxy) finish(c *Conn) {
 	c.Duration = time.Since(c.Start)
 	if !c.counted {
 		p.metrics.result(c.Listener, c.Result)
+	} else { // relayed
+		p.metrics.duration.WithLabelValues(c.Upstream).Observe(c.Duration.Seconds())
 	}
 	c.rt.AccessLog.Write(&c.Record)
 	p.active.Add(-1)

@@ -106,6 +106,11 @@ func (ca *CA) ClientConfig(t testing.TB, cn string) *tls.Config {
 }
 
 func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
+	ca.t.Helper()
+	return ca.issueValid(cn, usage, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+}
+
+func (ca *CA) issueValid(cn string, usage x509.ExtKeyUsage, notBefore, notAfter time.Time) Issued {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -115,8 +120,8 @@ func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1) + 1),
 		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 		DNSNames:     []string{"localhost"},
@@ -144,4 +149,11 @@ func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
 		t.Fatal(err)
 	}
 	return is
+}
+
+// ServerValid issues a server certificate valid from notBefore to notAfter
+// (to test expired and not-yet-valid certificates).
+func (ca *CA) ServerValid(name string, notBefore, notAfter time.Time) Issued {
+	ca.t.Helper()
+	return ca.issueValid(name, x509.ExtKeyUsageServerAuth, notBefore, notAfter)
 }
