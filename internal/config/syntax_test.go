@@ -35,7 +35,7 @@ func TestEveryErrorInOnePass(t *testing.T) {
 	want := []string{
 		"listeners[0].nam (line 2): unknown key",
 		`upstreams.brokers.servers[0].weight (line 6): want a whole number, got "x"`,
-		`upstreams.brokers.balance (line 5): unknown value "clientid"`,
+		`upstreams.brokers.balance (line 5): unknown policy "clientid"`,
 		"limits.max_connect_packet (line 7): want a size from 16",
 	}
 	if len(got) != len(want) {
