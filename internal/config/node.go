@@ -69,7 +69,7 @@ type Sessions struct {
 // MQTTLimits are protocol limits the broker announces and enforces.
 type MQTTLimits struct {
 	MaxClients     int64 `yaml:"max_clients"`     // 0 = no limit
-	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; 0 = no limit
+	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; default 1 MiB; 0 = the protocol's 256 MB
 	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
 	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
 	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
@@ -169,6 +169,9 @@ func (n *Node) setMeshDefaults() {
 
 func (n *Node) setMQTTDefaults() {
 	q := &n.MQTT
+	if q.MaxPacketSize == 0 && !n.Lines.Set("mqtt.max_packet_size") {
+		q.MaxPacketSize = DefaultMaxPacketSize
+	}
 	if q.ReceiveMaximum == 0 {
 		q.ReceiveMaximum = 1024
 	}
@@ -179,6 +182,9 @@ func (n *Node) setMQTTDefaults() {
 		q.MaxQoS = 2
 	}
 }
+
+// DefaultMaxPacketSize is mqtt.max_packet_size when left out: 1 MiB.
+const DefaultMaxPacketSize = 1 << 20
 
 // AllowsAnonymous reports auth.allow_anonymous (true when unset).
 func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }

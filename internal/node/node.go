@@ -142,7 +142,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := n.broker.AddListener(l); err != nil {
+		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize)); err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 	}

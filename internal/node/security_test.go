@@ -1,0 +1,163 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/mqttwire"
+)
+
+// Regression tests for issue 11 (hostile clients and peers), with raw
+// sockets where the bytes on the wire are the point.
+
+// soloNode starts a node without routes, tweaked by tweak.
+func soloNode(t *testing.T, tweak func(*config.Node)) *Node {
+	t.Helper()
+	cfg := nodeConfig("solo", 0, t.TempDir())
+	cfg.Mesh.Listen = ""
+	if tweak != nil {
+		tweak(cfg)
+	}
+	n, err := startNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// rawDial opens a TCP connection to a node listener with a read deadline.
+func rawDial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(waitFor))
+	return c
+}
+
+func write(t *testing.T, c net.Conn, b []byte) {
+	t.Helper()
+	if _, err := c.Write(b); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// readUntilClosed returns what the node sent before closing c; it fails the
+// test if c is still open when the deadline passes.
+func readUntilClosed(t *testing.T, c net.Conn) []byte {
+	t.Helper()
+	got, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection still open after %s (received %x)", waitFor, got)
+	}
+	return got
+}
+
+// rawConnect returns a CONNECT; version 4 (3.1.1) or 5.
+func rawConnect(version byte, id, user, password string) []byte {
+	c := mqttwire.Connect{Version: version, CleanStart: true, KeepAlive: 30, ClientID: id}
+	if user != "" {
+		c.Username, c.HasUsername = user, true
+	}
+	if password != "" {
+		c.Password, c.HasPassword = []byte(password), true
+	}
+	return mqttwire.AppendConnect(nil, &c)
+}
+
+// readConnack reads the CONNACK that must come first and returns its code.
+func readConnack(t *testing.T, c net.Conn, version byte) byte {
+	t.Helper()
+	_, code, err := mqttwire.ReadConnack(c, version)
+	if err != nil {
+		t.Fatalf("CONNACK: %v", err)
+	}
+	return code
+}
+
+// TestOversizedPacketsClosedBeforeAllocation: a CONNECT announcing 268 MB,
+// or one over the first-packet cap, is refused from its fixed header, and so
+// is a later packet over mqtt.max_packet_size (1 MiB by default): the
+// connection is closed at once instead of mochi allocating what the header
+// announces and waiting for the bytes.
+func TestOversizedPacketsClosedBeforeAllocation(t *testing.T) {
+	n := soloNode(t, nil)
+	addr := n.ListenerAddr("tcp")
+	if got := n.cfg.MQTT.MaxPacketSize; got != config.DefaultMaxPacketSize {
+		t.Errorf("default mqtt.max_packet_size %d, want %d", got, config.DefaultMaxPacketSize)
+	}
+	for name, header := range map[string][]byte{
+		"CONNECT of 268 MB":      {0x10, 0xff, 0xff, 0xff, 0x7f},
+		"CONNECT over 256 KiB":   {0x10, 0x81, 0x80, 0x10}, // 262,145 bytes remaining
+		"PUBLISH before CONNECT": {0x30, 0x02, 0x00, 0x00},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := rawDial(t, addr)
+			write(t, c, header)
+			start := time.Now()
+			if got := readUntilClosed(t, c); len(got) != 0 || time.Since(start) > 5*time.Second {
+				t.Fatalf("sent %x and took %s to close; want nothing, at once", got, time.Since(start))
+			}
+		})
+	}
+	t.Run("PUBLISH over max_packet_size", func(t *testing.T) {
+		c := rawDial(t, addr)
+		write(t, c, rawConnect(4, "big-publish", "", ""))
+		if code := readConnack(t, c, 4); code != 0 {
+			t.Fatalf("CONNACK 0x%02x", code)
+		}
+		write(t, c, []byte{0x30, 0xff, 0xff, 0x7f}) // 2 MiB announced
+		start := time.Now()
+		if got := readUntilClosed(t, c); len(got) != 0 || time.Since(start) > 5*time.Second {
+			t.Fatalf("sent %x and took %s to close; want nothing, at once", got, time.Since(start))
+		}
+	})
+}
+
+// TestTrickledPacketsStillArrive: the guard delays nothing a client sends in
+// pieces: a CONNECT and a 300 KiB publish written a few bytes at a time
+// arrive whole.
+func TestTrickledPacketsStillArrive(t *testing.T) {
+	n := soloNode(t, nil)
+	sub := dialV5(t, n.ListenerAddr("tcp"), "trickle-sub", true, 0)
+	sub.sub(t, "trickle/#", 0)
+	c := rawDial(t, n.ListenerAddr("tcp"))
+	for _, b := range chunk(rawConnect(5, "trickle-pub", "", ""), 3) {
+		write(t, c, b)
+	}
+	if code := readConnack(t, c, 5); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	payload := bytes.Repeat([]byte("p"), 300<<10)
+	pub := []byte{0x30}
+	pub = mqttwire.AppendVarint(pub, 2+len("trickle/x")+1+len(payload))
+	pub = append(append(append(pub, 0, byte(len("trickle/x"))), "trickle/x"...), 0) // topic, no properties
+	pub = append(pub, payload...)
+	for _, b := range chunk(pub, 4096) {
+		write(t, c, b)
+	}
+	got := sub.wait(t, 1)
+	if got[0].topic != "trickle/x" || got[0].payload != string(payload) {
+		t.Fatalf("received %s with %d bytes", got[0].topic, len(got[0].payload))
+	}
+}
+
+func chunk(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		k := min(n, len(b))
+		out = append(out, b[:k])
+		b = b[k:]
+	}
+	return out
+}
+
