@@ -73,6 +73,8 @@ type MQTTLimits struct {
 	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
 	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
 	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
+
+	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"` // default 1000; 0 = no limit
 }
 
 // NodeAuth configures client authentication and topic ACLs.
@@ -172,6 +174,9 @@ func (n *Node) setMQTTDefaults() {
 	if q.MaxPacketSize == 0 && !n.Lines.Set("mqtt.max_packet_size") {
 		q.MaxPacketSize = DefaultMaxPacketSize
 	}
+	if q.MaxSubscriptionsPerClient == 0 && !n.Lines.Set("mqtt.max_subscriptions_per_client") {
+		q.MaxSubscriptionsPerClient = DefaultMaxSubscriptions
+	}
 	if q.ReceiveMaximum == 0 {
 		q.ReceiveMaximum = 1024
 	}
@@ -185,6 +190,9 @@ func (n *Node) setMQTTDefaults() {
 
 // DefaultMaxPacketSize is mqtt.max_packet_size when left out: 1 MiB.
 const DefaultMaxPacketSize = 1 << 20
+
+// DefaultMaxSubscriptions is mqtt.max_subscriptions_per_client when left out.
+const DefaultMaxSubscriptions = 1000
 
 // AllowsAnonymous reports auth.allow_anonymous (true when unset).
 func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }
@@ -312,6 +320,9 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	}
 	if q.MaxInflight < 1 || q.MaxInflight > 65535 {
 		ck.errorf("mqtt.max_inflight", "want 1 to 65535, got %d", q.MaxInflight)
+	}
+	if q.MaxSubscriptionsPerClient < 0 {
+		ck.errorf("mqtt.max_subscriptions_per_client", "want 0 (no limit) or more, got %d", q.MaxSubscriptionsPerClient)
 	}
 	if q.MaxQoS < 0 || q.MaxQoS > 2 {
 		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)

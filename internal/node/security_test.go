@@ -2,11 +2,14 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
@@ -161,3 +164,87 @@ func chunk(b []byte, n int) [][]byte {
 	return out
 }
 
+// rawSubscribe returns a 3.1.1 SUBSCRIBE (packet id 1) of filters at QoS 1.
+func rawSubscribe(filters ...string) []byte {
+	var body []byte
+	body = append(body, 0, 1)
+	for _, f := range filters {
+		body = append(body, byte(len(f)>>8), byte(len(f)))
+		body = append(append(body, f...), 1)
+	}
+	return append(mqttwire.AppendVarint([]byte{0x82}, len(body)), body...)
+}
+
+// readSuback reads a 3.1.1 SUBACK and returns its return codes.
+func readSuback(t *testing.T, c net.Conn) []byte {
+	t.Helper()
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(c, hdr); err != nil || hdr[0] != 0x90 || hdr[1] < 2 || hdr[1] > 127 {
+		t.Fatalf("SUBACK header %x: %v", hdr, err)
+	}
+	body := make([]byte, hdr[1])
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatalf("SUBACK: %v", err)
+	}
+	return body[2:]
+}
+
+// TestNoDisconnectToV311Client: a 3.1.1 client whose QoS 1 publish is
+// refused by the ACL is disconnected by closing the connection; no
+// DISCONNECT packet (e0 00) is sent, which 3.1.1 reserves to clients.
+func TestNoDisconnectToV311Client(t *testing.T) {
+	n := soloNode(t, func(c *config.Node) {
+		c.Auth.ACL = []config.ACLRule{{Allow: false, Access: "publish", Topic: "denied/#"}}
+	})
+	c := rawDial(t, n.ListenerAddr("tcp"))
+	write(t, c, rawConnect(4, "v311-denied", "", ""))
+	if code := readConnack(t, c, 4); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	write(t, c, []byte{0x32, 0x0c, 0, 6, 'd', 'e', 'n', 'i', 'e', 'd', 0, 1, 'h', 'i'})
+	if got := readUntilClosed(t, c); len(got) != 0 {
+		t.Fatalf("node sent %x before closing; want no bytes (no DISCONNECT in 3.1.1)", got)
+	}
+}
+
+// TestSubscriptionCap: subscriptions past mqtt.max_subscriptions_per_client
+// are refused with SUBACK 0x80 (3.1.1) or 0x97 quota exceeded (v5); filters
+// the client already holds still pass.
+func TestSubscriptionCap(t *testing.T) {
+	n := soloNode(t, func(c *config.Node) { c.MQTT.MaxSubscriptionsPerClient = 3 })
+	addr := n.ListenerAddr("tcp")
+	t.Run("3.1.1", func(t *testing.T) {
+		c := rawDial(t, addr)
+		write(t, c, rawConnect(4, "subcap-v3", "", ""))
+		readConnack(t, c, 4)
+		write(t, c, rawSubscribe("a/1", "a/2", "a/3", "a/4", "a/1", "a/4"))
+		if got, want := readSuback(t, c), []byte{1, 1, 1, 0x80, 1, 0x80}; !bytes.Equal(got, want) {
+			t.Fatalf("SUBACK %x, want %x", got, want)
+		}
+		write(t, c, rawSubscribe("b/1"))
+		if got := readSuback(t, c); !bytes.Equal(got, []byte{0x80}) {
+			t.Fatalf("SUBACK %x for a fourth filter, want 80", got)
+		}
+	})
+	t.Run("5.0", func(t *testing.T) {
+		c := dialV5(t, addr, "subcap-v5", true, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		var subs []paho.SubscribeOptions
+		for _, f := range []string{"a/1", "a/2", "a/3", "a/4", "$share/g/a/5"} {
+			subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+		}
+		sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
+		if err != nil && sa == nil {
+			t.Fatal(err)
+		}
+		if want := []byte{1, 1, 1, 0x97, 0x97}; !bytes.Equal(sa.Reasons, want) {
+			t.Fatalf("SUBACK %x, want %x", sa.Reasons, want)
+		}
+		c.send(t, "a/4", 1, "not for me")
+		c.send(t, "a/1", 1, "for me")
+		if got := c.wait(t, 1); len(got) != 1 || got[0].payload != "for me" {
+			t.Fatalf("received %v", got)
+		}
+	})
+}
