@@ -84,7 +84,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	cfg = &own
 	n := &Node{
 		cfg: cfg, name: cfg.Node.Name, instance: randomHex(8),
-		log: log.With("node", cfg.Node.Name), storeReady: make(chan struct{}),
+		log: slog.New(redact{log.Handler()}).With("node", cfg.Node.Name), storeReady: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.retained = &retained{n: n}
