@@ -53,6 +53,8 @@ type Mesh struct {
 	URL         string   `yaml:"url"`       // external NATS instead of the embedded server
 	Replicas    int      `yaml:"replicas"`  // JetStream KV replicas; 0 = min(3, cluster size)
 	Timeout     Duration `yaml:"timeout"`   // how long a node waits for its peers
+	Token       string   `yaml:"token"`     // cluster secret every route presents (and the token for mesh.url)
+	TLS         *MeshTLS `yaml:"tls"`       // routes over TLS with certificates of one CA
 }
 
 // SharedSubs configures $share/{group}/{filter} delivery.
@@ -291,6 +293,7 @@ func (ck *check) mesh(m *Mesh) {
 		ck.errorf("mesh.replicas", "want 0 (automatic) to 5, got %d", m.Replicas)
 	}
 	ck.positive("mesh.timeout", m.Timeout)
+	ck.meshSecurity(m)
 }
 
 func (ck *check) routeURL(path, u string) {

@@ -70,6 +70,12 @@ func (ca *CA) Client(cn string) Issued {
 	return ca.issue(cn, x509.ExtKeyUsageClientAuth)
 }
 
+// Peer issues a certificate for both ends of a connection between equals
+// (mesh routes), for 127.0.0.1, ::1 and localhost.
+func (ca *CA) Peer(name string) Issued {
+	return ca.issue(name, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
 // CAFile writes the CA certificate as PEM and returns its path.
 func (ca *CA) CAFile() string {
 	p := filepath.Join(ca.dir, "ca.pem")
@@ -81,7 +87,7 @@ func (ca *CA) CAFile() string {
 
 var serial int64 = 1
 
-func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
+func (ca *CA) issue(cn string, usage ...x509.ExtKeyUsage) Issued {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -95,7 +101,7 @@ func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
 		NotBefore:    time.Now().Add(-time.Minute),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usage,
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
