@@ -44,7 +44,7 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	limits := &limitsHook{maxSubs: c.MQTT.MaxSubscriptionsPerClient}
-	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), authHook, limits, &hook{n: n}} {
+	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), auth.NewThrottle(authHook), limits, &hook{n: n}} {
 		if err := s.AddHook(h, nil); err != nil {
 			return nil, err
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
-	"github.com/mqlb/mqlb/internal/node/auth"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -62,14 +60,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		payload  = "PAYLOAD-SECRET-5b8e1f"
 	)
 	dir := t.TempDir()
-	line, err := auth.HashLine("alice", password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	users := usersFile(t, "alice", password)
 	cfg := nodeConfig("logs", 0, filepath.Join(dir, "data"))
 	cfg.Mesh.Listen = ""
 	no := false

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
+	"github.com/mqlb/mqlb/internal/node/auth"
 )
 
 // Regression tests for issue 11 (hostile clients and peers), with raw
@@ -247,4 +251,87 @@ func TestSubscriptionCap(t *testing.T) {
 			t.Fatalf("received %v", got)
 		}
 	})
+}
+
+// dialFrom opens a TCP connection from a given loopback address, so that
+// tests can play clients on different addresses.
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 2 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(waitFor))
+	return c
+}
+
+// connackFrom sends a CONNECT from local and returns the CONNACK code.
+func connackFrom(t *testing.T, local, addr string, version byte, user, password string) byte {
+	t.Helper()
+	c := dialFrom(t, local, addr)
+	write(t, c, rawConnect(version, "", user, password))
+	code := readConnack(t, c, version)
+	c.Close()
+	return code
+}
+
+// usersFile writes a users file with these user:password pairs.
+func usersFile(t *testing.T, pairs ...string) string {
+	t.Helper()
+	var lines []string
+	for i := 0; i < len(pairs); i += 2 {
+		l, err := auth.HashLine(pairs[i], pairs[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	p := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestFailedAuthThrottled: an address that keeps failing, and a username
+// being guessed, are refused with CONNACK 0x9F (v5) / 0x03 (3.1.1) before
+// any password check; other addresses and users are not.
+func TestFailedAuthThrottled(t *testing.T) {
+	users := usersFile(t, "alice", "alice-pw", "bob", "bob-pw")
+	n := soloNode(t, func(c *config.Node) {
+		no := false
+		c.Auth.AllowAnonymous, c.Auth.UsersFile = &no, users
+	})
+	addr := n.ListenerAddr("tcp")
+	attempts := 0
+	for code := byte(0x86); code == 0x86; attempts++ {
+		if attempts > 2*auth.FailureBurst {
+			t.Fatalf("%d wrong passwords from one address, all answered 0x86: not throttled", attempts)
+		}
+		code = connackFrom(t, "127.0.0.2", addr, 5, "alice", "guess")
+		if code != 0x86 && code != 0x9f {
+			t.Fatalf("CONNACK 0x%02x for a wrong password, want 0x86 or 0x9f", code)
+		}
+	}
+	if attempts < auth.FailureBurst {
+		t.Fatalf("throttled after %d failures, want %d allowed", attempts, auth.FailureBurst)
+	}
+	for _, tc := range []struct {
+		name           string
+		local          string
+		version        byte
+		user, password string
+		want           byte
+	}{
+		{"guessed username, other address", "127.0.0.3", 5, "alice", "alice-pw", 0x9f},
+		{"guessing address, other user", "127.0.0.2", 5, "bob", "bob-pw", 0x9f},
+		{"guessing address, 3.1.1", "127.0.0.2", 4, "bob", "bob-pw", 0x03},
+		{"other address and user", "127.0.0.1", 5, "bob", "bob-pw", 0x00},
+	} {
+		if got := connackFrom(t, tc.local, addr, tc.version, tc.user, tc.password); got != tc.want {
+			t.Errorf("%s: CONNACK 0x%02x, want 0x%02x", tc.name, got, tc.want)
+		}
+	}
 }
