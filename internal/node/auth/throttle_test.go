@@ -34,29 +34,34 @@ func TestBcryptSlotsCapped(t *testing.T) {
 	}
 }
 
-// TestFailuresBudget: a key is blocked once its burst of failures is spent,
-// recovers one failure per FailureEvery, and the table stays bounded.
-func TestFailuresBudget(t *testing.T) {
-	f := newFailures()
+// TestBudgets: a key's attempts are refused once its burst is used, a
+// success gives its attempt back, the budget refills one per FailureEvery,
+// and the table stays bounded.
+func TestBudgets(t *testing.T) {
+	b := newBudgets()
 	now := time.Now()
 	for i := range FailureBurst {
-		if f.blocked("k", now) {
-			t.Fatalf("blocked after %d failures", i)
-		}
-		if used := f.fail("k", now); used != (i == FailureBurst-1) {
-			t.Fatalf("failure %d: used up %v", i+1, used)
+		if !b.take("k", now) {
+			t.Fatalf("refused after %d attempts", i)
 		}
 	}
-	if !f.blocked("k", now) || f.blocked("other", now) {
-		t.Fatal("want k blocked and other not")
+	if b.take("k", now) || !b.take("other", now) {
+		t.Fatal("want k refused and other allowed")
 	}
-	if f.blocked("k", now.Add(FailureEvery)) {
-		t.Fatal("still blocked after FailureEvery")
+	if !b.spent("k", now) || b.spent("k", now) {
+		t.Fatal("spent should report once per episode")
+	}
+	b.give("k", now) // a success
+	if !b.take("k", now) || b.take("k", now) {
+		t.Fatal("a success should give back exactly one attempt")
+	}
+	if !b.take("k", now.Add(FailureEvery)) {
+		t.Fatal("still refused after FailureEvery")
 	}
 	for i := range maxTracked + 10 {
-		f.fail(string(rune(i+1000)), now)
+		b.take(string(rune(i+1000)), now)
 	}
-	if len(f.m) > maxTracked {
-		t.Fatalf("%d keys tracked, cap %d", len(f.m), maxTracked)
+	if len(b.m) > maxTracked {
+		t.Fatalf("%d keys tracked, cap %d", len(b.m), maxTracked)
 	}
 }
