@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"regexp"
 )
 
 // MeshTLS encrypts and authenticates the routes between nodes (and the
@@ -55,3 +56,26 @@ func (ck *check) meshSecurity(m *Mesh) {
 		}
 	}
 }
+
+// security describes how the mesh is protected, for summaries: never the
+// token itself.
+func (m Mesh) security() string {
+	switch {
+	case m.Listen == "" && m.URL == "":
+		return "no routes"
+	case m.Token != "" && m.TLS != nil:
+		return "token set, TLS"
+	case m.Token != "":
+		return "token set, no TLS"
+	case m.TLS != nil:
+		return "TLS, no token"
+	case m.URL != "":
+		return "no token or TLS of its own"
+	}
+	return "routes OPEN (no mesh.token)"
+}
+
+var userinfo = regexp.MustCompile(`://[^/@\s]*@`)
+
+// hideUserinfo replaces credentials in URLs (nats-route://user:pass@host).
+func hideUserinfo(s string) string { return userinfo.ReplaceAllString(s, "://***@") }

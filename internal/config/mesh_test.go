@@ -39,3 +39,20 @@ func TestNodeSecurityKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeSummaryHidesSecrets: mqlb check says whether routes are
+// protected, never the token or a route URL's password.
+func TestNodeSummaryHidesSecrets(t *testing.T) {
+	yaml := strings.Replace(minimalNode, `"127.0.0.1:6223"`, `"nats-route://mqlb:supersecret@127.0.0.1:6223"`, 1)
+	n, err := ParseNode([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := n.Summary(); strings.Contains(s, "supersecret") || !strings.Contains(s, "routes OPEN") {
+		t.Errorf("summary:\n%s", s)
+	}
+	n.Mesh.Token = strings.Repeat("t0ken", 8)
+	if s := n.Summary(); strings.Contains(s, n.Mesh.Token) || !strings.Contains(s, "token set, no TLS") {
+		t.Errorf("summary with a token:\n%s", s)
+	}
+}

@@ -372,9 +372,9 @@ func (n *Node) Summary() string {
 		fmt.Fprintf(&b, "  listener %s\n", l.summary())
 	}
 	m := n.Mesh
-	mesh := "routes on " + m.Listen + ", peers " + strings.Join(m.Peers, " ")
+	mesh := "routes on " + m.Listen + ", peers " + hideUserinfo(strings.Join(m.Peers, " "))
 	if m.URL != "" {
-		mesh = "external NATS " + m.URL
+		mesh = "external NATS " + hideUserinfo(m.URL)
 	} else if m.Listen == "" {
 		mesh = "single node (no routes)"
 	}
@@ -382,7 +382,9 @@ func (n *Node) Summary() string {
 	if m.Replicas > 0 {
 		replicas = fmt.Sprint(m.Replicas)
 	}
-	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s\n", m.ClusterName, mesh, replicas)
+	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s; %s\n", m.ClusterName, mesh, replicas, m.security())
+	fmt.Fprintf(&b, "  limits: max_packet_size %d, max_subscriptions_per_client %d\n",
+		n.MQTT.MaxPacketSize, n.MQTT.MaxSubscriptionsPerClient)
 	fmt.Fprintf(&b, "  shared subscriptions %s; sessions keep up to %d offline messages, expire after at most %s\n",
 		n.SharedSubscriptions.Policy, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
