@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 
 	"github.com/mqlb/mqlb/internal/mqttwire"
 )
@@ -36,9 +37,13 @@ var (
 // connectByte is a CONNECT's first byte: type 1, flags 0 [MQTT-2.2.2-2].
 const connectByte = 0x10
 
-// minGrow is the first size of a packet buffer; it then doubles with what
-// arrived, never beyond the packet's size.
-const minGrow = 512
+// Buffer sizes. A packet of up to eager bytes gets a buffer for all of it
+// once its header is read (from a pool: that much is cheap); a larger one
+// starts at minGrow and doubles with what arrived, never beyond its size.
+const (
+	minGrow = 512
+	eager   = 16 << 10
+)
 
 // maxEmptyReads bounds underlying Reads that return neither bytes nor an error.
 const maxEmptyReads = 100
@@ -105,7 +110,7 @@ func (c *Conn) readDirect(p []byte) int {
 	n, err := c.Conn.Read(p)
 	whole, serr := c.scan(p[:n])
 	if rest := p[whole:n]; len(rest) > 0 && serr == nil {
-		c.pend = append(make([]byte, 0, max(minGrow, len(rest))), rest...)
+		c.pend = append(alloc(len(rest)), rest...)
 	}
 	switch { // a refusal first: it explains the close
 	case serr != nil:
@@ -144,10 +149,15 @@ func (c *Conn) grow(size int) {
 		return
 	}
 	n := max(2*len(c.pend), minGrow)
-	if size > len(c.pend) {
+	switch {
+	case size > 0 && size <= eager:
+		n = size
+	case size > len(c.pend):
 		n = min(n, size)
 	}
-	c.pend = append(make([]byte, 0, n), c.pend...)
+	old := c.pend
+	c.pend = append(alloc(n), old...)
+	free(old)
 }
 
 // deliver copies whole packets to p; once all are delivered, pend keeps only
@@ -159,13 +169,48 @@ func (c *Conn) deliver(p []byte) int {
 		return n
 	}
 	rest := len(c.pend) - c.ready
-	if rest == 0 {
+	switch {
+	case rest == 0:
+		free(c.pend)
 		c.pend = nil
-	} else {
-		c.pend = append(make([]byte, 0, max(minGrow, rest)), c.pend[c.ready:]...)
+	case cap(c.pend) > eager && rest <= eager: // a big packet went: back to a pooled buffer
+		old := c.pend
+		c.pend = append(alloc(rest), old[c.ready:]...)
+		free(old)
+	default:
+		c.pend = c.pend[:copy(c.pend, c.pend[c.ready:])]
 	}
 	c.off, c.ready = 0, 0
 	return n
+}
+
+// Pooled buffers: most partly received packets fit one, and a connection
+// gives its buffer back as soon as no packet is partly received, so an idle
+// connection holds none.
+var (
+	small  = sync.Pool{New: func() any { return new([minGrow]byte) }}
+	medium = sync.Pool{New: func() any { return new([eager]byte) }}
+)
+
+// alloc returns an empty buffer with room for n bytes.
+func alloc(n int) []byte {
+	switch {
+	case n <= minGrow:
+		return small.Get().(*[minGrow]byte)[:0]
+	case n <= eager:
+		return medium.Get().(*[eager]byte)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// free gives a buffer from alloc back.
+func free(b []byte) {
+	switch cap(b) {
+	case minGrow:
+		small.Put((*[minGrow]byte)(b[:minGrow]))
+	case eager:
+		medium.Put((*[eager]byte)(b[:eager]))
+	}
 }
 
 // limit returns the size limit of the next packet.

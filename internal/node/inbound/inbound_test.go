@@ -48,7 +48,7 @@ func readAll(t *testing.T, c *Conn, sizes []byte, bound int) ([]byte, error) {
 		p := make([]byte, max(1, int(sizes[i%len(sizes)])*7))
 		n, err := c.Read(p)
 		out = append(out, p[:n]...)
-		if cap(c.pend) > max(minGrow, bound) {
+		if cap(c.pend) > max(eager, bound) {
 			t.Fatalf("buffer of %d bytes for packets of at most %d", cap(c.pend), bound)
 		}
 		if err != nil {
@@ -155,7 +155,7 @@ func TestConnHoldsWhatArrived(t *testing.T) {
 	}
 	big := cat(connect, []byte{0x30, 0xfa, 0xff, 0x3f}) // 1 MiB announced, 4 body bytes sent
 	c = NewConn(&chunks{parts: split(cat(big, []byte("abcd")), []byte{3})}, Limits{First: 1 << 16, Max: 1 << 20})
-	out, err := readAll(t, c, []byte{255}, minGrow)
+	out, err := readAll(t, c, []byte{255}, eager)
 	if err != io.EOF || !bytes.Equal(out, connect) {
 		t.Fatalf("got %x, %v; want the CONNECT then EOF", out, err)
 	}
