@@ -37,9 +37,10 @@ var (
 // connectByte is a CONNECT's first byte: type 1, flags 0 [MQTT-2.2.2-2].
 const connectByte = 0x10
 
-// Buffer sizes. A packet of up to eager bytes gets a buffer for all of it
-// once its header is read (from a pool: that much is cheap); a larger one
-// starts at minGrow and doubles with what arrived, never beyond its size.
+// Buffer sizes. After the CONNECT, a packet of up to eager bytes gets a
+// buffer for all of it once its header is read (from a pool: that much is
+// cheap); the CONNECT and larger packets start at minGrow and double with
+// what arrived, never beyond their size.
 const (
 	minGrow = 512
 	eager   = 16 << 10
@@ -150,7 +151,7 @@ func (c *Conn) grow(size int) {
 	}
 	n := max(2*len(c.pend), minGrow)
 	switch {
-	case size > 0 && size <= eager:
+	case c.started && size > 0 && size <= eager: // not before the CONNECT is through
 		n = size
 	case size > len(c.pend):
 		n = min(n, size)
