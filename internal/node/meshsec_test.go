@@ -24,19 +24,9 @@ const testMeshToken = "0123456789abcdef0123456789abcdef"
 // refused, receives none of the mesh's traffic, and the refusal is logged
 // at warn level or above.
 func TestRogueRouteRefused(t *testing.T) {
-	logs := &logCapture{}
 	cfg := nodeConfig("rogue", 0, filepath.Join(t.TempDir(), "n1"))
 	cfg.Mesh.Token = testMeshToken
-	n, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n, logs := startLogged(t, cfg)
 	sub := dialV5(t, n.ListenerAddr("tcp"), "rogue-sub", true, 0)
 	sub.sub(t, "rogue/#", 0)
 
@@ -58,14 +48,54 @@ func TestRogueRouteRefused(t *testing.T) {
 			t.Errorf("rogue route received %q: %q", traffic, rest)
 		}
 	}
+	waitLogged(t, logs, "wrong or missing mesh.token")
+}
+
+// TestRouteWithoutTLSRefused: with mesh.tls, a route that does not do TLS
+// (even with the token) is refused and logged.
+func TestRouteWithoutTLSRefused(t *testing.T) {
+	ca := testutil.NewCA(t)
+	peer := ca.Peer("n1")
+	cfg := nodeConfig("notls", 0, filepath.Join(t.TempDir(), "n1"))
+	cfg.Mesh.Token = testMeshToken
+	cfg.Mesh.TLS = &config.MeshTLS{Cert: peer.CertFile, Key: peer.KeyFile, CA: ca.CAFile()}
+	n, logs := startLogged(t, cfg)
+	c := rawDial(t, n.RouteAddr())
+	fmt.Fprintf(c, "CONNECT {\"user\":%q,\"pass\":%q,\"name\":\"plain\",\"cluster\":%q}\r\nPING\r\n", routeUser, testMeshToken, cfg.Mesh.ClusterName)
+	if rest := string(readUntilClosed(t, c)); strings.Contains(rest, "PONG") {
+		t.Fatalf("a route without TLS got %q", rest)
+	}
+	waitLogged(t, logs, "TLS handshake failed")
+}
+
+// startLogged starts a node whose info-level log the test reads.
+func startLogged(t *testing.T, cfg *config.Node) (*Node, *logCapture) {
+	t.Helper()
+	logs := &logCapture{}
+	n, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, logs
+}
+
+// waitLogged waits for a "mesh route refused" warning with reason.
+func waitLogged(t *testing.T, logs *logCapture, reason string) {
+	t.Helper()
 	testutil.Eventually(t, waitFor, func() bool {
 		for _, l := range strings.Split(logs.String(), "\n") {
-			if strings.Contains(l, "route refused") && (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, "mesh route refused") && strings.Contains(l, reason) {
 				return true
 			}
 		}
 		return false
-	}, "refused route not logged at warn:\n%s", logs.String())
+	}, "refused route not logged at warn with %q:\n%s", reason, logs.String())
 }
 
 // TestMeshTokenAndTLS: nodes sharing the token and a CA form a cluster
