@@ -108,6 +108,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	testutil.Eventually(t, waitFor, func() bool {
 		return strings.Count(logs.String(), "error processing packet") >= 3
 	}, "mochi's packet errors not logged:\n%s", logs.String())
+	quiesce()
 	n.Close()
 	out := logs.String()
 	for _, secret := range []string{password, wrong, payload} {

@@ -81,7 +81,10 @@ func startLogged(t *testing.T, cfg *config.Node) (*Node, *logCapture) {
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close() })
+	t.Cleanup(func() {
+		quiesce()
+		n.Close()
+	})
 	return n, logs
 }
 
