@@ -34,6 +34,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/proxyhdr/
 	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/
 	$(GO) test -run '^$$' -fuzz FuzzRequestHeaders -fuzztime $(FUZZTIME) ./internal/adminhttp/
+	$(GO) test -run '^$$' -fuzz FuzzMeshMessage -fuzztime $(FUZZTIME) ./internal/node/
+	$(GO) test -run '^$$' -fuzz FuzzConn -fuzztime $(FUZZTIME) ./internal/node/inbound/
 
 # Go benchmarks of the hot paths (CONNECT inspection, relay, policy pick,
 # one client's whole way through the load balancer).

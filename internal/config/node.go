@@ -55,6 +55,8 @@ type Mesh struct {
 	URL         string   `yaml:"url"`       // external NATS instead of the embedded server
 	Replicas    int      `yaml:"replicas"`  // JetStream KV replicas; 0 = min(3, cluster size)
 	Timeout     Duration `yaml:"timeout"`   // how long a node waits for its peers
+	Token       string   `yaml:"token"`     // cluster secret every route presents (and the token for mesh.url)
+	TLS         *MeshTLS `yaml:"tls"`       // routes over TLS with certificates of one CA
 }
 
 // SharedSubs configures $share/{group}/{filter} delivery.
@@ -71,10 +73,12 @@ type Sessions struct {
 // MQTTLimits are protocol limits the broker announces and enforces.
 type MQTTLimits struct {
 	MaxClients     int64 `yaml:"max_clients"`     // 0 = no limit
-	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; 0 = no limit
+	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; default 1 MiB; 0 = the protocol's 256 MB
 	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
 	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
 	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
+
+	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"` // default 1000; 0 = no limit
 }
 
 // NodeAuth configures client authentication and topic ACLs.
@@ -171,6 +175,12 @@ func (n *Node) setMeshDefaults() {
 
 func (n *Node) setMQTTDefaults() {
 	q := &n.MQTT
+	if q.MaxPacketSize == 0 && !n.Lines.Set("mqtt.max_packet_size") {
+		q.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if q.MaxSubscriptionsPerClient == 0 && !n.Lines.Set("mqtt.max_subscriptions_per_client") {
+		q.MaxSubscriptionsPerClient = DefaultMaxSubscriptions
+	}
 	if q.ReceiveMaximum == 0 {
 		q.ReceiveMaximum = 1024
 	}
@@ -181,6 +191,12 @@ func (n *Node) setMQTTDefaults() {
 		q.MaxQoS = 2
 	}
 }
+
+// DefaultMaxPacketSize is mqtt.max_packet_size when left out: 1 MiB.
+const DefaultMaxPacketSize = 1 << 20
+
+// DefaultMaxSubscriptions is mqtt.max_subscriptions_per_client when left out.
+const DefaultMaxSubscriptions = 1000
 
 // AllowsAnonymous reports auth.allow_anonymous (true when unset).
 func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }
@@ -277,6 +293,7 @@ func (ck *check) mesh(m *Mesh) {
 		ck.errorf("mesh.replicas", "want 0 (automatic) to 5, got %d", m.Replicas)
 	}
 	ck.positive("mesh.timeout", m.Timeout)
+	ck.meshSecurity(m)
 }
 
 func (ck *check) routeURL(path, u string) {
@@ -307,6 +324,9 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	if q.MaxInflight < 1 || q.MaxInflight > 65535 {
 		ck.errorf("mqtt.max_inflight", "want 1 to 65535, got %d", q.MaxInflight)
 	}
+	if q.MaxSubscriptionsPerClient < 0 {
+		ck.errorf("mqtt.max_subscriptions_per_client", "want 0 (no limit) or more, got %d", q.MaxSubscriptionsPerClient)
+	}
 	if q.MaxQoS < 0 || q.MaxQoS > 2 {
 		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)
 	}
@@ -334,9 +354,9 @@ func (n *Node) Summary() string {
 		fmt.Fprintf(&b, "  listener %s\n", l.summary())
 	}
 	m := n.Mesh
-	mesh := "routes on " + m.Listen + ", peers " + strings.Join(m.Peers, " ")
+	mesh := "routes on " + m.Listen + ", peers " + hideUserinfo(strings.Join(m.Peers, " "))
 	if m.URL != "" {
-		mesh = "external NATS " + m.URL
+		mesh = "external NATS " + hideUserinfo(m.URL)
 	} else if m.Listen == "" {
 		mesh = "single node (no routes)"
 	}
@@ -344,7 +364,9 @@ func (n *Node) Summary() string {
 	if m.Replicas > 0 {
 		replicas = fmt.Sprint(m.Replicas)
 	}
-	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s\n", m.ClusterName, mesh, replicas)
+	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s; %s\n", m.ClusterName, mesh, replicas, m.security())
+	fmt.Fprintf(&b, "  limits: max_packet_size %d, max_subscriptions_per_client %d\n",
+		n.MQTT.MaxPacketSize, n.MQTT.MaxSubscriptionsPerClient)
 	fmt.Fprintf(&b, "  shared subscriptions %s; sessions keep up to %d offline messages, expire after at most %s\n",
 		n.SharedSubscriptions.Policy, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",

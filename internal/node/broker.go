@@ -43,7 +43,8 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), authHook, &hook{n: n}} {
+	limits := &limitsHook{maxSubs: c.MQTT.MaxSubscriptionsPerClient}
+	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), auth.NewThrottle(authHook), limits, &hook{n: n}} {
 		if err := s.AddHook(h, nil); err != nil {
 			return nil, err
 		}

@@ -79,7 +79,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	cfg = &own
 	n := &Node{
 		cfg: cfg, name: cfg.Node.Name, instance: randomHex(8),
-		log: log.With("node", cfg.Node.Name), storeReady: make(chan struct{}), noisy: ratelog.New(10 * time.Second),
+		log: slog.New(redact{log.Handler()}).With("node", cfg.Node.Name), storeReady: make(chan struct{}), noisy: ratelog.New(10 * time.Second),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.retained = &retained{n: n}
@@ -137,7 +137,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := n.broker.AddListener(l); err != nil {
+		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize)); err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 	}

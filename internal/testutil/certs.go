@@ -71,6 +71,12 @@ func (ca *CA) Client(cn string) Issued {
 	return ca.issue(cn, x509.ExtKeyUsageClientAuth)
 }
 
+// Peer issues a certificate for both ends of a connection between equals
+// (mesh routes), for 127.0.0.1, ::1 and localhost.
+func (ca *CA) Peer(name string) Issued {
+	return ca.issue(name, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
 // CAFile writes the CA certificate as PEM and returns its path.
 func (ca *CA) CAFile() string {
 	p := filepath.Join(ca.dir, "ca.pem")
@@ -105,12 +111,12 @@ func (ca *CA) ClientConfig(t testing.TB, cn string) *tls.Config {
 	return cfg
 }
 
-func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
+func (ca *CA) issue(cn string, usage ...x509.ExtKeyUsage) Issued {
 	ca.t.Helper()
 	return ca.issueValid(cn, usage, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
 }
 
-func (ca *CA) issueValid(cn string, usage x509.ExtKeyUsage, notBefore, notAfter time.Time) Issued {
+func (ca *CA) issueValid(cn string, usage []x509.ExtKeyUsage, notBefore, notAfter time.Time) Issued {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -123,7 +129,7 @@ func (ca *CA) issueValid(cn string, usage x509.ExtKeyUsage, notBefore, notAfter 
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usage,
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
@@ -155,5 +161,5 @@ func (ca *CA) issueValid(cn string, usage x509.ExtKeyUsage, notBefore, notAfter 
 // (to test expired and not-yet-valid certificates).
 func (ca *CA) ServerValid(name string, notBefore, notAfter time.Time) Issued {
 	ca.t.Helper()
-	return ca.issueValid(name, x509.ExtKeyUsageServerAuth, notBefore, notAfter)
+	return ca.issueValid(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, notBefore, notAfter)
 }

@@ -5,6 +5,8 @@ package up
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +58,7 @@ type System struct {
 	LB    *lb.LB
 	opt   Options
 	tmp   string // temporary data directory to remove, if any
+	token string // mesh.token of this run's cluster, made at start
 }
 
 // Start starts the nodes one after the other (each joins the earlier ones'
@@ -65,7 +68,7 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	if o.Nodes < 1 || o.Nodes > 64 {
 		return nil, fmt.Errorf("--nodes: want 1 to 64, got %d", o.Nodes)
 	}
-	s := &System{opt: o}
+	s := &System{opt: o, token: meshToken()}
 	if s.opt.DataDir == "" {
 		dir, err := os.MkdirTemp("", "mqlb-up-")
 		if err != nil {
@@ -142,7 +145,8 @@ func (s *System) nodeConfig(i int, peers []string) *config.Node {
 			{Name: "lb", Type: "tcp", Address: "127.0.0.1:0",
 				ProxyProtocol: &config.ProxyAccept{Accept: true, Trusted: []string{"127.0.0.1/32"}}},
 		},
-		Mesh:  config.Mesh{ClusterName: "mqlb-up", Listen: "127.0.0.1:0", Peers: append([]string(nil), peers...)},
+		Mesh: config.Mesh{ClusterName: "mqlb-up", Listen: "127.0.0.1:0", Peers: append([]string(nil), peers...),
+			Token: s.token},
 		Admin: config.Admin{Address: "127.0.0.1:0"},
 	}
 	if s.opt.Nodes == 1 {
@@ -239,3 +243,11 @@ func splitHostPort(addr string) (string, string) {
 
 // startupTimeout bounds how long mqlb up waits for the cluster to form.
 const startupTimeout = 60 * time.Second
+
+// meshToken returns a random cluster secret: the nodes of one mqlb up
+// authenticate their routes with it, so nothing else on the machine joins.
+func meshToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

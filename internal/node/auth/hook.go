@@ -7,6 +7,7 @@
 package auth
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -14,7 +15,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mqlb/mqlb/internal/node/listen"
 
@@ -131,10 +131,12 @@ func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) (bool, string)
 	}
 	hash, known := st.users[user]
 	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), pk.Connect.Password)
+		tryCompare(dummyHash(), pk.Connect.Password)
 		return false, "unknown user"
 	}
-	if bcrypt.CompareHashAndPassword(hash, pk.Connect.Password) != nil {
+	if err := comparePassword(hash, pk.Connect.Password); errors.Is(err, errBusy) {
+		return false, "busy"
+	} else if err != nil {
 		return false, "wrong password"
 	}
 	return true, "password"

@@ -30,6 +30,23 @@ type conn struct {
 
 func (c *conn) identity() identity { return c.id }
 
+// identifiedConn finds this package's connection in c, looking through
+// wrappers that expose what they wrap with NetConn (as crypto/tls.Conn and
+// the node's inbound packet guard do).
+func identifiedConn(c net.Conn) (identified, bool) {
+	for range 8 {
+		if ic, ok := c.(identified); ok {
+			return ic, true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = w.NetConn()
+	}
+	return nil, false
+}
+
 // CertIdentity returns the verified certificate CN this client presented —
 // directly over TLS, or forwarded by a trusted load balancer in the PROXY v2
 // SSL TLV — and whether there is one. Clients on listeners from other
@@ -38,7 +55,7 @@ func CertIdentity(cl *mqtt.Client) (cn string, ok bool) {
 	if cl == nil {
 		return "", false
 	}
-	ic, isOurs := cl.Net.Conn.(identified)
+	ic, isOurs := identifiedConn(cl.Net.Conn)
 	if !isOurs {
 		return "", false
 	}
@@ -66,7 +83,7 @@ func (h *identityHook) ID() string { return IdentityHookID }
 func (h *identityHook) Provides(b byte) bool { return b == mqtt.OnConnect }
 
 func (h *identityHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	ic, ok := cl.Net.Conn.(identified)
+	ic, ok := identifiedConn(cl.Net.Conn)
 	if !ok {
 		return nil
 	}
