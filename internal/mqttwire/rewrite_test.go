@@ -107,7 +107,7 @@ func TestRewriteConnectBytes(t *testing.T) {
 		0x44 | 0x02, 0, 30, // flags: password, will, clean start; keep alive
 		5, 0x11, 0, 0, 0, 60, // properties: session expiry 60
 		0, 1, 'c', // client id "c"
-		0, // will properties
+		0,         // will properties
 		0, 1, 't', // will topic
 		0, 0, // will payload
 		0, 1, 'p', // password
