@@ -238,6 +238,9 @@ func (ck *check) nodeListener(p string, l NodeListener) {
 		ck.errorf(p+".tls", "type %s does not terminate TLS; use type tls or wss", l.Type)
 	case l.TLS != nil:
 		ck.tls(p+".tls", l.TLS)
+		if l.TLS.Identity != nil {
+			ck.errorf(p+".tls.identity", "only on load balancer listeners; a node takes the certificate CN as user name with username_from_cert")
+		}
 	}
 	if l.Path != "" && l.Type != "ws" && l.Type != "wss" {
 		ck.errorf(p+".path", "path is for ws and wss listeners only")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/admin"
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -26,18 +27,19 @@ import (
 
 // LB is a running load balancer.
 type LB struct {
-	file      string // config file for Reload ("" when built from a Config)
-	mu        sync.Mutex
-	cfg       *config.Config
-	ups       *upstream.Set
-	listeners map[string]*listener.Listener // by listenKey
-	proxy     *proxy.Proxy
-	coll      *proxy.Collector
-	admin     *admin.Server
-	serving   atomic.Bool
-	serveWG   sync.WaitGroup
-	log       *slog.Logger
-	level     *slog.LevelVar
+	file        string // config file for Reload ("" when built from a Config)
+	mu          sync.Mutex
+	cfg         *config.Config
+	ups         *upstream.Set
+	listeners   map[string]*listener.Listener // by listenKey
+	proxy       *proxy.Proxy
+	coll        *proxy.Collector
+	authMetrics *lbauth.Metrics
+	admin       *admin.Server
+	serving     atomic.Bool
+	serveWG     sync.WaitGroup
+	log         *slog.Logger
+	level       *slog.LevelVar
 	// Registry holds the LB's metrics (exported on /metrics).
 	Registry *prometheus.Registry
 }
@@ -58,6 +60,7 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l := &LB{file: o.File, cfg: cfg, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
 		Registry: prometheus.NewRegistry()}
 	l.proxy = proxy.New(nil, proxy.NewMetrics(), o.Log)
+	l.authMetrics = lbauth.NewMetrics()
 	l.coll = proxy.NewCollector(l.proxy)
 	ups, err := upstream.Build(cfg, nil, l.coll.ObserveCheck, o.Log)
 	if err != nil {
@@ -67,12 +70,18 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
+	gate, err := lbauth.New(cfg, l.authMetrics, o.Log)
+	if err != nil {
+		return nil, err
+	}
 	if err := l.openListeners(cfg); err != nil {
 		return nil, err
 	}
 	l.ups = ups
-	l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, nil))
-	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rt := proxy.NewRuntime(ups, cfg.Limits, alog, nil)
+	rt.Auth = gate
+	l.proxy.Swap(rt)
+	l.Registry.MustRegister(l.coll, l.authMetrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.Admin.Address != "" {
 		l.admin = admin.New(l, cfg.Admin.Token, l.Registry, o.Log)
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {

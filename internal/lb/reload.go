@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -46,9 +47,16 @@ func (l *LB) Apply(cfg *config.Config) error {
 		plan.abort()
 		return l.refuse(err)
 	}
+	gate, err := lbauth.New(cfg, l.authMetrics, l.log)
+	if err != nil {
+		plan.abort()
+		return l.refuse(err)
+	}
 	// Commit: nothing below can fail.
 	ups.Start()
-	old := l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, l.proxy.Runtime()))
+	rt := proxy.NewRuntime(ups, cfg.Limits, alog, l.proxy.Runtime())
+	rt.Auth = gate
+	old := l.proxy.Swap(rt)
 	plan.commit(l)
 	l.ups.Stop()
 	l.ups = ups

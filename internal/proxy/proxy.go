@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
@@ -26,6 +27,7 @@ type Runtime struct {
 	Upstreams *upstream.Set
 	Limits    config.Limits
 	AccessLog *AccessLog
+	Auth      *lbauth.Gate // nil: no authentication at the load balancer
 	limiter   *ipLimiter
 }
 

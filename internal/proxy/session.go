@@ -139,7 +139,8 @@ func prepareResult(err error) string {
 	return ResultError
 }
 
-// admit applies the connection limit and the per-IP connect rate.
+// admit applies the connection limit, the per-IP connect rate and
+// authentication (auth.go).
 func (s *session) admit() bool {
 	if s.over {
 		s.refuse(mqttwire.RefuseBusy, ResultOverLimit)
@@ -149,7 +150,7 @@ func (s *session) admit() bool {
 		s.refuse(mqttwire.RefuseRateLimited, ResultRateLimited)
 		return false
 	}
-	return true
+	return s.authorize()
 }
 
 // proxy connects a server and starts relaying; true means the relay now
