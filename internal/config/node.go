@@ -81,6 +81,9 @@ type NodeAuth struct {
 	UsersFile      string    `yaml:"users_file"`
 	ACL            []ACLRule `yaml:"acl"`
 	ACLDefault     string    `yaml:"acl_default"` // allow | deny
+	// Backends are credential stores tried in order; empty means the users
+	// file alone.
+	Backends []AuthBackend `yaml:"backends"`
 }
 
 // ACLRule is one topic rule; the first rule that applies and matches decides.
@@ -126,6 +129,9 @@ func (n *Node) SetDefaults() {
 		n.Auth.AllowAnonymous = &yes
 	}
 	n.Auth.ACLDefault = defaultString(n.Auth.ACLDefault, "allow")
+	for i := range n.Auth.Backends {
+		n.Auth.Backends[i].setDefaults()
+	}
 	for i := range n.Auth.ACL {
 		n.Auth.ACL[i].Access = defaultString(n.Auth.ACL[i].Access, "all")
 	}
@@ -320,6 +326,7 @@ func (ck *check) nodeAuth(a *NodeAuth) {
 		ck.readable("auth.users_file", a.UsersFile)
 	}
 	ck.oneOf("auth.acl_default", a.ACLDefault, "allow", "deny")
+	ck.authBackends(a)
 	for i, r := range a.ACL {
 		p := fmt.Sprintf("auth.acl[%d]", i)
 		ck.oneOf(p+".access", r.Access, "publish", "subscribe", "all")
