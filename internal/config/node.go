@@ -377,6 +377,9 @@ func (n *Node) Summary() string {
 		n.SharedSubscriptions.Policy, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
 		n.Auth.AllowsAnonymous(), n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
+	for i, be := range n.Auth.Backends {
+		fmt.Fprintf(&b, "  auth store %d: %s (timeout %s, cache %s)\n", i, be.Type, be.Timeout, be.CacheTTL)
+	}
 	admin := "off"
 	if n.Admin.Address != "" {
 		admin = "http://" + n.Admin.Address + map[bool]string{true: " (token set)", false: " (no token)"}[n.Admin.Token != ""]
