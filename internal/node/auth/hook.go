@@ -35,6 +35,9 @@ type Options struct {
 	// Backends are the credential stores tried in order (backend*.go);
 	// none means the users file alone.
 	Backends []config.AuthBackend
+	// Wrap, when set, wraps every store with its cache (throttling,
+	// concurrency caps): it sees every attempt, cached or not.
+	Wrap func(Backend) Backend
 }
 
 // state is one immutable set of stores and rules.
@@ -57,6 +60,11 @@ func buildState(o Options) (*state, error) {
 	backends, err := buildBackends(cfgs, o.UsersFile)
 	if err != nil {
 		return nil, err
+	}
+	if o.Wrap != nil {
+		for i := range backends {
+			backends[i].b = o.Wrap(backends[i].b)
+		}
 	}
 	return &state{anonymous: o.AllowAnonymous, backends: backends, rules: rules, aclDefault: o.ACLDefault}, nil
 }
