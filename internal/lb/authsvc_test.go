@@ -174,3 +174,22 @@ func TestAuthServiceCache(t *testing.T) {
 		t.Fatalf("uncached with the service down: CONNACK 0x%02x", got)
 	}
 }
+
+// TestAuthServiceAfterIdentity: on a listener that rewrites the user name
+// from the certificate, the service is asked with the rewritten user name
+// and the certificate identity, and its deny still refuses.
+func TestAuthServiceAfterIdentity(t *testing.T) {
+	svc := startAuthService(t)
+	h := newIdentityHarness(t, "require_match: client_id, rewrite_username: true", harnessOpts{brokers: 1, upstream: authUpstream(svc.URL, "")})
+	c := &mqttwire.Connect{Version: mqttwire.V311, ClientID: "meter-9", Username: "x", HasUsername: true, Password: []byte("good"), HasPassword: true}
+	if got := rawConnack(t, h.dial(t, "meter-9"), c); got != 0 {
+		t.Fatalf("CONNACK 0x%02x", got)
+	}
+	if r := svc.lastRequest(); r.Username != "meter-9" || r.CertIdentity != "meter-9" || r.Password != "good" {
+		t.Fatalf("service got %+v", r)
+	}
+	c.Password = []byte("bad")
+	if got := rawConnack(t, h.dial(t, "meter-9"), c); got != mqttwire.Code3NotAuthorized {
+		t.Fatalf("deny: CONNACK 0x%02x", got)
+	}
+}

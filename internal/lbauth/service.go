@@ -69,7 +69,11 @@ func (s *service) admit(ctx context.Context, c *Conn, v *Verdict, pkt []byte) *V
 		r := deny(ResultAuthError, mqttwire.RefuseUnavailable, err, v.Identity)
 		return &r
 	}
-	req := Request{ClientID: v.ClientID, Username: v.Username, Password: string(pw), CertIdentity: v.Identity,
+	certID := v.Identity
+	if certID == "" { // no tls.identity on the listener: the verified CN, if any
+		certID = (&identity{from: "cn"}).of(c.TLS)
+	}
+	req := Request{ClientID: v.ClientID, Username: v.Username, Password: string(pw), CertIdentity: certID,
 		Remote: c.Remote.String(), ProtocolVersion: c.Connect.Version}
 	allow, err := s.decide(ctx, &req)
 	switch {

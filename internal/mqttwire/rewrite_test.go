@@ -173,3 +173,18 @@ func FuzzRewriteConnect(f *testing.F) {
 		ConnectPassword(b)
 	})
 }
+
+func BenchmarkRewriteConnect(b *testing.B) {
+	pkt := AppendConnect(nil, &Connect{Version: V5, ClientID: "device-000042", CleanStart: true, KeepAlive: 30,
+		Username: "someone", HasUsername: true, Password: []byte("secret"), HasPassword: true, SessionExpiry: 60,
+		WillFlag: true, WillTopic: "wills/device-000042", WillPayload: []byte("offline")})
+	user := "device-000042"
+	dst := make([]byte, 0, 256)
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := RewriteConnect(dst[:0], pkt, nil, &user); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
