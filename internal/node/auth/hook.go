@@ -1,10 +1,11 @@
 // Package auth authenticates broker-node clients and enforces topic ACLs as a
 // mochi-mqtt hook. Credentials come from stores tried in order (a bcrypt
 // users file in htpasswd -B format, an HTTP service, PostgreSQL, Redis, JWT;
-// each may give the client its own ACL rules), anonymous access is a switch, a verified client certificate (see package
-// listen) stands in for a password, and ACL rules with %c/%u substitution
-// decide publish and subscribe access. Reload swaps users and rules
-// atomically for SIGHUP.
+// each may give the client its own ACL rules); a store that fails refuses
+// the client with server unavailable. Anonymous access is a switch, a
+// verified client certificate (see package listen) stands in for a password,
+// and ACL rules with %c/%u substitution decide publish and subscribe access.
+// Reload swaps stores and rules atomically for SIGHUP.
 package auth
 
 import (
