@@ -193,3 +193,28 @@ func TestAuthServiceAfterIdentity(t *testing.T) {
 		t.Fatalf("deny: CONNACK 0x%02x", got)
 	}
 }
+
+// TestAuthServiceReload: a reload turns the service on and off for new
+// connections.
+func TestAuthServiceReload(t *testing.T) {
+	svc := startAuthService(t)
+	h := newHarness(t, harnessOpts{brokers: 1, upstream: noHealth})
+	servers := []string{h.brokers[0].Addr}
+	if got := connectWith(t, h.addr, mqttwire.V311, "r-1", "bad"); got != 0 {
+		t.Fatalf("no auth: CONNACK 0x%02x", got)
+	}
+	h.write(h.yaml(servers, harnessOpts{upstream: authUpstream(svc.URL, "")}))
+	if err := h.lb.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := connectWith(t, h.addr, mqttwire.V311, "r-2", "bad"); got != mqttwire.Code3NotAuthorized {
+		t.Fatalf("auth on: CONNACK 0x%02x", got)
+	}
+	h.write(h.yaml(servers, harnessOpts{upstream: noHealth}))
+	if err := h.lb.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := connectWith(t, h.addr, mqttwire.V311, "r-3", "bad"); got != 0 {
+		t.Fatalf("auth off again: CONNACK 0x%02x", got)
+	}
+}
