@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseConnect -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzReadConnectChunks -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzConnack -fuzztime $(FUZZTIME) ./internal/mqttwire/
+	$(GO) test -run '^$$' -fuzz FuzzRewriteConnect -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/proxyhdr/
 	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/
 	$(GO) test -run '^$$' -fuzz FuzzRequestHeaders -fuzztime $(FUZZTIME) ./internal/adminhttp/

@@ -114,6 +114,7 @@ type ConnJSON struct {
 	Remote     string    `json:"remote"`
 	ClientID   string    `json:"client_id"`
 	Username   string    `json:"username,omitempty"`
+	Identity   string    `json:"identity,omitempty"`
 	Protocol   byte      `json:"protocol"`
 	Upstream   string    `json:"upstream"`
 	Server     string    `json:"server"`
@@ -141,7 +142,7 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	out := make([]ConnJSON, 0, min(len(all), limit))
 	for _, c := range all[:min(len(all), limit)] {
 		out = append(out, ConnJSON{ID: c.ID, Listener: c.Listener, Remote: c.Remote, ClientID: c.ClientID,
-			Username: c.Username, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
+			Username: c.Username, Identity: c.Identity, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
 			ServerAddr: c.ServerAddr, Since: c.Start, BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(all), "connections": out})

@@ -43,11 +43,12 @@ type WebSocket struct {
 
 // TLS terminates TLS on a listener.
 type TLS struct {
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
-	ClientCA   string `yaml:"client_ca"`
-	ClientAuth string `yaml:"client_auth"` // none | request | require
-	MinVersion string `yaml:"min_version"` // "1.2" | "1.3"
+	Cert       string    `yaml:"cert"`
+	Key        string    `yaml:"key"`
+	ClientCA   string    `yaml:"client_ca"`
+	ClientAuth string    `yaml:"client_auth"` // none | request | require
+	MinVersion string    `yaml:"min_version"` // "1.2" | "1.3"
+	Identity   *Identity `yaml:"identity"`    // load balancer listeners only
 }
 
 // ProxyAccept accepts inbound PROXY protocol v1/v2 headers from trusted peers.
@@ -59,15 +60,16 @@ type ProxyAccept struct {
 
 // Upstream is a group of broker servers and how to choose among them.
 type Upstream struct {
-	Balance        string      `yaml:"balance"`
-	LoadFactor     float64     `yaml:"load_factor"`
-	Sticky         Sticky      `yaml:"sticky"`
-	ProxyProtocol  string      `yaml:"proxy_protocol"` // off | v1 | v2
-	ConnectRetries int         `yaml:"connect_retries"`
-	DialTimeout    Duration    `yaml:"dial_timeout"`
-	ConnackTimeout Duration    `yaml:"connack_timeout"`
-	HealthCheck    HealthCheck `yaml:"health_check"`
-	Servers        []Server    `yaml:"servers"`
+	Balance        string        `yaml:"balance"`
+	LoadFactor     float64       `yaml:"load_factor"`
+	Sticky         Sticky        `yaml:"sticky"`
+	ProxyProtocol  string        `yaml:"proxy_protocol"` // off | v1 | v2
+	ConnectRetries int           `yaml:"connect_retries"`
+	DialTimeout    Duration      `yaml:"dial_timeout"`
+	ConnackTimeout Duration      `yaml:"connack_timeout"`
+	HealthCheck    HealthCheck   `yaml:"health_check"`
+	Servers        []Server      `yaml:"servers"`
+	Auth           *UpstreamAuth `yaml:"auth"`
 }
 
 // Sticky configures the sticky policy's table.
@@ -165,6 +167,7 @@ func (c *Config) SetDefaults() {
 		if l.TLS != nil {
 			l.TLS.ClientAuth = defaultString(l.TLS.ClientAuth, "none")
 			l.TLS.MinVersion = defaultString(l.TLS.MinVersion, "1.2")
+			l.TLS.setIdentityDefaults()
 		}
 		if l.WebSocket != nil {
 			l.WebSocket.Path = defaultString(l.WebSocket.Path, "/mqtt")
@@ -189,6 +192,7 @@ func (c *Config) SetDefaults() {
 			u.Sticky.Size = 100_000
 		}
 		u.ProxyProtocol = defaultString(u.ProxyProtocol, "off")
+		u.Auth.setDefaults()
 		if !set(p + ".connect_retries") {
 			u.ConnectRetries = 2
 		}
@@ -271,6 +275,7 @@ func (c *Config) Validate() error {
 		}
 		if l.TLS != nil {
 			ck.tls(p+".tls", l.TLS)
+			ck.identity(p+".tls.identity", l.TLS)
 		}
 		if l.WebSocket != nil && !strings.HasPrefix(l.WebSocket.Path, "/") {
 			ck.errorf(p+".websocket.path", "want a path starting with /, got %q", l.WebSocket.Path)
@@ -305,6 +310,7 @@ func (ck *check) upstream(p string, u *Upstream) {
 	}
 	ck.positive(p+".dial_timeout", u.DialTimeout)
 	ck.positive(p+".connack_timeout", u.ConnackTimeout)
+	ck.upstreamAuth(p+".auth", u.Auth)
 	h := u.HealthCheck
 	ck.oneOf(p+".health_check.type", h.Type, "mqtt", "tcp", "none")
 	ck.positive(p+".health_check.interval", h.Interval)

@@ -52,7 +52,7 @@ func TestParseErrorsNamePathAndLine(t *testing.T) {
 		{"unknown policy", minimal + "    balance: clientid\n",
 			`upstreams.brokers.balance (line 11): unknown policy "clientid"; want one of client_id, least_conn`},
 		{"unknown key", minimal + "    balanse: client_id\n",
-			`upstreams.brokers.balanse (line 11): unknown key; want one of balance,`},
+			`upstreams.brokers.balanse (line 11): unknown key; want one of auth, balance,`},
 		{"dangling upstream", strings.Replace(minimal, "upstream: brokers", "upstream: brokerz", 1),
 			`listeners[0].upstream (line 5): upstream "brokerz" is not defined; have: brokers`},
 		{"bad duration", minimal + "    health_check: { interval: 5 }\n",

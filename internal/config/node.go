@@ -87,6 +87,9 @@ type NodeAuth struct {
 	UsersFile      string    `yaml:"users_file"`
 	ACL            []ACLRule `yaml:"acl"`
 	ACLDefault     string    `yaml:"acl_default"` // allow | deny
+	// Backends are credential stores tried in order; empty means the users
+	// file alone.
+	Backends []AuthBackend `yaml:"backends"`
 }
 
 // ACLRule is one topic rule; the first rule that applies and matches decides.
@@ -132,6 +135,9 @@ func (n *Node) SetDefaults() {
 		n.Auth.AllowAnonymous = &yes
 	}
 	n.Auth.ACLDefault = defaultString(n.Auth.ACLDefault, "allow")
+	for i := range n.Auth.Backends {
+		n.Auth.Backends[i].setDefaults()
+	}
 	for i := range n.Auth.ACL {
 		n.Auth.ACL[i].Access = defaultString(n.Auth.ACL[i].Access, "all")
 	}
@@ -254,6 +260,9 @@ func (ck *check) nodeListener(p string, l NodeListener) {
 		ck.errorf(p+".tls", "type %s does not terminate TLS; use type tls or wss", l.Type)
 	case l.TLS != nil:
 		ck.tls(p+".tls", l.TLS)
+		if l.TLS.Identity != nil {
+			ck.errorf(p+".tls.identity", "only on load balancer listeners; a node takes the certificate CN as user name with username_from_cert")
+		}
 	}
 	if l.Path != "" && l.Type != "ws" && l.Type != "wss" {
 		ck.errorf(p+".path", "path is for ws and wss listeners only")
@@ -337,6 +346,7 @@ func (ck *check) nodeAuth(a *NodeAuth) {
 		ck.readable("auth.users_file", a.UsersFile)
 	}
 	ck.oneOf("auth.acl_default", a.ACLDefault, "allow", "deny")
+	ck.authBackends(a)
 	for i, r := range a.ACL {
 		p := fmt.Sprintf("auth.acl[%d]", i)
 		ck.oneOf(p+".access", r.Access, "publish", "subscribe", "all")
@@ -371,6 +381,9 @@ func (n *Node) Summary() string {
 		n.SharedSubscriptions.Policy, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
 		n.Auth.AllowsAnonymous(), n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
+	for i, be := range n.Auth.Backends {
+		fmt.Fprintf(&b, "  auth store %d: %s (timeout %s, cache %s)\n", i, be.Type, be.Timeout, be.CacheTTL)
+	}
 	admin := "off"
 	if n.Admin.Address != "" {
 		admin = "http://" + n.Admin.Address + map[bool]string{true: " (token set)", false: " (no token)"}[n.Admin.Token != ""]

@@ -21,6 +21,7 @@ import (
 	"github.com/mqlb/mqlb/internal/admin"
 	"github.com/mqlb/mqlb/internal/adminhttp"
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -28,21 +29,22 @@ import (
 
 // LB is a running load balancer.
 type LB struct {
-	file      string // config file for Reload ("" when built from a Config)
-	mu        sync.Mutex
-	cfg       *config.Config // what runs: the file's config with the runtime overrides
-	base      *config.Config // the file's config
-	ov        overrides      // runtime API changes (runtime.go)
-	ups       *upstream.Set
-	listeners map[string]*listener.Listener // by listenKey
-	proxy     *proxy.Proxy
-	coll      *proxy.Collector
-	admin     *admin.Server
-	metrics   *lbMetrics
-	serving   atomic.Bool
-	serveWG   sync.WaitGroup
-	log       *slog.Logger
-	level     *slog.LevelVar
+	file        string // config file for Reload ("" when built from a Config)
+	mu          sync.Mutex
+	cfg         *config.Config // what runs: the file's config with the runtime overrides
+	base        *config.Config // the file's config
+	ov          overrides      // runtime API changes (runtime.go)
+	ups         *upstream.Set
+	listeners   map[string]*listener.Listener // by listenKey
+	proxy       *proxy.Proxy
+	coll        *proxy.Collector
+	authMetrics *lbauth.Metrics
+	admin       *admin.Server
+	metrics     *lbMetrics
+	serving     atomic.Bool
+	serveWG     sync.WaitGroup
+	log         *slog.Logger
+	level       *slog.LevelVar
 	// Registry holds the LB's metrics (exported on /metrics).
 	Registry *prometheus.Registry
 }
@@ -63,12 +65,17 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l := &LB{file: o.File, cfg: cfg, base: cfg, ov: overrides{}, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
 		Registry: prometheus.NewRegistry()}
 	l.proxy = proxy.New(nil, proxy.NewMetrics(), o.Log)
+	l.authMetrics = lbauth.NewMetrics()
 	l.coll = proxy.NewCollector(l.proxy)
 	ups, err := upstream.Build(cfg, nil, l.coll.ObserveCheck, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	alog, err := proxy.OpenAccessLog(cfg.AccessLog)
+	if err != nil {
+		return nil, err
+	}
+	gate, err := lbauth.New(cfg, l.authMetrics, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +88,11 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 		plan.abort()
 		return nil, err
 	}
+	rt.Auth = gate
 	l.ups = ups
 	l.proxy.Swap(rt)
 	plan.commit(l)
-	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l.Registry.MustRegister(l.coll, l.authMetrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	l.metrics = newLBMetrics(l.Registry)
 	l.checkCerts(cfg)
 	if cfg.Admin.Address != "" {

@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -52,12 +53,19 @@ func (l *LB) Apply(file *config.Config) error {
 		plan.abort()
 		return l.refuse(err)
 	}
+	gate, err := lbauth.New(cfg, l.authMetrics, l.log)
+	if err != nil {
+		plan.abort()
+		alog.Close()
+		return l.refuse(err)
+	}
 	rt, err := proxy.NewRuntime(ups, plan.routes, cfg.Limits, alog, l.proxy.Runtime())
 	if err != nil {
 		plan.abort()
 		alog.Close()
 		return l.refuse(err)
 	}
+	rt.Auth = gate
 	// Commit: nothing below can fail. One swap changes what every new
 	// connection sees; the old runtime's access log is closed by the GC
 	// once its connections end.

@@ -55,7 +55,8 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 }
 
 func authOptions(a config.NodeAuth) auth.Options {
-	o := auth.Options{AllowAnonymous: a.AllowsAnonymous(), UsersFile: a.UsersFile, ACLDefault: a.ACLDefault == "allow"}
+	o := auth.Options{AllowAnonymous: a.AllowsAnonymous(), UsersFile: a.UsersFile, ACLDefault: a.ACLDefault == "allow",
+		Backends: a.Backends}
 	for _, r := range a.ACL {
 		o.ACL = append(o.ACL, auth.Rule{Allow: r.Allow, Access: r.Access, Topic: r.Topic, Users: r.Users, Clients: r.Clients})
 	}

@@ -20,6 +20,7 @@ type Record struct {
 	ClientID   string        `json:"client_id"`
 	Username   string        `json:"username,omitempty"`
 	CertCN     string        `json:"cert_cn,omitempty"`
+	Identity   string        `json:"identity,omitempty"` // the certificate identity (tls.identity)
 	Version    byte          `json:"protocol"`
 	Upstream   string        `json:"upstream,omitempty"`
 	Server     string        `json:"server,omitempty"`
@@ -121,6 +122,10 @@ func appendText(b []byte, r *Record) []byte {
 	if r.CertCN != "" {
 		b = append(b, " cert_cn="...)
 		b = strconv.AppendQuote(b, r.CertCN)
+	}
+	if r.Identity != "" {
+		b = append(b, " identity="...)
+		b = strconv.AppendQuote(b, r.Identity)
 	}
 	b = append(b, " protocol="...)
 	b = strconv.AppendInt(b, int64(r.Version), 10)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/ratelog"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -30,6 +31,7 @@ type Runtime struct {
 	Limits    config.Limits
 	AccessLog *AccessLog
 	routes    map[string]Route // by listener key
+	Auth      *lbauth.Gate     // nil: no authentication at the load balancer
 	limiter   *ipLimiter
 }
 
@@ -70,7 +72,12 @@ func (rt *Runtime) WithUpstreams(ups *upstream.Set) (*Runtime, error) {
 	for key, r := range rt.routes {
 		routes[key] = r.Listener
 	}
-	return NewRuntime(ups, routes, rt.Limits, rt.AccessLog, rt)
+	next, err := NewRuntime(ups, routes, rt.Limits, rt.AccessLog, rt)
+	if err != nil {
+		return nil, err
+	}
+	next.Auth = rt.Auth
+	return next, nil
 }
 
 // Route returns the route of the listener with this key.

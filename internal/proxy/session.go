@@ -112,10 +112,9 @@ func (s *session) inspect(buf []byte) bool {
 	return true
 }
 
-// admit decides whether the client may go on: limits.max_connections and
-// the per-IP connect rate. A check of the client's credentials (an
-// authentication service) belongs here too: after the CONNECT is known,
-// before any server is dialled.
+// admit decides whether the client may go on: limits.max_connections, the
+// per-IP connect rate and authentication (auth.go): after the CONNECT is
+// known, before any server is dialled.
 func (s *session) admit() bool {
 	if s.over {
 		s.refuse(mqttwire.RefuseBusy, ResultOverLimit)
@@ -125,7 +124,7 @@ func (s *session) admit() bool {
 		s.refuse(mqttwire.RefuseRateLimited, ResultRateLimited)
 		return false
 	}
-	return true
+	return s.authorize()
 }
 
 // connectServer places the client on a server of the listener's upstream
