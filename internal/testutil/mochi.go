@@ -196,10 +196,10 @@ type netListener struct {
 	srv  *mqtt.Server
 	once sync.Once
 
-	mu    sync.Mutex
+	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // accepted, still in mochi's hands
 	closed bool
-	wg    sync.WaitGroup        // establish calls still running
+	wg     sync.WaitGroup // establish calls still running
 }
 
 var _ listeners.Listener = (*netListener)(nil)
