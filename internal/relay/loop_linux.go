@@ -32,9 +32,15 @@ type loop struct {
 	free  []uint32
 	cmds  []*pair // pairs to close (Relay.Close, fin timeout)
 
-	pipes    []*pipe // empty pipes, owned by the loop goroutine
-	runnable []*pair // pairs that stopped early for fairness and must go on
+	pipes    []*pipe           // empty pipes, owned by the loop goroutine
+	runnable []*pair           // pairs that stopped early for fairness and must go on
+	buf      [copyBufSize]byte // small reads are copied through it
 }
+
+// copyBufSize is the loop's copy buffer: reads smaller than this are copied
+// (two system calls, like HAProxy's recv/send), a read that fills it
+// switches the direction to splice. It fits an empty pipe (64 KiB) whole.
+const copyBufSize = 16 << 10
 
 var (
 	loopsOnce sync.Once

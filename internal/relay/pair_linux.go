@@ -43,10 +43,12 @@ type pair struct {
 }
 
 // direction is one way's state: bytes waiting in the pipe for a full
-// destination, and whether its source has ended.
+// destination, how its source is read, and whether it has ended.
 type direction struct {
 	p       *pipe // nil while nothing is in flight
 	blocked bool  // the destination was full: wait for its EPOLLOUT edge
+	bulk    bool  // the last read filled the copy buffer: splice the next
+	hup     bool  // the source reported EPOLLRDHUP/HUP/ERR: read to its end
 	end     end
 	ended   bool
 }
@@ -105,6 +107,9 @@ func (p *pair) event(side int, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.dir[1-side].blocked {
 		p.pump(1 - side)
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		p.dir[side].hup = true
+	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.pump(side)
 	}
@@ -116,8 +121,14 @@ func (p *pair) pumpBoth() {
 	p.pump(server)
 }
 
-// pump moves bytes for direction d until its source says EAGAIN, its
+// pump moves bytes for direction d until its source is drained, its
 // destination is full, it ends, or it has had its share of this wake.
+//
+// Small reads (an MQTT connection's usual traffic) are copied through the
+// loop's buffer: read then write, two system calls and no pipe. A read that
+// fills the buffer means a large transfer: the next reads are spliced
+// through a pipe, with no copy, until a read comes back short again. Bytes a
+// full destination does not take are parked in a pipe either way.
 func (p *pair) pump(d int) {
 	dir := &p.dir[d]
 	for i := 0; !p.closed && !dir.ended; i++ {
@@ -128,17 +139,28 @@ func (p *pair) pump(d int) {
 		if dir.p != nil && dir.p.data > 0 && !p.write(d) {
 			return // destination full: its EPOLLOUT edge resumes us
 		}
-		k, ok := p.read(d)
-		if !ok || k == 0 {
+		var k int
+		var ok bool
+		if dir.bulk {
+			// A short splice does not mean the socket is empty (a pipe
+			// fills by slots, one per segment, so 16 small segments fill
+			// it): only EAGAIN does.
+			// Stay in bulk mode across wakes (EAGAIN) until a read is small.
+			k, ok = p.splice(d)
+			dir.bulk = k >= copyBufSize || (!ok && !dir.ended)
+		} else {
+			k, ok = p.copy(d)
+			// A short read emptied the socket's receive queue: bytes that
+			// come later raise a new edge. Unless the source has reported
+			// its end, which raises no further edge: read on to the EOF.
+			if ok && k < copyBufSize && !dir.hup {
+				return
+			}
+			dir.bulk = k == copyBufSize
+		}
+		if !ok || !p.write(d) {
 			return
 		}
-		if !p.write(d) {
-			return
-		}
-		// Read again until EAGAIN: a short splice does not mean the socket
-		// is empty (a pipe fills by slots, one per segment, so 16 small
-		// segments fill it), and with edge-triggered events nothing would
-		// wake this direction for the bytes left behind.
 	}
 }
 
@@ -149,9 +171,57 @@ func (p *pair) requeue() {
 	}
 }
 
-// read splices from d's source into its pipe. ok is false when there was
-// nothing (EAGAIN) or the direction ended (EOF or error).
-func (p *pair) read(d int) (int, bool) {
+// copy reads d's source into the loop's buffer and writes it to d's
+// destination; what the destination does not take goes into a pipe, for
+// write to finish. ok is false when there was nothing (EAGAIN) or the
+// direction ended (EOF or error).
+func (p *pair) copy(d int) (int, bool) {
+	dir := &p.dir[d]
+	buf := p.l.buf[:]
+	k, err := readRetry(p.fd[d], buf)
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return 0, false
+	case err != nil:
+		p.fail(d, os.NewSyscallError("read", err))
+		return 0, false
+	case k == 0:
+		p.sourceEOF(d)
+		return 0, false
+	}
+	w, err := writeRetry(p.fd[1-d], buf[:k])
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		p.fail(1-d, os.NewSyscallError("write", err))
+		return 0, false
+	}
+	w = max(w, 0)
+	p.n[d].Add(int64(w))
+	if w == k {
+		return k, true
+	}
+	// The destination is full: the rest waits in a pipe (empty, so the
+	// buffer's worth fits) for the destination's EPOLLOUT edge.
+	pp, err := p.l.getPipe()
+	if err != nil {
+		p.closeNow(err)
+		return 0, false
+	}
+	dir.p = pp
+	for rest := buf[w:k]; len(rest) > 0; {
+		n, err := writeRetry(pp.w, rest)
+		if err != nil {
+			p.closeNow(os.NewSyscallError("write", err))
+			return 0, false
+		}
+		pp.data += n
+		rest = rest[n:]
+	}
+	return k, true
+}
+
+// splice moves d's source into its pipe, with no copy. ok is false when
+// there was nothing (EAGAIN) or the direction ended (EOF or error).
+func (p *pair) splice(d int) (int, bool) {
 	dir := &p.dir[d]
 	if dir.p == nil {
 		pp, err := p.l.getPipe()
@@ -182,6 +252,9 @@ func (p *pair) read(d int) (int, bool) {
 // is full (or the pair closed on an error).
 func (p *pair) write(d int) bool {
 	dir := &p.dir[d]
+	if dir.p == nil {
+		return true // copied through: nothing left in flight
+	}
 	for dir.p.data > 0 {
 		k, err := spliceRetry(dir.p.r, p.fd[1-d], dir.p.data)
 		if errors.Is(err, unix.EAGAIN) {
@@ -199,6 +272,24 @@ func (p *pair) write(d int) bool {
 	p.l.putPipe(dir.p)
 	dir.p = nil
 	return true
+}
+
+func readRetry(fd int, b []byte) (int, error) {
+	for {
+		k, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return k, err
+		}
+	}
+}
+
+func writeRetry(fd int, b []byte) (int, error) {
+	for {
+		k, err := unix.Write(fd, b)
+		if err != unix.EINTR {
+			return k, err
+		}
+	}
 }
 
 func spliceRetry(in, out, n int) (int, error) {
