@@ -56,3 +56,44 @@ func TestAcceptedConnectionsKeepAlive(t *testing.T) {
 		t.Fatal("no connection accepted")
 	}
 }
+
+// TestAcceptWaitsForFirstBytes: with TCP_DEFER_ACCEPT a connection reaches
+// the handler with its first bytes already readable, so the handler never
+// waits for the CONNECT (one wake per client).
+func TestAcceptWaitsForFirstBytes(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0", &Settings{Name: "t"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan error, 1)
+	go ln.Serve(func(_ *Listener, c *net.TCPConn) {
+		defer c.Close()
+		rc, err := c.SyscallConn()
+		if err != nil {
+			got <- err
+			return
+		}
+		var peekErr error
+		rc.Control(func(fd uintptr) {
+			var b [1]byte
+			_, _, peekErr = unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		})
+		got <- peekErr
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond) // stimulus: a client slow to send its first bytes
+	c.Write([]byte{0x10})
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Errorf("accepted before its first bytes (peek: %v); want TCP_DEFER_ACCEPT", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection accepted")
+	}
+}
