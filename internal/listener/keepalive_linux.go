@@ -13,12 +13,6 @@ import (
 // Go's default timings (first probe after 15 s idle, then every 15 s, 9
 // unanswered close the connection). Linux copies the options to every socket
 // it accepts, which saves Go's four setsockopt calls per accepted connection.
-//
-// TCP_DEFER_ACCEPT (1 s) hands a connection to accept only once its first
-// bytes (the CONNECT, a PROXY header, a TLS or WebSocket hello) are there,
-// so the listener is woken once per client, with the CONNECT ready to read
-// instead of a wait for it; a client that sends nothing is accepted about a
-// second later and meets the usual connect timeout.
 var listenConfig = net.ListenConfig{
 	KeepAlive: -1, // inherited, not set per connection
 	Control: func(_, _ string, rc syscall.RawConn) error {
@@ -29,7 +23,6 @@ var listenConfig = net.ListenConfig{
 				{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
 				{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
 				{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
-				{unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 1},
 			} {
 				if err = unix.SetsockoptInt(int(fd), o.level, o.opt, o.v); err != nil {
 					err = &net.OpError{Op: "setsockopt", Net: "tcp", Err: err}
