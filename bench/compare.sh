@@ -299,9 +299,14 @@ check_access_log() { # round: NGINX's access log must show the client ids just c
 		sleep 0.1
 	done
 	[ -n "$line" ] || die "NGINX's access log has no line for client id $id: js_preread is not reading the CONNECT (see $RUN/nginx-access.log, $RUN/nginx-error.log)"
-	grep -c " $1-nginx-conn-[0-9]*\$" "$RUN/nginx-access.log" >"$OUT/$1-nginx-access-log.txt"
-	echo "$line" >>"$OUT/$1-nginx-access-log.txt"
-	log "  access log: $(head -1 "$OUT/$1-nginx-access-log.txt") lines with a client id; $line"
+	local n=0
+	for _ in $(seq 50); do # until every ramp connection has its line (or 5 s)
+		n=$(grep -c " $1-nginx-conn-[0-9]*\$" "$RUN/nginx-access.log" || true)
+		[ "$n" -ge "$CONNS" ] && break
+		sleep 0.1
+	done
+	{ echo "$n of $CONNS ramp connections logged with their client id"; echo "$line"; } >"$OUT/$1-nginx-access-log.txt"
+	log "  access log: $n of $CONNS ramp client ids; $line"
 }
 
 run_target() { # round target
