@@ -42,18 +42,21 @@ type pair struct {
 	cmdErr_ error // why a command asked to close it
 }
 
-// direction is one way's state: bytes waiting in the pipe for a full
-// destination, how its source is read, and whether it has ended.
+// direction is one way's state: bytes held back for a full destination
+// (what a copy could not write, or a splice's pipe), how its source is
+// read, and whether it has ended.
 type direction struct {
-	p       *pipe // nil while nothing is in flight
-	blocked bool  // the destination was full: wait for its EPOLLOUT edge
-	bulk    bool  // the last read filled the copy buffer: splice the next
-	hup     bool  // the source reported EPOLLRDHUP/HUP/ERR: read to its end
+	p       *pipe              // spliced bytes in flight; nil otherwise
+	pend    []byte             // copied bytes the destination did not take
+	pendBuf *[copyBufSize]byte // pend's buffer, from the loop's pool
+	blocked bool               // the destination was full: wait for its EPOLLOUT edge
+	bulk    bool               // the last read filled the copy buffer: splice the next
+	hup     bool               // the source reported EPOLLRDHUP/HUP/ERR: read to its end
 	end     end
 	ended   bool
 }
 
-// maxBurst bounds the splices one direction makes per wake, so one busy
+// maxBurst bounds the reads one direction makes per wake, so one busy
 // connection cannot hold the loop; it continues after the others.
 const maxBurst = 16
 
@@ -127,8 +130,9 @@ func (p *pair) pumpBoth() {
 // Small reads (an MQTT connection's usual traffic) are copied through the
 // loop's buffer: read then write, two system calls and no pipe. A read that
 // fills the buffer means a large transfer: the next reads are spliced
-// through a pipe, with no copy, until a read comes back short again. Bytes a
-// full destination does not take are parked in a pipe either way.
+// through a pipe, with no copy, until a splice comes back short. Bytes a
+// full destination does not take are held back (in a buffer from the loop's
+// pool, or in the pipe) and nothing more is read until they are written.
 func (p *pair) pump(d int) {
 	dir := &p.dir[d]
 	for i := 0; !p.closed && !dir.ended; i++ {
@@ -136,31 +140,32 @@ func (p *pair) pump(d int) {
 			p.requeue()
 			return
 		}
-		if dir.p != nil && dir.p.data > 0 && !p.write(d) {
+		if !p.flush(d) {
 			return // destination full: its EPOLLOUT edge resumes us
 		}
-		var k int
-		var ok bool
 		if dir.bulk {
 			// A short splice does not mean the socket is empty (a pipe
 			// fills by slots, one per segment, so 16 small segments fill
-			// it): only EAGAIN does.
-			// Stay in bulk mode across wakes (EAGAIN) until a read is small.
-			k, ok = p.splice(d)
+			// it): only EAGAIN does. Stay in bulk mode across wakes
+			// (EAGAIN) until a splice is small.
+			k, ok := p.splice(d)
 			dir.bulk = k >= copyBufSize || (!ok && !dir.ended)
-		} else {
-			k, ok = p.copy(d)
-			// A short read emptied the socket's receive queue: bytes that
-			// come later raise a new edge. Unless the source has reported
-			// its end, which raises no further edge: read on to the EOF.
-			if ok && k < copyBufSize && !dir.hup {
+			if !ok {
 				return
 			}
-			dir.bulk = k == copyBufSize
+			continue // the pipe is written by flush
 		}
-		if !ok || !p.write(d) {
+		k, ok := p.copy(d)
+		if !ok {
 			return
 		}
+		// A short read emptied the socket's receive queue: bytes that come
+		// later raise a new edge. Unless the source has reported its end,
+		// which raises no further edge: read on to the EOF.
+		if k < copyBufSize && !dir.hup {
+			return
+		}
+		dir.bulk = k == copyBufSize
 	}
 }
 
@@ -172,9 +177,9 @@ func (p *pair) requeue() {
 }
 
 // copy reads d's source into the loop's buffer and writes it to d's
-// destination; what the destination does not take goes into a pipe, for
-// write to finish. ok is false when there was nothing (EAGAIN) or the
-// direction ended (EOF or error).
+// destination; what the destination does not take is held back for flush.
+// ok is false when there was nothing (EAGAIN), the direction ended (EOF or
+// error) or the destination is full.
 func (p *pair) copy(d int) (int, bool) {
 	dir := &p.dir[d]
 	buf := p.l.buf[:]
@@ -199,24 +204,12 @@ func (p *pair) copy(d int) (int, bool) {
 	if w == k {
 		return k, true
 	}
-	// The destination is full: the rest waits in a pipe (empty, so the
-	// buffer's worth fits) for the destination's EPOLLOUT edge.
-	pp, err := p.l.getPipe()
-	if err != nil {
-		p.closeNow(err)
-		return 0, false
-	}
-	dir.p = pp
-	for rest := buf[w:k]; len(rest) > 0; {
-		n, err := writeRetry(pp.w, rest)
-		if err != nil {
-			p.closeNow(os.NewSyscallError("write", err))
-			return 0, false
-		}
-		pp.data += n
-		rest = rest[n:]
-	}
-	return k, true
+	// The destination is full: the rest waits for its EPOLLOUT edge.
+	dir.pendBuf = p.l.getBuf()
+	dir.pend = dir.pendBuf[:copy(dir.pendBuf[:], buf[w:k])]
+	dir.blocked = true
+	dir.bulk = k == copyBufSize
+	return k, false
 }
 
 // splice moves d's source into its pipe, with no copy. ok is false when
@@ -248,12 +241,31 @@ func (p *pair) splice(d int) (int, bool) {
 	return k, true
 }
 
-// write splices d's pipe into its destination; false means the destination
-// is full (or the pair closed on an error).
-func (p *pair) write(d int) bool {
+// flush writes what d holds back — bytes a copy could not write, or a
+// splice's pipe — to its destination; false means the destination is full
+// (or the pair closed on an error).
+func (p *pair) flush(d int) bool {
 	dir := &p.dir[d]
+	for len(dir.pend) > 0 {
+		k, err := writeRetry(p.fd[1-d], dir.pend)
+		if errors.Is(err, unix.EAGAIN) {
+			dir.blocked = true
+			return false
+		}
+		if err != nil {
+			p.fail(1-d, os.NewSyscallError("write", err))
+			return false
+		}
+		dir.pend = dir.pend[k:]
+		p.n[d].Add(int64(k))
+	}
+	if dir.pendBuf != nil {
+		p.l.putBuf(dir.pendBuf)
+		dir.pendBuf, dir.pend = nil, nil
+	}
+	dir.blocked = false
 	if dir.p == nil {
-		return true // copied through: nothing left in flight
+		return true
 	}
 	for dir.p.data > 0 {
 		k, err := spliceRetry(dir.p.r, p.fd[1-d], dir.p.data)
@@ -345,6 +357,10 @@ func (p *pair) closeNow(err error) {
 		if dir.p != nil {
 			dir.p.close() // bytes still in flight are lost with the connection
 			dir.p = nil
+		}
+		if dir.pendBuf != nil {
+			p.l.putBuf(dir.pendBuf)
+			dir.pendBuf, dir.pend = nil, nil
 		}
 	}
 	for side := range p.fd {
