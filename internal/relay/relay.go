@@ -2,11 +2,12 @@
 // connection until both directions have ended, propagating half-close and
 // counting bytes per direction.
 //
-// Plain TCP to plain TCP goes through the kernel's splice(2) path with no
-// userspace copy, served by a few event loops (one per CPU) that own the
-// sockets: no goroutine per connection, and no pipe or buffer while a
-// connection is idle. Other pairs (TLS, WebSocket) copy through pooled
-// buffers in two goroutines.
+// Plain TCP to plain TCP is served by a few event loops (one per CPU) that
+// own the sockets: small reads are copied through the loop's buffer, large
+// transfers go through the kernel's splice(2) path with no userspace copy;
+// no goroutine per connection, and no pipe or buffer while a connection is
+// idle. Other pairs (TLS, WebSocket) copy through pooled buffers in two
+// goroutines.
 package relay
 
 import (
