@@ -31,12 +31,18 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseConnect -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzReadConnectChunks -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzConnack -fuzztime $(FUZZTIME) ./internal/mqttwire/
+	$(GO) test -run '^$$' -fuzz FuzzRewriteConnect -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/proxyhdr/
 	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/
+	$(GO) test -run '^$$' -fuzz FuzzRequestHeaders -fuzztime $(FUZZTIME) ./internal/adminhttp/
+	$(GO) test -run '^$$' -fuzz FuzzMeshMessage -fuzztime $(FUZZTIME) ./internal/node/
+	$(GO) test -run '^$$' -fuzz FuzzConn -fuzztime $(FUZZTIME) ./internal/node/inbound/
 
-# Go benchmarks of the hot paths (CONNECT inspection, relay, policy pick).
+# Go benchmarks of the hot paths (CONNECT inspection, relay, policy pick,
+# one client's whole way through the load balancer).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/mqttwire/ ./internal/relay/ ./internal/balance/
+	$(GO) test -run '^$$' -bench ConnectThroughLB -benchmem ./internal/lb/
 
 clean:
 	rm -rf bin

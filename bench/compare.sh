@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # bench/compare.sh — the same MQTT workloads against one mosquitto broker
-# directly, through HAProxy (TCP mode, client-id stick table) and through
-# mqlb (balance: client_id), in alternating order over several rounds; then
-# one table of medians with the ratios mqlb ÷ direct and mqlb ÷ HAProxy.
+# directly, through HAProxy (TCP mode, client-id stick table), through NGINX
+# (stream proxy, njs js_preread client id, hash consistent) and through mqlb
+# (balance: client_id), in alternating order over several rounds; then one
+# table of medians with the ratios of mqlb to each of the others.
 #
 #   bench/compare.sh [--rounds N] [--quick] [--out DIR] [--idle N] [--conns N] [--duration D]
 #
 # Linux only (/proc, 127.0.0.0/8 source addresses). Needs mosquitto, haproxy
-# (2.4 or later: MQTT sample fetches) and either Go (to build bin/mqlb) or a
-# built bin/mqlb. Installs nothing. Every process it starts is stopped on
-# exit, error or Ctrl-C. See docs/benchmarks.md for the method.
+# (2.4 or later: MQTT sample fetches), nginx with its stream and stream-js
+# (njs) modules, and either Go (to build bin/mqlb) or a built bin/mqlb.
+# Installs nothing. Every process it starts is stopped on exit, error or
+# Ctrl-C. See docs/benchmarks.md for the method.
 set -euo pipefail
 shopt -s nullglob
 
@@ -25,7 +27,7 @@ LAT_RATE=500       # its messages per second per publisher (4 publishers)
 OUT=""
 QUICK=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -47,9 +49,15 @@ fi
 # ---- prerequisites: say what is missing and how to get it; install nothing
 HAPROXY=$(command -v haproxy || true)
 [ -z "$HAPROXY" ] && [ -x /usr/sbin/haproxy ] && HAPROXY=/usr/sbin/haproxy
+NGINX=$(command -v nginx || true)
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+NGX_MODULES=${NGX_MODULES:-/usr/lib/nginx/modules}
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 [ -n "$HAPROXY" ] || missing+=(haproxy)
+[ -n "$NGINX" ] || missing+=(nginx)
+[ -f "$NGX_MODULES/ngx_stream_module.so" ] || missing+=(libnginx-mod-stream)
+[ -f "$NGX_MODULES/ngx_stream_js_module.so" ] || missing+=(libnginx-mod-stream-js)
 if [ ${#missing[@]} -gt 0 ]; then
 	die "missing: ${missing[*]}. Install with: sudo apt-get install -y ${missing[*]}"
 fi
@@ -130,6 +138,42 @@ backend brokers
 EOF
 "$HAPROXY" -c -q -f "$RUN/haproxy.cfg" || die "haproxy rejects $RUN/haproxy.cfg"
 
+NGX_PORT=$(free_port)
+cp "$ROOT/bench/nginx/mqtt.js" "$RUN/mqtt.js"
+cat >"$RUN/nginx.conf" <<EOF
+# As the seed (NGINX's "Load Balancing MQTT" post: js_preread reads the
+# client id from the CONNECT, hash \$mqtt_client_id consistent), on one broker,
+# with njs 0.7's js_import instead of the older js_include, two workers (as
+# HAProxy's two threads) and a buffered access log that shows the client id.
+daemon off;
+worker_processes 2;
+worker_rlimit_nofile ${nofile/unlimited/40000};
+pid $RUN/nginx.pid;
+error_log $RUN/nginx-error.log warn;
+load_module $NGX_MODULES/ngx_stream_module.so;
+load_module $NGX_MODULES/ngx_stream_js_module.so;
+events { worker_connections $MAXCONN; }
+stream {
+    js_import mqtt from $RUN/mqtt.js;
+    js_set \$mqtt_client_id mqtt.getClientId;
+    log_format mqtt '\$remote_addr [\$time_local] \$protocol \$status \$bytes_received \$bytes_sent \$upstream_addr \$mqtt_client_id';
+    upstream brokers {
+        hash \$mqtt_client_id consistent;
+        server 127.0.0.1:$MOSQ_PORT;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        preread_timeout 10s;
+        js_preread mqtt.preread;
+        proxy_pass brokers;
+        proxy_connect_timeout 5s;
+        proxy_timeout 600s;
+        access_log $RUN/nginx-access.log mqtt buffer=64k flush=1s;
+    }
+}
+EOF
+"$NGINX" -t -q -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf" || die "nginx rejects $RUN/nginx.conf"
+
 MQLB_PORT=$(free_port) MQLB_ADMIN=$(free_port)
 cat >"$RUN/mqlb.yaml" <<EOF
 listeners:
@@ -156,6 +200,10 @@ start_proxy() { # target → sets URL, PROXY_PID, WATCH
 		"$HAPROXY" -db -f "$RUN/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 &
 		PROXY_PID=$!
 		URL=mqtt://127.0.0.1:$HAP_PORT ;;
+	nginx) # the master; the bench counts its workers with it
+		"$NGINX" -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf" >>"$RUN/nginx.log" 2>&1 &
+		PROXY_PID=$!
+		URL=mqtt://127.0.0.1:$NGX_PORT ;;
 	mqlb)
 		"$MQLB" run -c "$RUN/mqlb.yaml" >>"$RUN/mqlb.log" 2>&1 &
 		PROXY_PID=$!
@@ -198,6 +246,7 @@ held_count() { # target → connections the proxy holds
 	case $1 in
 	mqlb) http_get "$MQLB_ADMIN" /metrics | metric_sum mqlb_connections_active ;;
 	haproxy) hap show info | awk -F': ' '$1 == "CurrConns" { print $2 }' ;;
+	nginx) established "$NGX_PORT" ;;
 	*) echo "$IDLE" ;;
 	esac
 }
@@ -223,6 +272,9 @@ idle_run() { # round target: hold IDLE connections; snapshot the proxy before an
 	for _ in $(seq 100); do [ "$(held_count_after "$2")" -eq 0 ] && break; sleep 0.1; done
 	sleep 2
 }
+established() { # port → established TCP connections to it (from /proc/net/tcp)
+	awk -v p="$(printf '%04X' "$1")" '$4 == "01" && substr($2, index($2, ":") + 1) == p { n++ } END { print n + 0 }' /proc/net/tcp
+}
 held_count_after() { # like held_count, but 0 for direct
 	case $1 in
 	direct) echo 0 ;;
@@ -239,6 +291,24 @@ check_stick_table() { # round: the table must hold the client ids just connected
 	log "  stick table: $(sed -n 's/^# table: brokers, //p' <<<"$out" | sed -n 1p); $key → $(grep -o 'server_key=[^ ]*' <<<"$out")"
 }
 
+check_access_log() { # round: NGINX's access log must show the client ids just connected
+	local id=$1-nginx-conn-0 line=""
+	for _ in $(seq 50); do # the log is buffered, flushed every second
+		line=$(grep -m1 " $id\$" "$RUN/nginx-access.log" || true)
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	[ -n "$line" ] || die "NGINX's access log has no line for client id $id: js_preread is not reading the CONNECT (see $RUN/nginx-access.log, $RUN/nginx-error.log)"
+	local n=0
+	for _ in $(seq 50); do # until every ramp connection has its line (or 5 s)
+		n=$(grep -c " $1-nginx-conn-[0-9]*\$" "$RUN/nginx-access.log" || true)
+		[ "$n" -ge "$CONNS" ] && break
+		sleep 0.1
+	done
+	{ echo "$n of $CONNS ramp connections logged with their client id"; echo "$line"; } >"$OUT/$1-nginx-access-log.txt"
+	log "  access log: $n of $CONNS ramp client ids; $line"
+}
+
 run_target() { # round target
 	local r=$1 t=$2
 	log "round ${r#r}: $t"
@@ -247,6 +317,7 @@ run_target() { # round target
 	bench "$r-$t-conn" conn --url "$URL" --clients "$CONNS" --rate 0 --concurrency 100 --source-addrs "$SRC" \
 		--watch "$WATCH" --prefix "$r-$t-conn-"
 	[ "$t" = haproxy ] && check_stick_table "$r"
+	[ "$t" = nginx ] && check_access_log "$r"
 	bench "$r-$t-q0" pubsub --url "$URL" "${PUBSUB[@]}" --qos 0 --duration "$DURATION" --watch "$WATCH" --prefix "$r-$t-q0-"
 	bench "$r-$t-q1" pubsub --url "$URL" "${PUBSUB[@]}" --qos 1 --duration "$DURATION" --watch "$WATCH" --prefix "$r-$t-q1-"
 	bench "$r-$t-lat" pubsub --url "$URL" "${PUBSUB[@]}" --qos 1 --rate "$LAT_RATE" --duration "$LAT_DURATION" \
@@ -267,6 +338,7 @@ run_target() { # round target
 		echo "tree: $(git -C "$ROOT" rev-parse --short HEAD), uncommitted: $(git -C "$ROOT" status --porcelain -- cmd internal | wc -l) files"
 	fi
 	echo "haproxy: $("$HAPROXY" -v | sed -n 1p)"
+	echo "nginx: $("$NGINX" -v 2>&1 | sed -n 1p); njs: $(dpkg-query -W -f '${Version}' libnginx-mod-stream-js 2>/dev/null || echo '?')"
 	echo "mosquitto: $("$MOSQUITTO" -h 2>/dev/null | sed -n 1p)"
 	echo "rounds: $ROUNDS; idle: $IDLE held $HOLD; conn: $CONNS; pub/sub: 4 pub × 4 sub, 4 topics, 256 B, $DURATION; latency run: 4 × $LAT_RATE msg/s, $LAT_DURATION"
 } >"$OUT/env.txt"
@@ -274,15 +346,15 @@ log "results in $OUT"
 sed 's/^/  /' "$OUT/env.txt" >&2
 
 START=$SECONDS
-TARGETS=(direct haproxy mqlb)
+TARGETS=(direct haproxy nginx mqlb)
 for ((i = 0; i < ROUNDS; i++)); do
-	for ((j = 0; j < 3; j++)); do # rotate the order each round
-		run_target "r$((i + 1))" "${TARGETS[$(((i + j) % 3))]}"
+	for ((j = 0; j < ${#TARGETS[@]}; j++)); do # rotate the order each round
+		run_target "r$((i + 1))" "${TARGETS[$(((i + j) % ${#TARGETS[@]}))]}"
 	done
 done
 
 # ---- the table, and where mqlb's memory per idle connection goes
-"$MQLB" bench report --targets direct,haproxy,mqlb "$OUT" | tee "$OUT/table.md"
+"$MQLB" bench report --targets direct,haproxy,nginx,mqlb "$OUT" | tee "$OUT/table.md"
 {
 	echo
 	echo "mqlb, per idle connection held (from /metrics, held minus before, ÷ $IDLE):"

@@ -32,8 +32,12 @@ duplicated at QoS 2.
 `
 
 func cmdBench(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, benchUsage)
+		return exitCode(2)
+	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		fmt.Fprint(os.Stdout, benchUsage)
 		return flag.ErrHelp
 	}
 	switch args[0] {
@@ -45,7 +49,7 @@ func cmdBench(ctx context.Context, args []string) error {
 		return benchReport(args[1:])
 	}
 	fmt.Fprintf(os.Stderr, "mqlb bench: unknown mode %q\n\n%s", args[0], benchUsage)
-	return flag.ErrHelp
+	return exitCode(2)
 }
 
 // targetFlags are the connection flags both modes share.
@@ -87,7 +91,7 @@ func progressOut() io.Writer {
 }
 
 func benchConn(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("bench conn", flag.ContinueOnError)
+	fs := newFlags("bench conn", "mqlb bench conn --url mqtt://HOST:PORT --clients N --rate R [--hold D]")
 	var tf targetFlags
 	tf.register(fs)
 	clients := fs.Int("clients", 100, "connections to open")
@@ -96,7 +100,7 @@ func benchConn(ctx context.Context, args []string) error {
 	hold := fs.Duration("hold", 0, "keep the connections open this long once all are connected")
 	keepAlive := fs.Duration("keepalive", 60*time.Second, "keep alive in the CONNECT; a PINGREQ is sent this often (0: none)")
 	sources := fs.String("source-addrs", "", "local `addresses` to connect from, in turn (e.g. 127.0.0.2,127.0.0.3)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	t, err := tf.target(tf.url)
@@ -123,7 +127,7 @@ func benchConn(ctx context.Context, args []string) error {
 }
 
 func benchPubSub(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("bench pubsub", flag.ContinueOnError)
+	fs := newFlags("bench pubsub", "mqlb bench pubsub --url mqtt://HOST:PORT --publishers P --subscribers S --qos Q --duration D")
 	var tf targetFlags
 	tf.register(fs)
 	pubURL := fs.String("pub-url", "", "publishers' target (default --url)")
@@ -140,7 +144,7 @@ func benchPubSub(ctx context.Context, args []string) error {
 	clientKind := fs.String("client", bench.ClientLite, "MQTT client: lite (the bench's own, buffered) or paho (paho.mqtt.golang for 3.1.1, paho.golang for 5.0)")
 	drain := fs.Duration("drain", 3*time.Second, "after publishing, wait up to this long for deliveries")
 	persistent := fs.Bool("persistent", false, "subscribers keep persistent sessions (3.1.1 clean session 0, 5.0 session expiry 300 s)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	pt, err := tf.target(or(*pubURL, tf.url))
@@ -206,12 +210,13 @@ func benchReport(args []string) error {
 			"named ROUND-TARGET-WORKLOAD.json (workloads conn, idle, q0, q1, lat), as bench/compare.sh writes them.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
+		fs.SetOutput(os.Stderr)
 		fs.Usage()
-		return flag.ErrHelp
+		return exitCode(2)
 	}
 	return bench.Report(os.Stdout, fs.Arg(0), strings.Split(*targets, ","))
 }

@@ -2,31 +2,64 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/mqlb/mqlb/internal/certinfo"
 	"github.com/mqlb/mqlb/internal/config"
 )
 
+// cmdCheck validates config files (load balancer or node, told apart by
+// their sections) named as arguments or with -c, and prints what each would
+// run; every problem in a file is reported at once.
 func cmdCheck(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	file := fs.String("c", "mqlb.yaml", "config file (load balancer or node)")
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("check", "mqlb check [-c] FILE...")
+	file := fs.String("c", "", "config file (load balancer or node); the same as naming it as an argument")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if isNodeConfig(*file) {
-		return checkNode(*file)
+	files := fs.Args()
+	if *file != "" {
+		files = append([]string{*file}, files...)
 	}
-	cfg, err := config.Load(*file)
+	if len(files) == 0 {
+		files = []string{"mqlb.yaml"}
+	}
+	var failed error
+	for _, f := range files {
+		if err := checkFile(f); err != nil {
+			if _, ok := err.(exitCode); !ok {
+				fmt.Fprintf(os.Stderr, "mqlb check: %v\n", err)
+			}
+			failed = exitCode(1)
+		}
+	}
+	return failed
+}
+
+func checkFile(file string) error {
+	if isNodeConfig(file) {
+		return checkNode(file)
+	}
+	cfg, err := config.Load(file)
 	if err != nil {
-		return configError(*file, err)
+		return configError(file, err)
 	}
-	fmt.Printf("%s: valid load balancer config\n", *file)
+	fmt.Printf("%s: valid load balancer config\n", file)
 	printSummary(os.Stdout, cfg)
+	warnCerts(file, cfg.CertSources())
 	return nil
+}
+
+// warnCerts prints a warning for every served certificate that is expired or
+// not yet valid (the config is still valid: the file may be renewed in time).
+func warnCerts(file string, srcs []certinfo.Source) {
+	for _, err := range certinfo.Problems(certinfo.LoadAll(srcs), time.Now()) {
+		fmt.Fprintf(os.Stderr, "%s: warning: %v\n", file, err)
+	}
 }
 
 // isNodeConfig tells a node config (it has a mesh or node section) from a
@@ -87,5 +120,6 @@ func checkNode(file string) error {
 		return configError(file, err)
 	}
 	fmt.Printf("%s: valid node config\n%s", file, cfg.Summary())
+	warnCerts(file, cfg.CertSources())
 	return nil
 }

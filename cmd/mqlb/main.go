@@ -5,8 +5,11 @@
 //	mqlb node -c node.yaml     one broker node of a cluster
 //	mqlb up                    the whole system on one machine
 //	mqlb bench conn|pubsub     load generator
-//	mqlb check -c FILE         validate a config
-//	mqlb version               version, commit, Go version
+//	mqlb ctl COMMAND           operate a running load balancer or node
+//	mqlb check FILE            validate a config (also -c FILE)
+//	mqlb version               version, commit, Go version (also --version)
+//
+// mqlb -h, mqlb help and mqlb help COMMAND print to stdout and exit 0.
 package main
 
 import (
@@ -14,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,39 +34,69 @@ type command struct {
 
 var commands = map[string]command{
 	"run":     {cmdRun, "run the load balancer: mqlb run -c mqlb.yaml"},
-	"check":   {cmdCheck, "validate a config and print what it would run: mqlb check -c FILE"},
+	"check":   {cmdCheck, "validate a config and print what it would run: mqlb check FILE"},
 	"node":    {cmdNode, "run one broker node: mqlb node -c node.yaml"},
 	"up":      {cmdUp, "run the whole system on this machine (LB + 3 nodes + admin)"},
 	"bench":   {cmdBench, "load generator: mqlb bench conn|pubsub --url mqtt://HOST:PORT ..."},
 	"version": {cmdVersion, "print version, commit and Go version"},
+	"ctl":     {cmdCtl, "operate a running load balancer or node: mqlb ctl servers|drain|weight|kick|... (ctl.go)"},
 }
 
-var order = []string{"up", "run", "node", "check", "bench", "version"}
+var order = []string{"up", "run", "node", "ctl", "check", "bench", "version"}
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
+	args := os.Args[1:]
+	if len(args) == 0 {
+		usage(os.Stderr)
 		os.Exit(2)
 	}
-	cmd, ok := commands[os.Args[1]]
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		if len(args) == 1 {
+			usage(os.Stdout)
+			os.Exit(0)
+		}
+		args = []string{args[1], "-h"} // help CMD: the command's own help
+	case "-version", "--version", "-v":
+		args = []string{"version"}
+	}
+	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "mqlb: unknown command %q\n\n", os.Args[1])
-		usage()
+		fmt.Fprintf(os.Stderr, "mqlb: unknown command %q\n\n", args[0])
+		usage(os.Stderr)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignals()
 	defer stop()
-	if err := cmd.run(ctx, os.Args[2:]); err != nil {
+	if err := cmd.run(ctx, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
+			os.Exit(0) // help was asked for and printed to stdout
 		}
 		var ec exitCode
 		if errors.As(err, &ec) {
 			os.Exit(int(ec))
 		}
-		fmt.Fprintf(os.Stderr, "mqlb %s: %v\n", os.Args[1], err)
+		fmt.Fprintf(os.Stderr, "mqlb %s: %v\n", args[0], err)
 		os.Exit(1)
 	}
+}
+
+// stopOnSignals returns a context cancelled by the first SIGINT or SIGTERM
+// (graceful stop: connections get their grace period). A second one during
+// the grace period ends the process at once, as operators who press Ctrl-C
+// twice expect.
+func stopOnSignals() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 // exitCode ends the process with a status and nothing printed (the command
@@ -71,17 +105,54 @@ type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, "usage: mqlb <command> [flags]\n\ncommands:\n")
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: mqlb <command> [flags]\n\ncommands:\n")
 	for _, name := range order {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].summary)
+		fmt.Fprintf(w, "  %-8s %s\n", name, commands[name].summary)
 	}
-	fmt.Fprintf(os.Stderr, "\nRun mqlb <command> -h for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun mqlb help <command> (or mqlb <command> -h) for a command's flags; mqlb --version for the version.\n")
+}
+
+// newFlags returns a command's flag set; line is its one-line usage.
+func newFlags(name, line string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n\nflags:\n", line)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args: -h/--help prints the usage to stdout and returns
+// flag.ErrHelp (exit 0); a bad flag prints the error and the usage to stderr
+// and returns exit status 2.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	fs.SetOutput(os.Stderr)
+	fmt.Fprintf(os.Stderr, "mqlb %s: %v\n", fs.Name(), err)
+	fs.Usage()
+	return exitCode(2)
+}
+
+// usageError reports a flag or argument the user got wrong, in their terms,
+// and ends with exit status 2.
+func usageError(cmd, format string, args ...any) error {
+	fmt.Fprintf(os.Stderr, "mqlb %s: %s\nRun mqlb help %s for usage.\n", cmd, fmt.Sprintf(format, args...), cmd)
+	return exitCode(2)
 }
 
 func cmdVersion(_ context.Context, args []string) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("version", "mqlb version (or mqlb --version)")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	fmt.Println(version.String())

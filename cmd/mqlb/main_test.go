@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,7 +70,7 @@ func TestCheckInvalid(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("exit %v, want status 1", err)
 	}
-	if !strings.Contains(stderr.String(), `upstreams.brokers.balance (line 5): unknown value "clientid"`) {
+	if !strings.Contains(stderr.String(), `upstreams.brokers.balance (line 5): unknown policy "clientid"`) {
 		t.Errorf("stderr: %s", stderr.String())
 	}
 }
@@ -81,16 +82,26 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
+// logged waits until the process log has a line matching re and returns
+// re's first group in it: how a process that bound port 0 reports its address.
+func logged(t *testing.T, log *testutil.SyncBuffer, re string) string {
+	t.Helper()
+	var m []string
+	rx := regexp.MustCompile(re)
+	testutil.Eventually(t, 30*time.Second, func() bool { m = rx.FindStringSubmatch(log.String()); return m != nil },
+		"log line %s; log:\n%s", re, log.String())
+	return m[1]
+}
+
 // TestRunReloadsOnSIGHUPAndStopsOnSIGTERM runs `mqlb run` as a process.
 func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 	b := testutil.StartMochi(t)
 	dir := t.TempDir()
-	admin := testutil.FreeAddr(t)
 	file := filepath.Join(dir, "mqlb.yaml")
 	write := func(policy string) {
-		cfg := fmt.Sprintf("listeners: [{ name: mqtt, address: %q, upstream: brokers }]\n"+
+		cfg := fmt.Sprintf("listeners: [{ name: mqtt, address: \"127.0.0.1:0\", upstream: brokers }]\n"+
 			"upstreams:\n  brokers:\n    balance: %s\n    servers: [{ name: one, address: %q }]\n"+
-			"admin: { address: %q }\naccess_log: { path: \"off\" }\n", testutil.FreeAddr(t), policy, b.Addr, admin)
+			"admin: { address: \"127.0.0.1:0\" }\naccess_log: { path: \"off\" }\n", policy, b.Addr)
 		os.WriteFile(file, []byte(cfg), 0o600)
 	}
 	write("client_id")
@@ -101,6 +112,7 @@ func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	admin := logged(t, stderr, `msg="load balancer running".* admin=(\S+)`)
 	balance := func() string {
 		resp, err := http.Get("http://" + admin + "/api/v1/upstreams")
 		if err != nil {
@@ -133,10 +145,9 @@ func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 func TestNodeRunsAndStops(t *testing.T) {
 	testutil.NeedCommand(t, "mosquitto_pub")
 	dir := t.TempDir()
-	mqttAddr, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	file := filepath.Join(dir, "node.yaml")
-	cfg := fmt.Sprintf("node: { name: solo, data_dir: %q }\nlisteners: [{ name: tcp, type: tcp, address: %q }]\nadmin: { address: %q }\n",
-		filepath.Join(dir, "data"), mqttAddr, admin)
+	cfg := fmt.Sprintf("node: { name: solo, data_dir: %q }\nlisteners: [{ name: tcp, type: tcp, address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }\n",
+		filepath.Join(dir, "data"))
 	os.WriteFile(file, []byte(cfg), 0o600)
 	cmd := mqlb("node", "-c", file)
 	stderr := new(testutil.SyncBuffer)
@@ -145,6 +156,8 @@ func TestNodeRunsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	admin := logged(t, stderr, `msg="node started".* admin=(\S+)`)
+	mqttAddr := logged(t, stderr, `msg=listening.* listener=tcp.* address=(\S+)`)
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + admin + "/healthz")
 		if err != nil {

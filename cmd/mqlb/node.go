@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -22,10 +21,13 @@ const nodeStartTimeout = 2 * time.Minute
 // closes it gracefully. SIGHUP reloads what can change at run time (users,
 // ACL rules, shared subscription policy, max_offline_messages, log level).
 func cmdNode(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs := newFlags("node", "mqlb node [-c node.yaml]")
 	file := fs.String("c", "node.yaml", "node config file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("node", "unexpected argument %q; name the config file with -c", fs.Arg(0))
 	}
 	cfg, err := config.LoadNode(*file)
 	if err != nil {
@@ -68,8 +70,6 @@ func reloadNode(n *node.Node, file string, level *slog.LevelVar, log *slog.Logge
 		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
 		return
 	}
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(cfg.Log.Level))
-	level.Set(lv)
+	level.Set(cfg.Log.SlogLevel())
 	log.Info("SIGHUP: config reloaded", "config", file)
 }

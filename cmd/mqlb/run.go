@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,10 +16,13 @@ import (
 )
 
 func cmdRun(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlags("run", "mqlb run [-c mqlb.yaml]")
 	file := fs.String("c", "mqlb.yaml", "config file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("run", "unexpected argument %q; name the config file with -c", fs.Arg(0))
 	}
 	cfg, err := config.Load(*file)
 	if err != nil {
@@ -68,9 +70,7 @@ func unjoin(err error) []error {
 // newLogger builds the process logger from the log section.
 func newLogger(c config.Log, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	level := new(slog.LevelVar)
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(c.Level))
-	level.Set(lv)
+	level.Set(c.SlogLevel())
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), level

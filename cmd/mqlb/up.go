@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
+	"strconv"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/up"
 )
 
 func cmdUp(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs := newFlags("up", "mqlb up [--nodes N] [--listen HOST:PORT] [--admin HOST:PORT] ...")
 	o := up.Options{}
 	fs.IntVar(&o.Nodes, "nodes", 3, "how many clustered broker nodes")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:1883", "the load balancer's MQTT address")
@@ -21,7 +25,10 @@ func cmdUp(ctx context.Context, args []string) error {
 	fs.StringVar(&o.AccessLog, "access-log", "off", "the load balancer's access log: stdout, stderr, off or a file")
 	fs.StringVar(&o.Durability, "durability", "", "the nodes' sessions.durability: replicated or memory (default: replicated with several nodes)")
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkUpFlags(fs, &o, *level); err != nil {
 		return err
 	}
 	o.Log, _ = newLogger(config.Log{Level: *level, Format: "text"}, os.Stderr)
@@ -38,5 +45,58 @@ func cmdUp(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "mqlb up: stopped")
+	return nil
+}
+
+// checkUpFlags validates mqlb up's flags before anything starts, naming the
+// flag the user typed.
+func checkUpFlags(fs *flag.FlagSet, o *up.Options, level string) error {
+	if fs.NArg() > 0 {
+		return usageError("up", "unexpected argument %q (mqlb up takes flags only)", fs.Arg(0))
+	}
+	if o.Nodes < 1 || o.Nodes > 64 {
+		return usageError("up", "--nodes %d: want 1 to 64 broker nodes", o.Nodes)
+	}
+	if err := checkHostPort(o.Listen, false); err != nil {
+		return usageError("up", "--listen %q: %v", o.Listen, err)
+	}
+	if err := checkHostPort(o.Admin, true); err != nil {
+		return usageError("up", "--admin %q: %v", o.Admin, err)
+	}
+	if host, _, _ := net.SplitHostPort(o.Admin); o.Admin != "" && host != "localhost" && !isLoopbackIP(host) {
+		return usageError("up", "--admin %q: mqlb up serves its admin API without a token, so only on loopback (such as 127.0.0.1:9090)", o.Admin)
+	}
+	if o.NodePort < 0 || o.NodePort+o.Nodes-1 > 65535 {
+		return usageError("up", "--node-port %d: want 0 (any free port) or a port such that %d nodes fit below 65536", o.NodePort, o.Nodes)
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return usageError("up", "--log-level %q: want debug, info, warn or error", level)
+	}
+	return nil
+}
+
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkHostPort checks a HOST:PORT flag; empty is allowed when optional.
+func checkHostPort(addr string, optional bool) error {
+	if addr == "" && optional {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT, such as 127.0.0.1:1883 or :1883")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q: want a number from 0 to 65535", port)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		if _, err := net.LookupHost(host); err != nil {
+			return fmt.Errorf("host %q: want an IP address or a name that resolves", host)
+		}
+	}
 	return nil
 }

@@ -1,25 +1,28 @@
 // Package admin serves the load balancer's admin HTTP API: /healthz,
 // /metrics (Prometheus), the JSON API under /api/v1 (upstreams and server
 // state changes, live connections, sticky tables), POST /-/reload, the
-// dashboard under /ui/ and Go's profiler under /debug/pprof/. It binds to loopback unless configured otherwise and
-// requires a bearer token for everything but /healthz when one is set.
+// dashboard under /ui/ and Go's profiler under /debug/pprof/. Access rules
+// (loopback unless configured, Host and Origin checks, the bearer token for
+// everything but /healthz and the dashboard's static files) are
+// internal/adminhttp's, shared with the node's admin server.
 package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mqlb/mqlb/internal/adminhttp"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
@@ -35,30 +38,37 @@ type Backend interface {
 // Server is the admin HTTP server.
 type Server struct {
 	b     Backend
-	token string
+	guard *adminhttp.Guard
 	reg   *prometheus.Registry
 	srv   *http.Server
 	ln    net.Listener
 	log   *slog.Logger
+
+	kicked atomic.Uint64 // connections closed by DELETE /api/v1/connections
+	hist   *history
+	stop   chan struct{} // ends the history sampler
+	once   sync.Once
+	nodes  []Node
 }
 
-// New builds the admin server for b, exporting reg's metrics.
-func New(b Backend, token string, reg *prometheus.Registry, log *slog.Logger) *Server {
-	s := &Server{b: b, token: token, reg: reg, log: log}
-	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+// New builds the admin server for b with access rules o, exporting reg's metrics.
+func New(b Backend, o adminhttp.Options, reg *prometheus.Registry, log *slog.Logger) *Server {
+	o.Realm = "mqlb"
+	s := &Server{b: b, guard: adminhttp.New(o), reg: reg, log: log, hist: newHistory(), stop: make(chan struct{})}
+	s.srv = &http.Server{Handler: s.guard.Site(s.routes()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s
 }
 
-// Listen binds address. Binding a non-loopback address without a token is
-// allowed but logged as a warning.
+// Listen binds address. A non-loopback address without a token is refused
+// unless the options say Insecure (then it is logged as a warning).
 func (s *Server) Listen(address string) error {
-	ln, err := net.Listen("tcp", address)
+	ln, err := s.guard.Listen(address)
 	if err != nil {
 		return err
 	}
 	s.ln = ln
-	if !isLoopback(ln.Addr()) && s.token == "" {
-		s.log.Warn("admin API bound beyond loopback without a token", "address", ln.Addr().String())
+	if !adminhttp.IsLoopback(ln.Addr()) {
+		s.log.Warn("admin API bound beyond loopback", "address", ln.Addr().String())
 	}
 	return nil
 }
@@ -68,6 +78,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Serve serves until Shutdown.
 func (s *Server) Serve() error {
+	go s.runHistory(s.stop)
 	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -75,9 +86,12 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops the server, waiting for requests in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() { close(s.stop) })
+	return s.srv.Shutdown(ctx)
+}
 
-// Handler returns the routes (for tests and embedding).
+// Handler returns the routes behind the access rules (for tests and embedding).
 func (s *Server) Handler() http.Handler { return s.srv.Handler }
 
 func (s *Server) routes() http.Handler {
@@ -88,6 +102,12 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
 	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
+	s.runtimeRoutes(mux)
+	mux.Handle("GET /api/v1/listeners", s.auth(http.HandlerFunc(s.listListeners)))
+	mux.Handle("GET /api/v1/history", s.auth(http.HandlerFunc(s.getHistory)))
+	mux.Handle("GET /api/v1/cluster", s.auth(http.HandlerFunc(s.cluster)))
+	mux.Handle("GET /api/v1/clients", s.auth(http.HandlerFunc(s.clients)))
+	mux.Handle("DELETE /api/v1/clients/{id}", s.auth(http.HandlerFunc(s.kickClient)))
 	mux.Handle("POST /-/reload", s.auth(http.HandlerFunc(s.reload)))
 	mux.Handle("GET /ui/", uiHandler())
 	mux.Handle("/debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
@@ -97,22 +117,8 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-// auth requires "Authorization: Bearer TOKEN" when a token is set.
-func (s *Server) auth(h http.Handler) http.Handler {
-	if s.token == "" {
-		return h
-	}
-	want := []byte("Bearer " + s.token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mqlb"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
+// auth requires the bearer token when one is set (see adminhttp.Guard.Token).
+func (s *Server) auth(h http.Handler) http.Handler { return s.guard.Token(h) }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	if !s.b.Serving() {
@@ -140,9 +146,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-func isLoopback(a net.Addr) bool {
-	t, ok := a.(*net.TCPAddr)
-	return ok && t.IP.IsLoopback() || strings.HasPrefix(a.String(), "localhost:")
 }

@@ -2,10 +2,13 @@ package admin
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
 
@@ -17,6 +20,9 @@ type UpstreamJSON struct {
 	HealthCheck    string       `json:"health_check"`
 	ConnectRetries int          `json:"connect_retries"`
 	Servers        []ServerJSON `json:"servers"`
+	// Rebalance is the state of an evacuation or rebalance in progress
+	// (set by the rebalance work; omitted until then).
+	Rebalance any `json:"rebalance,omitempty"`
 }
 
 // ServerJSON is one server's state.
@@ -50,23 +56,28 @@ func serverJSON(s *upstream.Server) ServerJSON {
 	if !h.LastCheck.IsZero() {
 		hj.LastCheck = &h.LastCheck
 	}
+	in, out := s.ClosedBytes()
 	return ServerJSON{Name: s.Name(), Address: s.Address(), Weight: s.Weight(), State: s.State().String(),
 		Healthy: s.Healthy(), Active: s.Active(), Total: s.Total(), Failures: s.Failures(),
-		BytesIn: s.ClosedIn.Load(), BytesOut: s.ClosedOut.Load(), Health: hj}
+		BytesIn: in, BytesOut: out, Health: hj}
 }
 
 func (s *Server) listUpstreams(w http.ResponseWriter, _ *http.Request) {
 	out := []UpstreamJSON{}
 	for _, u := range s.b.Upstreams().All() {
-		c := u.Config()
-		uj := UpstreamJSON{Name: u.Name, Balance: c.Balance, ProxyProtocol: c.ProxyProtocol,
-			HealthCheck: c.HealthCheck.Type, ConnectRetries: c.ConnectRetries, Servers: []ServerJSON{}}
-		for _, sv := range u.Servers {
-			uj.Servers = append(uj.Servers, serverJSON(sv))
-		}
-		out = append(out, uj)
+		out = append(out, upstreamJSON(u))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out})
+}
+
+func upstreamJSON(u *upstream.Upstream) UpstreamJSON {
+	c := u.Config()
+	uj := UpstreamJSON{Name: u.Name, Balance: c.Balance, ProxyProtocol: c.ProxyProtocol,
+		HealthCheck: c.HealthCheck.Type, ConnectRetries: c.ConnectRetries, Servers: []ServerJSON{}}
+	for _, sv := range u.Servers {
+		uj.Servers = append(uj.Servers, serverJSON(sv))
+	}
+	return uj
 }
 
 // serverAction is POST /api/v1/upstreams/{u}/servers/{s}/{drain,enable,disable}.
@@ -103,6 +114,7 @@ type ConnJSON struct {
 	Remote     string    `json:"remote"`
 	ClientID   string    `json:"client_id"`
 	Username   string    `json:"username,omitempty"`
+	Identity   string    `json:"identity,omitempty"`
 	Protocol   byte      `json:"protocol"`
 	Upstream   string    `json:"upstream"`
 	Server     string    `json:"server"`
@@ -112,7 +124,7 @@ type ConnJSON struct {
 	BytesOut   int64     `json:"bytes_out"`
 }
 
-// listConnections is GET /api/v1/connections[?client_id=X][&limit=N].
+// listConnections is GET /api/v1/connections[?client_id=X|q=SUBSTRING][&limit=N].
 func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	limit := 1000
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -124,10 +136,13 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	all := s.b.Connections().List(r.URL.Query().Get("client_id"))
+	if q := r.URL.Query().Get("q"); q != "" { // prefix or substring of the client id
+		all = slices.DeleteFunc(all, func(c *proxy.Conn) bool { return !strings.Contains(c.ClientID, q) })
+	}
 	out := make([]ConnJSON, 0, min(len(all), limit))
 	for _, c := range all[:min(len(all), limit)] {
 		out = append(out, ConnJSON{ID: c.ID, Listener: c.Listener, Remote: c.Remote, ClientID: c.ClientID,
-			Username: c.Username, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
+			Username: c.Username, Identity: c.Identity, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
 			ServerAddr: c.ServerAddr, Since: c.Start, BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(all), "connections": out})

@@ -56,8 +56,9 @@ type Policy interface {
 }
 
 // Tracker is implemented by policies that keep per-placement state (sticky).
-// The proxy calls Placed after a successful dial to s and Released when that
-// connection closes, both on the policy whose Pick chose s.
+// upstream.Connect calls Placed after a successful attempt on s, and the
+// connection's Lease.Release calls Released when it closes, both on the
+// policy whose Pick chose s.
 type Tracker interface {
 	Placed(c *Conn, s Server)
 	Released(c *Conn, s Server)

@@ -173,9 +173,11 @@ func (r *connRun) handshake(ctx context.Context, i int, start time.Time) (net.Co
 		Password: []byte(t.Password), HasPassword: t.Password != "",
 	})
 	if _, err = c.Write(pkt); err == nil {
-		var code byte
-		if _, code, err = mqttwire.ReadConnack(c, t.Version); err == nil && code != 0 {
-			err = &refusedError{code: code, version: t.Version}
+		var rp mqttwire.Reply // bytes after the CONNACK do not matter: held connections are not read
+		if rp, err = mqttwire.ReadConnack(c, t.Version, nil); err == nil && rp.Size == 0 {
+			err = errors.New("server asked for enhanced authentication (AUTH)")
+		} else if err == nil && rp.Code != 0 {
+			err = &refusedError{code: rp.Code, version: t.Version}
 		}
 	}
 	if err != nil {

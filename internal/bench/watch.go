@@ -57,7 +57,45 @@ type procSample struct {
 // Linux ABI in use.
 const clockTick = 10 * time.Millisecond
 
+// sampleProc reads a process and its children (NGINX's workers under its
+// master): their CPU times and RSS are added up.
 func sampleProc(pid int) procSample {
+	s := sampleOne(pid)
+	if s.err != nil {
+		return s
+	}
+	for _, c := range childPIDs(pid) {
+		if cs := sampleOne(c); cs.err == nil { // a child may have just ended
+			s.cpu += cs.cpu
+			s.rss += cs.rss
+		}
+	}
+	return s
+}
+
+// childPIDs lists the processes whose parent is pid (from /proc/*/stat).
+func childPIDs(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == pid {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		f := strings.Fields(string(stat[i+1:])) // state, ppid, ...
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func sampleOne(pid int) procSample {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return procSample{err: err}

@@ -21,6 +21,8 @@ type Error struct {
 
 func (e *Error) Error() string {
 	switch {
+	case e.Path == "" && e.Line > 0:
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
 	case e.Path == "":
 		return e.Msg
 	case e.Line > 0:
@@ -92,15 +94,52 @@ func parse[T any, P interface {
 }](data []byte) (P, error) {
 	doc := P(new(T))
 	lines, err := Decode(data, doc)
-	if err != nil {
+	if lines == nil { // not YAML: nothing to validate
 		return nil, err
 	}
+	// Keys that did decode are still validated, so one pass reports every
+	// problem in the file.
 	doc.source().Lines = lines
 	doc.SetDefaults()
-	if err := doc.Validate(); err != nil {
+	if err := mergeErrors(err, doc.Validate()); err != nil {
 		return nil, err
 	}
 	return doc, nil
+}
+
+// mergeErrors joins decoding and validation errors into one flat list,
+// leaving out validation errors about a key that already failed to decode
+// (its zero value is not what the file said).
+func mergeErrors(decodeErr, validateErr error) error {
+	errs := flatten(decodeErr)
+	failed := map[string]bool{}
+	for _, e := range errs {
+		if ce, ok := e.(*Error); ok {
+			failed[ce.Path] = true
+		}
+	}
+	for _, e := range flatten(validateErr) {
+		if ce, ok := e.(*Error); ok && failed[ce.Path] {
+			continue
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, flatten(e)...)
+	}
+	return out
 }
 
 // load reads file and parses it as a T.
@@ -125,7 +164,7 @@ func load[T any, P interface {
 func Decode(data []byte, v any) (Lines, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &Error{Msg: "yaml: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, syntaxError(data, err)
 	}
 	d := &decoder{lines: Lines{}}
 	if len(doc.Content) > 0 {

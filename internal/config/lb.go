@@ -7,7 +7,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
+
+	"github.com/mqlb/mqlb/internal/balance"
 )
 
 // Config is the load balancer's configuration (mqlb run).
@@ -39,11 +43,12 @@ type WebSocket struct {
 
 // TLS terminates TLS on a listener.
 type TLS struct {
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
-	ClientCA   string `yaml:"client_ca"`
-	ClientAuth string `yaml:"client_auth"` // none | request | require
-	MinVersion string `yaml:"min_version"` // "1.2" | "1.3"
+	Cert       string    `yaml:"cert"`
+	Key        string    `yaml:"key"`
+	ClientCA   string    `yaml:"client_ca"`
+	ClientAuth string    `yaml:"client_auth"` // none | request | require
+	MinVersion string    `yaml:"min_version"` // "1.2" | "1.3"
+	Identity   *Identity `yaml:"identity"`    // load balancer listeners only
 }
 
 // ProxyAccept accepts inbound PROXY protocol v1/v2 headers from trusted peers.
@@ -55,15 +60,16 @@ type ProxyAccept struct {
 
 // Upstream is a group of broker servers and how to choose among them.
 type Upstream struct {
-	Balance        string      `yaml:"balance"`
-	LoadFactor     float64     `yaml:"load_factor"`
-	Sticky         Sticky      `yaml:"sticky"`
-	ProxyProtocol  string      `yaml:"proxy_protocol"` // off | v1 | v2
-	ConnectRetries int         `yaml:"connect_retries"`
-	DialTimeout    Duration    `yaml:"dial_timeout"`
-	ConnackTimeout Duration    `yaml:"connack_timeout"`
-	HealthCheck    HealthCheck `yaml:"health_check"`
-	Servers        []Server    `yaml:"servers"`
+	Balance        string        `yaml:"balance"`
+	LoadFactor     float64       `yaml:"load_factor"`
+	Sticky         Sticky        `yaml:"sticky"`
+	ProxyProtocol  string        `yaml:"proxy_protocol"` // off | v1 | v2
+	ConnectRetries int           `yaml:"connect_retries"`
+	DialTimeout    Duration      `yaml:"dial_timeout"`
+	ConnackTimeout Duration      `yaml:"connack_timeout"`
+	HealthCheck    HealthCheck   `yaml:"health_check"`
+	Servers        []Server      `yaml:"servers"`
+	Auth           *UpstreamAuth `yaml:"auth"`
 }
 
 // Sticky configures the sticky policy's table.
@@ -99,10 +105,17 @@ type Limits struct {
 	ConnectTimeout   Duration `yaml:"connect_timeout"`
 	MaxConnectPacket int      `yaml:"max_connect_packet"`
 	MaxConnections   int      `yaml:"max_connections"`
+	MaxPerIP         int      `yaml:"max_connections_per_ip"` // counted from accept, by socket peer (PROXY: the header's client)
+	MaxPending       int      `yaml:"max_pending"`            // connections in their handshake (accept to whole CONNECT)
 	ConnectRatePerIP float64  `yaml:"connect_rate_per_ip"`
 	ConnectBurst     int      `yaml:"connect_burst_per_ip"`
 	ShutdownGrace    Duration `yaml:"shutdown_grace"`
 }
+
+// DefaultMaxPending is limits.max_pending when unset: far above what a
+// healthy load balancer has in flight (connect rate × handshake time), low
+// enough that slow or stalled handshakes cannot take every descriptor.
+const DefaultMaxPending = 10000
 
 // AccessLog configures the per-connection log.
 type AccessLog struct {
@@ -112,8 +125,13 @@ type AccessLog struct {
 
 // Admin configures the admin HTTP API.
 type Admin struct {
-	Address string `yaml:"address"` // "" disables the admin API
-	Token   string `yaml:"token"`
+	Address      string   `yaml:"address"` // "" disables the admin API
+	Token        string   `yaml:"token"`
+	TokenFile    string   `yaml:"token_file"`    // read the token from this file (a mounted secret) instead
+	AllowedHosts []string `yaml:"allowed_hosts"` // Host header names answered besides IP literals and localhost
+	Insecure     bool     `yaml:"insecure"`      // serve beyond loopback without a token
+
+	tokenRead bool // Token was read from TokenFile (Validate may run again)
 }
 
 // Log configures the process log.
@@ -122,8 +140,15 @@ type Log struct {
 	Format string `yaml:"format"` // text | json
 }
 
-// Policies are the balance policy names (see internal/balance).
-var Policies = []string{"round_robin", "least_conn", "random", "source_ip", "client_id", "username", "sticky"}
+// SlogLevel returns Level for log/slog (info when it is not one of the four,
+// which validation refuses).
+func (l Log) SlogLevel() slog.Level {
+	var lv slog.Level
+	if lv.UnmarshalText([]byte(l.Level)) != nil {
+		return slog.LevelInfo
+	}
+	return lv
+}
 
 // Load reads, decodes, fills defaults and validates a load balancer config.
 func Load(file string) (*Config, error) { return load[Config](file) }
@@ -142,6 +167,7 @@ func (c *Config) SetDefaults() {
 		if l.TLS != nil {
 			l.TLS.ClientAuth = defaultString(l.TLS.ClientAuth, "none")
 			l.TLS.MinVersion = defaultString(l.TLS.MinVersion, "1.2")
+			l.TLS.setIdentityDefaults()
 		}
 		if l.WebSocket != nil {
 			l.WebSocket.Path = defaultString(l.WebSocket.Path, "/mqtt")
@@ -166,6 +192,7 @@ func (c *Config) SetDefaults() {
 			u.Sticky.Size = 100_000
 		}
 		u.ProxyProtocol = defaultString(u.ProxyProtocol, "off")
+		u.Auth.setDefaults()
 		if !set(p + ".connect_retries") {
 			u.ConnectRetries = 2
 		}
@@ -201,6 +228,9 @@ func (c *Config) SetDefaults() {
 	}
 	if l.ConnectBurst == 0 {
 		l.ConnectBurst = max(1, int(l.ConnectRatePerIP))
+	}
+	if !set("limits.max_pending") {
+		l.MaxPending = DefaultMaxPending
 	}
 	defaultDuration(&l.ShutdownGrace, 30e9)
 	c.AccessLog.Path = defaultString(c.AccessLog.Path, "stdout")
@@ -245,6 +275,7 @@ func (c *Config) Validate() error {
 		}
 		if l.TLS != nil {
 			ck.tls(p+".tls", l.TLS)
+			ck.identity(p+".tls.identity", l.TLS)
 		}
 		if l.WebSocket != nil && !strings.HasPrefix(l.WebSocket.Path, "/") {
 			ck.errorf(p+".websocket.path", "want a path starting with /, got %q", l.WebSocket.Path)
@@ -256,16 +287,16 @@ func (c *Config) Validate() error {
 	}
 	ck.limits(&c.Limits)
 	ck.oneOf("access_log.format", c.AccessLog.Format, "text", "json")
-	if c.Admin.Address != "" {
-		ck.hostPort("admin.address", c.Admin.Address, true)
-	}
+	ck.admin(&c.Admin)
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	return errors.Join(ck.errs...)
 }
 
 func (ck *check) upstream(p string, u *Upstream) {
-	ck.oneOf(p+".balance", u.Balance, Policies...)
+	if names := balance.Names(); !slices.Contains(names, u.Balance) { // the registry: a new policy needs no list here
+		ck.errorf(p+".balance", "unknown policy %q; want one of %s", u.Balance, strings.Join(names, ", "))
+	}
 	if u.LoadFactor != 0 && u.LoadFactor < 1 {
 		ck.errorf(p+".load_factor", "want 0 (no bound) or a factor of 1 or more such as 1.25, got %v", u.LoadFactor)
 	}
@@ -279,6 +310,7 @@ func (ck *check) upstream(p string, u *Upstream) {
 	}
 	ck.positive(p+".dial_timeout", u.DialTimeout)
 	ck.positive(p+".connack_timeout", u.ConnackTimeout)
+	ck.upstreamAuth(p+".auth", u.Auth)
 	h := u.HealthCheck
 	ck.oneOf(p+".health_check.type", h.Type, "mqtt", "tcp", "none")
 	ck.positive(p+".health_check.interval", h.Interval)
@@ -320,6 +352,12 @@ func (ck *check) limits(l *Limits) {
 	}
 	if l.ConnectRatePerIP < 0 {
 		ck.errorf("limits.connect_rate_per_ip", "must be zero (no limit) or more")
+	}
+	if l.MaxPerIP < 0 {
+		ck.errorf("limits.max_connections_per_ip", "must be zero (no limit) or more")
+	}
+	if l.MaxPending < 0 {
+		ck.errorf("limits.max_pending", "must be zero (no limit) or more")
 	}
 	if l.ConnectBurst < 1 {
 		ck.errorf("limits.connect_burst_per_ip", "must be 1 or more")

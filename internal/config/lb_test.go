@@ -50,9 +50,9 @@ func TestParseKeepsExplicitZero(t *testing.T) {
 func TestParseErrorsNamePathAndLine(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"unknown policy", minimal + "    balance: clientid\n",
-			`upstreams.brokers.balance (line 11): unknown value "clientid"; want one of round_robin`},
+			`upstreams.brokers.balance (line 11): unknown policy "clientid"; want one of client_id, least_conn`},
 		{"unknown key", minimal + "    balanse: client_id\n",
-			`upstreams.brokers.balanse (line 11): unknown key; want one of balance,`},
+			`upstreams.brokers.balanse (line 11): unknown key; want one of auth, balance,`},
 		{"dangling upstream", strings.Replace(minimal, "upstream: brokers", "upstream: brokerz", 1),
 			`listeners[0].upstream (line 5): upstream "brokerz" is not defined; have: brokers`},
 		{"bad duration", minimal + "    health_check: { interval: 5 }\n",

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // Node is the configuration of one broker node (mqlb node). Every key is
@@ -53,6 +55,8 @@ type Mesh struct {
 	URL         string   `yaml:"url"`       // external NATS instead of the embedded server
 	Replicas    int      `yaml:"replicas"`  // JetStream KV replicas; 0 = min(3, cluster size)
 	Timeout     Duration `yaml:"timeout"`   // how long a node waits for its peers
+	Token       string   `yaml:"token"`     // cluster secret every route presents (and the token for mesh.url)
+	TLS         *MeshTLS `yaml:"tls"`       // routes over TLS with certificates of one CA
 }
 
 // SharedSubs configures $share/{group}/{filter} delivery.
@@ -72,10 +76,12 @@ type Sessions struct {
 // MQTTLimits are protocol limits the broker announces and enforces.
 type MQTTLimits struct {
 	MaxClients     int64 `yaml:"max_clients"`     // 0 = no limit
-	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; 0 = no limit
+	MaxPacketSize  int   `yaml:"max_packet_size"` // bytes; default 1 MiB; 0 = the protocol's 256 MB
 	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
 	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
 	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
+
+	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"` // default 1000; 0 = no limit
 }
 
 // NodeAuth configures client authentication and topic ACLs.
@@ -84,6 +90,9 @@ type NodeAuth struct {
 	UsersFile      string    `yaml:"users_file"`
 	ACL            []ACLRule `yaml:"acl"`
 	ACLDefault     string    `yaml:"acl_default"` // allow | deny
+	// Backends are credential stores tried in order; empty means the users
+	// file alone.
+	Backends []AuthBackend `yaml:"backends"`
 }
 
 // ACLRule is one topic rule; the first rule that applies and matches decides.
@@ -135,6 +144,9 @@ func (n *Node) SetDefaults() {
 		n.Auth.AllowAnonymous = &yes
 	}
 	n.Auth.ACLDefault = defaultString(n.Auth.ACLDefault, "allow")
+	for i := range n.Auth.Backends {
+		n.Auth.Backends[i].setDefaults()
+	}
 	for i := range n.Auth.ACL {
 		n.Auth.ACL[i].Access = defaultString(n.Auth.ACL[i].Access, "all")
 	}
@@ -178,6 +190,12 @@ func (n *Node) setMeshDefaults() {
 
 func (n *Node) setMQTTDefaults() {
 	q := &n.MQTT
+	if q.MaxPacketSize == 0 && !n.Lines.Set("mqtt.max_packet_size") {
+		q.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if q.MaxSubscriptionsPerClient == 0 && !n.Lines.Set("mqtt.max_subscriptions_per_client") {
+		q.MaxSubscriptionsPerClient = DefaultMaxSubscriptions
+	}
 	if q.ReceiveMaximum == 0 {
 		q.ReceiveMaximum = 1024
 	}
@@ -188,6 +206,12 @@ func (n *Node) setMQTTDefaults() {
 		q.MaxQoS = 2
 	}
 }
+
+// DefaultMaxPacketSize is mqtt.max_packet_size when left out: 1 MiB.
+const DefaultMaxPacketSize = 1 << 20
+
+// DefaultMaxSubscriptions is mqtt.max_subscriptions_per_client when left out.
+const DefaultMaxSubscriptions = 1000
 
 // AllowsAnonymous reports auth.allow_anonymous (true when unset).
 func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }
@@ -218,9 +242,7 @@ func (n *Node) Validate() error {
 	ck.oneOf("sessions.durability", n.Sessions.Durability, "replicated", "memory")
 	ck.mqttLimits(&n.MQTT)
 	ck.nodeAuth(&n.Auth)
-	if n.Admin.Address != "" {
-		ck.hostPort("admin.address", n.Admin.Address, true)
-	}
+	ck.admin(&n.Admin)
 	ck.oneOf("log.level", n.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", n.Log.Format, "text", "json")
 	return errors.Join(ck.errs...)
@@ -248,6 +270,9 @@ func (ck *check) nodeListener(p string, l NodeListener) {
 		ck.errorf(p+".tls", "type %s does not terminate TLS; use type tls or wss", l.Type)
 	case l.TLS != nil:
 		ck.tls(p+".tls", l.TLS)
+		if l.TLS.Identity != nil {
+			ck.errorf(p+".tls.identity", "only on load balancer listeners; a node takes the certificate CN as user name with username_from_cert")
+		}
 	}
 	if l.Path != "" && l.Type != "ws" && l.Type != "wss" {
 		ck.errorf(p+".path", "path is for ws and wss listeners only")
@@ -287,6 +312,7 @@ func (ck *check) mesh(m *Mesh) {
 		ck.errorf("mesh.replicas", "want 0 (automatic) to 5, got %d", m.Replicas)
 	}
 	ck.positive("mesh.timeout", m.Timeout)
+	ck.meshSecurity(m)
 }
 
 func (ck *check) routeURL(path, u string) {
@@ -317,6 +343,9 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	if q.MaxInflight < 1 || q.MaxInflight > 65535 {
 		ck.errorf("mqtt.max_inflight", "want 1 to 65535, got %d", q.MaxInflight)
 	}
+	if q.MaxSubscriptionsPerClient < 0 {
+		ck.errorf("mqtt.max_subscriptions_per_client", "want 0 (no limit) or more, got %d", q.MaxSubscriptionsPerClient)
+	}
 	if q.MaxQoS < 0 || q.MaxQoS > 2 {
 		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)
 	}
@@ -327,31 +356,14 @@ func (ck *check) nodeAuth(a *NodeAuth) {
 		ck.readable("auth.users_file", a.UsersFile)
 	}
 	ck.oneOf("auth.acl_default", a.ACLDefault, "allow", "deny")
+	ck.authBackends(a)
 	for i, r := range a.ACL {
 		p := fmt.Sprintf("auth.acl[%d]", i)
 		ck.oneOf(p+".access", r.Access, "publish", "subscribe", "all")
-		if !validFilter(r.Topic) {
+		if topic.ValidFilter(r.Topic) != nil {
 			ck.errorf(p+".topic", "want an MQTT topic filter such as devices/%%c/#, got %q", r.Topic)
 		}
 	}
-}
-
-// validFilter checks an MQTT topic filter: '#' only as the whole last level,
-// '+' only as a whole level [MQTT-4.7.1-2] [MQTT-4.7.1-3].
-func validFilter(f string) bool {
-	if f == "" {
-		return false
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
 }
 
 // Summary describes in a few lines what the node would run, for mqlb check.
@@ -362,9 +374,9 @@ func (n *Node) Summary() string {
 		fmt.Fprintf(&b, "  listener %s\n", l.summary())
 	}
 	m := n.Mesh
-	mesh := "routes on " + m.Listen + ", peers " + strings.Join(m.Peers, " ")
+	mesh := "routes on " + m.Listen + ", peers " + hideUserinfo(strings.Join(m.Peers, " "))
 	if m.URL != "" {
-		mesh = "external NATS " + m.URL
+		mesh = "external NATS " + hideUserinfo(m.URL)
 	} else if m.Listen == "" {
 		mesh = "single node (no routes)"
 	}
@@ -372,11 +384,16 @@ func (n *Node) Summary() string {
 	if m.Replicas > 0 {
 		replicas = fmt.Sprint(m.Replicas)
 	}
-	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s\n", m.ClusterName, mesh, replicas)
+	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s; %s\n", m.ClusterName, mesh, replicas, m.security())
+	fmt.Fprintf(&b, "  limits: max_packet_size %d, max_subscriptions_per_client %d\n",
+		n.MQTT.MaxPacketSize, n.MQTT.MaxSubscriptionsPerClient)
 	fmt.Fprintf(&b, "  shared subscriptions %s; sessions (%s) keep up to %d offline messages, expire after at most %s\n",
 		n.SharedSubscriptions.Policy, n.Sessions.Durability, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
 		n.Auth.AllowsAnonymous(), n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
+	for i, be := range n.Auth.Backends {
+		fmt.Fprintf(&b, "  auth store %d: %s (timeout %s, cache %s)\n", i, be.Type, be.Timeout, be.CacheTTL)
+	}
 	admin := "off"
 	if n.Admin.Address != "" {
 		admin = "http://" + n.Admin.Address + map[bool]string{true: " (token set)", false: " (no token)"}[n.Admin.Token != ""]

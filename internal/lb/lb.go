@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mqlb/mqlb/internal/admin"
+	"github.com/mqlb/mqlb/internal/adminhttp"
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -26,18 +29,22 @@ import (
 
 // LB is a running load balancer.
 type LB struct {
-	file      string // config file for Reload ("" when built from a Config)
-	mu        sync.Mutex
-	cfg       *config.Config
-	ups       *upstream.Set
-	listeners map[string]*listener.Listener // by listenKey
-	proxy     *proxy.Proxy
-	coll      *proxy.Collector
-	admin     *admin.Server
-	serving   atomic.Bool
-	serveWG   sync.WaitGroup
-	log       *slog.Logger
-	level     *slog.LevelVar
+	file        string // config file for Reload ("" when built from a Config)
+	mu          sync.Mutex
+	cfg         *config.Config // what runs: the file's config with the runtime overrides
+	base        *config.Config // the file's config
+	ov          overrides      // runtime API changes (runtime.go)
+	ups         *upstream.Set
+	listeners   map[string]*listener.Listener // by listenKey
+	proxy       *proxy.Proxy
+	coll        *proxy.Collector
+	authMetrics *lbauth.Metrics
+	admin       *admin.Server
+	metrics     *lbMetrics
+	serving     atomic.Bool
+	serveWG     sync.WaitGroup
+	log         *slog.Logger
+	level       *slog.LevelVar
 	// Registry holds the LB's metrics (exported on /metrics).
 	Registry *prometheus.Registry
 }
@@ -55,9 +62,10 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	l := &LB{file: o.File, cfg: cfg, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
+	l := &LB{file: o.File, cfg: cfg, base: cfg, ov: overrides{}, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
 		Registry: prometheus.NewRegistry()}
 	l.proxy = proxy.New(nil, proxy.NewMetrics(), o.Log)
+	l.authMetrics = lbauth.NewMetrics()
 	l.coll = proxy.NewCollector(l.proxy)
 	ups, err := upstream.Build(cfg, nil, l.coll.ObserveCheck, o.Log)
 	if err != nil {
@@ -67,37 +75,34 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.openListeners(cfg); err != nil {
+	gate, err := lbauth.New(cfg, l.authMetrics, o.Log)
+	if err != nil {
 		return nil, err
 	}
+	plan, err := l.planListeners(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := proxy.NewRuntime(ups, plan.routes, cfg.Limits, alog, nil)
+	if err != nil {
+		plan.abort()
+		return nil, err
+	}
+	rt.Auth = gate
 	l.ups = ups
-	l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, nil))
-	l.Registry.MustRegister(l.coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l.proxy.Swap(rt)
+	plan.commit(l)
+	l.Registry.MustRegister(l.coll, l.authMetrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l.metrics = newLBMetrics(l.Registry)
+	l.checkCerts(cfg)
 	if cfg.Admin.Address != "" {
-		l.admin = admin.New(l, cfg.Admin.Token, l.Registry, o.Log)
+		l.admin = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log)
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("admin.address: %w", err)
 		}
 	}
 	return l, nil
-}
-
-func (l *LB) openListeners(cfg *config.Config) error {
-	for i, lc := range cfg.Listeners {
-		s, err := listener.NewSettings(lc)
-		if err != nil {
-			l.closeListeners()
-			return fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
-		}
-		ln, err := listener.Listen(lc.Address, s, l.log)
-		if err != nil {
-			l.closeListeners()
-			return fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
-		}
-		l.listeners[listenKey(lc)] = ln
-	}
-	return nil
 }
 
 // listenKey identifies a listener across reloads: its address, so a renamed
@@ -121,8 +126,8 @@ func (l *LB) Run(ctx context.Context) error {
 	l.serving.Store(true)
 	l.mu.Lock()
 	l.ups.Start()
-	for _, ln := range l.listeners {
-		l.serve(ln)
+	for key, ln := range l.listeners {
+		l.serve(key, ln)
 	}
 	n := len(l.listeners)
 	l.mu.Unlock()
@@ -140,11 +145,11 @@ func (l *LB) Run(ctx context.Context) error {
 	return errors.Join(err, l.shutdown())
 }
 
-func (l *LB) serve(ln *listener.Listener) {
+func (l *LB) serve(key string, ln *listener.Listener) {
 	l.serveWG.Add(1)
 	go func() {
 		defer l.serveWG.Done()
-		ln.Serve(l.proxy.Handle)
+		ln.Serve(func(c *net.TCPConn) { l.proxy.Handle(key, c) })
 	}()
 }
 
@@ -176,8 +181,8 @@ func (l *LB) shutdown() error {
 func (l *LB) ListenerAddr(name string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, ln := range l.listeners {
-		if ln.Settings().Name == name {
+	for key, ln := range l.listeners {
+		if r, ok := l.proxy.Runtime().Route(key); ok && r.Listener.Name == name {
 			return ln.Addr().String()
 		}
 	}
@@ -201,5 +206,6 @@ func (l *LB) Connections() *proxy.Table { return l.proxy.Conns() }
 // Serving implements admin.Backend.
 func (l *LB) Serving() bool { return l.serving.Load() }
 
-// Proxy returns the proxy (for tests and mqlb up).
-func (l *LB) Proxy() *proxy.Proxy { return l.proxy }
+func adminOptions(a config.Admin) adminhttp.Options {
+	return adminhttp.Options{Token: a.Token, AllowedHosts: a.AllowedHosts, Insecure: a.Insecure}
+}

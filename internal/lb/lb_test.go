@@ -90,7 +90,7 @@ func TestBrokerStoppedFailsOver(t *testing.T) {
 // choice is a dead address are served by the next one, and the dead server
 // is marked down by the failed attempts alone.
 func TestDeadServerIsRetriedPast(t *testing.T) {
-	dead := testutil.FreeAddr(t)
+	dead := testutil.RefusingAddr(t)
 	h := newHarness(t, harnessOpts{brokers: 2, servers: []string{dead},
 		upstream: "    balance: client_id\n    health_check: { type: none, fall: 2, interval: 1h }\n"})
 	for i := range 30 {
@@ -108,7 +108,7 @@ func TestDeadServerIsRetriedPast(t *testing.T) {
 // TestRefusalWhenNoServer: when no server can take a client, it gets a
 // CONNACK in its own protocol: v3.x 0x03, v5 0x88.
 func TestRefusalWhenNoServer(t *testing.T) {
-	h := newHarness(t, harnessOpts{servers: []string{testutil.FreeAddr(t)}})
+	h := newHarness(t, harnessOpts{servers: []string{testutil.RefusingAddr(t)}})
 	_, ca, err := connectV5(t, h.addr, "refused-v5", nil)
 	if err == nil || ca == nil || ca.ReasonCode != 0x88 {
 		t.Errorf("v5: connack %+v, err %v; want reason 0x88 server unavailable", ca, err)
@@ -191,9 +191,9 @@ func TestConnectSplitAcrossSegments(t *testing.T) {
 		c.Write([]byte{b})
 		time.Sleep(time.Millisecond) // separate TCP segments (stimulus, not synchronisation)
 	}
-	_, code, err := mqttwire.ReadConnack(c, 5)
-	if err != nil || code != 0 {
-		t.Fatalf("connack %d, %v", code, err)
+	rp, err := mqttwire.ReadConnack(c, 5, nil)
+	if err != nil || rp.Code != 0 {
+		t.Fatalf("connack %d, %v", rp.Code, err)
 	}
 	c.Close()
 	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(h.accessLog(), `client_id="drip" username="u"`) },
@@ -206,7 +206,7 @@ func TestConnectSplitAcrossSegments(t *testing.T) {
 // TestConnectRetriesZeroStillRefusesCleanly checks connect_retries: 0 with a
 // dead only server: one attempt, then the refusal.
 func TestConnectRetriesZeroStillRefusesCleanly(t *testing.T) {
-	h := newHarness(t, harnessOpts{servers: []string{testutil.FreeAddr(t)}, upstream: "    connect_retries: 0\n    health_check: { type: none }\n"})
+	h := newHarness(t, harnessOpts{servers: []string{testutil.RefusingAddr(t)}, upstream: "    connect_retries: 0\n    health_check: { type: none }\n"})
 	if got := rawConnect(t, h.addr, 4, "x"); string(got) != "\x20\x02\x00\x03" {
 		t.Errorf("got % x, want 20 02 00 03", got)
 	}
@@ -252,12 +252,17 @@ func TestShutdownWaitsForConnections(t *testing.T) {
 	}
 }
 
+// TestShutdownGraceClosesStragglers: at the end of the grace period, open
+// connections are closed, relayed ones and those still in their handshake
+// (which would otherwise hold the shutdown for connect_timeout).
 func TestShutdownGraceClosesStragglers(t *testing.T) {
-	h := newHarness(t, harnessOpts{brokers: 1, top: "limits: { shutdown_grace: 300ms }\n"})
+	h := newHarness(t, harnessOpts{brokers: 1, top: "limits: { shutdown_grace: 300ms, connect_timeout: 60s }\n"})
 	c, err := connectV3(t, h.addr, "straggler")
 	if err != nil {
 		t.Fatal(err)
 	}
+	holdHalfConnects(t, h.addr, "127.0.0.1", 1)
+	testutil.Eventually(t, 5*time.Second, func() bool { return h.lb.proxy.Pending() == 1 }, "one handshake pending")
 	h.cancel()
 	select {
 	case <-h.done:

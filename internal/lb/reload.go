@@ -3,9 +3,10 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+	"reflect"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -20,19 +21,25 @@ func (l *LB) Reload() error {
 	cfg, err := config.Load(l.file)
 	if err != nil {
 		l.log.Error("reload refused: the running config stays", "file", l.file, "error", err)
+		l.metrics.reloaded(err)
 		return err
 	}
 	cfg.File = l.file
-	return l.Apply(cfg)
+	err = l.Apply(cfg)
+	l.metrics.reloaded(err)
+	return err
 }
 
 // Apply switches to cfg without touching established connections: servers
 // are added or removed, policies and limits change for new connections,
 // listeners are opened, updated or closed. If anything cannot be built
 // (a certificate, a port), nothing changes.
-func (l *LB) Apply(cfg *config.Config) error {
+//
+// Runtime API changes (overrides.go) are laid over cfg.
+func (l *LB) Apply(file *config.Config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	cfg, ov, dropped := l.ov.apply(file)
 	ups, err := upstream.Build(cfg, l.ups, l.coll.ObserveCheck, l.log)
 	if err != nil {
 		return l.refuse(err)
@@ -46,20 +53,36 @@ func (l *LB) Apply(cfg *config.Config) error {
 		plan.abort()
 		return l.refuse(err)
 	}
-	// Commit: nothing below can fail.
+	gate, err := lbauth.New(cfg, l.authMetrics, l.log)
+	if err != nil {
+		plan.abort()
+		alog.Close()
+		return l.refuse(err)
+	}
+	rt, err := proxy.NewRuntime(ups, plan.routes, cfg.Limits, alog, l.proxy.Runtime())
+	if err != nil {
+		plan.abort()
+		alog.Close()
+		return l.refuse(err)
+	}
+	rt.Auth = gate
+	// Commit: nothing below can fail. One swap changes what every new
+	// connection sees; the old runtime's access log is closed by the GC
+	// once its connections end.
 	ups.Start()
-	old := l.proxy.Swap(proxy.NewRuntime(ups, cfg.Limits, alog, l.proxy.Runtime()))
+	l.proxy.Swap(rt)
 	plan.commit(l)
 	l.ups.Stop()
 	l.ups = ups
-	_ = old // the old runtime's access log is closed by the GC once its connections end
-	if cfg.Admin != l.cfg.Admin {
+	if !reflect.DeepEqual(cfg.Admin, l.cfg.Admin) {
 		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
 	}
 	if l.level != nil {
-		l.level.Set(parseLevel(cfg.Log.Level))
+		l.level.Set(cfg.Log.SlogLevel())
 	}
-	l.cfg = cfg
+	l.checkCerts(cfg)
+	l.cfg, l.base, l.ov = cfg, file, ov
+	logDropped(l.log, dropped)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
 	return nil
 }
@@ -69,23 +92,22 @@ func (l *LB) refuse(err error) error {
 	return err
 }
 
-// listenerPlan is the change to listeners a reload makes.
+// listenerPlan is the change to listeners a config makes.
 type listenerPlan struct {
-	update map[string]*listener.Settings // by listenKey: new settings for a kept listener
+	routes map[string]*listener.Settings // by listenKey: every configured listener
 	open   map[string]*listener.Listener // newly bound
 	close  map[string]*listener.Listener // no longer configured
 }
 
 func (l *LB) planListeners(cfg *config.Config) (*listenerPlan, error) {
-	p := &listenerPlan{update: map[string]*listener.Settings{}, open: map[string]*listener.Listener{},
+	p := &listenerPlan{routes: map[string]*listener.Settings{}, open: map[string]*listener.Listener{},
 		close: map[string]*listener.Listener{}}
-	keep := map[string]bool{}
 	for i, lc := range cfg.Listeners {
 		key := listenKey(lc)
 		s, err := listener.NewSettings(lc)
 		if err == nil && l.listeners[key] == nil {
 			var ln *listener.Listener
-			if ln, err = listener.Listen(lc.Address, s, l.log); err == nil {
+			if ln, err = listener.Listen(lc.Address, lc.Name, l.log); err == nil {
 				p.open[key] = ln
 			}
 		}
@@ -93,11 +115,10 @@ func (l *LB) planListeners(cfg *config.Config) (*listenerPlan, error) {
 			p.abort()
 			return nil, fmt.Errorf("listeners[%d] %s: %w", i, lc.Name, err)
 		}
-		p.update[key] = s
-		keep[key] = true
+		p.routes[key] = s
 	}
 	for key, ln := range l.listeners {
-		if !keep[key] {
+		if p.routes[key] == nil {
 			p.close[key] = ln
 		}
 	}
@@ -110,26 +131,17 @@ func (p *listenerPlan) abort() {
 	}
 }
 
+// commit starts the new listeners and closes the removed ones, after the
+// runtime with their routes was swapped in.
 func (p *listenerPlan) commit(l *LB) {
-	for key, s := range p.update {
-		if ln := l.listeners[key]; ln != nil {
-			ln.Update(s)
-		}
-	}
 	for key, ln := range p.open {
 		l.listeners[key] = ln
 		if l.serving.Load() {
-			l.serve(ln)
+			l.serve(key, ln)
 		}
 	}
 	for key, ln := range p.close {
 		ln.Close() // its accepted connections go on
 		delete(l.listeners, key)
 	}
-}
-
-func parseLevel(s string) slog.Level {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(s))
-	return lv
 }

@@ -33,8 +33,8 @@ func openRaw(t testing.TB, addr, id string) *rawClient {
 	t.Cleanup(func() { c.Close() })
 	c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, CleanStart: true, ClientID: id, KeepAlive: 300}))
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, code, err := mqttwire.ReadConnack(c, 4); err != nil || code != 0 {
-		t.Fatalf("%s: connack %d %v", id, code, err)
+	if rp, err := mqttwire.ReadConnack(c, 4, nil); err != nil || rp.Code != 0 {
+		t.Fatalf("%s: connack %d %v", id, rp.Code, err)
 	}
 	return &rawClient{id: id, c: c}
 }
@@ -132,7 +132,7 @@ func TestReloadInvalidConfigIsRefused(t *testing.T) {
 	before := h.lb.Upstreams()
 	h.write("listeners:\n  - { name: mqtt, address: \"127.0.0.1:0\", upstream: nowhere }\nupstreams:\n  brokers:\n    balance: clientid\n    servers: [{ address: \"127.0.0.1:1\" }]\n")
 	err := h.lb.Reload()
-	if err == nil || !strings.Contains(err.Error(), `upstreams.brokers.balance (line 5): unknown value "clientid"`) ||
+	if err == nil || !strings.Contains(err.Error(), `upstreams.brokers.balance (line 5): unknown policy "clientid"`) ||
 		!strings.Contains(err.Error(), `listeners[0].upstream (line 2): upstream "nowhere" is not defined`) {
 		t.Fatalf("reload error %v; want both problems with paths and lines", err)
 	}

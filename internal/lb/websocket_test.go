@@ -9,6 +9,7 @@ import (
 	"time"
 
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
@@ -73,4 +74,32 @@ func TestWebSocketListeners(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(h.accessLog(), "result=ws_error") },
 		"access log has ws_error")
+}
+
+// TestWebSocketWrongSubprotocolRefused: a WebSocket client asking only for
+// subprotocols that are not MQTT's is refused [MQTT-6.0.0-3]; one offering
+// mqtt among others is served.
+func TestWebSocketWrongSubprotocolRefused(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1, listeners: "  - { name: ws, address: \"127.0.0.1:0\", upstream: brokers, websocket: {} }\n"})
+	url := "ws://" + h.lb.ListenerAddr("ws") + "/mqtt"
+	d := websocket.Dialer{Subprotocols: []string{"graphql-ws", "chat"}, HandshakeTimeout: 5 * time.Second}
+	ws, resp, err := d.Dial(url, nil)
+	if err == nil {
+		ws.Close()
+		t.Fatalf("upgrade for subprotocols %v accepted (%q)", d.Subprotocols, ws.Subprotocol())
+	}
+	if resp == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("refusal: %v, %v; want 400", resp, err)
+	}
+	d.Subprotocols = []string{"chat", "mqtt"}
+	ws, _, err = d.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("offering mqtt among others: %v", err)
+	}
+	defer ws.Close()
+	if ws.Subprotocol() != "mqtt" {
+		t.Errorf("selected %q, want mqtt [MQTT-6.0.0-4]", ws.Subprotocol())
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(h.accessLog(), "no MQTT subprotocol") },
+		"access log has the refusal:\n%s", h.accessLog())
 }

@@ -14,13 +14,13 @@ import (
 // Accepted sockets inherit the listening socket's keep-alive settings: the
 // listener sets them once instead of Go setting them per connection.
 func TestAcceptedConnectionsKeepAlive(t *testing.T) {
-	ln, err := Listen("127.0.0.1:0", &Settings{Name: "t"}, slog.New(slog.DiscardHandler))
+	ln, err := Listen("127.0.0.1:0", "t", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	got := make(chan [4]int, 1)
-	go ln.Serve(func(_ *Listener, c *net.TCPConn) {
+	go ln.Serve(func(c *net.TCPConn) {
 		defer c.Close()
 		rc, err := c.SyscallConn()
 		if err != nil {

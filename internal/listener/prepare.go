@@ -30,6 +30,9 @@ type Client struct {
 	Proxied bool
 	// TLS is the handshake's state when TLS was terminated here.
 	TLS *tls.ConnectionState
+	// ProxySSL is what a PROXY v2 header said about the client's TLS
+	// session with the proxy in front (which terminated it).
+	ProxySSL proxyhdr.SSL
 
 	pre *prefixConn
 }
@@ -47,12 +50,12 @@ var (
 // it for reading the CONNECT and clears it after.
 func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 	cl := &Client{TCP: c, pre: &prefixConn{TCPConn: c}}
-	cl.Remote = addrPort(c.RemoteAddr())
-	cl.Local = addrPort(c.LocalAddr())
+	cl.Remote = AddrPort(c.RemoteAddr())
+	cl.Local = AddrPort(c.LocalAddr())
 	if err := c.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
-	if s.Trusted != nil && trusted(s.Trusted, cl.Remote.Addr()) {
+	if s.Trusts(cl.Remote.Addr()) {
 		if err := cl.readProxy(s.ProxyTimeout, deadline); err != nil {
 			return nil, err
 		}
@@ -70,6 +73,11 @@ func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 		wc, err := wsconn.Upgrade(cl.Conn, s.WSPath)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrWebSocket, err)
+		}
+		// The WebSocket library clears the socket's deadline after the
+		// upgrade: set it again, so it covers the whole CONNECT.
+		if err := c.SetDeadline(deadline); err != nil {
+			return nil, err
 		}
 		cl.Conn = wc
 	}
@@ -92,6 +100,8 @@ func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
 	cl.pre.buf = rest
 	if !h.Local {
 		cl.Remote, cl.Local, cl.Proxied = unmap(h.Source), unmap(h.Dest), true
+		cl.ProxySSL = h.SSL
+		cl.pre.remote = net.TCPAddrFromAddrPort(cl.Remote)
 	}
 	return nil
 }
@@ -113,9 +123,11 @@ func (cl *Client) CertCN() string {
 	return cl.TLS.VerifiedChains[0][0].Subject.CommonName
 }
 
-func trusted(ps []netip.Prefix, a netip.Addr) bool {
+// Trusts reports whether a peer at a must send a PROXY header (and is
+// believed).
+func (s *Settings) Trusts(a netip.Addr) bool {
 	a = a.Unmap()
-	for _, p := range ps {
+	for _, p := range s.Trusted {
 		if p.Contains(a) {
 			return true
 		}
@@ -123,7 +135,9 @@ func trusted(ps []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-func addrPort(a net.Addr) netip.AddrPort {
+// AddrPort returns a TCP address as a netip.AddrPort, IPv4-mapped
+// addresses unmapped.
+func AddrPort(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
 		return unmap(t.AddrPort())
 	}
@@ -135,10 +149,19 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 }
 
 // prefixConn reads buf before the socket: the bytes that arrived with the
-// PROXY header belong to the stream after it.
+// PROXY header belong to the stream after it. Its RemoteAddr is the client
+// the header named, if any.
 type prefixConn struct {
 	*net.TCPConn
-	buf []byte
+	buf    []byte
+	remote net.Addr
+}
+
+func (c *prefixConn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.TCPConn.RemoteAddr()
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) {

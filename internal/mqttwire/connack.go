@@ -1,11 +1,12 @@
 package mqttwire
 
 import (
+	"errors"
 	"fmt"
 	"io"
 )
 
-// maxConnackSize caps the CONNACK ReadConnack accepts: v5 servers may add a
+// maxConnackSize caps the CONNACK ReadConnack reads: v5 servers may add a
 // reason string and user properties, but nothing needs more than this.
 const maxConnackSize = 64 << 10
 
@@ -71,38 +72,47 @@ func notConnack(first byte) error {
 	return fmt.Errorf("%w: first byte 0x%02x", malformed("fixed header", errNotConnack), first)
 }
 
-// ReadConnack reads exactly one CONNACK from r, never a byte past it (the
-// header byte by byte, then the body), and decodes it as ParseConnack does.
-func ReadConnack(r io.Reader, version byte) (sessionPresent bool, code byte, err error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r, hdr[:2]); err != nil {
-		return false, 0, err
+// Reply is a server's first bytes after a CONNECT, as ReadConnack read them.
+type Reply struct {
+	Data           []byte // every byte read: the CONNACK and whatever arrived with it
+	Size           int    // the CONNACK's size at the start of Data; 0 when the server answered AUTH
+	SessionPresent bool
+	Code           byte
+}
+
+// ReadConnack reads a server's answer to a CONNECT of the given version,
+// appending to buf[:0] (grown as needed, up to 64 KiB): whatever each read
+// returns, until a whole CONNACK is in. Bytes past the CONNACK
+// (Data[Size:]) belong to the stream that follows; a caller that hands the
+// connection on passes them along. An MQTT 5 server may answer with AUTH
+// (enhanced authentication, §4.12): that is not an error, Size is 0 and
+// Data holds what was read. Any other first packet is malformed.
+func ReadConnack(r io.Reader, version byte, buf []byte) (Reply, error) {
+	data := buf[:0]
+	if cap(data) < 8 {
+		data = make([]byte, 0, 64)
 	}
-	if hdr[0] != connackByte {
-		return false, 0, notConnack(hdr[0])
-	}
-	n := 2
-	for hdr[n-1]&0x80 != 0 {
-		if n == len(hdr) {
-			return false, 0, errVarint
+	for {
+		if len(data) > 0 && data[0] == authByte && version == V5 {
+			return Reply{Data: data}, nil
 		}
-		if _, err := io.ReadFull(r, hdr[n:n+1]); err != nil {
-			return false, 0, readError(err, n)
+		sp, code, n, err := ParseConnack(data, version)
+		if err == nil {
+			return Reply{Data: data, Size: n, SessionPresent: sp, Code: code}, nil
 		}
-		n++
+		if !errors.Is(err, ErrShort) {
+			return Reply{}, err
+		}
+		if rem, hdr, err := ParseVarint(data[min(1, len(data)):]); err == nil && 1+hdr+rem > maxConnackSize {
+			return Reply{}, fmt.Errorf("%w: CONNACK of %d bytes", ErrTooLarge, 1+hdr+rem)
+		}
+		if len(data) == cap(data) {
+			data = append(data, make([]byte, len(data))...)[:len(data)]
+		}
+		m, err := r.Read(data[len(data):cap(data)])
+		data = data[:len(data)+m]
+		if err != nil && m == 0 {
+			return Reply{}, readError(err, len(data))
+		}
 	}
-	rem, _, err := ParseVarint(hdr[1:n])
-	if err != nil {
-		return false, 0, err
-	}
-	if n+rem > maxConnackSize {
-		return false, 0, fmt.Errorf("%w: CONNACK of %d bytes", ErrTooLarge, n+rem)
-	}
-	pkt := make([]byte, n+rem)
-	copy(pkt, hdr[:n])
-	if _, err := io.ReadFull(r, pkt[n:]); err != nil {
-		return false, 0, readError(err, n)
-	}
-	sessionPresent, code, _, err = ParseConnack(pkt, version)
-	return sessionPresent, code, err
 }

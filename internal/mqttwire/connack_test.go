@@ -102,7 +102,9 @@ func bigConnack() []byte {
 	return append(AppendVarint([]byte{0x20}, len(body)), body...)
 }
 
-func TestReadConnackDoesNotOverRead(t *testing.T) {
+// TestReadConnackKeepsWhatFollows: however the bytes arrive, ReadConnack
+// decodes the CONNACK and returns the bytes after it, never losing one.
+func TestReadConnackKeepsWhatFollows(t *testing.T) {
 	next := []byte{0x30, 0x03, 0x00, 0x01, 'a'} // the PUBLISH that follows
 	tests := []struct {
 		connack []byte
@@ -115,16 +117,30 @@ func TestReadConnackDoesNotOverRead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, wrap := range []func(io.Reader) io.Reader{nil, iotest.OneByteReader, iotest.HalfReader} {
-			br := bytes.NewReader(append(bytes.Clone(tt.connack), next...))
+			all := append(bytes.Clone(tt.connack), next...)
+			br := bytes.NewReader(all)
 			var r io.Reader = br
 			if wrap != nil {
 				r = wrap(br)
 			}
-			_, code, err := ReadConnack(r, tt.version)
-			if err != nil || code != tt.code || br.Len() != len(next) {
-				t.Errorf("% x: code %#x, err %v, %d bytes left; want %#x, %d left", tt.connack[:4], code, err, br.Len(), tt.code, len(next))
+			rp, err := ReadConnack(r, tt.version, nil)
+			rest, _ := io.ReadAll(br)
+			if err != nil || rp.Code != tt.code || rp.Size != len(tt.connack) || !bytes.Equal(append(rp.Data, rest...), all) {
+				t.Errorf("% x: code %#x, size %d, err %v, read % x; want %#x, %d", tt.connack[:4], rp.Code, rp.Size, err, rp.Data, tt.code, len(tt.connack))
 			}
 		}
+	}
+}
+
+// TestReadConnackAuth: an MQTT 5 server may answer AUTH first (enhanced
+// authentication); that is handed on, not refused.
+func TestReadConnackAuth(t *testing.T) {
+	rp, err := ReadConnack(bytes.NewReader([]byte{0xf0, 0x00}), V5, nil)
+	if err != nil || rp.Size != 0 || !bytes.Equal(rp.Data, []byte{0xf0, 0x00}) {
+		t.Errorf("AUTH: %+v, %v", rp, err)
+	}
+	if _, err := ReadConnack(bytes.NewReader([]byte{0xf0, 0x00}), V311, nil); !errors.Is(err, errNotConnack) {
+		t.Errorf("AUTH to a v3.1.1 CONNECT: %v; want not a CONNACK", err)
 	}
 }
 
@@ -144,7 +160,7 @@ func TestReadConnackErrors(t *testing.T) {
 		{"too large", &strictReader{t: t, chunks: [][]byte{{0x20, 0x80, 0x80, 0x04}}}, ErrTooLarge},
 	}
 	for _, tt := range tests {
-		if _, _, err := ReadConnack(tt.r, V311); !errors.Is(err, tt.want) {
+		if _, err := ReadConnack(tt.r, V311, nil); !errors.Is(err, tt.want) {
 			t.Errorf("%s: err = %v; want %v", tt.name, err, tt.want)
 		}
 	}

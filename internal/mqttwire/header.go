@@ -12,6 +12,7 @@ const (
 	connackByte    byte = 0x20
 	pingreqByte    byte = 0xc0
 	disconnectByte byte = 0xe0
+	authByte       byte = 0xf0
 )
 
 // AppendVarint appends v as a Variable Byte Integer in the fewest bytes

@@ -1,36 +1,46 @@
 package node
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mqlb/mqlb/internal/adminhttp"
 )
 
 // startAdmin serves the node's admin HTTP endpoints:
 //
 //	GET /healthz   200 "ok" when listeners, mesh and store are up, else 503 and why
 //	GET /metrics   Prometheus text, prefix mqlb_node_
+//	/api/v1/…      clients, kick, subscriptions, cluster (adminapi.go)
 //
-// With admin.token set every request needs "Authorization: Bearer <token>".
+// The access rules are the load balancer's (internal/adminhttp): Host and
+// Origin checks on every request, and with admin.token set every request but
+// /healthz needs "Authorization: Bearer <token>".
 func (n *Node) startAdmin() error {
-	addr := n.cfg.Admin.Address
-	if addr == "" {
+	a := n.cfg.Admin
+	if a.Address == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	guard := adminhttp.New(adminhttp.Options{Token: a.Token, AllowedHosts: a.AllowedHosts, Insecure: a.Insecure, Realm: "mqlb node"})
+	ln, err := guard.Listen(a.Address)
 	if err != nil {
 		return fmt.Errorf("admin.address: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", n.serveHealth)
+	if !adminhttp.IsLoopback(ln.Addr()) {
+		n.log.Warn("admin API bound beyond loopback", "address", ln.Addr().String())
+	}
+	mux := http.NewServeMux() // every route here needs the token (when set)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	n.adminRoutes(mux) // adminapi.go
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", n.serveHealth) // probes cannot send a token
+	root.Handle("/", guard.Token(mux))
 	n.admin = &http.Server{
-		Handler:           n.requireToken(mux),
+		Handler:           guard.Site(root),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -55,20 +65,4 @@ func (n *Node) serveHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
-}
-
-func (n *Node) requireToken(next http.Handler) http.Handler {
-	token := n.cfg.Admin.Token
-	if token == "" {
-		return next
-	}
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mqlb node"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

@@ -44,7 +44,8 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), authHook, &hook{n: n}} {
+	limits := &limitsHook{maxSubs: c.MQTT.MaxSubscriptionsPerClient}
+	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), auth.NewThrottle(authHook), limits, &hook{n: n}} {
 		if err := s.AddHook(h, nil); err != nil {
 			return nil, err
 		}
@@ -55,7 +56,8 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 }
 
 func authOptions(a config.NodeAuth) auth.Options {
-	o := auth.Options{AllowAnonymous: a.AllowsAnonymous(), UsersFile: a.UsersFile, ACLDefault: a.ACLDefault == "allow"}
+	o := auth.Options{AllowAnonymous: a.AllowsAnonymous(), UsersFile: a.UsersFile, ACLDefault: a.ACLDefault == "allow",
+		Backends: a.Backends}
 	for _, r := range a.ACL {
 		o.ACL = append(o.ACL, auth.Rule{Allow: r.Allow, Access: r.Access, Topic: r.Topic, Users: r.Users, Clients: r.Clients})
 	}

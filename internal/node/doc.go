@@ -106,6 +106,19 @@
 // certificate CN as username); package auth's hook is the only one that
 // authenticates and authorizes (broker.go).
 //
+// # Hostile clients and peers
+//
+// Every listener's connections reach mochi through package inbound
+// (guard.go): mochi sees whole packets only, the first must be a CONNECT of
+// at most 256 KiB, and sizes are refused from the fixed header, because mochi
+// v2.7.9 allocates whatever a header announces. The auth hook is wrapped in
+// auth.Throttle (failed attempts per address and username; bcrypt capped).
+// limits.go caps a client's subscriptions and keeps mochi from sending
+// DISCONNECT to 3.1.1 clients. Every log record, mochi's included, passes
+// through redact (logsafe.go). Routes present mesh.token and, with
+// mesh.tls, certificates of one CA (meshsec.go). The threat model and
+// measurements are in docs/security.md.
+//
 // # Known limits
 //
 //   - Delivery between nodes is NATS core: at most once. A node that falls

@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // Replicated durable sessions (sessions.durability: replicated).
@@ -206,7 +208,7 @@ func (d *durable) covers(id, topic string) bool {
 		return false // live delivery until the consumer is written
 	}
 	for _, f := range ds.filters {
-		if matchTopic(f.Filter, topic) {
+		if topicMatches(f.Filter, topic) {
 			return true
 		}
 	}
@@ -238,7 +240,7 @@ func (d *durable) filterOut(subs *mqtt.Subscribers, pk packets.Packet) {
 func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription, write bool) bool {
 	var filters []packets.Subscription
 	for _, s := range subs {
-		if _, _, shared := sharedFilter(s.Filter); shared || s.Qos == 0 {
+		if _, _, shared := topic.SplitShared(s.Filter); shared || s.Qos == 0 {
 			continue
 		}
 		filters = append(filters, s)
@@ -609,7 +611,7 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream
 	var ids []int
 	rap, noLocal, found := false, false, false
 	for _, f := range ds.filters {
-		if !matchTopic(f.Filter, e.topic) {
+		if !topicMatches(f.Filter, e.topic) {
 			continue
 		}
 		found = true
@@ -794,4 +796,29 @@ func (d *durable) forgetClient(cl *mqtt.Client) {
 	d.mu.Lock()
 	delete(d.failed, cl)
 	d.mu.Unlock()
+}
+
+// topicMatches reports whether an MQTT topic name matches a topic filter,
+// including the '$' rule [MQTT-4.7.2-1] and "a/#" matching "a".
+func topicMatches(filter, name string) bool {
+	if _, inner, ok := topic.SplitShared(filter); ok {
+		filter = inner
+	}
+	if strings.HasPrefix(name, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	for {
+		f, frest, fmore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, trest, tmore := strings.Cut(name, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		if !fmore || !tmore {
+			return fmore == tmore || (!tmore && frest == "#")
+		}
+		filter, name = frest, trest
+	}
 }

@@ -12,6 +12,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // mesh moves publishes between nodes over NATS.
@@ -94,7 +96,7 @@ func isMesh(cl *mqtt.Client) bool { return cl != nil && cl.Net.Inline }
 // subscribe records that client holds filter and returns true when that made
 // the node subscribe on NATS (so the caller can wait for peers to learn it).
 func (m *mesh) subscribe(client, filter string) bool {
-	if _, inner, ok := sharedFilter(filter); ok {
+	if _, inner, ok := topic.SplitShared(filter); ok {
 		return m.addMember(member{filter, client}, inner)
 	}
 	m.mu.Lock()
@@ -156,7 +158,7 @@ func (m *mesh) setLimits(sub *nats.Subscription) {
 func (m *mesh) unsubscribe(client, filter string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, _, ok := sharedFilter(filter); ok {
+	if _, _, ok := topic.SplitShared(filter); ok {
 		m.removeMember(member{filter, client})
 		return
 	}

@@ -77,6 +77,7 @@ func newMetrics(n *Node) *metrics {
 		m.counter("takeovers_total", "Sessions taken over from another node, by result.", with(labels, "result", r), m.takeovers.With(r).Load)
 	}
 	m.nodeGauges(n, labels)
+	m.opsMetrics(n, labels)
 	return m
 }
 

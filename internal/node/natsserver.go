@@ -53,6 +53,9 @@ func startEmbedded(cfg *config.Node, log *slog.Logger, closing *atomic.Bool) (*s
 		if err := clusterOptions(cfg, opts); err != nil {
 			return nil, "", err
 		}
+		if err := secureRoutes(cfg.Mesh, opts, log); err != nil {
+			return nil, "", err
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -126,6 +129,12 @@ func connect(ctx context.Context, cfg *config.Node, srv *server.Server, token, r
 	if srv != nil {
 		url = ""
 		opts = append(opts, nats.InProcessServer(srv), nats.Token(token))
+	} else {
+		ext, err := externalOptions(cfg.Mesh)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, ext...)
 	}
 	deadline, ok := ctx.Deadline()
 	if ok {
@@ -165,6 +174,10 @@ func (l *natsLogger) at(level slog.Level, format string, v []any) {
 		return
 	}
 	msg := fmt.Sprintf(format, v...)
+	if remote, why, ok := routeRefusal(msg); ok && level >= slog.LevelWarn {
+		l.log.Warn("mesh route refused", "remote", remote, "reason", why)
+		return
+	}
 	switch {
 	case level < slog.LevelWarn:
 	case strings.HasPrefix(msg, "Metalayer blocking snapshot"),

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/node/auth"
+	"github.com/mqlb/mqlb/internal/ratelog"
 )
 
 // Node is one broker node: a mochi-mqtt server joined to the other nodes of
@@ -57,19 +58,13 @@ type Node struct {
 	syncMu      sync.Mutex // interest sync rounds (background.go)
 	syncWaiting []chan struct{}
 	syncRunning bool
-	noisy       sync.Map // log message → *atomic.Int64: unix nanos before which it is not logged again
+	noisy       *ratelog.Log // hot-path warnings, by message
 }
 
 // warnEvery logs a warning that may repeat on a hot path (per message, per
 // connection) at most once every ten seconds.
 func (n *Node) warnEvery(msg string, args ...any) {
-	v, _ := n.noisy.LoadOrStore(msg, new(atomic.Int64))
-	next := v.(*atomic.Int64)
-	now := time.Now().UnixNano()
-	if last := next.Load(); now < last || !next.CompareAndSwap(last, now+int64(10*time.Second)) {
-		return
-	}
-	n.log.Warn(msg, args...)
+	n.noisy.Warn(n.log, msg, msg, args...)
 }
 
 // New builds a node from a config (filled by SetDefaults and checked by
@@ -85,7 +80,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	cfg = &own
 	n := &Node{
 		cfg: cfg, name: cfg.Node.Name, instance: randomHex(8),
-		log: log.With("node", cfg.Node.Name), storeReady: make(chan struct{}),
+		log: slog.New(redact{log.Handler()}).With("node", cfg.Node.Name), storeReady: make(chan struct{}), noisy: ratelog.New(10 * time.Second),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.retained = &retained{n: n}
@@ -116,11 +111,11 @@ func (n *Node) Start(ctx context.Context) error {
 		n.Close()
 		return err
 	}
-	addrs := make(map[string]string, len(n.cfg.Listeners))
+	addrs := make([]any, 0, len(n.cfg.Listeners))
 	for _, l := range n.cfg.Listeners {
-		addrs[l.Name] = n.ListenerAddr(l.Name)
+		addrs = append(addrs, slog.String(l.Name, n.ListenerAddr(l.Name)))
 	}
-	n.log.Info("node started", "listeners", addrs, "route", n.RouteAddr(), "admin", n.AdminAddr())
+	n.log.Info("node started", slog.Group("listeners", addrs...), "route", n.RouteAddr(), "admin", n.AdminAddr())
 	return nil
 }
 
@@ -148,7 +143,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := n.broker.AddListener(l); err != nil {
+		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize)); err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 	}

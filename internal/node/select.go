@@ -6,6 +6,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // Choosing local recipients.
@@ -33,7 +35,7 @@ func (m *mesh) selectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqt
 	if strings.HasPrefix(pk.TopicName, "$") {
 		// mochi applies the '$' rule to plain subscriptions only [MQTT-4.7.2-1].
 		for f := range subs.Shared {
-			if _, inner, _ := sharedFilter(f); strings.HasPrefix(inner, "+") || strings.HasPrefix(inner, "#") {
+			if _, inner, _ := topic.SplitShared(f); strings.HasPrefix(inner, "+") || strings.HasPrefix(inner, "#") {
 				delete(subs.Shared, f)
 			}
 		}

@@ -100,45 +100,10 @@ func writeToken(b *strings.Builder, level string) {
 	}
 }
 
-// sharedFilter splits "$share/{group}/{filter}" (any case of "$share", as
-// mochi accepts it) into the group and the inner filter.
-func sharedFilter(filter string) (group, inner string, ok bool) {
-	if len(filter) < 7 || !strings.EqualFold(filter[:7], "$share/") {
-		return "", filter, false
-	}
-	group, inner, ok = strings.Cut(filter[7:], "/")
-	return group, inner, ok && group != "" && inner != ""
-}
-
 // queueName is the NATS queue group of one shared subscription (the whole
 // "$share/{group}/{filter}" string: two groups with the same name but other
 // filters are different subscriptions [MQTT-4.8.2]).
 func queueName(shared string) string {
 	sum := sha256.Sum256([]byte(shared))
 	return "s" + hex.EncodeToString(sum[:12])
-}
-
-// matchTopic reports whether an MQTT topic name matches a topic filter,
-// including the '$' rule [MQTT-4.7.2-1] and "a/#" matching "a".
-func matchTopic(filter, topic string) bool {
-	if _, inner, ok := sharedFilter(filter); ok {
-		filter = inner
-	}
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		f, frest, fmore := strings.Cut(filter, "/")
-		if f == "#" {
-			return true
-		}
-		t, trest, tmore := strings.Cut(topic, "/")
-		if f != "+" && f != t {
-			return false
-		}
-		if !fmore || !tmore {
-			return fmore == tmore || (!tmore && frest == "#")
-		}
-		filter, topic = frest, trest
-	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 func TestTopicSubjects(t *testing.T) {
@@ -99,14 +101,7 @@ func TestMatchTopic(t *testing.T) {
 	}
 }
 
-func TestSharedFilterAndQueueName(t *testing.T) {
-	g, inner, ok := sharedFilter("$SHARE/grp/a/#")
-	if !ok || g != "grp" || inner != "a/#" {
-		t.Errorf("sharedFilter: %q %q %v", g, inner, ok)
-	}
-	if _, _, ok := sharedFilter("$share/grp"); ok {
-		t.Error("$share/grp has no filter [MQTT-4.8.2-1]")
-	}
+func TestQueueName(t *testing.T) {
 	if queueName("$share/g/a") == queueName("$share/g/b") || strings.ContainsAny(queueName("$share/g/a"), " .") {
 		t.Error("queue names must differ per filter and be one token")
 	}
@@ -189,5 +184,32 @@ func TestReplayWindowShiftsAcrossWords(t *testing.T) {
 		if got := w.record(seq); got != (seq%3 != 1) {
 			t.Fatalf("record(%d) again = %v", seq, got)
 		}
+	}
+}
+
+// matchTopic is the reference the NATS subject mapping is checked against:
+// whether an MQTT topic name matches a topic filter, including the '$'
+// rule [MQTT-4.7.2-1] and "a/#" matching "a"; a shared subscription
+// matches by its inner filter.
+func matchTopic(filter, name string) bool {
+	if _, inner, ok := topic.SplitShared(filter); ok {
+		filter = inner
+	}
+	if strings.HasPrefix(name, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	for {
+		f, frest, fmore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, trest, tmore := strings.Cut(name, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		if !fmore || !tmore {
+			return fmore == tmore || (!tmore && frest == "#")
+		}
+		filter, name = frest, trest
 	}
 }

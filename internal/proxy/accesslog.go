@@ -20,11 +20,12 @@ type Record struct {
 	ClientID   string        `json:"client_id"`
 	Username   string        `json:"username,omitempty"`
 	CertCN     string        `json:"cert_cn,omitempty"`
+	Identity   string        `json:"identity,omitempty"` // the certificate identity (tls.identity)
 	Version    byte          `json:"protocol"`
 	Upstream   string        `json:"upstream,omitempty"`
 	Server     string        `json:"server,omitempty"`
 	ServerAddr string        `json:"server_addr,omitempty"`
-	Connack    int           `json:"connack"`
+	Connack    Connack       `json:"connack,omitzero"`
 	BytesIn    int64         `json:"bytes_in"`
 	BytesOut   int64         `json:"bytes_out"`
 	Duration   time.Duration `json:"-"`
@@ -32,6 +33,22 @@ type Record struct {
 	Result     string        `json:"result"`
 	Reason     string        `json:"reason,omitempty"`
 }
+
+// Connack is the CONNACK code a client was answered with, by a server or
+// by the load balancer itself. The zero value is "no CONNACK", which the
+// log leaves out: code 0 means accepted.
+type Connack struct {
+	Code byte
+	Sent bool
+}
+
+func connackCode(code byte) Connack { return Connack{Code: code, Sent: true} }
+
+// IsZero reports that no CONNACK was sent (for omitzero).
+func (c Connack) IsZero() bool { return !c.Sent }
+
+// MarshalJSON writes the code as a number.
+func (c Connack) MarshalJSON() ([]byte, error) { return strconv.AppendInt(nil, int64(c.Code), 10), nil }
 
 // AccessLog writes one Record per connection as text (logfmt, in the spirit
 // of NGINX's stream log) or JSON lines. Passwords are never part of a record.
@@ -106,13 +123,19 @@ func appendText(b []byte, r *Record) []byte {
 		b = append(b, " cert_cn="...)
 		b = strconv.AppendQuote(b, r.CertCN)
 	}
+	if r.Identity != "" {
+		b = append(b, " identity="...)
+		b = strconv.AppendQuote(b, r.Identity)
+	}
 	b = append(b, " protocol="...)
 	b = strconv.AppendInt(b, int64(r.Version), 10)
 	b = appendField(b, " upstream=", r.Upstream)
 	b = appendField(b, " server=", r.Server)
 	b = appendField(b, " server_addr=", r.ServerAddr)
-	b = append(b, " connack="...)
-	b = strconv.AppendInt(b, int64(r.Connack), 10)
+	if r.Connack.Sent {
+		b = append(b, " connack="...)
+		b = strconv.AppendInt(b, int64(r.Connack.Code), 10)
+	}
 	b = append(b, " bytes_in="...)
 	b = strconv.AppendInt(b, r.BytesIn, 10)
 	b = append(b, " bytes_out="...)

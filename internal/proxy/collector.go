@@ -21,6 +21,8 @@ var (
 		"1 for the server's current state (up, down, drain, disabled).", []string{"upstream", "server", "state"}, nil)
 	descDialFails = prometheus.NewDesc("mqlb_server_connect_failures_total",
 		"Failed attempts to connect a client to the server (dial, write or CONNACK).", []string{"upstream", "server"}, nil)
+	descServerTotal = prometheus.NewDesc("mqlb_server_connections_total",
+		"Client connections relayed to the server since start (rate() gives new connections per second).", []string{"upstream", "server"}, nil)
 	descClients = prometheus.NewDesc("mqlb_client_connections",
 		"Client connections open in any phase (handshake, inspection, relay).", nil, nil)
 )
@@ -52,11 +54,12 @@ func (c *Collector) ObserveCheck(s *upstream.Server, d time.Duration, err error)
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActive, descTotal, descBytes, descUp, descState, descDialFails, descClients} {
+	for _, d := range []*prometheus.Desc{descActive, descTotal, descBytes, descUp, descState, descDialFails, descServerTotal, descClients} {
 		ch <- d
 	}
 	c.checks.Describe(ch)
 	c.p.metrics.inspect.Describe(ch)
+	c.p.metrics.duration.Describe(ch)
 }
 
 type serverKey struct{ upstream, server string }
@@ -89,13 +92,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descClients, prometheus.GaugeValue, float64(c.p.Active()))
 	c.checks.Collect(ch)
 	c.p.metrics.inspect.Collect(ch)
+	c.p.metrics.duration.Collect(ch)
 }
 
 func (c *Collector) collectServer(ch chan<- prometheus.Metric, s *upstream.Server, live liveCounts) {
 	u, n := s.Upstream(), s.Name()
 	k := serverKey{u, n}
-	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.ClosedIn.Load()+live.in[k]), u, n, "in")
-	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.ClosedOut.Load()+live.out[k]), u, n, "out")
+	in, out := s.ClosedBytes()
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(in+live.in[k]), u, n, "in")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(out+live.out[k]), u, n, "out")
 	up := 0.0
 	if s.Healthy() {
 		up = 1
@@ -110,4 +115,5 @@ func (c *Collector) collectServer(ch chan<- prometheus.Metric, s *upstream.Serve
 		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, u, n, state.String())
 	}
 	ch <- prometheus.MustNewConstMetric(descDialFails, prometheus.CounterValue, float64(s.Failures()), u, n)
+	ch <- prometheus.MustNewConstMetric(descServerTotal, prometheus.CounterValue, float64(s.Total()), u, n)
 }

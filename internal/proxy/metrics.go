@@ -12,8 +12,9 @@ import (
 // computed at scrape time from the live table and the servers (see
 // Collector), so the hot path pays for nothing else.
 type Metrics struct {
-	results sync.Map // listener → *resultCounts
-	inspect prometheus.Histogram
+	results  sync.Map // listener → *resultCounts
+	inspect  prometheus.Histogram
+	duration *prometheus.HistogramVec // relayed connections, by upstream
 }
 
 type resultCounts struct {
@@ -27,7 +28,11 @@ func NewMetrics() *Metrics {
 		Name:    "mqlb_connect_inspect_seconds",
 		Help:    "Time from accepting a connection (after TLS) to having its whole CONNECT.",
 		Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 10},
-	})}
+	}), duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mqlb_connection_duration_seconds",
+		Help:    "How long relayed connections lasted, observed when they close.",
+		Buckets: []float64{1, 10, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600},
+	}, []string{"upstream"})}
 }
 
 func (m *Metrics) result(listener, result string) {

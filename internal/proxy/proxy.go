@@ -1,38 +1,59 @@
 // Package proxy owns one client connection's path through the load
-// balancer: prepare (PROXY header, TLS) → inspect the CONNECT → admit
-// (connection limit, per-IP rate) → pick and connect a server (PROXY header
-// out, CONNECT replayed, CONNACK awaited, retries) → relay → access log. It
-// also keeps the table of live connections and the connection metrics.
+// balancer, as one straight line (session.serve): prepare (PROXY header,
+// TLS, WebSocket) → inspect the CONNECT → admit (limits) → connect a server
+// (upstream.Connect: a lease) → relay → finish (access log, metrics, lease
+// released), which every connection reaches exactly once, panics included.
+// It also keeps the table of live connections and the connection metrics.
 package proxy
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/ratelog"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
 
-// Runtime is one config generation: what a new connection needs. It is
-// immutable once built; a reload builds a new one and swaps it in, and
-// connections keep the one they started with.
+// Runtime is one config generation: everything a new connection needs,
+// from how its listener prepares it to the upstream it goes to. It is
+// immutable once built; a reload builds a new one and swaps one pointer,
+// and a connection keeps the one it started with from accept to close.
 type Runtime struct {
 	Upstreams *upstream.Set
 	Limits    config.Limits
 	AccessLog *AccessLog
+	routes    map[string]Route // by listener key
+	Auth      *lbauth.Gate     // nil: no authentication at the load balancer
 	limiter   *ipLimiter
 }
 
-// NewRuntime assembles a runtime. prev (may be nil) lends its per-IP rate
+// Route is what one listener does with its connections in a generation:
+// its settings and its upstream, resolved when the runtime is built.
+type Route struct {
+	Listener *listener.Settings
+	Upstream *upstream.Upstream
+}
+
+// NewRuntime assembles a runtime; routes maps listener keys to settings,
+// whose upstream must be in ups. prev (may be nil) lends its per-IP rate
 // limiter when the limits did not change, so a reload does not reset buckets.
-func NewRuntime(ups *upstream.Set, limits config.Limits, alog *AccessLog, prev *Runtime) *Runtime {
-	rt := &Runtime{Upstreams: ups, Limits: limits, AccessLog: alog}
+func NewRuntime(ups *upstream.Set, routes map[string]*listener.Settings, limits config.Limits, alog *AccessLog, prev *Runtime) (*Runtime, error) {
+	rt := &Runtime{Upstreams: ups, Limits: limits, AccessLog: alog, routes: make(map[string]Route, len(routes))}
+	for key, set := range routes {
+		u := ups.Get(set.Upstream)
+		if u == nil {
+			return nil, fmt.Errorf("listener %s: no upstream %q", set.Name, set.Upstream)
+		}
+		rt.routes[key] = Route{Listener: set, Upstream: u}
+	}
 	if limits.ConnectRatePerIP > 0 {
 		if prev != nil && prev.limiter != nil && prev.limiter.same(limits) {
 			rt.limiter = prev.limiter
@@ -40,7 +61,29 @@ func NewRuntime(ups *upstream.Set, limits config.Limits, alog *AccessLog, prev *
 			rt.limiter = newIPLimiter(limits)
 		}
 	}
-	return rt
+	return rt, nil
+}
+
+// WithUpstreams returns a runtime like rt but with another upstream set
+// (a runtime change: servers added, removed or re-weighted), its listeners
+// resolved again.
+func (rt *Runtime) WithUpstreams(ups *upstream.Set) (*Runtime, error) {
+	routes := make(map[string]*listener.Settings, len(rt.routes))
+	for key, r := range rt.routes {
+		routes[key] = r.Listener
+	}
+	next, err := NewRuntime(ups, routes, rt.Limits, rt.AccessLog, rt)
+	if err != nil {
+		return nil, err
+	}
+	next.Auth = rt.Auth
+	return next, nil
+}
+
+// Route returns the route of the listener with this key.
+func (rt *Runtime) Route(key string) (Route, bool) {
+	r, ok := rt.routes[key]
+	return r, ok
 }
 
 // Proxy handles client connections with the current runtime.
@@ -53,12 +96,13 @@ type Proxy struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	log     *slog.Logger
-	noisy   *rateLog
+	noisy   *ratelog.Log
+	gate    listener.Gate // per-address and pending counts, from accept
 }
 
 // New returns a proxy using rt.
 func New(rt *Runtime, m *Metrics, log *slog.Logger) *Proxy {
-	p := &Proxy{metrics: m, log: log, noisy: newRateLog(time.Second)}
+	p := &Proxy{metrics: m, log: log, noisy: ratelog.New(time.Second)}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.rt.Store(rt)
 	return p
@@ -73,46 +117,29 @@ func (p *Proxy) Runtime() *Runtime { return p.rt.Load() }
 // Conns returns the live connection table.
 func (p *Proxy) Conns() *Table { return &p.conns }
 
+// Pending returns client connections in their handshake.
+func (p *Proxy) Pending() int { return p.gate.Pending() }
+
 // Active returns client connections in any phase.
 func (p *Proxy) Active() int64 { return p.active.Load() }
 
-// Handle serves one accepted client connection. It is the listener's
-// handler and runs in its own goroutine, which ends once the connection is
-// relayed: from then on the relay owns it (with no goroutine while idle) and
-// finishes the session when it ends.
-func (p *Proxy) Handle(l *listener.Listener, c *net.TCPConn) {
-	defer p.recoverPanic(c)
+// Handle serves one connection accepted on the listener with this key. It
+// runs in its own goroutine, which ends once the connection is relayed:
+// from then on the relay owns it (with no goroutine while idle) and
+// finishes it when it ends.
+func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
 	p.wg.Add(1)
 	n := p.active.Add(1)
-	rt := p.rt.Load()
-	s := &session{p: p, rt: rt, set: l.Settings(), tcp: c, over: overLimit(n, rt.Limits)}
-	s.rec.Start = time.Now()
-	s.rec.Listener = s.set.Name
-	s.rec.Remote = addrOf(c.RemoteAddr())
-	if !s.serve() {
-		s.end()
+	rt := p.rt.Load() // the one generation this connection sees
+	c := &Conn{rt: rt, client: tcp}
+	c.Start = time.Now()
+	c.Remote = addrOf(tcp.RemoteAddr())
+	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}
+	defer s.recoverPanic() // counted above, so that a panic is accounted for too
+	if s.enter(key) && s.serve() {
+		return
 	}
-}
-
-// recoverPanic keeps a bug in one connection's path from taking the process
-// (and every other connection) down: the connection is closed and the panic
-// logged with its stack.
-func (p *Proxy) recoverPanic(c *net.TCPConn) {
-	if v := recover(); v != nil {
-		c.Close()
-		p.log.Error("panic serving a connection; closed it", "remote", addrOf(c.RemoteAddr()), "panic", v, "stack", string(debug.Stack()))
-	}
-}
-
-// end closes the client connection and accounts for it: metrics, access log,
-// shutdown wait group.
-func (s *session) end() {
-	s.tcp.Close()
-	s.rec.Duration = time.Since(s.rec.Start)
-	s.p.metrics.result(s.rec.Listener, s.rec.Result)
-	s.rt.AccessLog.Write(&s.rec)
-	s.p.active.Add(-1)
-	s.p.wg.Done()
+	p.finish(c)
 }
 
 func overLimit(n int64, l config.Limits) bool {
@@ -134,7 +161,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.cancel()
 	n := p.conns.CloseAll()
-	p.log.Info("shutdown grace period over; closed open connections", "connections", n)
+	m := p.gate.ClosePending()
+	p.log.Info("shutdown grace period over; closed open connections", "connections", n, "handshakes", m)
 	<-done
 	return ctx.Err()
 }

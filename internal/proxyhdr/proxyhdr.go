@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"unicode/utf8"
 )
 
 var (
@@ -30,6 +31,26 @@ type Header struct {
 	Local  bool
 	Source netip.AddrPort
 	Dest   netip.AddrPort
+	// SSL is the v2 PP2_TYPE_SSL TLV: the client's TLS session with the
+	// proxy, when the proxy terminated TLS.
+	SSL SSL
+}
+
+// SSL is what a PROXY v2 header's PP2_TYPE_SSL TLV (section 2.2.5) says.
+type SSL struct {
+	Present bool   // the header carries the TLV
+	Client  byte   // PP2_CLIENT_SSL 0x01, PP2_CLIENT_CERT_CONN 0x02, PP2_CLIENT_CERT_SESS 0x04
+	Verify  uint32 // zero when the client presented a certificate and it was verified
+	CN      string // PP2_SUBTYPE_SSL_CN: the client certificate's subject CN
+}
+
+// VerifiedCN returns the client certificate CN when the proxy says a
+// certificate was presented on this connection and verified.
+func (s SSL) VerifiedCN() (string, bool) {
+	if !s.Present || s.Client&0x02 == 0 || s.Verify != 0 || s.CN == "" {
+		return "", false
+	}
+	return s.CN, true
 }
 
 // MaxV2Length caps a v2 header's address-and-TLV part. The protocol allows
@@ -131,7 +152,7 @@ func v1Addr(ip, port []byte, v4 bool) (netip.AddrPort, error) {
 }
 
 // parseV2 parses the binary header: signature, version/command, family,
-// length, addresses, TLVs (skipped).
+// length, addresses, TLVs (only PP2_TYPE_SSL is read).
 func parseV2(b []byte) (Header, int, error) {
 	if n := min(len(b), len(v2Sig)); !bytes.Equal(b[:n], v2Sig[:n]) {
 		return Header{}, 0, fmt.Errorf("%w: bad v2 signature", ErrInvalid)
@@ -163,16 +184,108 @@ func parseV2(b []byte) (Header, int, error) {
 		}
 		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
 		h.Dest = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[4:8])), binary.BigEndian.Uint16(body[10:12]))
+		h.SSL = findSSL(body[12:])
 	case 0x21, 0x22: // TCP or UDP over IPv6
 		if len(body) < 36 {
 			return Header{}, 0, fmt.Errorf("%w: v2 IPv6 addresses need 36 bytes", ErrInvalid)
 		}
 		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
 		h.Dest = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[16:32])), binary.BigEndian.Uint16(body[34:36]))
+		h.SSL = findSSL(body[36:])
 	case 0x00, 0x31, 0x32: // UNSPEC or unix sockets: no usable client address
 		h.Local = true
 	default:
 		return Header{}, 0, fmt.Errorf("%w: v2 family 0x%02x", ErrInvalid, fam)
 	}
 	return h, 16 + length, nil
+}
+
+// TLV types read here (section 2.2).
+const (
+	tlvSSL        = 0x20
+	tlvSSLVersion = 0x21
+	tlvSSLCN      = 0x22
+	tlvSSLCipher  = 0x23
+)
+
+// findSSL returns the first well-formed PP2_TYPE_SSL TLV among tlvs. TLVs
+// are optional metadata: a malformed list or TLV is no error for the header
+// (a receiver ignores what it does not understand), only no SSL TLV.
+func findSSL(tlvs []byte) SSL {
+	if !wellFormed(tlvs) {
+		return SSL{}
+	}
+	for len(tlvs) > 0 {
+		typ, v, rest, _ := nextTLV(tlvs)
+		if typ == tlvSSL {
+			if ssl, ok := parseSSL(v); ok {
+				return ssl
+			}
+		}
+		tlvs = rest
+	}
+	return SSL{}
+}
+
+// parseSSL reads the SSL TLV's value: client bits, verify, sub-TLVs. A
+// client that used TLS must come with its version; every string is
+// non-empty and ASCII (UTF-8 for the CN).
+func parseSSL(v []byte) (SSL, bool) {
+	if len(v) < 5 || !wellFormed(v[5:]) {
+		return SSL{}, false
+	}
+	ssl := SSL{Present: true, Client: v[0], Verify: binary.BigEndian.Uint32(v[1:5])}
+	version := ssl.Client&0x01 == 0
+	for sub := v[5:]; len(sub) > 0; {
+		typ, sv, rest, _ := nextTLV(sub)
+		switch typ {
+		case tlvSSLVersion, tlvSSLCipher:
+			if !ascii(sv) {
+				return SSL{}, false
+			}
+			version = version || typ == tlvSSLVersion
+		case tlvSSLCN:
+			if len(sv) == 0 || !utf8.Valid(sv) {
+				return SSL{}, false
+			}
+			if ssl.CN == "" {
+				ssl.CN = string(sv)
+			}
+		}
+		sub = rest
+	}
+	return ssl, version
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// wellFormed reports whether b splits into whole TLVs.
+func wellFormed(b []byte) bool {
+	for len(b) > 0 {
+		_, _, rest, ok := nextTLV(b)
+		if !ok {
+			return false
+		}
+		b = rest
+	}
+	return true
+}
+
+// nextTLV splits the first type-length-value off b.
+func nextTLV(b []byte) (typ byte, v, rest []byte, ok bool) {
+	if len(b) < 3 {
+		return 0, nil, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(b[1:3]))
+	if len(b) < 3+n {
+		return 0, nil, nil, false
+	}
+	return b[0], b[3 : 3+n], b[3+n:], true
 }

@@ -11,6 +11,7 @@ import (
 	"testing/iotest"
 
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 var v2TCP4 = []byte{
@@ -49,12 +50,12 @@ func TestParse(t *testing.T) {
 		in   []byte
 		want Header
 	}{
-		{"v1 tcp4", []byte("PROXY TCP4 203.0.113.7 10.0.0.1 4242 1883\r\n"), Header{1, false, ap("203.0.113.7:4242"), ap("10.0.0.1:1883")}},
-		{"v1 tcp6", []byte("PROXY TCP6 2001:db8::1 2001:db8::2 50000 8883\r\n"), Header{1, false, ap("[2001:db8::1]:50000"), ap("[2001:db8::2]:8883")}},
+		{"v1 tcp4", []byte("PROXY TCP4 203.0.113.7 10.0.0.1 4242 1883\r\n"), Header{Version: 1, Source: ap("203.0.113.7:4242"), Dest: ap("10.0.0.1:1883")}},
+		{"v1 tcp6", []byte("PROXY TCP6 2001:db8::1 2001:db8::2 50000 8883\r\n"), Header{Version: 1, Source: ap("[2001:db8::1]:50000"), Dest: ap("[2001:db8::2]:8883")}},
 		{"v1 unknown", []byte("PROXY UNKNOWN\r\n"), Header{Version: 1, Local: true}},
 		{"v1 unknown with junk", []byte("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"), Header{Version: 1, Local: true}},
-		{"v2 tcp4", v2TCP4, Header{2, false, ap("203.0.113.7:4242"), ap("10.0.0.1:1883")}},
-		{"v2 tcp6 tlv", v2TCP6WithTLV, Header{2, false, ap("[2001:db8::1]:50000"), ap("[2001:db8::2]:8883")}},
+		{"v2 tcp4", v2TCP4, Header{Version: 2, Source: ap("203.0.113.7:4242"), Dest: ap("10.0.0.1:1883")}},
+		{"v2 tcp6 tlv", v2TCP6WithTLV, Header{Version: 2, Source: ap("[2001:db8::1]:50000"), Dest: ap("[2001:db8::2]:8883")}},
 		{"v2 local", v2Local, Header{Version: 2, Local: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,6 +159,72 @@ func differential(t *testing.T, in []byte) {
 	if got := h.Source.Addr().Unmap(); !got.IsValid() || got.String() != s.IP.String() || int(h.Source.Port()) != s.Port {
 		t.Errorf("source %v, go-proxyproto %v for %q", h.Source, s, in)
 	}
+	differentialSSL(t, in, h, ref)
+}
+
+// differentialSSL compares the SSL TLV's verified CN with go-proxyproto's
+// tlvparse, when both read the TLVs.
+func differentialSSL(t *testing.T, in []byte, h Header, ref *proxyproto.Header) {
+	tlvs, err := ref.TLVs()
+	if err != nil {
+		return
+	}
+	var want string
+	var wantOK bool
+	if ssl, found := tlvparse.FindSSL(tlvs); found && ssl.ClientCertConn() && ssl.Verified() {
+		want, wantOK = ssl.ClientCN()
+		wantOK = wantOK && want != ""
+	}
+	if got, ok := h.SSL.VerifiedCN(); ok != wantOK || got != want {
+		t.Errorf("verified CN %q %v, go-proxyproto %q %v for %q", got, ok, want, wantOK, in)
+	}
+}
+
+// sslHeader is a v2 header with an SSL TLV carrying a verified CN.
+func sslHeader(t testing.TB) []byte {
+	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL | tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN, TLV: []proxyproto.TLV{
+		{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte("TLSv1.3")},
+		{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte("device-7")}}}
+	tlv, err := ssl.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 9), Port: 61000}, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1883})
+	hdr.SetTLVs([]proxyproto.TLV{tlv})
+	b, _ := hdr.Format()
+	return b
+}
+
+// TestSSLTLV: the client certificate CN in a v2 header written by
+// go-proxyproto (as the load balancer writes it) is read back, and only
+// when the TLV says it was verified.
+func TestSSLTLV(t *testing.T) {
+	src := &net.TCPAddr{IP: net.ParseIP("198.51.100.9"), Port: 61000}
+	dst := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1883}
+	for _, tc := range []struct {
+		verify uint32
+		client uint8
+		ok     bool
+	}{{0, tlvparse.PP2_BITFIELD_CLIENT_SSL | tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN, true},
+		{1, tlvparse.PP2_BITFIELD_CLIENT_SSL | tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN, false},
+		{0, tlvparse.PP2_BITFIELD_CLIENT_SSL, false}} {
+		ssl := tlvparse.PP2SSL{Client: tc.client, Verify: tc.verify, TLV: []proxyproto.TLV{
+			{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte("TLSv1.3")},
+			{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte("device-7")}}}
+		tlv, err := ssl.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := proxyproto.HeaderProxyFromAddrs(2, src, dst)
+		hdr.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_NOOP, Value: []byte{0}}, tlv})
+		b, _ := hdr.Format()
+		h, _, err := Parse(b)
+		cn, ok := h.SSL.VerifiedCN()
+		if err != nil || ok != tc.ok || (ok && cn != "device-7") {
+			t.Errorf("%+v: CN %q %v, %v; want ok=%v", tc, cn, ok, err, tc.ok)
+		}
+		differential(t, b)
+	}
 }
 
 func FuzzParse(f *testing.F) {
@@ -165,6 +232,7 @@ func FuzzParse(f *testing.F) {
 		[]byte("PROXY TCP6 2001:db8::1 2001:db8::2 50000 8883\r\n"), []byte("PROXY UNKNOWN\r\n")} {
 		f.Add(s, uint8(3))
 	}
+	f.Add(sslHeader(f), uint8(4))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		h, n, err := Parse(in)
 		if err == nil && (n > len(in) || n == 0) {

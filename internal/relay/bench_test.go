@@ -17,6 +17,7 @@ func BenchmarkPipeThroughput(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	for range b.N {
 		if _, err := p.client.Write(buf); err != nil {
 			b.Fatal(err)
@@ -46,9 +47,8 @@ func benchRoundTrip(b *testing.B, c net.Conn) {
 	msg := make([]byte, 256)
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
-	cpu0 := cpuTime()
-	defer func() { b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	b.ResetTimer()
+	defer reportCPU(b)()
 	for range b.N {
 		if _, err := c.Write(msg); err != nil {
 			b.Fatal(err)
@@ -57,6 +57,13 @@ func benchRoundTrip(b *testing.B, c net.Conn) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// reportCPU reports the process's CPU time per op when the returned
+// function is called (with the timer).
+func reportCPU(b *testing.B) func() {
+	cpu0 := cpuTime()
+	return func() { b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op") }
 }
 
 // cpuTime is the process's user+system CPU time: with both ends and the
@@ -85,4 +92,88 @@ func BenchmarkCopyRoundTrip(b *testing.B) {
 		copyBuffered(lc, ls, &out.Out)
 	}()
 	benchRoundTrip(b, c)
+}
+
+// BenchmarkPipeSmallStream streams 256-byte writes client→server through a
+// relay without waiting for answers, the shape of QoS 0 traffic at maximum
+// rate: bytes/s, and CPU per message (writer, relay and reader together).
+func BenchmarkPipeSmallStream(b *testing.B) {
+	p := newProxied(b, Options{})
+	msg := make([]byte, 256)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.Discard, p.server, int64(b.N*len(msg)))
+		read <- err
+	}()
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	for range b.N {
+		if _, err := p.client.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-read; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkConnect is the connect path around the relay, one connection at
+// a time: a client dials the front listener, which accepts, dials the
+// server and starts a relay; one 16-byte round trip; the client closes and
+// the relay ends. Time and CPU per connection.
+func BenchmarkConnect(b *testing.B) {
+	srv, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	go func() {
+		for {
+			c, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			go echo(c)
+		}
+	}()
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer front.Close()
+	ended := make(chan Result, 1)
+	go func() {
+		for {
+			c, err := front.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", srv.Addr().String())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			Start(c, s, new(Stats), Options{}, func(r Result) { ended <- r })
+		}
+	}()
+	msg := make([]byte, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	for range b.N {
+		c, err := net.Dial("tcp", front.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, msg); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+		<-ended
+	}
 }

@@ -32,9 +32,16 @@ type loop struct {
 	free  []uint32
 	cmds  []*pair // pairs to close (Relay.Close, fin timeout)
 
-	pipes    []*pipe // empty pipes, owned by the loop goroutine
-	runnable []*pair // pairs that stopped early for fairness and must go on
+	pipes    []*pipe              // empty pipes, owned by the loop goroutine
+	bufs     []*[copyBufSize]byte // free buffers for bytes held back
+	runnable []*pair              // pairs that stopped early for fairness and must go on
+	buf      [copyBufSize]byte    // small reads are copied through it
 }
+
+// copyBufSize is the loop's copy buffer: reads smaller than this are copied
+// (two system calls, like HAProxy's recv/send), a read that fills it
+// switches the direction to splice. It fits an empty pipe (64 KiB) whole.
+const copyBufSize = 16 << 10
 
 var (
 	loopsOnce sync.Once
@@ -219,6 +226,22 @@ func (l *loop) getPipe() (*pipe, error) {
 		return p, nil
 	}
 	return newPipe()
+}
+
+// getBuf and putBuf keep buffers for bytes a full destination did not take.
+func (l *loop) getBuf() *[copyBufSize]byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return new([copyBufSize]byte)
+}
+
+func (l *loop) putBuf(b *[copyBufSize]byte) {
+	if len(l.bufs) < 64 {
+		l.bufs = append(l.bufs, b)
+	}
 }
 
 func (l *loop) putPipe(p *pipe) {

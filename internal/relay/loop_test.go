@@ -1,10 +1,12 @@
 package relay
 
 import (
+	"context"
 	"io"
 	"net"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,4 +164,123 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before },
 		"%d goroutines, %d before", runtime.NumGoroutine(), before)
+}
+
+// TestLastWordsThenEOF: bytes and the FIN that follows them, both already
+// queued when the relay first looks, arrive with the EOF. A short read does
+// not end a wake once the source has reported its end (no edge would come
+// for the EOF).
+func TestLastWordsThenEOF(t *testing.T) {
+	for i := range 20 {
+		c, lc := tcpPair(t)
+		ls, s := tcpPair(t)
+		t.Cleanup(func() { c.Close(); s.Close() })
+		msg := []byte{byte(i), 'b', 'y', 'e'}
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		c.CloseWrite() // loopback: data and FIN are queued at lc when these return
+		Start(lc, ls, new(Stats), Options{}, func(Result) {})
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(s)
+		if err != nil || string(got) != string(msg) {
+			t.Fatalf("pair %d: server read %q, %v; want %q then EOF", i, got, err, msg)
+		}
+	}
+}
+
+// TestSmallWritesBackpressure: a stream of small writes (copied, not
+// spliced) into a server that reads only later parks what the server's
+// socket does not take and delivers every byte in order.
+func TestSmallWritesBackpressure(t *testing.T) {
+	p := newProxied(t, Options{})
+	data := randomBytes(t, 8<<20)
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for b := data; len(b) > 0 && err == nil; {
+			k := min(len(b), 300)
+			_, err = p.client.Write(b[:k])
+			b = b[k:]
+		}
+		p.client.(*net.TCPConn).CloseWrite()
+		wrote <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // stimulus: let the buffers fill
+	got, err := io.ReadAll(p.server)
+	if err != nil || !sameBytes(got, data) {
+		t.Fatalf("server got %d bytes (%v), want the %d sent in order", len(got), err, len(data))
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if n := p.stats.In.Load(); n != int64(len(data)) {
+		t.Errorf("stats in=%d, want %d", n, len(data))
+	}
+}
+
+// TestSmallWritesIntoFullDestination: a destination that fills while small
+// reads are being copied (tiny socket buffers towards a server that reads
+// later) gets the bytes it did not take once it drains, in order.
+func TestSmallWritesIntoFullDestination(t *testing.T) {
+	c, lc := tcpPair(t)
+	ls, s := smallBufferPair(t)
+	t.Cleanup(func() { c.Close(); s.Close() })
+	st := new(Stats)
+	Start(lc, ls, st, Options{}, func(Result) {})
+	data := randomBytes(t, 200<<10)
+	wrote := make(chan error, 1)
+	go func() {
+		var err error
+		for b := data; len(b) > 0 && err == nil; {
+			k := min(len(b), 500)
+			_, err = c.Write(b[:k])
+			b = b[k:]
+			time.Sleep(200 * time.Microsecond) // stimulus: a slow source, read in small copies
+		}
+		c.CloseWrite()
+		wrote <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // stimulus: let the destination fill
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil || !sameBytes(got, data) {
+		t.Fatalf("server got %d bytes (%v), want the %d sent in order", len(got), err, len(data))
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if n := st.In.Load(); n != int64(len(data)) {
+		t.Errorf("stats in=%d, want %d", n, len(data))
+	}
+}
+
+// smallBufferPair is tcpPair with about 4 KiB socket buffers at the
+// listening end (from before the handshake, so the window matches) and the
+// dialling end's send buffer: a destination that fills after a few KiB.
+func smallBufferPair(t testing.TB) (a, b *net.TCPConn) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	d, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-ch
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	d.(*net.TCPConn).SetWriteBuffer(4096)
+	return d.(*net.TCPConn), s.(*net.TCPConn)
 }

@@ -42,16 +42,21 @@ type pair struct {
 	cmdErr_ error // why a command asked to close it
 }
 
-// direction is one way's state: bytes waiting in the pipe for a full
-// destination, and whether its source has ended.
+// direction is one way's state: bytes held back for a full destination
+// (what a copy could not write, or a splice's pipe), how its source is
+// read, and whether it has ended.
 type direction struct {
-	p       *pipe // nil while nothing is in flight
-	blocked bool  // the destination was full: wait for its EPOLLOUT edge
+	p       *pipe              // spliced bytes in flight; nil otherwise
+	pend    []byte             // copied bytes the destination did not take
+	pendBuf *[copyBufSize]byte // pend's buffer, from the loop's pool
+	blocked bool               // the destination was full: wait for its EPOLLOUT edge
+	bulk    bool               // the last read filled the copy buffer: splice the next
+	hup     bool               // the source reported EPOLLRDHUP/HUP/ERR: read to its end
 	end     end
 	ended   bool
 }
 
-// maxBurst bounds the splices one direction makes per wake, so one busy
+// maxBurst bounds the reads one direction makes per wake, so one busy
 // connection cannot hold the loop; it continues after the others.
 const maxBurst = 16
 
@@ -105,6 +110,9 @@ func (p *pair) event(side int, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.dir[1-side].blocked {
 		p.pump(1 - side)
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		p.dir[side].hup = true
+	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.pump(side)
 	}
@@ -116,8 +124,15 @@ func (p *pair) pumpBoth() {
 	p.pump(server)
 }
 
-// pump moves bytes for direction d until its source says EAGAIN, its
+// pump moves bytes for direction d until its source is drained, its
 // destination is full, it ends, or it has had its share of this wake.
+//
+// Small reads (an MQTT connection's usual traffic) are copied through the
+// loop's buffer: read then write, two system calls and no pipe. A read that
+// fills the buffer means a large transfer: the next reads are spliced
+// through a pipe, with no copy, until a splice comes back short. Bytes a
+// full destination does not take are held back (in a buffer from the loop's
+// pool, or in the pipe) and nothing more is read until they are written.
 func (p *pair) pump(d int) {
 	dir := &p.dir[d]
 	for i := 0; !p.closed && !dir.ended; i++ {
@@ -125,20 +140,32 @@ func (p *pair) pump(d int) {
 			p.requeue()
 			return
 		}
-		if dir.p != nil && dir.p.data > 0 && !p.write(d) {
+		if !p.flush(d) {
 			return // destination full: its EPOLLOUT edge resumes us
 		}
-		k, ok := p.read(d)
-		if !ok || k == 0 {
+		if dir.bulk {
+			// A short splice does not mean the socket is empty (a pipe
+			// fills by slots, one per segment, so 16 small segments fill
+			// it): only EAGAIN does. Stay in bulk mode across wakes
+			// (EAGAIN) until a splice is small.
+			k, ok := p.splice(d)
+			dir.bulk = k >= copyBufSize || (!ok && !dir.ended)
+			if !ok {
+				return
+			}
+			continue // the pipe is written by flush
+		}
+		k, ok := p.copy(d)
+		if !ok {
 			return
 		}
-		if !p.write(d) {
+		// A short read emptied the socket's receive queue: bytes that come
+		// later raise a new edge. Unless the source has reported its end,
+		// which raises no further edge: read on to the EOF.
+		if k < copyBufSize && !dir.hup {
 			return
 		}
-		// Read again until EAGAIN: a short splice does not mean the socket
-		// is empty (a pipe fills by slots, one per segment, so 16 small
-		// segments fill it), and with edge-triggered events nothing would
-		// wake this direction for the bytes left behind.
+		dir.bulk = k == copyBufSize
 	}
 }
 
@@ -149,9 +176,45 @@ func (p *pair) requeue() {
 	}
 }
 
-// read splices from d's source into its pipe. ok is false when there was
-// nothing (EAGAIN) or the direction ended (EOF or error).
-func (p *pair) read(d int) (int, bool) {
+// copy reads d's source into the loop's buffer and writes it to d's
+// destination; what the destination does not take is held back for flush.
+// ok is false when there was nothing (EAGAIN), the direction ended (EOF or
+// error) or the destination is full.
+func (p *pair) copy(d int) (int, bool) {
+	dir := &p.dir[d]
+	buf := p.l.buf[:]
+	k, err := readRetry(p.fd[d], buf)
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return 0, false
+	case err != nil:
+		p.fail(d, os.NewSyscallError("read", err))
+		return 0, false
+	case k == 0:
+		p.sourceEOF(d)
+		return 0, false
+	}
+	w, err := writeRetry(p.fd[1-d], buf[:k])
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		p.fail(1-d, os.NewSyscallError("write", err))
+		return 0, false
+	}
+	w = max(w, 0)
+	p.n[d].Add(int64(w))
+	if w == k {
+		return k, true
+	}
+	// The destination is full: the rest waits for its EPOLLOUT edge.
+	dir.pendBuf = p.l.getBuf()
+	dir.pend = dir.pendBuf[:copy(dir.pendBuf[:], buf[w:k])]
+	dir.blocked = true
+	dir.bulk = k == copyBufSize
+	return k, false
+}
+
+// splice moves d's source into its pipe, with no copy. ok is false when
+// there was nothing (EAGAIN) or the direction ended (EOF or error).
+func (p *pair) splice(d int) (int, bool) {
 	dir := &p.dir[d]
 	if dir.p == nil {
 		pp, err := p.l.getPipe()
@@ -178,10 +241,32 @@ func (p *pair) read(d int) (int, bool) {
 	return k, true
 }
 
-// write splices d's pipe into its destination; false means the destination
-// is full (or the pair closed on an error).
-func (p *pair) write(d int) bool {
+// flush writes what d holds back — bytes a copy could not write, or a
+// splice's pipe — to its destination; false means the destination is full
+// (or the pair closed on an error).
+func (p *pair) flush(d int) bool {
 	dir := &p.dir[d]
+	for len(dir.pend) > 0 {
+		k, err := writeRetry(p.fd[1-d], dir.pend)
+		if errors.Is(err, unix.EAGAIN) {
+			dir.blocked = true
+			return false
+		}
+		if err != nil {
+			p.fail(1-d, os.NewSyscallError("write", err))
+			return false
+		}
+		dir.pend = dir.pend[k:]
+		p.n[d].Add(int64(k))
+	}
+	if dir.pendBuf != nil {
+		p.l.putBuf(dir.pendBuf)
+		dir.pendBuf, dir.pend = nil, nil
+	}
+	dir.blocked = false
+	if dir.p == nil {
+		return true
+	}
 	for dir.p.data > 0 {
 		k, err := spliceRetry(dir.p.r, p.fd[1-d], dir.p.data)
 		if errors.Is(err, unix.EAGAIN) {
@@ -199,6 +284,24 @@ func (p *pair) write(d int) bool {
 	p.l.putPipe(dir.p)
 	dir.p = nil
 	return true
+}
+
+func readRetry(fd int, b []byte) (int, error) {
+	for {
+		k, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return k, err
+		}
+	}
+}
+
+func writeRetry(fd int, b []byte) (int, error) {
+	for {
+		k, err := unix.Write(fd, b)
+		if err != unix.EINTR {
+			return k, err
+		}
+	}
 }
 
 func spliceRetry(in, out, n int) (int, error) {
@@ -254,6 +357,10 @@ func (p *pair) closeNow(err error) {
 		if dir.p != nil {
 			dir.p.close() // bytes still in flight are lost with the connection
 			dir.p = nil
+		}
+		if dir.pendBuf != nil {
+			p.l.putBuf(dir.pendBuf)
+			dir.pendBuf, dir.pend = nil, nil
 		}
 	}
 	for side := range p.fd {

@@ -2,11 +2,12 @@
 // connection until both directions have ended, propagating half-close and
 // counting bytes per direction.
 //
-// Plain TCP to plain TCP goes through the kernel's splice(2) path with no
-// userspace copy, served by a few event loops (one per CPU) that own the
-// sockets: no goroutine per connection, and no pipe or buffer while a
-// connection is idle. Other pairs (TLS, WebSocket) copy through pooled
-// buffers in two goroutines.
+// Plain TCP to plain TCP is served by a few event loops (one per CPU) that
+// own the sockets: small reads are copied through the loop's buffer, large
+// transfers go through the kernel's splice(2) path with no userspace copy;
+// no goroutine per connection, and no pipe or buffer while a connection is
+// idle. Other pairs (TLS, WebSocket) copy through pooled buffers in two
+// goroutines.
 package relay
 
 import (
@@ -63,13 +64,6 @@ func Start(client, server net.Conn, st *Stats, opt Options, done func(Result)) *
 		}
 	}
 	return startGoroutines(client, server, st, opt, done)
-}
-
-// Pipe is Start and wait: it returns when the relay has ended.
-func Pipe(client, server net.Conn, st *Stats, opt Options) Result {
-	ch := make(chan Result, 1)
-	Start(client, server, st, opt, func(r Result) { ch <- r })
-	return <-ch
 }
 
 // end is how one direction ended: err == nil is a clean EOF from its source.

@@ -26,7 +26,7 @@ func tlsRelay(t *testing.T) (tc *tls.Conn, s *net.TCPConn, st *Stats, done chan 
 			done <- Result{Reason: "handshake", Err: err}
 			return
 		}
-		done <- Pipe(tlc, ls, st, Options{})
+		Start(tlc, ls, st, Options{}, func(r Result) { done <- r })
 	}()
 	return tc, s, st, done
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -39,7 +40,7 @@ func NewCA(t testing.TB) *CA {
 		NotBefore:             time.Now().Add(-time.Minute),
 		NotAfter:              time.Now().Add(time.Hour),
 		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -70,6 +71,12 @@ func (ca *CA) Client(cn string) Issued {
 	return ca.issue(cn, x509.ExtKeyUsageClientAuth)
 }
 
+// Peer issues a certificate for both ends of a connection between equals
+// (mesh routes), for 127.0.0.1, ::1 and localhost.
+func (ca *CA) Peer(name string) Issued {
+	return ca.issue(name, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
 // CAFile writes the CA certificate as PEM and returns its path.
 func (ca *CA) CAFile() string {
 	p := filepath.Join(ca.dir, "ca.pem")
@@ -79,23 +86,50 @@ func (ca *CA) CAFile() string {
 	return p
 }
 
-var serial int64 = 1
+var serial atomic.Int64 // tests of one package may issue in parallel
 
-func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
+// ServerConfig returns a server tls.Config with a loopback certificate that
+// verifies client certificates against this CA according to auth.
+func (ca *CA) ServerConfig(t testing.TB, auth tls.ClientAuthType) *tls.Config {
+	t.Helper()
+	return &tls.Config{
+		Certificates: []tls.Certificate{ca.Server("mqlb test server").TLS},
+		ClientCAs:    ca.Pool,
+		ClientAuth:   auth,
+		MinVersion:   tls.VersionTLS12,
+	}
+}
+
+// ClientConfig returns a client tls.Config trusting this CA, presenting a
+// certificate with the given CN (none when cn is empty).
+func (ca *CA) ClientConfig(t testing.TB, cn string) *tls.Config {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if cn != "" {
+		cfg.Certificates = []tls.Certificate{ca.Client(cn).TLS}
+	}
+	return cfg
+}
+
+func (ca *CA) issue(cn string, usage ...x509.ExtKeyUsage) Issued {
+	ca.t.Helper()
+	return ca.issueValid(cn, usage, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+}
+
+func (ca *CA) issueValid(cn string, usage []x509.ExtKeyUsage, notBefore, notAfter time.Time) Issued {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
+		SerialNumber: big.NewInt(serial.Add(1) + 1),
 		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usage,
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
@@ -121,4 +155,11 @@ func (ca *CA) issue(cn string, usage x509.ExtKeyUsage) Issued {
 		t.Fatal(err)
 	}
 	return is
+}
+
+// ServerValid issues a server certificate valid from notBefore to notAfter
+// (to test expired and not-yet-valid certificates).
+func (ca *CA) ServerValid(name string, notBefore, notAfter time.Time) Issued {
+	ca.t.Helper()
+	return ca.issueValid(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, notBefore, notAfter)
 }

@@ -111,7 +111,10 @@ func StartMochi(t testing.TB, opts ...BrokerOption) *Broker {
 
 // Stop closes the broker and all its client connections. It is safe to call twice.
 func (b *Broker) Stop() {
-	b.stop.Do(func() { b.Server.Close() })
+	b.stop.Do(func() {
+		b.ln.Close(nil) // clients gone and every establish call returned first
+		b.Server.Close()
+	})
 }
 
 // WithProxyProtocol makes the broker require a PROXY v1/v2 header on every
@@ -192,6 +195,11 @@ type netListener struct {
 	ln   net.Listener
 	srv  *mqtt.Server
 	once sync.Once
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // accepted, still in mochi's hands
+	closed bool
+	wg     sync.WaitGroup // establish calls still running
 }
 
 var _ listeners.Listener = (*netListener)(nil)
@@ -204,6 +212,9 @@ func (l *netListener) Init(*slog.Logger) error { return nil }
 // Close disconnects the listener's clients itself: mochi v2.7.9's CloseFn
 // can deadlock against a client disconnecting at the same moment (see
 // listen.ClientCloser, which this package cannot import).
+// It then closes connections still in their CONNECT and waits for every
+// establish call to return, so that mochi's Close (which writes what
+// EstablishConnection reads) never runs beside one.
 func (l *netListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		l.ln.Close()
@@ -212,6 +223,13 @@ func (l *netListener) Close(listeners.CloseFn) {
 				_ = l.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
 			}
 		}
+		l.mu.Lock()
+		l.closed = true
+		for c := range l.conns {
+			c.Close()
+		}
+		l.mu.Unlock()
+		l.wg.Wait()
 	})
 }
 
@@ -221,6 +239,24 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
-		go establish(l.id, conn) //nolint:errcheck // mochi logs and closes
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			conn.Close()
+			return
+		}
+		if l.conns == nil {
+			l.conns = map[net.Conn]struct{}{}
+		}
+		l.conns[conn] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			_ = establish(l.id, conn) // mochi logs and closes
+			l.mu.Lock()
+			delete(l.conns, conn)
+			l.mu.Unlock()
+		}()
 	}
 }

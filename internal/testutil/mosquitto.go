@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ type Mosquitto struct {
 	cmd  *exec.Cmd
 	out  *SyncBuffer
 	once sync.Once
+	stop func()
 }
 
 // NeedCommand skips the test when name is not on PATH, saying how to get it.
@@ -33,15 +35,26 @@ func NeedCommand(t testing.TB, name string) string {
 	return p
 }
 
-// StartMosquitto runs mosquitto on a free loopback port with anonymous access
+// StartMosquitto runs mosquitto on a loopback port with anonymous access
 // and stops it when the test ends. extra is appended to its config file.
+// mosquitto cannot bind port 0 and say which port it got, so it is given a
+// port that was free and started again on another if that one was taken.
 func StartMosquitto(t testing.TB, extra string) *Mosquitto {
 	t.Helper()
 	bin := NeedCommand(t, "mosquitto")
-	addr := FreeAddr(t)
+	for range 5 {
+		if m := startMosquitto(t, bin, freeAddr(t), extra); m != nil {
+			return m
+		}
+	}
+	t.Fatal("mosquitto found its port taken five times")
+	return nil
+}
+
+// startMosquitto returns nil when the port was taken before mosquitto bound it.
+func startMosquitto(t testing.TB, bin, addr, extra string) *Mosquitto {
 	_, port, _ := net.SplitHostPort(addr)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "mosquitto.conf")
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n%s\n", port, extra)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -52,19 +65,34 @@ func StartMosquitto(t testing.TB, extra string) *Mosquitto {
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start mosquitto: %v", err)
 	}
+	exited := make(chan struct{})
+	go func() { m.cmd.Wait(); close(exited) }()
+	m.stop = func() { m.cmd.Process.Kill(); <-exited }
 	t.Cleanup(m.Stop)
-	if !WaitFor(10*time.Second, func() bool { return dialOK(addr) }) {
+	if !WaitFor(10*time.Second, func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+			return dialOK(addr)
+		}
+	}) {
 		t.Fatalf("mosquitto did not listen on %s: %s", addr, m.out.String())
+	}
+	select {
+	case <-exited:
+		if strings.Contains(m.out.String(), "in use") {
+			return nil
+		}
+		t.Fatalf("mosquitto exited: %s", m.out.String())
+	default:
 	}
 	return m
 }
 
 // Stop kills the process and waits for it. Safe to call twice.
 func (m *Mosquitto) Stop() {
-	m.once.Do(func() {
-		_ = m.cmd.Process.Kill()
-		_ = m.cmd.Wait()
-	})
+	m.once.Do(m.stop)
 }
 
 // Output returns what mosquitto printed so far.

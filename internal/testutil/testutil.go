@@ -1,6 +1,6 @@
 // Package testutil holds helpers shared by the project's tests: polling with a
 // deadline, real brokers on port 0 (mochi-mqtt in-process, mosquitto as a
-// process) and free loopback ports. Nothing here is used outside tests.
+// process) and a dead server address. Nothing here is used outside tests.
 package testutil
 
 import (
@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Eventually polls cond every 10ms until it returns true or timeout passes,
@@ -34,10 +36,31 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
-// Prefer listening on port 0 directly; use this only for external processes
-// (mosquitto, haproxy) that must be told a port.
-func FreeAddr(t testing.TB) string {
+// RefusingAddr returns a loopback address where nothing listens and that
+// nothing else can take while the test runs: a socket bound to a port but
+// not listening, so a dial gets "connection refused". It is the dead server
+// of a test, without the race of a port that was free a moment ago.
+func RefusingAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago, for external programs that cannot bind port 0 and report it
+// (mosquitto): their start is retried when the port was taken meanwhile.
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -5,6 +5,8 @@ package up
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mqlb/mqlb/internal/admin"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/lb"
 	"github.com/mqlb/mqlb/internal/node"
@@ -58,6 +61,7 @@ type System struct {
 	LB    *lb.LB
 	opt   Options
 	tmp   string // temporary data directory to remove, if any
+	token string // mesh.token of this run's cluster, made at start
 }
 
 // Start starts the nodes one after the other (each joins the earlier ones'
@@ -67,7 +71,7 @@ func Start(ctx context.Context, o Options) (*System, error) {
 	if o.Nodes < 1 || o.Nodes > 64 {
 		return nil, fmt.Errorf("--nodes: want 1 to 64, got %d", o.Nodes)
 	}
-	s := &System{opt: o}
+	s := &System{opt: o, token: meshToken()}
 	if s.opt.DataDir == "" {
 		dir, err := os.MkdirTemp("", "mqlb-up-")
 		if err != nil {
@@ -144,7 +148,8 @@ func (s *System) nodeConfig(i int, peers []string) *config.Node {
 			{Name: "lb", Type: "tcp", Address: "127.0.0.1:0",
 				ProxyProtocol: &config.ProxyAccept{Accept: true, Trusted: []string{"127.0.0.1/32"}}},
 		},
-		Mesh:     config.Mesh{ClusterName: "mqlb-up", Listen: "127.0.0.1:0", Peers: append([]string(nil), peers...)},
+		Mesh: config.Mesh{ClusterName: "mqlb-up", Listen: "127.0.0.1:0", Peers: append([]string(nil), peers...),
+			Token: s.token},
 		Admin:    config.Admin{Address: "127.0.0.1:0"},
 		Sessions: config.Sessions{Durability: s.opt.Durability},
 	}
@@ -179,6 +184,11 @@ func (s *System) startLB() error {
 	if err != nil {
 		return fmt.Errorf("load balancer: %w", err)
 	}
+	var nodes []admin.Node
+	for _, n := range s.Nodes {
+		nodes = append(nodes, admin.Node{Name: n.Name(), URL: "http://" + n.AdminAddr()})
+	}
+	l.SetNodes(nodes) // the dashboard's cluster view
 	s.LB = l
 	return nil
 }
@@ -218,6 +228,7 @@ func (s *System) Describe(w io.Writer) {
 	fmt.Fprintf(w, "mqlb up: %d clustered broker nodes behind the load balancer\n\n", len(s.Nodes))
 	fmt.Fprintf(w, "  load balancer  mqtt://%s   (balance client_id, PROXY v2 to the nodes)\n", lbAddr)
 	fmt.Fprintf(w, "  admin          http://%s/ui/   (API /api/v1/upstreams, metrics /metrics)\n", s.LB.AdminAddr())
+	fmt.Fprintf(w, "                 mqlb ctl --admin http://%s servers|cluster|clients\n", s.LB.AdminAddr())
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "  %-14s mqtt://%s   (metrics http://%s/metrics)\n", n.Name(), n.ListenerAddr("mqtt"), n.AdminAddr())
 	}
@@ -236,3 +247,11 @@ func splitHostPort(addr string) (string, string) {
 
 // startupTimeout bounds how long mqlb up waits for the cluster to form.
 const startupTimeout = 60 * time.Second
+
+// meshToken returns a random cluster secret: the nodes of one mqlb up
+// authenticate their routes with it, so nothing else on the machine joins.
+func meshToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -20,17 +20,17 @@ var ErrNoServer = errors.New("no server available")
 // server is alive, so it does not count against its health.
 var ErrDeclined = errors.New("server declined the connection")
 
-// Attempt connects to one server and does whatever must succeed before the
-// client is committed to it (write the PROXY header and CONNECT, read the
-// CONNACK). An error counts as a passive failure of that server.
-type Attempt func(ctx context.Context, s *Server) (net.Conn, error)
-
-// Connect picks a server for c with the upstream's policy and runs try on
-// it. On failure the server is excluded and the next choice is tried, up to
-// 1+connect_retries attempts, so a client never sees a dead server while
-// another is up. The returned server has the connection counted: call
-// Release (and Released) when it closes.
-func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, try Attempt) (net.Conn, *Server, error) {
+// Connect places a client connection: it picks a server with the
+// upstream's policy and attempts the MQTT handshake there (dial, PROXY
+// header, the client's CONNECT, the broker's CONNACK). On failure the server
+// is excluded and the next choice is tried, up to 1+connect_retries
+// attempts, so a client never sees a dead server while another is up. The
+// lease returned has the connection counted on its server until Release.
+func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) (*Lease, error) {
+	first, err := u.first(hs)
+	if err != nil {
+		return nil, err
+	}
 	var tried []*Server
 	skip := func(bs balance.Server) bool { return slices.Contains(tried, bs.(*Server)) }
 	var errs []error
@@ -41,14 +41,16 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, try Attempt) (n
 		}
 		s := bs.(*Server)
 		s.active.Add(1) // counted before dialling, so concurrent picks see it
-		conn, err := try(ctx, s)
+		conn, reply, err := u.attempt(ctx, s, first, hs.Version)
 		if err == nil {
 			s.total.Add(1)
 			s.dialOK()
 			if t, ok := u.Policy.(balance.Tracker); ok {
 				t.Placed(c, s)
 			}
-			return conn, s, nil
+			l := &Lease{Server: s, Conn: conn, reply: reply, u: u, bc: c}
+			s.leases.add(l)
+			return l, nil
 		}
 		s.active.Add(-1)
 		if !errors.Is(err, ErrDeclined) {
@@ -61,9 +63,9 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, try Attempt) (n
 		}
 	}
 	if len(errs) == 0 {
-		return nil, nil, ErrNoServer
+		return nil, ErrNoServer
 	}
-	return nil, nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
 }
 
 // passiveFailure counts a failed attempt against s's health.
@@ -76,21 +78,14 @@ func (u *Upstream) passiveFailure(s *Server, err error) {
 	}
 }
 
-// Released tells a tracking policy (sticky) that a connection placed on s closed.
-func (u *Upstream) Released(c *balance.Conn, s *Server) {
-	if t, ok := u.Policy.(balance.Tracker); ok {
-		t.Released(c, s)
-	}
-}
-
 // serverKeepAlive turns TCP keep-alive on for server connections with the
 // kernel's timings: one setsockopt instead of Go's four. A broker that dies
 // is found by health checks and by the client's own MQTT keep alive; the
 // probes only reap what is left.
 var serverKeepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
 
-// DialTCP opens a TCP connection to s within the upstream's dial timeout.
-func (u *Upstream) DialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
+// dialTCP opens a TCP connection to s within the upstream's dial timeout.
+func (u *Upstream) dialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: u.cfg.DialTimeout.D(), KeepAliveConfig: serverKeepAlive}
 	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -118,16 +119,14 @@ func mqttCheck(c net.Conn, hdr []byte, hc config.HealthCheck) error {
 	v := byte(hc.ProtocolVersion)
 	req := &mqttwire.Connect{Version: v, CleanStart: true, KeepAlive: 10, ClientID: hc.ClientID,
 		Username: hc.Username, HasUsername: hc.Username != "", Password: []byte(hc.Password), HasPassword: hc.Password != ""}
-	b := mqttwire.AppendConnect(hdr, req)
-	if _, err := c.Write(b); err != nil {
+	rp, err := mqttHandshake(c, mqttwire.AppendConnect(hdr, req), v)
+	switch {
+	case err != nil:
 		return err
-	}
-	_, code, err := mqttwire.ReadConnack(c, v)
-	if err != nil {
-		return fmt.Errorf("reading CONNACK: %w", err)
-	}
-	if code != 0 {
-		return fmt.Errorf("CONNACK refused with code 0x%02x", code)
+	case rp.Size == 0:
+		return errors.New("answered AUTH: a check cannot do enhanced authentication")
+	case rp.Code != 0:
+		return fmt.Errorf("CONNACK refused with code 0x%02x", rp.Code)
 	}
 	_, err = c.Write(mqttwire.AppendDisconnect(nil, v, 0))
 	return err

@@ -52,14 +52,15 @@ type Server struct {
 
 	healthy atomic.Bool
 	admin   atomic.Uint32
-	active  atomic.Int64 // connections open or being dialled
+	active  atomic.Int64 // connections open or being dialled (a Lease each)
+	leases  leaseSet     // the connections placed on it
 	total   atomic.Uint64
 	fails   atomic.Uint64 // failed dials
 
-	// closed* accumulate bytes of finished connections; live ones are added
-	// by whoever reports totals (see Totals in package proxy).
-	ClosedIn  atomic.Int64
-	ClosedOut atomic.Int64
+	// bytes* accumulate the bytes of finished connections (Lease.Release);
+	// whoever reports totals adds the live connections' own.
+	bytesIn  atomic.Int64
+	bytesOut atomic.Int64
 
 	failing   atomic.Bool // failRun > 0, read without the lock on every dial
 	mu        sync.Mutex  // guards the health fields below
@@ -138,8 +139,9 @@ func (s *Server) setAdmin(v uint32, name string) {
 	}
 }
 
-// Release ends a connection counted by Dial.
-func (s *Server) Release() { s.active.Add(-1) }
+// ClosedBytes returns the bytes of the server's finished connections: in
+// (client to server) and out.
+func (s *Server) ClosedBytes() (in, out int64) { return s.bytesIn.Load(), s.bytesOut.Load() }
 
 // Health is a snapshot of a server's health-check state.
 type Health struct {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/balance"
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -95,11 +97,12 @@ func TestBuildReusesServers(t *testing.T) {
 	}
 }
 
-// TestConnectRetriesAndPassiveFailures: a failing attempt counts against the
-// server and the next one is tried; with checks off a downed server comes
-// back after the interval.
+// TestConnectRetriesAndPassiveFailures: a failing attempt (a server that
+// closes before its CONNACK) counts against the server and the next one is
+// tried; with checks off a downed server comes back after the interval.
+// Each lease counts its connection on its server until Release.
 func TestConnectRetriesAndPassiveFailures(t *testing.T) {
-	dead, live := testutil.FreeAddr(t), listen(t)
+	dead, live := listen(t), testutil.StartMochi(t).Addr
 	c := parse(t, "      - { name: dead, address: \""+dead+"\" }\n      - { name: live, address: \""+live+"\" }\n",
 		"    balance: round_robin\n    connect_retries: 1\n    health_check: { type: none, fall: 1, interval: 100ms }\n")
 	set, err := Build(c, nil, nil, quiet)
@@ -107,24 +110,42 @@ func TestConnectRetriesAndPassiveFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := set.Get("u")
-	attempt := func(ctx context.Context, s *Server) (net.Conn, error) { return u.DialTCP(ctx, s) }
-	for range 4 {
-		conn, s, err := u.Connect(context.Background(), &balance.Conn{}, attempt)
-		if err != nil || s.Name() != "live" {
-			t.Fatalf("Connect: %v, %v", s, err)
+	for i := range 4 {
+		hs := &Handshake{Version: mqttwire.V311,
+			Data: mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: fmt.Sprint("c", i), CleanStart: true})}
+		l, err := u.Connect(context.Background(), &balance.Conn{}, hs)
+		if err != nil {
+			t.Fatalf("Connect: %v", err)
 		}
-		conn.Close()
-		s.Release()
+		if rp := l.TakeReply(); l.Server.Name() != "live" || rp.Size != 4 || rp.Code != 0 {
+			t.Fatalf("Connect: server %s, reply %+v", l.Server.Name(), rp)
+		}
+		if n := l.Server.Active(); n != 1 || len(l.Server.Leases()) != 1 || l.Server.Leases()[0] != l {
+			t.Errorf("live counts %d connections and %d leases during a lease, want 1", n, len(l.Server.Leases()))
+		}
+		var closed closeCounter
+		l.Bind(&closed)
+		l.Close()
+		if closed != 1 {
+			t.Errorf("Close reached the bound connection %d times, want 1", closed)
+		}
+		l.Release(10, 20)
+		l.Release(10, 20) // a second release changes nothing
 	}
 	d := u.Server("dead")
 	if d.Failures() != 1 || d.Healthy() {
 		t.Errorf("dead: failures %d healthy %v; want 1 failure and marked down (fall 1)", d.Failures(), d.Healthy())
 	}
 	testutil.Eventually(t, 5*time.Second, d.Healthy, "dead retried after the interval")
-	if u.Server("live").Active() != 0 {
-		t.Errorf("live active %d after releases", u.Server("live").Active())
+	lv := u.Server("live")
+	if in, out := lv.ClosedBytes(); lv.Active() != 0 || len(lv.Leases()) != 0 || in != 40 || out != 80 {
+		t.Errorf("live: active %d, bytes %d/%d after releases; want 0, 40/80", lv.Active(), in, out)
 	}
 }
+
+type closeCounter int
+
+func (c *closeCounter) Close() error { *c++; return nil }
 
 func listen(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -17,14 +17,19 @@ var (
 
 // String returns "mqlb VERSION (commit COMMIT, goX.Y.Z linux/amd64)".
 func String() string {
-	commit := Commit
-	if commit == "" {
-		commit = vcsRevision()
+	return fmt.Sprintf("mqlb %s (commit %s, %s %s/%s)", Version, commit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// commit is the linker's Commit, else the VCS revision Go recorded, else "unknown".
+func commit() string {
+	c := Commit
+	if c == "" {
+		c = vcsRevision()
 	}
-	if commit == "" {
-		commit = "unknown"
+	if c == "" {
+		c = "unknown"
 	}
-	return fmt.Sprintf("mqlb %s (commit %s, %s %s/%s)", Version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return c
 }
 
 func vcsRevision() string {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/gorilla/websocket"
@@ -18,8 +19,13 @@ import (
 // ErrNotBinary is returned when a peer sends a non-binary WebSocket message.
 var ErrNotBinary = errors.New("websocket message is not binary")
 
-// Subprotocols are the WebSocket subprotocols MQTT clients offer.
+// Subprotocols are the WebSocket subprotocols MQTT clients offer: "mqtt"
+// [MQTT-6.0.0-3], and "mqttv3.1", the name MQTT 3.1 clients used.
 var Subprotocols = []string{"mqtt", "mqttv3.1"}
+
+// ErrSubprotocol is returned by Upgrade when a client offers WebSocket
+// subprotocols, none of them MQTT's.
+var ErrSubprotocol = errors.New("websocket handshake: no MQTT subprotocol offered")
 
 // Conn is a WebSocket connection read and written as a byte stream.
 // Deadlines and addresses come from the connection underneath.
@@ -71,19 +77,33 @@ func (c *Conn) Write(p []byte) (int, error) {
 // Close closes the connection underneath.
 func (c *Conn) Close() error { return c.WS.Close() }
 
+// MaxRequest caps the upgrade request (request line and headers): a
+// WebSocket upgrade is a few hundred bytes, a browser's with cookies a few
+// KiB.
+const MaxRequest = 16 << 10
+
 // Upgrade reads one HTTP request from c and upgrades it to a WebSocket on
 // path, answering an HTTP error (and returning it) otherwise. c's deadline
 // bounds the handshake; the caller sets it.
 func Upgrade(c net.Conn, path string) (*Conn, error) {
-	br := bufio.NewReaderSize(c, 2048)
+	capped := &cappedReader{r: c, left: MaxRequest}
+	br := bufio.NewReaderSize(capped, 2048)
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		return nil, fmt.Errorf("websocket handshake: %w", err)
 	}
+	capped.left = -1 // the WebSocket stream that follows is not capped here
 	w := &hijacker{c: c, brw: bufio.NewReadWriter(br, bufio.NewWriterSize(c, 512)), h: http.Header{}}
 	if req.URL.Path != path {
 		http.Error(w, "not found", http.StatusNotFound)
 		return nil, fmt.Errorf("websocket handshake: path %q, want %q", req.URL.Path, path)
+	}
+	// The server must select "mqtt" [MQTT-6.0.0-4]: a client asking only
+	// for other subprotocols speaks something else. One that offers none
+	// at all is accepted, as most brokers do.
+	if offered := websocket.Subprotocols(req); len(offered) > 0 && !slices.ContainsFunc(offered, isMQTT) {
+		http.Error(w, "unsupported WebSocket subprotocol; want mqtt", http.StatusBadRequest)
+		return nil, fmt.Errorf("%w: %q", ErrSubprotocol, offered)
 	}
 	u := websocket.Upgrader{
 		Subprotocols: Subprotocols,
@@ -96,6 +116,29 @@ func Upgrade(c net.Conn, path string) (*Conn, error) {
 		return nil, fmt.Errorf("websocket handshake: %w", err)
 	}
 	return New(ws), nil
+}
+
+func isMQTT(p string) bool { return slices.Contains(Subprotocols, p) }
+
+// errRequestTooLarge ends an upgrade request over MaxRequest.
+var errRequestTooLarge = fmt.Errorf("request over %d bytes", MaxRequest)
+
+// cappedReader reads at most left bytes (no limit once left is negative).
+type cappedReader struct {
+	r    io.Reader
+	left int
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return c.r.Read(p)
+	}
+	if c.left == 0 {
+		return 0, errRequestTooLarge
+	}
+	n, err := c.r.Read(p[:min(len(p), c.left)])
+	c.left -= n
+	return n, err
 }
 
 // hijacker is the http.ResponseWriter (and Hijacker) the upgrader needs,

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // Rule is one ACL entry. Rules are evaluated in order; the first rule that
@@ -60,7 +62,7 @@ func compileRule(r Rule) (rule, error) {
 	default:
 		return rule{}, fmt.Errorf("access %q: want publish, subscribe or all", r.Access)
 	}
-	if err := validFilter(r.Topic); err != nil {
+	if err := topic.ValidFilter(r.Topic); err != nil {
 		return rule{}, err
 	}
 	if mqtt.IsSharedFilter(r.Topic) {
@@ -69,24 +71,6 @@ func compileRule(r Rule) (rule, error) {
 	c.levels = strings.Split(r.Topic, "/")
 	c.subst = strings.Contains(r.Topic, "%c") || strings.Contains(r.Topic, "%u")
 	return c, nil
-}
-
-// validFilter checks a rule's filter: '#' only as the whole last level
-// [MQTT-4.7.1-2], '+' only as a whole level [MQTT-4.7.1-3].
-func validFilter(f string) error {
-	if f == "" {
-		return fmt.Errorf("empty topic filter") // [MQTT-4.7.3-1]
-	}
-	levels := strings.Split(f, "/")
-	for i, lv := range levels {
-		if strings.Contains(lv, "#") && (lv != "#" || i != len(levels)-1) {
-			return fmt.Errorf("'#' must be a whole level and the last one")
-		}
-		if strings.Contains(lv, "+") && lv != "+" {
-			return fmt.Errorf("'+' must be a whole level")
-		}
-	}
-	return nil
 }
 
 // appliesTo reports whether the rule concerns this client and access.
@@ -160,17 +144,4 @@ func covers(filter, req []string) bool {
 		}
 	}
 	return len(req) == len(filter)
-}
-
-// innerFilter returns the filter inside "$share/{group}/{filter}"; mochi
-// passes subscribe checks the whole shared filter [MQTT-4.8.2-1].
-func innerFilter(f string) string {
-	if !mqtt.IsSharedFilter(f) {
-		return f
-	}
-	parts := strings.SplitN(f, "/", 3)
-	if len(parts) < 3 {
-		return f
-	}
-	return parts[2]
 }

@@ -93,7 +93,7 @@ func TestAllowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range allowedCases {
-		if got := st.allowed(tc.client, tc.user, tc.topic, tc.write); got != tc.want {
+		if got := st.allowed(nil, tc.client, tc.user, tc.topic, tc.write); got != tc.want {
 			t.Errorf("client %q user %q topic %q write %v: allowed %v, want %v",
 				tc.client, tc.user, tc.topic, tc.write, got, tc.want)
 		}
@@ -106,7 +106,7 @@ func TestACLDefault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := st.allowed("c", "u", "any/topic", true); got != def {
+		if got := st.allowed(nil, "c", "u", "any/topic", true); got != def {
 			t.Errorf("no rules, ACLDefault %v: allowed %v", def, got)
 		}
 	}

@@ -1,22 +1,29 @@
 // Package auth authenticates broker-node clients and enforces topic ACLs as a
-// mochi-mqtt hook. Users come from a bcrypt users file (htpasswd -B format),
-// anonymous access is a switch, a verified client certificate (see package
-// listen) stands in for a password, and ACL rules with %c/%u substitution
-// decide publish and subscribe access. Reload swaps users and rules
-// atomically for SIGHUP.
+// mochi-mqtt hook. Credentials come from stores tried in order (a bcrypt
+// users file in htpasswd -B format, an HTTP service, PostgreSQL, Redis, JWT;
+// each may give the client its own ACL rules); a store that fails refuses
+// the client with server unavailable. Anonymous access is a switch, a
+// verified client certificate (see package listen) stands in for a password,
+// and ACL rules with %c/%u substitution decide publish and subscribe access.
+// Reload swaps stores and rules atomically for SIGHUP.
 package auth
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/node/listen"
+
+	mqtttopic "github.com/mqlb/mqlb/internal/topic"
 )
 
 // HookID is the mochi hook id of *Hook.
@@ -28,26 +35,41 @@ type Options struct {
 	UsersFile      string // lines "username:$2y$...bcrypt..."; '#' comments and blank lines allowed
 	ACL            []Rule // evaluated in order; the first rule that applies and matches decides
 	ACLDefault     bool   // decision when no rule matches (true = allow)
+	// Backends are the credential stores tried in order (backend*.go);
+	// none means the users file alone.
+	Backends []config.AuthBackend
+	// Wrap, when set, wraps every store with its cache (throttling,
+	// concurrency caps): it sees every attempt, cached or not.
+	Wrap func(Backend) Backend
 }
 
-// state is one immutable set of users and rules.
+// state is one immutable set of stores and rules.
 type state struct {
 	anonymous  bool
-	users      map[string][]byte
+	backends   []backendEntry
 	rules      []rule
 	aclDefault bool
 }
 
 func buildState(o Options) (*state, error) {
-	users, err := loadUsers(o.UsersFile)
-	if err != nil {
-		return nil, err
-	}
 	rules, err := compileRules(o.ACL)
 	if err != nil {
 		return nil, err
 	}
-	return &state{anonymous: o.AllowAnonymous, users: users, rules: rules, aclDefault: o.ACLDefault}, nil
+	cfgs := o.Backends
+	if len(cfgs) == 0 {
+		cfgs = []config.AuthBackend{{Type: "file", UsersFile: o.UsersFile, Timeout: config.Duration(time.Minute)}}
+	}
+	backends, err := buildBackends(cfgs, o.UsersFile)
+	if err != nil {
+		return nil, err
+	}
+	if o.Wrap != nil {
+		for i := range backends {
+			backends[i].b = o.Wrap(backends[i].b)
+		}
+	}
+	return &state{anonymous: o.AllowAnonymous, backends: backends, rules: rules, aclDefault: o.ACLDefault}, nil
 }
 
 // Hook implements mqtt.Hook: OnConnectAuthenticate, OnACLCheck and
@@ -57,6 +79,7 @@ func buildState(o Options) (*state, error) {
 type Hook struct {
 	mqtt.HookBase
 	state atomic.Pointer[state]
+	acls  sync.Map // *mqtt.Client → []rule given by the backend that allowed it
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -81,7 +104,17 @@ func (h *Hook) Reload(opts Options) error {
 	if err != nil {
 		return err
 	}
-	h.state.Store(st)
+	old := h.state.Swap(st)
+	// Lookups that started on the old stores may still run: close them later.
+	time.AfterFunc(time.Minute, func() { closeBackends(old.backends) })
+	return nil
+}
+
+// Stop closes the credential stores (mochi calls it when the server closes).
+func (h *Hook) Stop() error {
+	if st := h.state.Load(); st != nil {
+		closeBackends(st.backends)
+	}
 	return nil
 }
 
@@ -90,63 +123,110 @@ func (h *Hook) ID() string { return HookID }
 
 // Provides reports the events the hook handles.
 func (h *Hook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish || b == mqtt.OnDisconnect
+}
+
+// OnDisconnect forgets the client's own ACL rules.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.acls.Delete(cl) }
+
+// clientRules returns the rules the allowing backend gave cl.
+func (h *Hook) clientRules(cl *mqtt.Client) []rule {
+	if v, ok := h.acls.Load(cl); ok {
+		return v.([]rule)
+	}
+	return nil
 }
 
 // OnConnectAuthenticate decides whether the client may connect. It reads the
 // username the connection holds (cl.Properties.Username), which the listen
 // identity hook may have set from the certificate before this runs. mochi
 // answers a refusal with CONNACK 0x86 Bad User Name or Password (v5) or 0x05
-// Not authorized (v3.1.1; mochi maps 0x86 to 0x05) [MQTT-3.1.4-2].
+// Not authorized (v3.1.1; mochi maps 0x86 to 0x05) [MQTT-3.1.4-2]. A store
+// that fails (down, timeout, bad answer) refuses with server unavailable
+// (0x88 / 0x03): fail closed.
 func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	st := h.state.Load()
-	ok, how := st.authenticate(cl, pk)
+	v := st.authenticate(cl, pk)
 	log := h.logger().With("remote", cl.Net.Remote, "listener", cl.Net.Listener,
 		"client_id", cl.ID, "username", string(cl.Properties.Username))
-	if !ok {
-		log.Info("connection refused", "reason", how)
+	if v.err != nil {
+		log.Warn("credential store failed; client refused", "backend", v.how, "error", v.err)
+		refuseUnavailable(cl, v.err)
 		return false
 	}
-	log.Debug("client authenticated", "method", how)
-	st.checkWill(cl, log)
+	if !v.ok {
+		log.Info("connection refused", "reason", v.how)
+		return false
+	}
+	if len(v.acl) > 0 {
+		h.acls.Store(cl, v.acl)
+	}
+	log.Debug("client authenticated", "method", v.how)
+	st.checkWill(cl, v.acl, log)
 	return true
 }
 
-// authenticate returns the decision and a short reason for the log.
-func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) (bool, string) {
+// verdict is authenticate's answer: ok, the client's own rules, and how it
+// was decided (a reason or the backend) for the log.
+type verdict struct {
+	ok  bool
+	acl []rule
+	how string
+	err error
+}
+
+// authenticate asks the stores in order.
+func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) verdict {
 	user := string(cl.Properties.Username)
-	if user == "" {
-		if st.anonymous {
-			return true, "anonymous"
-		}
-		return false, "anonymous not allowed"
+	if user == "" && st.anonymous {
+		return verdict{ok: true, how: "anonymous"}
 	}
-	if cn, ok := listen.CertIdentity(cl); ok && cn == user {
-		return true, "certificate"
+	cn, hasCN := listen.CertIdentity(cl)
+	if hasCN && cn == user && user != "" {
+		return verdict{ok: true, how: "certificate"}
 	}
-	if !pk.Connect.PasswordFlag {
-		return false, "no password"
+	if user == "" && !pk.Connect.PasswordFlag {
+		return verdict{how: "anonymous not allowed"}
 	}
-	hash, known := st.users[user]
-	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), pk.Connect.Password)
-		return false, "unknown user"
+	req := Request{ClientID: cl.ID, Username: user, Password: string(pk.Connect.Password), CertIdentity: cn,
+		Remote: cl.Net.Remote, ProtocolVersion: cl.Properties.ProtocolVersion}
+	d, name, err := chain(st.backends, req)
+	switch {
+	case errors.Is(err, errNoDecision):
+		return verdict{how: "unknown user"}
+	case err != nil:
+		return verdict{how: name, err: err}
+	case d.Result != Allow:
+		return verdict{how: "denied by " + name}
 	}
-	if bcrypt.CompareHashAndPassword(hash, pk.Connect.Password) != nil {
-		return false, "wrong password"
+	acl, err := compileRules(d.ACL)
+	if err != nil {
+		return verdict{how: name, err: err}
 	}
-	return true, "password"
+	return verdict{ok: true, acl: acl, how: name}
+}
+
+// refuseUnavailable answers CONNACK server unavailable itself and closes the
+// connection, so that mochi's own refusal (bad credentials) cannot be sent
+// after it [MQTT-3.2.2-7].
+func refuseUnavailable(cl *mqtt.Client, cause error) {
+	code := packets.ErrServerUnavailable // v5 0x88
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.Err3ServerUnavailable // v3 0x03
+	}
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code})
+	cl.Stop(cause)
 }
 
 // checkWill drops a will message the client could not publish itself: mochi
 // publishes wills without an ACL check, which would let a client bypass the
 // publish rules by disconnecting.
-func (st *state) checkWill(cl *mqtt.Client, log *slog.Logger) {
+func (st *state) checkWill(cl *mqtt.Client, acl []rule, log *slog.Logger) {
 	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
 		return
 	}
 	topic := cl.Properties.Will.TopicName
-	if st.allowed(cl.ID, string(cl.Properties.Username), topic, true) {
+	if st.allowed(acl, cl.ID, string(cl.Properties.Username), topic, true) {
 		return
 	}
 	log.Info("will message dropped: publish to its topic not allowed", "topic", topic)
@@ -166,7 +246,7 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true // alias-only publish: OnPublish checks the resolved topic
 	}
 	user := string(cl.Properties.Username)
-	if h.state.Load().allowed(cl.ID, user, topic, write) {
+	if h.state.Load().allowed(h.clientRules(cl), cl.ID, user, topic, write) {
 		return true
 	}
 	h.logger().Debug("acl refused", "client_id", cl.ID, "username", user,
@@ -184,7 +264,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	user := string(cl.Properties.Username)
-	if h.state.Load().allowed(cl.ID, user, pk.TopicName, true) {
+	if h.state.Load().allowed(h.clientRules(cl), cl.ID, user, pk.TopicName, true) {
 		return pk, nil
 	}
 	h.logger().Debug("acl refused aliased publish", "client_id", cl.ID, "username", user, "topic", pk.TopicName)
@@ -194,15 +274,19 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.ErrRejectPacket
 }
 
-func (st *state) allowed(clientID, username, topic string, write bool) bool {
+// allowed applies the client's own rules (from its credential store), then
+// auth.acl, then the default.
+func (st *state) allowed(own []rule, clientID, username, topic string, write bool) bool {
 	if !write {
-		topic = innerFilter(topic)
+		_, topic, _ = mqtttopic.SplitShared(topic) // mochi passes the whole shared filter [MQTT-4.8.2-1]
 	}
 	req := strings.Split(topic, "/")
-	for i := range st.rules {
-		r := &st.rules[i]
-		if r.appliesTo(clientID, username, write) && r.matches(req, clientID, username) {
-			return r.allow
+	for _, rules := range [][]rule{own, st.rules} {
+		for i := range rules {
+			r := &rules[i]
+			if r.appliesTo(clientID, username, write) && r.matches(req, clientID, username) {
+				return r.allow
+			}
 		}
 	}
 	return st.aclDefault

@@ -8,7 +8,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 
 	"github.com/mqlb/mqlb/internal/node/listen"
-	"github.com/mqlb/mqlb/internal/node/listen/listentest"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // CONNACK codes mochi sends for a refused OnConnectAuthenticate: 0x86 Bad
@@ -65,7 +66,7 @@ func TestPasswords(t *testing.T) {
 }
 
 func TestCertificateIdentityNeedsNoPassword(t *testing.T) {
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	h := mustNew(t, Options{})
 	_, addrs := startBroker(t, h,
 		listen.Options{ID: "mtls", Type: listen.TypeTLS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert), UsernameFromCert: true},

@@ -5,28 +5,11 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/mqlb/mqlb/internal/node/listen/listentest"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
-
-// flakyListener fails its first n Accept calls with EMFILE, as a process out
-// of file descriptors does.
-type flakyListener struct {
-	net.Listener
-	fails atomic.Int32
-}
-
-func (f *flakyListener) Accept() (net.Conn, error) {
-	if f.fails.Add(-1) >= 0 {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
-	}
-	return f.Listener.Accept()
-}
 
 // newRaw builds and initialises a listener without mochi.
 func newRaw(t *testing.T, o Options) *listener {
@@ -41,45 +24,6 @@ func newRaw(t *testing.T, o Options) *listener {
 	return l.(*listener)
 }
 
-func TestAcceptErrorsAreRetried(t *testing.T) {
-	l := newRaw(t, Options{ID: "flaky", Type: TypeTCP, Address: "127.0.0.1:0"})
-	flaky := &flakyListener{Listener: l.ln}
-	flaky.fails.Store(3)
-	l.ln = flaky
-
-	established := make(chan string, 1)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		l.Serve(func(id string, c net.Conn) error { established <- id; return nil })
-	}()
-
-	dial(t, l.Address())
-	select {
-	case id := <-established:
-		if id != "flaky" {
-			t.Errorf("established on listener %q, want flaky", id)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no connection established after accept errors")
-	}
-	if n := flaky.fails.Load(); n >= 0 {
-		t.Errorf("accept was not retried past the errors (%d left)", n+1)
-	}
-
-	var calls atomic.Int32
-	l.Close(func(string) { calls.Add(1) })
-	l.Close(func(string) { calls.Add(1) })
-	select {
-	case <-served:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after Close")
-	}
-	if calls.Load() != 1 {
-		t.Errorf("closeClients called %d times, want 1", calls.Load())
-	}
-}
-
 func TestCloseInterruptsPreamble(t *testing.T) {
 	l := newRaw(t, Options{ID: "pp", Type: TypeTCP, Address: "127.0.0.1:0",
 		ProxyProtocol: true, Trusted: loopback, ProxyTimeout: time.Minute})
@@ -89,11 +33,7 @@ func TestCloseInterruptsPreamble(t *testing.T) {
 		l.Serve(func(string, net.Conn) error { t.Error("established a connection without its header"); return nil })
 	}()
 	c := dial(t, l.Address())
-	testutil.Eventually(t, 5*time.Second, func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.pending) == 1
-	}, "connection never reached its preamble")
+	testutil.Eventually(t, 5*time.Second, func() bool { return l.ln.Pending() == 1 }, "connection never reached its preamble")
 	l.Close(func(string) {})
 	waitClosed(t, c, 5*time.Second)
 	<-served
@@ -136,21 +76,9 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
-func TestNextBackoff(t *testing.T) {
-	var d time.Duration
-	var seen []time.Duration
-	for range 12 {
-		d = nextBackoff(d)
-		seen = append(seen, d)
-	}
-	if seen[0] != minAcceptBackoff || seen[1] != 2*minAcceptBackoff || seen[len(seen)-1] != maxAcceptBackoff {
-		t.Errorf("backoff sequence %v: want %v doubling up to %v", seen, minAcceptBackoff, maxAcceptBackoff)
-	}
-}
-
 func TestSilentClientsAreClosed(t *testing.T) {
 	const limit = 300 * time.Millisecond
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	ts := startServer(t,
 		Options{ID: "connect", Type: TypeTCP, ConnectTimeout: limit},
 		Options{ID: "handshake", Type: TypeTLS, TLS: ca.ServerConfig(t, tls.NoClientCert), HandshakeTimeout: limit})

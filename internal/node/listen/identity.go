@@ -1,13 +1,10 @@
 package listen
 
 import (
-	"crypto/tls"
 	"net"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/pires/go-proxyproto"
-	"github.com/pires/go-proxyproto/tlvparse"
 )
 
 // identity is what the preamble learned about the client's certificate.
@@ -33,6 +30,23 @@ type conn struct {
 
 func (c *conn) identity() identity { return c.id }
 
+// identifiedConn finds this package's connection in c, looking through
+// wrappers that expose what they wrap with NetConn (as crypto/tls.Conn and
+// the node's inbound packet guard do).
+func identifiedConn(c net.Conn) (identified, bool) {
+	for range 8 {
+		if ic, ok := c.(identified); ok {
+			return ic, true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = w.NetConn()
+	}
+	return nil, false
+}
+
 // CertIdentity returns the verified certificate CN this client presented —
 // directly over TLS, or forwarded by a trusted load balancer in the PROXY v2
 // SSL TLV — and whether there is one. Clients on listeners from other
@@ -41,43 +55,12 @@ func CertIdentity(cl *mqtt.Client) (cn string, ok bool) {
 	if cl == nil {
 		return "", false
 	}
-	ic, isOurs := cl.Net.Conn.(identified)
+	ic, isOurs := identifiedConn(cl.Net.Conn)
 	if !isOurs {
 		return "", false
 	}
 	id := ic.identity()
 	return id.cn, id.ok
-}
-
-// tlsIdentity returns the CN of the verified leaf certificate. A chain is only
-// verified when the tls.Config asks for it (VerifyClientCertIfGiven or
-// RequireAndVerifyClientCert); an unverified certificate is no identity.
-func tlsIdentity(tc *tls.Conn) (string, bool) {
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
-		return "", false
-	}
-	cn := st.VerifiedChains[0][0].Subject.CommonName
-	return cn, cn != ""
-}
-
-// proxyIdentity returns the client certificate CN carried in a PROXY v2
-// header's PP2_TYPE_SSL TLV (sub-type PP2_SUBTYPE_SSL_CN), only when the TLV
-// says a certificate was presented on this connection and verified.
-func proxyIdentity(h *proxyproto.Header) (string, bool) {
-	if h == nil || !h.Command.IsProxy() {
-		return "", false
-	}
-	tlvs, err := h.TLVs()
-	if err != nil {
-		return "", false
-	}
-	ssl, found := tlvparse.FindSSL(tlvs)
-	if !found || !ssl.ClientCertConn() || !ssl.Verified() {
-		return "", false
-	}
-	cn, ok := ssl.ClientCN()
-	return cn, ok && cn != ""
 }
 
 // IdentityHookID is the mochi hook id of NewIdentityHook.
@@ -100,7 +83,7 @@ func (h *identityHook) ID() string { return IdentityHookID }
 func (h *identityHook) Provides(b byte) bool { return b == mqtt.OnConnect }
 
 func (h *identityHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	ic, ok := cl.Net.Conn.(identified)
+	ic, ok := identifiedConn(cl.Net.Conn)
 	if !ok {
 		return nil
 	}

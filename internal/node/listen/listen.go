@@ -2,15 +2,17 @@
 // plain TCP, TLS, WebSocket (ws) and WebSocket over TLS (wss), each optionally
 // behind a PROXY protocol v1/v2 header sent by a trusted load balancer.
 //
-// The package owns everything that happens to a connection before mochi reads
-// its CONNECT: the PROXY header (so mochi sees the real client address), the
-// TLS handshake, the WebSocket upgrade, and the client-certificate identity —
-// taken from a verified TLS handshake or from the PP2_TYPE_SSL TLV of a trusted
-// PROXY v2 header. NewIdentityHook turns that identity into the MQTT username
-// (VerneMQ's use_identity_as_username); CertIdentity exposes it to auth hooks.
+// It is a thin adapter from mochi's listener interface to the front door the
+// load balancer uses too (internal/listener): the same accept loop, PROXY
+// reader, TLS handshake and WebSocket upgrade. What it adds is the
+// client-certificate identity — taken from a verified TLS handshake or from
+// the PP2_TYPE_SSL TLV of a trusted PROXY v2 header. NewIdentityHook turns
+// that identity into the MQTT username (VerneMQ's use_identity_as_username);
+// CertIdentity exposes it to auth hooks.
 //
-// Every step a client controls has a deadline that is cleared afterwards, and
-// each accepted connection is prepared in its own goroutine so a slow client
+// The preamble (PROXY header, TLS, WebSocket upgrade) has a deadline
+// (HandshakeTimeout), the CONNECT another (ConnectTimeout), and each
+// accepted connection is prepared in its own goroutine so a slow client
 // never blocks the accept loop.
 package listen
 
@@ -28,6 +30,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	frontdoor "github.com/mqlb/mqlb/internal/listener"
 )
 
 // Listener types accepted in Options.Type.
@@ -54,12 +58,13 @@ type Options struct {
 	TLS              *tls.Config    // required for tls/wss
 	Path             string         // websocket path, default "/mqtt"
 	ProxyProtocol    bool           // accept PROXY v1/v2 headers
-	Trusted          []netip.Prefix // who may send them; a header from anyone else → connection refused
+	Trusted          []netip.Prefix // who may send them; from anyone else a header is not read, and mochi closes on it (not a CONNECT)
 	ProxyTimeout     time.Duration  // read deadline for the header (default 5s)
 	UsernameFromCert bool           // the client certificate CN becomes the username (VerneMQ use_identity_as_username)
 
-	// HandshakeTimeout bounds the TLS handshake (and, for ws/wss, the HTTP
-	// upgrade request). Default 10s.
+	// HandshakeTimeout bounds the whole preamble: PROXY header (within
+	// ProxyTimeout too), TLS handshake and, for ws/wss, the HTTP upgrade.
+	// Default 10s.
 	HandshakeTimeout time.Duration
 	// ConnectTimeout is the deadline for the client's CONNECT packet once the
 	// preamble is done; mochi replaces it with the keepalive deadline after
@@ -87,17 +92,16 @@ func ClientCloser(s *mqtt.Server) func(id string) {
 	}
 }
 
-// listener implements mochi's listeners.Listener.
+// listener implements mochi's listeners.Listener over the shared front
+// door (internal/listener).
 type listener struct {
 	o   Options
 	log *slog.Logger
+	set *frontdoor.Settings
 
-	mu      sync.Mutex
-	ln      net.Listener
-	closed  bool
-	pending map[net.Conn]struct{} // connections still in their preamble
-	done    chan struct{}         // closed by Close
-	ws      *wsServer             // non-nil for ws and wss
+	mu     sync.Mutex
+	ln     *frontdoor.Listener
+	closed bool
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -110,7 +114,7 @@ func New(o Options, log *slog.Logger) (listeners.Listener, error) {
 		return nil, err
 	}
 	o.setDefaults()
-	l := &listener{o: o, pending: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	l := &listener{o: o, set: o.settings()}
 	if log != nil {
 		l.log = log.With("listener", o.ID)
 	}
@@ -203,35 +207,27 @@ func (l *listener) Init(log *slog.Logger) error {
 	if l.log == nil {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ln, err := net.Listen("tcp", l.o.Address)
+	ln, err := frontdoor.Listen(l.o.Address, l.o.ID, l.log)
 	if err != nil {
 		return fmt.Errorf("listen: listener %q: %w", l.o.ID, err)
 	}
 	l.mu.Lock()
 	l.ln = ln
-	if l.o.Type == TypeWS || l.o.Type == TypeWSS {
-		l.ws = newWSServer(l)
-	}
 	l.mu.Unlock()
 	return nil
 }
 
-// Serve accepts connections until Close, handing each prepared connection to
-// establish (directly, or through the WebSocket upgrade for ws/wss).
+// Serve accepts connections until Close, preparing each in its own
+// goroutine and handing it to establish.
 func (l *listener) Serve(establish listeners.EstablishFn) {
-	handoff := func(c *conn) { l.establish(establish, c) }
-	var wsDone chan struct{}
-	if l.ws != nil {
-		wsDone = make(chan struct{})
-		go func() {
-			defer close(wsDone)
-			l.ws.serve(establish)
-		}()
-		handoff = l.ws.enqueue
+	l.mu.Lock()
+	ln := l.ln
+	l.mu.Unlock()
+	if ln == nil {
+		return
 	}
-	l.acceptLoop(handoff)
-	if wsDone != nil {
-		<-wsDone
+	if err := ln.Serve(func(c *net.TCPConn) { l.handle(establish, ln, c) }); err != nil {
+		l.log.Error("listener closed underneath; no longer accepting", "error", err)
 	}
 }
 
@@ -244,17 +240,11 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		return
 	}
 	l.closed = true
-	close(l.done)
-	for c := range l.pending {
-		_ = c.Close()
-	}
-	ln, ws := l.ln, l.ws
+	ln := l.ln
 	l.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
-	}
-	if ws != nil {
-		ws.close()
+		ln.ClosePending()
 	}
 	if l.o.CloseClients != nil {
 		closeClients = l.o.CloseClients

@@ -10,11 +10,11 @@ import (
 	"github.com/pires/go-proxyproto"
 	"github.com/pires/go-proxyproto/tlvparse"
 
-	"github.com/mqlb/mqlb/internal/node/listen/listentest"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 func TestTLSClientCertCN(t *testing.T) {
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	srvTLS := ca.ServerConfig(t, tls.RequireAndVerifyClientCert)
 	ts := startServer(t,
 		Options{ID: "cn", Type: TypeTLS, TLS: srvTLS, UsernameFromCert: true},
@@ -40,7 +40,7 @@ func TestTLSClientCertCN(t *testing.T) {
 }
 
 func TestTLSBehindProxyHeader(t *testing.T) {
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	ts := startServer(t, Options{ID: "pp-tls", Type: TypeTLS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert),
 		ProxyProtocol: true, Trusted: loopback, UsernameFromCert: true})
 	c := dialTLS(t, ts.addr["pp-tls"], ca.ClientConfig(t, "meter-9"), headerFrom(2, "203.0.113.7:4242"))
@@ -52,7 +52,7 @@ func TestTLSBehindProxyHeader(t *testing.T) {
 }
 
 func TestUsernameFromCertRefusesWithoutIdentity(t *testing.T) {
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	ts := startServer(t, Options{ID: "optional", Type: TypeTLS,
 		TLS: ca.ServerConfig(t, tls.VerifyClientCertIfGiven), UsernameFromCert: true})
 	c := dialTLS(t, ts.addr["optional"], ca.ClientConfig(t, ""), nil)
@@ -70,9 +70,9 @@ func TestUsernameFromCertRefusesWithoutIdentity(t *testing.T) {
 
 // RequestClientCert takes any certificate without verifying it: no identity.
 func TestUnverifiedCertificateIsNoIdentity(t *testing.T) {
-	ca, other := listentest.NewCA(t), listentest.NewCA(t)
+	ca, other := testutil.NewCA(t), testutil.NewCA(t)
 	ts := startServer(t, Options{ID: "unverified", Type: TypeTLS, TLS: ca.ServerConfig(t, tls.RequestClientCert)})
-	forged := withCert(ca.ClientConfig(t, ""), other.Issue(t, "forged", false))
+	forged := withCert(ca.ClientConfig(t, ""), other.Client("forged").TLS)
 	c := dialTLS(t, ts.addr["unverified"], forged, nil)
 	mustConnectV5(t, c, paho.Connect{ClientID: "f", Username: "alice"})
 	if got := ts.rec.wait(t, "f"); got.CertOK || got.CN != "" || got.Username != "alice" {

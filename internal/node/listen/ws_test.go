@@ -12,7 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 
-	"github.com/mqlb/mqlb/internal/node/listen/listentest"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // wsClient connects an autopaho client to rawURL and returns it with the
@@ -104,8 +104,23 @@ func TestWebSocketWrongPathRefused(t *testing.T) {
 	}
 }
 
+// TestWebSocketOtherSubprotocolRefused: a client offering only
+// subprotocols other than mqtt is refused [MQTT-6.0.0-3].
+func TestWebSocketOtherSubprotocolRefused(t *testing.T) {
+	ts := startServer(t, Options{ID: "ws", Type: TypeWS, Path: "/mqtt"})
+	d := websocket.Dialer{Subprotocols: []string{"wamp"}, HandshakeTimeout: 5 * time.Second}
+	ws, resp, err := d.Dial("ws://"+ts.addr["ws"]+"/mqtt", nil)
+	if err == nil {
+		ws.Close()
+		t.Fatal("upgrade for subprotocol wamp succeeded")
+	}
+	if resp == nil || resp.StatusCode != 400 {
+		t.Errorf("response %v, want 400", resp)
+	}
+}
+
 func TestSecureWebSocketBehindProxyWithClientCert(t *testing.T) {
-	ca := listentest.NewCA(t)
+	ca := testutil.NewCA(t)
 	ts := startServer(t, Options{ID: "wss", Type: TypeWSS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert),
 		ProxyProtocol: true, Trusted: loopback, UsernameFromCert: true})
 	proxied := &autopaho.WebSocketConfig{Dialer: func(_ *url.URL, tlsCfg *tls.Config) *websocket.Dialer {

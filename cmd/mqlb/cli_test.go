@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// run runs mqlb with args and returns its stdout, stderr and exit status.
+func runMQLB(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := mqlb(args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A command that should have refused its flags may start everything instead.
+	stop := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	defer stop.Stop()
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+// TestHelpToStdout is issue 12 item 7: help that was asked for goes to
+// stdout with status 0.
+func TestHelpToStdout(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"help", "check"}, {"help", "up"}, {"run", "-h"}, {"node", "--help"}, {"check", "-h"}, {"bench", "-h"}, {"bench", "conn", "-h"}} {
+		out, errOut, code := runMQLB(t, args...)
+		if code != 0 || !strings.Contains(out, "usage: mqlb") || errOut != "" {
+			t.Errorf("mqlb %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	if out, _, _ := runMQLB(t, "help", "up"); !strings.Contains(out, "-nodes") {
+		t.Errorf("help up lacks its flags: %s", out)
+	}
+	// Help nobody asked for is an error: stderr, status 2.
+	for _, args := range [][]string{{}, {"run", "-x"}, {"bench"}} {
+		out, errOut, code := runMQLB(t, args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "usage: mqlb") {
+			t.Errorf("mqlb %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		out, _, code := runMQLB(t, args...)
+		if code != 0 || !strings.HasPrefix(out, "mqlb ") || !strings.Contains(out, "go1.") {
+			t.Errorf("mqlb %s: exit %d %q", args[0], code, out)
+		}
+	}
+}
+
+// TestCheckFileArgument: mqlb check FILE reads FILE (it used to read
+// mqlb.yaml whatever the argument), and several files are checked in turn.
+func TestCheckFileArgument(t *testing.T) {
+	out, errOut, code := runMQLB(t, "check", "../../examples/mqlb.yaml")
+	if code != 0 || !strings.Contains(out, "examples/mqlb.yaml: valid load balancer config") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	bad := writeFile(t, "bad.yaml", "listeners: [{ address: \"127.0.0.1:0\", upstream: nope }]\n")
+	out, errOut, code = runMQLB(t, "check", "../../examples/node.yaml", bad)
+	if code != 1 || !strings.Contains(out, "valid node config") || !strings.Contains(errOut, `listeners[0].upstream (line 1): upstream "nope" is not defined`) {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+}
+
+// TestCheckEveryErrorAndSyntaxLine: one pass reports every problem; a YAML
+// syntax error names the line it is on.
+func TestCheckEveryErrorAndSyntaxLine(t *testing.T) {
+	f := writeFile(t, "many.yaml", "listeners:\n  - { address: \"127.0.0.1:1883\", upstream: brokers, nam: x }\nupstreams:\n  brokers:\n    balance: clientid\n"+
+		"    servers: [{ address: \"127.0.0.1:1\" }]\nlimits: { max_connect_packet: 2 }\n")
+	_, errOut, code := runMQLB(t, "check", f)
+	for _, want := range []string{"listeners[0].nam (line 2): unknown key", "upstreams.brokers.balance (line 5)", "limits.max_connect_packet (line 7)"} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, errOut)
+		}
+	}
+	f = writeFile(t, "syntax.yaml", "listeners:\n  - address: \"127.0.0.1:1883\"\n    upstream: brokers\n   bogus: 1\nupstreams: {}\n")
+	if _, errOut, code := runMQLB(t, "check", "-c", f); code != 1 || !strings.Contains(errOut, "line 4: yaml: did not find expected '-' indicator") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+// TestUpFlagsCheckedFirst: bad flags are refused in the user's terms before
+// any node starts.
+func TestUpFlagsCheckedFirst(t *testing.T) {
+	for args, want := range map[string]string{
+		"--nodes 0":                    "--nodes 0: want 1 to 64 broker nodes",
+		"--listen bogus":               `--listen "bogus": want HOST:PORT`,
+		"--admin 127.0.0.1:70000":      `--admin "127.0.0.1:70000": port "70000"`,
+		"--node-port 65535 --nodes 3":  "--node-port 65535",
+		"--log-level loud":             `--log-level "loud"`,
+		"--admin 0.0.0.0:9090":         `--admin "0.0.0.0:9090": mqlb up serves its admin API without a token, so only on loopback`,
+		"--listen 127.0.0.1:0 surplus": `unexpected argument "surplus"`,
+	} {
+		out, errOut, code := runMQLB(t, append([]string{"up"}, strings.Fields(args)...)...)
+		if code != 2 || !strings.Contains(errOut, want) || strings.Contains(errOut, "node") && strings.Contains(errOut, "started") || out != "" {
+			t.Errorf("mqlb up %s: exit %d, stdout %q, stderr %q; want %q", args, code, out, errOut, want)
+		}
+	}
+}
+
+// TestCheckWarnsAboutCertificates is issue 11 item 9 in mqlb check: the
+// config is valid (status 0) but an expired server certificate is warned
+// about.
+func TestCheckWarnsAboutCertificates(t *testing.T) {
+	ca := testutil.NewCA(t)
+	expired := ca.ServerValid("old.example", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	f := writeFile(t, "tls.yaml", fmt.Sprintf("listeners:\n  - { name: mqtts, address: \"127.0.0.1:0\", upstream: u, tls: { cert: %q, key: %q } }\n"+
+		"upstreams: { u: { servers: [{ address: \"127.0.0.1:1\" }] } }\n", expired.CertFile, expired.KeyFile))
+	out, errOut, code := runMQLB(t, "check", f)
+	if code != 0 || !strings.Contains(out, "valid load balancer config") ||
+		!strings.Contains(errOut, `warning: certificate "old.example"`) || !strings.Contains(errOut, "of listener mqtts expired") {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// nodeCluster is a node's GET /api/v1/cluster.
+type nodeCluster struct {
+	Node     string
+	Healthy  bool
+	Problem  string
+	Members  []struct{ Name, State string }
+	Clients  int64
+	Retained int
+	Store    []struct {
+		Bucket   string
+		Replicas int
+		Leader   string
+		Peers    []struct {
+			Name    string
+			Current bool
+		}
+		Error string
+	}
+	Mesh struct {
+		Subscriptions int64 `json:"nats_subscriptions"`
+		Drops         int64 `json:"slow_consumer_drops"`
+	}
+}
+
+// clientPage is a node's GET /api/v1/clients.
+type clientPage struct {
+	Node    string
+	Total   int
+	Clients []struct {
+		ClientID                string `json:"client_id"`
+		Username, Remote        string
+		Connected               bool
+		Subscriptions, Protocol int
+	}
+}
+
+var errNoNodes = errors.New("the load balancer knows no broker nodes (they are known under mqlb up); use --admin with a node's admin address, or mqlb ctl conns --q TEXT")
+
+// perNode decodes an answer that is either one node's (a node's admin API)
+// or the load balancer's with every node's ({"nodes": [{name, data|error}]})
+// and calls one with each node's data. It returns the nodes that did not
+// answer.
+func perNode(body []byte, one func(data []byte) error) (unanswered []string, err error) {
+	var fo struct {
+		Nodes []struct {
+			Name, Error string
+			Data        json.RawMessage
+		}
+	}
+	if json.Unmarshal(body, &fo); fo.Nodes == nil {
+		return nil, one(body) // a node
+	}
+	if len(fo.Nodes) == 0 {
+		return nil, errNoNodes
+	}
+	for _, n := range fo.Nodes {
+		if n.Error != "" || one(n.Data) != nil {
+			unanswered = append(unanswered, n.Name+": "+n.Error)
+		}
+	}
+	return unanswered, nil
+}
+
+func (k *ctl) cluster(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "cluster (no arguments)"); err != nil {
+		return err
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/cluster", nil)
+	if err != nil {
+		return err
+	}
+	var views []nodeCluster
+	unanswered, err := perNode(body, func(data []byte) error {
+		var v nodeCluster
+		err := json.Unmarshal(data, &v)
+		views = append(views, v)
+		return err
+	})
+	if err != nil && !(k.json && errors.Is(err, errNoNodes)) {
+		return err
+	}
+	return k.print(body, func() error {
+		err := k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "NODE\tHEALTH\tMEMBERS\tCLIENTS\tRETAINED\tSTORE (replicas, leader, current)\tMESH SUBS\tSLOW DROPS")
+			for _, v := range views {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%d\n", v.Node, health(v), members(v), v.Clients, v.Retained,
+					store(v), v.Mesh.Subscriptions, v.Mesh.Drops)
+			}
+		})
+		for _, u := range unanswered {
+			fmt.Fprintf(k.out, "not answering: %s\n", u)
+		}
+		return err
+	})
+}
+
+func health(v nodeCluster) string {
+	if v.Healthy {
+		return "ok"
+	}
+	return v.Problem
+}
+
+func members(v nodeCluster) string {
+	var names []string
+	for _, m := range v.Members {
+		names = append(names, m.Name)
+	}
+	return strings.Join(names, ",")
+}
+
+// store sums up the replicated buckets: R3 node1 2/2 means three replicas,
+// node1 leads, both followers are current.
+func store(v nodeCluster) string {
+	var out []string
+	for _, s := range v.Store {
+		if s.Error != "" {
+			out = append(out, s.Bucket+": "+s.Error)
+			continue
+		}
+		cur := 0
+		for _, p := range s.Peers {
+			if p.Current {
+				cur++
+			}
+		}
+		out = append(out, fmt.Sprintf("R%d %s %d/%d", s.Replicas, s.Leader, cur, len(s.Peers)))
+	}
+	return strings.Join(out, "; ")
+}
+
+func (k *ctl) clients(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "clients [--q TEXT] [--limit N] [--offset N]"); err != nil {
+		return err
+	}
+	v := url.Values{}
+	if k.q != "" {
+		v.Set("q", k.q)
+	}
+	if k.limit > 0 {
+		v.Set("limit", strconv.Itoa(k.limit))
+	}
+	if k.offset > 0 {
+		v.Set("offset", strconv.Itoa(k.offset))
+	}
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/clients?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	var pages []clientPage
+	unanswered, err := perNode(body, func(data []byte) error {
+		var p clientPage
+		err := json.Unmarshal(data, &p)
+		pages = append(pages, p)
+		return err
+	})
+	if err != nil && !(k.json && errors.Is(err, errNoNodes)) {
+		return err
+	}
+	return k.print(body, func() error {
+		total := 0
+		err := k.table(func(w *tabwriter.Writer) {
+			fmt.Fprintln(w, "CLIENT ID\tNODE\tCONNECTED\tPROTOCOL\tUSERNAME\tREMOTE\tSUBSCRIPTIONS")
+			for _, p := range pages {
+				total += p.Total
+				for _, c := range p.Clients {
+					fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%s\t%s\t%d\n", c.ClientID, p.Node, c.Connected, c.Protocol, c.Username, c.Remote, c.Subscriptions)
+				}
+			}
+		})
+		fmt.Fprintf(k.out, "%d client(s)\n", total)
+		for _, u := range unanswered {
+			fmt.Fprintf(k.out, "not answering: %s\n", u)
+		}
+		return err
+	})
+}

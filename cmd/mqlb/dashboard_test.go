@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// chromium returns a browser context for headless Chromium, or skips (fails
+// in CI) without one.
+func chromium(t *testing.T) (context.Context, *consoleErrors) {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium not installed (.ci/run installs Debian's chromium)")
+		}
+		t.Skip("chromium not installed")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1800),
+		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.NoDefaultBrowserCheck,
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	errs := &consoleErrors{}
+	if err := chromedp.Listen(ctx, errs.listen); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	if err := chromedp.Do(ctx); err != nil { // starts the browser; chromedp enables the log and runtime domains
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx, errs
+}
+
+// consoleErrors collects what the page logs as errors or throws.
+type consoleErrors struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (c *consoleErrors) listen(ev any) {
+	var msg string
+	switch e := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		if e.Type == runtime.ConsoleAPICalledTypeError {
+			for _, a := range e.Args {
+				msg += string(a.Value) + " " + a.Description
+			}
+		}
+	case *runtime.EventExceptionThrown:
+		msg = e.ExceptionDetails.Text
+		if e.ExceptionDetails.Exception != nil {
+			msg += " " + e.ExceptionDetails.Exception.Description
+		}
+	case *log.EventEntryAdded:
+		if e.Entry.Level == log.EntryLevelError {
+			msg = e.Entry.Text + " " + e.Entry.URL
+		}
+	}
+	if msg != "" {
+		c.mu.Lock()
+		c.list = append(c.list, msg)
+		c.mu.Unlock()
+	}
+}
+
+func (c *consoleErrors) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.list, "\n")
+}
+
+// eval evaluates a JavaScript expression in the page, with a time limit.
+func eval[T any](ctx context.Context, js string) (T, error) {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return chromedp.Run(tctx, chromedp.Evaluate[T](js))
+}
+
+// text returns the text of the first element matching the CSS selector, or "".
+func text(ctx context.Context, sel string) string {
+	s, _ := eval[string](ctx, fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel))
+	return s
+}
+
+func exists(ctx context.Context, sel string) bool {
+	ok, _ := eval[bool](ctx, fmt.Sprintf(`document.querySelector(%q) !== null`, sel))
+	return ok
+}
+
+// TestDashboard loads the dashboard of `mqlb up` in headless Chromium: no
+// console errors, live numbers that follow clients connecting, charts, the
+// cluster view, a token that survives a reload, and a drain done by
+// clicking (and confirming) that reaches the load balancer.
+func TestDashboard(t *testing.T) {
+	ctx, errs := chromium(t)
+	s := startUp(t)
+	url := "http://" + s.admin + "/ui/"
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, `tr[data-server="cluster/node2"]`) }, "servers shown; console: %s", errs)
+
+	// Live numbers: the client count follows clients connecting.
+	clients := func() int { n, _ := strconv.Atoi(strings.TrimPrefix(text(ctx, "#sum-clients b"), "-")); return n }
+	before := clients()
+	for i := range 5 {
+		connectRaw(t, s.lb, fmt.Sprint("dash-", i))
+	}
+	traffic(t, s.lb)
+	testutil.Eventually(t, 20*time.Second, func() bool { return clients() >= before+5 }, "client count rises by 5 from %d: %q", before, text(ctx, "#summary"))
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(text(ctx, "#conns"), "dash-3") }, "clients listed")
+
+	// Bytes per second follow the traffic.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		b := text(ctx, "#sum-bytes b")
+		return b != "" && !strings.HasPrefix(b, "0 B")
+	}, "traffic shown: %q", text(ctx, "#summary"))
+
+	// Charts: a line per server once there are two samples.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return exists(ctx, "#chart-active svg polyline") && exists(ctx, "#chart-connects svg polyline")
+	}, "charts drawn")
+	// The cluster view under mqlb up: every node, healthy.
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		c := text(ctx, "#cluster")
+		return strings.Count(c, "✓ ok") == 3 && strings.Contains(c, "node3")
+	}, "cluster view: %q", text(ctx, "#cluster"))
+
+	// The token survives a reload of the page.
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#token"), "t0ken"),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById("token").dispatchEvent(new Event("change"))`)(ctx, t)
+			return err
+		}),
+		chromedp.Reload(), chromedp.WaitReady(chromedp.CSS("#token"))); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS("#token"))); err != nil || tok != "t0ken" {
+		t.Errorf("token after reload: %q %v", tok, err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, `tr[data-server="cluster/node2"] button[data-action="drain"]`) }, "drain button")
+	// Only the actions that apply: an up server can be drained or disabled, not enabled.
+	if exists(ctx, `tr[data-server="cluster/node2"] button[data-action="enable"]`) {
+		t.Error("enable offered for a server that is up")
+	}
+
+	// Drain node2 by clicking, then confirming.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-server="cluster/node2"] button[data-action="drain"]`), chromedp.NodeVisible),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		var ups upstreamsJSON
+		getJSON(t, "http://"+s.admin+"/api/v1/upstreams", &ups)
+		for _, sv := range ups.Upstreams[0].Servers {
+			if sv.Name == "node2" {
+				return sv.State
+			}
+		}
+		return ""
+	}
+	if st := state(); st != "up" {
+		t.Fatalf("node2 is %s before the confirmation", st)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return state() == "drain" }, "node2 drained by the click")
+	testutil.Eventually(t, 10*time.Second, func() bool { return exists(ctx, `tr.drain[data-server="cluster/node2"] button[data-action="enable"]`) }, "dashboard shows the drain")
+
+	// The nodes' sessions, searchable, and a kick on the node that holds one.
+	kick := `#node-clients tr[data-client="dash-4"] button`
+	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, kick) }, "node sessions listed: %q", text(ctx, "#node-clients"))
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(kick), chromedp.NodeVisible), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+	if q := text(ctx, "#confirm-text"); !strings.Contains(q, "dash-4") {
+		t.Fatalf("the kick asks about another client: %q", q)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var res struct {
+			Nodes []struct {
+				Data struct {
+					Clients []struct{ Connected bool }
+				}
+			}
+		}
+		getJSON(t, "http://"+s.admin+"/api/v1/clients?q=dash-4", &res)
+		for _, n := range res.Nodes {
+			for _, c := range n.Data.Clients {
+				if c.Connected {
+					return false
+				}
+			}
+		}
+		return true
+	}, "dash-4 disconnected by its node")
+
+	// A server that is down shows why (the last check's error), not "0 failures".
+	if code, body := httpDo(t, "POST", "http://"+s.admin+"/api/v1/upstreams/cluster/servers", `{"name":"gone","address":"127.0.0.1:1"}`); code != 201 {
+		t.Fatalf("add a server: %d %s", code, body)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(text(ctx, `tr.down[data-server="cluster/gone"]`), "failed: ")
+	}, "down server shows its failing check: %q", text(ctx, `tr[data-server="cluster/gone"]`))
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(t.ArtifactDir(), "dashboard.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", shot)
+	if os.Getenv("MQLB_UPDATE_DOCS") != "" { // refresh the README's picture
+		os.WriteFile("../../docs/dashboard.png", png, 0o644)
+	}
+	if e := errs.String(); e != "" {
+		t.Errorf("console errors:\n%s", e)
+	}
+}
+
+// traffic publishes through the load balancer to a subscriber, about 20
+// messages a second, until the test ends.
+func traffic(t *testing.T, addr string) {
+	t.Helper()
+	connect := func(id string) mqtt3.Client {
+		o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetAutoReconnect(false).SetConnectRetry(false)
+		c := mqtt3.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("%s: connect: %v", id, tok.Error())
+		}
+		t.Cleanup(func() { c.Disconnect(50) })
+		return c
+	}
+	sub, pub := connect("dash-sub"), connect("dash-pub")
+	if tok := sub.Subscribe("dash/#", 0, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	t.Cleanup(func() { close(done); <-stopped })
+	payload := strings.Repeat("x", 512)
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				pub.Publish("dash/t", 0, false, payload)
+			}
+		}
+	}()
+}

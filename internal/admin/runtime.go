@@ -1,0 +1,203 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/config"
+)
+
+// Runtime is the part of the backend that changes upstreams at runtime
+// (POST/DELETE .../servers, PUT .../weight). Its errors wrap ErrNotFound,
+// ErrConflict or ErrBadRequest, which pick the HTTP status.
+type Runtime interface {
+	AddServer(upstream string, s config.Server) error
+	RemoveServer(upstream, server string) error
+	SetWeight(upstream, server string, weight int) error
+}
+
+// Errors a Runtime wraps.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrConflict   = errors.New("conflict")
+	ErrBadRequest = errors.New("bad request")
+)
+
+func (s *Server) runtimeRoutes(mux *http.ServeMux) {
+	mux.Handle("GET /api/v1/upstreams/{u}", s.auth(http.HandlerFunc(s.getUpstream)))
+	mux.Handle("POST /api/v1/upstreams/{u}/servers", s.auth(http.HandlerFunc(s.addServer)))
+	mux.Handle("DELETE /api/v1/upstreams/{u}/servers/{s}", s.auth(http.HandlerFunc(s.removeServer)))
+	mux.Handle("PUT /api/v1/upstreams/{u}/servers/{s}/weight", s.auth(http.HandlerFunc(s.setWeight)))
+	mux.Handle("DELETE /api/v1/connections", s.auth(http.HandlerFunc(s.kick)))
+	mux.Handle("DELETE /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.clearSticky)))
+}
+
+// getUpstream is GET /api/v1/upstreams/{u}.
+func (s *Server) getUpstream(w http.ResponseWriter, r *http.Request) {
+	u := s.b.Upstreams().Get(r.PathValue("u"))
+	if u == nil {
+		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
+		return
+	}
+	writeJSON(w, http.StatusOK, upstreamJSON(u))
+}
+
+func (s *Server) runtime(w http.ResponseWriter) Runtime {
+	rt, ok := s.b.(Runtime)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this backend cannot change upstreams at runtime")
+	}
+	return rt
+}
+
+// readJSON decodes a small JSON body into v, refusing unknown fields.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "body: want JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// runtimeError answers a Runtime error with the status it wraps.
+func runtimeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	}
+	msg := err.Error()
+	for _, e := range []error{ErrNotFound, ErrConflict, ErrBadRequest} {
+		msg = strings.TrimPrefix(msg, e.Error()+": ")
+	}
+	writeError(w, code, msg)
+}
+
+// addServer is POST /api/v1/upstreams/{u}/servers with {"name","address","weight"}.
+func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
+	rt := s.runtime(w)
+	var body struct {
+		Name    string `json:"name"`
+		Address string `json:"address"`
+		Weight  int    `json:"weight"`
+		State   string `json:"state"`
+	}
+	if rt == nil || !readJSON(w, r, &body) {
+		return
+	}
+	if body.Address == "" {
+		writeError(w, http.StatusBadRequest, "address: required (host:port)")
+		return
+	}
+	u := r.PathValue("u")
+	err := rt.AddServer(u, config.Server{Name: body.Name, Address: body.Address, Weight: body.Weight, State: body.State})
+	if err != nil {
+		runtimeError(w, err)
+		return
+	}
+	s.writeServer(w, http.StatusCreated, u, cmpOr(body.Name, body.Address))
+}
+
+// removeServer is DELETE /api/v1/upstreams/{u}/servers/{s}.
+func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
+	rt := s.runtime(w)
+	if rt == nil {
+		return
+	}
+	if err := rt.RemoveServer(r.PathValue("u"), r.PathValue("s")); err != nil {
+		runtimeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("s"), "upstream": r.PathValue("u")})
+}
+
+// setWeight is PUT /api/v1/upstreams/{u}/servers/{s}/weight with {"weight": N}.
+func (s *Server) setWeight(w http.ResponseWriter, r *http.Request) {
+	rt := s.runtime(w)
+	var body struct {
+		Weight *int `json:"weight"`
+	}
+	if rt == nil || !readJSON(w, r, &body) {
+		return
+	}
+	if body.Weight == nil {
+		writeError(w, http.StatusBadRequest, `body: want {"weight": N}`)
+		return
+	}
+	if err := rt.SetWeight(r.PathValue("u"), r.PathValue("s"), *body.Weight); err != nil {
+		runtimeError(w, err)
+		return
+	}
+	s.writeServer(w, http.StatusOK, r.PathValue("u"), r.PathValue("s"))
+}
+
+func (s *Server) writeServer(w http.ResponseWriter, code int, u, name string) {
+	if up := s.b.Upstreams().Get(u); up != nil {
+		if sv := up.Server(name); sv != nil {
+			writeJSON(w, code, serverJSON(sv))
+			return
+		}
+	}
+	writeJSON(w, code, map[string]string{"upstream": u, "server": name})
+}
+
+// kick is DELETE /api/v1/connections?client_id=…: it closes the client's
+// connections (both sides) and says how many.
+func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("client_id")
+	if !r.URL.Query().Has("client_id") {
+		writeError(w, http.StatusBadRequest, "client_id: required (an empty client id is client_id=)")
+		return
+	}
+	conns := s.b.Connections().List(id)
+	for _, c := range conns {
+		c.Close()
+	}
+	s.kicked.Add(uint64(len(conns)))
+	if len(conns) == 0 {
+		writeError(w, http.StatusNotFound, "no connection with client id "+strconv.Quote(id))
+		return
+	}
+	s.log.Info("client kicked through the admin API", "client_id", id, "connections", len(conns))
+	writeJSON(w, http.StatusOK, map[string]any{"client_id": id, "closed": len(conns), "kicked_total": s.kicked.Load()})
+}
+
+// clearSticky is DELETE /api/v1/sticky/{u}[?key=…].
+func (s *Server) clearSticky(w http.ResponseWriter, r *http.Request) {
+	u := s.b.Upstreams().Get(r.PathValue("u"))
+	if u == nil {
+		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
+		return
+	}
+	c, ok := u.Policy.(balance.StickyClearer)
+	if !ok {
+		writeError(w, http.StatusConflict, "upstream "+u.Name+" balances with "+u.Config().Balance+", not sticky")
+		return
+	}
+	key := r.URL.Query().Get("key")
+	n := c.Clear(key)
+	if key != "" && n == 0 {
+		writeError(w, http.StatusNotFound, "no sticky entry "+strconv.Quote(key)+" in upstream "+u.Name)
+		return
+	}
+	s.log.Info("sticky entries cleared through the admin API", "upstream", u.Name, "key", key, "removed", n)
+	writeJSON(w, http.StatusOK, map[string]any{"upstream": u.Name, "removed": n})
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

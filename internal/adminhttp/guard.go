@@ -1,0 +1,137 @@
+// Package adminhttp is the one access policy of mqlb's admin HTTP servers
+// (the load balancer's and the node's): where they may listen, which Host
+// headers they answer (DNS rebinding), which cross-origin requests they
+// refuse (CSRF from a page in the operator's browser) and the bearer token.
+package adminhttp
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// Options is the admin section's access policy.
+type Options struct {
+	Token        string   // bearer token; "" = none
+	AllowedHosts []string // Host names answered besides IP literals and localhost; "*" = any
+	Insecure     bool     // allow a non-loopback address without a token
+	Realm        string   // WWW-Authenticate realm
+}
+
+// Guard applies Options to handlers.
+type Guard struct {
+	o     Options
+	hosts map[string]bool
+	any   bool
+	csrf  *http.CrossOriginProtection
+}
+
+// New returns the guard for o.
+func New(o Options) *Guard {
+	g := &Guard{o: o, hosts: map[string]bool{}, csrf: http.NewCrossOriginProtection()}
+	for _, h := range o.AllowedHosts {
+		if h == "*" {
+			g.any = true
+		}
+		g.hosts[strings.ToLower(h)] = true
+	}
+	g.csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused: the Origin is not this admin server's own")
+	}))
+	return g
+}
+
+// Listen binds address, refusing a non-loopback address without a token
+// unless Insecure is set.
+func (g *Guard) Listen(address string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.CheckAddr(ln.Addr()); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// CheckAddr is the rule Listen applies to the bound address.
+func (g *Guard) CheckAddr(a net.Addr) error {
+	if g.o.Token != "" || g.o.Insecure || IsLoopback(a) {
+		return nil
+	}
+	return fmt.Errorf("refusing to serve the admin API on %s, beyond loopback, without a token: set admin.token, or admin.insecure: true to accept the risk", a)
+}
+
+// Site wraps every route: it answers only allowed Host headers and refuses
+// state-changing requests from another origin.
+func (g *Guard) Site(h http.Handler) http.Handler {
+	h = g.csrf.Handler(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.hostAllowed(r.Host) {
+			writeError(w, http.StatusMisdirectedRequest, "unexpected Host header; add it to admin.allowed_hosts if this name is yours")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Token requires "Authorization: Bearer TOKEN" (scheme in any case) when a
+// token is set.
+func (g *Guard) Token(h http.Handler) http.Handler {
+	if g.o.Token == "" {
+		return h
+	}
+	want := []byte(g.o.Token)
+	realm := g.o.Realm
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare(bearer(r), want) != 1 {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", realm))
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// bearer returns the credentials of an Authorization header with the Bearer
+// scheme, which is case-insensitive (RFC 9110 section 11.1).
+func bearer(r *http.Request) []byte {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimSpace(cred))
+}
+
+// hostAllowed accepts IP literals (a rebinding attack needs a DNS name),
+// localhost and the configured names.
+func (g *Guard) hostAllowed(hostport string) bool {
+	if g.any {
+		return true
+	}
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "" || net.ParseIP(host) != nil {
+		return host != ""
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") || g.hosts[host]
+}
+
+// IsLoopback reports whether a is a loopback address.
+func IsLoopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

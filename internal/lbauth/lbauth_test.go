@@ -1,0 +1,162 @@
+package lbauth
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/mqttwire"
+)
+
+func state(cn string, dns []string, uri string) *tls.ConnectionState {
+	leaf := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
+	if uri != "" {
+		u, _ := url.Parse(uri)
+		leaf.URIs = []*url.URL{u}
+	}
+	return &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{leaf}}}
+}
+
+func TestIdentityFrom(t *testing.T) {
+	st := state("cn-1", []string{"dev1.example", "dev2.example"}, "spiffe://example/device/7")
+	for from, want := range map[string]string{"cn": "cn-1", "san_dns": "dev1.example", "san_uri": "spiffe://example/device/7"} {
+		if got := (&identity{from: from}).of(st); got != want {
+			t.Errorf("%s: %q, want %q", from, got, want)
+		}
+	}
+	if got := (&identity{from: "san_dns"}).of(state("cn", nil, "")); got != "" {
+		t.Errorf("no SAN: %q", got)
+	}
+	unverified := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{CommonName: "x"}}}}
+	if got := (&identity{from: "cn"}).of(unverified); got != "" {
+		t.Errorf("unverified certificate gave %q", got)
+	}
+}
+
+func TestIdentityApply(t *testing.T) {
+	pkt := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, ClientID: "dev-1", CleanStart: true})
+	c, _, _ := mqttwire.ParseConnect(pkt)
+	conn := &Conn{Connect: &c, Packet: pkt, TLS: state("dev-1", nil, "")}
+	if v := (&identity{from: "cn", match: "client_id"}).apply(conn); !v.OK || v.Identity != "dev-1" || v.Packet != nil {
+		t.Errorf("match: %+v", v)
+	}
+	if v := (&identity{from: "cn", match: "username"}).apply(conn); v.OK || v.Refusal != mqttwire.RefuseNotAuthorized {
+		t.Errorf("no user name: %+v", v)
+	}
+	v := (&identity{from: "cn", match: "none", rewriteUser: true}).apply(conn)
+	got, _, err := mqttwire.ParseConnect(v.Packet)
+	if !v.OK || err != nil || got.Username != "dev-1" || !got.HasUsername || v.Username != "dev-1" {
+		t.Errorf("rewrite: %+v %+v %v", v, got, err)
+	}
+	conn.TLS = nil
+	if v := (&identity{from: "cn", match: "none"}).apply(conn); v.OK || !errors.Is(v.Err, errNoIdentity) {
+		t.Errorf("no certificate: %+v", v)
+	}
+}
+
+func TestParseAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+		allow  bool
+		err    bool
+	}{
+		{200, `{"result":"allow"}`, true, false},
+		{200, `{"result":"deny"}`, false, false},
+		{200, `{"result":"Allow"}`, false, true},
+		{200, `{}`, false, true},
+		{200, `allow`, false, true},
+		{403, `{"result":"allow"}`, false, true},
+		{500, ``, false, true},
+	} {
+		allow, err := ParseAnswer(tc.status, []byte(tc.body))
+		if allow != tc.allow || (err != nil) != tc.err {
+			t.Errorf("%d %s: %v, %v", tc.status, tc.body, allow, err)
+		}
+	}
+}
+
+func TestCacheBoundAndExpiry(t *testing.T) {
+	c := newCache(time.Hour, 100)
+	for i := range 1000 {
+		c.put(keyOf(&Request{ClientID: fmt.Sprint(i)}), true)
+	}
+	if len(c.m) > 100 {
+		t.Fatalf("cache holds %d entries, bound 100", len(c.m))
+	}
+	k := keyOf(&Request{ClientID: "last", Password: "p"})
+	c.put(k, false)
+	if allow, ok := c.get(k); !ok || allow {
+		t.Fatalf("get: %v %v", allow, ok)
+	}
+	if keyOf(&Request{Password: "a", Remote: "1.2.3.4:5"}) != keyOf(&Request{Password: "a", Remote: "1.2.3.4:6"}) {
+		t.Error("the client's port changes the key")
+	}
+	if keyOf(&Request{Password: "a"}) == keyOf(&Request{Password: "b"}) {
+		t.Error("the password does not change the key")
+	}
+	short := newCache(time.Nanosecond, 10)
+	short.put(k, true)
+	time.Sleep(time.Millisecond) // let the entry expire (not synchronisation)
+	if _, ok := short.get(k); ok {
+		t.Error("expired entry returned")
+	}
+}
+
+// TestConcurrencyBound: with max_concurrent 1 and the one request slot held
+// by a slow answer, the next client fails closed within the timeout.
+func TestConcurrencyBound(t *testing.T) {
+	release := make(chan struct{})
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		fmt.Fprint(w, `{"result":"allow"}`)
+	}))
+	defer srv.Close()
+	defer close(release)
+	s, err := newService("u", &config.UpstreamAuth{Type: "http", URL: srv.URL, Timeout: config.Duration(200 * time.Millisecond),
+		MaxConcurrent: 1, CacheSize: 10}, NewMetrics(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.decide(context.Background(), &Request{ClientID: "a"})
+		done <- err
+	}()
+	// Wait until the first request holds the slot.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(s.sem) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	_, err = s.decide(context.Background(), &Request{ClientID: "b"})
+	// It waited for the slot until its timeout (or got it too late to be
+	// answered): either way it fails, closed, in about the timeout.
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("second request: %v after %v", err, time.Since(start))
+	}
+	if err := <-done; err == nil {
+		t.Fatal("first request did not time out")
+	}
+	if n := asked.Load(); n > 2 {
+		t.Fatalf("service asked %d times", n)
+	}
+}

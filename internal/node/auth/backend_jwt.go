@@ -1,0 +1,90 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqlb/mqlb/internal/config"
+)
+
+// jwtBackend takes the password as a JSON Web Token signed with an HMAC
+// secret or verified with a public key. Its username claim must equal the
+// CONNECT user name; its acl claim (optional) lists the client's rules.
+// A password that is not a JWT is ignored; a JWT that does not verify
+// (signature, exp, nbf) or names another user is denied.
+type jwtBackend struct {
+	key       any
+	methods   []string
+	userClaim string
+	aclClaim  string
+}
+
+func newJWTBackend(c config.AuthBackend) (*jwtBackend, error) {
+	b := &jwtBackend{userClaim: c.UsernameClaim, aclClaim: c.ACLClaim}
+	switch {
+	case c.Secret != "":
+		b.key, b.methods = []byte(c.Secret), []string{"HS256", "HS384", "HS512"}
+	case c.SecretFile != "":
+		s, err := os.ReadFile(c.SecretFile)
+		if err != nil {
+			return nil, err
+		}
+		b.key, b.methods = []byte(strings.TrimSpace(string(s))), []string{"HS256", "HS384", "HS512"}
+	default:
+		pem, err := os.ReadFile(c.PublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		if b.key, b.methods, err = publicKey(pem); err != nil {
+			return nil, fmt.Errorf("public_key_file: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// publicKey parses a PEM public key and the algorithms it verifies.
+func publicKey(pem []byte) (any, []string, error) {
+	if k, err := jwt.ParseRSAPublicKeyFromPEM(pem); err == nil {
+		return k, []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}, nil
+	}
+	if k, err := jwt.ParseECPublicKeyFromPEM(pem); err == nil {
+		return k, []string{"ES256", "ES384", "ES512"}, nil
+	}
+	if k, err := jwt.ParseEdPublicKeyFromPEM(pem); err == nil {
+		return k, []string{"EdDSA"}, nil
+	}
+	return nil, nil, errors.New("not a PEM RSA, ECDSA or Ed25519 public key")
+}
+
+func (b *jwtBackend) Authenticate(_ context.Context, r Request) (Decision, error) {
+	if strings.Count(r.Password, ".") != 2 {
+		return Decision{Result: Ignore}, nil
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(r.Password, claims, func(*jwt.Token) (any, error) { return b.key, nil },
+		jwt.WithValidMethods(b.methods))
+	if err != nil {
+		return Decision{Result: Deny}, nil
+	}
+	if u, _ := claims[b.userClaim].(string); u == "" || u != r.Username {
+		return Decision{Result: Deny}, nil
+	}
+	var es []aclEntry
+	if raw, ok := claims[b.aclClaim]; ok {
+		j, _ := json.Marshal(raw)
+		if err := json.Unmarshal(j, &es); err != nil {
+			return Decision{Result: Deny}, nil
+		}
+	}
+	rules, err := toRules(es)
+	if err != nil {
+		return Decision{Result: Deny}, nil
+	}
+	return Decision{Result: Allow, ACL: rules}, nil
+}

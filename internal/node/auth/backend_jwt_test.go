@@ -1,0 +1,127 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqlb/mqlb/internal/config"
+)
+
+func TestJWTBackendPublicKey(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	pemFile := filepath.Join(t.TempDir(), "login.pub")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if err := os.WriteFile(pemFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := newJWTBackend(config.AuthBackend{Type: "jwt", PublicKeyFile: pemFile, UsernameClaim: "sub", ACLClaim: "acl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(m, claims).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	good := sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "exp": exp,
+		"acl": []map[string]any{{"allow": true, "access": "subscribe", "topic": "cmd/%c"}}})
+	for _, tc := range []struct {
+		name, user, token string
+		want              Result
+	}{
+		{"valid", "dev", good, Allow},
+		{"other user", "dev2", good, Deny},
+		{"expired", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "exp": time.Now().Add(-time.Minute).Unix()}), Deny},
+		// An HMAC token keyed with the public key's bytes: algorithm confusion.
+		{"hmac with the public key", "dev", sign(jwt.SigningMethodHS256, pemBytes, jwt.MapClaims{"sub": "dev", "exp": exp}), Deny},
+		{"bad acl", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "acl": []map[string]any{{"access": "x", "topic": "a"}}}), Deny},
+		{"not a token", "dev", "hunter2", Ignore},
+	} {
+		d, err := b.Authenticate(context.Background(), Request{Username: tc.user, Password: tc.token})
+		if err != nil || d.Result != tc.want {
+			t.Errorf("%s: %v %v, want %v", tc.name, d.Result, err, tc.want)
+		}
+		if tc.name == "valid" && (len(d.ACL) != 1 || d.ACL[0].Topic != "cmd/%c" || d.ACL[0].Access != AccessSubscribe) {
+			t.Errorf("acl: %+v", d.ACL)
+		}
+	}
+}
+
+// TestWrapAndCache: Options.Wrap sees every attempt, cached or not (a
+// throttle must count them all).
+func TestWrapAndCache(t *testing.T) {
+	users := usersFile(t, hashLine(t, "u", "p"))
+	var asked int
+	h := mustNew(t, Options{Backends: []config.AuthBackend{{Type: "file", UsersFile: users, Timeout: config.Duration(time.Second), CacheTTL: config.Duration(time.Minute)}},
+		Wrap: func(b Backend) Backend {
+			return backendFunc(func(ctx context.Context, r Request) (Decision, error) { asked++; return b.Authenticate(ctx, r) })
+		}})
+	st := h.state.Load()
+	for range 3 {
+		d, _, err := chain(st.backends, Request{Username: "u", Password: "p"})
+		if err != nil || d.Result != Allow {
+			t.Fatalf("%v %v", d, err)
+		}
+	}
+	if asked != 3 {
+		t.Fatalf("wrapper asked %d times, want 3", asked)
+	}
+}
+
+type backendFunc func(context.Context, Request) (Decision, error)
+
+func (f backendFunc) Authenticate(ctx context.Context, r Request) (Decision, error) { return f(ctx, r) }
+
+// TestCachedStore: a cached store answers the same request from the cache
+// and asks again for another password; errors are not cached.
+func TestCachedStore(t *testing.T) {
+	var asked int
+	fail := false
+	inner := backendFunc(func(_ context.Context, r Request) (Decision, error) {
+		asked++
+		if fail {
+			return Decision{}, context.DeadlineExceeded
+		}
+		return Decision{Result: Allow}, nil
+	})
+	c := newCached(inner, time.Minute, 10)
+	for range 3 {
+		c.Authenticate(context.Background(), Request{Username: "u", Password: "p"})
+	}
+	c.Authenticate(context.Background(), Request{Username: "u", Password: "q"})
+	if asked != 2 {
+		t.Fatalf("asked %d times, want 2", asked)
+	}
+	fail = true
+	for range 2 {
+		if _, err := c.Authenticate(context.Background(), Request{Username: "u", Password: "r"}); err == nil {
+			t.Fatal("error hidden")
+		}
+	}
+	if asked != 4 {
+		t.Fatalf("asked %d times, want 4 (errors are not cached)", asked)
+	}
+	for i := range 50 {
+		fail = false
+		c.Authenticate(context.Background(), Request{Username: "u", Password: string(rune('a' + i))})
+	}
+	if len(c.m) > 10 {
+		t.Fatalf("cache holds %d, bound 10", len(c.m))
+	}
+}

@@ -1,0 +1,56 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mqlb/mqlb/internal/config"
+)
+
+// redisBackend reads a hash at a key made from a pattern (%u the user name,
+// %c the client id): field password_hash holds the bcrypt hash, optional
+// field acl a JSON list of rules. No key: ignored.
+type redisBackend struct {
+	client *redis.Client
+	key    string
+}
+
+func newRedisBackend(c config.AuthBackend) (*redisBackend, error) {
+	o := &redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB, DisableIdentity: true}
+	if strings.HasPrefix(c.Address, "/") {
+		o.Network = "unix"
+	}
+	return &redisBackend{client: redis.NewClient(o), key: c.Key}, nil
+}
+
+func (b *redisBackend) Authenticate(ctx context.Context, r Request) (Decision, error) {
+	key := strings.NewReplacer("%u", r.Username, "%c", r.ClientID).Replace(b.key)
+	h, err := b.client.HGetAll(ctx, key).Result()
+	if err != nil {
+		return Decision{}, fmt.Errorf("redis: %w", err)
+	}
+	hash, ok := h["password_hash"]
+	if !ok {
+		return Decision{Result: Ignore}, nil
+	}
+	if res := checkHash([]byte(hash), r.Password); res != Allow {
+		return Decision{Result: res}, nil
+	}
+	var es []aclEntry
+	if a := h["acl"]; a != "" {
+		if err := json.Unmarshal([]byte(a), &es); err != nil {
+			return Decision{}, fmt.Errorf("redis %s field acl: %w", key, err)
+		}
+	}
+	rules, err := toRules(es)
+	if err != nil {
+		return Decision{}, fmt.Errorf("redis %s field acl: %w", key, err)
+	}
+	return Decision{Result: Allow, ACL: rules}, nil
+}
+
+func (b *redisBackend) Close() error { return b.client.Close() }

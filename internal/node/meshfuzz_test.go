@@ -1,0 +1,46 @@
+package node
+
+import (
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+)
+
+// FuzzMeshMessage feeds a peer's bytes to the mesh's receiving side —
+// envelope decoding, de-duplication, shared-group handling and injection
+// into the broker, with local subscribers (plain and shared, connected or
+// not) to deliver to. Nothing a peer sends may panic the node.
+func FuzzMeshMessage(f *testing.F) {
+	sample := sampleEnvelope()
+	f.Add(appendEnvelope(nil, sample))
+	sample.retain, sample.qos, sample.topic = true, 2, "$SYS/x"
+	f.Add(appendEnvelope(nil, sample))
+	sample.topic, sample.handled = "a/#/+", []string{"$share/g/#"}
+	f.Add(appendEnvelope(nil, sample))
+	sample.topic = ""
+	f.Add(appendEnvelope(nil, sample))
+	cfg := nodeConfig("fuzz", 0, f.TempDir())
+	cfg.Mesh.Listen = ""
+	n, err := New(cfg, testLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
+	n.mesh = newMesh(n, nil, nil)
+	for _, id := range []string{"fuzz-v5", "fuzz-v3"} {
+		cl := n.broker.NewClient(nil, "tcp", id, false)
+		cl.Properties.ProtocolVersion = map[string]byte{"fuzz-v5": 5, "fuzz-v3": 4}[id]
+		n.broker.Clients.Add(cl)
+		for _, filter := range []string{"#", "$share/g/#", "$SYS/#", "+/+/+"} {
+			sub := packets.Subscription{Filter: filter, Qos: 2, RetainAsPublished: true}
+			n.broker.Topics.Subscribe(id, sub)
+			cl.State.Subscriptions.Add(filter, sub)
+		}
+	}
+	shared := n.mesh.onShared(member{filter: "$share/g/#", client: "fuzz-v5"})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msg := &nats.Msg{Subject: "x", Data: data}
+		n.mesh.onPlain(msg)
+		shared(msg)
+	})
+}

@@ -1,0 +1,30 @@
+package node
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqlb/mqlb/internal/certinfo"
+	"github.com/mqlb/mqlb/internal/version"
+)
+
+// opsMetrics adds what operators alert on to the node's registry:
+// mqlb_build_info, mqlb_node_store_available (the replicated store is
+// formed and has a quorum) and mqlb_tls_cert_expiry_seconds. It warns about
+// a served certificate that is expired or not yet valid.
+func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
+	m.gauge("store_available", "1 when the replicated store (retained messages, sessions) is formed and usable, 0 without quorum.", labels, func() float64 {
+		if _, err := n.liveStore(); err != nil {
+			return 0
+		}
+		return 1
+	})
+	certs := certinfo.NewCollector(labels)
+	loaded := certinfo.LoadAll(n.cfg.CertSources())
+	for _, err := range certinfo.Problems(loaded, time.Now()) {
+		n.log.Warn("TLS certificate not valid now", "problem", err.Error())
+	}
+	certs.Set(loaded)
+	m.reg.MustRegister(certs, version.BuildInfo(labels))
+}

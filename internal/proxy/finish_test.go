@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/mqttwire"
+	"github.com/mqlb/mqlb/internal/testutil"
+	"github.com/mqlb/mqlb/internal/upstream"
+)
+
+// rawBroker answers each CONNECT by client id: "refuse-*" gets CONNACK
+// 0x05, "vanish-*" a close before any CONNACK, anyone else CONNACK 0 and
+// then an echo of what it sends.
+func rawBroker(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveRaw(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func serveRaw(c net.Conn) {
+	defer c.Close()
+	cn, _, err := mqttwire.ReadConnect(c, nil, 1<<16)
+	switch {
+	case err != nil || strings.HasPrefix(cn.ClientID, "vanish-"):
+		return
+	case strings.HasPrefix(cn.ClientID, "refuse-"):
+		c.Write(mqttwire.AppendConnack(nil, cn.Version, false, mqttwire.Code3NotAuthorized))
+		return
+	}
+	c.Write(mqttwire.AppendConnack(nil, cn.Version, false, 0))
+	io.Copy(c, c)
+}
+
+// newTestProxy is a proxy with one listener ("k") in front of addr.
+func newTestProxy(t *testing.T, addr string) (*Proxy, string, string) {
+	dir := t.TempDir()
+	access := filepath.Join(dir, "access.log")
+	cfg, err := config.Parse([]byte("listeners: [{ name: l, address: \"127.0.0.1:0\", upstream: u }]\n" +
+		"upstreams:\n  u:\n    connect_retries: 0\n    health_check: { type: none }\n    servers: [{ name: s, address: \"" + addr + "\" }]\n" +
+		"access_log: { path: \"" + access + "\" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	ups, err := upstream.Build(cfg, nil, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := listener.NewSettings(cfg.Listeners[0])
+	alog, err := OpenAccessLog(cfg.AccessLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := NewRuntime(ups, map[string]*listener.Settings{"k": set}, cfg.Limits, alog, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(rt, NewMetrics(), log)
+	ln, err := listener.Listen("127.0.0.1:0", "l", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go ln.Serve(func(c *net.TCPConn) { p.Handle("k", c) })
+	return p, ln.Addr().String(), access
+}
+
+// TestEveryConnectionFinishesOnce: however a connection ends, it is
+// finished exactly once: one access-log line, one count, its server
+// released, and nothing left in any gauge.
+func TestEveryConnectionFinishesOnce(t *testing.T) {
+	p, addr, access := newTestProxy(t, rawBroker(t))
+	dial := func(b []byte) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(b)
+		return c
+	}
+	connect := func(id string) []byte {
+		return mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: id, CleanStart: true, KeepAlive: 30})
+	}
+	answer := func(c net.Conn) { io.ReadAll(c); c.Close() } // until the load balancer closes
+	ends := map[string]func(){
+		"not_mqtt":          func() { answer(dial([]byte("GET / HTTP/1.1\r\n\r\n"))) },
+		"refused_by_server": func() { answer(dial(connect("refuse-1"))) },
+		"no_server":         func() { answer(dial(connect("vanish-1"))) },
+		"ok": func() {
+			c := dial(connect("relay-1"))
+			io.ReadFull(c, make([]byte, 4))
+			c.Write([]byte{0xc0, 0}) // PINGREQ, echoed by the raw broker
+			io.ReadFull(c, make([]byte, 2))
+			c.Close()
+		},
+	}
+	for _, end := range ends {
+		end()
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return p.Active() == 0 }, "%d connections still active", p.Active())
+	counts := map[string]uint64{}
+	p.metrics.Results(func(_, r string, n uint64) { counts[r] += n })
+	lines := logLines(t, access)
+	for result := range ends {
+		if counts[result] != 1 {
+			t.Errorf("%s counted %d times", result, counts[result])
+		}
+		if n := strings.Count(lines, "result="+result); n != 1 {
+			t.Errorf("%s: %d access-log lines", result, n)
+		}
+	}
+	if n := strings.Count(lines, "\n"); n != len(ends) {
+		t.Errorf("%d access-log lines for %d connections:\n%s", n, len(ends), lines)
+	}
+	s := p.Runtime().Upstreams.Get("u").Server("s")
+	if in, out := s.ClosedBytes(); s.Active() != 0 || in == 0 || out == 0 {
+		t.Errorf("server: %d active, bytes %d/%d after every connection ended", s.Active(), in, out)
+	}
+	if p.Pending() != 0 || p.Conns().Len() != 0 {
+		t.Errorf("pending %d, listed %d", p.Pending(), p.Conns().Len())
+	}
+}
+
+func logLines(t *testing.T, file string) string {
+	var b strings.Builder
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		f, err := os.Open(file)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		b.Reset()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		return true
+	}, "access log")
+	return b.String()
+}
+
+// TestCloseByServer: a server's leases close their client connections, both
+// sides, and each then finishes (what a rebalancer or an evacuation does).
+func TestCloseByServer(t *testing.T) {
+	p, addr, _ := newTestProxy(t, rawBroker(t))
+	var clients []net.Conn
+	for _, id := range []string{"a", "b", "c"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: id, CleanStart: true, KeepAlive: 30}))
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	s := p.Runtime().Upstreams.Get("u").Server("s")
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(s.Leases()) == 3 }, "3 leases, got %d", len(s.Leases()))
+	for _, l := range s.Leases() {
+		l.Close()
+	}
+	for _, c := range clients {
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("client read %v after its lease was closed, want EOF", err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return p.Active() == 0 && s.Active() == 0 }, "all finished")
+}

@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/mqttwire"
+)
+
+// Results label connections_total and the access log. ResultOK is a
+// connection relayed to a server that accepted it; ResultRefused one
+// relayed to a server that refused it (its CONNACK code is in the record);
+// every other result is the load balancer's refusal.
+const (
+	ResultOK             = "ok"
+	ResultRefused        = "refused_by_server"  // the server answered the CONNECT with a refusal (code in connack)
+	ResultEOF            = "eof"                // closed before sending anything (port probe)
+	ResultTimeout        = "timeout"            // no complete CONNECT within connect_timeout
+	ResultNotMQTT        = "not_mqtt"           // first packet not a CONNECT (HTTP, TLS on the plain port...)
+	ResultMalformed      = "malformed"          // a CONNECT that breaks the spec
+	ResultTooLarge       = "too_large"          // over max_connect_packet
+	ResultBadVersion     = "bad_version"        // unsupported protocol level (answered 0x01)
+	ResultProxyError     = "proxy_error"        // trusted peer sent no or a bad PROXY header
+	ResultProxyUntrusted = "proxy_untrusted"    // PROXY header from a peer not trusted
+	ResultTLSError       = "tls_error"          // TLS handshake failed
+	ResultWSError        = "ws_error"           // WebSocket handshake failed
+	ResultOverLimit      = "over_limit"         // max_connections reached
+	ResultOverIPLimit    = "over_ip_limit"      // max_connections_per_ip reached (closed at accept)
+	ResultOverPending    = "over_pending_limit" // closed in its handshake to make room (max_pending)
+	ResultRateLimited    = "rate_limited"       // connect_rate_per_ip exceeded
+	ResultNoServer       = "no_server"          // no server could take it
+	ResultError          = "error"              // anything else (socket errors)
+)
+
+// inspectFailed records why the CONNECT was not read; an unsupported
+// protocol level is answered 0x01.
+func (s *session) inspectFailed(err error) {
+	if errors.Is(err, mqttwire.ErrUnsupportedVersion) {
+		s.refuse(mqttwire.RefuseBadVersion, ResultBadVersion)
+		return
+	}
+	s.fail(s.inspectResult(err), err)
+}
+
+func (s *session) inspectResult(err error) string {
+	switch {
+	case errors.Is(err, io.EOF) && len(s.data) == 0:
+		return ResultEOF
+	case isTimeout(err):
+		return ResultTimeout
+	case errors.Is(err, mqttwire.ErrTooLarge):
+		return ResultTooLarge
+	case errors.Is(err, mqttwire.ErrNotConnect):
+		if s.set.Trusted != nil && len(s.data) > 0 && (s.data[0] == 'P' || s.data[0] == '\r') {
+			return ResultProxyUntrusted
+		}
+		return ResultNotMQTT
+	case errors.Is(err, mqttwire.ErrMalformed):
+		return ResultMalformed
+	}
+	return ResultError
+}
+
+// isTimeout reports a deadline that passed; the WebSocket library reports
+// it as a net.Error of its own, not os.ErrDeadlineExceeded.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+func prepareResult(err error) string {
+	switch {
+	case isTimeout(err):
+		return ResultTimeout
+	case errors.Is(err, listener.ErrProxyHeader):
+		return ResultProxyError
+	case errors.Is(err, listener.ErrTLS):
+		return ResultTLSError
+	case errors.Is(err, listener.ErrWebSocket):
+		return ResultWSError
+	}
+	return ResultError
+}
+
+// fail records a refusal without an MQTT answer.
+func (s *session) fail(result string, err error) {
+	c := s.c
+	if c.ticket.Evicted() {
+		result = ResultOverPending // the gate closed it: that is why it failed
+	}
+	c.Result = result
+	if err != nil && result != ResultEOF {
+		c.Reason = err.Error()
+		s.p.log.Debug("connection refused", "remote", c.Remote, "listener", c.Listener, "result", result, "error", err)
+	}
+}
+
+// refuse answers a CONNACK with the refusal in the client's protocol version
+// (when that version has a code for it); the caller finishes the connection.
+func (s *session) refuse(why mqttwire.Refusal, result string) {
+	c := s.c
+	c.Result = result
+	code, ok := mqttwire.RefusalCode(s.connect.Version, why)
+	if !ok {
+		return
+	}
+	c.Connack = connackCode(code)
+	version := s.connect.Version
+	if result == ResultBadVersion {
+		version = mqttwire.V311 // the 0x01 answer has the v3.1.1 shape [MQTT-3.1.2-2]
+	}
+	w := s.cl.Conn
+	w.SetWriteDeadline(time.Now().Add(time.Second))
+	n, _ := w.Write(mqttwire.AppendConnack(nil, version, false, code))
+	c.Stats.Out.Add(int64(n))
+}

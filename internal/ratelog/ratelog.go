@@ -1,0 +1,52 @@
+// Package ratelog is the one rate-limited logger of mqlb: a warning that
+// may repeat on a hot path (per connection, per message) is written at most
+// once per interval per key, with how many were suppressed since, so an
+// outage does not write a line per client.
+package ratelog
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Log logs a message at most once per interval per key.
+type Log struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]*rateEntry
+}
+
+type rateEntry struct {
+	at         time.Time
+	suppressed int
+}
+
+// New returns a Log that writes each key at most once per every.
+func New(every time.Duration) *Log {
+	return &Log{every: every, last: map[string]*rateEntry{}}
+}
+
+// Warn logs msg with args at warning level unless key was logged less than
+// every ago; the next line written says how many were suppressed.
+func (r *Log) Warn(log *slog.Logger, key, msg string, args ...any) {
+	now := time.Now()
+	r.mu.Lock()
+	e := r.last[key]
+	if e != nil && now.Sub(e.at) < r.every {
+		e.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	if e == nil {
+		e = &rateEntry{}
+		r.last[key] = e
+	}
+	n := e.suppressed
+	e.at, e.suppressed = now, 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	log.Warn(msg, args...)
+}

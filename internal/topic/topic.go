@@ -1,0 +1,48 @@
+// Package topic is MQTT's topic vocabulary, shared by the config checks,
+// the node's authorization and the node's mesh: validating a topic filter
+// and splitting a shared subscription's filter. One implementation, so
+// that a filter the config accepts is the filter the node applies.
+package topic
+
+import (
+	"errors"
+	"strings"
+)
+
+// ValidFilter checks a topic filter: not empty [MQTT-4.7.3-1], '#' only as
+// the whole last level [MQTT-4.7.1-2], '+' only as a whole level
+// [MQTT-4.7.1-3].
+func ValidFilter(f string) error {
+	if f == "" {
+		return errors.New("empty topic filter")
+	}
+	for {
+		level, rest, more := strings.Cut(f, "/")
+		if strings.Contains(level, "#") && (level != "#" || more) {
+			return errors.New("'#' must be a whole level and the last one")
+		}
+		if strings.Contains(level, "+") && level != "+" {
+			return errors.New("'+' must be a whole level")
+		}
+		if !more {
+			return nil
+		}
+		f = rest
+	}
+}
+
+// SplitShared splits a shared subscription's filter "$share/{group}/{filter}"
+// [MQTT-4.8.2] into its group and inner filter. "$share" is matched in any
+// case, as mochi-mqtt accepts it. For any other filter, or a shared one
+// without a group or inner filter, it returns ("", f, false).
+func SplitShared(f string) (group, inner string, ok bool) {
+	const prefix = "$share/"
+	if len(f) < len(prefix) || !strings.EqualFold(f[:len(prefix)], prefix) {
+		return "", f, false
+	}
+	group, inner, ok = strings.Cut(f[len(prefix):], "/")
+	if !ok || group == "" || inner == "" {
+		return "", f, false
+	}
+	return group, inner, true
+}

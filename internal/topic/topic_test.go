@@ -1,0 +1,34 @@
+package topic
+
+import "testing"
+
+func TestValidFilter(t *testing.T) {
+	for f, ok := range map[string]bool{
+		"a/b": true, "#": true, "+": true, "a/+/c": true, "a/#": true, "/": true, "+/+": true, "$SYS/#": true,
+		"": false, "a#": false, "a/#/b": false, "a/b+": false, "#/a": false, "a/+b/c": false,
+	} {
+		if err := ValidFilter(f); (err == nil) != ok {
+			t.Errorf("ValidFilter(%q) = %v, want ok=%v", f, err, ok)
+		}
+	}
+}
+
+func TestSplitShared(t *testing.T) {
+	for _, tc := range []struct {
+		f, group, inner string
+		ok              bool
+	}{
+		{"$share/g/a/#", "g", "a/#", true},
+		{"$SHARE/grp/a/b", "grp", "a/b", true},
+		{"$share/g", "", "$share/g", false},
+		{"$share//a", "", "$share//a", false},
+		{"$share/g/", "", "$share/g/", false},
+		{"a/b", "", "a/b", false},
+		{"$shared/g/a", "", "$shared/g/a", false},
+	} {
+		g, in, ok := SplitShared(tc.f)
+		if g != tc.group || in != tc.inner || ok != tc.ok {
+			t.Errorf("SplitShared(%q) = %q, %q, %v; want %q, %q, %v", tc.f, g, in, ok, tc.group, tc.inner, tc.ok)
+		}
+	}
+}

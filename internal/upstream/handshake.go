@@ -1,0 +1,137 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
+
+	"github.com/mqlb/mqlb/internal/mqttwire"
+)
+
+// Handshake is what a client's connection sends a server before the client
+// is committed to it.
+type Handshake struct {
+	Version byte   // the client's MQTT version, to read the CONNACK
+	Data    []byte // every byte the client sent so far: its CONNECT and anything after
+	// Source and Dest are the client's addresses for the PROXY header.
+	Source, Dest netip.AddrPort
+	// TLS is the client's TLS session when the load balancer terminated it
+	// (PROXY v2 carries it in its SSL TLV).
+	TLS *tls.ConnectionState
+}
+
+// first returns the bytes every attempt writes: the PROXY header (when the
+// upstream wants one) followed by the client's bytes, in one buffer.
+func (u *Upstream) first(hs *Handshake) ([]byte, error) {
+	hdr, err := proxyHeader(u.cfg.ProxyProtocol, hs.Source, hs.Dest, hs.TLS)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(make([]byte, 0, len(hdr)+len(hs.Data)), hdr...), hs.Data...), nil
+}
+
+// attempt dials s, writes first and waits for the CONNACK, all within
+// connack_timeout after the dial. A server that closes, times out or
+// answers "unavailable"/"busy"/"use another server" fails the attempt (the
+// last ones with ErrDeclined), so the next server is tried and the client
+// never sees it. Any other answer, including a refusal for the client's own
+// reasons, commits the client to this server.
+func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, version byte) (*net.TCPConn, mqttwire.Reply, error) {
+	c, err := u.dialTCP(ctx, s)
+	if err != nil {
+		return nil, mqttwire.Reply{}, err
+	}
+	c.SetDeadline(time.Now().Add(u.cfg.ConnackTimeout.D()))
+	rp, err := mqttHandshake(c, first, version)
+	if err == nil && rp.Size > 0 && retryable(version, rp.Code) {
+		err = fmt.Errorf("%w: CONNACK 0x%02x", ErrDeclined, rp.Code)
+	}
+	if err != nil {
+		c.Close()
+		return nil, mqttwire.Reply{}, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, rp, nil
+}
+
+// mqttHandshake writes a CONNECT (with whatever precedes and follows it in
+// b) and reads the server's answer. Health checks and client connections
+// both talk to brokers through it.
+func mqttHandshake(c net.Conn, b []byte, version byte) (mqttwire.Reply, error) {
+	if _, err := c.Write(b); err != nil {
+		return mqttwire.Reply{}, err
+	}
+	rp, err := mqttwire.ReadConnack(c, version, nil)
+	if err != nil {
+		return rp, fmt.Errorf("waiting for CONNACK: %w", err)
+	}
+	return rp, nil
+}
+
+// retryable reports a CONNACK code that says "not here, try elsewhere".
+func retryable(version byte, code byte) bool {
+	if version == mqttwire.V5 {
+		switch code {
+		case mqttwire.Code5ServerUnavailable, mqttwire.Code5ServerBusy, mqttwire.Code5UseAnotherServer:
+			return true
+		}
+		return false
+	}
+	return code == mqttwire.Code3ServerUnavailable
+}
+
+// proxyHeader builds the PROXY header for mode (off, v1, v2). v2 carries the
+// TLS TLVs (version, and the client certificate CN when one was verified)
+// when TLS was terminated here.
+func proxyHeader(mode string, src, dst netip.AddrPort, st *tls.ConnectionState) ([]byte, error) {
+	if mode == "off" || mode == "" {
+		return nil, nil
+	}
+	v := byte(1)
+	if mode == "v2" {
+		v = 2
+	}
+	h := proxyproto.HeaderProxyFromAddrs(v, net.TCPAddrFromAddrPort(src), net.TCPAddrFromAddrPort(dst))
+	if v == 2 && st != nil {
+		tlv, err := sslTLV(st).Marshal()
+		if err != nil {
+			return nil, err
+		}
+		if err := h.SetTLVs([]proxyproto.TLV{tlv}); err != nil {
+			return nil, err
+		}
+	}
+	return h.Format()
+}
+
+// sslTLV describes the client's TLS session as PROXY v2's PP2_TYPE_SSL.
+func sslTLV(st *tls.ConnectionState) tlvparse.PP2SSL {
+	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1}
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersion(st.Version))})
+	if len(st.PeerCertificates) > 0 {
+		ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN
+	}
+	if len(st.VerifiedChains) > 0 {
+		ssl.Verify = 0 // zero: a certificate was presented and verified
+		cn := st.VerifiedChains[0][0].Subject.CommonName
+		ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cn)})
+	}
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.CipherSuiteName(st.CipherSuite))})
+	return ssl
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return fmt.Sprintf("TLS 0x%04x", v)
+}
