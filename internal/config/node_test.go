@@ -155,3 +155,29 @@ func TestExampleNodeConfigParses(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionsDurability(t *testing.T) {
+	for _, tt := range []struct{ extra, want string }{
+		{"", "replicated"}, // routes: replicas automatic
+		{"sessions: { durability: memory }\n", "memory"},  // explicit
+		{"mesh: { listen: \"\", peers: [] }\n", "memory"}, // a single node: nothing to replicate to
+		{"mesh: { listen: \"127.0.0.1:0\", replicas: 1 }\n", "memory"},
+		{"mesh: { listen: \"127.0.0.1:0\", replicas: 3 }\n", "replicated"},
+	} {
+		cfg := minimalNode
+		if strings.HasPrefix(tt.extra, "mesh:") {
+			cfg = strings.Replace(cfg, "mesh:\n  listen: \"127.0.0.1:0\"\n  peers: [\"127.0.0.1:6223\"]\n", "", 1)
+		}
+		n, err := ParseNode([]byte(cfg + tt.extra))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.extra, err)
+		}
+		if n.Sessions.Durability != tt.want {
+			t.Errorf("%q: durability %q, want %q", tt.extra, n.Sessions.Durability, tt.want)
+		}
+	}
+	_, err := ParseNode([]byte(minimalNode + "sessions: { durability: disk }\n"))
+	if err == nil || !strings.Contains(err.Error(), "sessions.durability") {
+		t.Errorf("durability disk: %v, want an error naming sessions.durability", err)
+	}
+}
