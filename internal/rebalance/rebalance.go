@@ -46,7 +46,16 @@ type Manager struct {
 	movers  map[string]*mover      // by upstream: running rebalancers
 	evacs   map[[2]string]*evacuee // by upstream, server
 	moved   map[[2]string]*atomic.Uint64
+	onMove  func(upstream, server string, at time.Time)
 	stopped bool
+}
+
+// OnMove sets a function told of every connection closed to move it (for
+// tests and measurements).
+func (m *Manager) OnMove(f func(upstream, server string, at time.Time)) {
+	m.mu.Lock()
+	m.onMove = f
+	m.mu.Unlock()
 }
 
 // New returns a manager over the upstreams ups returns and the
@@ -124,8 +133,12 @@ func (m *Manager) count(upstream, server string) {
 		c = new(atomic.Uint64)
 		m.moved[k] = c
 	}
+	f := m.onMove
 	m.mu.Unlock()
 	c.Add(1)
+	if f != nil {
+		f(upstream, server, time.Now())
+	}
 }
 
 // Moved calls f with every (upstream, server, connections moved off it).

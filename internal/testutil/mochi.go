@@ -41,6 +41,8 @@ type ConnectSeen struct {
 	ProxyCN string
 	// ProxySSL is true when the PROXY v2 header said the client used TLS.
 	ProxySSL bool
+	// At is when the broker accepted it.
+	At time.Time
 }
 
 // BrokerOption adjusts StartMochi.
@@ -171,6 +173,7 @@ func (h *recordHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		Username: string(cl.Properties.Username),
 		Remote:   cl.Net.Remote,
 		Listener: cl.Net.Listener,
+		At:       time.Now(),
 	}
 	if pc, ok := cl.Net.Conn.(*proxyproto.Conn); ok && pc.ProxyHeader() != nil {
 		if tlvs, err := pc.ProxyHeader().TLVs(); err == nil {

@@ -1,0 +1,285 @@
+package lb
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// fleet is many auto-reconnecting MQTT 3.1.1 clients (paho.mqtt.golang)
+// connected through the LB; it records when each lost its connection.
+type fleet struct {
+	t       testing.TB
+	clients map[string]mqtt3.Client
+	mu      sync.Mutex
+	lost    map[string][]time.Time
+}
+
+func newFleet(t testing.TB, addr string, ids []string) *fleet {
+	t.Helper()
+	f := &fleet{t: t, clients: map[string]mqtt3.Client{}, lost: map[string][]time.Time{}}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := make(chan error, len(ids))
+	sem := make(chan struct{}, 16)
+	for _, id := range ids {
+		o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(true).
+			SetAutoReconnect(true).SetMaxReconnectInterval(250 * time.Millisecond).SetConnectRetry(true).
+			SetConnectRetryInterval(250 * time.Millisecond).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
+			SetKeepAlive(60 * time.Second).
+			SetConnectionLostHandler(func(mqtt3.Client, error) { f.markLost(id) })
+		c := mqtt3.NewClient(o)
+		mu.Lock()
+		f.clients[id] = c
+		mu.Unlock()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if tok := c.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				errs <- fmt.Errorf("connect %s: %v", id, tok.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *fleet) markLost(id string) {
+	f.mu.Lock()
+	f.lost[id] = append(f.lost[id], time.Now())
+	f.mu.Unlock()
+}
+
+// lostIDs returns the clients that lost their connection at least once.
+func (f *fleet) lostIDs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.lost {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// connected counts clients whose connection is open.
+func (f *fleet) connected() int {
+	n := 0
+	for _, c := range f.clients {
+		if c.IsConnectionOpen() {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fleet) close() {
+	var wg sync.WaitGroup
+	for _, c := range f.clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Disconnect(0) }()
+	}
+	wg.Wait()
+}
+
+// moves records the times of rebalancing/evacuation closes.
+type moves struct {
+	mu sync.Mutex
+	at map[string][]time.Time // by server moved off
+}
+
+func watchMoves(h *harness) *moves {
+	m := &moves{at: map[string][]time.Time{}}
+	h.lb.Rebalance().OnMove(func(_, server string, at time.Time) {
+		m.mu.Lock()
+		m.at[server] = append(m.at[server], at)
+		m.mu.Unlock()
+	})
+	return m
+}
+
+func (m *moves) all() []time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []time.Time
+	for _, ts := range m.at {
+		out = append(out, ts...)
+	}
+	return out
+}
+
+// maxPerSecond is the most events in any one-second window [t, t+1s).
+func maxPerSecond(ts []time.Time) int {
+	ts = append([]time.Time(nil), ts...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	best, j := 0, 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= time.Second {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
+}
+
+// evenIDs returns n client ids that the client_id policy spreads exactly
+// evenly over servers: the test is about rebalancing, so the keys' own
+// spread (a few percent for 400 random keys) is taken out of it.
+func evenIDs(t testing.TB, servers []string, n int) []string {
+	t.Helper()
+	var bs []balance.Server
+	for _, s := range servers {
+		bs = append(bs, namedServer(s))
+	}
+	p, err := balance.New("client_id", bs, balance.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := map[string]int{}
+	var out []string
+	for i := 0; len(out) < n; i++ {
+		id := fmt.Sprintf("rb-%d", i)
+		home := p.(balance.Keyed).Home(&balance.Conn{ClientID: id}).Name()
+		if per[home] < n/len(servers) {
+			per[home]++
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+type namedServer string
+
+func (s namedServer) Name() string  { return string(s) }
+func (namedServer) Weight() int     { return 1 }
+func (namedServer) Active() int64   { return 0 }
+func (namedServer) Available() bool { return true }
+
+// perServer returns the LB's active connections per server.
+func perServer(h *harness) map[string]int64 {
+	out := map[string]int64{}
+	for _, s := range h.lb.Upstreams().Get("brokers").Servers {
+		out[s.Name()] = s.Active()
+	}
+	return out
+}
+
+// TestRebalanceScaleOut: 400 clients on three servers; a fourth joins by
+// reload. With rebalance.rate 40 every server is within 10% of 100 in 20 s,
+// no one-second window has more than 40 moves, and only clients whose key
+// now maps to the new server were moved.
+func TestRebalanceScaleOut(t *testing.T) {
+	h := newHarness(t, harnessOpts{upstream: "    balance: client_id\n    rebalance: { rate: 40, tolerance: 0.1, min_age: 500ms }\n"})
+	ids := evenIDs(t, []string{"b0", "b1", "b2", "b3"}, 400)
+	f := newFleet(t, h.addr, ids)
+	testutil.Eventually(t, 10*time.Second, func() bool { return h.lb.Connections().Len() == 400 }, "400 clients relayed")
+	mv := watchMoves(h)
+
+	b3 := testutil.StartMochi(t)
+	h.brokers = append(h.brokers, b3)
+	var addrs []string
+	for _, b := range h.brokers {
+		addrs = append(addrs, b.Addr)
+	}
+	h.write(h.yaml(addrs, harnessOpts{upstream: "    balance: client_id\n    rebalance: { rate: 40, tolerance: 0.1, min_age: 500ms }\n"}))
+	start := time.Now()
+	if err := h.lb.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	var last map[string]int64
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		last = perServer(h)
+		for _, n := range last {
+			if n < 90 || n > 110 {
+				return false
+			}
+		}
+		return f.connected() == 400
+	}, "every server within 10%% of 100: %v", last)
+	t.Logf("balanced after %v: %v, %d moved", time.Since(start).Round(10*time.Millisecond), last, len(mv.all()))
+	if n := maxPerSecond(mv.all()); n > 40 {
+		t.Errorf("%d moves in one second; want at most 40", n)
+	}
+	keyed := h.lb.Upstreams().Get("brokers").Policy.(balance.Keyed)
+	for _, id := range f.lostIDs() {
+		if home := keyed.Home(&balance.Conn{ClientID: id}).Name(); home != "b3" {
+			t.Errorf("client %s was moved but its key maps to %s, not the new server", id, home)
+		}
+	}
+	st := h.lb.Rebalance().State("brokers")
+	if st.Moved == 0 || st.Rate != 40 {
+		t.Errorf("rebalance state %+v", st)
+	}
+}
+
+// TestEvacuate: POST .../evacuate?rate=25 drains a server and closes its
+// connections at 25 per second until none is left; the API reports
+// progress and the clients are back on the other servers.
+func TestEvacuate(t *testing.T) {
+	h := newHarness(t, harnessOpts{upstream: "    balance: least_conn\n"})
+	var ids []string
+	for i := range 150 {
+		ids = append(ids, fmt.Sprintf("ev-%d", i))
+	}
+	f := newFleet(t, h.addr, ids)
+	testutil.Eventually(t, 10*time.Second, func() bool { return h.lb.Connections().Len() == 150 }, "150 clients relayed")
+	mv := watchMoves(h)
+	base := "http://" + h.admin + "/api/v1/upstreams/brokers/servers/b0/evacuate"
+	if code, body := apiDo(t, "POST", base+"?rate=0", ""); code != 400 {
+		t.Errorf("rate 0: %d %s", code, body)
+	}
+	if code, body := apiDo(t, "POST", "http://"+h.admin+"/api/v1/upstreams/brokers/servers/nope/evacuate?rate=5", ""); code != 404 {
+		t.Errorf("unknown server: %d %s", code, body)
+	}
+	start := time.Now()
+	code, body := apiDo(t, "POST", base+"?rate=25", "")
+	var ev struct {
+		Status             string
+		Initial, Remaining int64
+		Moved              int
+	}
+	if err := json.Unmarshal([]byte(body), &ev); err != nil || code != 202 || ev.Status != "running" || ev.Initial < 40 {
+		t.Fatalf("evacuate: %d %v %s", code, err, body)
+	}
+	testutil.Eventually(t, 15*time.Second, func() bool {
+		_, body := apiDo(t, "GET", base, "")
+		json.Unmarshal([]byte(body), &ev)
+		return ev.Status == "done"
+	}, "evacuation done: %+v", ev)
+	took := time.Since(start)
+	t.Logf("evacuated %d connections in %v", ev.Initial, took.Round(10*time.Millisecond))
+	if min := time.Duration(float64(ev.Initial-1) / 25 * float64(time.Second)); took < min {
+		t.Errorf("evacuated %d in %v; at 25/s it takes at least %v", ev.Initial, took, min)
+	}
+	if n := maxPerSecond(mv.all()); n > 25 {
+		t.Errorf("%d closes in one second; want at most 25", n)
+	}
+	if ev.Remaining != 0 || ev.Moved < int(ev.Initial) {
+		t.Errorf("progress at the end: %+v", ev)
+	}
+	sv := h.lb.Upstreams().Get("brokers").Server("b0")
+	if sv.State().String() != "drain" || sv.Active() != 0 {
+		t.Errorf("b0: state %s, %d active", sv.State(), sv.Active())
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return f.connected() == 150 && h.lb.Connections().Len() == 150 }, "every client back")
+	code, body = apiDo(t, "GET", "http://"+h.admin+"/api/v1/upstreams/brokers", "")
+	if code != 200 || !strings.Contains(body, `"evacuations"`) || !strings.Contains(body, `"status": "off"`) {
+		t.Errorf("GET upstream: %d %s", code, body)
+	}
+}
