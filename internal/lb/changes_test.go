@@ -3,6 +3,7 @@ package lb
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -281,5 +282,86 @@ func TestEvacuate(t *testing.T) {
 	code, body = apiDo(t, "GET", "http://"+h.admin+"/api/v1/upstreams/brokers", "")
 	if code != 200 || !strings.Contains(body, `"evacuations"`) || !strings.Contains(body, `"status": "off"`) {
 		t.Errorf("GET upstream: %d %s", code, body)
+	}
+}
+
+// TestSlowStart: a server added by reload with slow_start 3s takes a small
+// share of new connections at first and a growing one over the window —
+// with least_conn, which without slow start sends it every new connection
+// until it catches up, and with client_id, whose keys are admitted to it
+// progressively.
+func TestSlowStart(t *testing.T) {
+	for _, policy := range []string{"least_conn", "client_id"} {
+		t.Run(policy, func(t *testing.T) {
+			opts := harnessOpts{brokers: 2, upstream: "    balance: " + policy + "\n    slow_start: 3s\n"}
+			h := newHarness(t, opts)
+			for i := range 60 {
+				openRaw(t, h.addr, fmt.Sprintf("ss-old-%d", i))
+			}
+			h.brokers = append(h.brokers, testutil.StartMochi(t))
+			h.write(h.yaml([]string{h.brokers[0].Addr, h.brokers[1].Addr, h.brokers[2].Addr}, opts))
+			if err := h.lb.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			const windows, per = 6, 30
+			var share [windows]float64
+			tick := time.NewTicker(500 * time.Millisecond / per)
+			defer tick.Stop()
+			start := time.Now()
+			for i := 0; time.Since(start) < windows*500*time.Millisecond; i++ {
+				<-tick.C
+				w := int(time.Since(start) / (500 * time.Millisecond))
+				id := fmt.Sprintf("ss-%s-%d", policy, i)
+				openRaw(t, h.addr, id)
+				if w < windows && h.lb.Connections().List(id)[0].Server == "b2" {
+					share[w]++
+				}
+			}
+			for i := range share {
+				share[i] /= per
+			}
+			t.Logf("%s: share of new connections on the new server per 0.5 s: %.2f", policy, share)
+			first, last := share[0]+share[1], share[4]+share[5]
+			if share[0] > 0.25 || first >= last {
+				t.Errorf("the new server's share did not start small and grow: %.2f", share)
+			}
+		})
+	}
+}
+
+// TestReconnectStorm: 1,000 auto-reconnecting clients on three brokers;
+// one broker dies. With max_connect_rate 100 no survivor sees more than
+// 100 new connections in any second, and every client is back.
+// MQLB_STORM_RATE overrides the rate (0: no pacing) to measure the storm.
+func TestReconnectStorm(t *testing.T) {
+	rate := "100"
+	if v := os.Getenv("MQLB_STORM_RATE"); v != "" {
+		rate = v
+	}
+	h := newHarness(t, harnessOpts{upstream: "    balance: client_id\n    max_connect_rate: " + rate + "\n",
+		top: "limits: { connect_timeout: 5s, shutdown_grace: 5s }\n"})
+	var ids []string
+	for i := range 1000 {
+		ids = append(ids, fmt.Sprintf("storm-%d", i))
+	}
+	f := newFleet(t, h.addr, ids)
+	testutil.Eventually(t, 30*time.Second, func() bool { return h.lb.Connections().Len() == 1000 }, "1000 clients relayed")
+	killed := time.Now()
+	h.brokers[0].Stop()
+	testutil.Eventually(t, 30*time.Second, func() bool { return f.connected() == 1000 && h.lb.Connections().Len() == 1000 },
+		"every client back: %d connected", f.connected())
+	back := time.Since(killed)
+	for _, b := range h.brokers[1:] {
+		var ts []time.Time
+		for _, c := range b.Connects() {
+			if c.At.After(killed) && !strings.HasPrefix(c.ClientID, "mqlb-health") {
+				ts = append(ts, c.At)
+			}
+		}
+		peak := maxPerSecond(ts)
+		t.Logf("max_connect_rate %s: %d new connections, at most %d in one second; all back in %v", rate, len(ts), peak, back.Round(10*time.Millisecond))
+		if rate != "0" && peak > 100 {
+			t.Errorf("a survivor took %d new connections in one second; want at most 100", peak)
+		}
 	}
 }

@@ -16,18 +16,23 @@ var ErrBusy = errors.New("servers busy: max_connect_rate")
 // setPace installs (or removes) the server's connection-rate limiter for
 // perSecond new connections, keeping the running one when the rate did
 // not change so a reload does not refill it. The burst is one: new
-// connections are spaced 1/rate apart, so no one-second window ever holds
-// more than rate of them.
+// connections are spaced evenly, a little (paceMargin) more than 1/rate
+// apart, so that no one-second window at the server holds more than rate
+// of them even when the network delays some more than others.
 func (s *Server) setPace(perSecond float64) {
 	if perSecond <= 0 {
 		s.pace.Store(nil)
 		return
 	}
-	if l := s.pace.Load(); l != nil && l.Limit() == rate.Limit(perSecond) {
+	lim := rate.Limit(perSecond * paceMargin)
+	if l := s.pace.Load(); l != nil && l.Limit() == lim {
 		return
 	}
-	s.pace.Store(rate.NewLimiter(rate.Limit(perSecond), 1))
+	s.pace.Store(rate.NewLimiter(lim, 1))
 }
+
+// paceMargin is the part of max_connect_rate the limiter spends.
+const paceMargin = 0.97
 
 // pace waits until s may take one more new connection under
 // max_connect_rate. Waiting clients form the upstream's connect queue
