@@ -26,6 +26,9 @@ func (ck *check) changes(p string, u *Upstream) {
 	if r.Rate < 0 {
 		ck.errorf(p+".rebalance.rate", "must be zero (off) or more connections per second")
 	}
+	if r.Rate > 0 && u.Balance == "sticky" {
+		ck.errorf(p+".rebalance.rate", "rebalancing does not apply to balance: sticky (the sticky table sends a moved client back); use evacuation or another policy")
+	}
 	if r.Tolerance <= 0 || r.Tolerance >= 1 {
 		ck.errorf(p+".rebalance.tolerance", "want a fraction between 0 and 1 such as 0.1, got %v", r.Tolerance)
 	}
