@@ -204,7 +204,7 @@ func TestRebalanceScaleOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last map[string]int64
-	testutil.Eventually(t, 20*time.Second, func() bool {
+	if !testutil.WaitFor(20*time.Second, func() bool {
 		last = perServer(h)
 		for _, n := range last {
 			if n < 90 || n > 110 {
@@ -212,7 +212,9 @@ func TestRebalanceScaleOut(t *testing.T) {
 			}
 		}
 		return f.connected() == 400
-	}, "every server within 10%% of 100: %v", last)
+	}) {
+		t.Fatalf("not every server within 10%% of 100 after 20s: %v", last)
+	}
 	t.Logf("balanced after %v: %v, %d moved", time.Since(start).Round(10*time.Millisecond), last, len(mv.all()))
 	if n := maxPerSecond(mv.all()); n > 40 {
 		t.Errorf("%d moves in one second; want at most 40", n)

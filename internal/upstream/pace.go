@@ -3,9 +3,8 @@ package upstream
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // ErrBusy is returned (wrapped) by Connect when max_connect_rate kept every
@@ -13,59 +12,97 @@ import (
 // the client is refused with "server busy".
 var ErrBusy = errors.New("servers busy: max_connect_rate")
 
-// setPace installs (or removes) the server's connection-rate limiter for
-// perSecond new connections, keeping the running one when the rate did
-// not change so a reload does not refill it. The burst is one: new
-// connections are spaced evenly, a little (paceMargin) more than 1/rate
-// apart, so that no one-second window at the server holds more than rate
-// of them even when the network delays some more than others.
+// paceMargin is the part of max_connect_rate the pacer spends, so that
+// delays between the pacer and the broker do not push a second at the
+// broker over the rate.
+const paceMargin = 0.97
+
+// pacer spaces a server's new connections evenly. Waiters take turns in
+// order of arrival (a ticket: the next slot of the schedule), and a turn is
+// granted only once the interval has passed since the last grant in real
+// time: a waiter woken late does not make the next one go early, so no
+// one-second window ever holds more grants than the rate.
+type pacer struct {
+	interval time.Duration
+	mu       sync.Mutex
+	next     time.Time // the next free slot of the schedule
+	last     time.Time // the last grant
+}
+
+func newPacer(perSecond float64) *pacer {
+	return &pacer{interval: time.Duration(float64(time.Second) / (perSecond * paceMargin))}
+}
+
+// wait blocks until the caller's turn, or returns ErrBusy at once when the
+// turn would come after ctx's deadline (or later when ctx ends first).
+func (p *pacer) wait(ctx context.Context) error {
+	dl, hasDL := ctx.Deadline()
+	p.mu.Lock()
+	now := time.Now()
+	slot := p.next
+	if slot.Before(now) {
+		slot = now
+	}
+	if hasDL && slot.After(dl) {
+		p.mu.Unlock()
+		return ErrBusy
+	}
+	p.next = slot.Add(p.interval)
+	p.mu.Unlock()
+	for {
+		if d := time.Until(slot); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ErrBusy
+			case <-t.C:
+			}
+		}
+		p.mu.Lock()
+		now := time.Now()
+		if now.Sub(p.last) >= p.interval {
+			p.last = now
+			p.mu.Unlock()
+			return nil
+		}
+		slot = p.last.Add(p.interval)
+		p.mu.Unlock()
+		if hasDL && slot.After(dl) {
+			return ErrBusy
+		}
+	}
+}
+
+// setPace installs (or removes) the server's pacer for perSecond new
+// connections, keeping the running one when the rate did not change so a
+// reload does not reset it.
 func (s *Server) setPace(perSecond float64) {
 	if perSecond <= 0 {
 		s.pace.Store(nil)
 		return
 	}
-	lim := rate.Limit(perSecond * paceMargin)
-	if l := s.pace.Load(); l != nil && l.Limit() == lim {
+	if p := s.pace.Load(); p != nil && p.interval == newPacer(perSecond).interval {
 		return
 	}
-	s.pace.Store(rate.NewLimiter(lim, 1))
+	s.pace.Store(newPacer(perSecond))
 }
-
-// paceMargin is the part of max_connect_rate the limiter spends.
-const paceMargin = 0.97
 
 // pace waits until s may take one more new connection under
 // max_connect_rate. Waiting clients form the upstream's connect queue
 // (bounded by max_connect_queue); a client whose turn would come after
 // its deadline does not wait at all. ErrBusy means "try another server".
 func (u *Upstream) pace(ctx context.Context, s *Server) error {
-	lim := s.pace.Load()
-	if lim == nil {
+	p := s.pace.Load()
+	if p == nil {
 		return nil
 	}
 	if u.queued.Load() >= int64(u.cfg.MaxConnectQueue) {
 		return ErrBusy
 	}
-	r := lim.Reserve()
-	d := r.Delay()
-	if d == 0 {
-		return nil
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Now().Add(d).After(dl) {
-		r.Cancel()
-		return ErrBusy
-	}
 	u.queued.Add(1)
 	defer u.queued.Add(-1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		r.Cancel()
-		return ErrBusy
-	}
+	return p.wait(ctx)
 }
 
 // ConnectQueue returns how many clients wait for their turn under

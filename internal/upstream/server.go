@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/mqlb/mqlb/internal/balance"
 )
 
@@ -59,8 +57,8 @@ type Server struct {
 	total   atomic.Uint64
 	fails   atomic.Uint64 // failed dials
 
-	pace    atomic.Pointer[rate.Limiter] // max_connect_rate, nil = no limit
-	upSince atomic.Int64                 // unix ns it came up (slow start); 0 = from the start
+	pace    atomic.Pointer[pacer] // max_connect_rate, nil = no limit
+	upSince atomic.Int64          // unix ns it came up (slow start); 0 = from the start
 
 	// bytes* accumulate the bytes of finished connections (Lease.Release);
 	// whoever reports totals adds the live connections' own.
