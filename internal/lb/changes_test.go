@@ -183,6 +183,8 @@ func TestReconnectStorm(t *testing.T) {
 	testutil.Eventually(t, 30*time.Second, func() bool { return h.lb.Connections().Len() == 1000 }, "1000 clients relayed")
 	killed := time.Now()
 	h.brokers[0].Stop()
+	b0 := h.lb.Upstreams().Get("brokers").Server("b0")
+	testutil.Eventually(t, 10*time.Second, func() bool { return b0.Active() == 0 }, "b0's clients dropped")
 	testutil.Eventually(t, 30*time.Second, func() bool { return f.connected() == 1000 && h.lb.Connections().Len() == 1000 },
 		"every client back: %d connected", f.connected())
 	back := time.Since(killed)

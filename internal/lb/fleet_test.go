@@ -19,11 +19,12 @@ type fleet struct {
 	clients map[string]mqtt3.Client
 	mu      sync.Mutex
 	lost    map[string][]time.Time
+	up      map[string][]time.Time // when each (re)connected (CONNACK received)
 }
 
 func newFleet(t testing.TB, addr string, ids []string) *fleet {
 	t.Helper()
-	f := &fleet{t: t, clients: map[string]mqtt3.Client{}, lost: map[string][]time.Time{}}
+	f := &fleet{t: t, clients: map[string]mqtt3.Client{}, lost: map[string][]time.Time{}, up: map[string][]time.Time{}}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	errs := make(chan error, len(ids))
@@ -33,7 +34,8 @@ func newFleet(t testing.TB, addr string, ids []string) *fleet {
 			SetAutoReconnect(true).SetMaxReconnectInterval(250 * time.Millisecond).SetConnectRetry(true).
 			SetConnectRetryInterval(250 * time.Millisecond).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
 			SetKeepAlive(60 * time.Second).
-			SetConnectionLostHandler(func(mqtt3.Client, error) { f.markLost(id) })
+			SetConnectionLostHandler(func(mqtt3.Client, error) { f.markLost(id) }).
+			SetOnConnectHandler(func(mqtt3.Client) { f.markUp(id) })
 		c := mqtt3.NewClient(o)
 		mu.Lock()
 		f.clients[id] = c
@@ -61,6 +63,27 @@ func (f *fleet) markLost(id string) {
 	f.mu.Lock()
 	f.lost[id] = append(f.lost[id], time.Now())
 	f.mu.Unlock()
+}
+
+func (f *fleet) markUp(id string) {
+	f.mu.Lock()
+	f.up[id] = append(f.up[id], time.Now())
+	f.mu.Unlock()
+}
+
+// connectsAfter returns, by client id, when it connected after t.
+func (f *fleet) connectsAfter(t time.Time) map[string][]time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]time.Time{}
+	for id, ts := range f.up {
+		for _, at := range ts {
+			if at.After(t) {
+				out[id] = append(out[id], at)
+			}
+		}
+	}
+	return out
 }
 
 // lostIDs returns the clients that lost their connection at least once.

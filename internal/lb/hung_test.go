@@ -67,3 +67,50 @@ func TestHungMosquitto(t *testing.T) {
 		m.Signal(syscall.SIGCONT)
 	}
 }
+
+// TestMosquittoKilledPaced: 150 auto-reconnecting clients on three
+// mosquitto processes; one is killed with SIGKILL. With max_connect_rate 20
+// the clients it dropped reconnect to each survivor at no more than 20 per
+// second (as the clients see their CONNACKs), and all are back.
+func TestMosquittoKilledPaced(t *testing.T) {
+	testutil.NeedCommand(t, "mosquitto")
+	var ms []*testutil.Mosquitto
+	var servers []string
+	for range 3 {
+		m := testutil.StartMosquitto(t, "")
+		ms, servers = append(ms, m), append(servers, m.Addr)
+	}
+	h := newHarness(t, harnessOpts{servers: servers, upstream: "    balance: client_id\n    max_connect_rate: 20\n",
+		top: "limits: { connect_timeout: 5s, shutdown_grace: 5s }\n"})
+	var ids []string
+	for i := range 150 {
+		ids = append(ids, fmt.Sprintf("kill-%d", i))
+	}
+	f := newFleet(t, h.addr, ids)
+	testutil.Eventually(t, 30*time.Second, func() bool { return h.lb.Connections().Len() == 150 }, "150 clients relayed")
+	killed := time.Now()
+	if err := ms[1].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	b1 := h.lb.Upstreams().Get("brokers").Server("b1")
+	testutil.Eventually(t, 10*time.Second, func() bool { return b1.Active() == 0 }, "b1's clients dropped")
+	testutil.Eventually(t, 30*time.Second, func() bool { return f.connected() == 150 && h.lb.Connections().Len() == 150 },
+		"every client back: %d connected", f.connected())
+	back := time.Since(killed)
+	bySrv := map[string][]time.Time{}
+	for id, ts := range f.connectsAfter(killed) {
+		if c := h.lb.Connections().List(id); len(c) == 1 {
+			bySrv[c[0].Server] = append(bySrv[c[0].Server], ts...)
+		}
+	}
+	for srv, ts := range bySrv {
+		peak := maxPerSecond(ts)
+		t.Logf("%s took %d reconnects, at most %d in one second (all back in %v)", srv, len(ts), peak, back.Round(10*time.Millisecond))
+		if peak > 20 {
+			t.Errorf("%s took %d reconnects in one second; want at most 20", srv, peak)
+		}
+	}
+	if len(bySrv) != 2 || bySrv["b1"] != nil {
+		t.Errorf("reconnects went to %d servers; want b0 and b2", len(bySrv))
+	}
+}
