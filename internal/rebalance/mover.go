@@ -58,6 +58,8 @@ func (mv *mover) run() {
 		start := !p.within(cfg.Tolerance)
 		if mv.moving || start {
 			mv.moving = mv.batch(p, cfg.Rate)
+		} else {
+			mv.report(p, StatusBalanced)
 		}
 		if !mv.moving && !sleep(mv.m.ctx, time.Second) {
 			return
