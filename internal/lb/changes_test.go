@@ -131,12 +131,15 @@ func TestEvacuate(t *testing.T) {
 // TestSlowStart: a server added by reload with slow_start 3s takes a small
 // share of new connections at first and a growing one over the window —
 // with least_conn, which without slow start sends it every new connection
-// until it catches up, and with client_id, whose keys are admitted to it
-// progressively.
+// until it catches up, and with client_id (no load bound: the keys' own
+// spread), whose keys are admitted to it progressively.
 func TestSlowStart(t *testing.T) {
-	for _, policy := range []string{"least_conn", "client_id"} {
-		t.Run(policy, func(t *testing.T) {
-			opts := harnessOpts{brokers: 2, upstream: "    balance: " + policy + "\n    slow_start: 3s\n"}
+	for _, tc := range []struct {
+		policy      string
+		first, grow float64 // the first half second's share at most; how much the share grows at least
+	}{{"least_conn", 0.3, 0.2}, {"client_id", 0.15, 0.1}} {
+		t.Run(tc.policy, func(t *testing.T) {
+			opts := harnessOpts{brokers: 2, upstream: "    balance: " + tc.policy + "\n    load_factor: 0\n    slow_start: 3s\n"}
 			h := newHarness(t, opts)
 			for i := range 60 {
 				openRaw(t, h.addr, fmt.Sprintf("ss-old-%d", i))
@@ -146,26 +149,29 @@ func TestSlowStart(t *testing.T) {
 			if err := h.lb.Reload(); err != nil {
 				t.Fatal(err)
 			}
-			const windows, per = 6, 30
-			var share [windows]float64
+			const windows, per = 6, 60
+			var n, onNew, share [windows]float64
 			tick := time.NewTicker(500 * time.Millisecond / per)
 			defer tick.Stop()
 			start := time.Now()
 			for i := 0; time.Since(start) < windows*500*time.Millisecond; i++ {
 				<-tick.C
 				w := int(time.Since(start) / (500 * time.Millisecond))
-				id := fmt.Sprintf("ss-%s-%d", policy, i)
+				id := fmt.Sprintf("ss-%s-%d", tc.policy, i)
 				openRaw(t, h.addr, id)
-				if w < windows && h.lb.Connections().List(id)[0].Server == "b2" {
-					share[w]++
+				if w < windows {
+					n[w]++
+					if h.lb.Connections().List(id)[0].Server == "b2" {
+						onNew[w]++
+					}
 				}
 			}
 			for i := range share {
-				share[i] /= per
+				share[i] = onNew[i] / max(n[i], 1)
 			}
-			t.Logf("%s: share of new connections on the new server per 0.5 s: %.2f", policy, share)
-			first, last := share[0]+share[1], share[4]+share[5]
-			if share[0] > 0.25 || first >= last {
+			t.Logf("%s: share of new connections on the new server per 0.5 s: %.2f", tc.policy, share)
+			first, last := (share[0]+share[1])/2, (share[4]+share[5])/2
+			if share[0] > tc.first || last-first < tc.grow {
 				t.Errorf("the new server's share did not start small and grow: %.2f", share)
 			}
 		})
