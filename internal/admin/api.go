@@ -20,7 +20,7 @@ type UpstreamJSON struct {
 	HealthCheck    string       `json:"health_check"`
 	ConnectRetries int          `json:"connect_retries"`
 	Servers        []ServerJSON `json:"servers"`
-	ChangesJSON // rebalancing state and evacuations (rebalance.go)
+	ChangesJSON                 // rebalancing state and evacuations (rebalance.go)
 }
 
 // ServerJSON is one server's state.
