@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -153,5 +154,24 @@ func TestExampleNodeConfigParses(t *testing.T) {
 		if s := n.Summary(); !strings.Contains(s, want) {
 			t.Errorf("summary %q does not mention %q", s, want)
 		}
+	}
+}
+
+// TestMeshTokenFile: mesh.token_file reads the cluster secret from a file
+// (a mounted secret), and is refused beside mesh.token.
+func TestMeshTokenFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "mesh-token")
+	if err := os.WriteFile(file, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ParseNode([]byte(minimalNode + "  token_file: " + file + "\n"))
+	if err != nil {
+		t.Fatalf("token_file: %v", err)
+	}
+	if n.Mesh.Token != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("token_file: token %q", n.Mesh.Token)
+	}
+	if _, err := ParseNode([]byte(minimalNode + "  token: x\n  token_file: " + file + "\n")); err == nil || !strings.Contains(err.Error(), "mesh.token_file") {
+		t.Errorf("token and token_file: %v", err)
 	}
 }
