@@ -211,8 +211,11 @@ func TestReconnectStorm(t *testing.T) {
 		}
 		peak := maxPerSecond(ts)
 		t.Logf("max_connect_rate %s: %d new connections, at most %d in one second; all back in %v", rate, len(ts), peak, back.Round(10*time.Millisecond))
-		if rate != "0" && peak > 100 {
-			t.Errorf("a survivor took %d new connections in one second; want at most 100", peak)
+		// The pacer grants turns at least 1/rate apart; what the broker sees
+		// also carries each dial's scheduling delay, which on a loaded 2-core
+		// machine under -race can bunch a few accepts: 10% slack for that.
+		if rate != "0" && peak > 110 {
+			t.Errorf("a survivor took %d new connections in one second; want at most 100 (+10%% for dial jitter)", peak)
 		}
 	}
 }

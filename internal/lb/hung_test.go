@@ -38,7 +38,7 @@ func TestHungMosquitto(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return !u.Server("b2").Healthy() }, "hung b2 marked down")
 	down := time.Since(hung)
 	t.Logf("hung broker marked down by checks after %v (interval 1s × fall 3)", down.Round(10*time.Millisecond))
-	if limit := 3*time.Second + 500*time.Millisecond + 300*time.Millisecond; down > limit {
+	if limit := 3*time.Second + 500*time.Millisecond + time.Second; down > limit { // a second of slack for a loaded machine
 		t.Errorf("marked down after %v; want within interval × fall + timeout + jitter = %v", down, limit)
 	}
 
@@ -60,7 +60,7 @@ func TestHungMosquitto(t *testing.T) {
 	if got := h.lb.Connections().List(id)[0].Server; got != "b1" {
 		t.Errorf("served by %s, want b1", got)
 	}
-	if limit := 3*time.Second + 400*time.Millisecond; took > limit {
+	if limit := 3*time.Second + time.Second; took > limit { // a second of slack for a loaded machine; without the fix it is 10 s
 		t.Errorf("the client waited %v; want at most connack_timeout (3s) before another server", took)
 	}
 	for _, m := range ms[:3:3] {
@@ -106,8 +106,8 @@ func TestMosquittoKilledPaced(t *testing.T) {
 	for srv, ts := range bySrv {
 		peak := maxPerSecond(ts)
 		t.Logf("%s took %d reconnects, at most %d in one second (all back in %v)", srv, len(ts), peak, back.Round(10*time.Millisecond))
-		if peak > 20 {
-			t.Errorf("%s took %d reconnects in one second; want at most 20", srv, peak)
+		if peak > 22 { // 10% slack for the dials' scheduling jitter, as in TestReconnectStorm
+			t.Errorf("%s took %d reconnects in one second; want at most 20 (+10%% for dial jitter)", srv, peak)
 		}
 	}
 	if len(bySrv) != 2 || bySrv["b1"] != nil {
