@@ -109,7 +109,10 @@ func dig(v any, path ...any) any {
 func rewrite(t *testing.T, config, dir string) string {
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("test-token\n"), 0o600)
-	r := strings.NewReplacer("/run/secrets/admin_token", token, "/var/run/secrets/mqlb/token", token, "/var/lib/mqlb", filepath.Join(dir, "data"))
+	meshToken := filepath.Join(dir, "mesh-token")
+	os.WriteFile(meshToken, []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	r := strings.NewReplacer("/run/secrets/admin_token", token, "/var/run/secrets/mqlb/token", token,
+		"/run/secrets/mesh_token", meshToken, "/var/run/secrets/mqlb-mesh/token", meshToken, "/var/lib/mqlb", filepath.Join(dir, "data"))
 	return r.Replace(config)
 }
 
@@ -136,7 +139,7 @@ func TestKubernetesManifests(t *testing.T) {
 			byKind[k] = append(byKind[k], d)
 		}
 	}
-	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 2, "PodDisruptionBudget": 2, "ConfigMap": 2, "Secret": 1} {
+	for kind, n := range map[string]int{"StatefulSet": 1, "Deployment": 1, "Service": 2, "PodDisruptionBudget": 2, "ConfigMap": 2, "Secret": 2} {
 		if len(byKind[kind]) != n {
 			t.Errorf("%d %s, want %d", len(byKind[kind]), kind, n)
 		}
@@ -170,6 +173,9 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		if dig(pod, "spec", "volumes", 1, "secret", "secretName") != dig(byKind["Secret"][0], "metadata", "name") {
 			t.Errorf("%s: the admin token is not mounted from the Secret", name)
+		}
+		if w["kind"] == "StatefulSet" && dig(pod, "spec", "volumes", 2, "secret", "secretName") != dig(byKind["Secret"][1], "metadata", "name") {
+			t.Errorf("%s: the mesh token is not mounted from its Secret", name)
 		}
 		covered := false
 		for _, pdb := range byKind["PodDisruptionBudget"] {
@@ -219,6 +225,9 @@ func TestComposeFile(t *testing.T) {
 	}
 	if lbs != 2 || nodes != 3 {
 		t.Errorf("%d load balancers and %d nodes, want 2 and 3", lbs, nodes)
+	}
+	if dig(d, "secrets", "mesh_token", "file") == nil {
+		t.Error("no mesh_token secret")
 	}
 	if dig(d, "secrets", "admin_token", "file") == nil {
 		t.Error("no admin_token secret")

@@ -95,6 +95,10 @@ func printSummary(w io.Writer, c *config.Config) {
 		h := u.HealthCheck
 		fmt.Fprintf(w, "  %s: balance %s, proxy_protocol %s, connect_retries %d, health %s every %s (timeout %s, rise %d, fall %d)\n",
 			name, u.Balance, u.ProxyProtocol, u.ConnectRetries, h.Type, h.Interval, h.Timeout, h.Rise, h.Fall)
+		if r := u.Rebalance; r.Rate > 0 || u.SlowStart > 0 || u.MaxConnectRate > 0 {
+			fmt.Fprintf(w, "    rebalance %g/s (tolerance %g, min_age %s), slow_start %s, max_connect_rate %g/s per server\n",
+				r.Rate, r.Tolerance, r.MinAge, u.SlowStart, u.MaxConnectRate)
+		}
 		for _, s := range u.Servers {
 			fmt.Fprintf(w, "    %-12s %-22s weight %d %s\n", s.Name, s.Address, s.Weight, s.State)
 		}

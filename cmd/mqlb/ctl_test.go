@@ -111,7 +111,7 @@ func TestCtlLoadBalancer(t *testing.T) {
 // evacuateMerged turns on TestCtlEvacuate once the rebalance work (POST
 // /api/v1/upstreams/{u}/servers/{s}/evacuate) is merged. LEAD: set it to
 // true after merging the rebalance branch.
-const evacuateMerged = false
+const evacuateMerged = true
 
 // TestCtlEvacuate: mqlb ctl evacuate closes a server's connections.
 func TestCtlEvacuate(t *testing.T) {

@@ -100,6 +100,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	mux.Handle("GET /api/v1/upstreams", s.auth(http.HandlerFunc(s.listUpstreams)))
 	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
+	s.rebalanceRoutes(mux)
 	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
 	s.runtimeRoutes(mux)

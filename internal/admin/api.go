@@ -20,9 +20,7 @@ type UpstreamJSON struct {
 	HealthCheck    string       `json:"health_check"`
 	ConnectRetries int          `json:"connect_retries"`
 	Servers        []ServerJSON `json:"servers"`
-	// Rebalance is the state of an evacuation or rebalance in progress
-	// (set by the rebalance work; omitted until then).
-	Rebalance any `json:"rebalance,omitempty"`
+	ChangesJSON                 // rebalancing state and evacuations (rebalance.go)
 }
 
 // ServerJSON is one server's state.
@@ -65,18 +63,19 @@ func serverJSON(s *upstream.Server) ServerJSON {
 func (s *Server) listUpstreams(w http.ResponseWriter, _ *http.Request) {
 	out := []UpstreamJSON{}
 	for _, u := range s.b.Upstreams().All() {
-		out = append(out, upstreamJSON(u))
+		out = append(out, s.upstreamJSON(u))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"upstreams": out})
 }
 
-func upstreamJSON(u *upstream.Upstream) UpstreamJSON {
+func (s *Server) upstreamJSON(u *upstream.Upstream) UpstreamJSON {
 	c := u.Config()
 	uj := UpstreamJSON{Name: u.Name, Balance: c.Balance, ProxyProtocol: c.ProxyProtocol,
 		HealthCheck: c.HealthCheck.Type, ConnectRetries: c.ConnectRetries, Servers: []ServerJSON{}}
 	for _, sv := range u.Servers {
 		uj.Servers = append(uj.Servers, serverJSON(sv))
 	}
+	s.changes(&uj)
 	return uj
 }
 

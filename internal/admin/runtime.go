@@ -44,7 +44,7 @@ func (s *Server) getUpstream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
 		return
 	}
-	writeJSON(w, http.StatusOK, upstreamJSON(u))
+	writeJSON(w, http.StatusOK, s.upstreamJSON(u))
 }
 
 func (s *Server) runtime(w http.ResponseWriter) Runtime {

@@ -27,22 +27,29 @@ func (ck *check) admin(a *Admin) {
 // tokenFile reads admin.token_file into Token, so the token can live in a
 // secret apart from the config.
 func (ck *check) tokenFile(a *Admin) {
-	if a.TokenFile == "" || a.tokenRead {
+	ck.secretFile("admin.token", a.TokenFile, &a.Token, &a.tokenRead)
+}
+
+// secretFile reads KEY_file into *value (once: Validate may run again), so
+// a secret can live apart from the config (a mounted Kubernetes Secret, a
+// systemd credential). Setting both the key and its file is an error.
+func (ck *check) secretFile(key, file string, value *string, read *bool) {
+	if file == "" || *read {
 		return
 	}
-	if a.Token != "" {
-		ck.errorf("admin.token_file", "set admin.token or admin.token_file, not both")
+	if *value != "" {
+		ck.errorf(key+"_file", "set %s or %s_file, not both", key, key)
 		return
 	}
-	b, err := os.ReadFile(a.TokenFile)
+	b, err := os.ReadFile(file)
 	if err != nil {
-		ck.errorf("admin.token_file", "%v", err)
+		ck.errorf(key+"_file", "%v", err)
 		return
 	}
-	if a.Token = strings.TrimSpace(string(b)); a.Token == "" {
-		ck.errorf("admin.token_file", "%s is empty", a.TokenFile)
+	if *value = strings.TrimSpace(string(b)); *value == "" {
+		ck.errorf(key+"_file", "%s is empty", file)
 	}
-	a.tokenRead = true
+	*read = true
 }
 
 // loopbackAddress reports whether host:port names only loopback addresses.

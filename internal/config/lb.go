@@ -70,6 +70,12 @@ type Upstream struct {
 	HealthCheck    HealthCheck   `yaml:"health_check"`
 	Servers        []Server      `yaml:"servers"`
 	Auth           *UpstreamAuth `yaml:"auth"`
+
+	// When the cluster changes (see rebalance.go).
+	Rebalance       Rebalance `yaml:"rebalance"`
+	SlowStart       Duration  `yaml:"slow_start"`
+	MaxConnectRate  float64   `yaml:"max_connect_rate"`
+	MaxConnectQueue int       `yaml:"max_connect_queue"`
 }
 
 // Sticky configures the sticky policy's table.
@@ -197,7 +203,8 @@ func (c *Config) SetDefaults() {
 			u.ConnectRetries = 2
 		}
 		defaultDuration(&u.DialTimeout, 3e9)
-		defaultDuration(&u.ConnackTimeout, 10e9)
+		defaultDuration(&u.ConnackTimeout, 3e9)
+		u.changeDefaults()
 		h := &u.HealthCheck
 		h.Type = defaultString(h.Type, "mqtt")
 		defaultDuration(&h.Interval, 5e9)
@@ -311,6 +318,7 @@ func (ck *check) upstream(p string, u *Upstream) {
 	ck.positive(p+".dial_timeout", u.DialTimeout)
 	ck.positive(p+".connack_timeout", u.ConnackTimeout)
 	ck.upstreamAuth(p+".auth", u.Auth)
+	ck.changes(p, u)
 	h := u.HealthCheck
 	ck.oneOf(p+".health_check.type", h.Type, "mqtt", "tcp", "none")
 	ck.positive(p+".health_check.interval", h.Interval)

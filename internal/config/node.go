@@ -49,14 +49,17 @@ type NodeListener struct {
 // its peers by routes, or an external NATS cluster.
 type Mesh struct {
 	ClusterName string   `yaml:"cluster_name"`
-	Listen      string   `yaml:"listen"`    // embedded NATS route address; "" = no routes (single node)
-	Advertise   string   `yaml:"advertise"` // route address peers should dial, when listen is not reachable as is
-	Peers       []string `yaml:"peers"`     // route URLs of other nodes
-	URL         string   `yaml:"url"`       // external NATS instead of the embedded server
-	Replicas    int      `yaml:"replicas"`  // JetStream KV replicas; 0 = min(3, cluster size)
-	Timeout     Duration `yaml:"timeout"`   // how long a node waits for its peers
-	Token       string   `yaml:"token"`     // cluster secret every route presents (and the token for mesh.url)
-	TLS         *MeshTLS `yaml:"tls"`       // routes over TLS with certificates of one CA
+	Listen      string   `yaml:"listen"`     // embedded NATS route address; "" = no routes (single node)
+	Advertise   string   `yaml:"advertise"`  // route address peers should dial, when listen is not reachable as is
+	Peers       []string `yaml:"peers"`      // route URLs of other nodes
+	URL         string   `yaml:"url"`        // external NATS instead of the embedded server
+	Replicas    int      `yaml:"replicas"`   // JetStream KV replicas; 0 = min(3, cluster size)
+	Timeout     Duration `yaml:"timeout"`    // how long a node waits for its peers
+	Token       string   `yaml:"token"`      // cluster secret every route presents (and the token for mesh.url)
+	TokenFile   string   `yaml:"token_file"` // read the token from this file (a mounted secret) instead
+	TLS         *MeshTLS `yaml:"tls"`        // routes over TLS with certificates of one CA
+
+	tokenRead bool // Token was read from TokenFile
 }
 
 // SharedSubs configures $share/{group}/{filter} delivery.
@@ -286,6 +289,7 @@ func (ck *check) nodeListener(p string, l NodeListener) {
 }
 
 func (ck *check) mesh(m *Mesh) {
+	ck.secretFile("mesh.token", m.TokenFile, &m.Token, &m.tokenRead)
 	if !tokenName.MatchString(m.ClusterName) {
 		ck.errorf("mesh.cluster_name", "want letters, digits, '-' or '_', got %q", m.ClusterName)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -179,5 +180,24 @@ func TestSessionsDurability(t *testing.T) {
 	_, err := ParseNode([]byte(minimalNode + "sessions: { durability: disk }\n"))
 	if err == nil || !strings.Contains(err.Error(), "sessions.durability") {
 		t.Errorf("durability disk: %v, want an error naming sessions.durability", err)
+	}
+}
+
+// TestMeshTokenFile: mesh.token_file reads the cluster secret from a file
+// (a mounted secret), and is refused beside mesh.token.
+func TestMeshTokenFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "mesh-token")
+	if err := os.WriteFile(file, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ParseNode([]byte(minimalNode + "  token_file: " + file + "\n"))
+	if err != nil {
+		t.Fatalf("token_file: %v", err)
+	}
+	if n.Mesh.Token != "0123456789abcdef0123456789abcdef" {
+		t.Fatalf("token_file: token %q", n.Mesh.Token)
+	}
+	if _, err := ParseNode([]byte(minimalNode + "  token: x\n  token_file: " + file + "\n")); err == nil || !strings.Contains(err.Error(), "mesh.token_file") {
+		t.Errorf("token and token_file: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/proxy"
+	"github.com/mqlb/mqlb/internal/rebalance"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
 
@@ -41,6 +42,7 @@ type LB struct {
 	authMetrics *lbauth.Metrics
 	admin       *admin.Server
 	metrics     *lbMetrics
+	moves       *rebalance.Manager // rebalancing and evacuations
 	serving     atomic.Bool
 	serveWG     sync.WaitGroup
 	log         *slog.Logger
@@ -92,7 +94,8 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l.ups = ups
 	l.proxy.Swap(rt)
 	plan.commit(l)
-	l.Registry.MustRegister(l.coll, l.authMetrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l.moves = rebalance.New(l.Upstreams, l.proxy.Conns().Movable, o.Log)
+	l.Registry.MustRegister(l.coll, l.authMetrics, l.moves.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	l.metrics = newLBMetrics(l.Registry)
 	l.checkCerts(cfg)
 	if cfg.Admin.Address != "" {
@@ -126,6 +129,7 @@ func (l *LB) Run(ctx context.Context) error {
 	l.serving.Store(true)
 	l.mu.Lock()
 	l.ups.Start()
+	l.moves.Start()
 	for key, ln := range l.listeners {
 		l.serve(key, ln)
 	}
@@ -160,6 +164,7 @@ func (l *LB) shutdown() error {
 	grace := l.cfg.Limits.ShutdownGrace.D()
 	l.mu.Unlock()
 	l.serveWG.Wait()
+	l.moves.Stop()
 	l.log.Info("shutting down: waiting for open connections", "connections", l.proxy.Conns().Len(), "grace", grace)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
@@ -209,3 +214,7 @@ func (l *LB) Serving() bool { return l.serving.Load() }
 func adminOptions(a config.Admin) adminhttp.Options {
 	return adminhttp.Options{Token: a.Token, AllowedHosts: a.AllowedHosts, Insecure: a.Insecure}
 }
+
+// Rebalance returns the manager of rebalancing and evacuations (for the
+// admin API and mqlb up).
+func (l *LB) Rebalance() *rebalance.Manager { return l.moves }

@@ -33,6 +33,7 @@ const (
 	ResultOverPending    = "over_pending_limit" // closed in its handshake to make room (max_pending)
 	ResultRateLimited    = "rate_limited"       // connect_rate_per_ip exceeded
 	ResultNoServer       = "no_server"          // no server could take it
+	ResultBusy           = "busy"               // max_connect_rate: no server's turn came within connect_timeout
 	ResultError          = "error"              // anything else (socket errors)
 )
 

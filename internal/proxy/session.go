@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -135,7 +137,15 @@ func (s *session) connectServer() (*upstream.Lease, bool) {
 	s.data = append(s.data, s.cl.TakePending()...)
 	hs := &upstream.Handshake{Version: s.connect.Version, Data: s.data, Source: s.cl.Remote, Dest: s.cl.Local, TLS: s.cl.TLS}
 	bc := &balance.Conn{ClientID: s.connect.ClientID, Username: s.connect.Username, Source: s.cl.Remote.Addr()}
-	lease, err := s.u.Connect(s.p.ctx, bc, hs)
+	// The client is served within its connect_timeout, counted from accept:
+	// queueing under max_connect_rate and every attempt's CONNACK wait.
+	ctx, cancel := context.WithDeadline(s.p.ctx, c.Start.Add(c.rt.Limits.ConnectTimeout.D()))
+	lease, err := s.u.Connect(ctx, bc, hs)
+	cancel()
+	if errors.Is(err, upstream.ErrBusy) {
+		s.refuse(mqttwire.RefuseBusy, ResultBusy)
+		return nil, false
+	}
 	if err != nil {
 		s.p.noisy.Warn(s.p.log, "no-server/"+s.u.Name, "no server for client", "remote", c.Remote,
 			"listener", c.Listener, "client_id", c.ClientID, "upstream", s.u.Name, "error", err)

@@ -41,6 +41,9 @@ type ConnectSeen struct {
 	ProxyCN string
 	// ProxySSL is true when the PROXY v2 header said the client used TLS.
 	ProxySSL bool
+	// At is when the broker accepted its TCP connection (the CONNECT is
+	// read a moment later, later still on a loaded machine).
+	At time.Time
 }
 
 // BrokerOption adjusts StartMochi.
@@ -171,6 +174,7 @@ func (h *recordHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		Username: string(cl.Properties.Username),
 		Remote:   cl.Net.Remote,
 		Listener: cl.Net.Listener,
+		At:       h.b.ln.acceptedAt(cl.Net.Remote),
 	}
 	if pc, ok := cl.Net.Conn.(*proxyproto.Conn); ok && pc.ProxyHeader() != nil {
 		if tlvs, err := pc.ProxyHeader().TLVs(); err == nil {
@@ -200,6 +204,8 @@ type netListener struct {
 	conns  map[net.Conn]struct{} // accepted, still in mochi's hands
 	closed bool
 	wg     sync.WaitGroup // establish calls still running
+
+	accepted sync.Map // remote address → time.Time of accept
 }
 
 var _ listeners.Listener = (*netListener)(nil)
@@ -233,11 +239,23 @@ func (l *netListener) Close(listeners.CloseFn) {
 	})
 }
 
+// acceptedAt returns when the connection from remote was accepted (now if
+// unknown).
+func (l *netListener) acceptedAt(remote string) time.Time {
+	if v, ok := l.accepted.LoadAndDelete(remote); ok {
+		return v.(time.Time)
+	}
+	return time.Now()
+}
+
 func (l *netListener) Serve(establish listeners.EstablishFn) {
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
 			return
+		}
+		if tc, ok := conn.(*net.TCPConn); ok { // a PROXY-wrapped conn would read its header here
+			l.accepted.Store(tc.RemoteAddr().String(), time.Now())
 		}
 		l.mu.Lock()
 		if l.closed {

@@ -95,6 +95,10 @@ func (m *Mosquitto) Stop() {
 	m.once.Do(m.stop)
 }
 
+// Signal sends sig to the process (SIGSTOP to hang it, SIGKILL to kill it
+// as kill -9 does).
+func (m *Mosquitto) Signal(sig os.Signal) error { return m.cmd.Process.Signal(sig) }
+
 // Output returns what mosquitto printed so far.
 func (m *Mosquitto) Output() string { return m.out.String() }
 

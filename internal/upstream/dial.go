@@ -24,22 +24,31 @@ var ErrDeclined = errors.New("server declined the connection")
 // upstream's policy and attempts the MQTT handshake there (dial, PROXY
 // header, the client's CONNECT, the broker's CONNACK). On failure the server
 // is excluded and the next choice is tried, up to 1+connect_retries
-// attempts, so a client never sees a dead server while another is up. The
-// lease returned has the connection counted on its server until Release.
+// attempts, so a client never sees a dead server while another is up. Under
+// max_connect_rate the client first waits for the picked server's turn; a
+// server whose turn would come after ctx's deadline is passed over without
+// counting as an attempt. A server in slow start takes only its share (see
+// Admits). The lease returned has the connection counted on its server
+// until Release.
 func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) (*Lease, error) {
 	first, err := u.first(hs)
 	if err != nil {
 		return nil, err
 	}
 	var tried []*Server
-	skip := func(bs balance.Server) bool { return slices.Contains(tried, bs.(*Server)) }
 	var errs []error
-	for range u.cfg.ConnectRetries + 1 {
-		bs := u.Policy.Pick(c, skip)
-		if bs == nil {
+	busy := false
+	for attempts := 0; attempts <= u.cfg.ConnectRetries; {
+		s := u.pick(c, tried)
+		if s == nil {
 			break
 		}
-		s := bs.(*Server)
+		tried = append(tried, s)
+		if err := u.pace(ctx, s); err != nil {
+			busy = true
+			continue
+		}
+		attempts++
 		s.active.Add(1) // counted before dialling, so concurrent picks see it
 		conn, reply, err := u.attempt(ctx, s, first, hs.Version)
 		if err == nil {
@@ -57,15 +66,34 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) 
 			u.passiveFailure(s, err)
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
-		tried = append(tried, s)
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if len(errs) == 0 && busy {
+		return nil, ErrBusy
 	}
 	if len(errs) == 0 {
 		return nil, ErrNoServer
 	}
 	return nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+}
+
+// pick asks the policy for a server not yet tried; while a server is in
+// slow start it is skipped for connections it does not admit, unless no
+// other server is left.
+func (u *Upstream) pick(c *balance.Conn, tried []*Server) *Server {
+	skip := func(bs balance.Server) bool { return slices.Contains(tried, bs.(*Server)) }
+	if u.slowStarting() {
+		warm := func(bs balance.Server) bool { return skip(bs) || !u.Admits(bs.(*Server), c) }
+		if bs := u.Policy.Pick(c, warm); bs != nil {
+			return bs.(*Server)
+		}
+	}
+	if bs := u.Policy.Pick(c, skip); bs != nil {
+		return bs.(*Server)
+	}
+	return nil
 }
 
 // passiveFailure counts a failed attempt against s's health.

@@ -47,7 +47,11 @@ func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, version
 	if err != nil {
 		return nil, mqttwire.Reply{}, err
 	}
-	c.SetDeadline(time.Now().Add(u.cfg.ConnackTimeout.D()))
+	deadline := time.Now().Add(u.cfg.ConnackTimeout.D())
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d // the client's own connect_timeout comes first
+	}
+	c.SetDeadline(deadline)
 	rp, err := mqttHandshake(c, first, version)
 	if err == nil && rp.Size > 0 && retryable(version, rp.Code) {
 		err = fmt.Errorf("%w: CONNACK 0x%02x", ErrDeclined, rp.Code)

@@ -45,12 +45,15 @@ func startChecks(u *Upstream) *checks {
 }
 
 // checkLoop checks s at once and then every interval, with ±10% jitter so
-// many LBs (or servers) do not check in lockstep.
+// many LBs (or servers) do not check in lockstep. Checks start on that
+// schedule whatever they last: a broker that accepts TCP and never answers
+// (hung, SIGSTOPped) costs each check its timeout, and is still marked down
+// within interval × fall.
 func (u *Upstream) checkLoop(ctx context.Context, s *Server) {
 	hc := u.cfg.HealthCheck
 	for {
+		start := time.Now()
 		if s.admin.Load() != adminDisabled {
-			start := time.Now()
 			err := u.checkOnce(ctx, s)
 			if ctx.Err() != nil {
 				return
@@ -65,7 +68,7 @@ func (u *Upstream) checkLoop(ctx context.Context, s *Server) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(hc.Interval.D() + jitter):
+		case <-time.After(time.Until(start.Add(hc.Interval.D() + jitter))):
 		}
 	}
 }

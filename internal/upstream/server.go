@@ -57,6 +57,9 @@ type Server struct {
 	total   atomic.Uint64
 	fails   atomic.Uint64 // failed dials
 
+	pace    atomic.Pointer[pacer] // max_connect_rate, nil = no limit
+	upSince atomic.Int64          // unix ns it came up (slow start); 0 = from the start
+
 	// bytes* accumulate the bytes of finished connections (Lease.Release);
 	// whoever reports totals adds the live connections' own.
 	bytesIn  atomic.Int64
@@ -131,7 +134,12 @@ func (s *Server) Drain() { s.setAdmin(adminDrain, "drain") }
 func (s *Server) Disable() { s.setAdmin(adminDisabled, "disabled") }
 
 // Enable returns the server to service (subject to health checks).
-func (s *Server) Enable() { s.setAdmin(adminEnabled, "enabled") }
+func (s *Server) Enable() {
+	if s.admin.Load() != adminEnabled {
+		s.cameUp()
+	}
+	s.setAdmin(adminEnabled, "enabled")
+}
 
 func (s *Server) setAdmin(v uint32, name string) {
 	if s.admin.Swap(v) != v {
@@ -177,6 +185,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 			s.lastErr = ""
 		}
 		if !s.healthy.Load() && s.okRun >= rise {
+			s.cameUp()
 			s.healthy.Store(true)
 			s.log.Info("server up", "successes", s.okRun)
 		}
@@ -210,7 +219,9 @@ func (s *Server) markUp() {
 	defer s.mu.Unlock()
 	s.failRun = 0
 	s.failing.Store(false)
-	if !s.healthy.Swap(true) {
+	if !s.healthy.Load() {
+		s.cameUp()
+		s.healthy.Store(true)
 		s.log.Info("server up", "after", "fail timeout")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/balance"
@@ -27,6 +28,7 @@ type Upstream struct {
 	checks  *checks
 	log     *slog.Logger
 	onCheck CheckObserver
+	queued  atomic.Int64 // clients waiting under max_connect_rate
 }
 
 // CheckObserver is told the outcome of every active check (for metrics).
@@ -77,10 +79,14 @@ func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserve
 		if s == nil {
 			s = newServer(name, sc.Name, sc.Address, sc.Weight, log)
 			applyState(s, sc.State)
+			if old != nil {
+				s.cameUp() // added to a running upstream: slow start
+			}
 		} else if prevState(old, sc.Name) != sc.State {
 			applyState(s, sc.State) // the config's state changed: it wins
 		}
 		s.weight.Store(int32(uc.Servers[i].Weight))
+		s.setPace(uc.MaxConnectRate)
 		u.Servers = append(u.Servers, s)
 		u.byName[s.name] = s
 	}

@@ -1,0 +1,16 @@
+package proxy
+
+import "github.com/mqlb/mqlb/internal/rebalance"
+
+// Movable lists the relayed connections of upstream u that are not being
+// closed already: what the rebalancer and evacuations may move
+// (a rebalance.Source).
+func (t *Table) Movable(u string) []rebalance.Conn {
+	var out []rebalance.Conn
+	t.Each(func(c *Conn) {
+		if c.Upstream == u && !c.closing.Load() && c.lease != nil {
+			out = append(out, rebalance.Conn{Server: c.Server, Since: c.Start, Key: c.lease.Key(), Close: func() { c.Close() }})
+		}
+	})
+	return out
+}

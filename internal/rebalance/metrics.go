@@ -1,0 +1,33 @@
+package rebalance
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	descMoved = prometheus.NewDesc("mqlb_rebalance_moved_total",
+		"Connections closed to move their clients (rebalancing and evacuation), by the server they left.",
+		[]string{"upstream", "server"}, nil)
+	descQueue = prometheus.NewDesc("mqlb_connect_queue_length",
+		"Clients waiting for a server's turn under max_connect_rate.", []string{"upstream"}, nil)
+)
+
+// Collector exports the manager's metrics.
+type Collector struct{ m *Manager }
+
+// Collector returns the Prometheus collector of m.
+func (m *Manager) Collector() *Collector { return &Collector{m: m} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descMoved
+	ch <- descQueue
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.m.Moved(func(u, s string, n uint64) {
+		ch <- prometheus.MustNewConstMetric(descMoved, prometheus.CounterValue, float64(n), u, s)
+	})
+	for _, u := range c.m.ups().All() {
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(u.ConnectQueue()), u.Name)
+	}
+}
