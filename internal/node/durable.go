@@ -195,9 +195,9 @@ func (d *durable) get(id string) *dsession {
 	return d.byID[id]
 }
 
-// covers reports whether id's consumer delivers QoS 1/2 messages on topic:
-// then the session gets no live copy.
-func (d *durable) covers(id, topic string) bool {
+// covers reports whether id's consumer delivers QoS 1/2 messages on the
+// topic name: then the session gets no live copy.
+func (d *durable) covers(id, name string) bool {
 	ds := d.get(id)
 	if ds == nil {
 		return false
@@ -208,7 +208,7 @@ func (d *durable) covers(id, topic string) bool {
 		return false // live delivery until the consumer is written
 	}
 	for _, f := range ds.filters {
-		if topicMatches(f.Filter, topic) {
+		if topic.Match(f.Filter, name) {
 			return true
 		}
 	}
@@ -611,7 +611,7 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream
 	var ids []int
 	rap, noLocal, found := false, false, false
 	for _, f := range ds.filters {
-		if !topicMatches(f.Filter, e.topic) {
+		if !topic.Match(f.Filter, e.topic) {
 			continue
 		}
 		found = true
@@ -798,27 +798,3 @@ func (d *durable) forgetClient(cl *mqtt.Client) {
 	d.mu.Unlock()
 }
 
-// topicMatches reports whether an MQTT topic name matches a topic filter,
-// including the '$' rule [MQTT-4.7.2-1] and "a/#" matching "a".
-func topicMatches(filter, name string) bool {
-	if _, inner, ok := topic.SplitShared(filter); ok {
-		filter = inner
-	}
-	if strings.HasPrefix(name, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		f, frest, fmore := strings.Cut(filter, "/")
-		if f == "#" {
-			return true
-		}
-		t, trest, tmore := strings.Cut(name, "/")
-		if f != "+" && f != t {
-			return false
-		}
-		if !fmore || !tmore {
-			return fmore == tmore || (!tmore && frest == "#")
-		}
-		filter, name = frest, trest
-	}
-}

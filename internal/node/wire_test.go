@@ -75,31 +75,17 @@ func TestFiltersMatchLikeMQTT(t *testing.T) {
 	topics := []string{"a", "a/b", "a/b/c", "a//b", "/a", "a/", "$SYS/x", "$foo/a", "b/a", "a.b", "a/b.c", "*", "a/>"}
 	filters := []string{"#", "+", "a/#", "a/+", "+/+", "a/+/c", "$SYS/#", "+/a", "$foo/+", "a/b", "a//+", "/+", "a.b", "*", "a/>", "+/#"}
 	for _, f := range filters {
-		for _, topic := range topics {
+		for _, name := range topics {
 			nats := slices.ContainsFunc(s.filter(f), func(sub string) bool {
-				return server.SubjectMatchesFilter(s.topic(topic), sub)
+				return server.SubjectMatchesFilter(s.topic(name), sub)
 			})
-			if want := matchTopic(f, topic); nats != want {
-				t.Errorf("filter %q, topic %q: NATS match %v, MQTT match %v", f, topic, nats, want)
+			if want := topic.Match(f, name); nats != want {
+				t.Errorf("filter %q, topic %q: NATS match %v, MQTT match %v", f, name, nats, want)
 			}
 		}
 	}
 }
 
-func TestMatchTopic(t *testing.T) {
-	for _, tc := range []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/#", "a", true}, {"a/#", "a/b/c", true}, {"a/+", "a", false}, {"a/+", "a/b", true},
-		{"+/#", "a", true}, {"#", "$SYS/x", false}, {"+/x", "$foo/x", false}, {"$foo/#", "$foo/x", true},
-		{"a/b", "a/b/c", false}, {"a//b", "a//b", true}, {"$share/g/a/+", "a/b", true}, {"+", "", true},
-	} {
-		if got := matchTopic(tc.filter, tc.topic); got != tc.want {
-			t.Errorf("matchTopic(%q, %q) = %v, want %v", tc.filter, tc.topic, got, tc.want)
-		}
-	}
-}
 
 func TestQueueName(t *testing.T) {
 	if queueName("$share/g/a") == queueName("$share/g/b") || strings.ContainsAny(queueName("$share/g/a"), " .") {
@@ -187,29 +173,3 @@ func TestReplayWindowShiftsAcrossWords(t *testing.T) {
 	}
 }
 
-// matchTopic is the reference the NATS subject mapping is checked against:
-// whether an MQTT topic name matches a topic filter, including the '$'
-// rule [MQTT-4.7.2-1] and "a/#" matching "a"; a shared subscription
-// matches by its inner filter.
-func matchTopic(filter, name string) bool {
-	if _, inner, ok := topic.SplitShared(filter); ok {
-		filter = inner
-	}
-	if strings.HasPrefix(name, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		f, frest, fmore := strings.Cut(filter, "/")
-		if f == "#" {
-			return true
-		}
-		t, trest, tmore := strings.Cut(name, "/")
-		if f != "+" && f != t {
-			return false
-		}
-		if !fmore || !tmore {
-			return fmore == tmore || (!tmore && frest == "#")
-		}
-		filter, name = frest, trest
-	}
-}

@@ -46,3 +46,30 @@ func SplitShared(f string) (group, inner string, ok bool) {
 	}
 	return group, inner, true
 }
+
+// Match reports whether the topic name matches the topic filter: '+' one
+// level, '#' the rest (and "a/#" matches "a"), no wildcard first level for a
+// name starting with '$' [MQTT-4.7.2-1]; a shared subscription matches by
+// its inner filter.
+func Match(filter, name string) bool {
+	if _, inner, ok := SplitShared(filter); ok {
+		filter = inner
+	}
+	if strings.HasPrefix(name, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	for {
+		f, frest, fmore := strings.Cut(filter, "/")
+		if f == "#" {
+			return true
+		}
+		t, trest, tmore := strings.Cut(name, "/")
+		if f != "+" && f != t {
+			return false
+		}
+		if !fmore || !tmore {
+			return fmore == tmore || (!tmore && frest == "#")
+		}
+		filter, name = frest, trest
+	}
+}
