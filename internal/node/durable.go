@@ -797,4 +797,3 @@ func (d *durable) forgetClient(cl *mqtt.Client) {
 	delete(d.failed, cl)
 	d.mu.Unlock()
 }
-

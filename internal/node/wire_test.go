@@ -86,7 +86,6 @@ func TestFiltersMatchLikeMQTT(t *testing.T) {
 	}
 }
 
-
 func TestQueueName(t *testing.T) {
 	if queueName("$share/g/a") == queueName("$share/g/b") || strings.ContainsAny(queueName("$share/g/a"), " .") {
 		t.Error("queue names must differ per filter and be one token")
@@ -172,4 +171,3 @@ func TestReplayWindowShiftsAcrossWords(t *testing.T) {
 		}
 	}
 }
-
