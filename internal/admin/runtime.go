@@ -39,9 +39,8 @@ func (s *Server) runtimeRoutes(mux *http.ServeMux) {
 
 // getUpstream is GET /api/v1/upstreams/{u}.
 func (s *Server) getUpstream(w http.ResponseWriter, r *http.Request) {
-	u := s.b.Upstreams().Get(r.PathValue("u"))
+	u := s.pathUpstream(w, r)
 	if u == nil {
-		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.upstreamJSON(u))
@@ -175,14 +174,8 @@ func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
 
 // clearSticky is DELETE /api/v1/sticky/{u}[?key=…].
 func (s *Server) clearSticky(w http.ResponseWriter, r *http.Request) {
-	u := s.b.Upstreams().Get(r.PathValue("u"))
+	u, c := stickyPolicy[balance.StickyClearer](s, w, r)
 	if u == nil {
-		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
-		return
-	}
-	c, ok := u.Policy.(balance.StickyClearer)
-	if !ok {
-		writeError(w, http.StatusConflict, "upstream "+u.Name+" balances with "+u.Config().Balance+", not sticky")
 		return
 	}
 	key := r.URL.Query().Get("key")
