@@ -176,8 +176,8 @@ func (k *ctl) server(ctx context.Context, arg string) (string, string, error) {
 	if u, s, ok := strings.Cut(arg, "/"); ok {
 		return u, s, nil
 	}
-	var all upstreamsJSON
-	if err := k.c.Get(ctx, "/api/v1/upstreams", &all); err != nil {
+	_, all, err := k.upstreams(ctx)
+	if err != nil {
 		return "", "", err
 	}
 	var found []string
@@ -200,8 +200,8 @@ func (k *ctl) server(ctx context.Context, arg string) (string, string, error) {
 // onlyUpstream returns the upstream when there is one, for commands that
 // take an optional UPSTREAM.
 func (k *ctl) onlyUpstream(ctx context.Context) (string, error) {
-	var all upstreamsJSON
-	if err := k.c.Get(ctx, "/api/v1/upstreams", &all); err != nil {
+	_, all, err := k.upstreams(ctx)
+	if err != nil {
 		return "", err
 	}
 	if len(all.Upstreams) != 1 {
