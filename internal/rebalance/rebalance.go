@@ -159,14 +159,8 @@ type pacer struct {
 // wait blocks until the next event may happen at perSecond, or ctx ends.
 func (p *pacer) wait(ctx context.Context, perSecond float64) bool {
 	next := p.last.Add(time.Duration(float64(time.Second) / perSecond))
-	if d := time.Until(next); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
+	if d := time.Until(next); d > 0 && !sleep(ctx, d) {
+		return false
 	}
 	p.last = time.Now()
 	return ctx.Err() == nil
