@@ -69,7 +69,7 @@ func (s *session) serve() bool {
 	ok := s.inspect(*bp) && s.admit()
 	var lease *upstream.Lease
 	if ok {
-		lease, ok = s.connectServer() // copies the client's bytes out of the buffer
+		lease, ok = s.connectServer() // the server has the client's bytes: the buffer is free after
 	}
 	*bp, s.data = s.data[:0], nil
 	bufPool.Put(bp)
