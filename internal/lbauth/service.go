@@ -110,13 +110,6 @@ func (s *service) ask(ctx context.Context, req *Request) (bool, error) {
 	return allow, err
 }
 
-// ParseAnswer reads a service's answer: 200 with {"result":"allow"} or
-// {"result":"deny"}; anything else is an error (fail closed).
-func ParseAnswer(status int, body []byte) (bool, error) {
-	allow, _, err := authhttp.Parse(status, body)
-	return allow, err
-}
-
 // warn logs at most once a second: a failing service fails every client.
 func (s *service) warn(msg string, args ...any) {
 	now := time.Now().UnixNano()
