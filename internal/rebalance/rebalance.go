@@ -36,7 +36,6 @@ type Manager struct {
 	ups   func() *upstream.Set
 	conns Source
 	log   *slog.Logger
-	now   func() time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -61,7 +60,7 @@ func (m *Manager) OnMove(f func(upstream, server string, at time.Time)) {
 // New returns a manager over the upstreams ups returns and the
 // connections conns lists. Nothing runs until Start.
 func New(ups func() *upstream.Set, conns Source, log *slog.Logger) *Manager {
-	m := &Manager{ups: ups, conns: conns, log: log, now: time.Now, movers: map[string]*mover{},
+	m := &Manager{ups: ups, conns: conns, log: log, movers: map[string]*mover{},
 		evacs: map[[2]string]*evacuee{}, moved: map[[2]string]*atomic.Uint64{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
