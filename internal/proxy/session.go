@@ -86,7 +86,9 @@ func (s *session) prepare() bool {
 		return false
 	}
 	s.cl = cl
-	c.Remote = cl.Remote.String()
+	if cl.Proxied { // else it is the address Handle recorded
+		c.Remote = cl.Remote.String()
+	}
 	c.CertCN = cl.CertCN()
 	if cl.Proxied && !c.ticket.CountIP(cl.Remote.Addr(), c.rt.Limits.MaxPerIP) {
 		c.Result = ResultOverIPLimit
