@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -105,7 +106,7 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 		runtimeError(w, err)
 		return
 	}
-	s.writeServer(w, http.StatusCreated, u, cmpOr(body.Name, body.Address))
+	s.writeServer(w, http.StatusCreated, u, cmp.Or(body.Name, body.Address))
 }
 
 // removeServer is DELETE /api/v1/upstreams/{u}/servers/{s}.
@@ -186,11 +187,4 @@ func (s *Server) clearSticky(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("sticky entries cleared through the admin API", "upstream", u.Name, "key", key, "removed", n)
 	writeJSON(w, http.StatusOK, map[string]any{"upstream": u.Name, "removed": n})
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
