@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,18 +44,17 @@ http://127.0.0.1:9090, --token to $MQLB_TOKEN. Tables are for people;
 
 // ctl is one mqlb ctl invocation.
 type ctl struct {
-	c        *adminclient.Client
-	out      io.Writer
-	json     bool
-	client   string
-	q        string
-	rate     int
-	weight   int
-	clear    bool
-	key      string
-	limit    int
-	offset   int
-	upstream string
+	c      *adminclient.Client
+	out    io.Writer
+	json   bool
+	client string
+	q      string
+	rate   int
+	weight int
+	clear  bool
+	key    string
+	limit  int
+	offset int
 }
 
 func cmdCtl(ctx context.Context, args []string) error {
@@ -66,7 +66,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // -h prints ctlUsage to stdout; a bad flag says so on stderr
-	admin := fs.String("admin", envOr("MQLB_ADMIN", "http://127.0.0.1:9090"), "admin API URL")
+	admin := fs.String("admin", cmp.Or(os.Getenv("MQLB_ADMIN"), "http://127.0.0.1:9090"), "admin API URL")
 	token := fs.String("token", os.Getenv("MQLB_TOKEN"), "admin bearer token")
 	fs.BoolVar(&k.json, "json", false, "print JSON")
 	fs.StringVar(&k.client, "client", "", "conns: only this client id")
@@ -127,13 +127,6 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 var ctlCommands map[string]func(*ctl, context.Context, []string) error
