@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,18 +44,17 @@ http://127.0.0.1:9090, --token to $MQLB_TOKEN. Tables are for people;
 
 // ctl is one mqlb ctl invocation.
 type ctl struct {
-	c        *adminclient.Client
-	out      io.Writer
-	json     bool
-	client   string
-	q        string
-	rate     int
-	weight   int
-	clear    bool
-	key      string
-	limit    int
-	offset   int
-	upstream string
+	c      *adminclient.Client
+	out    io.Writer
+	json   bool
+	client string
+	q      string
+	rate   int
+	weight int
+	clear  bool
+	key    string
+	limit  int
+	offset int
 }
 
 func cmdCtl(ctx context.Context, args []string) error {
@@ -66,7 +66,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // -h prints ctlUsage to stdout; a bad flag says so on stderr
-	admin := fs.String("admin", envOr("MQLB_ADMIN", "http://127.0.0.1:9090"), "admin API URL")
+	admin := fs.String("admin", cmp.Or(os.Getenv("MQLB_ADMIN"), "http://127.0.0.1:9090"), "admin API URL")
 	token := fs.String("token", os.Getenv("MQLB_TOKEN"), "admin bearer token")
 	fs.BoolVar(&k.json, "json", false, "print JSON")
 	fs.StringVar(&k.client, "client", "", "conns: only this client id")
@@ -129,13 +129,6 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 var ctlCommands map[string]func(*ctl, context.Context, []string) error
 
 func init() {
@@ -176,8 +169,8 @@ func (k *ctl) server(ctx context.Context, arg string) (string, string, error) {
 	if u, s, ok := strings.Cut(arg, "/"); ok {
 		return u, s, nil
 	}
-	var all upstreamsJSON
-	if err := k.c.Get(ctx, "/api/v1/upstreams", &all); err != nil {
+	_, all, err := k.upstreams(ctx)
+	if err != nil {
 		return "", "", err
 	}
 	var found []string
@@ -200,8 +193,8 @@ func (k *ctl) server(ctx context.Context, arg string) (string, string, error) {
 // onlyUpstream returns the upstream when there is one, for commands that
 // take an optional UPSTREAM.
 func (k *ctl) onlyUpstream(ctx context.Context) (string, error) {
-	var all upstreamsJSON
-	if err := k.c.Get(ctx, "/api/v1/upstreams", &all); err != nil {
+	_, all, err := k.upstreams(ctx)
+	if err != nil {
 		return "", err
 	}
 	if len(all.Upstreams) != 1 {

@@ -75,22 +75,37 @@ func perNode(body []byte, one func(data []byte) error) (unanswered []string, err
 	return unanswered, nil
 }
 
-func (k *ctl) cluster(ctx context.Context, args []string) error {
-	if err := nargs(args, 0, "cluster (no arguments)"); err != nil {
-		return err
-	}
-	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/cluster", nil)
+// nodeViews GETs path and decodes each node's answer as T (see perNode).
+// With --json an answer without nodes is no error: it is printed as is.
+func nodeViews[T any](ctx context.Context, k *ctl, path string) (body []byte, views []T, unanswered []string, err error) {
+	body, err = k.c.Do(ctx, http.MethodGet, path, nil)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	var views []nodeCluster
-	unanswered, err := perNode(body, func(data []byte) error {
-		var v nodeCluster
+	unanswered, err = perNode(body, func(data []byte) error {
+		var v T
 		err := json.Unmarshal(data, &v)
 		views = append(views, v)
 		return err
 	})
-	if err != nil && !(k.json && errors.Is(err, errNoNodes)) {
+	if k.json && errors.Is(err, errNoNodes) {
+		err = nil
+	}
+	return body, views, unanswered, err
+}
+
+func (k *ctl) notAnswering(unanswered []string) {
+	for _, u := range unanswered {
+		fmt.Fprintf(k.out, "not answering: %s\n", u)
+	}
+}
+
+func (k *ctl) cluster(ctx context.Context, args []string) error {
+	if err := nargs(args, 0, "cluster (no arguments)"); err != nil {
+		return err
+	}
+	body, views, unanswered, err := nodeViews[nodeCluster](ctx, k, "/api/v1/cluster")
+	if err != nil {
 		return err
 	}
 	return k.print(body, func() error {
@@ -101,9 +116,7 @@ func (k *ctl) cluster(ctx context.Context, args []string) error {
 					store(v), v.Mesh.Subscriptions, v.Mesh.Drops)
 			}
 		})
-		for _, u := range unanswered {
-			fmt.Fprintf(k.out, "not answering: %s\n", u)
-		}
+		k.notAnswering(unanswered)
 		return err
 	})
 }
@@ -157,18 +170,8 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 	if k.offset > 0 {
 		v.Set("offset", strconv.Itoa(k.offset))
 	}
-	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/clients?"+v.Encode(), nil)
+	body, pages, unanswered, err := nodeViews[clientPage](ctx, k, "/api/v1/clients?"+v.Encode())
 	if err != nil {
-		return err
-	}
-	var pages []clientPage
-	unanswered, err := perNode(body, func(data []byte) error {
-		var p clientPage
-		err := json.Unmarshal(data, &p)
-		pages = append(pages, p)
-		return err
-	})
-	if err != nil && !(k.json && errors.Is(err, errNoNodes)) {
 		return err
 	}
 	return k.print(body, func() error {
@@ -183,9 +186,7 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 			}
 		})
 		fmt.Fprintf(k.out, "%d client(s)\n", total)
-		for _, u := range unanswered {
-			fmt.Fprintf(k.out, "not answering: %s\n", u)
-		}
+		k.notAnswering(unanswered)
 		return err
 	})
 }

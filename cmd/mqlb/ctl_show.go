@@ -40,19 +40,25 @@ func (k *ctl) table(f func(w *tabwriter.Writer)) error {
 	return w.Flush()
 }
 
+// upstreams is GET /api/v1/upstreams, decoded.
+func (k *ctl) upstreams(ctx context.Context) ([]byte, upstreamsJSON, error) {
+	var ups upstreamsJSON
+	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/upstreams", nil)
+	if err == nil {
+		err = json.Unmarshal(body, &ups)
+	}
+	return body, ups, err
+}
+
 func (k *ctl) status(ctx context.Context, args []string) error {
 	if err := nargs(args, 0, "status (no arguments)"); err != nil {
 		return err
 	}
-	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/upstreams", nil)
+	body, ups, err := k.upstreams(ctx)
 	if adminclient.IsNoRoute(err) { // a node's admin API
 		return k.cluster(ctx, nil)
 	}
 	if err != nil {
-		return err
-	}
-	var ups upstreamsJSON
-	if err := json.Unmarshal(body, &ups); err != nil {
 		return err
 	}
 	return k.print(body, func() error {
@@ -76,12 +82,8 @@ func (k *ctl) servers(ctx context.Context, args []string) error {
 	if err := nargs(args, 0, "servers (no arguments)"); err != nil {
 		return err
 	}
-	body, err := k.c.Do(ctx, http.MethodGet, "/api/v1/upstreams", nil)
+	body, ups, err := k.upstreams(ctx)
 	if err != nil {
-		return err
-	}
-	var ups upstreamsJSON
-	if err := json.Unmarshal(body, &ups); err != nil {
 		return err
 	}
 	return k.print(body, func() error {

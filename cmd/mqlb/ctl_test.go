@@ -89,7 +89,7 @@ func TestCtlLoadBalancer(t *testing.T) {
 	ctlFails(t, admin, 2, "want weight SERVER N", "weight", "a")
 	ctlFails(t, "127.0.0.1:1", 1, "connection refused", "servers")
 
-	c := connectRaw(t, lbAddr, "ctl-client")
+	c := testutil.ConnectRaw(t, lbAddr, "ctl-client")
 	ctlOK(t, admin, []string{"conns", "--client", "ctl-client"}, "ctl-client", "1 connection(s)")
 	ctlOK(t, admin, []string{"conns", "--q", "client"}, "ctl-client")
 	ctlOK(t, admin, []string{"sticky"}, "ctl-client", "1 entry")
@@ -121,7 +121,7 @@ func TestCtlEvacuate(t *testing.T) {
 	b1, b2 := testutil.StartMochi(t), testutil.StartMochi(t)
 	admin := startRun(t, stickyConfig(b1.Addr, b2.Addr))
 	lbAddr := mqttAddr(t, admin)
-	c := connectRaw(t, lbAddr, "evac-1")
+	c := testutil.ConnectRaw(t, lbAddr, "evac-1")
 	var list struct {
 		Connections []struct{ Server string }
 	}
@@ -136,8 +136,8 @@ func TestCtlEvacuate(t *testing.T) {
 // client search through the load balancer and on a node, and a kick on a node.
 func TestCtlCluster(t *testing.T) {
 	s := startUp(t)
-	connectRaw(t, s.lb, "ctl-up-1")
-	connectRaw(t, s.lb, "ctl-up-2")
+	testutil.ConnectRaw(t, s.lb, "ctl-up-1")
+	testutil.ConnectRaw(t, s.lb, "ctl-up-2")
 	out := ctlOK(t, s.admin, []string{"cluster"}, "node1", "node2", "node3")
 	// The store's buckets: replicas (2, or 3 once scaled up), a leader, current followers.
 	if !regexp.MustCompile(`R[23] node\d [12]/[12]`).MatchString(out) || strings.Count(out, " ok ") < 3 {

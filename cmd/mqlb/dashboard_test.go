@@ -124,7 +124,7 @@ func TestDashboard(t *testing.T) {
 	clients := func() int { n, _ := strconv.Atoi(strings.TrimPrefix(text(ctx, "#sum-clients b"), "-")); return n }
 	before := clients()
 	for i := range 5 {
-		connectRaw(t, s.lb, fmt.Sprint("dash-", i))
+		testutil.ConnectRaw(t, s.lb, fmt.Sprint("dash-", i))
 	}
 	traffic(t, s.lb)
 	testutil.Eventually(t, 20*time.Second, func() bool { return clients() >= before+5 }, "client count rises by 5 from %d: %q", before, text(ctx, "#summary"))
@@ -220,7 +220,7 @@ func TestDashboard(t *testing.T) {
 	}, "dash-4 disconnected by its node")
 
 	// A server that is down shows why (the last check's error), not "0 failures".
-	if code, body := httpDo(t, "POST", "http://"+s.admin+"/api/v1/upstreams/cluster/servers", `{"name":"gone","address":"127.0.0.1:1"}`); code != 201 {
+	if code, body := testutil.HTTP(t, "POST", "http://"+s.admin+"/api/v1/upstreams/cluster/servers", `{"name":"gone","address":"127.0.0.1:1"}`); code != 201 {
 		t.Fatalf("add a server: %d %s", code, body)
 	}
 	testutil.Eventually(t, 20*time.Second, func() bool {

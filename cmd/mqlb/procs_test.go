@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -79,23 +77,6 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// connectRaw opens an MQTT 3.1.1 connection as id and waits for CONNACK.
-func connectRaw(t *testing.T, addr, id string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, CleanStart: true, ClientID: id, KeepAlive: 300}))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if rp, err := mqttwire.ReadConnack(c, 4, nil); err != nil || rp.Code != 0 {
-		t.Fatalf("%s: connack %d %v", id, rp.Code, err)
-	}
-	c.SetReadDeadline(time.Time{})
-	return c
-}
-
 // closedByPeer reports whether c was closed from the other side.
 func closedByPeer(c net.Conn) bool {
 	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
@@ -115,16 +96,4 @@ func stickyConfig(servers ...string) string {
 	}
 	b.WriteString("admin: { address: \"127.0.0.1:0\" }\naccess_log: { path: \"off\" }\n")
 	return b.String()
-}
-
-func httpDo(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

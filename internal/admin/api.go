@@ -81,9 +81,8 @@ func (s *Server) upstreamJSON(u *upstream.Upstream) UpstreamJSON {
 
 // serverAction is POST /api/v1/upstreams/{u}/servers/{s}/{drain,enable,disable}.
 func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
-	u := s.b.Upstreams().Get(r.PathValue("u"))
+	u := s.pathUpstream(w, r)
 	if u == nil {
-		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
 		return
 	}
 	sv := u.Server(r.PathValue("s"))
@@ -149,14 +148,8 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 
 // stickyTable is GET /api/v1/sticky/{u}.
 func (s *Server) stickyTable(w http.ResponseWriter, r *http.Request) {
-	u := s.b.Upstreams().Get(r.PathValue("u"))
+	u, t := stickyPolicy[balance.StickyTable](s, w, r)
 	if u == nil {
-		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
-		return
-	}
-	t, ok := u.Policy.(balance.StickyTable)
-	if !ok {
-		writeError(w, http.StatusConflict, "upstream "+u.Name+" balances with "+u.Config().Balance+", not sticky")
 		return
 	}
 	entries := t.Entries()
@@ -164,4 +157,30 @@ func (s *Server) stickyTable(w http.ResponseWriter, r *http.Request) {
 		entries = []balance.StickyEntry{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"upstream": u.Name, "size": t.Len(), "entries": entries})
+}
+
+// pathUpstream is the upstream named by {u}; it answers 404 and returns nil
+// when there is none.
+func (s *Server) pathUpstream(w http.ResponseWriter, r *http.Request) *upstream.Upstream {
+	u := s.b.Upstreams().Get(r.PathValue("u"))
+	if u == nil {
+		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
+	}
+	return u
+}
+
+// stickyPolicy is the upstream named by {u} and its policy as P (a sticky
+// interface); it answers 404 or 409 and returns a nil upstream when there is
+// no such upstream or it does not balance with sticky.
+func stickyPolicy[P any](s *Server, w http.ResponseWriter, r *http.Request) (*upstream.Upstream, P) {
+	u := s.pathUpstream(w, r)
+	if u == nil {
+		return nil, *new(P)
+	}
+	p, ok := u.Policy.(P)
+	if !ok {
+		writeError(w, http.StatusConflict, "upstream "+u.Name+" balances with "+u.Config().Balance+", not sticky")
+		return nil, p
+	}
+	return u, p
 }

@@ -36,6 +36,14 @@ func (s *Server) changes(uj *UpstreamJSON) {
 	uj.Evacuations = m.Rebalance().Evacuations(uj.Name)
 }
 
+func (s *Server) mover(w http.ResponseWriter) Mover {
+	m, ok := s.b.(Mover)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, "this backend does not evacuate")
+	}
+	return m
+}
+
 // DefaultEvacuateRate is the rate of an evacuation asked without ?rate=.
 const DefaultEvacuateRate = 100
 
@@ -43,9 +51,8 @@ const DefaultEvacuateRate = 100
 // server goes to drain and its connections are closed at N per second
 // (DefaultEvacuateRate without rate).
 func (s *Server) evacuate(w http.ResponseWriter, r *http.Request) {
-	m, ok := s.b.(Mover)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, "this backend does not evacuate")
+	m := s.mover(w)
+	if m == nil {
 		return
 	}
 	rate, err := float64(DefaultEvacuateRate), error(nil)
@@ -71,9 +78,8 @@ func (s *Server) evacuate(w http.ResponseWriter, r *http.Request) {
 
 // evacuation is GET /api/v1/upstreams/{u}/servers/{s}/evacuate: progress.
 func (s *Server) evacuation(w http.ResponseWriter, r *http.Request) {
-	m, ok := s.b.(Mover)
-	if !ok {
-		writeError(w, http.StatusNotImplemented, "this backend does not evacuate")
+	m := s.mover(w)
+	if m == nil {
 		return
 	}
 	ev, ok := m.Rebalance().EvacuationOf(r.PathValue("u"), r.PathValue("s"))

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -39,9 +40,8 @@ func (s *Server) runtimeRoutes(mux *http.ServeMux) {
 
 // getUpstream is GET /api/v1/upstreams/{u}.
 func (s *Server) getUpstream(w http.ResponseWriter, r *http.Request) {
-	u := s.b.Upstreams().Get(r.PathValue("u"))
+	u := s.pathUpstream(w, r)
 	if u == nil {
-		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
 		return
 	}
 	writeJSON(w, http.StatusOK, s.upstreamJSON(u))
@@ -106,7 +106,7 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 		runtimeError(w, err)
 		return
 	}
-	s.writeServer(w, http.StatusCreated, u, cmpOr(body.Name, body.Address))
+	s.writeServer(w, http.StatusCreated, u, cmp.Or(body.Name, body.Address))
 }
 
 // removeServer is DELETE /api/v1/upstreams/{u}/servers/{s}.
@@ -175,14 +175,8 @@ func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
 
 // clearSticky is DELETE /api/v1/sticky/{u}[?key=…].
 func (s *Server) clearSticky(w http.ResponseWriter, r *http.Request) {
-	u := s.b.Upstreams().Get(r.PathValue("u"))
+	u, c := stickyPolicy[balance.StickyClearer](s, w, r)
 	if u == nil {
-		writeError(w, http.StatusNotFound, "no upstream "+strconv.Quote(r.PathValue("u")))
-		return
-	}
-	c, ok := u.Policy.(balance.StickyClearer)
-	if !ok {
-		writeError(w, http.StatusConflict, "upstream "+u.Name+" balances with "+u.Config().Balance+", not sticky")
 		return
 	}
 	key := r.URL.Query().Get("key")
@@ -193,11 +187,4 @@ func (s *Server) clearSticky(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("sticky entries cleared through the admin API", "upstream", u.Name, "key", key, "removed", n)
 	writeJSON(w, http.StatusOK, map[string]any{"upstream": u.Name, "removed": n})
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

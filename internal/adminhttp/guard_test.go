@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 func serve(t *testing.T, o Options) string {
@@ -22,23 +24,8 @@ func serve(t *testing.T, o Options) string {
 
 func do(t *testing.T, method, url string, hdr map[string]string) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	code, _ := testutil.HTTPWith(t, method, url, "", hdr)
+	return code
 }
 
 func TestOriginAndHost(t *testing.T) {

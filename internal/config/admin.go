@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net"
 	"os"
 	"strings"
 )
@@ -14,7 +13,7 @@ func (ck *check) admin(a *Admin) {
 		return
 	}
 	ck.hostPort("admin.address", a.Address, true)
-	if a.Token == "" && !a.Insecure && !loopbackAddress(a.Address) {
+	if a.Token == "" && !a.Insecure && !IsLoopback(a.Address) {
 		ck.errorf("admin.address", "%s is reachable beyond loopback and admin.token is empty: set a token, or admin.insecure: true to accept that anyone who reaches it can drain servers", a.Address)
 	}
 	for i, h := range a.AllowedHosts {
@@ -50,17 +49,4 @@ func (ck *check) secretFile(key, file string, value *string, read *bool) {
 		ck.errorf(key+"_file", "%s is empty", file)
 	}
 	*read = true
-}
-
-// loopbackAddress reports whether host:port names only loopback addresses.
-func loopbackAddress(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -6,9 +6,7 @@ import "github.com/mqlb/mqlb/internal/certinfo"
 func (c *Config) CertSources() []certinfo.Source {
 	var out []certinfo.Source
 	for _, l := range c.Listeners {
-		if l.TLS != nil && l.TLS.Cert != "" {
-			out = append(out, certinfo.Source{Listener: l.Name, File: l.TLS.Cert})
-		}
+		out = l.TLS.appendSource(out, l.Name)
 	}
 	return out
 }
@@ -17,9 +15,15 @@ func (c *Config) CertSources() []certinfo.Source {
 func (n *Node) CertSources() []certinfo.Source {
 	var out []certinfo.Source
 	for _, l := range n.Listeners {
-		if l.TLS != nil && l.TLS.Cert != "" {
-			out = append(out, certinfo.Source{Listener: l.Name, File: l.TLS.Cert})
-		}
+		out = l.TLS.appendSource(out, l.Name)
+	}
+	return out
+}
+
+// appendSource adds the certificate t serves on listener, if any.
+func (t *TLS) appendSource(out []certinfo.Source, listener string) []certinfo.Source {
+	if t != nil && t.Cert != "" {
+		out = append(out, certinfo.Source{Listener: listener, File: t.Cert})
 	}
 	return out
 }

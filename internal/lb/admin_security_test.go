@@ -2,35 +2,17 @@ package lb
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // request sends method url with extra headers ("Host" sets the Host header).
 func request(t *testing.T, method, url string, hdr map[string]string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-		} else {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testutil.HTTPWith(t, method, url, "", hdr)
 }
 
 // TestAdminCrossSite is issue 11 item 5: with no token (the default) a page

@@ -3,8 +3,6 @@ package lb
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,19 +10,14 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
+// apiDo sends method url with token as a bearer token (none when "").
 func apiDo(t *testing.T, method, url, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, nil)
+	var hdr map[string]string
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		hdr = map[string]string{"Authorization": "Bearer " + token}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testutil.HTTPWith(t, method, url, "", hdr)
 }
 
 func TestAdminAPI(t *testing.T) {

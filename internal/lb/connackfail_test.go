@@ -14,31 +14,20 @@ import (
 // heldBroker is a raw TCP server that reads a client's CONNECT and answers
 // CONNACK 0 only when told to.
 type heldBroker struct {
-	ln      net.Listener
+	addr    string
 	gotConn chan net.Conn
 }
 
 func startHeldBroker(t *testing.T) *heldBroker {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &heldBroker{ln: ln, gotConn: make(chan net.Conn, 1)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-			buf := make([]byte, 256)
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if n, err := c.Read(buf); err == nil && n > 0 && buf[0] == 0x10 {
-				b.gotConn <- c
-			}
+	b := &heldBroker{gotConn: make(chan net.Conn, 1)}
+	b.addr = testutil.Serve(t, func(c net.Conn) {
+		t.Cleanup(func() { c.Close() })
+		buf := make([]byte, 256)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(buf); err == nil && n > 0 && buf[0] == 0x10 {
+			b.gotConn <- c
 		}
-	}()
+	})
 	return b
 }
 
@@ -47,7 +36,7 @@ func startHeldBroker(t *testing.T) *heldBroker {
 // and then again), and its server is released.
 func TestClientGoneBeforeConnackCountedOnce(t *testing.T) {
 	b := startHeldBroker(t)
-	h := newHarness(t, harnessOpts{servers: []string{b.ln.Addr().String()}, upstream: "    health_check: { type: none }\n"})
+	h := newHarness(t, harnessOpts{servers: []string{b.addr}, upstream: "    health_check: { type: none }\n"})
 	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)

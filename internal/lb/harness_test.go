@@ -195,3 +195,23 @@ func connectV3(t testing.TB, addr, clientID string) (mqtt3.Client, error) {
 }
 
 type balanceConn = balance.Conn
+
+// roundTrip subscribes c to topic, publishes payload there (QoS 1) and fails
+// the test unless got (c's received payloads) brings it back before ctx ends.
+func roundTrip(t testing.TB, ctx context.Context, c *paho.Client, got <-chan string, topic, payload string) {
+	t.Helper()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != payload {
+			t.Fatalf("got %q on %s, want %q", p, topic, payload)
+		}
+	case <-ctx.Done():
+		t.Fatalf("%q not received on %s", payload, topic)
+	}
+}

@@ -18,12 +18,7 @@ import (
 // connack_timeout (default 3 s) before another server serves it.
 func TestHungMosquitto(t *testing.T) {
 	testutil.NeedCommand(t, "mosquitto")
-	var ms []*testutil.Mosquitto
-	var servers []string
-	for range 3 {
-		m := testutil.StartMosquitto(t, "")
-		ms, servers = append(ms, m), append(servers, m.Addr)
-	}
+	ms, servers := startMosquittos(t, 3)
 	h := newHarness(t, harnessOpts{servers: servers, upstream: "    balance: client_id\n" +
 		"    health_check: { type: mqtt, interval: 1s, timeout: 500ms, rise: 1, fall: 3 }\n",
 		top: "limits: { connect_timeout: 10s, shutdown_grace: 5s }\n"})
@@ -74,12 +69,7 @@ func TestHungMosquitto(t *testing.T) {
 // second (as the clients see their CONNACKs), and all are back.
 func TestMosquittoKilledPaced(t *testing.T) {
 	testutil.NeedCommand(t, "mosquitto")
-	var ms []*testutil.Mosquitto
-	var servers []string
-	for range 3 {
-		m := testutil.StartMosquitto(t, "")
-		ms, servers = append(ms, m), append(servers, m.Addr)
-	}
+	ms, servers := startMosquittos(t, 3)
 	h := newHarness(t, harnessOpts{servers: servers, upstream: "    balance: client_id\n    max_connect_rate: 20\n",
 		top: "limits: { connect_timeout: 5s, shutdown_grace: 5s }\n"})
 	var ids []string
@@ -113,4 +103,16 @@ func TestMosquittoKilledPaced(t *testing.T) {
 	if len(bySrv) != 2 || bySrv["b1"] != nil {
 		t.Errorf("reconnects went to %d servers; want b0 and b2", len(bySrv))
 	}
+}
+
+// startMosquittos starts n mosquitto processes and returns them with their
+// addresses.
+func startMosquittos(t *testing.T, n int) ([]*testutil.Mosquitto, []string) {
+	var ms []*testutil.Mosquitto
+	var servers []string
+	for range n {
+		m := testutil.StartMosquitto(t, "")
+		ms, servers = append(ms, m), append(servers, m.Addr)
+	}
+	return ms, servers
 }

@@ -184,20 +184,7 @@ func TestIdentityRewriteClientThroughPaho(t *testing.T) {
 		Properties: &paho.ConnectProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "t/1", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Publish(ctx, &paho.Publish{Topic: "t/1", QoS: 1, Payload: []byte("hi")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case p := <-got:
-		if p != "hi" {
-			t.Fatalf("got %q", p)
-		}
-	case <-ctx.Done():
-		t.Fatal("no message")
-	}
+	roundTrip(t, ctx, c, got, "t/1", "hi")
 	if seen := h.brokers[0].ConnectsOf("paho-dev"); len(seen) != 1 || seen[0].Username != "paho-dev" {
 		t.Fatalf("broker saw %+v", seen)
 	}

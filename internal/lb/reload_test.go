@@ -26,17 +26,7 @@ type rawClient struct {
 
 func openRaw(t testing.TB, addr, id string) *rawClient {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, CleanStart: true, ClientID: id, KeepAlive: 300}))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if rp, err := mqttwire.ReadConnack(c, 4, nil); err != nil || rp.Code != 0 {
-		t.Fatalf("%s: connack %d %v", id, rp.Code, err)
-	}
-	return &rawClient{id: id, c: c}
+	return &rawClient{id: id, c: testutil.ConnectRaw(t, addr, id)}
 }
 
 func (r *rawClient) alive() error {

@@ -2,26 +2,12 @@ package lb
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
-
-func apiBody(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 // TestRuntimeAPI adds a server, moves weight, removes one, kicks a client
 // and clears the sticky table through the API, and checks that the changes
@@ -38,7 +24,7 @@ func TestRuntimeAPI(t *testing.T) {
 		return names
 	}
 
-	code, body := apiBody(t, "POST", base+"/upstreams/brokers/servers", `{"name":"b9","address":"`+extra.Addr+`","weight":3}`)
+	code, body := testutil.HTTP(t, "POST", base+"/upstreams/brokers/servers", `{"name":"b9","address":"`+extra.Addr+`","weight":3}`)
 	if code != 201 || !strings.Contains(body, `"name": "b9"`) || strings.Join(ups(), ",") != "b0,b1,b9" {
 		t.Fatalf("add: %d %s; servers %v", code, body, ups())
 	}
@@ -60,7 +46,7 @@ func TestRuntimeAPI(t *testing.T) {
 		{"DELETE", "/connections", ``, 400, "client_id"},
 		{"DELETE", "/sticky/zz", ``, 404, "no upstream"},
 	} {
-		code, body := apiBody(t, tc.method, base+tc.path, tc.body)
+		code, body := testutil.HTTP(t, tc.method, base+tc.path, tc.body)
 		var e struct{ Error string }
 		json.Unmarshal([]byte(body), &e)
 		if code != tc.code || !strings.Contains(e.Error, tc.msg) {
@@ -68,12 +54,12 @@ func TestRuntimeAPI(t *testing.T) {
 		}
 	}
 
-	if code, body := apiBody(t, "PUT", base+"/upstreams/brokers/servers/b0/weight", `{"weight":7}`); code != 200 || !strings.Contains(body, `"weight": 7`) {
+	if code, body := testutil.HTTP(t, "PUT", base+"/upstreams/brokers/servers/b0/weight", `{"weight":7}`); code != 200 || !strings.Contains(body, `"weight": 7`) {
 		t.Fatalf("weight: %d %s", code, body)
 	}
 	c := openRaw(t, h.addr, "kick-me")
 	placed := h.lb.Connections().List("kick-me")[0].Server
-	if code, body := apiBody(t, "DELETE", base+"/upstreams/brokers/servers/"+placed, ""); code != 200 {
+	if code, body := testutil.HTTP(t, "DELETE", base+"/upstreams/brokers/servers/"+placed, ""); code != 200 {
 		t.Fatalf("remove %s: %d %s", placed, code, body)
 	}
 	if err := c.alive(); err != nil {
@@ -92,24 +78,24 @@ func TestRuntimeAPI(t *testing.T) {
 	if placed != "b0" && h.lb.Upstreams().Get("brokers").Server("b0").Weight() != 7 {
 		t.Errorf("weight lost on reload")
 	}
-	if _, body := apiBody(t, "GET", base+"/upstreams/brokers", ""); !strings.Contains(body, `"name": "brokers"`) {
+	if _, body := testutil.HTTP(t, "GET", base+"/upstreams/brokers", ""); !strings.Contains(body, `"name": "brokers"`) {
 		t.Errorf("get upstream: %s", body)
 	}
 
 	// Kick, then clear sticky entries by key and all.
-	if code, body := apiBody(t, "DELETE", base+"/connections?client_id=kick-me", ""); code != 200 || !strings.Contains(body, `"closed": 1`) {
+	if code, body := testutil.HTTP(t, "DELETE", base+"/connections?client_id=kick-me", ""); code != 200 || !strings.Contains(body, `"closed": 1`) {
 		t.Fatalf("kick: %d %s", code, body)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.alive() != nil }, "kicked connection closed")
 	openRaw(t, h.addr, "stay")
 	openRaw(t, h.addr, "stay2")
-	if code, body := apiBody(t, "DELETE", base+"/sticky/brokers?key=stay", ""); code != 200 || !strings.Contains(body, `"removed": 1`) {
+	if code, body := testutil.HTTP(t, "DELETE", base+"/sticky/brokers?key=stay", ""); code != 200 || !strings.Contains(body, `"removed": 1`) {
 		t.Fatalf("clear key: %d %s", code, body)
 	}
-	if code, body := apiBody(t, "DELETE", base+"/sticky/brokers", ""); code != 200 || !strings.Contains(body, `"removed": 1`) {
+	if code, body := testutil.HTTP(t, "DELETE", base+"/sticky/brokers", ""); code != 200 || !strings.Contains(body, `"removed": 1`) {
 		t.Fatalf("clear all: %d %s", code, body)
 	}
-	if _, body := apiBody(t, "GET", base+"/sticky/brokers", ""); !strings.Contains(body, `"size": 0`) {
+	if _, body := testutil.HTTP(t, "GET", base+"/sticky/brokers", ""); !strings.Contains(body, `"size": 0`) {
 		t.Errorf("sticky table after clear: %s", body)
 	}
 }
@@ -119,7 +105,7 @@ func TestRuntimeAPI(t *testing.T) {
 func TestRuntimeChangeYieldsToFile(t *testing.T) {
 	h := newHarness(t, harnessOpts{brokers: 2})
 	base := "http://" + h.admin + "/api/v1"
-	if code, body := apiBody(t, "PUT", base+"/upstreams/brokers/servers/b1/weight", `{"weight":5}`); code != 200 {
+	if code, body := testutil.HTTP(t, "PUT", base+"/upstreams/brokers/servers/b1/weight", `{"weight":5}`); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
 	yaml := h.yaml([]string{h.brokers[0].Addr, h.brokers[1].Addr}, harnessOpts{})

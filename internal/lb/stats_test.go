@@ -33,7 +33,7 @@ func TestListenersAndHistory(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		_, body := apiBody(t, "GET", base+"/listeners", "")
+		_, body := testutil.HTTP(t, "GET", base+"/listeners", "")
 		return json.Unmarshal([]byte(body), &ls) == nil && len(ls.Listeners) == 1 && ls.Listeners[0].Refused["not_mqtt"] == 1
 	}, "listener refusal counted")
 	if ls.Listeners[0].Accepted != 1 || ls.Limits.MaxConnectPacket == 0 {
@@ -51,7 +51,7 @@ func TestListenersAndHistory(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		_, body := apiBody(t, "GET", base+"/history", "")
+		_, body := testutil.HTTP(t, "GET", base+"/history", "")
 		json.Unmarshal([]byte(body), &hist)
 		n := len(hist.Samples)
 		return n >= 2 && hist.Samples[n-1].Refused["mqtt"] == 1 && hist.Samples[n-1].Servers["brokers/b0"].Active == 1
@@ -60,7 +60,7 @@ func TestListenersAndHistory(t *testing.T) {
 		t.Errorf("server history: %+v", s)
 	}
 	last := hist.Samples[len(hist.Samples)-1].T
-	_, body := apiBody(t, "GET", base+"/history?since="+strconv.FormatInt(last, 10), "")
+	_, body := testutil.HTTP(t, "GET", base+"/history?since="+strconv.FormatInt(last, 10), "")
 	json.Unmarshal([]byte(body), &hist)
 	for _, s := range hist.Samples {
 		if s.T <= last {

@@ -78,20 +78,7 @@ func TestMutualTLSCarriesCNInProxyV2(t *testing.T) {
 	c.AddOnPublishReceived(func(p paho.PublishReceived) (bool, error) { got <- string(p.Packet.Payload); return true, nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "t/tls", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Publish(ctx, &paho.Publish{Topic: "t/tls", QoS: 1, Payload: []byte("over tls")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if m != "over tls" {
-			t.Errorf("got %q", m)
-		}
-	case <-ctx.Done():
-		t.Fatal("message not received over TLS")
-	}
+	roundTrip(t, ctx, c, got, "t/tls", "over tls")
 	c.Disconnect(&paho.Disconnect{})
 	if !strings.Contains(accessLogWait(t, h, "tls-dev"), `cert_cn="device-7"`) {
 		t.Error("access log lacks the certificate CN")

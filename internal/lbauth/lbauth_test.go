@@ -66,28 +66,6 @@ func TestIdentityApply(t *testing.T) {
 	}
 }
 
-func TestParseAnswer(t *testing.T) {
-	for _, tc := range []struct {
-		status int
-		body   string
-		allow  bool
-		err    bool
-	}{
-		{200, `{"result":"allow"}`, true, false},
-		{200, `{"result":"deny"}`, false, false},
-		{200, `{"result":"Allow"}`, false, true},
-		{200, `{}`, false, true},
-		{200, `allow`, false, true},
-		{403, `{"result":"allow"}`, false, true},
-		{500, ``, false, true},
-	} {
-		allow, err := ParseAnswer(tc.status, []byte(tc.body))
-		if allow != tc.allow || (err != nil) != tc.err {
-			t.Errorf("%d %s: %v, %v", tc.status, tc.body, allow, err)
-		}
-	}
-}
-
 func TestCacheBoundAndExpiry(t *testing.T) {
 	c := newCache(time.Hour, 100)
 	for i := range 1000 {

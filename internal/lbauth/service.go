@@ -1,36 +1,22 @@
 package lbauth
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
 
+	"github.com/mqlb/mqlb/internal/authhttp"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
 )
 
 // Request is the JSON body POSTed to the authentication service (the
 // contract in DESIGN.md, shared with the nodes' http backend).
-type Request struct {
-	ClientID        string `json:"client_id"`
-	Username        string `json:"username"`
-	Password        string `json:"password"`
-	CertIdentity    string `json:"cert_identity"`
-	Remote          string `json:"remote"`
-	ProtocolVersion byte   `json:"protocol_version"`
-}
-
-// answer is the service's 200 body; result must be "allow" or "deny".
-type answer struct {
-	Result string `json:"result"`
-}
+type Request = authhttp.Request
 
 // maxAnswer bounds how much of an answer is read.
 const maxAnswer = 64 << 10
@@ -120,44 +106,8 @@ func (s *service) decide(ctx context.Context, req *Request) (bool, error) {
 
 // ask POSTs the request. Errors never quote the body sent.
 func (s *service) ask(ctx context.Context, req *Request) (bool, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return false, err
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
-	if err != nil {
-		return false, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(hr)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	if err != nil {
-		return false, err
-	}
-	return ParseAnswer(resp.StatusCode, data)
-}
-
-// ParseAnswer reads a service's answer: 200 with {"result":"allow"} or
-// {"result":"deny"}; anything else is an error (fail closed).
-func ParseAnswer(status int, body []byte) (bool, error) {
-	if status != http.StatusOK {
-		return false, fmt.Errorf("HTTP status %d", status)
-	}
-	var a answer
-	if err := json.Unmarshal(body, &a); err != nil {
-		return false, fmt.Errorf("answer is not JSON: %w", err)
-	}
-	switch a.Result {
-	case "allow":
-		return true, nil
-	case "deny":
-		return false, nil
-	}
-	return false, fmt.Errorf("answer result %q: want allow or deny", a.Result)
+	allow, _, err := authhttp.Ask(ctx, s.client, s.url, req, maxAnswer)
+	return allow, err
 }
 
 // warn logs at most once a second: a failing service fails every client.

@@ -22,21 +22,7 @@ import (
 // 0x05, "vanish-*" a close before any CONNACK, anyone else CONNACK 0 and
 // then an echo of what it sends.
 func rawBroker(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveRaw(c)
-		}
-	}()
-	return ln.Addr().String()
+	return testutil.Serve(t, func(c net.Conn) { go serveRaw(c) })
 }
 
 func serveRaw(c net.Conn) {

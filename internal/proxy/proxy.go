@@ -133,7 +133,7 @@ func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
 	rt := p.rt.Load() // the one generation this connection sees
 	c := &Conn{rt: rt, client: tcp}
 	c.Start = time.Now()
-	c.Remote = addrOf(tcp.RemoteAddr())
+	c.Remote = remoteOf(tcp)
 	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
 	if s.enter(key) && s.serve() {
@@ -167,9 +167,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func addrOf(a net.Addr) string {
-	if a == nil {
-		return ""
+// remoteOf is the peer's address as the record shows it (unmapped, as
+// prepare leaves it unless a PROXY header names another).
+func remoteOf(tcp *net.TCPConn) string {
+	if ap := listener.AddrPort(tcp.RemoteAddr()); ap.IsValid() {
+		return ap.String()
 	}
-	return a.String()
+	return ""
 }

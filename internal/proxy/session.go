@@ -69,7 +69,7 @@ func (s *session) serve() bool {
 	ok := s.inspect(*bp) && s.admit()
 	var lease *upstream.Lease
 	if ok {
-		lease, ok = s.connectServer() // copies the client's bytes out of the buffer
+		lease, ok = s.connectServer() // the server has the client's bytes: the buffer is free after
 	}
 	*bp, s.data = s.data[:0], nil
 	bufPool.Put(bp)
@@ -86,7 +86,9 @@ func (s *session) prepare() bool {
 		return false
 	}
 	s.cl = cl
-	c.Remote = cl.Remote.String()
+	if cl.Proxied { // else it is the address Handle recorded
+		c.Remote = cl.Remote.String()
+	}
 	c.CertCN = cl.CertCN()
 	if cl.Proxied && !c.ticket.CountIP(cl.Remote.Addr(), c.rt.Limits.MaxPerIP) {
 		c.Result = ResultOverIPLimit

@@ -63,7 +63,7 @@ func (m *Manager) Evacuate(u, s string, perSecond float64) (Evacuation, error) {
 	}
 	sv.Drain()
 	ev := &evacuee{e: Evacuation{Upstream: u, Server: s, Rate: perSecond,
-		Status: EvacRunning, Started: m.now(), Initial: sv.Active(), Remaining: sv.Active()}}
+		Status: EvacRunning, Started: time.Now(), Initial: sv.Active(), Remaining: sv.Active()}}
 	m.evacs[k] = ev
 	m.log.Info("evacuating server", "upstream", u, "server", s, "rate", perSecond, "connections", sv.Active())
 	m.wg.Add(1)
@@ -81,7 +81,7 @@ func (m *Manager) evacuate(ev *evacuee) {
 	for {
 		up := m.upstream(u)
 		if up == nil || up.Server(s) == nil || up.Server(s).State().String() != "drain" {
-			ev.finish(EvacCancelled, -1, m.now())
+			ev.finish(EvacCancelled, -1, time.Now())
 			m.log.Info("evacuation cancelled: the server left drain", "upstream", u, "server", s)
 			return
 		}
@@ -93,7 +93,7 @@ func (m *Manager) evacuate(ev *evacuee) {
 			}
 		}
 		if len(mine) == 0 && sv.Active() == 0 {
-			ev.finish(EvacDone, 0, m.now())
+			ev.finish(EvacDone, 0, time.Now())
 			m.log.Info("server evacuated", "upstream", u, "server", s, "moved", ev.snapshot().Moved)
 			return
 		}

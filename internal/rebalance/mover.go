@@ -54,7 +54,7 @@ func (mv *mover) run() {
 			return
 		}
 		cfg := u.Config().Rebalance
-		p := makePlan(u, mv.m.conns(mv.name), mv.m.now())
+		p := makePlan(u, mv.m.conns(mv.name), time.Now())
 		start := !p.within(cfg.Tolerance)
 		if mv.moving || start {
 			mv.moving = mv.batch(p, cfg.Rate)

@@ -36,7 +36,6 @@ type Manager struct {
 	ups   func() *upstream.Set
 	conns Source
 	log   *slog.Logger
-	now   func() time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -61,7 +60,7 @@ func (m *Manager) OnMove(f func(upstream, server string, at time.Time)) {
 // New returns a manager over the upstreams ups returns and the
 // connections conns lists. Nothing runs until Start.
 func New(ups func() *upstream.Set, conns Source, log *slog.Logger) *Manager {
-	m := &Manager{ups: ups, conns: conns, log: log, now: time.Now, movers: map[string]*mover{},
+	m := &Manager{ups: ups, conns: conns, log: log, movers: map[string]*mover{},
 		evacs: map[[2]string]*evacuee{}, moved: map[[2]string]*atomic.Uint64{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m
@@ -159,14 +158,8 @@ type pacer struct {
 // wait blocks until the next event may happen at perSecond, or ctx ends.
 func (p *pacer) wait(ctx context.Context, perSecond float64) bool {
 	next := p.last.Add(time.Duration(float64(time.Second) / perSecond))
-	if d := time.Until(next); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-		}
+	if d := time.Until(next); d > 0 && !sleep(ctx, d) {
+		return false
 	}
 	p.last = time.Now()
 	return ctx.Err() == nil

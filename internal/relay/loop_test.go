@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"io"
 	"net"
 	"runtime"
@@ -263,24 +262,7 @@ func smallBufferPair(t testing.TB) (a, b *net.TCPConn) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	d, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-ch
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	d.(*net.TCPConn).SetWriteBuffer(4096)
-	return d.(*net.TCPConn), s.(*net.TCPConn)
+	a, b = tcpPairWith(t, lc)
+	a.SetWriteBuffer(4096)
+	return a, b
 }

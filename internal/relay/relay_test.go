@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -17,7 +18,13 @@ import (
 // tcpPair returns both ends of a loopback TCP connection.
 func tcpPair(t testing.TB) (a, b *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return tcpPairWith(t, net.ListenConfig{})
+}
+
+// tcpPairWith is tcpPair with the listening side set up by lc.
+func tcpPairWith(t testing.TB, lc net.ListenConfig) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package testutil holds helpers shared by the project's tests: polling with a
 // deadline, real brokers on port 0 (mochi-mqtt in-process, mosquitto as a
-// process) and a dead server address. Nothing here is used outside tests.
+// process), a dead server address, raw TCP and HTTP round trips. Nothing here
+// is used outside tests.
 package testutil
 
 import (

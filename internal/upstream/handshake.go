@@ -27,11 +27,13 @@ type Handshake struct {
 }
 
 // first returns the bytes every attempt writes: the PROXY header (when the
-// upstream wants one) followed by the client's bytes, in one buffer.
+// upstream wants one) followed by the client's bytes, in one buffer (one
+// write). Without a header it is hs.Data itself: nothing keeps it past
+// Connect.
 func (u *Upstream) first(hs *Handshake) ([]byte, error) {
 	hdr, err := proxyHeader(u.cfg.ProxyProtocol, hs.Source, hs.Dest, hs.TLS)
-	if err != nil {
-		return nil, err
+	if err != nil || hdr == nil {
+		return hs.Data, err
 	}
 	return append(append(make([]byte, 0, len(hdr)+len(hs.Data)), hdr...), hs.Data...), nil
 }

@@ -148,21 +148,7 @@ type closeCounter int
 func (c *closeCounter) Close() error { *c++; return nil }
 
 func listen(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return testutil.Serve(t, func(c net.Conn) { c.Close() })
 }
 
 func TestCheckClientID(t *testing.T) {

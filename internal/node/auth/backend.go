@@ -10,19 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mqlb/mqlb/internal/authhttp"
 	"github.com/mqlb/mqlb/internal/config"
 )
 
 // Request is what a backend is asked about a connecting client. Its JSON
 // form is the HTTP contract shared with the load balancer.
-type Request struct {
-	ClientID        string `json:"client_id"`
-	Username        string `json:"username"`
-	Password        string `json:"password"`
-	CertIdentity    string `json:"cert_identity"`
-	Remote          string `json:"remote"`
-	ProtocolVersion byte   `json:"protocol_version"`
-}
+type Request = authhttp.Request
 
 // Result is a backend's answer.
 type Result uint8

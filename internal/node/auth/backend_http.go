@@ -1,13 +1,13 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/authhttp"
 )
 
 // httpBackend POSTs the request to a service: 200 with {"result":"allow",
@@ -21,48 +21,25 @@ func newHTTPBackend(url string) *httpBackend {
 	return &httpBackend{url: url, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}}
 }
 
-type httpAnswer struct {
-	Result string     `json:"result"`
-	ACL    []aclEntry `json:"acl"`
-}
-
 func (h *httpBackend) Authenticate(ctx context.Context, r Request) (Decision, error) {
-	body, err := json.Marshal(r)
+	allow, a, err := authhttp.Ask(ctx, h.client, h.url, &r, 1<<20)
 	if err != nil {
 		return Decision{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(body))
-	if err != nil {
-		return Decision{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return Decision{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return Decision{}, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return Decision{}, fmt.Errorf("HTTP status %d", resp.StatusCode)
-	}
-	var a httpAnswer
-	if err := json.Unmarshal(data, &a); err != nil {
-		return Decision{}, fmt.Errorf("answer is not JSON: %w", err)
-	}
-	switch a.Result {
-	case "deny":
+	if !allow {
 		return Decision{Result: Deny}, nil
-	case "allow":
-		rules, err := toRules(a.ACL)
-		if err != nil {
+	}
+	var es []aclEntry
+	if len(a.ACL) > 0 {
+		if err := json.Unmarshal(a.ACL, &es); err != nil {
 			return Decision{}, fmt.Errorf("answer acl: %w", err)
 		}
-		return Decision{Result: Allow, ACL: rules}, nil
 	}
-	return Decision{}, fmt.Errorf("answer result %q: want allow or deny", a.Result)
+	rules, err := toRules(es)
+	if err != nil {
+		return Decision{}, fmt.Errorf("answer acl: %w", err)
+	}
+	return Decision{Result: Allow, ACL: rules}, nil
 }
 
 func (h *httpBackend) Close() error {

@@ -1,0 +1,74 @@
+// Package authhttp is the HTTP auth contract shared by the load balancer
+// (upstreams' auth: type http) and the nodes (auth.backends type http):
+// a POST of Request as JSON, answered 200 with {"result":"allow"} or
+// {"result":"deny"} (nodes also read an optional "acl"); anything else
+// fails closed.
+package authhttp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// Request is the JSON body POSTed to the authentication service.
+type Request struct {
+	ClientID        string `json:"client_id"`
+	Username        string `json:"username"`
+	Password        string `json:"password"`
+	CertIdentity    string `json:"cert_identity"`
+	Remote          string `json:"remote"`
+	ProtocolVersion byte   `json:"protocol_version"`
+}
+
+// Answer is a service's 200 body; ACL is left raw for the nodes to read.
+type Answer struct {
+	Result string          `json:"result"`
+	ACL    json.RawMessage `json:"acl"`
+}
+
+// Ask POSTs r to url and reads at most limit bytes of the answer. Errors
+// never quote the body sent (it holds the password).
+func Ask(ctx context.Context, client *http.Client, url string, r *Request, limit int64) (bool, Answer, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return false, Answer{}, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return false, Answer{}, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(hr)
+	if err != nil {
+		return false, Answer{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return false, Answer{}, err
+	}
+	return Parse(resp.StatusCode, data)
+}
+
+// Parse reads a service's answer: true for allow, false for deny, an error
+// for anything else (fail closed).
+func Parse(status int, body []byte) (bool, Answer, error) {
+	if status != http.StatusOK {
+		return false, Answer{}, fmt.Errorf("HTTP status %d", status)
+	}
+	var a Answer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return false, Answer{}, fmt.Errorf("answer is not JSON: %w", err)
+	}
+	switch a.Result {
+	case "allow":
+		return true, a, nil
+	case "deny":
+		return false, a, nil
+	}
+	return false, Answer{}, fmt.Errorf("answer result %q: want allow or deny", a.Result)
+}
