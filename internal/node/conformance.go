@@ -15,7 +15,11 @@ import (
 // for Python drop the connection). The broker runs with
 // NoInheritedPropertiesOnAck, so acks no longer echo the PUBLISH's
 // properties.
-func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+//
+// It also holds a QoS 1/2 PUBLISH back until the client has room for it
+// under its Receive Maximum (see flow).
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.n.flow.sending(cl, pk)
 	if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == packets.CodeGrantedQos1.Code {
 		pk.ReasonCode = packets.CodeSuccess.Code
 	}
@@ -27,7 +31,10 @@ func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet 
 // PUBREC 0x87 not authorized, as from mosquitto; 3.1.1, which has no
 // negative acknowledgement, gets it acknowledged and dropped. mochi then
 // sees it as QoS 0 and drops it.
+//
+// Acknowledgements from the client free room in its send window (see flow).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.n.flow.read(cl, pk)
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
 		len(pk.TopicName) < len(mqtt.SysPrefix) || !strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
 		return pk, nil

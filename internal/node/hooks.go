@@ -60,15 +60,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnSessionEstablished turns off mochi's outbound flow control for the
-// client. mochi v2.7.9 deadlocks a client once its Receive Maximum quota is in
-// use: Inflight.NextImmediate holds the inflight read lock and takes it again
-// in GetAll, so a publisher waiting for the write lock in between (any
-// delivery to that client) blocks both for good, and with them the node's
-// mesh deliveries and mochi's housekeeping loop. Without a send quota mochi
-// never calls NextImmediate; the cost is that the node does not hold back
-// QoS 1/2 deliveries to the client's Receive Maximum [MQTT-3.3.4-9].
+// client, which deadlocks in mochi v2.7.9, and turns on the node's (see
+// flow): without a send quota mochi never calls Inflight.NextImmediate.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	cl.State.Inflight.ResetSendQuota(0)
+	h.n.flow.established(cl)
 	h.n.durable.start(cl)
 	h.n.metrics.connects.Add(1)
 	h.n.log.Debug("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
@@ -76,6 +72,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.n.flow.ended(cl)
 	if isMesh(cl) {
 		return
 	}
