@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -208,4 +210,51 @@ func TestReceiveMaximumCleanSession(t *testing.T) {
 		t.Fatalf("received %d of 5 QoS 1 messages with Receive Maximum 2 and no acknowledgement", k)
 	}
 	cl.ackAll(t, 5)
+}
+
+// TestReceiveMaximumExceeded: a client that sends more QoS 2 PUBLISHes
+// without completing them than the CONNACK's Receive Maximum allows gets
+// DISCONNECT 0x93 and an orderly close, not a TCP reset [MQTT-3.3.4-8].
+func TestReceiveMaximumExceeded(t *testing.T) {
+	c := shared(t)
+	conn, ack := dialRawV5(t, c.addr(0), "rm-exceed")
+	rm := int(ack.Properties.ReceiveMaximum)
+	if rm == 0 {
+		t.Fatal("CONNACK without Receive Maximum")
+	}
+	// A client that goes on sending: the node stops reading at rm+1.
+	go func() {
+		for i := 1; ; i++ {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 5,
+				TopicName: "rm-exceed/t", PacketID: uint16(i%65535 + 1), Payload: make([]byte, 1000)}
+			var buf bytes.Buffer
+			if pk.PublishEncode(&buf) != nil {
+				return
+			}
+			if _, err := conn.Write(buf.Bytes()); err != nil {
+				return
+			}
+		}
+	}()
+	recs := 0
+	for {
+		pk, err := conn.next()
+		if err != nil {
+			t.Fatalf("after %d PUBRECs of %d: %v, want DISCONNECT 0x93", recs, rm, err)
+		}
+		if pk.FixedHeader.Type == packets.Pubrec {
+			recs++
+			continue
+		}
+		if pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrReceiveMaximum.Code {
+			t.Fatalf("after %d PUBRECs: %v reason %#x, want DISCONNECT 0x93", recs, pk.FixedHeader.Type, pk.ReasonCode)
+		}
+		break
+	}
+	if recs != rm {
+		t.Errorf("%d PUBRECs before the DISCONNECT, want %d", recs, rm)
+	}
+	if _, err := conn.next(); err != io.EOF {
+		t.Errorf("after the DISCONNECT: %v, want an orderly close (EOF)", err)
+	}
 }
