@@ -2,6 +2,7 @@ package node
 
 import (
 	"strings"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -51,4 +52,19 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
 	return pk, nil
+}
+
+// capKeepAlive lowers a v5 client's keep-alive to max (0: no cap), a
+// keep-alive of 0 (none) included, and has mochi tell the client in the
+// CONNACK's Server Keep Alive [MQTT-3.2.2-21], which the client must then
+// use. A 3.1.1 client cannot be told, so keeps its own. Runs in OnConnect:
+// mochi sets the connection's deadline from the value right after.
+func capKeepAlive(cl *mqtt.Client, max time.Duration) {
+	limit := uint16(max / time.Second)
+	if limit == 0 || cl.Properties.ProtocolVersion < 5 {
+		return
+	}
+	if ka := cl.State.Keepalive; ka == 0 || ka > limit {
+		cl.State.Keepalive, cl.State.ServerKeepalive = limit, true
+	}
 }

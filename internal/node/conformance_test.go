@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -256,5 +258,46 @@ func TestReceiveMaximumExceeded(t *testing.T) {
 	}
 	if _, err := conn.next(); err != io.EOF {
 		t.Errorf("after the DISCONNECT: %v, want an orderly close (EOF)", err)
+	}
+}
+
+// TestServerKeepAlive: with mqtt.max_keep_alive set, a v5 client asking for
+// a longer keep-alive, or none, is told the cap in its CONNACK (Server Keep
+// Alive) and held to it; a shorter one is left alone [MQTT-3.2.2-21].
+func TestServerKeepAlive(t *testing.T) {
+	cfg := nodeConfig("keepalive", 0, t.TempDir())
+	cfg.Mesh.Listen = ""
+	cfg.MQTT.MaxKeepAlive = config.Duration(time.Second)
+	n, err := startNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	addr := n.ListenerAddr("tcp")
+	for _, tc := range []struct {
+		asked uint16
+		told  bool
+	}{{60, true}, {0, true}, {1, false}} {
+		conn, ack := dialRawV5(t, addr, fmt.Sprintf("ka-%d", tc.asked), func(pk *packets.Packet) { pk.Connect.Keepalive = tc.asked })
+		if ack.ReasonCode != 0 {
+			t.Fatalf("keep-alive %d: CONNACK %#x", tc.asked, ack.ReasonCode)
+		}
+		if got := ack.Properties.ServerKeepAliveFlag; got != tc.told || (got && ack.Properties.ServerKeepAlive != 1) {
+			t.Errorf("keep-alive %d: Server Keep Alive %v %d, want %v 1", tc.asked, got, ack.Properties.ServerKeepAlive, tc.told)
+		}
+		if !tc.told {
+			continue
+		}
+		// Held to it: silent for 1.5 times the cap, the client is dropped
+		// (well before the read deadline of waitFor).
+		start := time.Now()
+		for {
+			if _, err := conn.next(); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Errorf("keep-alive %d: still connected after %s", tc.asked, time.Since(start))
+				}
+				break
+			}
+		}
 	}
 }
