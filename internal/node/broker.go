@@ -39,9 +39,6 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 		Capabilities:           caps,
 		Logger:                 slog.New(demote{n.log.With("component", "mochi").Handler()}),
 		SysTopicResendInterval: 10,
-		// Every write straight to the connection: the node's flow control
-		// holds the write loop back, which must not leave bytes buffered.
-		ClientNetWriteBufferSize: 1,
 	})
 	authHook, err := auth.New(authOptions(c.Auth))
 	if err != nil {

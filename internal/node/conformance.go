@@ -17,8 +17,8 @@ import (
 // NoInheritedPropertiesOnAck, so acks no longer echo the PUBLISH's
 // properties.
 //
-// It also holds a QoS 1/2 PUBLISH back until the client has room for it
-// under its Receive Maximum (see flow).
+// It also counts the QoS 1/2 PUBLISHes in flight to a client held to its
+// Receive Maximum (see flow).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	h.n.flow.sending(cl, pk)
 	if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == packets.CodeGrantedQos1.Code {

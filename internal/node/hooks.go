@@ -26,7 +26,7 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead,
+	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnPacketProcessed,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -61,11 +61,9 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.n.sessions.establish(cl, pk)
 }
 
-// OnSessionEstablished turns off mochi's outbound flow control for the
-// client, which deadlocks in mochi v2.7.9, and turns on the node's (see
-// flow): without a send quota mochi never calls Inflight.NextImmediate.
+// OnSessionEstablished replaces mochi's outbound flow control for the
+// client, which deadlocks in mochi v2.7.9, by the node's (see flow).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	cl.State.Inflight.ResetSendQuota(0)
 	h.n.flow.established(cl)
 	h.n.durable.start(cl)
 	h.n.metrics.connects.Add(1)
@@ -202,6 +200,13 @@ func willPacket(pk packets.Packet) packets.Packet {
 
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
 	h.n.sessions.queued(cl, pk)
+	h.n.flow.queued(cl, pk)
+}
+
+// OnPacketProcessed keeps mochi's send quota where the node's flow control
+// needs it (see flow).
+func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	h.n.flow.processed(cl, pk)
 }
 
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {

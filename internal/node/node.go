@@ -87,7 +87,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	n.retained = &retained{n: n}
 	n.sessions = newSessions(n)
 	n.durable = newDurable(n)
-	n.flow = &flow{maxInflight: uint16(cfg.MQTT.MaxInflight)}
+	n.flow = &flow{n: n, maxInflight: uint16(cfg.MQTT.MaxInflight)}
 	n.metrics = newMetrics(n)
 	var err error
 	if n.broker, err = newBroker(n); err != nil {
