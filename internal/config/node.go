@@ -83,6 +83,9 @@ type MQTTLimits struct {
 	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
 	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
 	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
+	// MaxKeepAlive caps a v5 client's keep-alive (CONNACK Server Keep
+	// Alive); 0 = no cap.
+	MaxKeepAlive Duration `yaml:"max_keep_alive"`
 
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"` // default 1000; 0 = no limit
 }
@@ -352,6 +355,9 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	}
 	if q.MaxQoS < 0 || q.MaxQoS > 2 {
 		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)
+	}
+	if k := q.MaxKeepAlive.D(); k != 0 && (k < time.Second || k > 65535*time.Second || k%time.Second != 0) {
+		ck.errorf("mqtt.max_keep_alive", "want 0 (no cap) or whole seconds from 1s to 65535s, got %s", k)
 	}
 }
 

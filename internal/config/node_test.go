@@ -40,7 +40,7 @@ func TestParseNodeDefaults(t *testing.T) {
 		n.Sessions.MaxExpiry.D() != 24*time.Hour {
 		t.Errorf("shared/sessions defaults: %+v %+v", n.SharedSubscriptions, n.Sessions)
 	}
-	if q := n.MQTT; q.ReceiveMaximum != 1024 || q.MaxInflight != 8192 || q.MaxQoS != 2 {
+	if q := n.MQTT; q.ReceiveMaximum != 1024 || q.MaxInflight != 8192 || q.MaxQoS != 2 || q.MaxKeepAlive != 0 {
 		t.Errorf("mqtt defaults: %+v", q)
 	}
 	if !n.Auth.AllowsAnonymous() || n.Auth.ACLDefault != "allow" {
@@ -114,6 +114,8 @@ func TestParseNodeErrorsNamePathAndLine(t *testing.T) {
 		{"expiry", minimalNode + "sessions: { max_expiry: 10ms }\n",
 			`sessions.max_expiry (line 9): want a duration from 1s`},
 		{"max qos", minimalNode + "mqtt:\n  max_qos: 3\n", `mqtt.max_qos (line 10): want 0, 1 or 2, got 3`},
+		{"max keep alive", minimalNode + "mqtt:\n  max_keep_alive: 1500ms\n", `mqtt.max_keep_alive (line 10): want 0 (no cap) or whole seconds`},
+		{"max keep alive range", minimalNode + "mqtt:\n  max_keep_alive: 24h\n", `mqtt.max_keep_alive (line 10): want 0 (no cap)`},
 		{"no listeners", strings.Replace(minimalNode, "listeners:\n  - address: \"127.0.0.1:0\"\n", "", 1),
 			`listeners: at least one listener is required`},
 	} {

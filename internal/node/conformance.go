@@ -2,6 +2,7 @@ package node
 
 import (
 	"strings"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -15,7 +16,11 @@ import (
 // for Python drop the connection). The broker runs with
 // NoInheritedPropertiesOnAck, so acks no longer echo the PUBLISH's
 // properties.
-func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+//
+// It also counts the QoS 1/2 PUBLISHes in flight to a client held to its
+// Receive Maximum (see flow).
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.n.flow.sending(cl, pk)
 	if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == packets.CodeGrantedQos1.Code {
 		pk.ReasonCode = packets.CodeSuccess.Code
 	}
@@ -27,7 +32,10 @@ func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet 
 // PUBREC 0x87 not authorized, as from mosquitto; 3.1.1, which has no
 // negative acknowledgement, gets it acknowledged and dropped. mochi then
 // sees it as QoS 0 and drops it.
+//
+// Acknowledgements from the client free room in its send window (see flow).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.n.flow.read(cl, pk)
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
 		len(pk.TopicName) < len(mqtt.SysPrefix) || !strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
 		return pk, nil
@@ -44,4 +52,19 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
 	return pk, nil
+}
+
+// capKeepAlive lowers a v5 client's keep-alive to max (0: no cap), a
+// keep-alive of 0 (none) included, and has mochi tell the client in the
+// CONNACK's Server Keep Alive [MQTT-3.2.2-21], which the client must then
+// use. A 3.1.1 client cannot be told, so keeps its own. Runs in OnConnect:
+// mochi sets the connection's deadline from the value right after.
+func capKeepAlive(cl *mqtt.Client, max time.Duration) {
+	limit := uint16(max / time.Second)
+	if limit == 0 || cl.Properties.ProtocolVersion < 5 {
+		return
+	}
+	if ka := cl.State.Keepalive; ka == 0 || ka > limit {
+		cl.State.Keepalive, cl.State.ServerKeepalive = limit, true
+	}
 }

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -95,49 +99,80 @@ func cl0(n *Node, id string) *mqtt.Client {
 	return cl
 }
 
-// TestReceiveMaximumHonoured: a persistent v5 session announcing Receive
-// Maximum 2 that acknowledges nothing gets 2 of 5 QoS 1 messages, the
-// others once it acknowledges [MQTT-3.3.4-9]. (Replicated durability: the
-// session's queue holds them back; mochi's own flow control stays off.)
-func TestReceiveMaximumHonoured(t *testing.T) {
-	c := shared(t)
-	n := c.nodes[0]
-	if !n.durable.on {
-		t.Skip("sessions.durability memory: mochi's flow control is off")
+// manualAcks is a v5 client that acknowledges only when told to.
+type manualAcks struct {
+	*paho.Client
+	mu  sync.Mutex
+	got []*paho.Publish
+}
+
+func (m *manualAcks) received() []*paho.Publish {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*paho.Publish(nil), m.got...)
+}
+
+// ackAll acknowledges every message as it comes until want have come.
+func (m *manualAcks) ackAll(t *testing.T, want int) {
+	t.Helper()
+	for acked := 0; acked < want; {
+		testutil.Eventually(t, waitFor, func() bool { return len(m.received()) > acked }, "more after acknowledging %d", acked)
+		for _, p := range m.received()[acked:] {
+			if err := m.Ack(p); err != nil {
+				t.Fatal(err)
+			}
+			acked++
+		}
 	}
-	conn, err := net.DialTimeout("tcp", c.addr(0), 2*time.Second)
+	if k := len(m.received()); k != want {
+		t.Errorf("received %d messages, want %d", k, want)
+	}
+}
+
+// dialManualAcks connects a v5 client announcing Receive Maximum rm that
+// subscribes to filter at QoS 1 and acknowledges nothing by itself.
+func dialManualAcks(t *testing.T, addr, id string, rm uint16, expiry uint32, filter string) *manualAcks {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var got []*paho.Publish
-	cl := paho.NewClient(paho.ClientConfig{ClientID: "rm-sub", Conn: conn, EnableManualAcknowledgment: true,
+	m := &manualAcks{}
+	m.Client = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: conn, EnableManualAcknowledgment: true,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			mu.Lock()
-			got = append(got, pr.Packet)
-			mu.Unlock()
+			m.mu.Lock()
+			m.got = append(m.got, pr.Packet)
+			m.mu.Unlock()
 			return true, nil
 		}},
 		OnClientError: func(error) {}})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	expiry, rm := uint32(60), uint16(2)
-	if _, err := cl.Connect(ctx, &paho.Connect{ClientID: "rm-sub", CleanStart: true, KeepAlive: 30,
+	if _, err := m.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, ReceiveMaximum: &rm}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cl.Disconnect(&paho.Disconnect{}) })
-	if _, err := cl.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "rm/t", QoS: 1}}}); err != nil {
+	t.Cleanup(func() { _ = m.Disconnect(&paho.Disconnect{}) })
+	if _, err := m.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TestReceiveMaximumHonoured: a persistent v5 session announcing Receive
+// Maximum 2 that acknowledges nothing gets 2 of 5 QoS 1 messages, the
+// others once it acknowledges [MQTT-3.3.4-9]. (Replicated durability: the
+// session's queue holds them back.)
+func TestReceiveMaximumHonoured(t *testing.T) {
+	c := shared(t)
+	n := c.nodes[0]
+	if !n.durable.on {
+		t.Skip("sessions.durability memory: see TestReceiveMaximumCleanSession")
+	}
+	cl := dialManualAcks(t, c.addr(0), "rm-sub", 2, 60, "rm/t")
 	pub := dialV5(t, c.addr(1), "rm-pub", true, 0)
 	for _, p := range numbered("m", 0, 5) {
 		pub.send(t, "rm/t", 1, p)
-	}
-	received := func() []*paho.Publish {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]*paho.Publish(nil), got...)
 	}
 	// All five reached the node (its consumer has nothing pending), which
 	// has two in flight to the client and holds the others back.
@@ -149,19 +184,120 @@ func TestReceiveMaximumHonoured(t *testing.T) {
 		info, err := cons.Info(t.Context())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 5 && len(n.durable.durableIDs(cl0(n, "rm-sub"))) == 2
 	}, "the node holding 3 of 5 back")
-	if k := len(received()); k != 2 {
+	if k := len(cl.received()); k != 2 {
 		t.Fatalf("received %d messages with Receive Maximum 2 and no acknowledgement", k)
 	}
-	for acked := 0; acked < 5; {
-		testutil.Eventually(t, waitFor, func() bool { return len(received()) > acked }, "more after acknowledging %d", acked)
-		for _, p := range received()[acked:] {
-			if err := cl.Ack(p); err != nil {
-				t.Fatal(err)
-			}
-			acked++
-		}
+	cl.ackAll(t, 5)
+}
+
+// TestReceiveMaximumCleanSession: the same for a session that is not kept
+// (no replicated queue): the node holds mochi's deliveries back to the
+// client's Receive Maximum (mochi's own flow control deadlocks; see flow).
+func TestReceiveMaximumCleanSession(t *testing.T) {
+	c := shared(t)
+	n := c.nodes[0]
+	cl := dialManualAcks(t, c.addr(0), "rm-clean-sub", 2, 0, "rm-clean/t")
+	pub := dialV5(t, c.addr(1), "rm-clean-pub", true, 0)
+	for _, p := range numbered("m", 0, 5) {
+		pub.send(t, "rm-clean/t", 1, p)
 	}
-	if k := len(received()); k != 5 {
-		t.Errorf("received %d messages, want 5", k)
+	mc := cl0(n, "rm-clean-sub")
+	// All five reached the client's inflight store; either the node holds
+	// three back or the client gets more.
+	testutil.Eventually(t, waitFor, func() bool {
+		return mc.State.Inflight.Len() == 5 && (n.flow.holding(mc) == 3 || len(cl.received()) > 2)
+	}, "five messages for the client")
+	testutil.Eventually(t, waitFor, func() bool { return len(cl.received()) >= 2 }, "two messages")
+	if k := len(cl.received()); k != 2 {
+		t.Fatalf("received %d of 5 QoS 1 messages with Receive Maximum 2 and no acknowledgement", k)
+	}
+	cl.ackAll(t, 5)
+}
+
+// TestReceiveMaximumExceeded: a client that sends more QoS 2 PUBLISHes
+// without completing them than the CONNACK's Receive Maximum allows gets
+// DISCONNECT 0x93 and an orderly close, not a TCP reset [MQTT-3.3.4-8].
+func TestReceiveMaximumExceeded(t *testing.T) {
+	c := shared(t)
+	conn, ack := dialRawV5(t, c.addr(0), "rm-exceed")
+	rm := int(ack.Properties.ReceiveMaximum)
+	if rm == 0 {
+		t.Fatal("CONNACK without Receive Maximum")
+	}
+	// A client that goes on sending: the node stops reading at rm+1.
+	go func() {
+		for i := 1; ; i++ {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 5,
+				TopicName: "rm-exceed/t", PacketID: uint16(i%65535 + 1), Payload: make([]byte, 1000)}
+			var buf bytes.Buffer
+			if pk.PublishEncode(&buf) != nil {
+				return
+			}
+			if _, err := conn.Write(buf.Bytes()); err != nil {
+				return
+			}
+		}
+	}()
+	recs := 0
+	for {
+		pk, err := conn.next()
+		if err != nil {
+			t.Fatalf("after %d PUBRECs of %d: %v, want DISCONNECT 0x93", recs, rm, err)
+		}
+		if pk.FixedHeader.Type == packets.Pubrec {
+			recs++
+			continue
+		}
+		if pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrReceiveMaximum.Code {
+			t.Fatalf("after %d PUBRECs: %v reason %#x, want DISCONNECT 0x93", recs, pk.FixedHeader.Type, pk.ReasonCode)
+		}
+		break
+	}
+	if recs != rm {
+		t.Errorf("%d PUBRECs before the DISCONNECT, want %d", recs, rm)
+	}
+	if _, err := conn.next(); err != io.EOF {
+		t.Errorf("after the DISCONNECT: %v, want an orderly close (EOF)", err)
+	}
+}
+
+// TestServerKeepAlive: with mqtt.max_keep_alive set, a v5 client asking for
+// a longer keep-alive, or none, is told the cap in its CONNACK (Server Keep
+// Alive) and held to it; a shorter one is left alone [MQTT-3.2.2-21].
+func TestServerKeepAlive(t *testing.T) {
+	cfg := nodeConfig("keepalive", 0, t.TempDir())
+	cfg.Mesh.Listen = ""
+	cfg.MQTT.MaxKeepAlive = config.Duration(time.Second)
+	n, err := startNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	addr := n.ListenerAddr("tcp")
+	for _, tc := range []struct {
+		asked uint16
+		told  bool
+	}{{60, true}, {0, true}, {1, false}} {
+		conn, ack := dialRawV5(t, addr, fmt.Sprintf("ka-%d", tc.asked), func(pk *packets.Packet) { pk.Connect.Keepalive = tc.asked })
+		if ack.ReasonCode != 0 {
+			t.Fatalf("keep-alive %d: CONNACK %#x", tc.asked, ack.ReasonCode)
+		}
+		if got := ack.Properties.ServerKeepAliveFlag; got != tc.told || (got && ack.Properties.ServerKeepAlive != 1) {
+			t.Errorf("keep-alive %d: Server Keep Alive %v %d, want %v 1", tc.asked, got, ack.Properties.ServerKeepAlive, tc.told)
+		}
+		if !tc.told {
+			continue
+		}
+		// Held to it: silent for 1.5 times the cap, the client is dropped
+		// (well before the read deadline of waitFor).
+		start := time.Now()
+		for {
+			if _, err := conn.next(); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Errorf("keep-alive %d: still connected after %s", tc.asked, time.Since(start))
+				}
+				break
+			}
+		}
 	}
 }

@@ -129,9 +129,9 @@
 //     node has mesh.listen and no peers; a single node should leave
 //     mesh.listen empty (JetStream then runs standalone).
 //   - mochi v2.7.9 deadlocks under its Receive Maximum flow control, so the
-//     node turns it off (see hook.OnSessionEstablished); only deliveries
-//     from a durable session's queue are held to the client's Receive
-//     Maximum (durable.deliver).
+//     node does its own (flow): mochi parks a client's QoS 1/2 messages and
+//     the node sends them as the client has room. Messages mochi resends on
+//     resumption are not held back.
 //   - Order holds per topic and publisher [MQTT-4.6.0-5], not across topics;
 //     a message published while a resumed session's queue is being resent
 //     may overtake queued ones (mochi resends after the CONNACK).

@@ -26,7 +26,7 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead,
+	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnPacketProcessed,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -34,11 +34,13 @@ func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 
 // OnConnect refuses, with CONNACK "server unavailable", a client that wants
 // to resume its session while the session registry cannot be read: the
 // client (or the mqlb load balancer in front, which retries another node on
-// that code) comes back when the store is, and finds its session.
+// that code) comes back when the store is, and finds its session. It also
+// caps the client's keep-alive (see capKeepAlive).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if isMesh(cl) {
 		return nil
 	}
+	capKeepAlive(cl, h.n.cfg.MQTT.MaxKeepAlive.D())
 	err := h.n.sessions.resumable(cl, pk)
 	if err == nil {
 		return nil
@@ -59,16 +61,10 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.n.sessions.establish(cl, pk)
 }
 
-// OnSessionEstablished turns off mochi's outbound flow control for the
-// client. mochi v2.7.9 deadlocks a client once its Receive Maximum quota is in
-// use: Inflight.NextImmediate holds the inflight read lock and takes it again
-// in GetAll, so a publisher waiting for the write lock in between (any
-// delivery to that client) blocks both for good, and with them the node's
-// mesh deliveries and mochi's housekeeping loop. Without a send quota mochi
-// never calls NextImmediate; the cost is that the node does not hold back
-// QoS 1/2 deliveries to the client's Receive Maximum [MQTT-3.3.4-9].
+// OnSessionEstablished replaces mochi's outbound flow control for the
+// client, which deadlocks in mochi v2.7.9, by the node's (see flow).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	cl.State.Inflight.ResetSendQuota(0)
+	h.n.flow.established(cl)
 	h.n.durable.start(cl)
 	h.n.metrics.connects.Add(1)
 	h.n.log.Debug("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
@@ -76,6 +72,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.n.flow.ended(cl)
 	if isMesh(cl) {
 		return
 	}
@@ -203,6 +200,13 @@ func willPacket(pk packets.Packet) packets.Packet {
 
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
 	h.n.sessions.queued(cl, pk)
+	h.n.flow.queued(cl, pk)
+}
+
+// OnPacketProcessed keeps mochi's send quota where the node's flow control
+// needs it (see flow).
+func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	h.n.flow.processed(cl, pk)
 }
 
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {

@@ -38,6 +38,7 @@ type Node struct {
 	retained *retained
 	sessions *sessions
 	durable  *durable
+	flow     *flow
 	metrics  *metrics
 
 	st          atomic.Pointer[store]
@@ -86,6 +87,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	n.retained = &retained{n: n}
 	n.sessions = newSessions(n)
 	n.durable = newDurable(n)
+	n.flow = &flow{n: n, maxInflight: uint16(cfg.MQTT.MaxInflight)}
 	n.metrics = newMetrics(n)
 	var err error
 	if n.broker, err = newBroker(n); err != nil {

@@ -25,7 +25,8 @@ type identified interface {
 // when a PROXY header was read.
 type conn struct {
 	net.Conn
-	id identity
+	id     identity
+	linger lingering
 }
 
 func (c *conn) identity() identity { return c.id }
