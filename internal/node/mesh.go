@@ -24,10 +24,11 @@ import (
 //
 // In: for each distinct MQTT filter held by local sessions (connected or
 // not) the node holds plain NATS subscriptions on the filter's subjects,
-// reference-counted by client. A message matching several of them arrives
-// once per subscription; the replay window lets the first copy through, and
-// that one is injected into the local broker, which fans it out to every
-// local subscriber. Each member of a $share group holds NATS queue
+// reference-counted by client, all delivering into one channel served by one
+// goroutine (meshin.go). A message matching several of them arrives once per
+// subscription; the replay window lets the first copy through, and that one
+// is injected into the local broker, which fans it out to every local
+// subscriber. Each member of a $share group holds NATS queue
 // subscriptions (queue name from the shared filter) on a separate connection,
 // so NATS picks one member per group cluster-wide; that copy is injected for
 // that group only. See select.go for how the local broker is told which
@@ -41,8 +42,9 @@ type mesh struct {
 	origin string     // this node instance: first half of every message id
 	seq    atomic.Uint64
 
-	plainCl  *mqtt.Client // injects messages for plain subscribers
-	sharedCl *mqtt.Client // injects messages for one shared group
+	inbox    chan *nats.Msg // every plain subscription delivers here
+	plainCl  *mqtt.Client   // injects messages for plain subscribers
+	sharedCl *mqtt.Client   // injects messages for one shared group
 	replay   *replayWindow
 	injectMu sync.Mutex // plain deliveries: one at a time, in arrival order
 
@@ -77,7 +79,7 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	m := &mesh{
 		n: n, log: n.log, subj: newSubjects(n.cfg.Mesh.ClusterName),
 		data: data, queue: queue, origin: n.instance,
-		replay: newReplayWindow(), plain: map[string]*plainInterest{},
+		replay: newReplayWindow(), plain: map[string]*plainInterest{}, inbox: make(chan *nats.Msg, plainInboxSize),
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
 	}
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)
@@ -85,6 +87,9 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	m.sharedCl = n.broker.NewClient(nil, "mesh", sharedClientID, true)
 	for _, cl := range []*mqtt.Client{m.plainCl, m.sharedCl} {
 		cl.Properties.ProtocolVersion = 5 // keep v5 properties and message expiry on injected packets
+	}
+	if data != nil {
+		m.startPlain(n.ctx)
 	}
 	return m
 }
@@ -114,12 +119,11 @@ func (m *mesh) subscribe(client, filter string) bool {
 		return false
 	}
 	for _, s := range m.subj.filter(filter) {
-		sub, err := m.data.Subscribe(s, m.onPlain)
+		sub, err := m.subscribePlain(s)
 		if err != nil {
 			m.log.Error("mesh subscribe failed", "topic", filter, "error", err)
 			continue
 		}
-		m.setLimits(sub)
 		pi.subs = append(pi.subs, sub)
 	}
 	m.nsubs.Add(int64(len(pi.subs)))
@@ -246,7 +250,7 @@ func meshProps(p packets.Properties) packets.Properties {
 	}
 }
 
-// onPlain receives a message on a plain subscription.
+// onPlain handles a message of a plain subscription (one at a time).
 func (m *mesh) onPlain(msg *nats.Msg) {
 	e, err := decodeEnvelope(msg.Data)
 	if err != nil {
