@@ -17,13 +17,14 @@ import (
 
 // subscribeMany subscribes c to count distinct filters "<prefix>/<i>/...",
 // i from first, in SUBSCRIBE packets of up to 500 filters. Every fourth
-// filter ends in "#" (two NATS subjects) and every fourth has a "+".
-func subscribeMany(t testing.TB, c *paho.Client, prefix string, first, count int) {
+// filter ends in "#" (two NATS subjects), every fourth has a "+", and with
+// shared every fourth is a shared subscription "$share/g/<prefix>/<i>/cmd".
+func subscribeMany(t testing.TB, c *paho.Client, prefix string, first, count int, shared bool) {
 	t.Helper()
 	for start := first; start < first+count; start += 500 {
 		var subs []paho.SubscribeOptions
 		for i := start; i < min(start+500, first+count); i++ {
-			subs = append(subs, paho.SubscribeOptions{Topic: manyFilter(prefix, i), QoS: 1})
+			subs = append(subs, paho.SubscribeOptions{Topic: manyFilter(prefix, i, shared), QoS: 1})
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 4*waitFor)
 		sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs})
@@ -39,8 +40,12 @@ func subscribeMany(t testing.TB, c *paho.Client, prefix string, first, count int
 	}
 }
 
-func manyFilter(prefix string, i int) string {
+func manyFilter(prefix string, i int, shared bool) string {
 	switch i % 4 {
+	case 3:
+		if shared {
+			return fmt.Sprintf("$share/g/%s/%d/cmd", prefix, i)
+		}
 	case 1:
 		return fmt.Sprintf("%s/%d/#", prefix, i)
 	case 2:
@@ -58,20 +63,20 @@ func manyTopic(prefix string, i int) string {
 }
 
 // TestMeshInterestGoroutines: the goroutines of a node do not grow with the
-// number of distinct filters its clients hold (each filter used to hold an
-// async NATS subscription, with a goroutine of its own), and messages still
-// reach them across nodes.
+// number of distinct filters its clients hold, plain or shared (each filter
+// and each shared member used to hold an async NATS subscription, with a
+// goroutine of its own), and messages still reach them across nodes.
 func TestMeshInterestGoroutines(t *testing.T) {
 	c := shared(t)
 	const perClient = 1000 // mqtt.max_subscriptions_per_client's default
 	subs := []*v5{dialV5(t, c.addr(0), "many-0", true, 0), dialV5(t, c.addr(1), "many-1", true, 0)}
 	for i, s := range subs {
-		subscribeMany(t, s.Client, fmt.Sprintf("many%d", i), 0, 1)
+		subscribeMany(t, s.Client, fmt.Sprintf("many%d", i), 0, 1, true)
 	}
 	base := runtime.NumGoroutine()
 	before := c.nodes[0].mesh.nsubs.Load() + c.nodes[1].mesh.nsubs.Load()
 	for i, s := range subs {
-		subscribeMany(t, s.Client, fmt.Sprintf("many%d", i), 1, perClient-1)
+		subscribeMany(t, s.Client, fmt.Sprintf("many%d", i), 1, perClient-1, true)
 	}
 	added := c.nodes[0].mesh.nsubs.Load() + c.nodes[1].mesh.nsubs.Load() - before
 	if added < 2*(perClient-1) {
@@ -83,7 +88,7 @@ func TestMeshInterestGoroutines(t *testing.T) {
 
 	pub := dialV5(t, c.addr(2), "many-pub", true, 0)
 	for i, s := range subs {
-		for _, f := range []int{perClient - 1, perClient - 2, perClient - 3} {
+		for _, f := range []int{perClient - 1, perClient - 2, perClient - 3, perClient - 4} { // shared, +, #, plain
 			topic := manyTopic(fmt.Sprintf("many%d", i), f)
 			pub.send(t, topic, 1, topic)
 			s.waitPayload(t, topic)
@@ -110,7 +115,7 @@ func BenchmarkMeshInterest(b *testing.B) {
 	var clients []*v5
 	for i := range 3 * perNode {
 		cl := dialV5(b, c.addr(i/perNode), fmt.Sprintf("many-%d", i), true, 0)
-		subscribeMany(b, cl.Client, fmt.Sprintf("m%d", i), 0, 1)
+		subscribeMany(b, cl.Client, fmt.Sprintf("m%d", i), 0, 1, false)
 		clients = append(clients, cl)
 	}
 	nsubs := func() (n int64) {
@@ -122,7 +127,7 @@ func BenchmarkMeshInterest(b *testing.B) {
 	goBefore, heapBefore, rssBefore, subsBefore := runtime.NumGoroutine(), heapInUse(), rss(b), nsubs()
 	each := (filters - len(clients)) / len(clients)
 	for i, cl := range clients {
-		subscribeMany(b, cl.Client, fmt.Sprintf("m%d", i), 1, each)
+		subscribeMany(b, cl.Client, fmt.Sprintf("m%d", i), 1, each, false)
 	}
 	held := each * len(clients)
 	pub := dialV5(b, c.addr(0), "many-pub", true, 0)
