@@ -30,9 +30,9 @@ import (
 // local subscriber. Each member of a $share group holds NATS queue
 // subscriptions (queue name from the shared filter) on a separate connection,
 // so NATS picks one member per group cluster-wide; that copy is injected for
-// that group only. All these subscriptions deliver into two channels served
-// by one goroutine each (meshin.go), so a filter costs its subscriptions and
-// no goroutine. See select.go for how the local broker is told which
+// that group only. All these subscriptions deliver into two inboxes with two
+// goroutines each (meshin.go), so a filter costs its subscriptions and no
+// goroutine. See select.go for how the local broker is told which
 // subscribers an injected message is for.
 type mesh struct {
 	n      *Node
@@ -43,11 +43,11 @@ type mesh struct {
 	origin string     // this node instance: first half of every message id
 	seq    atomic.Uint64
 
-	plainIn  chan *nats.Msg // every plain subscription delivers here
-	sharedIn chan *nats.Msg // every shared member's subscription delivers here
-	memberOf sync.Map       // *nats.Subscription → member
-	plainCl  *mqtt.Client   // injects messages for plain subscribers
-	sharedCl *mqtt.Client   // injects messages for one shared group
+	plainIn  *meshInbox   // every plain subscription delivers here
+	sharedIn *meshInbox   // every shared member's subscription delivers here
+	memberOf sync.Map     // *nats.Subscription → member
+	plainCl  *mqtt.Client // injects messages for plain subscribers
+	sharedCl *mqtt.Client // injects messages for one shared group
 	replay   *replayWindow
 	injectMu sync.Mutex // plain deliveries: one at a time, in arrival order
 
@@ -83,7 +83,6 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 		n: n, log: n.log, subj: newSubjects(n.cfg.Mesh.ClusterName),
 		data: data, queue: queue, origin: n.instance,
 		replay: newReplayWindow(), plain: map[string]*plainInterest{},
-		plainIn: make(chan *nats.Msg, meshInboxSize), sharedIn: make(chan *nats.Msg, meshInboxSize),
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
 	}
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)

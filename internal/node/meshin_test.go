@@ -7,9 +7,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/nats-io/nats.go"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/testutil"
@@ -94,6 +97,43 @@ func TestMeshInterestGoroutines(t *testing.T) {
 			s.waitPayload(t, topic)
 		}
 	}
+}
+
+// TestMeshInboxBounded: an inbox holds at most its byte limit, counting the
+// messages being handled; what arrives beyond it is dropped and counted as a
+// slow consumer, and nothing it accepted is lost.
+func TestMeshInboxBounded(t *testing.T) {
+	cfg := nodeConfig("inbox", 0, t.TempDir())
+	cfg.Mesh.Listen = ""
+	n, err := New(cfg, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	var handled atomic.Int64
+	in := newMeshInbox(func(*nats.Msg) {
+		<-release
+		handled.Add(1)
+	})
+	in.maxBytes = 3 * len("s1234567")
+	ctx, cancel := context.WithCancel(context.Background())
+	in.start(ctx, n)
+	defer func() {
+		unblock()
+		cancel()
+		n.wg.Wait()
+	}()
+	for range 10 {
+		in.ch <- &nats.Msg{Subject: "s", Data: []byte("1234567")}
+	}
+	drops := func() int64 { return n.metrics.drops.With("mesh_slow_consumer").Load() }
+	testutil.Eventually(t, waitFor, func() bool { return drops() == 7 }, "dropped %d, want 7", drops())
+	unblock()
+	testutil.Eventually(t, waitFor, func() bool { return handled.Load() == 3 }, "handled %d, want 3", handled.Load())
+	in.ch <- &nats.Msg{Subject: "s", Data: []byte("after")}
+	testutil.Eventually(t, waitFor, func() bool { return handled.Load() == 4 }, "handled %d after the burst, want 4", handled.Load())
 }
 
 // BenchmarkMeshInterest: 50,000 distinct filters held by 6 clients (2 per
