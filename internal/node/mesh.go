@@ -30,7 +30,9 @@ import (
 // local subscriber. Each member of a $share group holds NATS queue
 // subscriptions (queue name from the shared filter) on a separate connection,
 // so NATS picks one member per group cluster-wide; that copy is injected for
-// that group only. See select.go for how the local broker is told which
+// that group only. All these subscriptions deliver into two inboxes with two
+// goroutines each (meshin.go), so a filter costs its subscriptions and no
+// goroutine. See select.go for how the local broker is told which
 // subscribers an injected message is for.
 type mesh struct {
 	n      *Node
@@ -41,6 +43,9 @@ type mesh struct {
 	origin string     // this node instance: first half of every message id
 	seq    atomic.Uint64
 
+	plainIn  *meshInbox   // every plain subscription delivers here
+	sharedIn *meshInbox   // every shared member's subscription delivers here
+	memberOf sync.Map     // *nats.Subscription → member
 	plainCl  *mqtt.Client // injects messages for plain subscribers
 	sharedCl *mqtt.Client // injects messages for one shared group
 	replay   *replayWindow
@@ -86,6 +91,9 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	for _, cl := range []*mqtt.Client{m.plainCl, m.sharedCl} {
 		cl.Properties.ProtocolVersion = 5 // keep v5 properties and message expiry on injected packets
 	}
+	if data != nil {
+		m.startInboxes(n.ctx)
+	}
 	return m
 }
 
@@ -114,12 +122,11 @@ func (m *mesh) subscribe(client, filter string) bool {
 		return false
 	}
 	for _, s := range m.subj.filter(filter) {
-		sub, err := m.data.Subscribe(s, m.onPlain)
+		sub, err := m.subscribePlain(s)
 		if err != nil {
 			m.log.Error("mesh subscribe failed", "topic", filter, "error", err)
 			continue
 		}
-		m.setLimits(sub)
 		pi.subs = append(pi.subs, sub)
 	}
 	m.nsubs.Add(int64(len(pi.subs)))
@@ -134,24 +141,17 @@ func (m *mesh) addMember(mb member, inner string) bool {
 	}
 	var subs []*nats.Subscription
 	for _, s := range m.subj.filter(inner) {
-		sub, err := m.queue.QueueSubscribe(s, queueName(mb.filter), m.onShared(mb))
+		sub, err := m.subscribeMember(mb, s)
 		if err != nil {
 			m.log.Error("mesh queue subscribe failed", "topic", mb.filter, "client_id", mb.client, "error", err)
 			continue
 		}
-		m.setLimits(sub)
 		subs = append(subs, sub)
 	}
 	m.members[mb] = subs
 	m.groups[mb.filter]++
 	m.nsubs.Add(int64(len(subs)))
 	return true
-}
-
-// setLimits lets a subscription buffer more than nats.go's default before it
-// counts as a slow consumer: bursts are absorbed, sustained overload drops.
-func (m *mesh) setLimits(sub *nats.Subscription) {
-	_ = sub.SetPendingLimits(1<<20, 256<<20)
 }
 
 // unsubscribe records that client no longer holds filter.
@@ -194,6 +194,7 @@ func (m *mesh) removeMember(mb member) {
 func (m *mesh) drop(subs []*nats.Subscription) {
 	for _, sub := range subs {
 		_ = sub.Unsubscribe()
+		m.memberOf.Delete(sub)
 	}
 	m.nsubs.Add(-int64(len(subs)))
 }
@@ -246,7 +247,7 @@ func meshProps(p packets.Properties) packets.Properties {
 	}
 }
 
-// onPlain receives a message on a plain subscription.
+// onPlain handles a message of a plain subscription (one at a time).
 func (m *mesh) onPlain(msg *nats.Msg) {
 	e, err := decodeEnvelope(msg.Data)
 	if err != nil {
@@ -263,22 +264,20 @@ func (m *mesh) onPlain(msg *nats.Msg) {
 	m.inject(e, m.plainCl, e.origin+"/"+strconv.FormatUint(e.seq, 10))
 }
 
-// onShared receives a message for one member of a shared subscription.
-func (m *mesh) onShared(mb member) nats.MsgHandler {
-	return func(msg *nats.Msg) {
-		e, err := decodeEnvelope(msg.Data)
-		if err != nil {
-			m.n.metrics.dropped("malformed")
-			return
-		}
-		m.n.metrics.meshIn.Add(1)
-		if slices.Contains(e.handled, mb.filter) {
-			m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
-			return
-		}
-		tag := e.origin + "/" + strconv.FormatUint(e.seq, 10) + "\x00" + mb.client + "\x00" + mb.filter
-		m.inject(e, m.sharedCl, tag)
+// onShared handles a message for one member of a shared subscription.
+func (m *mesh) onShared(mb member, msg *nats.Msg) {
+	e, err := decodeEnvelope(msg.Data)
+	if err != nil {
+		m.n.metrics.dropped("malformed")
+		return
 	}
+	m.n.metrics.meshIn.Add(1)
+	if slices.Contains(e.handled, mb.filter) {
+		m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
+		return
+	}
+	tag := e.origin + "/" + strconv.FormatUint(e.seq, 10) + "\x00" + mb.client + "\x00" + mb.filter
+	m.inject(e, m.sharedCl, tag)
 }
 
 // inject delivers a mesh message into the local broker as if published here

@@ -37,10 +37,10 @@ func FuzzMeshMessage(f *testing.F) {
 			cl.State.Subscriptions.Add(filter, sub)
 		}
 	}
-	shared := n.mesh.onShared(member{filter: "$share/g/#", client: "fuzz-v5"})
+	mb := member{filter: "$share/g/#", client: "fuzz-v5"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msg := &nats.Msg{Subject: "x", Data: data}
 		n.mesh.onPlain(msg)
-		shared(msg)
+		n.mesh.onShared(mb, msg)
 	})
 }
