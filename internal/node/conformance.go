@@ -33,9 +33,17 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // negative acknowledgement, gets it acknowledged and dropped. mochi then
 // sees it as QoS 0 and drops it.
 //
-// Acknowledgements from the client free room in its send window (see flow).
+// Acknowledgements from the client free room in its send window (see flow),
+// and QoS 2 steps of durable sessions are recorded (see qos2.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.flow.read(cl, pk)
+	switch pk.FixedHeader.Type {
+	case packets.Pubrec:
+		return pk, h.n.durable.pubrec(cl, pk)
+	case packets.Pubrel:
+		h.n.durable.pubrel(cl, pk)
+		return pk, nil
+	}
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
 		len(pk.TopicName) < len(mqtt.SysPrefix) || !strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
 		return pk, nil

@@ -127,7 +127,11 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 		err = errNoStore
 	}
 	if err == nil {
-		fut, err = st.js.PublishMsgAsync(d.message(cl.ID, pk, getTag(pk)))
+		msg := d.message(cl.ID, pk, getTag(pk))
+		if pk.FixedHeader.Qos == 2 && d.persistent(cl) {
+			msg.Header.Set(jetstream.MsgIDHeader, getTag(pk)) // a resent PUBLISH is discarded (see qos2.go)
+		}
+		fut, err = st.js.PublishMsgAsync(msg)
 	}
 	go func() {
 		defer close(done)
@@ -554,6 +558,7 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 		return
 	}
 	pid := packetID(meta.Sequence.Stream)
+	release := meta.NumDelivered > 1 && e.qos == 2 && d.released(ds.id, meta.Sequence.Stream)
 	ds.mu.Lock()
 	if ds.cl != cl {
 		ds.mu.Unlock()
@@ -578,6 +583,11 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 	if _, taken := cl.State.Inflight.Get(pid); taken {
 		ds.mu.Unlock()
 		_ = m.NakWithDelay(durableAckWait)
+		return
+	}
+	if release { // the client has it: it is owed the PUBREL, not the PUBLISH again
+		d.sendPubrel(ds, cl, pid, dflight{seq: meta.Sequence.Stream, msg: m})
+		ds.mu.Unlock()
 		return
 	}
 	pk, ok := d.packet(ds, cl, e, m, meta)
@@ -672,7 +682,9 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 		return
 	}
 	if sync {
-		d.confirm(ds, f.seq, f.msg)
+		if d.confirm(ds, f.seq, f.msg) {
+			d.forgetReleased(cl.ID, f.seq)
+		}
 		return
 	}
 	// QoS 1: a lost ack costs a duplicate at most; do not wait for it.
@@ -685,15 +697,16 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 // confirm acknowledges a delivery and waits for the consumer to confirm it.
 // An ack lost (a consumer leader election) leaves the sequence in done, so
 // its redelivery is acknowledged again instead of sent to the client twice.
-func (d *durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) {
+func (d *durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
 	defer cancel()
 	if m.DoubleAck(ctx) != nil {
-		return
+		return false
 	}
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	ds.confirmed(seq, time.Now())
+	return true
 }
 
 // confirmed records an acknowledged sequence and forgets old ones (ds.mu

@@ -149,10 +149,22 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil // stored already: no client PUBLISH carries a tag
 	}
 	h.n.metrics.messagesIn.Add(1)
-	setTag(&pk, h.n.mesh.nextTag())
 	if !h.n.durable.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
+		setTag(&pk, h.n.mesh.nextTag())
 		return pk, nil
 	}
+	var tag string
+	var err error
+	if pk.FixedHeader.Qos == 2 && h.n.durable.persistent(cl) {
+		tag, err = h.n.durable.receivedTag(cl, pk, h.n.mesh.nextTag) // exactly once across a crash (qos2.go)
+	} else {
+		tag = h.n.mesh.nextTag()
+	}
+	if err != nil {
+		h.n.durable.refusePublish(cl, pk, err)
+		return pk, packets.ErrRejectPacket
+	}
+	setTag(&pk, tag)
 	h.n.durable.storeAsync(cl, pk)
 	return pk, packets.ErrRejectPacket
 }

@@ -17,7 +17,8 @@ import (
 //	mqlb_<cluster>_sessions   base64url(client id) → session record (see registry.go)
 //
 // and, with sessions.durability replicated, the stream mqlb_<cluster>_queue
-// of QoS 1/2 messages for persistent sessions (see durable.go).
+// of QoS 1/2 messages for persistent sessions (see durable.go) and the
+// bucket mqlb_<cluster>_qos2 of their QoS 2 exchanges (see qos2.go).
 //
 // Both keep one revision per key, in files, with markers for removed keys
 // kept markerTTL so watchers see removals and tombstones do not pile up.
@@ -25,9 +26,10 @@ type store struct {
 	js        jetstream.JetStream
 	retained  jetstream.KeyValue
 	sessions  jetstream.KeyValue
-	queue     jetstream.Stream // nil with sessions.durability memory
-	ttl       bool             // per-message TTL (NATS 2.11+) is available on the buckets
-	downUntil atomic.Int64     // unix nanos: after a failure, treat the store as down until then
+	queue     jetstream.Stream   // nil with sessions.durability memory
+	qos2      jetstream.KeyValue // nil with sessions.durability memory
+	ttl       bool               // per-message TTL (NATS 2.11+) is available on the buckets
+	downUntil atomic.Int64       // unix nanos: after a failure, treat the store as down until then
 }
 
 const (
@@ -92,6 +94,9 @@ func openStore(ctx context.Context, nc *nats.Conn, p storePlan) (*store, error) 
 		if s.queue, err = s.queueStream(ctx, p); err != nil {
 			return nil, err
 		}
+		if s.qos2, err = s.bucket(ctx, p, "qos2"); err != nil {
+			return nil, err
+		}
 	}
 	// A node that just joined may not see the replicas' direct-get responders
 	// yet: the store is open once a read works from here.
@@ -122,6 +127,9 @@ func (s *store) bucket(ctx context.Context, p storePlan, kind string) (jetstream
 		Storage:        jetstream.FileStorage,
 		Replicas:       p.want(),
 		LimitMarkerTTL: markerTTL,
+	}
+	if kind == "qos2" {
+		cfg.TTL = p.queueAge // a record outlives no session
 	}
 	for {
 		kv, err = s.js.CreateKeyValue(ctx, cfg)
@@ -186,7 +194,7 @@ func isReplicaError(err error) bool {
 // nodes joined since they were created). It never lowers them.
 func (s *store) scaleUp(ctx context.Context, p storePlan) error {
 	want := p.want()
-	for _, kv := range []jetstream.KeyValue{s.retained, s.sessions} {
+	for _, kv := range s.buckets() {
 		st, err := kv.Status(ctx)
 		if err != nil {
 			return err
@@ -220,7 +228,7 @@ func (s *store) scaleUp(ctx context.Context, p storePlan) error {
 // stream (the lowest; for the stream, the replicas it has, not only wants).
 func (s *store) replicas(ctx context.Context) (int, error) {
 	n := 0
-	for _, kv := range []jetstream.KeyValue{s.retained, s.sessions} {
+	for _, kv := range s.buckets() {
 		st, err := kv.Status(ctx)
 		if err != nil {
 			return 0, err
@@ -240,4 +248,12 @@ func (s *store) replicas(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// buckets returns the store's key-value buckets.
+func (s *store) buckets() []jetstream.KeyValue {
+	if s.qos2 == nil {
+		return []jetstream.KeyValue{s.retained, s.sessions}
+	}
+	return []jetstream.KeyValue{s.retained, s.sessions, s.qos2}
 }

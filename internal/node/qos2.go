@@ -1,0 +1,185 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Replicated QoS 2 state (sessions.durability replicated). Exactly once
+// [MQTT-4.3.3] needs each side to remember, across a crash of the node, the
+// step of the exchange it is at; both live in the key-value bucket
+// mqlb_<cluster>_qos2 (mesh.replicas copies, entries at most
+// sessions.max_expiry old):
+//
+//	o.<consumer>.<seq>  outgoing: the client sent PUBREC for the queued message
+//	                    seq, so the node owes it a PUBREL, never the PUBLISH again
+//	i.<consumer>.<pid>  incoming: the client's PUBLISH pid was stored under this
+//	                    mesh tag (the stream's message id); PUBREL pending
+//
+// Outgoing: the record is written before mochi answers the PUBREC with
+// PUBREL. A node that gets the message again from the session's consumer
+// after a crash (it is acknowledged there only at PUBCOMP) finds the record
+// and sends PUBREL instead of the PUBLISH [MQTT-4.3.3-5]. Incoming: the
+// record is written before the message is stored; a DUP PUBLISH whose node
+// died before its PUBREC arrived is stored again under the same message id,
+// which the stream discards as a duplicate, and a PUBREL for a packet id the
+// node does not hold is completed with success when the record says the
+// message was stored.
+
+func releasedKey(id string, seq uint64) string {
+	return "o." + consumerName(id) + "." + strconv.FormatUint(seq, 10)
+}
+
+func receivedKey(id string, pid uint16) string {
+	return "i." + consumerName(id) + "." + strconv.FormatUint(uint64(pid), 10)
+}
+
+// qos2Bucket returns the QoS 2 state bucket, or nil when there is none.
+func (d *durable) qos2Bucket() (*store, jetstream.KeyValue) {
+	if !d.on {
+		return nil, nil
+	}
+	st, err := d.n.liveStore()
+	if err != nil || st.qos2 == nil {
+		return nil, nil
+	}
+	return st, st.qos2
+}
+
+// pubrec records that the client has a QoS 2 message from its queue
+// (OnPacketRead, before mochi sends the PUBREL). A record that cannot be
+// written closes the connection: the PUBLISH is resent on resume and the
+// client answers PUBREC again.
+func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
+		return nil
+	}
+	ds := d.get(cl.ID)
+	if ds == nil {
+		return nil
+	}
+	ds.mu.Lock()
+	f, ok := ds.inflight[pk.PacketID]
+	ds.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	st, kv := d.qos2Bucket()
+	if kv == nil {
+		return errNoStore
+	}
+	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	_, err := kv.Put(ctx, releasedKey(cl.ID, f.seq), nil)
+	return st.note(err)
+}
+
+// released reports whether the client already sent PUBREC for the queued
+// message seq (checked for redeliveries only).
+func (d *durable) released(id string, seq uint64) bool {
+	st, kv := d.qos2Bucket()
+	if kv == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	_, err := kv.Get(ctx, releasedKey(id, seq))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		st.note(err)
+	}
+	return err == nil
+}
+
+// sendPubrel resumes a QoS 2 delivery the client has already received: the
+// node owes it PUBREL, and mochi completes it on the PUBCOMP (ds.mu held).
+func (d *durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dflight) {
+	ds.inflight[pid] = f
+	rel := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: pid}
+	if cl.State.Inflight.Set(rel) {
+		atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+	}
+	_ = cl.WritePacket(rel)
+}
+
+// forgetReleased drops the record of a completed QoS 2 delivery.
+func (d *durable) forgetReleased(id string, seq uint64) {
+	d.purge(releasedKey(id, seq))
+}
+
+func (d *durable) purge(key string) {
+	st, kv := d.qos2Bucket()
+	if kv == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+		defer cancel()
+		var opts []jetstream.KVDeleteOpt
+		if st.ttl {
+			opts = append(opts, jetstream.PurgeTTL(markerTTL))
+		}
+		_ = kv.Purge(ctx, key, opts...) // left over: expires with the bucket's max age
+	}()
+}
+
+// receivedTag returns the mesh tag for a client's QoS 2 PUBLISH about to be
+// stored: for a resent one (DUP) the tag it was stored under before, if a
+// node recorded one, so that the stream discards it as a duplicate; else
+// fresh, recorded first. It fails when the record cannot be written.
+func (d *durable) receivedTag(cl *mqtt.Client, pk packets.Packet, fresh func() string) (string, error) {
+	st, kv := d.qos2Bucket()
+	if kv == nil {
+		return fresh(), nil
+	}
+	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	defer cancel()
+	key := receivedKey(cl.ID, pk.PacketID)
+	if pk.FixedHeader.Dup {
+		e, err := kv.Get(ctx, key)
+		if err == nil && len(e.Value()) > 0 {
+			return string(e.Value()), nil
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return "", st.note(err)
+		}
+	}
+	tag := fresh()
+	if _, err := kv.Put(ctx, key, []byte(tag)); err != nil {
+		return "", st.note(err)
+	}
+	return tag, nil
+}
+
+// pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does
+// not hold the packet id (the PUBREC came from a node that died) but the
+// record says the message was stored, mochi is given the id back so that
+// it answers PUBCOMP success instead of 0x92 [MQTT-4.3.3-11].
+func (d *durable) pubrel(cl *mqtt.Client, pk packets.Packet) {
+	st, kv := d.qos2Bucket()
+	if kv == nil || !d.persistent(cl) {
+		return
+	}
+	key := receivedKey(cl.ID, pk.PacketID)
+	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
+		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+		_, err := kv.Get(ctx, key)
+		cancel()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrKeyNotFound) {
+				st.note(err)
+			}
+			return
+		}
+		rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID}
+		if cl.State.Inflight.Set(rec) {
+			atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+		}
+	}
+	d.purge(key)
+}
