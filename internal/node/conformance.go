@@ -17,10 +17,12 @@ import (
 // NoInheritedPropertiesOnAck, so acks no longer echo the PUBLISH's
 // properties.
 //
-// It also counts the QoS 1/2 PUBLISHes in flight to a client held to its
+// It puts a client's packet id back into a SUBACK/UNSUBACK (see pidSwap)
+// and counts the QoS 1/2 PUBLISHes in flight to a client held to its
 // Receive Maximum (see flow).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	h.n.flow.sending(cl, pk)
+	pk = h.pids.write(cl, pk)
 	if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == packets.CodeGrantedQos1.Code {
 		pk.ReasonCode = packets.CodeSuccess.Code
 	}
@@ -37,6 +39,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // and QoS 2 steps of durable sessions are recorded (see qos2.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.flow.read(cl, pk)
+	pk = h.pids.read(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec:
 		return pk, h.n.durable.pubrec(cl, pk)

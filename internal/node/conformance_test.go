@@ -301,3 +301,46 @@ func TestServerKeepAlive(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscribePacketIDIndependentOfDeliveries: a SUBSCRIBE or UNSUBSCRIBE
+// may reuse the packet id of a QoS 1 delivery the client has not
+// acknowledged yet: each side numbers its own packets [MQTT-2.2.1-3]. mochi
+// answered 0x91 (packet identifier in use), and a client resubscribing on
+// resume (mosquitto_sub) gave up.
+func TestSubscribePacketIDIndependentOfDeliveries(t *testing.T) {
+	c := shared(t)
+	conn, _ := dialRawV5(t, c.addr(0), "pid-swap")
+	subscribe := func(typ byte, pid uint16, filter string) packets.Packet {
+		t.Helper()
+		conn.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pid,
+			Filters: packets.Subscriptions{{Filter: filter, Qos: 1}}})
+		for {
+			pk, err := conn.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pk.FixedHeader.Type == packets.Suback || pk.FixedHeader.Type == packets.Unsuback {
+				return pk
+			}
+		}
+	}
+	subscribe(packets.Subscribe, 100, "pid-swap/a")
+	pub := dialV5(t, c.addr(0), "pid-swap-pub", true, 0)
+	pub.send(t, "pid-swap/a", 1, "x")
+	var pid uint16
+	for pid == 0 {
+		pk, err := conn.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.FixedHeader.Type == packets.Publish {
+			pid = pk.PacketID // not acknowledged: in flight
+		}
+	}
+	for _, typ := range []byte{packets.Subscribe, packets.Unsubscribe} {
+		ack := subscribe(typ, pid, "pid-swap/b")
+		if ack.PacketID != pid || len(ack.ReasonCodes) != 1 || ack.ReasonCodes[0] >= 0x80 {
+			t.Errorf("type %d with the id of a delivery in flight (%d): ack id %d, reasons %v", typ, pid, ack.PacketID, ack.ReasonCodes)
+		}
+	}
+}

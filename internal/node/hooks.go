@@ -14,7 +14,8 @@ import (
 // hook's job, which must stay the only one providing those events.
 type hook struct {
 	mqtt.HookBase
-	n *Node
+	n    *Node
+	pids pidSwap
 }
 
 var _ mqtt.Hook = (*hook)(nil)
@@ -79,6 +80,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.n.log.Debug("client disconnected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "error", err)
 	h.n.sessions.disconnected(cl, expire)
 	h.n.durable.forgetClient(cl)
+	h.pids.forget(cl)
 	if ds := h.n.durable.get(cl.ID); ds != nil {
 		ds.stop(cl, false)
 		if expire {

@@ -66,6 +66,12 @@ func (c *RawV5) Send(t testing.TB, pk packets.Packet) {
 		err = pk.PubrelEncode(&buf)
 	case packets.Pubcomp:
 		err = pk.PubcompEncode(&buf)
+	case packets.Subscribe:
+		pk.FixedHeader.Qos = 1 // [MQTT-3.8.1-1]
+		err = pk.SubscribeEncode(&buf)
+	case packets.Unsubscribe:
+		pk.FixedHeader.Qos = 1 // [MQTT-3.10.1-1]
+		err = pk.UnsubscribeEncode(&buf)
 	default:
 		t.Fatalf("RawV5 cannot send %v", pk.FixedHeader.Type)
 	}
@@ -110,6 +116,10 @@ func (c *RawV5) Next() (packets.Packet, error) {
 		err = pk.PubrelDecode(body)
 	case packets.Pubcomp:
 		err = pk.PubcompDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(body)
 	case packets.Disconnect:
 		err = pk.DisconnectDecode(body)
 	}
