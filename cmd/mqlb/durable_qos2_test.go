@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -34,9 +35,17 @@ func TestDurableQoS2PublisherNodeKilled(t *testing.T) {
 	}
 	victim.kill()
 
-	pub = connectPersistentV5(t, other.tcp, id)
-	testutil.Eventually(t, 20*time.Second, func() bool { // a JetStream election may refuse it (0x80) for a while
-		return publishQoS2(t, pub, 2, 2, true).ReasonCode == 0
+	// Until JetStream has elected new leaders (4-9 s), the node may refuse
+	// the resent PUBLISH (0x80) or send the client away (DISCONNECT 0x88):
+	// the client connects again and resends.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		pub = connectPersistentV5(t, other.tcp, id)
+		rec, err := tryQoS2(t, pub, 2, 2, true)
+		if err != nil || rec.ReasonCode != 0 {
+			pub.Close()
+			return false
+		}
+		return true
 	}, "resent PUBLISH 2 acknowledged")
 	for pid := uint16(1); pid <= 2; pid++ {
 		if comp := pubrel(t, pub, pid); comp.ReasonCode != 0 {
@@ -78,9 +87,19 @@ func connectPersistentV5(t *testing.T, addr, id string) *testutil.RawV5 {
 
 func publishQoS2(t *testing.T, c *testutil.RawV5, pid uint16, n int, dup bool) packets.Packet {
 	t.Helper()
+	rec, err := tryQoS2(t, c, pid, n, dup)
+	if err != nil {
+		t.Fatalf("PUBLISH %d: %v", n, err)
+	}
+	return rec
+}
+
+// tryQoS2 sends a QoS 2 PUBLISH of n and returns the PUBREC.
+func tryQoS2(t *testing.T, c *testutil.RawV5, pid uint16, n int, dup bool) (packets.Packet, error) {
+	t.Helper()
 	c.Send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Dup: dup},
 		TopicName: durableTopic, PacketID: pid, Payload: []byte(strconv.Itoa(n))})
-	return expectPacket(t, c, packets.Pubrec)
+	return nextOf(c, packets.Pubrec)
 }
 
 func pubrel(t *testing.T, c *testutil.RawV5, pid uint16) packets.Packet {
@@ -92,13 +111,24 @@ func pubrel(t *testing.T, c *testutil.RawV5, pid uint16) packets.Packet {
 // expectPacket reads packets until one of type typ.
 func expectPacket(t *testing.T, c *testutil.RawV5, typ byte) packets.Packet {
 	t.Helper()
+	pk, err := nextOf(c, typ)
+	if err != nil {
+		t.Fatalf("waiting for packet type %d: %v", typ, err)
+	}
+	return pk
+}
+
+// nextOf reads packets until one of type typ; a DISCONNECT is an error.
+func nextOf(c *testutil.RawV5, typ byte) (packets.Packet, error) {
 	for {
 		pk, err := c.Next()
-		if err != nil {
-			t.Fatalf("waiting for packet type %d: %v", typ, err)
-		}
-		if pk.FixedHeader.Type == typ {
-			return pk
+		switch {
+		case err != nil:
+			return pk, err
+		case pk.FixedHeader.Type == typ:
+			return pk, nil
+		case pk.FixedHeader.Type == packets.Disconnect:
+			return pk, fmt.Errorf("DISCONNECT %#x", pk.ReasonCode)
 		}
 	}
 }

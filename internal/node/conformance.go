@@ -42,7 +42,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	pk = h.pids.read(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec:
-		return pk, h.n.durable.pubrec(cl, pk)
+		return h.n.durable.pubrec(cl, pk), nil
 	case packets.Pubrel:
 		h.n.durable.pubrel(cl, pk)
 		return pk, nil

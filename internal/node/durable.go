@@ -661,10 +661,9 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream
 }
 
 // acked acknowledges the consumer once the client has a message: PUBACK for
-// QoS 1, PUBCOMP for QoS 2 (waiting for the consumer's confirmation). A QoS 2
-// message whose PUBREL had not been completed when its node died is resent
-// by the next node with the same packet id and DUP set: a client keeping its
-// QoS 2 state [MQTT-4.3.3-10] does not deliver it twice.
+// QoS 1, PUBCOMP for QoS 2. A QoS 2 message whose PUBREC was recorded is
+// never sent again as a PUBLISH (qos2.go): a node that gets it again after
+// a crash sends the PUBREL [MQTT-4.3.3-5].
 func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 	ds := d.get(cl.ID)
 	if ds == nil {
@@ -682,9 +681,16 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 		return
 	}
 	if sync {
-		if d.confirm(ds, f.seq, f.msg) {
-			d.forgetReleased(cl.ID, f.seq)
-		}
+		// QoS 2: until the consumer confirms, a redelivery finds the PUBREC
+		// recorded and gets a PUBREL (qos2.go), so this need not hold up the
+		// client's next packet.
+		d.n.wg.Add(1)
+		go func() {
+			defer d.n.wg.Done()
+			if d.confirm(ds, f.seq, f.msg) {
+				d.forgetReleased(cl.ID, f.seq)
+			}
+		}()
 		return
 	}
 	// QoS 1: a lost ack costs a duplicate at most; do not wait for it.

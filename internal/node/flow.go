@@ -156,6 +156,9 @@ func (f *flow) read(cl *mqtt.Client, pk packets.Packet) {
 // processed puts cl's mochi send quota back to 0 after an acknowledgement
 // raised it (mochi then checks it, and calls NextImmediate if above 0).
 func (f *flow) processed(cl *mqtt.Client, pk packets.Packet) {
+	if pk.PacketID == 0 {
+		return // not an acknowledgement mochi counted (see durable.pubrec)
+	}
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubcomp, packets.Pubrel:
 		if f.get(cl) != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -53,32 +54,64 @@ func (d *durable) qos2Bucket() (*store, jetstream.KeyValue) {
 }
 
 // pubrec records that the client has a QoS 2 message from its queue
-// (OnPacketRead, before mochi sends the PUBREL). A record that cannot be
-// written closes the connection: the PUBLISH is resent on resume and the
-// client answers PUBREC again.
-func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) error {
+// (OnPacketRead) before mochi sends the PUBREL. The record is written in
+// the background and the PUBREC handed to mochi once it is (InjectPacket):
+// the client's other packets are not held up by the round trip. mochi gets
+// in its place a PUBACK for packet id 0, which it ignores. While the record
+// cannot be written (a JetStream leader election after a node died) the
+// PUBREL waits; a connection that closes meanwhile gets the PUBLISH again
+// when it resumes, and answers PUBREC again.
+func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
-		return nil
+		return pk
 	}
 	ds := d.get(cl.ID)
 	if ds == nil {
-		return nil
+		return pk
 	}
 	ds.mu.Lock()
 	f, ok := ds.inflight[pk.PacketID]
 	ds.mu.Unlock()
 	if !ok {
-		return nil
+		return pk
 	}
-	st, kv := d.qos2Bucket()
-	if kv == nil {
-		return errNoStore
-	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
-	defer cancel()
-	_, err := kv.Put(ctx, releasedKey(cl.ID, f.seq), nil)
-	return st.note(err)
+	d.n.wg.Add(1)
+	go func() {
+		defer d.n.wg.Done()
+		if d.record(cl, releasedKey(cl.ID, f.seq), nil) {
+			_ = d.n.broker.InjectPacket(cl, pk)
+		}
+	}()
+	return ignored
 }
+
+// record writes key until it is written (true), or cl's connection or the
+// node ends.
+func (d *durable) record(cl *mqtt.Client, key string, value []byte) bool {
+	for {
+		st, kv := d.qos2Bucket()
+		if kv != nil {
+			ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+			_, err := kv.Put(ctx, key, value)
+			cancel()
+			if err == nil {
+				return true
+			}
+			d.n.warnEvery("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.note(err))
+		}
+		select {
+		case <-d.n.ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+		if cl.Closed() {
+			return false
+		}
+	}
+}
+
+// ignored is a packet mochi reads and does nothing with.
+var ignored = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}}
 
 // released reports whether the client already sent PUBREC for the queued
 // message seq (checked for redeliveries only).
