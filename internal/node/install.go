@@ -6,6 +6,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // Installing a session taken over from another node.
@@ -143,15 +145,15 @@ func (m handoverMsg) packet() (packets.Packet, bool) {
 	default:
 		return pk, false
 	}
-	e, err := decodeEnvelope(m.Env)
-	if err != nil || e.qos == 0 {
+	e, err := meshwire.DecodeEnvelope(m.Env)
+	if err != nil || e.QoS == 0 {
 		return pk, false
 	}
-	pk.FixedHeader.Qos, pk.FixedHeader.Retain = e.qos, e.retain
-	pk.TopicName, pk.Payload, pk.Properties = e.topic, e.payload, e.props
+	pk.FixedHeader.Qos, pk.FixedHeader.Retain = e.QoS, e.Retain
+	pk.TopicName, pk.Payload, pk.Properties = e.Topic, e.Payload, e.Props
 	pk.ProtocolVersion = 5
-	if e.hasExp {
-		pk.Expiry = time.Now().Unix() + int64(e.expiry)
+	if e.HasExpiry {
+		pk.Expiry = time.Now().Unix() + int64(e.Expiry)
 	}
 	setTag(&pk, m.Tag)
 	return pk, true

@@ -1,4 +1,4 @@
-package node
+package meshwire
 
 import (
 	"encoding/binary"
@@ -7,7 +7,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// envelope is one MQTT message as it travels between nodes (the payload of
+// Envelope is one MQTT message as it travels between nodes (the payload of
 // a NATS message, the value of a retained key, an entry of a session
 // handover). It is a compact binary record rather than NATS headers because
 // MQTT strings may hold any UTF-8, including the CR/LF a header cannot.
@@ -25,58 +25,70 @@ import (
 //	rest     payload
 //
 // Strings and bytes are a uvarint length and the bytes.
-type envelope struct {
-	origin  string
-	seq     uint64
-	topic   string
-	qos     byte
-	retain  bool
-	expiry  uint32 // remaining seconds; 0 with hasExp false = no expiry
-	hasExp  bool
-	props   packets.Properties // PayloadFormat, ContentType, ResponseTopic, CorrelationData, User
-	handled []string
-	payload []byte
+type Envelope struct {
+	Origin    string
+	Seq       uint64
+	Topic     string
+	QoS       byte
+	Retain    bool
+	Expiry    uint32 // remaining seconds; 0 with HasExpiry false = no expiry
+	HasExpiry bool
+	Props     packets.Properties // PayloadFormat, ContentType, ResponseTopic, CorrelationData, User (see Props)
+	Handled   []string
+	Payload   []byte
 }
 
 const envelopeVersion = 1
 
-var errEnvelope = errors.New("node: malformed mesh envelope")
+var errEnvelope = errors.New("meshwire: malformed mesh envelope")
 
-// appendEnvelope encodes e after b.
-func appendEnvelope(b []byte, e *envelope) []byte {
-	flags := e.qos & 3
-	if e.retain {
+// AppendEnvelope encodes e after b.
+func AppendEnvelope(b []byte, e *Envelope) []byte {
+	flags := e.QoS & 3
+	if e.Retain {
 		flags |= 1 << 2
 	}
-	if e.hasExp {
+	if e.HasExpiry {
 		flags |= 1 << 3
 	}
-	if e.props.PayloadFormatFlag {
+	if e.Props.PayloadFormatFlag {
 		flags |= 1 << 4
-		if e.props.PayloadFormat != 0 {
+		if e.Props.PayloadFormat != 0 {
 			flags |= 1 << 5
 		}
 	}
 	b = append(b, envelopeVersion, flags)
-	b = appendString(b, e.origin)
-	b = binary.AppendUvarint(b, e.seq)
-	b = appendString(b, e.topic)
-	if e.hasExp {
-		b = binary.AppendUvarint(b, uint64(e.expiry))
+	b = appendString(b, e.Origin)
+	b = binary.AppendUvarint(b, e.Seq)
+	b = appendString(b, e.Topic)
+	if e.HasExpiry {
+		b = binary.AppendUvarint(b, uint64(e.Expiry))
 	}
-	b = appendString(b, e.props.ContentType)
-	b = appendString(b, e.props.ResponseTopic)
-	b = appendString(b, string(e.props.CorrelationData))
-	b = binary.AppendUvarint(b, uint64(len(e.props.User)))
-	for _, u := range e.props.User {
+	b = appendString(b, e.Props.ContentType)
+	b = appendString(b, e.Props.ResponseTopic)
+	b = appendString(b, string(e.Props.CorrelationData))
+	b = binary.AppendUvarint(b, uint64(len(e.Props.User)))
+	for _, u := range e.Props.User {
 		b = appendString(b, u.Key)
 		b = appendString(b, u.Val)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.handled)))
-	for _, h := range e.handled {
+	b = binary.AppendUvarint(b, uint64(len(e.Handled)))
+	for _, h := range e.Handled {
 		b = appendString(b, h)
 	}
-	return append(b, e.payload...)
+	return append(b, e.Payload...)
+}
+
+// Props keeps the v5 properties that travel with a message
+// [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] (expiry
+// travels as a remaining interval, [MQTT-3.3.2-6]); topic aliases and
+// subscription identifiers belong to one connection and do not.
+func Props(p packets.Properties) packets.Properties {
+	return packets.Properties{
+		PayloadFormat: p.PayloadFormat, PayloadFormatFlag: p.PayloadFormatFlag,
+		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic,
+		CorrelationData: p.CorrelationData, User: p.User,
+	}
 }
 
 func appendString(b []byte, s string) []byte {
@@ -84,42 +96,42 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// decodeEnvelope parses what appendEnvelope wrote. The payload aliases data.
-func decodeEnvelope(data []byte) (*envelope, error) {
+// DecodeEnvelope parses what AppendEnvelope wrote. The payload aliases data.
+func DecodeEnvelope(data []byte) (*Envelope, error) {
 	r := reader{b: data}
 	version, flags := r.byte(), r.byte()
 	if r.err != nil || version != envelopeVersion {
 		return nil, errEnvelope
 	}
-	e := &envelope{qos: flags & 3, retain: flags&(1<<2) != 0, hasExp: flags&(1<<3) != 0}
-	if e.qos > 2 {
+	e := &Envelope{QoS: flags & 3, Retain: flags&(1<<2) != 0, HasExpiry: flags&(1<<3) != 0}
+	if e.QoS > 2 {
 		return nil, errEnvelope
 	}
 	if flags&(1<<4) != 0 {
-		e.props.PayloadFormatFlag = true
-		e.props.PayloadFormat = (flags >> 5) & 1
+		e.Props.PayloadFormatFlag = true
+		e.Props.PayloadFormat = (flags >> 5) & 1
 	}
-	e.origin = r.string()
-	e.seq = r.uvarint()
-	e.topic = r.string()
-	if e.hasExp {
-		e.expiry = uint32(min(r.uvarint(), 1<<32-1))
+	e.Origin = r.string()
+	e.Seq = r.uvarint()
+	e.Topic = r.string()
+	if e.HasExpiry {
+		e.Expiry = uint32(min(r.uvarint(), 1<<32-1))
 	}
-	e.props.ContentType = r.string()
-	e.props.ResponseTopic = r.string()
+	e.Props.ContentType = r.string()
+	e.Props.ResponseTopic = r.string()
 	if cd := r.string(); cd != "" {
-		e.props.CorrelationData = []byte(cd)
+		e.Props.CorrelationData = []byte(cd)
 	}
 	for n := r.count(); n > 0 && r.err == nil; n-- {
-		e.props.User = append(e.props.User, packets.UserProperty{Key: r.string(), Val: r.string()})
+		e.Props.User = append(e.Props.User, packets.UserProperty{Key: r.string(), Val: r.string()})
 	}
 	for n := r.count(); n > 0 && r.err == nil; n-- {
-		e.handled = append(e.handled, r.string())
+		e.Handled = append(e.Handled, r.string())
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
-	e.payload = r.b
+	e.Payload = r.b
 	return e, nil
 }
 
