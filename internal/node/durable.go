@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,7 +100,7 @@ func consumerName(id string) string {
 
 // store writes a QoS 1/2 publish of a local client to the queue stream and
 // returns once it is stored on the replicas.
-func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag string) error {
+func (d *durable) store(ctx context.Context, from string, pk packets.Packet, id meshwire.MsgID) error {
 	st, err := d.n.liveStore()
 	if err != nil {
 		return err
@@ -109,7 +108,7 @@ func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag
 	if st.queue == nil {
 		return errNoStore
 	}
-	_, err = st.js.PublishMsg(ctx, d.message(from, pk, tag))
+	_, err = st.js.PublishMsg(ctx, d.message(from, pk, id))
 	return st.note(err)
 }
 
@@ -128,7 +127,7 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 		err = errNoStore
 	}
 	if err == nil {
-		fut, err = st.js.PublishMsgAsync(d.message(cl.ID, pk, getTag(pk)))
+		fut, err = st.js.PublishMsgAsync(d.message(cl.ID, pk, msgID(&pk)))
 	}
 	go func() {
 		defer close(done)
@@ -172,9 +171,8 @@ func (d *durable) refusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
 }
 
 // message is the stream message of a publish.
-func (d *durable) message(from string, pk packets.Packet, tag string) *nats.Msg {
-	origin, seq := parseTag(tag)
-	e := meshwire.Envelope{Origin: origin, Seq: seq, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+func (d *durable) message(from string, pk packets.Packet, id meshwire.MsgID) *nats.Msg {
+	e := meshwire.Envelope{ID: id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
 		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	if pk.Properties.MessageExpiryInterval > 0 {
 		e.HasExpiry, e.Expiry = true, pk.Properties.MessageExpiryInterval
@@ -647,7 +645,7 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 	if cl.Properties.ProtocolVersion < 5 {
 		pk.Properties = packets.Properties{}
 	}
-	setTag(&pk, e.Origin+"/"+strconv.FormatUint(e.Seq, 10))
+	meshwire.SetTag(&pk, meshwire.Tag{ID: e.ID})
 	return pk, true
 }
 

@@ -3,8 +3,6 @@ package node
 import (
 	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +57,7 @@ type mesh struct {
 	nsubs   atomic.Int64   // NATS subscriptions held for interest
 
 	policy  atomic.Value // string: shared_subscriptions.policy (Reload may change it)
-	handled sync.Map     // message tag → []string shared filters served locally (local_first)
+	handled sync.Map     // message id (or willKey) → []string shared filters served locally (local_first)
 	rrMu    sync.Mutex
 	rr      map[string]uint64 // shared filter → rotation counter
 }
@@ -200,17 +198,16 @@ func (m *mesh) drop(subs []*nats.Subscription) {
 	m.nsubs.Add(-int64(len(subs)))
 }
 
-// nextTag assigns a message id to a local publish: origin/seq.
-func (m *mesh) nextTag() string {
-	return m.origin + "/" + strconv.FormatUint(m.seq.Add(1), 10)
+// nextID assigns a message id to a local publish.
+func (m *mesh) nextID() meshwire.MsgID {
+	return meshwire.MsgID{Origin: m.origin, Seq: m.seq.Add(1)}
 }
 
 // publish sends a local publish to the other nodes. handled lists the shared
 // subscriptions this node already served (local_first).
-func (m *mesh) publish(pk packets.Packet, tag string, handled []string) {
-	origin, seq := parseTag(tag)
+func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 	e := meshwire.Envelope{
-		Origin: origin, Seq: seq, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+		ID: id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
 		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties),
 		Handled: handled, Payload: pk.Payload,
 	}
@@ -246,11 +243,11 @@ func (m *mesh) onPlain(msg *nats.Msg) {
 	m.n.metrics.meshIn.Add(1)
 	m.injectMu.Lock()
 	defer m.injectMu.Unlock()
-	if !m.replay.Fresh(e.Origin, e.Seq, time.Now()) {
+	if !m.replay.Fresh(e.ID, time.Now()) {
 		m.n.metrics.meshDuplicates.Add(1)
 		return
 	}
-	m.inject(e, m.plainCl, e.Origin+"/"+strconv.FormatUint(e.Seq, 10))
+	m.inject(e, m.plainCl, meshwire.Tag{ID: e.ID})
 }
 
 // onShared handles a message for one member of a shared subscription.
@@ -265,15 +262,14 @@ func (m *mesh) onShared(mb member, msg *nats.Msg) {
 		m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
 		return
 	}
-	tag := e.Origin + "/" + strconv.FormatUint(e.Seq, 10) + "\x00" + mb.client + "\x00" + mb.filter
-	m.inject(e, m.sharedCl, tag)
+	m.inject(e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
 }
 
 // inject delivers a mesh message into the local broker as if published here
 // by one of the mesh's inline clients. Retained messages keep their RETAIN
 // flag for Retain As Published subscribers [MQTT-3.3.1-12], but the local
 // retained store follows the key-value bucket only (see retained.go).
-func (m *mesh) inject(e *meshwire.Envelope, cl *mqtt.Client, tag string) {
+func (m *mesh) inject(e *meshwire.Envelope, cl *mqtt.Client, tag meshwire.Tag) {
 	pk := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.QoS, Retain: e.Retain},
 		TopicName:   e.Topic,
@@ -286,7 +282,7 @@ func (m *mesh) inject(e *meshwire.Envelope, cl *mqtt.Client, tag string) {
 	if e.HasExpiry {
 		pk.Properties.MessageExpiryInterval = e.Expiry
 	}
-	setTag(&pk, tag)
+	meshwire.SetTag(&pk, tag)
 	deliver := func() {
 		if err := m.n.broker.InjectPacket(cl, pk); err != nil {
 			m.n.warnEvery("mesh delivery failed", "topic", e.Topic, "error", err)
@@ -299,26 +295,8 @@ func (m *mesh) inject(e *meshwire.Envelope, cl *mqtt.Client, tag string) {
 	deliver()
 }
 
-// Message tags. A packet's tag rides in pk.Connect.ClientIdentifier, a field
-// PUBLISH packets never use; mochi copies it along with the packet into
-// subscribers' inflight queues, so a queued message still knows its id when
-// a session is handed over to another node.
-//
-//	origin/seq                         a publish (local, or injected for plain subscribers)
-//	origin/seq \x00 client \x00 filter injected for one member of one shared subscription
-func setTag(pk *packets.Packet, tag string) { pk.Connect.ClientIdentifier = tag }
-
-func getTag(pk packets.Packet) string { return pk.Connect.ClientIdentifier }
-
-func parseTag(tag string) (origin string, seq uint64) {
-	id, _, _ := strings.Cut(tag, "\x00")
-	origin, s, _ := strings.Cut(id, "/")
-	seq, _ = strconv.ParseUint(s, 10, 64)
-	return origin, seq
-}
-
-// messageID returns the origin/seq part of a tag ("" for untagged packets).
-func messageID(tag string) string {
-	id, _, _ := strings.Cut(tag, "\x00")
-	return id
+// msgID is the message id of pk's tag (zero when pk has none).
+func msgID(pk *packets.Packet) meshwire.MsgID {
+	tag, _ := meshwire.TagOf(pk)
+	return tag.ID
 }

@@ -15,7 +15,7 @@ import (
 // not) to deliver to. Nothing a peer sends may panic the node.
 func FuzzMeshMessage(f *testing.F) {
 	sample := &meshwire.Envelope{
-		Origin: "abcd", Seq: 1 << 40, Topic: "a/b/ü", QoS: 2, Retain: true, HasExpiry: true, Expiry: 299,
+		ID: meshwire.MsgID{Origin: "abcd", Seq: 1 << 40}, Topic: "a/b/ü", QoS: 2, Retain: true, HasExpiry: true, Expiry: 299,
 		Props: packets.Properties{
 			PayloadFormat: 1, PayloadFormatFlag: true, ContentType: "text/plain", ResponseTopic: "r/t",
 			CorrelationData: []byte{0, 1}, User: []packets.UserProperty{{Key: "k", Val: "v\r\n"}, {Key: "", Val: ""}},

@@ -78,7 +78,7 @@ func (r *retained) store(pk packets.Packet) {
 }
 
 func (r *retained) put(ctx context.Context, st *store, key string, pk packets.Packet) error {
-	e := meshwire.Envelope{Origin: r.n.instance, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: true,
+	e := meshwire.Envelope{ID: meshwire.MsgID{Origin: r.n.instance}, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: true,
 		Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	now := time.Now().Unix()
 	var ttl time.Duration

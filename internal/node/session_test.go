@@ -254,8 +254,8 @@ func TestTakeoverKeepsWhatArrivesMeanwhile(t *testing.T) {
 		return meshwire.AppendEnvelope(nil, &meshwire.Envelope{Topic: "merge/t", QoS: 1, Payload: []byte(payload)})
 	}
 	h := &handover{Found: true, Version: 5, Subs: rec.Subs, Msgs: []handoverMsg{
-		{Type: packets.Publish, ID: 7, Tag: "elsewhere/1", Env: env("old")},
-		{Type: packets.Publish, ID: 9, Tag: messageID(getTag(m1)), Env: env("m1")}, // the old owner had m1 too
+		{Type: packets.Publish, ID: 7, Tag: meshwire.MsgID{Origin: "elsewhere", Seq: 1}, Env: env("old")},
+		{Type: packets.Publish, ID: 9, Tag: msgID(&m1), Env: env("m1")}, // the old owner had m1 too
 	}}
 	n.sessions.install("merge", h, hold)
 	if _, ok := n.broker.Clients.Get(hold.ID); ok {

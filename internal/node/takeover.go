@@ -50,10 +50,10 @@ type handover struct {
 // handoverMsg is one entry of a session's inflight store: a PUBLISH (its
 // envelope), or the PUBREC/PUBREL state of a QoS 2 exchange.
 type handoverMsg struct {
-	Type byte   `json:"t"`
-	ID   uint16 `json:"id"`
-	Tag  string `json:"tag,omitempty"`
-	Env  []byte `json:"env,omitempty"`
+	Type byte           `json:"t"`
+	ID   uint16         `json:"id"`
+	Tag  meshwire.MsgID `json:"tag,omitzero"` // "origin/seq"
+	Env  []byte         `json:"env,omitempty"`
 }
 
 // takeOver runs on the connecting node, inside establish.
@@ -183,7 +183,7 @@ func (s *sessions) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg
 		if skip[pk.PacketID] {
 			continue
 		}
-		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: messageID(getTag(pk))}
+		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: msgID(&pk)}
 		if pk.FixedHeader.Type == packets.Publish {
 			e := meshwire.Envelope{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 				Props: meshwire.Props(pk.Properties), Payload: pk.Payload}

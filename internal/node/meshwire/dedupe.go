@@ -35,20 +35,20 @@ func NewReplayWindow() *ReplayWindow {
 	return &ReplayWindow{origins: map[string]*window{}, swept: time.Now()}
 }
 
-// Fresh reports whether (origin, seq) has not been seen before, and records it.
-func (r *ReplayWindow) Fresh(origin string, seq uint64, now time.Time) bool {
+// Fresh reports whether id has not been seen before, and records it.
+func (r *ReplayWindow) Fresh(id MsgID, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.swept) > sweepPeriod {
 		r.sweep(now)
 	}
-	w := r.origins[origin]
+	w := r.origins[id.Origin]
 	if w == nil {
 		w = &window{}
-		r.origins[origin] = w
+		r.origins[id.Origin] = w
 	}
 	w.seen = now
-	return w.record(seq)
+	return w.record(id.Seq)
 }
 
 func (w *window) record(seq uint64) bool {

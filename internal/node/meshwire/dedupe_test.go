@@ -8,7 +8,7 @@ import (
 func TestReplayWindow(t *testing.T) {
 	r := NewReplayWindow()
 	now := time.Now()
-	fresh := func(origin string, seq uint64) bool { return r.Fresh(origin, seq, now) }
+	fresh := func(origin string, seq uint64) bool { return r.Fresh(MsgID{origin, seq}, now) }
 	for _, tc := range []struct {
 		origin string
 		seq    uint64
@@ -23,7 +23,7 @@ func TestReplayWindow(t *testing.T) {
 			t.Fatalf("fresh(%s, %d) = %v, want %v", tc.origin, tc.seq, got, tc.want)
 		}
 	}
-	if !r.Fresh("a", 5000+windowBits*3, now.Add(2*originIdle)) || len(r.origins) != 1 {
+	if !r.Fresh(MsgID{"a", 5000 + windowBits*3}, now.Add(2*originIdle)) || len(r.origins) != 1 {
 		t.Errorf("idle origins not swept: %d left", len(r.origins))
 	}
 }

@@ -15,7 +15,7 @@ import (
 //	byte     version (1)
 //	byte     flags: bits 0-1 QoS, 2 retain, 3 expiry set, 4 payload format set, 5 payload format
 //	string   origin (the publishing node's instance id)
-//	uvarint  seq (per origin, increasing; origin+seq identify the message)
+//	uvarint  seq (per origin, increasing; origin and seq are the MsgID)
 //	string   topic
 //	uvarint  message expiry remaining, in seconds (when flag 3)
 //	string   content type, string response topic, bytes correlation data
@@ -26,8 +26,7 @@ import (
 //
 // Strings and bytes are a uvarint length and the bytes.
 type Envelope struct {
-	Origin    string
-	Seq       uint64
+	ID        MsgID // Seq 0 in a retained value; zero in a handover entry (which names the id itself)
 	Topic     string
 	QoS       byte
 	Retain    bool
@@ -58,8 +57,8 @@ func AppendEnvelope(b []byte, e *Envelope) []byte {
 		}
 	}
 	b = append(b, envelopeVersion, flags)
-	b = appendString(b, e.Origin)
-	b = binary.AppendUvarint(b, e.Seq)
+	b = appendString(b, e.ID.Origin)
+	b = binary.AppendUvarint(b, e.ID.Seq)
 	b = appendString(b, e.Topic)
 	if e.HasExpiry {
 		b = binary.AppendUvarint(b, uint64(e.Expiry))
@@ -111,8 +110,8 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		e.Props.PayloadFormatFlag = true
 		e.Props.PayloadFormat = (flags >> 5) & 1
 	}
-	e.Origin = r.string()
-	e.Seq = r.uvarint()
+	e.ID.Origin = r.string()
+	e.ID.Seq = r.uvarint()
 	e.Topic = r.string()
 	if e.HasExpiry {
 		e.Expiry = uint32(min(r.uvarint(), 1<<32-1))
