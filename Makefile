@@ -33,7 +33,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzConnack -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzRewriteConnect -fuzztime $(FUZZTIME) ./internal/mqttwire/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/proxyhdr/
-	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/
+	$(GO) test -run '^$$' -fuzz FuzzEnvelope -fuzztime $(FUZZTIME) ./internal/node/meshwire/
+	$(GO) test -run '^$$' -fuzz FuzzTag -fuzztime $(FUZZTIME) ./internal/node/meshwire/
 	$(GO) test -run '^$$' -fuzz FuzzRequestHeaders -fuzztime $(FUZZTIME) ./internal/adminhttp/
 	$(GO) test -run '^$$' -fuzz FuzzMeshMessage -fuzztime $(FUZZTIME) ./internal/node/
 	$(GO) test -run '^$$' -fuzz FuzzConn -fuzztime $(FUZZTIME) ./internal/node/inbound/

@@ -172,7 +172,7 @@ func (n *Node) syncRound() {
 		return
 	}
 	defer sub.Unsubscribe()
-	if err := n.ctrl.PublishRequest(n.mesh.subj.sync(), inbox, nil); err != nil {
+	if err := n.ctrl.PublishRequest(n.mesh.subj.Sync(), inbox, nil); err != nil {
 		return
 	}
 	for len(peers) > 0 {

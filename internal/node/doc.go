@@ -10,21 +10,25 @@
 // (JetStream, takeover requests, interest sync; NoEcho).
 //
 // A publish accepted from a local client is delivered locally by mochi and
-// sent once to NATS on the subject of its topic (subject.go: one token per
-// topic level, escaped; '$' topics in their own subtree so wildcards cannot
-// match them [MQTT-4.7.2-1]). The payload is an envelope (envelope.go):
-// origin instance and sequence, topic, QoS, retain, the v5 properties that
-// travel with a message, the remaining message expiry, and the shared
-// subscriptions already served on the origin. For every distinct filter its
-// local sessions hold (connected or not, reference-counted by client), a
-// node subscribes on the filter's subjects ("+" → "*", "#" → ">" plus the
-// parent level); only nodes with matching interest receive a message. A
-// message matching several of a node's subscriptions arrives once per
-// subscription: a per-origin sliding window over sequence numbers
-// (dedupe.go) lets the first copy through, which is injected into the local
-// broker by an inline client and fanned out to every local subscriber at
-// min(publish QoS, granted QoS). NoEcho keeps a node's own publishes from
-// coming back; injected messages are never sent to the mesh again.
+// sent once to NATS on the subject of its topic (meshwire.Subjects: one
+// token per topic level, escaped; '$' topics in their own subtree so
+// wildcards cannot match them [MQTT-4.7.2-1]). The payload is an envelope
+// (meshwire.Envelope): the message id (meshwire.MsgID: origin instance and
+// sequence), topic, QoS, retain, the v5 properties that travel with a
+// message, the remaining message expiry, and the shared subscriptions
+// already served on the origin. For every distinct filter its local sessions
+// hold (connected or not, reference-counted by client), a node subscribes on
+// the filter's subjects ("+" → "*", "#" → ">" plus the parent level); only
+// nodes with matching interest receive a message. A message matching several
+// of a node's subscriptions arrives once per subscription: a per-origin
+// sliding window over sequence numbers (meshwire.ReplayWindow) lets the
+// first copy through, which is injected into the local broker by an inline
+// client and fanned out to every local subscriber at min(publish QoS,
+// granted QoS). NoEcho keeps a node's own publishes from coming back;
+// injected messages are never sent to the mesh again. Inside the broker a
+// PUBLISH carries its id as a meshwire.Tag (with the one shared member a
+// queue copy is for), which mochi keeps with the packet in inflight queues,
+// so a handed-over session still knows its messages' ids.
 //
 // Before mochi answers a SUBSCRIBE that created new NATS interest, the node
 // waits until every peer has seen it (a ping that follows the subscription

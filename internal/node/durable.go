@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
@@ -51,7 +51,7 @@ const (
 // durable holds the node's durable sessions.
 type durable struct {
 	n    *Node
-	subj subjects // the queue's subject space: mqlb.<c>.q
+	subj meshwire.Subjects // the queue's subject space: mqlb.<c>.q
 	on   bool
 
 	chains sync.Map // *mqtt.Client → chan struct{}: closed when its last publish being stored is handed back
@@ -88,7 +88,7 @@ type dflight struct {
 }
 
 func newDurable(n *Node) *durable {
-	return &durable{n: n, subj: newSubjects(n.cfg.Mesh.ClusterName + ".q"),
+	return &durable{n: n, subj: meshwire.NewSubjects(n.cfg.Mesh.ClusterName + ".q"),
 		on: n.cfg.Sessions.Durability == "replicated", byID: map[string]*dsession{},
 		failed: map[*mqtt.Client]struct{}{}}
 }
@@ -100,7 +100,7 @@ func consumerName(id string) string {
 
 // store writes a QoS 1/2 publish of a local client to the queue stream and
 // returns once it is stored on the replicas.
-func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag string) error {
+func (d *durable) store(ctx context.Context, from string, pk packets.Packet, id meshwire.MsgID) error {
 	st, err := d.n.liveStore()
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ func (d *durable) store(ctx context.Context, from string, pk packets.Packet, tag
 	if st.queue == nil {
 		return errNoStore
 	}
-	_, err = st.js.PublishMsg(ctx, d.message(from, pk, tag))
+	_, err = st.js.PublishMsg(ctx, d.message(from, pk, id))
 	return st.note(err)
 }
 
@@ -127,9 +127,10 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 		err = errNoStore
 	}
 	if err == nil {
-		msg := d.message(cl.ID, pk, getTag(pk))
+		id := msgID(&pk)
+		msg := d.message(cl.ID, pk, id)
 		if pk.FixedHeader.Qos == 2 && d.persistent(cl) {
-			msg.Header.Set(jetstream.MsgIDHeader, getTag(pk)) // a resent PUBLISH is discarded (see qos2.go)
+			msg.Header.Set(jetstream.MsgIDHeader, id.String()) // a resent PUBLISH is discarded (see qos2.go)
 		}
 		fut, err = st.js.PublishMsgAsync(msg)
 	}
@@ -175,14 +176,13 @@ func (d *durable) refusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
 }
 
 // message is the stream message of a publish.
-func (d *durable) message(from string, pk packets.Packet, tag string) *nats.Msg {
-	origin, seq := parseTag(tag)
-	e := envelope{origin: origin, seq: seq, topic: pk.TopicName, qos: pk.FixedHeader.Qos,
-		retain: pk.FixedHeader.Retain, props: meshProps(pk.Properties), payload: pk.Payload}
+func (d *durable) message(from string, pk packets.Packet, id meshwire.MsgID) *nats.Msg {
+	e := meshwire.Envelope{ID: id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	if pk.Properties.MessageExpiryInterval > 0 {
-		e.hasExp, e.expiry = true, pk.Properties.MessageExpiryInterval
+		e.HasExpiry, e.Expiry = true, pk.Properties.MessageExpiryInterval
 	}
-	msg := &nats.Msg{Subject: d.subj.topic(pk.TopicName), Header: nats.Header{}, Data: appendEnvelope(nil, &e)}
+	msg := &nats.Msg{Subject: d.subj.Topic(pk.TopicName), Header: nats.Header{}, Data: meshwire.AppendEnvelope(nil, &e)}
 	msg.Header.Set("Mqlb-From", from)
 	return msg
 }
@@ -278,7 +278,7 @@ func (d *durable) write(ctx context.Context, ds *dsession) bool {
 	ds.mu.Lock()
 	var subjects []string
 	for _, f := range ds.filters {
-		subjects = append(subjects, d.subj.filter(f.Filter)...)
+		subjects = append(subjects, d.subj.Filter(f.Filter)...)
 	}
 	ds.mu.Unlock()
 	st, err := d.n.liveStore()
@@ -309,11 +309,11 @@ func (d *durable) write(ctx context.Context, ds *dsession) bool {
 
 // disjoint returns the filter subjects, or the whole queue when two of them
 // overlap (a consumer's filters may not): deliver then matches topics itself.
-func disjoint(subjects []string, q subjects) []string {
+func disjoint(subjects []string, q meshwire.Subjects) []string {
 	for i := range subjects {
 		for j := i + 1; j < len(subjects); j++ {
 			if server.SubjectsCollide(subjects[i], subjects[j]) {
-				return []string{q.prefix + ".>"}
+				return []string{q.All()}
 			}
 		}
 	}
@@ -551,14 +551,14 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	e, err := decodeEnvelope(m.Data())
+	e, err := meshwire.DecodeEnvelope(m.Data())
 	if err != nil {
 		d.n.metrics.dropped("malformed")
 		_ = m.Term()
 		return
 	}
 	pid := packetID(meta.Sequence.Stream)
-	release := meta.NumDelivered > 1 && e.qos == 2 && d.released(ds.id, meta.Sequence.Stream)
+	release := meta.NumDelivered > 1 && e.QoS == 2 && d.released(ds.id, meta.Sequence.Stream)
 	ds.mu.Lock()
 	if ds.cl != cl {
 		ds.mu.Unlock()
@@ -616,12 +616,12 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 
 // packet builds the PUBLISH of a queued message for cl, or false when it is
 // not for cl (no matching subscription any more, NoLocal, expired).
-func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream.Msg, meta *jetstream.MsgMetadata) (packets.Packet, bool) {
+func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m jetstream.Msg, meta *jetstream.MsgMetadata) (packets.Packet, bool) {
 	var qos byte
 	var ids []int
 	rap, noLocal, found := false, false, false
 	for _, f := range ds.filters {
-		if !topic.Match(f.Filter, e.topic) {
+		if !topic.Match(f.Filter, e.Topic) {
 			continue
 		}
 		found = true
@@ -636,13 +636,13 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream
 		return packets.Packet{}, false
 	}
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: min(e.qos, qos),
-			Retain: e.retain && rap && cl.Properties.ProtocolVersion == 5},
-		TopicName: e.topic, Payload: e.payload, Properties: e.props,
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: min(e.QoS, qos),
+			Retain: e.Retain && rap && cl.Properties.ProtocolVersion == 5},
+		TopicName: e.Topic, Payload: e.Payload, Properties: e.Props,
 		Created: time.Now().Unix(), ProtocolVersion: cl.Properties.ProtocolVersion,
 	}
-	if e.hasExp {
-		left := int64(e.expiry) - int64(time.Since(meta.Timestamp)/time.Second)
+	if e.HasExpiry {
+		left := int64(e.Expiry) - int64(time.Since(meta.Timestamp)/time.Second)
 		if left <= 0 {
 			d.n.metrics.dropped("message_expired")
 			return packets.Packet{}, false
@@ -656,7 +656,7 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *envelope, m jetstream
 	if cl.Properties.ProtocolVersion < 5 {
 		pk.Properties = packets.Properties{}
 	}
-	setTag(&pk, e.origin+"/"+strconv.FormatUint(e.seq, 10))
+	meshwire.SetTag(&pk, meshwire.Tag{ID: e.ID})
 	return pk, true
 }
 

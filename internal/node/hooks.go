@@ -7,6 +7,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // hook connects mochi's events to the mesh, the retained store and the
@@ -147,26 +149,26 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if isMesh(cl) {
 		return pk, nil
 	}
-	if getTag(pk) != "" {
+	if _, tagged := meshwire.TagOf(&pk); tagged {
 		return pk, nil // stored already: no client PUBLISH carries a tag
 	}
 	h.n.metrics.messagesIn.Add(1)
 	if !h.n.durable.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
-		setTag(&pk, h.n.mesh.nextTag())
+		meshwire.SetTag(&pk, meshwire.Tag{ID: h.n.mesh.nextID()})
 		return pk, nil
 	}
-	var tag string
+	var id meshwire.MsgID
 	var err error
 	if pk.FixedHeader.Qos == 2 && h.n.durable.persistent(cl) {
-		tag, err = h.n.durable.receivedTag(cl, pk, h.n.mesh.nextTag) // exactly once across a crash (qos2.go)
+		id, err = h.n.durable.receivedID(cl, pk, h.n.mesh.nextID) // exactly once across a crash (qos2.go)
 	} else {
-		tag = h.n.mesh.nextTag()
+		id = h.n.mesh.nextID()
 	}
 	if err != nil {
 		h.n.durable.refusePublish(cl, pk, err)
 		return pk, packets.ErrRejectPacket
 	}
-	setTag(&pk, tag)
+	meshwire.SetTag(&pk, meshwire.Tag{ID: id})
 	h.n.durable.storeAsync(cl, pk)
 	return pk, packets.ErrRejectPacket
 }
@@ -177,22 +179,22 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if isMesh(cl) || pk.Ignore {
 		return
 	}
-	tag := getTag(pk)
-	h.n.mesh.publish(pk, tag, h.n.mesh.takeHandled(tag))
+	id := msgID(&pk)
+	h.n.mesh.publish(pk, id, h.n.mesh.takeHandled(id))
 }
 
 // OnWillSent sends a will message to the other nodes: mochi publishes wills
 // itself, without OnPublish.
 func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
-	tag := h.n.mesh.nextTag()
+	id := h.n.mesh.nextID()
 	if h.n.durable.on && pk.FixedHeader.Qos > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.n.cfg.Mesh.Timeout.D())
-		if err := h.n.durable.store(ctx, cl.ID, willPacket(pk), tag); err != nil {
+		if err := h.n.durable.store(ctx, cl.ID, willPacket(pk), id); err != nil {
 			h.n.warnEvery("session queue unavailable: will not stored", "error", err)
 		}
 		cancel()
 	}
-	h.n.mesh.publish(willPacket(pk), tag, h.n.mesh.takeHandled(willKey(cl.ID)))
+	h.n.mesh.publish(willPacket(pk), id, h.n.mesh.takeHandled(willKey(cl.ID)))
 }
 
 // OnRetainMessage writes a local retained publish (or will) to the bucket.

@@ -6,6 +6,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // Installing a session taken over from another node.
@@ -82,7 +84,7 @@ func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
 	// Resend order: mochi resends inflight messages sorted by their Created
 	// second, so give each its own second, oldest first, all in the past.
 	created := time.Now().Unix() - int64(len(h.Msgs)) - 1
-	seen := map[string]bool{}
+	seen := map[meshwire.MsgID]bool{}
 	for _, m := range h.Msgs {
 		pk, ok := m.packet()
 		if !ok {
@@ -91,13 +93,13 @@ func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
 		pk.Created = created
 		created++
 		s.enqueue(cl, pk)
-		seen[m.Tag] = m.Tag != ""
+		seen[m.Tag] = !m.Tag.IsZero()
 	}
 	changed := s.subscribeDetached(cl, h.Subs)
 	s.n.broker.Clients.Add(cl)
 	if hold != nil {
 		for _, pk := range s.release(hold) {
-			if pk.FixedHeader.Type != packets.Publish || seen[messageID(getTag(pk))] {
+			if pk.FixedHeader.Type != packets.Publish || seen[msgID(&pk)] {
 				continue
 			}
 			if pk.FixedHeader.Qos > 0 && s.n.durable.covers(id, pk.TopicName) {
@@ -143,16 +145,16 @@ func (m handoverMsg) packet() (packets.Packet, bool) {
 	default:
 		return pk, false
 	}
-	e, err := decodeEnvelope(m.Env)
-	if err != nil || e.qos == 0 {
+	e, err := meshwire.DecodeEnvelope(m.Env)
+	if err != nil || e.QoS == 0 {
 		return pk, false
 	}
-	pk.FixedHeader.Qos, pk.FixedHeader.Retain = e.qos, e.retain
-	pk.TopicName, pk.Payload, pk.Properties = e.topic, e.payload, e.props
+	pk.FixedHeader.Qos, pk.FixedHeader.Retain = e.QoS, e.Retain
+	pk.TopicName, pk.Payload, pk.Properties = e.Topic, e.Payload, e.Props
 	pk.ProtocolVersion = 5
-	if e.hasExp {
-		pk.Expiry = time.Now().Unix() + int64(e.expiry)
+	if e.HasExpiry {
+		pk.Expiry = time.Now().Unix() + int64(e.Expiry)
 	}
-	setTag(&pk, m.Tag)
+	meshwire.SetTag(&pk, meshwire.Tag{ID: m.Tag})
 	return pk, true
 }

@@ -3,8 +3,6 @@ package node
 import (
 	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
@@ -37,7 +36,7 @@ import (
 type mesh struct {
 	n      *Node
 	log    *slog.Logger
-	subj   subjects
+	subj   meshwire.Subjects
 	data   *nats.Conn // publishes and plain subscriptions; NoEcho
 	queue  *nats.Conn // shared subscription members
 	origin string     // this node instance: first half of every message id
@@ -48,7 +47,7 @@ type mesh struct {
 	memberOf sync.Map     // *nats.Subscription → member
 	plainCl  *mqtt.Client // injects messages for plain subscribers
 	sharedCl *mqtt.Client // injects messages for one shared group
-	replay   *replayWindow
+	replay   *meshwire.ReplayWindow
 	injectMu sync.Mutex // plain deliveries: one at a time, in arrival order
 
 	mu      sync.Mutex
@@ -58,7 +57,7 @@ type mesh struct {
 	nsubs   atomic.Int64   // NATS subscriptions held for interest
 
 	policy  atomic.Value // string: shared_subscriptions.policy (Reload may change it)
-	handled sync.Map     // message tag → []string shared filters served locally (local_first)
+	handled sync.Map     // message id (or willKey) → []string shared filters served locally (local_first)
 	rrMu    sync.Mutex
 	rr      map[string]uint64 // shared filter → rotation counter
 }
@@ -80,9 +79,9 @@ const (
 
 func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	m := &mesh{
-		n: n, log: n.log, subj: newSubjects(n.cfg.Mesh.ClusterName),
+		n: n, log: n.log, subj: meshwire.NewSubjects(n.cfg.Mesh.ClusterName),
 		data: data, queue: queue, origin: n.instance,
-		replay: newReplayWindow(), plain: map[string]*plainInterest{},
+		replay: meshwire.NewReplayWindow(), plain: map[string]*plainInterest{},
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
 	}
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)
@@ -121,7 +120,7 @@ func (m *mesh) subscribe(client, filter string) bool {
 	if len(pi.subs) > 0 {
 		return false
 	}
-	for _, s := range m.subj.filter(filter) {
+	for _, s := range m.subj.Filter(filter) {
 		sub, err := m.subscribePlain(s)
 		if err != nil {
 			m.log.Error("mesh subscribe failed", "topic", filter, "error", err)
@@ -140,7 +139,7 @@ func (m *mesh) addMember(mb member, inner string) bool {
 		return false
 	}
 	var subs []*nats.Subscription
-	for _, s := range m.subj.filter(inner) {
+	for _, s := range m.subj.Filter(inner) {
 		sub, err := m.subscribeMember(mb, s)
 		if err != nil {
 			m.log.Error("mesh queue subscribe failed", "topic", mb.filter, "client_id", mb.client, "error", err)
@@ -199,19 +198,18 @@ func (m *mesh) drop(subs []*nats.Subscription) {
 	m.nsubs.Add(-int64(len(subs)))
 }
 
-// nextTag assigns a message id to a local publish: origin/seq.
-func (m *mesh) nextTag() string {
-	return m.origin + "/" + strconv.FormatUint(m.seq.Add(1), 10)
+// nextID assigns a message id to a local publish.
+func (m *mesh) nextID() meshwire.MsgID {
+	return meshwire.MsgID{Origin: m.origin, Seq: m.seq.Add(1)}
 }
 
 // publish sends a local publish to the other nodes. handled lists the shared
 // subscriptions this node already served (local_first).
-func (m *mesh) publish(pk packets.Packet, tag string, handled []string) {
-	origin, seq := parseTag(tag)
-	e := envelope{
-		origin: origin, seq: seq, topic: pk.TopicName, qos: pk.FixedHeader.Qos,
-		retain: pk.FixedHeader.Retain, props: meshProps(pk.Properties),
-		handled: handled, payload: pk.Payload,
+func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
+	e := meshwire.Envelope{
+		ID: id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
+		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties),
+		Handled: handled, Payload: pk.Payload,
 	}
 	if pk.Expiry > 0 {
 		left := pk.Expiry - time.Now().Unix()
@@ -219,15 +217,15 @@ func (m *mesh) publish(pk packets.Packet, tag string, handled []string) {
 			m.n.metrics.dropped("message_expired")
 			return
 		}
-		e.hasExp, e.expiry = true, uint32(min(left, 1<<32-1))
+		e.HasExpiry, e.Expiry = true, uint32(min(left, 1<<32-1))
 	}
-	data := appendEnvelope(make([]byte, 0, 64+len(pk.TopicName)+len(pk.Payload)), &e)
+	data := meshwire.AppendEnvelope(make([]byte, 0, 64+len(pk.TopicName)+len(pk.Payload)), &e)
 	if len(data) > int(m.data.MaxPayload()) {
 		m.n.metrics.dropped("too_large")
 		m.n.warnEvery("message too large for the mesh: delivered on this node only", "topic", pk.TopicName, "bytes", len(data))
 		return
 	}
-	if err := m.data.Publish(m.subj.topic(pk.TopicName), data); err != nil {
+	if err := m.data.Publish(m.subj.Topic(pk.TopicName), data); err != nil {
 		m.n.metrics.dropped("mesh_unavailable")
 		m.n.warnEvery("mesh publish failed", "topic", pk.TopicName, "error", err)
 		return
@@ -235,21 +233,9 @@ func (m *mesh) publish(pk packets.Packet, tag string, handled []string) {
 	m.n.metrics.meshOut.Add(1)
 }
 
-// meshProps keeps the v5 properties that travel with a message
-// [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] (expiry
-// travels as a remaining interval, [MQTT-3.3.2-6]); topic aliases and
-// subscription identifiers belong to one connection and do not.
-func meshProps(p packets.Properties) packets.Properties {
-	return packets.Properties{
-		PayloadFormat: p.PayloadFormat, PayloadFormatFlag: p.PayloadFormatFlag,
-		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic,
-		CorrelationData: p.CorrelationData, User: p.User,
-	}
-}
-
 // onPlain handles a message of a plain subscription (one at a time).
 func (m *mesh) onPlain(msg *nats.Msg) {
-	e, err := decodeEnvelope(msg.Data)
+	e, err := meshwire.DecodeEnvelope(msg.Data)
 	if err != nil {
 		m.n.metrics.dropped("malformed")
 		return
@@ -257,79 +243,60 @@ func (m *mesh) onPlain(msg *nats.Msg) {
 	m.n.metrics.meshIn.Add(1)
 	m.injectMu.Lock()
 	defer m.injectMu.Unlock()
-	if !m.replay.fresh(e.origin, e.seq, time.Now()) {
+	if !m.replay.Fresh(e.ID, time.Now()) {
 		m.n.metrics.meshDuplicates.Add(1)
 		return
 	}
-	m.inject(e, m.plainCl, e.origin+"/"+strconv.FormatUint(e.seq, 10))
+	m.inject(e, m.plainCl, meshwire.Tag{ID: e.ID})
 }
 
 // onShared handles a message for one member of a shared subscription.
 func (m *mesh) onShared(mb member, msg *nats.Msg) {
-	e, err := decodeEnvelope(msg.Data)
+	e, err := meshwire.DecodeEnvelope(msg.Data)
 	if err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}
 	m.n.metrics.meshIn.Add(1)
-	if slices.Contains(e.handled, mb.filter) {
+	if slices.Contains(e.Handled, mb.filter) {
 		m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
 		return
 	}
-	tag := e.origin + "/" + strconv.FormatUint(e.seq, 10) + "\x00" + mb.client + "\x00" + mb.filter
-	m.inject(e, m.sharedCl, tag)
+	m.inject(e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
 }
 
 // inject delivers a mesh message into the local broker as if published here
 // by one of the mesh's inline clients. Retained messages keep their RETAIN
 // flag for Retain As Published subscribers [MQTT-3.3.1-12], but the local
 // retained store follows the key-value bucket only (see retained.go).
-func (m *mesh) inject(e *envelope, cl *mqtt.Client, tag string) {
+func (m *mesh) inject(e *meshwire.Envelope, cl *mqtt.Client, tag meshwire.Tag) {
 	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.qos, Retain: e.retain},
-		TopicName:   e.topic,
-		Payload:     e.payload,
-		Properties:  e.props,
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: e.QoS, Retain: e.Retain},
+		TopicName:   e.Topic,
+		Payload:     e.Payload,
+		Properties:  e.Props,
 	}
-	if e.qos > 0 {
+	if e.QoS > 0 {
 		pk.PacketID = 1 // required of a QoS 1/2 PUBLISH; inline publishes are never acknowledged
 	}
-	if e.hasExp {
-		pk.Properties.MessageExpiryInterval = e.expiry
+	if e.HasExpiry {
+		pk.Properties.MessageExpiryInterval = e.Expiry
 	}
-	setTag(&pk, tag)
+	meshwire.SetTag(&pk, tag)
 	deliver := func() {
 		if err := m.n.broker.InjectPacket(cl, pk); err != nil {
-			m.n.warnEvery("mesh delivery failed", "topic", e.topic, "error", err)
+			m.n.warnEvery("mesh delivery failed", "topic", e.Topic, "error", err)
 		}
 	}
-	if e.retain {
-		m.n.retained.keepStore(e.topic, deliver)
+	if e.Retain {
+		m.n.retained.keepStore(e.Topic, deliver)
 		return
 	}
 	deliver()
 }
 
-// Message tags. A packet's tag rides in pk.Connect.ClientIdentifier, a field
-// PUBLISH packets never use; mochi copies it along with the packet into
-// subscribers' inflight queues, so a queued message still knows its id when
-// a session is handed over to another node.
-//
-//	origin/seq                         a publish (local, or injected for plain subscribers)
-//	origin/seq \x00 client \x00 filter injected for one member of one shared subscription
-func setTag(pk *packets.Packet, tag string) { pk.Connect.ClientIdentifier = tag }
-
-func getTag(pk packets.Packet) string { return pk.Connect.ClientIdentifier }
-
-func parseTag(tag string) (origin string, seq uint64) {
-	id, _, _ := strings.Cut(tag, "\x00")
-	origin, s, _ := strings.Cut(id, "/")
-	seq, _ = strconv.ParseUint(s, 10, 64)
-	return origin, seq
-}
-
-// messageID returns the origin/seq part of a tag ("" for untagged packets).
-func messageID(tag string) string {
-	id, _, _ := strings.Cut(tag, "\x00")
-	return id
+// msgID is the message id of pk's tag (zero when pk has none).
+func msgID(pk *packets.Packet) meshwire.MsgID {
+	tag, _ := meshwire.TagOf(pk)
+	return tag.ID
 }

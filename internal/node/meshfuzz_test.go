@@ -5,6 +5,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // FuzzMeshMessage feeds a peer's bytes to the mesh's receiving side —
@@ -12,14 +14,22 @@ import (
 // into the broker, with local subscribers (plain and shared, connected or
 // not) to deliver to. Nothing a peer sends may panic the node.
 func FuzzMeshMessage(f *testing.F) {
-	sample := sampleEnvelope()
-	f.Add(appendEnvelope(nil, sample))
-	sample.retain, sample.qos, sample.topic = true, 2, "$SYS/x"
-	f.Add(appendEnvelope(nil, sample))
-	sample.topic, sample.handled = "a/#/+", []string{"$share/g/#"}
-	f.Add(appendEnvelope(nil, sample))
-	sample.topic = ""
-	f.Add(appendEnvelope(nil, sample))
+	sample := &meshwire.Envelope{
+		ID: meshwire.MsgID{Origin: "abcd", Seq: 1 << 40}, Topic: "a/b/ü", QoS: 2, Retain: true, HasExpiry: true, Expiry: 299,
+		Props: packets.Properties{
+			PayloadFormat: 1, PayloadFormatFlag: true, ContentType: "text/plain", ResponseTopic: "r/t",
+			CorrelationData: []byte{0, 1}, User: []packets.UserProperty{{Key: "k", Val: "v\r\n"}, {Key: "", Val: ""}},
+		},
+		Handled: []string{"$share/g/a/#"},
+		Payload: []byte("payload\x00"),
+	}
+	f.Add(meshwire.AppendEnvelope(nil, sample))
+	sample.Retain, sample.QoS, sample.Topic = true, 2, "$SYS/x"
+	f.Add(meshwire.AppendEnvelope(nil, sample))
+	sample.Topic, sample.Handled = "a/#/+", []string{"$share/g/#"}
+	f.Add(meshwire.AppendEnvelope(nil, sample))
+	sample.Topic = ""
+	f.Add(meshwire.AppendEnvelope(nil, sample))
 	cfg := nodeConfig("fuzz", 0, f.TempDir())
 	cfg.Mesh.Listen = ""
 	n, err := New(cfg, testLogger())

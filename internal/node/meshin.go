@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // Every NATS subscription of the mesh delivers into one of two inboxes
@@ -152,7 +154,7 @@ func (m *mesh) subscribePlain(subject string) (*nats.Subscription, error) {
 // subscribeMember subscribes the queue connection to one subject of a
 // shared member's filter, in the shared subscription's queue group.
 func (m *mesh) subscribeMember(mb member, subject string) (*nats.Subscription, error) {
-	sub, err := m.queue.ChanQueueSubscribe(subject, queueName(mb.filter), m.sharedIn.ch)
+	sub, err := m.queue.ChanQueueSubscribe(subject, meshwire.QueueName(mb.filter), m.sharedIn.ch)
 	if err == nil {
 		m.memberOf.Store(sub, mb)
 	}

@@ -183,10 +183,10 @@ func (n *Node) joinMesh(ctx context.Context) error {
 		return err
 	}
 	n.mesh = newMesh(n, n.data, n.queue)
-	if _, err = n.ctrl.Subscribe(n.mesh.subj.sync(), n.answerSync); err != nil {
+	if _, err = n.ctrl.Subscribe(n.mesh.subj.Sync(), n.answerSync); err != nil {
 		return err
 	}
-	if _, err = n.ctrl.Subscribe(n.mesh.subj.takeover(n.name), n.sessions.onTakeover); err != nil {
+	if _, err = n.ctrl.Subscribe(n.mesh.subj.Takeover(n.name), n.sessions.onTakeover); err != nil {
 		return err
 	}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second) // nats.go wants a deadline

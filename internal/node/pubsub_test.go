@@ -142,7 +142,7 @@ func TestMeshCarriesOnlyWhatNodesWant(t *testing.T) {
 	sub.sub(t, "interest/+", 0)
 	// The SUBACK came after every node learned the interest (syncInterest).
 	for _, i := range []int{0, 2} {
-		if !c.nodes[i].ns.GlobalAccount().SubscriptionInterest(c.nodes[i].mesh.subj.topic("interest/a")) {
+		if !c.nodes[i].ns.GlobalAccount().SubscriptionInterest(c.nodes[i].mesh.subj.Topic("interest/a")) {
 			t.Errorf("node %d does not know node 2's new interest when the SUBACK arrives", i+1)
 		}
 	}

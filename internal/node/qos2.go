@@ -10,6 +10,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // Replicated QoS 2 state (sessions.durability replicated). Exactly once
@@ -21,7 +23,7 @@ import (
 //	o.<consumer>.<seq>  outgoing: the client sent PUBREC for the queued message
 //	                    seq, so the node owes it a PUBREL, never the PUBLISH again
 //	i.<consumer>.<pid>  incoming: the client's PUBLISH pid was stored under this
-//	                    mesh tag (the stream's message id); PUBREL pending
+//	                    mesh message id (also the stream's); PUBREL pending
 //
 // Outgoing: the record is written before mochi answers the PUBREC with
 // PUBREL. A node that gets the message again from the session's consumer
@@ -161,11 +163,12 @@ func (d *durable) purge(key string) {
 	}()
 }
 
-// receivedTag returns the mesh tag for a client's QoS 2 PUBLISH about to be
-// stored: for a resent one (DUP) the tag it was stored under before, if a
-// node recorded one, so that the stream discards it as a duplicate; else
-// fresh, recorded first. It fails when the record cannot be written.
-func (d *durable) receivedTag(cl *mqtt.Client, pk packets.Packet, fresh func() string) (string, error) {
+// receivedID returns the mesh message id for a client's QoS 2 PUBLISH
+// about to be stored: for a resent one (DUP) the id it was stored under
+// before, if a node recorded one, so that the stream discards it as a
+// duplicate; else a fresh one, recorded first. It fails when the record
+// cannot be written.
+func (d *durable) receivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return fresh(), nil
@@ -175,18 +178,19 @@ func (d *durable) receivedTag(cl *mqtt.Client, pk packets.Packet, fresh func() s
 	key := receivedKey(cl.ID, pk.PacketID)
 	if pk.FixedHeader.Dup {
 		e, err := kv.Get(ctx, key)
-		if err == nil && len(e.Value()) > 0 {
-			return string(e.Value()), nil
+		var id meshwire.MsgID
+		if err == nil && id.UnmarshalText(e.Value()) == nil && !id.IsZero() {
+			return id, nil
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return "", st.note(err)
+			return id, st.note(err)
 		}
 	}
-	tag := fresh()
-	if _, err := kv.Put(ctx, key, []byte(tag)); err != nil {
-		return "", st.note(err)
+	id := fresh()
+	if _, err := kv.Put(ctx, key, []byte(id.String())); err != nil {
+		return meshwire.MsgID{}, st.note(err)
 	}
-	return tag, nil
+	return id, nil
 }
 
 // pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does

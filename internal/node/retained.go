@@ -13,6 +13,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // retained keeps retained messages cluster-wide. The key-value bucket is the
@@ -76,16 +78,16 @@ func (r *retained) store(pk packets.Packet) {
 }
 
 func (r *retained) put(ctx context.Context, st *store, key string, pk packets.Packet) error {
-	e := envelope{origin: r.n.instance, topic: pk.TopicName, qos: pk.FixedHeader.Qos, retain: true,
-		props: meshProps(pk.Properties), payload: pk.Payload}
+	e := meshwire.Envelope{ID: meshwire.MsgID{Origin: r.n.instance}, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: true,
+		Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	now := time.Now().Unix()
 	var ttl time.Duration
 	if pk.Expiry > 0 {
 		left := max(pk.Expiry-now, 1)
-		e.hasExp, e.expiry = true, uint32(min(left, 1<<32-1))
+		e.HasExpiry, e.Expiry = true, uint32(min(left, 1<<32-1))
 		ttl = time.Duration(left) * time.Second
 	}
-	val := appendEnvelope(binary.AppendUvarint(nil, uint64(now)), &e)
+	val := meshwire.AppendEnvelope(binary.AppendUvarint(nil, uint64(now)), &e)
 	if ttl > 0 && st.ttl {
 		msg := &nats.Msg{Subject: "$KV." + st.retained.Bucket() + "." + key, Data: val}
 		_, err := st.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(max(ttl, time.Second)))
@@ -212,24 +214,24 @@ func retainedPacket(val []byte) (packets.Packet, bool) {
 	if n <= 0 {
 		return packets.Packet{}, false
 	}
-	e, err := decodeEnvelope(val[n:])
+	e, err := meshwire.DecodeEnvelope(val[n:])
 	if err != nil {
 		return packets.Packet{}, false
 	}
 	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: e.qos, Retain: true},
-		TopicName:       e.topic,
-		Payload:         e.payload,
-		Properties:      e.props,
+		FixedHeader:     packets.FixedHeader{Type: packets.Publish, Qos: e.QoS, Retain: true},
+		TopicName:       e.Topic,
+		Payload:         e.Payload,
+		Properties:      e.Props,
 		Created:         int64(created),
 		ProtocolVersion: 5, // mochi expires only v5 retained messages
 	}
-	if e.hasExp {
-		pk.Expiry = int64(created) + int64(e.expiry)
+	if e.HasExpiry {
+		pk.Expiry = int64(created) + int64(e.Expiry)
 		if pk.Expiry <= time.Now().Unix() {
 			return packets.Packet{}, false
 		}
-		pk.Properties.MessageExpiryInterval = e.expiry
+		pk.Properties.MessageExpiryInterval = e.Expiry
 	}
 	return pk, true
 }

@@ -7,6 +7,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
@@ -54,8 +55,8 @@ func (m *mesh) selectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqt
 // selectMember keeps one member of the one shared subscription a queue copy
 // was sent for, and nobody else.
 func (m *mesh) selectMember(subs *mqtt.Subscribers, pk packets.Packet) {
-	_, rest, _ := strings.Cut(getTag(pk), "\x00")
-	target, filter, _ := strings.Cut(rest, "\x00")
+	tag, _ := meshwire.TagOf(&pk)
+	target, filter := tag.Member.Client, tag.Member.Filter
 	members := subs.Shared[filter]
 	subs.Subscriptions = map[string]packets.Subscription{}
 	subs.InlineSubscriptions = map[int]mqtt.InlineSubscription{}
@@ -79,8 +80,8 @@ func (m *mesh) selectMember(subs *mqtt.Subscribers, pk packets.Packet) {
 // (which includes this node's members). Broker-internal publishes ($SYS)
 // never leave the node, so they are always served here.
 func (m *mesh) selectLocal(subs *mqtt.Subscribers, pk packets.Packet) {
-	tag := getTag(pk)
-	internal := tag == "" && pk.Origin == ""
+	tag, tagged := meshwire.TagOf(&pk)
+	internal := !tagged && pk.Origin == ""
 	selected := map[string]packets.Subscription{}
 	var handled []string
 	if internal || m.policy.Load() == "local_first" {
@@ -101,17 +102,21 @@ func (m *mesh) selectLocal(subs *mqtt.Subscribers, pk packets.Packet) {
 	if len(handled) == 0 || internal {
 		return
 	}
-	if tag == "" {
-		tag = willKey(pk.Origin) // a will: published on the mesh from OnWillSent
+	var key any = tag.ID
+	if !tagged {
+		key = willKey(pk.Origin) // a will: published on the mesh from OnWillSent
 	}
-	m.handled.Store(tag, handled)
+	m.handled.Store(key, handled)
 }
 
-func willKey(client string) string { return "will\x00" + client }
+// willKey keys the groups served for a will (wills carry no tag): the
+// client's id.
+type willKey string
 
-// takeHandled returns (and forgets) the groups selectLocal served for a tag.
-func (m *mesh) takeHandled(tag string) []string {
-	v, ok := m.handled.LoadAndDelete(tag)
+// takeHandled returns (and forgets) the groups selectLocal served for a
+// message id or a willKey.
+func (m *mesh) takeHandled(key any) []string {
+	v, ok := m.handled.LoadAndDelete(key)
 	if !ok {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -250,11 +251,11 @@ func TestTakeoverKeepsWhatArrivesMeanwhile(t *testing.T) {
 		}
 	}
 	env := func(payload string) []byte {
-		return appendEnvelope(nil, &envelope{topic: "merge/t", qos: 1, payload: []byte(payload)})
+		return meshwire.AppendEnvelope(nil, &meshwire.Envelope{Topic: "merge/t", QoS: 1, Payload: []byte(payload)})
 	}
 	h := &handover{Found: true, Version: 5, Subs: rec.Subs, Msgs: []handoverMsg{
-		{Type: packets.Publish, ID: 7, Tag: "elsewhere/1", Env: env("old")},
-		{Type: packets.Publish, ID: 9, Tag: messageID(getTag(m1)), Env: env("m1")}, // the old owner had m1 too
+		{Type: packets.Publish, ID: 7, Tag: meshwire.MsgID{Origin: "elsewhere", Seq: 1}, Env: env("old")},
+		{Type: packets.Publish, ID: 9, Tag: msgID(&m1), Env: env("m1")}, // the old owner had m1 too
 	}}
 	n.sessions.install("merge", h, hold)
 	if _, ok := n.broker.Clients.Get(hold.ID); ok {

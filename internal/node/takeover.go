@@ -11,6 +11,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
 // Session takeover between nodes.
@@ -48,10 +50,10 @@ type handover struct {
 // handoverMsg is one entry of a session's inflight store: a PUBLISH (its
 // envelope), or the PUBREC/PUBREL state of a QoS 2 exchange.
 type handoverMsg struct {
-	Type byte   `json:"t"`
-	ID   uint16 `json:"id"`
-	Tag  string `json:"tag,omitempty"`
-	Env  []byte `json:"env,omitempty"`
+	Type byte           `json:"t"`
+	ID   uint16         `json:"id"`
+	Tag  meshwire.MsgID `json:"tag,omitzero"` // "origin/seq"
+	Env  []byte         `json:"env,omitempty"`
 }
 
 // takeOver runs on the connecting node, inside establish.
@@ -97,7 +99,7 @@ func (s *sessions) ask(ctx context.Context, owner, id string, clean bool) (*hand
 	req, _ := json.Marshal(takeoverRequest{Client: id, Clean: clean, From: s.n.name})
 	rctx, cancel := context.WithTimeout(ctx, s.n.cfg.Mesh.Timeout.D())
 	defer cancel()
-	msg, err := s.n.ctrl.RequestWithContext(rctx, s.n.mesh.subj.takeover(owner), req)
+	msg, err := s.n.ctrl.RequestWithContext(rctx, s.n.mesh.subj.Takeover(owner), req)
 	if err != nil {
 		return nil, err
 	}
@@ -181,17 +183,17 @@ func (s *sessions) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg
 		if skip[pk.PacketID] {
 			continue
 		}
-		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: messageID(getTag(pk))}
+		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: msgID(&pk)}
 		if pk.FixedHeader.Type == packets.Publish {
-			e := envelope{topic: pk.TopicName, qos: pk.FixedHeader.Qos, retain: pk.FixedHeader.Retain,
-				props: meshProps(pk.Properties), payload: pk.Payload}
+			e := meshwire.Envelope{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
+				Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 			if pk.Expiry > 0 {
 				if pk.Expiry <= now {
 					continue // expired while queued [MQTT-3.3.2-5]
 				}
-				e.hasExp, e.expiry = true, uint32(pk.Expiry-now)
+				e.HasExpiry, e.Expiry = true, uint32(pk.Expiry-now)
 			}
-			m.Env = appendEnvelope(nil, &e)
+			m.Env = meshwire.AppendEnvelope(nil, &e)
 		}
 		out = append(out, m)
 	}

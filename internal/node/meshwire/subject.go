@@ -1,4 +1,4 @@
-package node
+package meshwire
 
 import (
 	"crypto/sha256"
@@ -17,19 +17,26 @@ import (
 // wildcard map to NATS subjects that cannot match them, which is the rule of
 // [MQTT-4.7.2-1]: "#" and "+/..." do not match topics beginning with '$'.
 
-// subjects builds the mesh's subjects for one cluster.
-type subjects struct {
+// Subjects builds the mesh's subjects for one cluster (or, with a longer
+// name such as "<cluster>.q", for a subject space of its own).
+type Subjects struct {
 	prefix string // "mqlb.<cluster>"
 }
 
-func newSubjects(cluster string) subjects { return subjects{prefix: "mqlb." + cluster} }
+// NewSubjects returns the subjects under "mqlb.<cluster>".
+func NewSubjects(cluster string) Subjects { return Subjects{prefix: "mqlb." + cluster} }
 
-func (s subjects) sync() string { return s.prefix + ".sync" }
+// Sync is the subject of interest sync pings.
+func (s Subjects) Sync() string { return s.prefix + ".sync" }
 
-func (s subjects) takeover(node string) string { return s.prefix + ".node." + node + ".takeover" }
+// Takeover is the subject of session takeover requests to one node.
+func (s Subjects) Takeover(node string) string { return s.prefix + ".node." + node + ".takeover" }
 
-// topic returns the subject a publish to an MQTT topic name is sent on.
-func (s subjects) topic(topic string) string {
+// All is the wildcard subject that matches every subject of s.
+func (s Subjects) All() string { return s.prefix + ".>" }
+
+// Topic returns the subject a publish to an MQTT topic name is sent on.
+func (s Subjects) Topic(topic string) string {
 	var b strings.Builder
 	b.Grow(len(s.prefix) + 3 + len(topic) + 8)
 	b.WriteString(s.prefix)
@@ -45,11 +52,11 @@ func (s subjects) topic(topic string) string {
 	return b.String()
 }
 
-// filter returns the subjects that together receive every publish matching an
+// Filter returns the subjects that together receive every publish matching an
 // MQTT topic filter (a $share/{group}/ prefix must be removed first). A
 // trailing "#" also matches its parent level ("a/#" matches "a"
 // [MQTT-4.7.1-2]), so such a filter needs two subjects: "a.>" and "a".
-func (s subjects) filter(filter string) []string {
+func (s Subjects) Filter(filter string) []string {
 	levels := strings.Split(filter, "/")
 	space := ".t"
 	if strings.HasPrefix(levels[0], "$") {
@@ -100,10 +107,10 @@ func writeToken(b *strings.Builder, level string) {
 	}
 }
 
-// queueName is the NATS queue group of one shared subscription (the whole
+// QueueName is the NATS queue group of one shared subscription (the whole
 // "$share/{group}/{filter}" string: two groups with the same name but other
 // filters are different subscriptions [MQTT-4.8.2]).
-func queueName(shared string) string {
+func QueueName(shared string) string {
 	sum := sha256.Sum256([]byte(shared))
 	return "s" + hex.EncodeToString(sum[:12])
 }

@@ -1,18 +1,18 @@
-package node
+package meshwire
 
 import (
 	"sync"
 	"time"
 )
 
-// replayWindow remembers which messages of each origin a node has delivered,
+// ReplayWindow remembers which messages of each origin a node has delivered,
 // so one mesh message that matches several of the node's NATS subscriptions
 // (say "a/+" and "a/#") is delivered into the local broker once. NATS hands a
 // node the copies of one message back to back, so a sliding window over
 // sequence numbers (as IPsec's anti-replay window) is exact without keeping
 // every id: a sequence above the top moves the window, one inside it is
 // checked against its bit, one below it is too old to be a fresh message.
-type replayWindow struct {
+type ReplayWindow struct {
 	mu      sync.Mutex
 	origins map[string]*window
 	swept   time.Time
@@ -30,24 +30,25 @@ type window struct {
 	seen time.Time
 }
 
-func newReplayWindow() *replayWindow {
-	return &replayWindow{origins: map[string]*window{}, swept: time.Now()}
+// NewReplayWindow returns an empty window.
+func NewReplayWindow() *ReplayWindow {
+	return &ReplayWindow{origins: map[string]*window{}, swept: time.Now()}
 }
 
-// fresh reports whether (origin, seq) has not been seen before, and records it.
-func (r *replayWindow) fresh(origin string, seq uint64, now time.Time) bool {
+// Fresh reports whether id has not been seen before, and records it.
+func (r *ReplayWindow) Fresh(id MsgID, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.swept) > sweepPeriod {
 		r.sweep(now)
 	}
-	w := r.origins[origin]
+	w := r.origins[id.Origin]
 	if w == nil {
 		w = &window{}
-		r.origins[origin] = w
+		r.origins[id.Origin] = w
 	}
 	w.seen = now
-	return w.record(seq)
+	return w.record(id.Seq)
 }
 
 func (w *window) record(seq uint64) bool {
@@ -91,7 +92,7 @@ func (w *window) slide(n uint64) {
 func (w *window) get(off uint64) bool { return w.bits[off/64]&(1<<(off%64)) != 0 }
 func (w *window) set(off uint64)      { w.bits[off/64] |= 1 << (off % 64) }
 
-func (r *replayWindow) sweep(now time.Time) {
+func (r *ReplayWindow) sweep(now time.Time) {
 	r.swept = now
 	for o, w := range r.origins {
 		if now.Sub(w.seen) > originIdle {

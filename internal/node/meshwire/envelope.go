@@ -1,0 +1,186 @@
+package meshwire
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Envelope is one MQTT message as it travels between nodes (the payload of
+// a NATS message, the value of a retained key, an entry of a session
+// handover). It is a compact binary record rather than NATS headers because
+// MQTT strings may hold any UTF-8, including the CR/LF a header cannot.
+//
+//	byte     version (1)
+//	byte     flags: bits 0-1 QoS, 2 retain, 3 expiry set, 4 payload format set, 5 payload format
+//	string   origin (the publishing node's instance id)
+//	uvarint  seq (per origin, increasing; origin and seq are the MsgID)
+//	string   topic
+//	uvarint  message expiry remaining, in seconds (when flag 3)
+//	string   content type, string response topic, bytes correlation data
+//	uvarint  user property count, then key, value strings
+//	uvarint  handled group count, then strings: shared subscriptions already
+//	         served on the origin node (local_first), which receivers skip
+//	rest     payload
+//
+// Strings and bytes are a uvarint length and the bytes.
+type Envelope struct {
+	ID        MsgID // Seq 0 in a retained value; zero in a handover entry (which names the id itself)
+	Topic     string
+	QoS       byte
+	Retain    bool
+	Expiry    uint32 // remaining seconds; 0 with HasExpiry false = no expiry
+	HasExpiry bool
+	Props     packets.Properties // PayloadFormat, ContentType, ResponseTopic, CorrelationData, User (see Props)
+	Handled   []string
+	Payload   []byte
+}
+
+const envelopeVersion = 1
+
+var errEnvelope = errors.New("meshwire: malformed mesh envelope")
+
+// AppendEnvelope encodes e after b.
+func AppendEnvelope(b []byte, e *Envelope) []byte {
+	flags := e.QoS & 3
+	if e.Retain {
+		flags |= 1 << 2
+	}
+	if e.HasExpiry {
+		flags |= 1 << 3
+	}
+	if e.Props.PayloadFormatFlag {
+		flags |= 1 << 4
+		if e.Props.PayloadFormat != 0 {
+			flags |= 1 << 5
+		}
+	}
+	b = append(b, envelopeVersion, flags)
+	b = appendString(b, e.ID.Origin)
+	b = binary.AppendUvarint(b, e.ID.Seq)
+	b = appendString(b, e.Topic)
+	if e.HasExpiry {
+		b = binary.AppendUvarint(b, uint64(e.Expiry))
+	}
+	b = appendString(b, e.Props.ContentType)
+	b = appendString(b, e.Props.ResponseTopic)
+	b = appendString(b, string(e.Props.CorrelationData))
+	b = binary.AppendUvarint(b, uint64(len(e.Props.User)))
+	for _, u := range e.Props.User {
+		b = appendString(b, u.Key)
+		b = appendString(b, u.Val)
+	}
+	b = binary.AppendUvarint(b, uint64(len(e.Handled)))
+	for _, h := range e.Handled {
+		b = appendString(b, h)
+	}
+	return append(b, e.Payload...)
+}
+
+// Props keeps the v5 properties that travel with a message
+// [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] (expiry
+// travels as a remaining interval, [MQTT-3.3.2-6]); topic aliases and
+// subscription identifiers belong to one connection and do not.
+func Props(p packets.Properties) packets.Properties {
+	return packets.Properties{
+		PayloadFormat: p.PayloadFormat, PayloadFormatFlag: p.PayloadFormatFlag,
+		ContentType: p.ContentType, ResponseTopic: p.ResponseTopic,
+		CorrelationData: p.CorrelationData, User: p.User,
+	}
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// DecodeEnvelope parses what AppendEnvelope wrote. The payload aliases data.
+func DecodeEnvelope(data []byte) (*Envelope, error) {
+	r := reader{b: data}
+	version, flags := r.byte(), r.byte()
+	if r.err != nil || version != envelopeVersion {
+		return nil, errEnvelope
+	}
+	e := &Envelope{QoS: flags & 3, Retain: flags&(1<<2) != 0, HasExpiry: flags&(1<<3) != 0}
+	if e.QoS > 2 {
+		return nil, errEnvelope
+	}
+	if flags&(1<<4) != 0 {
+		e.Props.PayloadFormatFlag = true
+		e.Props.PayloadFormat = (flags >> 5) & 1
+	}
+	e.ID.Origin = r.string()
+	e.ID.Seq = r.uvarint()
+	e.Topic = r.string()
+	if e.HasExpiry {
+		e.Expiry = uint32(min(r.uvarint(), 1<<32-1))
+	}
+	e.Props.ContentType = r.string()
+	e.Props.ResponseTopic = r.string()
+	if cd := r.string(); cd != "" {
+		e.Props.CorrelationData = []byte(cd)
+	}
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		e.Props.User = append(e.Props.User, packets.UserProperty{Key: r.string(), Val: r.string()})
+	}
+	for n := r.count(); n > 0 && r.err == nil; n-- {
+		e.Handled = append(e.Handled, r.string())
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	e.Payload = r.b
+	return e, nil
+}
+
+// reader consumes an envelope; the first error sticks and zero values follow.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.err = errEnvelope
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errEnvelope
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// count reads a list length, bounded by the bytes left (every item takes at
+// least one byte) so a forged count cannot make a loop spin.
+func (r *reader) count() int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err = errEnvelope
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reader) string() string {
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.err = errEnvelope
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
