@@ -9,6 +9,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
@@ -142,12 +143,21 @@ func (d *durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dfligh
 	_ = cl.WritePacket(rel)
 }
 
-// forgetReleased drops the record of a completed QoS 2 delivery.
+// forgetReleased lets the record of a completed QoS 2 delivery expire.
 func (d *durable) forgetReleased(id string, seq uint64) {
-	d.purge(releasedKey(id, seq))
+	d.expire(releasedKey(id, seq))
 }
 
-func (d *durable) purge(key string) {
+// recordLinger is how long a record outlives its exchange: an
+// acknowledgement the consumer confirmed can still be lost when its leader
+// dies before replicating it, and the message then comes back (after an
+// election, 4-9 s, and the ack wait); it must still find the record.
+const recordLinger = time.Minute
+
+// expire replaces key's record with an empty one that JetStream removes
+// after recordLinger (a per-message TTL, NATS 2.11+; purged at once
+// without).
+func (d *durable) expire(key string) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return
@@ -155,11 +165,13 @@ func (d *durable) purge(key string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
 		defer cancel()
-		var opts []jetstream.KVDeleteOpt
-		if st.ttl {
-			opts = append(opts, jetstream.PurgeTTL(markerTTL))
+		if !st.ttl {
+			_ = kv.Purge(ctx, key) // left over: expires with the bucket's max age
+			return
 		}
-		_ = kv.Purge(ctx, key, opts...) // left over: expires with the bucket's max age
+		msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgTTLHeader, recordLinger.String())
+		_, _ = st.js.PublishMsg(ctx, msg)
 	}()
 }
 
@@ -218,5 +230,5 @@ func (d *durable) pubrel(cl *mqtt.Client, pk packets.Packet) {
 			atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
 		}
 	}
-	d.purge(key)
+	d.expire(key)
 }
