@@ -10,7 +10,9 @@
 # durable consumers), side by side with mosquitto (persistent subscribers
 # too).
 #
-#   bench/nodes.sh [--rounds N] [--duration D] [--out DIR]
+#   bench/nodes.sh [--rounds N] [--duration D] [--out DIR] [--durability-only]
+#
+# --durability-only skips the same-node/cross-node/mosquitto rounds.
 #
 # Needs mosquitto and Go (or a built bin/mqlb). Installs nothing; every
 # process it starts is stopped on exit, error or Ctrl-C.
@@ -21,12 +23,14 @@ MQLB=$ROOT/bin/mqlb
 ROUNDS=3
 DURATION=15s
 OUT=""
+DURABILITY_ONLY=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	--durability-only) DURABILITY_ONLY=1; shift ;;
+	-h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	*) echo "nodes.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -94,7 +98,7 @@ durable() { # round target: QoS 1 to persistent subscribers
 
 START=$(date +%s)
 ORDER=(mosquitto same cross)
-for r in $(seq "$ROUNDS"); do
+for r in $([ -n "$DURABILITY_ONLY" ] || seq "$ROUNDS"); do
 	for i in 0 1 2; do
 		t=${ORDER[$(((i + r - 1) % 3))]}
 		log "round $r: $t"
@@ -111,14 +115,16 @@ for r in $(seq "$ROUNDS"); do
 	done
 done
 
-echo
-echo "Cross-node ÷ same node, and against mosquitto (medians over $ROUNDS rounds):"
-echo
-"$MQLB" bench report --targets mosquitto,same,cross "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
-echo
-echo "One node ÷ mosquitto:"
-echo
-"$MQLB" bench report --targets mosquitto,same "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
+if [ -z "$DURABILITY_ONLY" ]; then
+	echo
+	echo "Cross-node ÷ same node, and against mosquitto (medians over $ROUNDS rounds):"
+	echo
+	"$MQLB" bench report --targets mosquitto,same,cross "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
+	echo
+	echo "One node ÷ mosquitto:"
+	echo
+	"$MQLB" bench report --targets mosquitto,same "$OUT" | grep -E '^\|(---|.*metric|.*QoS [01] max rate: (received|latency))'
+fi
 echo
 echo "Durability, QoS 1 to persistent subscribers, cross-node: replicated ÷ memory and ÷ mosquitto:"
 echo

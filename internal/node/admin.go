@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -16,6 +17,7 @@ import (
 //	GET /healthz   200 "ok" when listeners, mesh and store are up, else 503 and why
 //	GET /metrics   Prometheus text, prefix mqlb_node_
 //	/api/v1/…      clients, kick, subscriptions, cluster (adminapi.go)
+//	/debug/pprof/  Go's profiler, as on the load balancer's admin
 //
 // The access rules are the load balancer's (internal/adminhttp): Host and
 // Origin checks on every request, and with admin.token set every request but
@@ -36,6 +38,9 @@ func (n *Node) startAdmin() error {
 	mux := http.NewServeMux() // every route here needs the token (when set)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	n.adminRoutes(mux) // adminapi.go
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", n.serveHealth) // probes cannot send a token
 	root.Handle("/", guard.Token(mux))
