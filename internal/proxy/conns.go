@@ -24,15 +24,11 @@ type Conn struct {
 	closing  atomic.Bool                 // Close was called (maybe before the relay started)
 	finished atomic.Bool                 // finish ran
 	counted  bool                        // the result is in connections_total already
-	lease    *upstream.Lease             // the server it was placed on (nil before that)
+	lease    upstream.Lease              // its placement on a server (none before that)
 	ticket   *listener.Ticket            // its pass through the gate (per-address count)
 	rt       *Runtime                    // its config generation
-	client   *net.TCPConn
+	client   *net.TCPConn                // until the relay owns it
 }
-
-// Lease returns the connection's lease on its server (nil before a server
-// took it): its server, and the server-side socket.
-func (c *Conn) Lease() *upstream.Lease { return c.lease }
 
 // Close ends the connection (both sides). Called before its relay started,
 // it takes effect as soon as the relay does.

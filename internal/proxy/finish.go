@@ -15,7 +15,9 @@ func (p *Proxy) finish(c *Conn) {
 	if c.finished.Swap(true) {
 		return
 	}
-	c.client.Close() // a relayed socket was closed by the relay already: harmless
+	if c.client != nil { // else the relay closed it
+		c.client.Close()
+	}
 	if c.ticket != nil {
 		c.ticket.Leave()
 	}
@@ -23,9 +25,7 @@ func (p *Proxy) finish(c *Conn) {
 		p.conns.remove(c)
 	}
 	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
-	if c.lease != nil {
-		c.lease.Release(c.BytesIn, c.BytesOut)
-	}
+	c.lease.Release(c.BytesIn, c.BytesOut)
 	c.Duration = time.Since(c.Start)
 	if !c.counted {
 		p.metrics.result(c.Listener, c.Result)
@@ -51,6 +51,9 @@ func (s *session) recoverPanic() {
 	if s.relayed {
 		c.Close()
 		return
+	}
+	if s.server != nil {
+		s.server.Close()
 	}
 	c.Result, c.Reason = ResultError, fmt.Sprint("panic: ", v)
 	s.p.finish(c)
