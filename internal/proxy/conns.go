@@ -25,7 +25,7 @@ type Conn struct {
 	finished atomic.Bool                 // finish ran
 	counted  bool                        // the result is in connections_total already
 	lease    upstream.Lease              // its placement on a server (none before that)
-	ticket   *listener.Ticket            // its pass through the gate (per-address count)
+	ticket   listener.Ticket             // its pass through the gate (per-address count)
 	rt       *Runtime                    // its config generation
 	client   *net.TCPConn                // until the relay owns it
 }

@@ -18,9 +18,7 @@ func (p *Proxy) finish(c *Conn) {
 	if c.client != nil { // else the relay closed it
 		c.client.Close()
 	}
-	if c.ticket != nil {
-		c.ticket.Leave()
-	}
+	c.ticket.Leave()
 	if c.ID != 0 { // it was listed
 		p.conns.remove(c)
 	}

@@ -53,7 +53,7 @@ func (s *session) enter(key string) bool {
 		ip = netip.Addr{}
 	}
 	l := c.rt.Limits
-	if c.ticket = s.p.gate.Enter(s.tcp, ip, l.MaxPerIP, l.MaxPending); c.ticket == nil {
+	if !s.p.gate.Enter(&c.ticket, s.tcp, ip, l.MaxPerIP, l.MaxPending) {
 		c.Result = ResultOverIPLimit
 		return false
 	}
