@@ -27,6 +27,7 @@ type Conn struct {
 	lease    upstream.Lease              // its placement on a server (none before that)
 	ticket   listener.Ticket             // its pass through the gate (per-address count)
 	rt       *Runtime                    // its config generation
+	p        *Proxy                      // which finishes it
 	client   *net.TCPConn                // until the relay owns it
 }
 
@@ -38,6 +39,12 @@ func (c *Conn) Close() error {
 		r.Close()
 	}
 	return nil
+}
+
+// RelayDone is the relay's end (a relay.Done): the connection finishes.
+func (c *Conn) RelayDone(res relay.Result) {
+	c.Reason = res.Reason
+	c.p.finish(c)
 }
 
 // started records the relay and honours a Close that came first.

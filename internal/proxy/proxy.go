@@ -131,7 +131,7 @@ func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
 	p.wg.Add(1)
 	n := p.active.Add(1)
 	rt := p.rt.Load() // the one generation this connection sees
-	c := &Conn{rt: rt, client: tcp}
+	c := &Conn{rt: rt, p: p, client: tcp}
 	c.Start = time.Now()
 	c.Remote = remoteOf(tcp)
 	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}

@@ -186,8 +186,7 @@ func (s *session) relay() bool {
 	p.metrics.result(c.Listener, c.Result) // counted once the client has its answer
 	c.counted = true
 	c.client = nil // the relay owns both sockets and closes them
-	c.started(relay.Start(client, s.server, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
-		func(res relay.Result) { c.Reason = res.Reason; p.finish(c) }))
+	c.started(relay.Start(client, s.server, &c.Stats, relay.Options{FinTimeout: 10 * time.Second}, c))
 	s.relayed = true
 	return true
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,14 +23,15 @@ const (
 // duplicates the relay alone holds: the net.TCPConns handed to Start are
 // closed at once, so nothing else can close or reuse these descriptors.
 type pair struct {
-	l    *loop
-	slot uint32
-	gen  uint32
-	fd   [2]int
-	dir  [2]direction // [client]: client→server, [server]: server→client
-	n    [2]*atomic.Int64
-	opt  Options
-	done func(Result)
+	Relay // its handle: Close stops the pair
+	l     *loop
+	slot  uint32
+	gen   uint32
+	fd    [2]int
+	dir   [2]direction // [client]: client→server, [server]: server→client
+	st    *Stats
+	opt   Options
+	done  Done
 
 	closed bool // loop goroutine only
 	more   bool // queued on the loop's runnable list
@@ -62,7 +62,7 @@ const maxBurst = 16
 
 // startSplice hands client and server to an event loop, or returns nil when
 // that cannot be done (the goroutine relay is used then).
-func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done func(Result)) *Relay {
+func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done Done) *Relay {
 	l := pickLoop()
 	if l == nil {
 		return nil
@@ -75,12 +75,28 @@ func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done func(Result)) *
 	}
 	c.Close() // the duplicates keep the sockets open
 	s.Close()
-	p := &pair{l: l, fd: [2]int{cfd, sfd}, n: [2]*atomic.Int64{&st.In, &st.Out}, opt: opt, done: done}
+	p := &pair{l: l, fd: [2]int{cfd, sfd}, st: st, opt: opt, done: done}
+	p.s = p
 	if err := l.add(p); err != nil {
 		p.setCmdErr(err)
 		l.command(p)
 	}
-	return &Relay{stop: func() { p.setCmdErr(net.ErrClosed); l.command(p) }}
+	return &p.Relay
+}
+
+// stop asks the loop to close the pair (Relay.Close).
+func (p *pair) stop() {
+	p.setCmdErr(net.ErrClosed)
+	p.l.command(p)
+}
+
+// count adds k bytes moved in direction d.
+func (p *pair) count(d, k int) {
+	if d == client {
+		p.st.In.Add(int64(k))
+	} else {
+		p.st.Out.Add(int64(k))
+	}
 }
 
 func dupFD(c *net.TCPConn) (int, error) {
@@ -200,7 +216,7 @@ func (p *pair) copy(d int) (int, bool) {
 		return 0, false
 	}
 	w = max(w, 0)
-	p.n[d].Add(int64(w))
+	p.count(d, w)
 	if w == k {
 		return k, true
 	}
@@ -257,7 +273,7 @@ func (p *pair) flush(d int) bool {
 			return false
 		}
 		dir.pend = dir.pend[k:]
-		p.n[d].Add(int64(k))
+		p.count(d, k)
 	}
 	if dir.pendBuf != nil {
 		p.l.putBuf(dir.pendBuf)
@@ -278,7 +294,7 @@ func (p *pair) flush(d int) bool {
 			return false
 		}
 		dir.p.data -= k
-		p.n[d].Add(int64(k))
+		p.count(d, k)
 	}
 	dir.blocked = false
 	p.l.putPipe(dir.p)
@@ -342,7 +358,7 @@ func (p *pair) fail(side int, err error) {
 }
 
 // closeNow ends the pair on the loop goroutine: directions still open end
-// with err, sockets leave the epoll set and close, done runs.
+// with err, sockets leave the epoll set and close, done is told.
 func (p *pair) closeNow(err error) {
 	if p.closed {
 		return
@@ -373,7 +389,7 @@ func (p *pair) closeNow(err error) {
 	}
 	p.l.release(p)
 	res := firstResult(p.dir[client].end, p.dir[server].end)
-	go p.done(res)
+	go p.done.RelayDone(res)
 }
 
 func (p *pair) setCmdErr(err error) {
