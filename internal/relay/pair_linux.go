@@ -35,7 +35,8 @@ type pair struct {
 
 	closed bool // loop goroutine only
 	more   bool // queued on the loop's runnable list
-	nEnded int
+	nEnded int8 // directions ended
+	first  int8 // the direction that ended first, once nEnded > 0
 	fin    *time.Timer
 
 	cmdMu   sync.Mutex
@@ -44,17 +45,20 @@ type pair struct {
 
 // direction is one way's state: bytes held back for a full destination
 // (what a copy could not write, or a splice's pipe), how its source is
-// read, and whether it has ended.
+// read, and whether (and why) it has ended. The pair records which
+// direction ended first rather than when each did.
 type direction struct {
 	p       *pipe              // spliced bytes in flight; nil otherwise
 	pend    []byte             // copied bytes the destination did not take
 	pendBuf *[copyBufSize]byte // pend's buffer, from the loop's pool
+	err     error              // why it ended: nil is its source's EOF
 	blocked bool               // the destination was full: wait for its EPOLLOUT edge
 	bulk    bool               // the last read filled the copy buffer: splice the next
 	hup     bool               // the source reported EPOLLRDHUP/HUP/ERR: read to its end
-	end     end
 	ended   bool
 }
+
+var sideNames = [2]string{client: "client", server: "server"}
 
 // maxBurst bounds the reads one direction makes per wake, so one busy
 // connection cannot hold the loop; it continues after the others.
@@ -332,8 +336,7 @@ func spliceRetry(in, out, n int) (int, error) {
 // sourceEOF half-closes the other side so its peer sees EOF too, and bounds
 // the other direction by the fin timeout; a second EOF ends the pair.
 func (p *pair) sourceEOF(d int) {
-	p.dir[d].ended, p.dir[d].end = true, end{at: time.Now()}
-	p.nEnded++
+	p.markEnded(d, nil)
 	if p.dir[d].p != nil {
 		p.l.putPipe(p.dir[d].p)
 		p.dir[d].p = nil
@@ -351,10 +354,22 @@ func (p *pair) sourceEOF(d int) {
 // fail ends the pair for an error on socket side: the direction reading
 // that socket is recorded as ending first, so the result names the side.
 func (p *pair) fail(side int, err error) {
-	if dir := &p.dir[side]; !dir.ended {
-		dir.ended, dir.end = true, end{err: err, at: time.Now()}
-	}
+	p.markEnded(side, err)
 	p.closeNow(err)
+}
+
+// markEnded records that direction d ended, unless it had: err nil is its
+// source's EOF.
+func (p *pair) markEnded(d int, err error) {
+	dir := &p.dir[d]
+	if dir.ended {
+		return
+	}
+	dir.ended, dir.err = true, err
+	if p.nEnded == 0 {
+		p.first = int8(d)
+	}
+	p.nEnded++
 }
 
 // closeNow ends the pair on the loop goroutine: directions still open end
@@ -364,12 +379,10 @@ func (p *pair) closeNow(err error) {
 		return
 	}
 	p.closed = true
-	now := time.Now().Add(time.Nanosecond) // after any end fail recorded
+	p.markEnded(server, err) // when both end here, the server side names the result
+	p.markEnded(client, err)
 	for d := range p.dir {
 		dir := &p.dir[d]
-		if !dir.ended {
-			dir.ended, dir.end = true, end{err: err, at: now}
-		}
 		if dir.p != nil {
 			dir.p.close() // bytes still in flight are lost with the connection
 			dir.p = nil
@@ -388,7 +401,7 @@ func (p *pair) closeNow(err error) {
 		p.fin.Stop()
 	}
 	p.l.release(p)
-	res := firstResult(p.dir[client].end, p.dir[server].end)
+	res := end{err: p.dir[p.first].err}.result(sideNames[p.first])
 	go p.done.RelayDone(res)
 }
 
