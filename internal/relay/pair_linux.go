@@ -306,33 +306,6 @@ func (p *pair) flush(d int) bool {
 	return true
 }
 
-func readRetry(fd int, b []byte) (int, error) {
-	for {
-		k, err := unix.Read(fd, b)
-		if err != unix.EINTR {
-			return k, err
-		}
-	}
-}
-
-func writeRetry(fd int, b []byte) (int, error) {
-	for {
-		k, err := unix.Write(fd, b)
-		if err != unix.EINTR {
-			return k, err
-		}
-	}
-}
-
-func spliceRetry(in, out, n int) (int, error) {
-	for {
-		k, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if err != unix.EINTR {
-			return int(k), err
-		}
-	}
-}
-
 // sourceEOF half-closes the other side so its peer sees EOF too, and bounds
 // the other direction by the fin timeout; a second EOF ends the pair.
 func (p *pair) sourceEOF(d int) {
