@@ -135,13 +135,14 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 	}
 	all := s.b.Connections().List(r.URL.Query().Get("client_id"))
 	if q := r.URL.Query().Get("q"); q != "" { // prefix or substring of the client id
-		all = slices.DeleteFunc(all, func(c *proxy.Conn) bool { return !strings.Contains(c.ClientID, q) })
+		all = slices.DeleteFunc(all, func(c *proxy.Conn) bool { return !strings.Contains(c.ClientID(), q) })
 	}
 	out := make([]ConnJSON, 0, min(len(all), limit))
 	for _, c := range all[:min(len(all), limit)] {
-		out = append(out, ConnJSON{ID: c.ID, Listener: c.Listener, Remote: c.Remote, ClientID: c.ClientID,
-			Username: c.Username, Identity: c.Identity, Protocol: c.Version, Upstream: c.Upstream, Server: c.Server,
-			ServerAddr: c.ServerAddr, Since: c.Start, BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load()})
+		r := c.Record()
+		out = append(out, ConnJSON{ID: c.ID, Listener: r.Listener, Remote: r.Remote, ClientID: r.ClientID,
+			Username: r.Username, Identity: r.Identity, Protocol: r.Version, Upstream: r.Upstream, Server: r.Server,
+			ServerAddr: r.ServerAddr, Since: r.Start, BytesIn: r.BytesIn, BytesOut: r.BytesOut})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total": len(all), "connections": out})
 }

@@ -29,8 +29,9 @@ func TestRebalanceScaleOut(t *testing.T) {
 	offHome := map[string]bool{}
 	keyed3 := h.lb.Upstreams().Get("brokers").Policy.(balance.Keyed)
 	for _, c := range h.lb.Connections().List("") {
-		before[c.ClientID] = c.Server
-		offHome[c.ClientID] = keyed3.Home(&balance.Conn{ClientID: c.ClientID}).Name() != c.Server
+		r := c.Record()
+		before[r.ClientID] = r.Server
+		offHome[r.ClientID] = keyed3.Home(&balance.Conn{ClientID: r.ClientID}).Name() != r.Server
 	}
 
 	b3 := testutil.StartMochi(t)
@@ -161,7 +162,7 @@ func TestSlowStart(t *testing.T) {
 				openRaw(t, h.addr, id)
 				if w < windows {
 					n[w]++
-					if h.lb.Connections().List(id)[0].Server == "b2" {
+					if h.lb.Connections().List(id)[0].Record().Server == "b2" {
 						onNew[w]++
 					}
 				}

@@ -37,7 +37,7 @@ func TestMosquittoEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			testutil.Eventually(t, 10*time.Second, func() bool { return len(h.lb.Connections().List(subID)) == 1 }, "subscriber connected")
-			subServer := h.lb.Connections().List(subID)[0].Server
+			subServer := h.lb.Connections().List(subID)[0].Record().Server
 			pubID := sameServerID(t, h, subServer, "e2e-pub-"+v)
 			pub := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-V", v, "-i", pubID, "-t", "e2e/"+v, "-m", "hello "+v, "-q", "1")
 			if b, err := pub.CombinedOutput(); err != nil {

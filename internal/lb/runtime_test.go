@@ -58,7 +58,7 @@ func TestRuntimeAPI(t *testing.T) {
 		t.Fatalf("weight: %d %s", code, body)
 	}
 	c := openRaw(t, h.addr, "kick-me")
-	placed := h.lb.Connections().List("kick-me")[0].Server
+	placed := h.lb.Connections().List("kick-me")[0].Record().Server
 	if code, body := testutil.HTTP(t, "DELETE", base+"/upstreams/brokers/servers/"+placed, ""); code != 200 {
 		t.Fatalf("remove %s: %d %s", placed, code, body)
 	}

@@ -18,38 +18,42 @@ type Gate struct {
 	pending list.List // of *Ticket, oldest first
 }
 
-// Ticket is one connection's pass through the gate.
+// Ticket is one connection's pass through the gate. Its storage is the
+// caller's (the load balancer keeps it in its record of the connection);
+// once the handshake is over it no longer refers to the connection.
 type Ticket struct {
 	g       *Gate
-	c       net.Conn
+	c       net.Conn   // while pending: what eviction and ClosePending close
 	ip      netip.Addr // counted against this address (invalid: not counted)
 	elem    *list.Element
 	evicted bool
 }
 
-// Enter admits a connection just accepted, counting it against ip (unless
-// ip is invalid or maxPerIP is 0) and as pending. It returns nil when ip
-// already has maxPerIP connections. Over maxPending (0: no limit), the
-// oldest pending connection is closed to make room: a handshake that is
-// still not done after all the newer ones is the one to go (slowloris).
-func (g *Gate) Enter(c net.Conn, ip netip.Addr, maxPerIP, maxPending int) *Ticket {
-	t := &Ticket{g: g, c: c}
+// Enter admits a connection just accepted, with t as its ticket, counting
+// it against ip (unless ip is invalid or maxPerIP is 0) and as pending. It
+// reports false when ip already has maxPerIP connections. Over maxPending
+// (0: no limit), the oldest pending connection is closed to make room: a
+// handshake that is still not done after all the newer ones is the one to
+// go (slowloris).
+func (g *Gate) Enter(t *Ticket, c net.Conn, ip netip.Addr, maxPerIP, maxPending int) bool {
+	*t = Ticket{g: g, c: c}
 	g.mu.Lock()
 	if !t.countIP(ip, maxPerIP) {
 		g.mu.Unlock()
-		return nil
+		return false
 	}
 	t.elem = g.pending.PushBack(t)
-	var oldest *Ticket
+	var evict net.Conn
 	if maxPending > 0 && g.pending.Len() > maxPending {
-		oldest = g.pending.Remove(g.pending.Front()).(*Ticket)
-		oldest.elem, oldest.evicted = nil, true
+		oldest := g.pending.Remove(g.pending.Front()).(*Ticket)
+		evict = oldest.c
+		oldest.elem, oldest.c, oldest.evicted = nil, nil, true
 	}
 	g.mu.Unlock()
-	if oldest != nil {
-		oldest.c.Close()
+	if evict != nil {
+		evict.Close()
 	}
-	return t
+	return true
 }
 
 // countIP counts t against ip; g.mu is held.
@@ -81,13 +85,15 @@ func (t *Ticket) CountIP(ip netip.Addr, max int) bool {
 	return t.countIP(ip, max)
 }
 
-// Settled ends the handshake: the connection no longer counts as pending.
+// Settled ends the handshake: the connection no longer counts as pending,
+// and the ticket lets go of it.
 func (t *Ticket) Settled() {
 	t.g.mu.Lock()
 	if t.elem != nil {
 		t.g.pending.Remove(t.elem)
 		t.elem = nil
 	}
+	t.c = nil
 	t.g.mu.Unlock()
 }
 
@@ -100,8 +106,11 @@ func (t *Ticket) Evicted() bool {
 }
 
 // Leave ends the connection: not pending, and no longer counted against
-// its address.
+// its address. A ticket that never entered has nothing to leave.
 func (t *Ticket) Leave() {
+	if t.g == nil {
+		return
+	}
 	t.Settled()
 	g := t.g
 	g.mu.Lock()

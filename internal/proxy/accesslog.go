@@ -58,6 +58,7 @@ type AccessLog struct {
 	file *os.File // owned, closed by Close
 	json bool
 	buf  []byte
+	rec  Record // the record being written (so the caller's does not escape)
 }
 
 // OpenAccessLog opens the configured destination; path "off" (or "") gives
@@ -94,17 +95,18 @@ func (a *AccessLog) Write(r *Record) {
 	if a == nil || a.w == nil {
 		return
 	}
-	if r.Result == "" {
-		r.Result = ResultError
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.rec = *r
+	if a.rec.Result == "" {
+		a.rec.Result = ResultError
+	}
 	if a.json {
-		r.Seconds = r.Duration.Seconds()
-		b, _ := json.Marshal(r)
+		a.rec.Seconds = a.rec.Duration.Seconds()
+		b, _ := json.Marshal(&a.rec)
 		a.buf = append(append(a.buf[:0], b...), '\n')
 	} else {
-		a.buf = appendText(a.buf[:0], r)
+		a.buf = appendText(a.buf[:0], &a.rec)
 	}
 	a.w.Write(a.buf)
 }

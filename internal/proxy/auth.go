@@ -13,11 +13,11 @@ func (s *session) authorize() bool {
 	}
 	v := s.c.rt.Auth.Admit(s.p.ctx, &lbauth.Conn{Listener: s.set.Name, Upstream: s.u.Name, Remote: s.cl.Remote,
 		TLS: s.cl.TLS, Connect: &s.connect, Packet: s.data[:s.connect.Size]})
-	s.c.Identity = v.Identity
+	s.c.setCert("", v.Identity)
 	if !v.OK {
 		s.refuse(v.Refusal, v.Result)
 		if v.Err != nil {
-			s.c.Reason = v.Err.Error()
+			s.c.reason = v.Err.Error()
 		}
 		return false
 	}
@@ -26,7 +26,7 @@ func (s *session) authorize() bool {
 		s.connect.ClientID, s.connect.Username = v.ClientID, v.Username
 		s.connect.HasUsername = s.connect.HasUsername || v.Username != ""
 		s.connect.Size = len(v.Packet)
-		s.c.ClientID, s.c.Username = v.ClientID, v.Username
+		s.c.lease.Key.ClientID, s.c.lease.Key.Username = v.ClientID, v.Username
 	}
 	return true
 }

@@ -73,8 +73,8 @@ type liveCounts struct {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	live := liveCounts{byListener: map[[3]string]int{}, in: map[serverKey]int64{}, out: map[serverKey]int64{}}
 	c.p.conns.Each(func(cn *Conn) {
-		live.byListener[[3]string{cn.Listener, cn.Upstream, cn.Server}]++
-		k := serverKey{cn.Upstream, cn.Server}
+		k := serverKey{cn.upstreamName(), cn.serverName()}
+		live.byListener[[3]string{cn.listenerName(), k.upstream, k.server}]++
 		live.in[k] += cn.Stats.In.Load()
 		live.out[k] += cn.Stats.Out.Load()
 	})

@@ -1,56 +1,10 @@
 package proxy
 
 import (
-	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
-
-	"github.com/mqlb/mqlb/internal/listener"
-	"github.com/mqlb/mqlb/internal/relay"
-	"github.com/mqlb/mqlb/internal/upstream"
 )
-
-// Conn is one client connection, from accept to finish; relayed, it is in
-// the live table. It carries the access record written when it finishes and
-// the lease on its server, so nothing else about the connection needs to
-// stay in memory while it is relayed.
-type Conn struct {
-	ID uint64
-	Record
-	Stats relay.Stats
-
-	relay    atomic.Pointer[relay.Relay] // owns both connections once started
-	closing  atomic.Bool                 // Close was called (maybe before the relay started)
-	finished atomic.Bool                 // finish ran
-	counted  bool                        // the result is in connections_total already
-	lease    *upstream.Lease             // the server it was placed on (nil before that)
-	ticket   *listener.Ticket            // its pass through the gate (per-address count)
-	rt       *Runtime                    // its config generation
-	client   *net.TCPConn
-}
-
-// Lease returns the connection's lease on its server (nil before a server
-// took it): its server, and the server-side socket.
-func (c *Conn) Lease() *upstream.Lease { return c.lease }
-
-// Close ends the connection (both sides). Called before its relay started,
-// it takes effect as soon as the relay does.
-func (c *Conn) Close() error {
-	c.closing.Store(true)
-	if r := c.relay.Load(); r != nil {
-		r.Close()
-	}
-	return nil
-}
-
-// started records the relay and honours a Close that came first.
-func (c *Conn) started(r *relay.Relay) {
-	c.relay.Store(r)
-	if c.closing.Load() {
-		r.Close()
-	}
-}
 
 const tableShards = 32
 
@@ -102,7 +56,7 @@ func (t *Table) Each(f func(*Conn)) {
 func (t *Table) List(clientID string) []*Conn {
 	var out []*Conn
 	t.Each(func(c *Conn) {
-		if clientID == "" || c.ClientID == clientID {
+		if clientID == "" || c.lease.Key.ClientID == clientID {
 			out = append(out, c)
 		}
 	})

@@ -3,38 +3,42 @@ package proxy
 import (
 	"fmt"
 	"runtime/debug"
-	"time"
 )
 
 // finish ends a connection, exactly once, however it ended (refused,
-// relayed and closed, panicked): the client socket closed, the connection
-// out of the live table, the lease released with the byte counts, the
-// result counted (unless it was when the client got its CONNACK), one
-// access-log record, the gauge and the shutdown wait.
+// relayed and closed, panicked): out of the live table, the lease released
+// with the byte counts, the gate left, the result counted (unless it was
+// when the client got its CONNACK), one access-log record, the gauge and
+// the shutdown wait. Its sockets are closed by then: by the relay, or by
+// the session (session.finish).
 func (p *Proxy) finish(c *Conn) {
 	if c.finished.Swap(true) {
 		return
 	}
-	c.client.Close() // a relayed socket was closed by the relay already: harmless
-	if c.ticket != nil {
-		c.ticket.Leave()
-	}
+	c.ticket.Leave()
 	if c.ID != 0 { // it was listed
 		p.conns.remove(c)
 	}
-	c.BytesIn, c.BytesOut = c.Stats.In.Load(), c.Stats.Out.Load()
-	if c.lease != nil {
-		c.lease.Release(c.BytesIn, c.BytesOut)
-	}
-	c.Duration = time.Since(c.Start)
+	r := c.record()
+	c.lease.Release(r.BytesIn, r.BytesOut)
 	if !c.counted {
-		p.metrics.result(c.Listener, c.Result)
+		p.metrics.result(r.Listener, r.Result)
 	} else { // relayed
-		p.metrics.duration.WithLabelValues(c.Upstream).Observe(c.Duration.Seconds())
+		p.metrics.duration.WithLabelValues(r.Upstream).Observe(r.Duration.Seconds())
 	}
-	c.rt.AccessLog.Write(&c.Record)
+	c.rt.AccessLog.Write(&r)
 	p.active.Add(-1)
 	p.wg.Done()
+}
+
+// finish ends a connection that the relay does not own: the sockets the
+// session holds are closed, then the connection finishes.
+func (s *session) finish() {
+	s.tcp.Close()
+	if s.server != nil {
+		s.server.Close()
+	}
+	s.p.finish(s.c)
 }
 
 // recoverPanic keeps a bug in one connection's path from taking the process
@@ -47,11 +51,11 @@ func (s *session) recoverPanic() {
 		return
 	}
 	c := s.c
-	s.p.log.Error("panic serving a connection; closed it", "remote", c.Remote, "panic", v, "stack", string(debug.Stack()))
+	s.p.log.Error("panic serving a connection; closed it", "remote", c.remote(), "panic", v, "stack", string(debug.Stack()))
 	if s.relayed {
 		c.Close()
 		return
 	}
-	c.Result, c.Reason = ResultError, fmt.Sprint("panic: ", v)
-	s.p.finish(c)
+	c.result, c.reason = ResultError, fmt.Sprint("panic: ", v)
+	s.finish()
 }

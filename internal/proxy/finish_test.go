@@ -148,8 +148,9 @@ func logLines(t *testing.T, file string) string {
 	return b.String()
 }
 
-// TestCloseByServer: a server's leases close their client connections, both
-// sides, and each then finishes (what a rebalancer or an evacuation does).
+// TestCloseByServer: closing the movable connections of an upstream (what
+// a rebalancer or an evacuation does) closes both sides of each, and each
+// then finishes, its lease released.
 func TestCloseByServer(t *testing.T) {
 	p, addr, _ := newTestProxy(t, rawBroker(t))
 	var clients []net.Conn
@@ -167,13 +168,16 @@ func TestCloseByServer(t *testing.T) {
 		clients = append(clients, c)
 	}
 	s := p.Runtime().Upstreams.Get("u").Server("s")
-	testutil.Eventually(t, 5*time.Second, func() bool { return len(s.Leases()) == 3 }, "3 leases, got %d", len(s.Leases()))
-	for _, l := range s.Leases() {
-		l.Close()
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(p.Conns().Movable("u")) == 3 }, "3 movable connections")
+	for _, c := range p.Conns().Movable("u") {
+		if c.Server != "s" || c.Key.ClientID == "" {
+			t.Errorf("movable connection on %q keyed %+v", c.Server, c.Key)
+		}
+		c.Close()
 	}
 	for _, c := range clients {
 		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-			t.Errorf("client read %v after its lease was closed, want EOF", err)
+			t.Errorf("client read %v after it was closed, want EOF", err)
 		}
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return p.Active() == 0 && s.Active() == 0 }, "all finished")

@@ -8,8 +8,8 @@ import "github.com/mqlb/mqlb/internal/rebalance"
 func (t *Table) Movable(u string) []rebalance.Conn {
 	var out []rebalance.Conn
 	t.Each(func(c *Conn) {
-		if c.Upstream == u && !c.closing.Load() && c.lease != nil {
-			out = append(out, rebalance.Conn{Server: c.Server, Since: c.Start, Key: c.lease.Key(), Close: func() { c.Close() }})
+		if c.upstream != nil && c.upstream.Name == u && !c.closing.Load() && c.lease.Server() != nil {
+			out = append(out, rebalance.Conn{Server: c.serverName(), Since: c.start, Key: &c.lease.Key, Close: func() { c.Close() }})
 		}
 	})
 	return out

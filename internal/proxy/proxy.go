@@ -131,15 +131,14 @@ func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
 	p.wg.Add(1)
 	n := p.active.Add(1)
 	rt := p.rt.Load() // the one generation this connection sees
-	c := &Conn{rt: rt, client: tcp}
-	c.Start = time.Now()
-	c.Remote = remoteOf(tcp)
+	c := &Conn{rt: rt, p: p, start: time.Now()}
+	c.setRemote(listener.AddrPort(tcp.RemoteAddr())) // unmapped; prepare may learn another from a PROXY header
 	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
 	if s.enter(key) && s.serve() {
 		return
 	}
-	p.finish(c)
+	s.finish()
 }
 
 func overLimit(n int64, l config.Limits) bool {
@@ -165,13 +164,4 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.log.Info("shutdown grace period over; closed open connections", "connections", n, "handshakes", m)
 	<-done
 	return ctx.Err()
-}
-
-// remoteOf is the peer's address as the record shows it (unmapped, as
-// prepare leaves it unless a PROXY header names another).
-func remoteOf(tcp *net.TCPConn) string {
-	if ap := listener.AddrPort(tcp.RemoteAddr()); ap.IsValid() {
-		return ap.String()
-	}
-	return ""
 }

@@ -93,10 +93,10 @@ func (s *session) fail(result string, err error) {
 	if c.ticket.Evicted() {
 		result = ResultOverPending // the gate closed it: that is why it failed
 	}
-	c.Result = result
+	c.result = result
 	if err != nil && result != ResultEOF {
-		c.Reason = err.Error()
-		s.p.log.Debug("connection refused", "remote", c.Remote, "listener", c.Listener, "result", result, "error", err)
+		c.reason = err.Error()
+		s.p.log.Debug("connection refused", "remote", c.remote(), "listener", s.set.Name, "result", result, "error", err)
 	}
 }
 
@@ -104,12 +104,12 @@ func (s *session) fail(result string, err error) {
 // (when that version has a code for it); the caller finishes the connection.
 func (s *session) refuse(why mqttwire.Refusal, result string) {
 	c := s.c
-	c.Result = result
+	c.result = result
 	code, ok := mqttwire.RefusalCode(s.connect.Version, why)
 	if !ok {
 		return
 	}
-	c.Connack = connackCode(code)
+	c.connack = connackCode(code)
 	version := s.connect.Version
 	if result == ResultBadVersion {
 		version = mqttwire.V311 // the 0x01 answer has the v3.1.1 shape [MQTT-3.1.2-2]

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mqlb/mqlb/internal/balance"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/relay"
@@ -27,8 +26,10 @@ type session struct {
 	over    bool // accepted over limits.max_connections
 	cl      *listener.Client
 	connect mqttwire.Connect
-	data    []byte // bytes read from the client so far (the CONNECT and any after it)
-	relayed bool   // the relay owns the connection and will finish it
+	data    []byte         // bytes read from the client so far (the CONNECT and any after it)
+	server  *net.TCPConn   // the server connection, until the relay owns it
+	reply   mqttwire.Reply // the server's answer to the CONNECT, owed to the client
+	relayed bool           // the relay owns the connection and will finish it
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -41,18 +42,18 @@ func (s *session) enter(key string) bool {
 	c := s.c
 	route, ok := c.rt.Route(key)
 	if !ok { // its listener was closed by a reload just after accepting it
-		c.Result, c.Reason = ResultError, "listener closed"
+		c.result, c.reason = ResultError, "listener closed"
 		return false
 	}
 	s.set, s.u = route.Listener, route.Upstream
-	c.Listener = s.set.Name
-	ip := listener.AddrPort(s.tcp.RemoteAddr()).Addr()
+	c.listener = s.set
+	ip := c.lease.Key.Source // the socket peer, as Handle recorded it
 	if s.set.Trusts(ip) {
 		ip = netip.Addr{}
 	}
 	l := c.rt.Limits
-	if c.ticket = s.p.gate.Enter(s.tcp, ip, l.MaxPerIP, l.MaxPending); c.ticket == nil {
-		c.Result = ResultOverIPLimit
+	if !s.p.gate.Enter(&c.ticket, s.tcp, ip, l.MaxPerIP, l.MaxPending) {
+		c.result = ResultOverIPLimit
 		return false
 	}
 	return true
@@ -66,32 +67,28 @@ func (s *session) serve() bool {
 		return false
 	}
 	bp := bufPool.Get().(*[]byte)
-	ok := s.inspect(*bp) && s.admit()
-	var lease *upstream.Lease
-	if ok {
-		lease, ok = s.connectServer() // the server has the client's bytes: the buffer is free after
-	}
+	ok := s.inspect(*bp) && s.admit() && s.connectServer() // the server has the client's bytes: the buffer is free after
 	*bp, s.data = s.data[:0], nil
 	bufPool.Put(bp)
-	return ok && s.relay(lease)
+	return ok && s.relay()
 }
 
 // prepare reads the PROXY header, does the TLS handshake and the WebSocket
 // upgrade, under the deadline that also covers the CONNECT.
 func (s *session) prepare() bool {
 	c := s.c
-	cl, err := listener.Prepare(s.tcp, s.set, c.Start.Add(c.rt.Limits.ConnectTimeout.D()))
+	cl, err := listener.Prepare(s.tcp, s.set, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
 	if err != nil {
 		s.fail(prepareResult(err), err)
 		return false
 	}
 	s.cl = cl
 	if cl.Proxied { // else it is the address Handle recorded
-		c.Remote = cl.Remote.String()
+		c.setRemote(cl.Remote)
 	}
-	c.CertCN = cl.CertCN()
+	c.setCert(cl.CertCN(), "")
 	if cl.Proxied && !c.ticket.CountIP(cl.Remote.Addr(), c.rt.Limits.MaxPerIP) {
-		c.Result = ResultOverIPLimit
+		c.result = ResultOverIPLimit
 		return false
 	}
 	return true
@@ -112,7 +109,7 @@ func (s *session) inspect(buf []byte) bool {
 		return false
 	}
 	s.tcp.SetDeadline(time.Time{})
-	c.ClientID, c.Username, c.Version = cn.ClientID, cn.Username, cn.Version
+	c.lease.Key.ClientID, c.lease.Key.Username, c.version = cn.ClientID, cn.Username, cn.Version
 	return true
 }
 
@@ -133,61 +130,57 @@ func (s *session) admit() bool {
 
 // connectServer places the client on a server of the listener's upstream
 // (upstream.Connect: pick, dial, PROXY header, CONNECT, CONNACK, retries).
-func (s *session) connectServer() (*upstream.Lease, bool) {
+func (s *session) connectServer() bool {
 	c := s.c
-	c.Upstream = s.u.Name
+	c.upstream = s.u
 	s.data = append(s.data, s.cl.TakePending()...)
 	hs := &upstream.Handshake{Version: s.connect.Version, Data: s.data, Source: s.cl.Remote, Dest: s.cl.Local, TLS: s.cl.TLS}
-	bc := &balance.Conn{ClientID: s.connect.ClientID, Username: s.connect.Username, Source: s.cl.Remote.Addr()}
 	// The client is served within its connect_timeout, counted from accept:
 	// queueing under max_connect_rate and every attempt's CONNACK wait.
-	ctx, cancel := context.WithDeadline(s.p.ctx, c.Start.Add(c.rt.Limits.ConnectTimeout.D()))
-	lease, err := s.u.Connect(ctx, bc, hs)
+	ctx, cancel := context.WithDeadline(s.p.ctx, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
+	server, reply, err := s.u.Connect(ctx, &c.lease, hs)
 	cancel()
 	if errors.Is(err, upstream.ErrBusy) {
 		s.refuse(mqttwire.RefuseBusy, ResultBusy)
-		return nil, false
+		return false
 	}
 	if err != nil {
-		s.p.noisy.Warn(s.p.log, "no-server/"+s.u.Name, "no server for client", "remote", c.Remote,
-			"listener", c.Listener, "client_id", c.ClientID, "upstream", s.u.Name, "error", err)
+		s.p.noisy.Warn(s.p.log, "no-server/"+s.u.Name, "no server for client", "remote", c.remote(),
+			"listener", s.set.Name, "client_id", c.lease.Key.ClientID, "upstream", s.u.Name, "error", err)
 		s.refuse(mqttwire.RefuseUnavailable, ResultNoServer)
-		return nil, false
+		return false
 	}
-	c.lease = lease
-	lease.Bind(c) // closing the lease closes both sides, through the relay
-	c.Server, c.ServerAddr = lease.Server.Name(), lease.Server.Address()
-	return lease, true
+	s.server, s.reply = server, reply
+	return true
 }
 
 // relay forwards the server's answer (the CONNACK and whatever followed it)
 // and starts relaying both directions. From here the live table carries
 // the connection: the session is let go, and the relay's end finishes it.
-func (s *session) relay(l *upstream.Lease) bool {
+func (s *session) relay() bool {
 	c, p := s.c, s.p
 	client := s.cl.Conn
 	if s.cl.Plain() {
 		client = s.cl.TCP // plain TCP both sides: the splice path
 	}
-	reply := l.TakeReply()
-	c.Result = ResultOK
+	reply := s.reply
+	c.result = ResultOK
 	if reply.Size > 0 { // else the server answered AUTH (v5 enhanced authentication)
-		c.Connack = connackCode(reply.Code)
+		c.connack = connackCode(reply.Code)
 		if reply.Code != 0 {
-			c.Result = ResultRefused
+			c.result = ResultRefused
 		}
 	}
 	c.ID = p.conns.newID()
 	p.conns.add(c) // listed before the client sees its CONNACK
 	if _, err := client.Write(reply.Data); err != nil {
-		c.Result, c.Reason, c.Connack = ResultError, "client_error: "+err.Error(), Connack{} // the client never got it
+		c.result, c.reason, c.connack = ResultError, "client_error: "+err.Error(), Connack{} // the client never got it
 		return false
 	}
 	c.Stats.Out.Add(int64(len(reply.Data)))
-	p.metrics.result(c.Listener, c.Result) // counted once the client has its answer
+	p.metrics.result(s.set.Name, c.result) // counted once the client has its answer
 	c.counted = true
-	c.started(relay.Start(client, l.Conn, &c.Stats, relay.Options{FinTimeout: 10 * time.Second},
-		func(res relay.Result) { c.Reason = res.Reason; p.finish(c) }))
+	c.started(relay.Start(client, s.server, &c.Stats, relay.Options{FinTimeout: 10 * time.Second}, c))
 	s.relayed = true
 	return true
 }

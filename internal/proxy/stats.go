@@ -12,7 +12,7 @@ func (p *Proxy) Results(f func(listener, result string, n uint64)) { p.metrics.R
 func (p *Proxy) ServerBytes() map[[2]string][2]int64 {
 	m := map[[2]string][2]int64{}
 	p.conns.Each(func(c *Conn) {
-		k := [2]string{c.Upstream, c.Server}
+		k := [2]string{c.upstreamName(), c.serverName()}
 		v := m[k]
 		v[0] += c.Stats.In.Load()
 		v[1] += c.Stats.Out.Load()

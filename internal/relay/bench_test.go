@@ -155,7 +155,7 @@ func BenchmarkConnect(b *testing.B) {
 				c.Close()
 				continue
 			}
-			Start(c, s, new(Stats), Options{}, func(r Result) { ended <- r })
+			Start(c, s, new(Stats), Options{}, DoneFunc(func(r Result) { ended <- r }))
 		}
 	}()
 	msg := make([]byte, 16)

@@ -113,7 +113,7 @@ func TestCloseEndsRelay(t *testing.T) {
 	defer c.Close()
 	defer s.Close()
 	done := make(chan Result, 1)
-	r := Start(lc, ls, new(Stats), Options{}, func(res Result) { done <- res })
+	r := Start(lc, ls, new(Stats), Options{}, DoneFunc(func(res Result) { done <- res }))
 	r.Close()
 	r.Close() // twice is fine
 	select {
@@ -179,7 +179,7 @@ func TestLastWordsThenEOF(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.CloseWrite() // loopback: data and FIN are queued at lc when these return
-		Start(lc, ls, new(Stats), Options{}, func(Result) {})
+		Start(lc, ls, new(Stats), Options{}, DoneFunc(func(Result) {}))
 		s.SetReadDeadline(time.Now().Add(5 * time.Second))
 		got, err := io.ReadAll(s)
 		if err != nil || string(got) != string(msg) {
@@ -226,7 +226,7 @@ func TestSmallWritesIntoFullDestination(t *testing.T) {
 	ls, s := smallBufferPair(t)
 	t.Cleanup(func() { c.Close(); s.Close() })
 	st := new(Stats)
-	Start(lc, ls, st, Options{}, func(Result) {})
+	Start(lc, ls, st, Options{}, DoneFunc(func(Result) {}))
 	data := randomBytes(t, 200<<10)
 	wrote := make(chan error, 1)
 	go func() {

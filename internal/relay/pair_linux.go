@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -24,18 +23,20 @@ const (
 // duplicates the relay alone holds: the net.TCPConns handed to Start are
 // closed at once, so nothing else can close or reuse these descriptors.
 type pair struct {
-	l    *loop
-	slot uint32
-	gen  uint32
-	fd   [2]int
-	dir  [2]direction // [client]: client→server, [server]: server→client
-	n    [2]*atomic.Int64
-	opt  Options
-	done func(Result)
+	Relay // its handle: Close stops the pair
+	l     *loop
+	slot  uint32
+	gen   uint32
+	fd    [2]int
+	dir   [2]direction // [client]: client→server, [server]: server→client
+	st    *Stats
+	opt   Options
+	done  Done
 
 	closed bool // loop goroutine only
 	more   bool // queued on the loop's runnable list
-	nEnded int
+	nEnded int8 // directions ended
+	first  int8 // the direction that ended first, once nEnded > 0
 	fin    *time.Timer
 
 	cmdMu   sync.Mutex
@@ -44,17 +45,20 @@ type pair struct {
 
 // direction is one way's state: bytes held back for a full destination
 // (what a copy could not write, or a splice's pipe), how its source is
-// read, and whether it has ended.
+// read, and whether (and why) it has ended. The pair records which
+// direction ended first rather than when each did.
 type direction struct {
 	p       *pipe              // spliced bytes in flight; nil otherwise
 	pend    []byte             // copied bytes the destination did not take
 	pendBuf *[copyBufSize]byte // pend's buffer, from the loop's pool
+	err     error              // why it ended: nil is its source's EOF
 	blocked bool               // the destination was full: wait for its EPOLLOUT edge
 	bulk    bool               // the last read filled the copy buffer: splice the next
 	hup     bool               // the source reported EPOLLRDHUP/HUP/ERR: read to its end
-	end     end
 	ended   bool
 }
+
+var sideNames = [2]string{client: "client", server: "server"}
 
 // maxBurst bounds the reads one direction makes per wake, so one busy
 // connection cannot hold the loop; it continues after the others.
@@ -62,7 +66,7 @@ const maxBurst = 16
 
 // startSplice hands client and server to an event loop, or returns nil when
 // that cannot be done (the goroutine relay is used then).
-func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done func(Result)) *Relay {
+func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done Done) *Relay {
 	l := pickLoop()
 	if l == nil {
 		return nil
@@ -75,12 +79,28 @@ func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done func(Result)) *
 	}
 	c.Close() // the duplicates keep the sockets open
 	s.Close()
-	p := &pair{l: l, fd: [2]int{cfd, sfd}, n: [2]*atomic.Int64{&st.In, &st.Out}, opt: opt, done: done}
+	p := &pair{l: l, fd: [2]int{cfd, sfd}, st: st, opt: opt, done: done}
+	p.s = p
 	if err := l.add(p); err != nil {
 		p.setCmdErr(err)
 		l.command(p)
 	}
-	return &Relay{stop: func() { p.setCmdErr(net.ErrClosed); l.command(p) }}
+	return &p.Relay
+}
+
+// stop asks the loop to close the pair (Relay.Close).
+func (p *pair) stop() {
+	p.setCmdErr(net.ErrClosed)
+	p.l.command(p)
+}
+
+// count adds k bytes moved in direction d.
+func (p *pair) count(d, k int) {
+	if d == client {
+		p.st.In.Add(int64(k))
+	} else {
+		p.st.Out.Add(int64(k))
+	}
 }
 
 func dupFD(c *net.TCPConn) (int, error) {
@@ -200,7 +220,7 @@ func (p *pair) copy(d int) (int, bool) {
 		return 0, false
 	}
 	w = max(w, 0)
-	p.n[d].Add(int64(w))
+	p.count(d, w)
 	if w == k {
 		return k, true
 	}
@@ -257,7 +277,7 @@ func (p *pair) flush(d int) bool {
 			return false
 		}
 		dir.pend = dir.pend[k:]
-		p.n[d].Add(int64(k))
+		p.count(d, k)
 	}
 	if dir.pendBuf != nil {
 		p.l.putBuf(dir.pendBuf)
@@ -278,7 +298,7 @@ func (p *pair) flush(d int) bool {
 			return false
 		}
 		dir.p.data -= k
-		p.n[d].Add(int64(k))
+		p.count(d, k)
 	}
 	dir.blocked = false
 	p.l.putPipe(dir.p)
@@ -286,38 +306,10 @@ func (p *pair) flush(d int) bool {
 	return true
 }
 
-func readRetry(fd int, b []byte) (int, error) {
-	for {
-		k, err := unix.Read(fd, b)
-		if err != unix.EINTR {
-			return k, err
-		}
-	}
-}
-
-func writeRetry(fd int, b []byte) (int, error) {
-	for {
-		k, err := unix.Write(fd, b)
-		if err != unix.EINTR {
-			return k, err
-		}
-	}
-}
-
-func spliceRetry(in, out, n int) (int, error) {
-	for {
-		k, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-		if err != unix.EINTR {
-			return int(k), err
-		}
-	}
-}
-
 // sourceEOF half-closes the other side so its peer sees EOF too, and bounds
 // the other direction by the fin timeout; a second EOF ends the pair.
 func (p *pair) sourceEOF(d int) {
-	p.dir[d].ended, p.dir[d].end = true, end{at: time.Now()}
-	p.nEnded++
+	p.markEnded(d, nil)
 	if p.dir[d].p != nil {
 		p.l.putPipe(p.dir[d].p)
 		p.dir[d].p = nil
@@ -335,25 +327,35 @@ func (p *pair) sourceEOF(d int) {
 // fail ends the pair for an error on socket side: the direction reading
 // that socket is recorded as ending first, so the result names the side.
 func (p *pair) fail(side int, err error) {
-	if dir := &p.dir[side]; !dir.ended {
-		dir.ended, dir.end = true, end{err: err, at: time.Now()}
-	}
+	p.markEnded(side, err)
 	p.closeNow(err)
 }
 
+// markEnded records that direction d ended, unless it had: err nil is its
+// source's EOF.
+func (p *pair) markEnded(d int, err error) {
+	dir := &p.dir[d]
+	if dir.ended {
+		return
+	}
+	dir.ended, dir.err = true, err
+	if p.nEnded == 0 {
+		p.first = int8(d)
+	}
+	p.nEnded++
+}
+
 // closeNow ends the pair on the loop goroutine: directions still open end
-// with err, sockets leave the epoll set and close, done runs.
+// with err, sockets leave the epoll set and close, done is told.
 func (p *pair) closeNow(err error) {
 	if p.closed {
 		return
 	}
 	p.closed = true
-	now := time.Now().Add(time.Nanosecond) // after any end fail recorded
+	p.markEnded(server, err) // when both end here, the server side names the result
+	p.markEnded(client, err)
 	for d := range p.dir {
 		dir := &p.dir[d]
-		if !dir.ended {
-			dir.ended, dir.end = true, end{err: err, at: now}
-		}
 		if dir.p != nil {
 			dir.p.close() // bytes still in flight are lost with the connection
 			dir.p = nil
@@ -372,8 +374,8 @@ func (p *pair) closeNow(err error) {
 		p.fin.Stop()
 	}
 	p.l.release(p)
-	res := firstResult(p.dir[client].end, p.dir[server].end)
-	go p.done(res)
+	res := end{err: p.dir[p.first].err}.result(sideNames[p.first])
+	go p.done.RelayDone(res)
 }
 
 func (p *pair) setCmdErr(err error) {

@@ -41,21 +41,34 @@ type Result struct {
 	Err    error // the error that ended it, if any
 }
 
-// Relay is a running relay.
-type Relay struct {
-	stop func()
-}
+// Done is told, once, how a relay ended, from a goroutine of the relay's.
+// The load balancer's connection record is its own Done: a relay keeps no
+// closure per connection.
+type Done interface{ RelayDone(Result) }
+
+// DoneFunc is a function as a Done.
+type DoneFunc func(Result)
+
+// RelayDone calls f.
+func (f DoneFunc) RelayDone(r Result) { f(r) }
+
+// Relay is a running relay. It is part of the relay's own state (an event
+// loop's pair), not an allocation of its own.
+type Relay struct{ s stopper }
+
+// stopper is how each kind of relay is stopped.
+type stopper interface{ stop() }
 
 // Close ends the relay: both connections are closed and done is called.
 // It may be called more than once and after the relay ended.
-func (r *Relay) Close() { r.stop() }
+func (r *Relay) Close() { r.s.stop() }
 
-// Start relays between client and server in the background and calls done
+// Start relays between client and server in the background and tells done
 // exactly once, from another goroutine, when both directions have ended or
 // Close was called. The relay owns both connections from now on (a TCP
 // pair's net.TCPConns are closed at once and their sockets carried on
-// duplicated descriptors); they are closed before done runs.
-func Start(client, server net.Conn, st *Stats, opt Options, done func(Result)) *Relay {
+// duplicated descriptors); they are closed before done is told.
+func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
 	c, cok := client.(*net.TCPConn)
 	s, sok := server.(*net.TCPConn)
 	if cok && sok {
@@ -95,20 +108,34 @@ func firstResult(up, down end) Result {
 	return down.result("server")
 }
 
+// goRelay is a relay served by goroutines.
+type goRelay struct {
+	Relay
+	once           sync.Once
+	client, server net.Conn
+}
+
+func (g *goRelay) stop() { g.once.Do(g.closeBoth) }
+
+func (g *goRelay) closeBoth() {
+	g.client.Close()
+	g.server.Close()
+}
+
 // startGoroutines relays with one goroutine per direction (the goroutine
 // that serves server→client also waits for the other and reports).
-func startGoroutines(client, server net.Conn, st *Stats, opt Options, done func(Result)) *Relay {
-	var once sync.Once
-	stop := func() { once.Do(func() { client.Close(); server.Close() }) }
+func startGoroutines(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
+	g := &goRelay{client: client, server: server}
+	g.s = g
 	go func() {
 		up := make(chan end, 1)
 		go clientToServer(server, client, &st.In, opt.FinTimeout, up)
 		down := serverToClient(client, server, &st.Out, opt.FinTimeout)
 		u := <-up
-		stop()
-		done(firstResult(u, down))
+		g.stop()
+		done.RelayDone(firstResult(u, down))
 	}()
-	return &Relay{stop: stop}
+	return &g.Relay
 }
 
 // clientToServer is the upstream copy loop (named so stack dumps read).

@@ -60,7 +60,7 @@ func newProxied(t testing.TB, opt Options) *proxied {
 	c, lc := tcpPair(t)
 	ls, s := tcpPair(t)
 	p := &proxied{client: c, server: s, lbClient: lc, lbServer: ls, stats: new(Stats), done: make(chan Result, 1)}
-	Start(lc, ls, p.stats, opt, func(r Result) { p.done <- r })
+	Start(lc, ls, p.stats, opt, DoneFunc(func(r Result) { p.done <- r }))
 	t.Cleanup(func() { c.Close(); s.Close(); lc.Close(); ls.Close() })
 	return p
 }

@@ -48,3 +48,32 @@ func waitReadable(c *net.TCPConn) error {
 		return !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR)
 	})
 }
+
+// readRetry, writeRetry and spliceRetry are the loop's system calls on its
+// non-blocking descriptors, retried when a signal interrupts them.
+func readRetry(fd int, b []byte) (int, error) {
+	for {
+		k, err := unix.Read(fd, b)
+		if err != unix.EINTR {
+			return k, err
+		}
+	}
+}
+
+func writeRetry(fd int, b []byte) (int, error) {
+	for {
+		k, err := unix.Write(fd, b)
+		if err != unix.EINTR {
+			return k, err
+		}
+	}
+}
+
+func spliceRetry(in, out, n int) (int, error) {
+	for {
+		k, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err != unix.EINTR {
+			return int(k), err
+		}
+	}
+}

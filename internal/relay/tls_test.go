@@ -26,7 +26,7 @@ func tlsRelay(t *testing.T) (tc *tls.Conn, s *net.TCPConn, st *Stats, done chan 
 			done <- Result{Reason: "handshake", Err: err}
 			return
 		}
-		Start(tlc, ls, st, Options{}, func(r Result) { done <- r })
+		Start(tlc, ls, st, Options{}, DoneFunc(func(r Result) { done <- r }))
 	}()
 	return tc, s, st, done
 }

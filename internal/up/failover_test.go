@@ -54,7 +54,7 @@ func TestNodeStoppedClientsResumeThroughLB(t *testing.T) {
 	if len(conns) != 1 {
 		t.Fatalf("subscriber has %d connections through the LB", len(conns))
 	}
-	stopped := conns[0].Server
+	stopped := conns[0].Record().Server
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	ev, err := sys.StopNode(sctx, stopped)
 	scancel()
@@ -63,7 +63,7 @@ func TestNodeStoppedClientsResumeThroughLB(t *testing.T) {
 	}
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		c := sys.LB.Connections().List("fo-sub")
-		return len(c) == 1 && c[0].Server != stopped && sub.IsConnectionOpen() && pub.IsConnectionOpen()
+		return len(c) == 1 && c[0].Record().Server != stopped && sub.IsConnectionOpen() && pub.IsConnectionOpen()
 	}, "subscriber back through the LB on another node")
 	for i := 0; !got.has("after"); i++ {
 		if i == 200 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqlb/mqlb/internal/balance"
+	"github.com/mqlb/mqlb/internal/mqttwire"
 )
 
 // ErrNoServer is returned by Connect when no server is available or every
@@ -20,26 +21,28 @@ var ErrNoServer = errors.New("no server available")
 // server is alive, so it does not count against its health.
 var ErrDeclined = errors.New("server declined the connection")
 
-// Connect places a client connection: it picks a server with the
-// upstream's policy and attempts the MQTT handshake there (dial, PROXY
-// header, the client's CONNECT, the broker's CONNACK). On failure the server
-// is excluded and the next choice is tried, up to 1+connect_retries
-// attempts, so a client never sees a dead server while another is up. Under
-// max_connect_rate the client first waits for the picked server's turn; a
-// server whose turn would come after ctx's deadline is passed over without
-// counting as an attempt. A server in slow start takes only its share (see
-// Admits). The lease returned has the connection counted on its server
-// until Release.
-func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) (*Lease, error) {
+// Connect places the client of lease l (l.Key says what it is placed by):
+// it picks a server with the upstream's policy and attempts the MQTT
+// handshake there (dial, PROXY header, the client's CONNECT, the broker's
+// CONNACK). On failure the server is excluded and the next choice is tried,
+// up to 1+connect_retries attempts, so a client never sees a dead server
+// while another is up. Under max_connect_rate the client first waits for
+// the picked server's turn; a server whose turn would come after ctx's
+// deadline is passed over without counting as an attempt. A server in slow
+// start takes only its share (see Admits). On success l has the connection
+// counted on its server until Release; the caller gets the server
+// connection and the server's answer to the CONNECT with whatever arrived
+// with it (the client is owed all of it).
+func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (*net.TCPConn, mqttwire.Reply, error) {
 	first, err := u.first(hs)
 	if err != nil {
-		return nil, err
+		return nil, mqttwire.Reply{}, err
 	}
 	var tried []*Server
 	var errs []error
 	busy := false
 	for attempts := 0; attempts <= u.cfg.ConnectRetries; {
-		s := u.pick(c, tried)
+		s := u.pick(&l.Key, tried)
 		if s == nil {
 			break
 		}
@@ -52,14 +55,8 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) 
 		s.active.Add(1) // counted before dialling, so concurrent picks see it
 		conn, reply, err := u.attempt(ctx, s, first, hs.Version)
 		if err == nil {
-			s.total.Add(1)
-			s.dialOK()
-			if t, ok := u.Policy.(balance.Tracker); ok {
-				t.Placed(c, s)
-			}
-			l := &Lease{Server: s, Conn: conn, reply: reply, u: u, bc: c}
-			s.leases.add(l)
-			return l, nil
+			u.place(l, s)
+			return conn, reply, nil
 		}
 		s.active.Add(-1)
 		if !errors.Is(err, ErrDeclined) {
@@ -70,13 +67,29 @@ func (u *Upstream) Connect(ctx context.Context, c *balance.Conn, hs *Handshake) 
 			break
 		}
 	}
+	return nil, mqttwire.Reply{}, connectErr(errs, busy)
+}
+
+// place records l's connection on s, which took it.
+func (u *Upstream) place(l *Lease, s *Server) {
+	s.total.Add(1)
+	s.dialOK()
+	if t, ok := u.Policy.(balance.Tracker); ok {
+		t.Placed(&l.Key, s)
+	}
+	l.server, l.u = s, u
+}
+
+// connectErr is why Connect placed nobody: every attempt's error, or
+// ErrBusy when no server's turn came in time, or ErrNoServer.
+func connectErr(errs []error, busy bool) error {
 	if len(errs) == 0 && busy {
-		return nil, ErrBusy
+		return ErrBusy
 	}
 	if len(errs) == 0 {
-		return nil, ErrNoServer
+		return ErrNoServer
 	}
-	return nil, fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
+	return fmt.Errorf("%w: %w", ErrNoServer, errors.Join(errs...))
 }
 
 // pick asks the policy for a server not yet tried; while a server is in

@@ -53,7 +53,6 @@ type Server struct {
 	healthy atomic.Bool
 	admin   atomic.Uint32
 	active  atomic.Int64 // connections open or being dialled (a Lease each)
-	leases  leaseSet     // the connections placed on it
 	total   atomic.Uint64
 	fails   atomic.Uint64 // failed dials
 

@@ -57,7 +57,3 @@ func (u *Upstream) slowStarting() bool {
 	}
 	return false
 }
-
-// Key returns what the policy placed the connection by (client id,
-// username, source address): rebalancing asks the policy where it belongs now.
-func (l *Lease) Key() *balance.Conn { return l.bc }

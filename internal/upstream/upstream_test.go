@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mqlb/mqlb/internal/balance"
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/testutil"
@@ -113,21 +112,17 @@ func TestConnectRetriesAndPassiveFailures(t *testing.T) {
 	for i := range 4 {
 		hs := &Handshake{Version: mqttwire.V311,
 			Data: mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: fmt.Sprint("c", i), CleanStart: true})}
-		l, err := u.Connect(context.Background(), &balance.Conn{}, hs)
+		var l Lease
+		conn, rp, err := u.Connect(context.Background(), &l, hs)
 		if err != nil {
 			t.Fatalf("Connect: %v", err)
 		}
-		if rp := l.TakeReply(); l.Server.Name() != "live" || rp.Size != 4 || rp.Code != 0 {
-			t.Fatalf("Connect: server %s, reply %+v", l.Server.Name(), rp)
+		conn.Close()
+		if l.Server().Name() != "live" || rp.Size != 4 || rp.Code != 0 {
+			t.Fatalf("Connect: server %s, reply %+v", l.Server().Name(), rp)
 		}
-		if n := l.Server.Active(); n != 1 || len(l.Server.Leases()) != 1 || l.Server.Leases()[0] != l {
-			t.Errorf("live counts %d connections and %d leases during a lease, want 1", n, len(l.Server.Leases()))
-		}
-		var closed closeCounter
-		l.Bind(&closed)
-		l.Close()
-		if closed != 1 {
-			t.Errorf("Close reached the bound connection %d times, want 1", closed)
+		if n := l.Server().Active(); n != 1 {
+			t.Errorf("live counts %d connections during a lease, want 1", n)
 		}
 		l.Release(10, 20)
 		l.Release(10, 20) // a second release changes nothing
@@ -138,14 +133,10 @@ func TestConnectRetriesAndPassiveFailures(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, d.Healthy, "dead retried after the interval")
 	lv := u.Server("live")
-	if in, out := lv.ClosedBytes(); lv.Active() != 0 || len(lv.Leases()) != 0 || in != 40 || out != 80 {
+	if in, out := lv.ClosedBytes(); lv.Active() != 0 || in != 40 || out != 80 {
 		t.Errorf("live: active %d, bytes %d/%d after releases; want 0, 40/80", lv.Active(), in, out)
 	}
 }
-
-type closeCounter int
-
-func (c *closeCounter) Close() error { *c++; return nil }
 
 func listen(t *testing.T) string {
 	return testutil.Serve(t, func(c net.Conn) { c.Close() })
