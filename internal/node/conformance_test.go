@@ -344,3 +344,64 @@ func TestSubscribePacketIDIndependentOfDeliveries(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiveMaximumOnResume: a v5 client resuming a session with more QoS
+// 1 messages queued than its Receive Maximum gets that many, and the next
+// one once it acknowledges one [MQTT-3.3.4-9]. mochi resent all of them on
+// resumption, before the node's flow control could hold any back.
+func TestReceiveMaximumOnResume(t *testing.T) {
+	c, err := startCluster("rm-resume", 1, func(cfg *config.Node) { cfg.Mesh.Listen, cfg.Sessions.Durability = "", "memory" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	addr, n := c.addr(0), c.nodes[0]
+	testutil.Eventually(t, waitFor, func() bool { return n.healthy() == nil }, "node ready")
+	resume := func(pk *packets.Packet) {
+		pk.Connect.Clean = false
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
+		pk.Properties.ReceiveMaximum = 2
+	}
+	sub, _ := dialRawV5(t, addr, "rm-resume", resume)
+	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "rm-resume/t", Qos: 1}}})
+	if pk, err := sub.next(); err != nil || pk.FixedHeader.Type != packets.Suback {
+		t.Fatalf("SUBACK: %v %v", pk.FixedHeader, err)
+	}
+	sub.Close()
+	testutil.Eventually(t, waitFor, func() bool {
+		old, ok := n.broker.Clients.Get("rm-resume")
+		return ok && old.Closed()
+	}, "session offline")
+	pub := dialV5(t, addr, "rm-resume-pub", true, 0)
+	for _, p := range numbered("m", 0, 5) {
+		pub.send(t, "rm-resume/t", 1, p)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return cl0(n, "rm-resume").State.Inflight.Len() == 5 }, "five queued")
+
+	sub, ack := dialRawV5(t, addr, "rm-resume", resume)
+	if !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+	var got []uint16 // what came before the PINGRESP: everything resent on resumption
+	for {
+		pk, err := sub.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.FixedHeader.Type == packets.Pingresp {
+			break
+		}
+		if pk.FixedHeader.Type == packets.Publish {
+			got = append(got, pk.PacketID)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("resumed with Receive Maximum 2: %d of 5 queued QoS 1 messages sent unacknowledged", len(got))
+	}
+	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: got[0]})
+	if pk, err := sub.next(); err != nil || pk.FixedHeader.Type != packets.Publish {
+		t.Fatalf("after a PUBACK: %v %v, want the third message", pk.FixedHeader, err)
+	}
+}

@@ -31,6 +31,13 @@ type flow struct {
 	n           *Node
 	maxInflight uint16   // mqtt.max_inflight: mochi stores no more for a client
 	windows     sync.Map // *mqtt.Client → *quota
+	held        sync.Map // client id → heldBack: kept from mochi's resend, parked once established
+}
+
+// heldBack is what resuming took out of a session's inflight store.
+type heldBack struct {
+	cl  *mqtt.Client // the connection resuming
+	pks []packets.Packet
 }
 
 // quota is one client's send window and parked messages.
@@ -80,8 +87,64 @@ func (f *flow) established(cl *mqtt.Client) {
 			q.sent[pk.PacketID] = struct{}{}
 		}
 	}
+	if v, ok := f.held.Load(cl.ID); ok && v.(heldBack).cl == cl {
+		f.held.Delete(cl.ID)
+		q.fifo = park(cl, v.(heldBack).pks)
+	}
 	f.windows.Store(cl, q)
 	go f.run(q)
+}
+
+// resuming keeps mochi from resending to a resuming client more than its
+// Receive Maximum (OnSessionEstablish: mochi then copies the session's
+// inflight store into the new connection and resends all of it, before
+// the pump could hold any back): the QoS 1/2 messages beyond the window,
+// oldest kept, are taken out of the store and parked once the session is
+// established. Messages held back for an earlier connection that never got
+// that far go back into the store first.
+func (f *flow) resuming(cl *mqtt.Client, pk packets.Packet) {
+	old, ok := f.n.broker.Clients.Get(cl.ID)
+	if !ok || old == cl {
+		return
+	}
+	if v, ok := f.held.LoadAndDelete(cl.ID); ok {
+		for _, p := range v.(heldBack).pks {
+			old.State.Inflight.Set(p)
+		}
+	}
+	if pk.Connect.Clean || !f.limited(cl) {
+		return
+	}
+	pks := old.State.Inflight.GetAll(false)
+	sortQueue(pks, f.n.sessions.queueOrder(cl.ID))
+	room := int(cl.Properties.Props.ReceiveMaximum)
+	var held []packets.Packet
+	for _, p := range pks {
+		switch {
+		case p.FixedHeader.Type != packets.Publish && p.FixedHeader.Type != packets.Pubrel:
+		case room > 0 || p.FixedHeader.Type == packets.Pubrel:
+			room--
+		case old.State.Inflight.Delete(p.PacketID):
+			held = append(held, p)
+		}
+	}
+	if len(held) > 0 {
+		f.held.Store(cl.ID, heldBack{cl: cl, pks: held})
+	}
+}
+
+// park puts held-back messages back into cl's inflight store as parked
+// (Expiry -1, as mochi parks them) and returns them for the pump's queue.
+func park(cl *mqtt.Client, pks []packets.Packet) []packets.Packet {
+	for i, p := range pks {
+		parked := p
+		parked.Expiry = -1
+		cl.State.Inflight.Set(parked)
+		if p.Expiry < 0 {
+			pks[i].Expiry = 0 // parked before: its own expiry is not known
+		}
+	}
+	return pks
 }
 
 // ended stops cl's pump; what it had parked stays in mochi's inflight

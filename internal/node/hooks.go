@@ -62,6 +62,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // existing session, so a session held by another node is moved here first.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.n.sessions.establish(cl, pk)
+	h.n.flow.resuming(cl, pk)
 }
 
 // OnSessionEstablished replaces mochi's outbound flow control for the

@@ -72,6 +72,10 @@ func (c *RawV5) Send(t testing.TB, pk packets.Packet) {
 	case packets.Unsubscribe:
 		pk.FixedHeader.Qos = 1 // [MQTT-3.10.1-1]
 		err = pk.UnsubscribeEncode(&buf)
+	case packets.Pingreq:
+		err = pk.PingreqEncode(&buf)
+	case packets.Disconnect:
+		err = pk.DisconnectEncode(&buf)
 	default:
 		t.Fatalf("RawV5 cannot send %v", pk.FixedHeader.Type)
 	}
