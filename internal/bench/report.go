@@ -176,7 +176,16 @@ func formatValue(v float64, ok bool, unit string) string {
 func roundsText(rs *results, targets []string) string {
 	n := 0
 	for _, t := range targets {
-		n = max(n, len(rs.conn["conn/"+t]), len(rs.pubsub["q0/"+t]))
+		for key, runs := range rs.conn {
+			if strings.HasSuffix(key, "/"+t) {
+				n = max(n, len(runs))
+			}
+		}
+		for key, runs := range rs.pubsub {
+			if strings.HasSuffix(key, "/"+t) {
+				n = max(n, len(runs)) // a target may have run one workload only (QoS 1)
+			}
+		}
 	}
 	if n == 1 {
 		return "1 round"

@@ -79,3 +79,22 @@ func TestReportMediansAndRatios(t *testing.T) {
 		t.Errorf("header or notes missing:\n%s", table)
 	}
 }
+
+// TestReportRoundsOfQoS1Only: targets that ran only the QoS 1 workload
+// (bench/nodes.sh's durability rounds) are counted in the header; it said
+// "median of 0 rounds".
+func TestReportRoundsOfQoS1Only(t *testing.T) {
+	dir := t.TempDir()
+	for _, target := range []string{"memory", "replicated"} {
+		for _, round := range []string{"r1", "r2"} {
+			writeResult(t, dir, round+"-"+target+"-q1.json", &PubSubResult{Counts: Counts{Received: 10}, ReceivedRate: 10})
+		}
+	}
+	var out bytes.Buffer
+	if err := Report(&out, dir, []string{"memory", "replicated"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "median of 2 rounds") {
+		t.Errorf("header: %s", strings.SplitN(out.String(), "\n", 2)[0])
+	}
+}
