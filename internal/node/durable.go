@@ -127,7 +127,7 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 		err = errNoStore
 	}
 	if err == nil {
-		id := msgID(&pk)
+		id := meshwire.IDOf(&pk)
 		msg := d.message(cl.ID, pk, id)
 		if pk.FixedHeader.Qos == 2 && d.persistent(cl) {
 			msg.Header.Set(jetstream.MsgIDHeader, id.String()) // a resent PUBLISH is discarded (see qos2.go)

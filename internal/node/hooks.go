@@ -179,7 +179,7 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if isMesh(cl) || pk.Ignore {
 		return
 	}
-	id := msgID(&pk)
+	id := meshwire.IDOf(&pk)
 	h.n.mesh.publish(pk, id, h.n.mesh.takeHandled(id))
 }
 

@@ -99,7 +99,7 @@ func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
 	s.n.broker.Clients.Add(cl)
 	if hold != nil {
 		for _, pk := range s.release(hold) {
-			if pk.FixedHeader.Type != packets.Publish || seen[msgID(&pk)] {
+			if pk.FixedHeader.Type != packets.Publish || seen[meshwire.IDOf(&pk)] {
 				continue
 			}
 			if pk.FixedHeader.Qos > 0 && s.n.durable.covers(id, pk.TopicName) {

@@ -255,7 +255,7 @@ func TestTakeoverKeepsWhatArrivesMeanwhile(t *testing.T) {
 	}
 	h := &handover{Found: true, Version: 5, Subs: rec.Subs, Msgs: []handoverMsg{
 		{Type: packets.Publish, ID: 7, Tag: meshwire.MsgID{Origin: "elsewhere", Seq: 1}, Env: env("old")},
-		{Type: packets.Publish, ID: 9, Tag: msgID(&m1), Env: env("m1")}, // the old owner had m1 too
+		{Type: packets.Publish, ID: 9, Tag: meshwire.IDOf(&m1), Env: env("m1")}, // the old owner had m1 too
 	}}
 	n.sessions.install("merge", h, hold)
 	if _, ok := n.broker.Clients.Get(hold.ID); ok {

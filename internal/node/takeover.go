@@ -183,7 +183,7 @@ func (s *sessions) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg
 		if skip[pk.PacketID] {
 			continue
 		}
-		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: msgID(&pk)}
+		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: meshwire.IDOf(&pk)}
 		if pk.FixedHeader.Type == packets.Publish {
 			e := meshwire.Envelope{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 				Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
