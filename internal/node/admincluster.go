@@ -119,7 +119,7 @@ func (n *Node) storeStatus(ctx context.Context) []storeJSON {
 		return []storeJSON{{Error: "store not open"}}
 	}
 	var out []storeJSON
-	for _, kv := range []jetstream.KeyValue{st.retained, st.sessions} {
+	for _, kv := range []jetstream.KeyValue{st.Retained, st.Sessions} {
 		if kv == nil {
 			continue
 		}

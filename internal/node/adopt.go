@@ -16,7 +16,7 @@ import (
 // stays there: every adoption is a compare-and-set on the record.
 func (s *sessions) adoptSessions(ctx context.Context) {
 	st := s.n.store()
-	w, err := st.sessions.WatchAll(ctx, jetstream.IgnoreDeletes())
+	w, err := st.Sessions.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		s.n.log.Warn("sessions of an earlier run not restored", "error", err)
 		return

@@ -177,7 +177,7 @@ func TestReceiveMaximumHonoured(t *testing.T) {
 	// All five reached the node (its consumer has nothing pending), which
 	// has two in flight to the client and holds the others back.
 	testutil.Eventually(t, waitFor, func() bool {
-		cons, err := n.store().queue.Consumer(t.Context(), consumerName("rm-sub"))
+		cons, err := n.store().Queue.Consumer(t.Context(), consumerName("rm-sub"))
 		if err != nil {
 			return false
 		}

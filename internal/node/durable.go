@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
@@ -105,11 +106,11 @@ func (d *durable) store(ctx context.Context, from string, pk packets.Packet, id 
 	if err != nil {
 		return err
 	}
-	if st.queue == nil {
-		return errNoStore
+	if st.Queue == nil {
+		return store.ErrNotReady
 	}
-	_, err = st.js.PublishMsg(ctx, d.message(from, pk, id))
-	return st.note(err)
+	_, err = st.JS.PublishMsg(ctx, d.message(from, pk, id))
+	return st.Note(err)
 }
 
 // storeAsync stores a client's QoS 1/2 publish and then hands it back to
@@ -123,8 +124,8 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 	prev, _ := prevV.(chan struct{})
 	var fut jetstream.PubAckFuture
 	st, err := d.n.liveStore()
-	if err == nil && st.queue == nil {
-		err = errNoStore
+	if err == nil && st.Queue == nil {
+		err = store.ErrNotReady
 	}
 	if err == nil {
 		id := meshwire.IDOf(&pk)
@@ -132,7 +133,7 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 		if pk.FixedHeader.Qos == 2 && d.persistent(cl) {
 			msg.Header.Set(jetstream.MsgIDHeader, id.String()) // a resent PUBLISH is discarded (see qos2.go)
 		}
-		fut, err = st.js.PublishMsgAsync(msg)
+		fut, err = st.JS.PublishMsgAsync(msg)
 	}
 	go func() {
 		defer close(done)
@@ -149,7 +150,7 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 		}
 		if err != nil {
 			if st != nil {
-				st.note(err)
+				st.Note(err)
 			}
 			d.refusePublish(cl, pk, err)
 			return
@@ -282,7 +283,7 @@ func (d *durable) write(ctx context.Context, ds *dsession) bool {
 	}
 	ds.mu.Unlock()
 	st, err := d.n.liveStore()
-	if err != nil || st.queue == nil {
+	if err != nil || st.Queue == nil {
 		return false
 	}
 	cfg := jetstream.ConsumerConfig{
@@ -296,8 +297,8 @@ func (d *durable) write(ctx context.Context, ds *dsession) bool {
 		FilterSubjects:    disjoint(subjects, d.subj),
 		InactiveThreshold: d.n.cfg.Sessions.MaxExpiry.D() + time.Minute,
 	}
-	if _, err := st.queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
-		st.note(err)
+	if _, err := st.Queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
+		st.Note(err)
 		d.n.warnEvery("session queue not writable yet: retrying", "client_id", ds.id, "error", err)
 		return false
 	}
@@ -320,11 +321,11 @@ func disjoint(subjects []string, q meshwire.Subjects) []string {
 	return subjects
 }
 
-func (d *durable) deleteConsumer(ctx context.Context, st *store, id string) {
+func (d *durable) deleteConsumer(ctx context.Context, st *store.Store, id string) {
 	d.drop(id)
-	err := st.queue.DeleteConsumer(ctx, consumerName(id))
+	err := st.Queue.DeleteConsumer(ctx, consumerName(id))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		st.note(err)
+		st.Note(err)
 		d.n.warnEvery("session queue: consumer not deleted", "client_id", id, "error", err)
 	}
 }
@@ -346,7 +347,7 @@ func (d *durable) end(id string) {
 		return
 	}
 	st, err := d.n.liveStore()
-	if err != nil || st.queue == nil {
+	if err != nil || st.Queue == nil {
 		d.drop(id)
 		return
 	}
@@ -419,8 +420,8 @@ func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 	if err != nil {
 		return nil, err
 	}
-	if st.queue == nil {
-		return nil, errNoStore
+	if st.Queue == nil {
+		return nil, store.ErrNotReady
 	}
 	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
 	defer cancel()
@@ -430,14 +431,14 @@ func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 	if !synced && !d.write(ctx, ds) {
 		return nil, errors.New("consumer not written")
 	}
-	cons, err := st.queue.Consumer(ctx, consumerName(cl.ID))
+	cons, err := st.Queue.Consumer(ctx, consumerName(cl.ID))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		ds.mu.Lock()
 		ds.synced = false // expired or never written: write it again
 		ds.mu.Unlock()
 	}
 	if err != nil {
-		return nil, st.note(err)
+		return nil, st.Note(err)
 	}
 	d.trim(cons, ds)
 	return cons.Consume(func(m jetstream.Msg) { d.deliver(ds, cl, m) },
@@ -456,12 +457,12 @@ func (d *durable) countOffline(cl *mqtt.Client) {
 		return
 	}
 	st, err := d.n.liveStore()
-	if err != nil || st.queue == nil {
+	if err != nil || st.Queue == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
 	defer cancel()
-	cons, err := st.queue.Consumer(ctx, consumerName(cl.ID))
+	cons, err := st.Queue.Consumer(ctx, consumerName(cl.ID))
 	if err != nil {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/node/auth"
+	"github.com/mqlb/mqlb/internal/node/store"
 	"github.com/mqlb/mqlb/internal/ratelog"
 )
 
@@ -41,7 +42,7 @@ type Node struct {
 	flow     *flow
 	metrics  *metrics
 
-	st          atomic.Pointer[store]
+	st          atomic.Pointer[store.Store]
 	storeReady  chan struct{} // closed once the store is open and retained messages are loaded
 	listenersUp atomic.Bool
 	admin       *http.Server
@@ -208,17 +209,17 @@ func (n *Node) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
 }
 
 // store returns the replicated store, or nil while it is not open.
-func (n *Node) store() *store { return n.st.Load() }
+func (n *Node) store() *store.Store { return n.st.Load() }
 
 // liveStore returns the store unless it is not open yet or cooling down
 // after a failure.
-func (n *Node) liveStore() (*store, error) {
+func (n *Node) liveStore() (*store.Store, error) {
 	st := n.st.Load()
 	switch {
 	case st == nil:
-		return nil, errNoStore
-	case !st.usable():
-		return nil, errStoreDown
+		return nil, store.ErrNotReady
+	case !st.Usable():
+		return nil, store.ErrDown
 	}
 	return st, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
 // Replicated QoS 2 state (sessions.durability replicated). Exactly once
@@ -45,15 +46,15 @@ func receivedKey(id string, pid uint16) string {
 }
 
 // qos2Bucket returns the QoS 2 state bucket, or nil when there is none.
-func (d *durable) qos2Bucket() (*store, jetstream.KeyValue) {
+func (d *durable) qos2Bucket() (*store.Store, jetstream.KeyValue) {
 	if !d.on {
 		return nil, nil
 	}
 	st, err := d.n.liveStore()
-	if err != nil || st.qos2 == nil {
+	if err != nil || st.QoS2 == nil {
 		return nil, nil
 	}
-	return st, st.qos2
+	return st, st.QoS2
 }
 
 // pubrec records that the client has a QoS 2 message from its queue
@@ -100,7 +101,7 @@ func (d *durable) record(cl *mqtt.Client, key string, value []byte) bool {
 			if err == nil {
 				return true
 			}
-			d.n.warnEvery("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.note(err))
+			d.n.warnEvery("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.Note(err))
 		}
 		select {
 		case <-d.n.ctx.Done():
@@ -127,7 +128,7 @@ func (d *durable) released(id string, seq uint64) bool {
 	defer cancel()
 	_, err := kv.Get(ctx, releasedKey(id, seq))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		st.note(err)
+		st.Note(err)
 	}
 	return err == nil
 }
@@ -165,13 +166,13 @@ func (d *durable) expire(key string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
 		defer cancel()
-		if !st.ttl {
+		if !st.TTL {
 			_ = kv.Purge(ctx, key) // left over: expires with the bucket's max age
 			return
 		}
 		msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgTTLHeader, recordLinger.String())
-		_, _ = st.js.PublishMsg(ctx, msg)
+		_, _ = st.JS.PublishMsg(ctx, msg)
 	}()
 }
 
@@ -195,12 +196,12 @@ func (d *durable) receivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 			return id, nil
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return id, st.note(err)
+			return id, st.Note(err)
 		}
 	}
 	id := fresh()
 	if _, err := kv.Put(ctx, key, []byte(id.String())); err != nil {
-		return meshwire.MsgID{}, st.note(err)
+		return meshwire.MsgID{}, st.Note(err)
 	}
 	return id, nil
 }
@@ -221,7 +222,7 @@ func (d *durable) pubrel(cl *mqtt.Client, pk packets.Packet) {
 		cancel()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrKeyNotFound) {
-				st.note(err)
+				st.Note(err)
 			}
 			return
 		}

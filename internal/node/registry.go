@@ -11,6 +11,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
 // sessionRecord is a client's entry in the session registry: which node owns
@@ -72,8 +74,6 @@ func endsWithConnection(cl *mqtt.Client) bool {
 	return cl.Properties.Clean
 }
 
-var errNoStore = errors.New("session registry not ready")
-
 // registry reads and writes records in the sessions bucket.
 type registry struct{ n *Node }
 
@@ -84,8 +84,8 @@ func (g registry) get(ctx context.Context, id string) (*sessionRecord, uint64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	e, err := st.sessions.Get(ctx, sessionKey(id))
-	st.note(err)
+	e, err := st.Sessions.Get(ctx, sessionKey(id))
+	st.Note(err)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -107,10 +107,10 @@ func (g registry) put(ctx context.Context, rec *sessionRecord, rev uint64, ttl t
 		return 0, err
 	}
 	newRev, err := g.write(ctx, st, rec, rev, ttl)
-	return newRev, st.note(err)
+	return newRev, st.Note(err)
 }
 
-func (g registry) write(ctx context.Context, st *store, rec *sessionRecord, rev uint64, ttl time.Duration) (uint64, error) {
+func (g registry) write(ctx context.Context, st *store.Store, rec *sessionRecord, rev uint64, ttl time.Duration) (uint64, error) {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
@@ -118,19 +118,19 @@ func (g registry) write(ctx context.Context, st *store, rec *sessionRecord, rev 
 	key := sessionKey(rec.Client)
 	ttl = min(ttl, 100*365*24*time.Hour)
 	switch {
-	case rev == 0 && ttl > 0 && st.ttl:
-		return st.sessions.Create(ctx, key, val, jetstream.KeyTTL(ttl))
+	case rev == 0 && ttl > 0 && st.TTL:
+		return st.Sessions.Create(ctx, key, val, jetstream.KeyTTL(ttl))
 	case rev == 0:
-		return st.sessions.Create(ctx, key, val)
-	case ttl > 0 && st.ttl:
-		msg := &nats.Msg{Subject: "$KV." + st.sessions.Bucket() + "." + key, Data: val}
-		ack, err := st.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+		return st.Sessions.Create(ctx, key, val)
+	case ttl > 0 && st.TTL:
+		msg := &nats.Msg{Subject: "$KV." + st.Sessions.Bucket() + "." + key, Data: val}
+		ack, err := st.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
 		if err != nil {
 			return 0, err
 		}
 		return ack.Sequence, nil
 	default:
-		return st.sessions.Update(ctx, key, val, rev)
+		return st.Sessions.Update(ctx, key, val, rev)
 	}
 }
 
@@ -141,18 +141,8 @@ func (g registry) remove(ctx context.Context, id string, rev uint64) error {
 		return err
 	}
 	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
-	if st.ttl {
-		opts = append(opts, jetstream.PurgeTTL(markerTTL))
+	if st.TTL {
+		opts = append(opts, jetstream.PurgeTTL(store.MarkerTTL))
 	}
-	return st.note(st.sessions.Purge(ctx, sessionKey(id), opts...))
-}
-
-// isConflict reports a failed compare-and-set: another node changed the record.
-func isConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return st.Note(st.Sessions.Purge(ctx, sessionKey(id), opts...))
 }

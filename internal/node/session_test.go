@@ -28,7 +28,7 @@ func queuedAt(t *testing.T, n *Node, id string, k int) {
 		if n.durable.get(id) == nil {
 			return cl.State.Inflight.Len() == k
 		}
-		info, err := n.store().queue.Consumer(t.Context(), consumerName(id))
+		info, err := n.store().Queue.Consumer(t.Context(), consumerName(id))
 		if err != nil {
 			return false
 		}
@@ -208,7 +208,7 @@ func TestSessionExpiryClusterWide(t *testing.T) {
 	sub := dialV5(t, c.addr(0), "expiring", true, 1)
 	sub.sub(t, "expiring/t", 1)
 	_ = sub.Disconnect(&paho.Disconnect{})
-	queue := c.nodes[1].store().queue
+	queue := c.nodes[1].store().Queue
 	if queue != nil {
 		if _, err := queue.Consumer(t.Context(), consumerName("expiring")); err != nil {
 			t.Fatalf("replicated durability: no consumer for the persistent session: %v", err)

@@ -9,6 +9,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
 // sessions follows every client session on this node: its registry record,
@@ -133,7 +135,7 @@ func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
 		}
 		mine := s.record(cl, subs)
 		newRev, err := s.reg.put(ctx, &mine, rev, 0)
-		if isConflict(err) {
+		if store.IsConflict(err) {
 			continue // another node wrote meanwhile: look again
 		}
 		if err != nil {
@@ -151,7 +153,7 @@ func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (s *sessions) localOnly(cl *mqtt.Client, err error) {
-	if !errors.Is(err, errNoStore) && !errors.Is(err, errStoreDown) {
+	if !errors.Is(err, store.ErrNotReady) && !errors.Is(err, store.ErrDown) {
 		s.n.warnEvery("session registry unavailable: session kept on this node only", "client_id", cl.ID, "error", err)
 	}
 	s.track(cl, sessionRecord{}, 0)
@@ -192,7 +194,7 @@ func (s *sessions) write(cl *mqtt.Client, rec sessionRecord, rev uint64, ttl tim
 	defer cancel()
 	newRev, err := s.reg.put(ctx, &rec, rev, ttl)
 	if err != nil {
-		if !isConflict(err) {
+		if !store.IsConflict(err) {
 			s.n.warnEvery("session registry write failed", "client_id", cl.ID, "error", err)
 		}
 		return
@@ -225,7 +227,7 @@ func (s *sessions) disconnected(cl *mqtt.Client, expire bool) {
 	if expire {
 		ctx, cancel := s.timeout()
 		defer cancel()
-		if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !isConflict(err) {
+		if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !store.IsConflict(err) {
 			s.n.warnEvery("session registry remove failed", "client_id", cl.ID, "error", err)
 		}
 		return
