@@ -32,7 +32,7 @@ func (n *Node) runStore() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	n.sessions.adoptSessions(ctx)
+	n.sessions.Adopt(ctx, st)
 	cancel()
 	close(n.storeReady)
 	n.log.Info("store ready", "retained", retainedCount(n.broker))

@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -15,12 +15,12 @@ import (
 	"github.com/mqlb/mqlb/internal/node/store"
 )
 
-// sessionRecord is a client's entry in the session registry: which node owns
+// Record is a client's entry in the session registry: which node owns
 // the client's session (its connection, or its state while disconnected),
 // and enough to restore the session if that node is gone. Every change is a
 // compare-and-set on the key's revision, so two nodes cannot both take a
 // client over. The queued messages themselves stay on the owning node.
-type sessionRecord struct {
+type Record struct {
 	Client   string      `json:"client"`
 	Node     string      `json:"node"`
 	Instance string      `json:"instance"`        // the owner's process: a restarted node is a new instance
@@ -33,7 +33,7 @@ type sessionRecord struct {
 }
 
 // expired reports whether a disconnected session's expiry has passed.
-func (r *sessionRecord) expired(now int64) bool {
+func (r *Record) expired(now int64) bool {
 	return r.Gone > 0 && (r.Clean || r.Gone+int64(r.Expiry) < now)
 }
 
@@ -75,12 +75,14 @@ func endsWithConnection(cl *mqtt.Client) bool {
 }
 
 // registry reads and writes records in the sessions bucket.
-type registry struct{ n *Node }
+type registry struct {
+	live func() (*store.Store, error) // the store while it is usable
+}
 
 func sessionKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
-func (g registry) get(ctx context.Context, id string) (*sessionRecord, uint64, error) {
-	st, err := g.n.liveStore()
+func (g registry) get(ctx context.Context, id string) (*Record, uint64, error) {
+	st, err := g.live()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -92,7 +94,7 @@ func (g registry) get(ctx context.Context, id string) (*sessionRecord, uint64, e
 	if err != nil {
 		return nil, 0, err
 	}
-	rec := new(sessionRecord)
+	rec := new(Record)
 	if err := json.Unmarshal(e.Value(), rec); err != nil {
 		return nil, e.Revision(), nil // unreadable: treat as absent, but keep the revision for CAS
 	}
@@ -101,8 +103,8 @@ func (g registry) get(ctx context.Context, id string) (*sessionRecord, uint64, e
 
 // put writes rec if the key is still at rev (0: absent or removed). ttl > 0
 // lets the bucket drop the record by itself (a disconnected session's expiry).
-func (g registry) put(ctx context.Context, rec *sessionRecord, rev uint64, ttl time.Duration) (uint64, error) {
-	st, err := g.n.liveStore()
+func (g registry) put(ctx context.Context, rec *Record, rev uint64, ttl time.Duration) (uint64, error) {
+	st, err := g.live()
 	if err != nil {
 		return 0, err
 	}
@@ -110,7 +112,7 @@ func (g registry) put(ctx context.Context, rec *sessionRecord, rev uint64, ttl t
 	return newRev, st.Note(err)
 }
 
-func (g registry) write(ctx context.Context, st *store.Store, rec *sessionRecord, rev uint64, ttl time.Duration) (uint64, error) {
+func (g registry) write(ctx context.Context, st *store.Store, rec *Record, rev uint64, ttl time.Duration) (uint64, error) {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
@@ -136,7 +138,7 @@ func (g registry) write(ctx context.Context, st *store.Store, rec *sessionRecord
 
 // remove deletes the record if it is still at rev.
 func (g registry) remove(ctx context.Context, id string, rev uint64) error {
-	st, err := g.n.liveStore()
+	st, err := g.live()
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"cmp"
@@ -49,11 +49,12 @@ const (
 	durableAckWait = 2 * time.Second // before a delivery not acknowledged is redelivered
 )
 
-// durable holds the node's durable sessions.
-type durable struct {
-	n    *Node
-	subj meshwire.Subjects // the queue's subject space: mqlb.<c>.q
-	on   bool
+// Durable holds the node's durable sessions.
+type Durable struct {
+	env      Env
+	sessions *Tracker
+	subj     meshwire.Subjects // the queue's subject space: mqlb.<c>.q
+	on       bool
 
 	chains sync.Map // *mqtt.Client → chan struct{}: closed when its last publish being stored is handed back
 
@@ -88,21 +89,41 @@ type dflight struct {
 	msg jetstream.Msg
 }
 
-func newDurable(n *Node) *durable {
-	return &durable{n: n, subj: meshwire.NewSubjects(n.cfg.Mesh.ClusterName + ".q"),
-		on: n.cfg.Sessions.Durability == "replicated", byID: map[string]*dsession{},
+func newDurable(env Env) *Durable {
+	return &Durable{env: env, subj: meshwire.NewSubjects(env.Cluster + ".q"),
+		on: env.Replicated, byID: map[string]*dsession{},
 		failed: map[*mqtt.Client]struct{}{}}
 }
 
-func consumerName(id string) string {
+// On reports whether sessions are replicated (sessions.durability
+// replicated).
+func (d *Durable) On() bool { return d.on }
+
+// Follows reports whether id's session follows its queue on this node.
+func (d *Durable) Follows(id string) bool { return d.get(id) != nil }
+
+// Disconnected stops pulling for a connection that ended (OnDisconnect) and
+// deletes the consumer of a session that ended with it.
+func (d *Durable) Disconnected(cl *mqtt.Client, expire bool) {
+	d.forgetClient(cl)
+	if ds := d.get(cl.ID); ds != nil {
+		ds.stop(cl, false)
+		if expire {
+			d.End(cl.ID)
+		}
+	}
+}
+
+// ConsumerName is the name of the durable consumer of a client id's queue.
+func ConsumerName(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "s" + hex.EncodeToString(sum[:16])
 }
 
-// store writes a QoS 1/2 publish of a local client to the queue stream and
+// Store writes a QoS 1/2 publish of a local client to the queue stream and
 // returns once it is stored on the replicas.
-func (d *durable) store(ctx context.Context, from string, pk packets.Packet, id meshwire.MsgID) error {
-	st, err := d.n.liveStore()
+func (d *Durable) Store(ctx context.Context, from string, pk packets.Packet, id meshwire.MsgID) error {
+	st, err := d.env.Store()
 	if err != nil {
 		return err
 	}
@@ -113,24 +134,24 @@ func (d *durable) store(ctx context.Context, from string, pk packets.Packet, id 
 	return st.Note(err)
 }
 
-// storeAsync stores a client's QoS 1/2 publish and then hands it back to
+// StoreAsync stores a client's QoS 1/2 publish and then hands it back to
 // mochi (InjectPacket as the same client), which acknowledges and delivers
 // it; publishes of one client are handed back in their order. A publish
 // that cannot be stored is refused: v5 PUBACK/PUBREC 0x80, 3.1.1 (no
 // negative acknowledgement) disconnected, so that it resends it.
-func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
+func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
 	done := make(chan struct{})
 	prevV, _ := d.chains.Swap(cl, done)
 	prev, _ := prevV.(chan struct{})
 	var fut jetstream.PubAckFuture
-	st, err := d.n.liveStore()
+	st, err := d.env.Store()
 	if err == nil && st.Queue == nil {
 		err = store.ErrNotReady
 	}
 	if err == nil {
 		id := meshwire.IDOf(&pk)
 		msg := d.message(cl.ID, pk, id)
-		if pk.FixedHeader.Qos == 2 && d.persistent(cl) {
+		if pk.FixedHeader.Qos == 2 && d.Persistent(cl) {
 			msg.Header.Set(jetstream.MsgIDHeader, id.String()) // a resent PUBLISH is discarded (see qos2.go)
 		}
 		fut, err = st.JS.PublishMsgAsync(msg)
@@ -141,7 +162,7 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 			select {
 			case <-fut.Ok():
 			case err = <-fut.Err():
-			case <-time.After(d.n.cfg.Mesh.Timeout.D()):
+			case <-time.After(d.env.Timeout):
 				err = context.DeadlineExceeded
 			}
 		}
@@ -152,18 +173,18 @@ func (d *durable) storeAsync(cl *mqtt.Client, pk packets.Packet) {
 			if st != nil {
 				st.Note(err)
 			}
-			d.refusePublish(cl, pk, err)
+			d.RefusePublish(cl, pk, err)
 			return
 		}
 		pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false // resolved on the way in
-		if err := d.n.broker.InjectPacket(cl, pk); err != nil {
-			d.n.warnEvery("stored publish not delivered", "client_id", cl.ID, "error", err)
+		if err := d.env.Broker.InjectPacket(cl, pk); err != nil {
+			d.env.Warn("stored publish not delivered", "client_id", cl.ID, "error", err)
 		}
 	}()
 }
 
-func (d *durable) refusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
-	d.n.warnEvery("session queue unavailable: publish refused", "error", err)
+func (d *Durable) RefusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
+	d.env.Warn("session queue unavailable: publish refused", "error", err)
 	if cl.Properties.ProtocolVersion < 5 {
 		cl.Stop(packets.ErrUnspecifiedError)
 		return
@@ -177,7 +198,7 @@ func (d *durable) refusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
 }
 
 // message is the stream message of a publish.
-func (d *durable) message(from string, pk packets.Packet, id meshwire.MsgID) *nats.Msg {
+func (d *Durable) message(from string, pk packets.Packet, id meshwire.MsgID) *nats.Msg {
 	e := meshwire.Envelope{ID: id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
 		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	if pk.Properties.MessageExpiryInterval > 0 {
@@ -188,13 +209,13 @@ func (d *durable) message(from string, pk packets.Packet, id meshwire.MsgID) *na
 	return msg
 }
 
-// persistent reports whether cl's session is one the queue keeps.
-func (d *durable) persistent(cl *mqtt.Client) bool {
+// Persistent reports whether cl's session is one the queue keeps.
+func (d *Durable) Persistent(cl *mqtt.Client) bool {
 	return d.on && !endsWithConnection(cl)
 }
 
 // get returns the durable session of id (nil if none).
-func (d *durable) get(id string) *dsession {
+func (d *Durable) get(id string) *dsession {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.byID[id]
@@ -202,7 +223,7 @@ func (d *durable) get(id string) *dsession {
 
 // covers reports whether id's consumer delivers QoS 1/2 messages on the
 // topic name: then the session gets no live copy.
-func (d *durable) covers(id, name string) bool {
+func (d *Durable) covers(id, name string) bool {
 	ds := d.get(id)
 	if ds == nil {
 		return false
@@ -220,9 +241,9 @@ func (d *durable) covers(id, name string) bool {
 	return false
 }
 
-// filterOut removes from a publish's local recipients the durable sessions
+// FilterOut removes from a publish's local recipients the durable sessions
 // whose consumer delivers it (select hook).
-func (d *durable) filterOut(subs *mqtt.Subscribers, pk packets.Packet) {
+func (d *Durable) FilterOut(subs *mqtt.Subscribers, pk packets.Packet) {
 	if !d.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
 		return
 	}
@@ -242,7 +263,7 @@ func (d *durable) filterOut(subs *mqtt.Subscribers, pk packets.Packet) {
 // JetStream leader election after a node died): the consumer then keeps its
 // earlier filters until the pulling loop updates it. It returns whether the
 // consumer was written.
-func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription, write bool) bool {
+func (d *Durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription, write bool) bool {
 	var filters []packets.Subscription
 	for _, s := range subs {
 		if _, _, shared := topic.SplitShared(s.Filter); shared || s.Qos == 0 {
@@ -252,7 +273,7 @@ func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	}
 	if len(filters) == 0 {
 		if d.get(id) != nil {
-			d.end(id)
+			d.End(id)
 		}
 		return true
 	}
@@ -275,19 +296,19 @@ func (d *durable) sync(ctx context.Context, id string, subs map[string]packets.S
 }
 
 // write creates or updates ds's consumer with its filters.
-func (d *durable) write(ctx context.Context, ds *dsession) bool {
+func (d *Durable) write(ctx context.Context, ds *dsession) bool {
 	ds.mu.Lock()
 	var subjects []string
 	for _, f := range ds.filters {
 		subjects = append(subjects, d.subj.Filter(f.Filter)...)
 	}
 	ds.mu.Unlock()
-	st, err := d.n.liveStore()
+	st, err := d.env.Store()
 	if err != nil || st.Queue == nil {
 		return false
 	}
 	cfg := jetstream.ConsumerConfig{
-		Durable:           consumerName(ds.id),
+		Durable:           ConsumerName(ds.id),
 		Description:       "mqlb session " + ds.id,
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		AckWait:           durableAckWait,
@@ -295,11 +316,11 @@ func (d *durable) write(ctx context.Context, ds *dsession) bool {
 		MaxDeliver:        -1,
 		DeliverPolicy:     jetstream.DeliverNewPolicy,
 		FilterSubjects:    disjoint(subjects, d.subj),
-		InactiveThreshold: d.n.cfg.Sessions.MaxExpiry.D() + time.Minute,
+		InactiveThreshold: d.env.MaxExpiry + time.Minute,
 	}
 	if _, err := st.Queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
 		st.Note(err)
-		d.n.warnEvery("session queue not writable yet: retrying", "client_id", ds.id, "error", err)
+		d.env.Warn("session queue not writable yet: retrying", "client_id", ds.id, "error", err)
 		return false
 	}
 	ds.mu.Lock()
@@ -321,17 +342,17 @@ func disjoint(subjects []string, q meshwire.Subjects) []string {
 	return subjects
 }
 
-func (d *durable) deleteConsumer(ctx context.Context, st *store.Store, id string) {
+func (d *Durable) deleteConsumer(ctx context.Context, st *store.Store, id string) {
 	d.drop(id)
-	err := st.Queue.DeleteConsumer(ctx, consumerName(id))
+	err := st.Queue.DeleteConsumer(ctx, ConsumerName(id))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		st.Note(err)
-		d.n.warnEvery("session queue: consumer not deleted", "client_id", id, "error", err)
+		d.env.Warn("session queue: consumer not deleted", "client_id", id, "error", err)
 	}
 }
 
 // drop forgets id's durable session here (its consumer stays).
-func (d *durable) drop(id string) {
+func (d *Durable) drop(id string) {
 	d.mu.Lock()
 	ds := d.byID[id]
 	delete(d.byID, id)
@@ -341,32 +362,32 @@ func (d *durable) drop(id string) {
 	}
 }
 
-// end deletes id's consumer: the session is over (clean start, expiry).
-func (d *durable) end(id string) {
+// End deletes id's consumer: the session is over (clean start, expiry).
+func (d *Durable) End(id string) {
 	if !d.on {
 		return
 	}
-	st, err := d.n.liveStore()
+	st, err := d.env.Store()
 	if err != nil || st.Queue == nil {
 		d.drop(id)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.env.Timeout)
 	defer cancel()
 	d.deleteConsumer(ctx, st, id)
 }
 
-// start pulls id's consumer for the connection cl, in the background until
+// Start pulls id's consumer for the connection cl, in the background until
 // it works. A client whose session was resumed while it could not be looked
 // up is disconnected (server unavailable) so that it comes back later.
-func (d *durable) start(cl *mqtt.Client) {
+func (d *Durable) Start(cl *mqtt.Client) {
 	d.mu.Lock()
 	_, failed := d.failed[cl]
 	delete(d.failed, cl)
 	d.mu.Unlock()
 	if failed {
 		if cl.Properties.ProtocolVersion == 5 {
-			_ = d.n.broker.DisconnectClient(cl, packets.ErrServerUnavailable)
+			_ = d.env.Broker.DisconnectClient(cl, packets.ErrServerUnavailable)
 		} else {
 			cl.Stop(packets.ErrServerUnavailable)
 		}
@@ -385,13 +406,13 @@ func (d *durable) start(cl *mqtt.Client) {
 	stop := make(chan struct{})
 	ds.cl, ds.stopCh = cl, stop
 	ds.mu.Unlock()
-	d.n.wg.Add(1)
+	d.env.WG.Add(1)
 	go d.pull(ds, cl, stop)
 }
 
 // pull starts consuming for cl, retrying while the queue is unavailable.
-func (d *durable) pull(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
-	defer d.n.wg.Done()
+func (d *Durable) pull(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
+	defer d.env.WG.Done()
 	for {
 		cc, err := d.consume(ds, cl)
 		if err == nil {
@@ -404,26 +425,26 @@ func (d *durable) pull(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
 			ds.cc = cc
 			return
 		}
-		d.n.warnEvery("session queue not readable yet: retrying", "client_id", cl.ID, "error", err)
+		d.env.Warn("session queue not readable yet: retrying", "client_id", cl.ID, "error", err)
 		select {
 		case <-stop:
 			return
-		case <-d.n.ctx.Done():
+		case <-d.env.Ctx.Done():
 			return
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
 
-func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeContext, error) {
-	st, err := d.n.liveStore()
+func (d *Durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeContext, error) {
+	st, err := d.env.Store()
 	if err != nil {
 		return nil, err
 	}
 	if st.Queue == nil {
 		return nil, store.ErrNotReady
 	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
 	ds.mu.Lock()
 	synced := ds.synced
@@ -431,7 +452,7 @@ func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 	if !synced && !d.write(ctx, ds) {
 		return nil, errors.New("consumer not written")
 	}
-	cons, err := st.Queue.Consumer(ctx, consumerName(cl.ID))
+	cons, err := st.Queue.Consumer(ctx, ConsumerName(cl.ID))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		ds.mu.Lock()
 		ds.synced = false // expired or never written: write it again
@@ -450,19 +471,19 @@ func (d *durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 // queued messages are over max_offline_messages; the pulling loop drops
 // that many, oldest first (a message published after the client is back is
 // never counted).
-func (d *durable) countOffline(cl *mqtt.Client) {
-	limit := int(d.n.sessions.maxOffline.Load())
+func (d *Durable) countOffline(cl *mqtt.Client) {
+	limit := int(d.sessions.maxOffline.Load())
 	ds := d.get(cl.ID)
 	if ds == nil || limit <= 0 {
 		return
 	}
-	st, err := d.n.liveStore()
+	st, err := d.env.Store()
 	if err != nil || st.Queue == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(context.Background(), d.env.Timeout)
 	defer cancel()
-	cons, err := st.Queue.Consumer(ctx, consumerName(cl.ID))
+	cons, err := st.Queue.Consumer(ctx, ConsumerName(cl.ID))
 	if err != nil {
 		return
 	}
@@ -475,7 +496,7 @@ func (d *durable) countOffline(cl *mqtt.Client) {
 }
 
 // trim drops the messages countOffline found over the limit.
-func (d *durable) trim(cons jetstream.Consumer, ds *dsession) {
+func (d *Durable) trim(cons jetstream.Consumer, ds *dsession) {
 	ds.mu.Lock()
 	over := ds.over
 	ds.over = 0
@@ -494,7 +515,7 @@ func (d *durable) trim(cons jetstream.Consumer, ds *dsession) {
 			return
 		}
 		over -= got
-		d.n.metrics.droppedN("offline_queue_full", got)
+		d.env.Drop("offline_queue_full", got)
 	}
 }
 
@@ -546,7 +567,7 @@ func sendWindow(cl *mqtt.Client) int {
 func packetID(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
 
 // deliver sends one queued message to the client.
-func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
+func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 	meta, err := m.Metadata()
 	if err != nil {
 		_ = m.Term()
@@ -554,7 +575,7 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 	}
 	e, err := meshwire.DecodeEnvelope(m.Data())
 	if err != nil {
-		d.n.metrics.dropped("malformed")
+		d.env.Drop("malformed", 1)
 		_ = m.Term()
 		return
 	}
@@ -610,14 +631,14 @@ func (d *durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 	ds.inflight[pid] = dflight{seq: meta.Sequence.Stream, msg: m}
 	ds.mu.Unlock()
 	if cl.State.Inflight.Set(pk) {
-		atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 	}
 	_ = cl.WritePacket(pk) // a closed connection gets it resent when it resumes
 }
 
 // packet builds the PUBLISH of a queued message for cl, or false when it is
 // not for cl (no matching subscription any more, NoLocal, expired).
-func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m jetstream.Msg, meta *jetstream.MsgMetadata) (packets.Packet, bool) {
+func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m jetstream.Msg, meta *jetstream.MsgMetadata) (packets.Packet, bool) {
 	var qos byte
 	var ids []int
 	rap, noLocal, found := false, false, false
@@ -645,7 +666,7 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 	if e.HasExpiry {
 		left := int64(e.Expiry) - int64(time.Since(meta.Timestamp)/time.Second)
 		if left <= 0 {
-			d.n.metrics.dropped("message_expired")
+			d.env.Drop("message_expired", 1)
 			return packets.Packet{}, false
 		}
 		pk.Expiry = time.Now().Unix() + left
@@ -661,11 +682,11 @@ func (d *durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 	return pk, true
 }
 
-// acked acknowledges the consumer once the client has a message: PUBACK for
+// Acked acknowledges the consumer once the client has a message: PUBACK for
 // QoS 1, PUBCOMP for QoS 2. A QoS 2 message whose PUBREC was recorded is
 // never sent again as a PUBLISH (qos2.go): a node that gets it again after
 // a crash sends the PUBREL [MQTT-4.3.3-5].
-func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
+func (d *Durable) Acked(cl *mqtt.Client, pid uint16, sync bool) {
 	ds := d.get(cl.ID)
 	if ds == nil {
 		return
@@ -685,9 +706,9 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 		// QoS 2: until the consumer confirms, a redelivery finds the PUBREC
 		// recorded and gets a PUBREL (qos2.go), so this need not hold up the
 		// client's next packet.
-		d.n.wg.Add(1)
+		d.env.WG.Add(1)
 		go func() {
-			defer d.n.wg.Done()
+			defer d.env.WG.Done()
 			if d.confirm(ds, f.seq, f.msg) {
 				d.forgetReleased(cl.ID, f.seq)
 			}
@@ -704,8 +725,8 @@ func (d *durable) acked(cl *mqtt.Client, pid uint16, sync bool) {
 // confirm acknowledges a delivery and waits for the consumer to confirm it.
 // An ack lost (a consumer leader election) leaves the sequence in done, so
 // its redelivery is acknowledged again instead of sent to the client twice.
-func (d *durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
+func (d *Durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), d.env.Timeout)
 	defer cancel()
 	if m.DoubleAck(ctx) != nil {
 		return false
@@ -734,8 +755,8 @@ type doneAt struct {
 	at  time.Time
 }
 
-// durableIDs returns the packet ids of cl's deliveries from its consumer.
-func (d *durable) durableIDs(cl *mqtt.Client) map[uint16]bool {
+// DeliveryIDs returns the packet ids of cl's deliveries from its consumer.
+func (d *Durable) DeliveryIDs(cl *mqtt.Client) map[uint16]bool {
 	if cl == nil {
 		return nil
 	}
@@ -752,39 +773,39 @@ func (d *durable) durableIDs(cl *mqtt.Client) map[uint16]bool {
 	return out
 }
 
-// resubscribed follows a SUBSCRIBE or UNSUBSCRIBE of a persistent session
+// Resubscribed follows a SUBSCRIBE or UNSUBSCRIBE of a persistent session
 // with its consumer, before mochi answers.
-func (d *durable) resubscribed(cl *mqtt.Client) {
-	if !d.persistent(cl) {
+func (d *Durable) Resubscribed(cl *mqtt.Client) {
+	if !d.Persistent(cl) {
 		return
 	}
-	if _, _, ok := d.n.sessions.current(cl); !ok {
+	if _, _, ok := d.sessions.current(cl); !ok {
 		return // not in the registry: the session stays on this node
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.env.Timeout)
 	defer cancel()
 	d.sync(ctx, cl.ID, cl.State.Subscriptions.GetAll(), true)
 	if !cl.Closed() {
-		d.start(cl)
+		d.Start(cl)
 	}
 }
 
 // established sets up the queue of a session that connected here, after
 // the registry and any takeover (OnSessionEstablish).
-func (d *durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs map[string]packets.Subscription) {
+func (d *Durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs map[string]packets.Subscription) {
 	if !d.on {
 		return
 	}
-	if clean || !d.persistent(cl) {
+	if clean || !d.Persistent(cl) {
 		if wasPersistent || d.get(cl.ID) != nil {
-			d.end(cl.ID) // the old session is discarded [MQTT-3.1.2-4]
+			d.End(cl.ID) // the old session is discarded [MQTT-3.1.2-4]
 		}
 		return
 	}
 	if d.get(cl.ID) != nil {
 		return // already following (resumed here, or installed by the takeover)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(context.Background(), d.env.Timeout)
 	defer cancel()
 	d.sync(ctx, cl.ID, subs, true) // a session this node did not follow yet: its consumer may not exist
 }
@@ -792,7 +813,7 @@ func (d *durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 // refuse sends away, once connected, a client resuming a persistent session
 // that could not be looked up (the store failed between OnConnect and now):
 // resumed here without its queue, it would miss its messages.
-func (d *durable) refuse(cl *mqtt.Client, pk packets.Packet) {
+func (d *Durable) refuse(cl *mqtt.Client, pk packets.Packet) {
 	if !d.on || pk.Connect.Clean || endsWithConnection(cl) {
 		return
 	}
@@ -811,7 +832,7 @@ func subsMap(recs []subRecord) map[string]packets.Subscription {
 }
 
 // forgetClient drops what is kept per connection once it is gone.
-func (d *durable) forgetClient(cl *mqtt.Client) {
+func (d *Durable) forgetClient(cl *mqtt.Client) {
 	d.chains.Delete(cl)
 	d.mu.Lock()
 	delete(d.failed, cl)

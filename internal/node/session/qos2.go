@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -38,26 +38,26 @@ import (
 // message was stored.
 
 func releasedKey(id string, seq uint64) string {
-	return "o." + consumerName(id) + "." + strconv.FormatUint(seq, 10)
+	return "o." + ConsumerName(id) + "." + strconv.FormatUint(seq, 10)
 }
 
 func receivedKey(id string, pid uint16) string {
-	return "i." + consumerName(id) + "." + strconv.FormatUint(uint64(pid), 10)
+	return "i." + ConsumerName(id) + "." + strconv.FormatUint(uint64(pid), 10)
 }
 
 // qos2Bucket returns the QoS 2 state bucket, or nil when there is none.
-func (d *durable) qos2Bucket() (*store.Store, jetstream.KeyValue) {
+func (d *Durable) qos2Bucket() (*store.Store, jetstream.KeyValue) {
 	if !d.on {
 		return nil, nil
 	}
-	st, err := d.n.liveStore()
+	st, err := d.env.Store()
 	if err != nil || st.QoS2 == nil {
 		return nil, nil
 	}
 	return st, st.QoS2
 }
 
-// pubrec records that the client has a QoS 2 message from its queue
+// Pubrec records that the client has a QoS 2 message from its queue
 // (OnPacketRead) before mochi sends the PUBREL. The record is written in
 // the background and the PUBREC handed to mochi once it is (InjectPacket):
 // the client's other packets are not held up by the round trip. mochi gets
@@ -65,7 +65,7 @@ func (d *durable) qos2Bucket() (*store.Store, jetstream.KeyValue) {
 // cannot be written (a JetStream leader election after a node died) the
 // PUBREL waits; a connection that closes meanwhile gets the PUBLISH again
 // when it resumes, and answers PUBREC again.
-func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (d *Durable) Pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 		return pk
 	}
@@ -79,11 +79,11 @@ func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if !ok {
 		return pk
 	}
-	d.n.wg.Add(1)
+	d.env.WG.Add(1)
 	go func() {
-		defer d.n.wg.Done()
+		defer d.env.WG.Done()
 		if d.record(cl, releasedKey(cl.ID, f.seq), nil) {
-			_ = d.n.broker.InjectPacket(cl, pk)
+			_ = d.env.Broker.InjectPacket(cl, pk)
 		}
 	}()
 	return ignored
@@ -91,20 +91,20 @@ func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 
 // record writes key until it is written (true), or cl's connection or the
 // node ends.
-func (d *durable) record(cl *mqtt.Client, key string, value []byte) bool {
+func (d *Durable) record(cl *mqtt.Client, key string, value []byte) bool {
 	for {
 		st, kv := d.qos2Bucket()
 		if kv != nil {
-			ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+			ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 			_, err := kv.Put(ctx, key, value)
 			cancel()
 			if err == nil {
 				return true
 			}
-			d.n.warnEvery("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.Note(err))
+			d.env.Warn("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.Note(err))
 		}
 		select {
-		case <-d.n.ctx.Done():
+		case <-d.env.Ctx.Done():
 			return false
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -119,12 +119,12 @@ var ignored = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puba
 
 // released reports whether the client already sent PUBREC for the queued
 // message seq (checked for redeliveries only).
-func (d *durable) released(id string, seq uint64) bool {
+func (d *Durable) released(id string, seq uint64) bool {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
 	_, err := kv.Get(ctx, releasedKey(id, seq))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -135,17 +135,17 @@ func (d *durable) released(id string, seq uint64) bool {
 
 // sendPubrel resumes a QoS 2 delivery the client has already received: the
 // node owes it PUBREL, and mochi completes it on the PUBCOMP (ds.mu held).
-func (d *durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dflight) {
+func (d *Durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dflight) {
 	ds.inflight[pid] = f
 	rel := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: pid}
 	if cl.State.Inflight.Set(rel) {
-		atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 	}
 	_ = cl.WritePacket(rel)
 }
 
 // forgetReleased lets the record of a completed QoS 2 delivery expire.
-func (d *durable) forgetReleased(id string, seq uint64) {
+func (d *Durable) forgetReleased(id string, seq uint64) {
 	d.expire(releasedKey(id, seq))
 }
 
@@ -158,13 +158,13 @@ const recordLinger = time.Minute
 // expire replaces key's record with an empty one that JetStream removes
 // after recordLinger (a per-message TTL, NATS 2.11+; purged at once
 // without).
-func (d *durable) expire(key string) {
+func (d *Durable) expire(key string) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 		defer cancel()
 		if !st.TTL {
 			_ = kv.Purge(ctx, key) // left over: expires with the bucket's max age
@@ -176,17 +176,17 @@ func (d *durable) expire(key string) {
 	}()
 }
 
-// receivedID returns the mesh message id for a client's QoS 2 PUBLISH
+// ReceivedID returns the mesh message id for a client's QoS 2 PUBLISH
 // about to be stored: for a resent one (DUP) the id it was stored under
 // before, if a node recorded one, so that the stream discards it as a
 // duplicate; else a fresh one, recorded first. It fails when the record
 // cannot be written.
-func (d *durable) receivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
+func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return fresh(), nil
 	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
 	key := receivedKey(cl.ID, pk.PacketID)
 	if pk.FixedHeader.Dup {
@@ -206,18 +206,18 @@ func (d *durable) receivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 	return id, nil
 }
 
-// pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does
+// Pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does
 // not hold the packet id (the PUBREC came from a node that died) but the
 // record says the message was stored, mochi is given the id back so that
 // it answers PUBCOMP success instead of 0x92 [MQTT-4.3.3-11].
-func (d *durable) pubrel(cl *mqtt.Client, pk packets.Packet) {
+func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
 	st, kv := d.qos2Bucket()
-	if kv == nil || !d.persistent(cl) {
+	if kv == nil || !d.Persistent(cl) {
 		return
 	}
 	key := receivedKey(cl.ID, pk.PacketID)
 	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
-		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 		_, err := kv.Get(ctx, key)
 		cancel()
 		if err != nil {
@@ -228,7 +228,7 @@ func (d *durable) pubrel(cl *mqtt.Client, pk packets.Packet) {
 		}
 		rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID}
 		if cl.State.Inflight.Set(rec) {
-			atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+			atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 		}
 	}
 	d.expire(key)
