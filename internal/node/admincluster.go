@@ -75,7 +75,7 @@ func (n *Node) apiCluster(w http.ResponseWriter, r *http.Request) {
 		c.Problem = err.Error()
 	}
 	c.Healthy = c.Problem == ""
-	c.Sessions.Online, c.Sessions.Offline = n.sessions.counts()
+	c.Sessions.Online, c.Sessions.Offline = n.sessions.Counts()
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	c.Store = n.storeStatus(ctx)
@@ -119,7 +119,7 @@ func (n *Node) storeStatus(ctx context.Context) []storeJSON {
 		return []storeJSON{{Error: "store not open"}}
 	}
 	var out []storeJSON
-	for _, kv := range []jetstream.KeyValue{st.retained, st.sessions} {
+	for _, kv := range []jetstream.KeyValue{st.Retained, st.Sessions} {
 		if kv == nil {
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
 // runStore opens the store as soon as JetStream allows, keeps the retained
@@ -30,7 +32,7 @@ func (n *Node) runStore() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	n.sessions.adoptSessions(ctx)
+	n.sessions.Adopt(ctx, st)
 	cancel()
 	close(n.storeReady)
 	n.log.Info("store ready", "retained", retainedCount(n.broker))
@@ -39,22 +41,22 @@ func (n *Node) runStore() {
 	}
 }
 
-func (n *Node) storePlan() storePlan {
-	p := storePlan{cluster: n.cfg.Mesh.ClusterName, replicas: n.cfg.Mesh.Replicas}
+func (n *Node) storePlan() store.Plan {
+	p := store.Plan{Cluster: n.cfg.Mesh.ClusterName, Replicas: n.cfg.Mesh.Replicas}
 	if n.cfg.Sessions.Durability == "replicated" {
-		p.queueAge = n.cfg.Sessions.MaxExpiry.D()
+		p.QueueAge = n.cfg.Sessions.MaxExpiry.D()
 	}
 	if n.ns != nil {
-		p.peers = func() int { return len(n.ns.ActivePeers()) }
+		p.Peers = func() int { return len(n.ns.ActivePeers()) }
 	}
 	return p
 }
 
-func (n *Node) openStoreRetrying(plan storePlan) *store {
+func (n *Node) openStoreRetrying(plan store.Plan) *store.Store {
 	backoff := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		st, err := openStore(ctx, n.ctrl, plan)
+		st, err := store.Open(ctx, n.ctrl, plan)
 		cancel()
 		if err == nil {
 			return st
@@ -81,10 +83,10 @@ func (n *Node) pause(d time.Duration) bool {
 
 // watchRetained applies the retained bucket to the local store, restarting
 // the watcher if it fails.
-func (n *Node) watchRetained(st *store, ready func()) {
+func (n *Node) watchRetained(st *store.Store, ready func()) {
 	defer n.wg.Done()
 	for {
-		err := n.retained.watch(n.ctx, st.retained, ready)
+		err := n.retained.watch(n.ctx, st.Retained, ready)
 		if n.ctx.Err() != nil {
 			return
 		}
@@ -96,15 +98,15 @@ func (n *Node) watchRetained(st *store, ready func()) {
 }
 
 // scaleStore raises bucket replicas as nodes join, until three.
-func (n *Node) scaleStore(st *store, plan storePlan) {
+func (n *Node) scaleStore(st *store.Store, plan store.Plan) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-		if err := st.scaleUp(ctx, plan); err != nil {
+		if err := st.ScaleUp(ctx, plan); err != nil {
 			n.log.Debug("store replicas not raised yet", "error", err)
 		}
-		r, err := st.replicas(ctx)
+		r, err := st.Replicas(ctx)
 		cancel()
 		if err == nil && r >= 3 {
 			return

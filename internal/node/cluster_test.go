@@ -127,7 +127,7 @@ func (c *cluster) ready(t testing.TB) {
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		r, err := c.nodes[0].store().replicas(ctx)
+		r, err := c.nodes[0].store().Replicas(ctx)
 		return err == nil && r == 3
 	}, "store replicas 3")
 }

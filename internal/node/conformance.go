@@ -36,15 +36,15 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 // sees it as QoS 0 and drops it.
 //
 // Acknowledgements from the client free room in its send window (see flow),
-// and QoS 2 steps of durable sessions are recorded (see qos2.go).
+// and QoS 2 steps of durable sessions are recorded (see session/qos2.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.flow.read(cl, pk)
 	pk = h.pids.read(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec:
-		return h.n.durable.pubrec(cl, pk), nil
+		return h.n.durable.Pubrec(cl, pk), nil
 	case packets.Pubrel:
-		h.n.durable.pubrel(cl, pk)
+		h.n.durable.Pubrel(cl, pk)
 		return pk, nil
 	}
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||

@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/node/session"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -166,7 +167,7 @@ func dialManualAcks(t *testing.T, addr, id string, rm uint16, expiry uint32, fil
 func TestReceiveMaximumHonoured(t *testing.T) {
 	c := shared(t)
 	n := c.nodes[0]
-	if !n.durable.on {
+	if !n.durable.On() {
 		t.Skip("sessions.durability memory: see TestReceiveMaximumCleanSession")
 	}
 	cl := dialManualAcks(t, c.addr(0), "rm-sub", 2, 60, "rm/t")
@@ -177,12 +178,12 @@ func TestReceiveMaximumHonoured(t *testing.T) {
 	// All five reached the node (its consumer has nothing pending), which
 	// has two in flight to the client and holds the others back.
 	testutil.Eventually(t, waitFor, func() bool {
-		cons, err := n.store().queue.Consumer(t.Context(), consumerName("rm-sub"))
+		cons, err := n.store().Queue.Consumer(t.Context(), session.ConsumerName("rm-sub"))
 		if err != nil {
 			return false
 		}
 		info, err := cons.Info(t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 5 && len(n.durable.durableIDs(cl0(n, "rm-sub"))) == 2
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 5 && len(n.durable.DeliveryIDs(cl0(n, "rm-sub"))) == 2
 	}, "the node holding 3 of 5 back")
 	if k := len(cl.received()); k != 2 {
 		t.Fatalf("received %d messages with Receive Maximum 2 and no acknowledgement", k)

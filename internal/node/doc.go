@@ -9,6 +9,16 @@
 // subscriptions, NoEcho), queue (shared subscription members) and ctrl
 // (JetStream, takeover requests, interest sync; NoEcho).
 //
+// # Layout
+//
+// This package assembles the node (node.go, broker.go), runs its mochi hook
+// (hooks.go, conformance.go, flow.go, select.go), the mesh (mesh.go,
+// meshin.go), retained messages (retained.go) and the admin API. Pieces with
+// no reference to the node live in packages of their own, each given only
+// what it uses: meshwire (the mesh's wire formats), store (the JetStream
+// buckets and stream), session (registry, takeover, durable sessions; the
+// node hands it a session.Env, sessionenv.go), auth, listen and inbound.
+//
 // A publish accepted from a local client is delivered locally by mochi and
 // sent once to NATS on the subject of its topic (meshwire.Subjects: one
 // token per topic level, escaped; '$' topics in their own subtree so
@@ -64,9 +74,9 @@
 // # Sessions
 //
 // The bucket mqlb_<cluster>_sessions maps a client id to the node that owns
-// its session, with its subscriptions and expiry (registry.go); every write
-// is a compare-and-set. A client connecting to node C whose session node A
-// owns is taken over (takeover.go, install.go): A closes the old connection
+// its session, with its subscriptions and expiry (session/registry.go);
+// every write is a compare-and-set. A client connecting to node C whose
+// session node A owns is taken over (session/takeover.go, install.go): A closes the old connection
 // (v5 DISCONNECT 0x8E) and hands over subscriptions and queued messages, C
 // installs them so mochi answers session present 1. If A is gone, the
 // subscriptions are restored from the registry; with sessions.durability
@@ -74,7 +84,7 @@
 // session's consumer (below). A clean start only has the old connection closed: one
 // connection per client id cluster-wide. A restarted node takes back, as
 // disconnected sessions, the persistent sessions its earlier run owned
-// (adopt.go). While the registry cannot be read (not formed yet, or no
+// (session/adopt.go). While the registry cannot be read (not formed yet, or no
 // JetStream quorum), a client asking to resume its session is refused with
 // CONNACK "server unavailable" rather than given an empty session (hooks.go
 // OnConnect); clean-start clients are taken, their sessions kept local. After
@@ -83,7 +93,8 @@
 //
 // # Durable sessions
 //
-// With sessions.durability replicated (durable.go), every QoS 1/2 publish of
+// With sessions.durability replicated (package session: durable.go and the
+// files it names), every QoS 1/2 publish of
 // a local client is stored in the stream mqlb_<cluster>_queue before mochi
 // acknowledges it (hook OnPublish), and each persistent session has a
 // durable consumer of that stream filtered on its QoS 1/2 subscriptions:
@@ -102,7 +113,7 @@
 // properties (NoInheritedPropertiesOnAck); a QoS 1/2 PUBLISH to $SYS is
 // answered (v5 0x87, 3.1.1 acknowledged and dropped) where mochi dropped it
 // silently. A delayed will that mochi's timer holds for a session that moved
-// to another node is dropped by the select hook (sessions.willMoved).
+// to another node is dropped by the select hook (session.Tracker.WillMoved).
 //
 // # Listeners and auth
 //

@@ -115,8 +115,7 @@ func (f *flow) resuming(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean || !f.limited(cl) {
 		return
 	}
-	pks := old.State.Inflight.GetAll(false)
-	sortQueue(pks, f.n.sessions.queueOrder(cl.ID))
+	pks := f.n.sessions.Queue(old)
 	room := int(cl.Properties.Props.ReceiveMaximum)
 	var held []packets.Packet
 	for _, p := range pks {
@@ -220,7 +219,7 @@ func (f *flow) read(cl *mqtt.Client, pk packets.Packet) {
 // raised it (mochi then checks it, and calls NextImmediate if above 0).
 func (f *flow) processed(cl *mqtt.Client, pk packets.Packet) {
 	if pk.PacketID == 0 {
-		return // not an acknowledgement mochi counted (see durable.pubrec)
+		return // not an acknowledgement mochi counted (see session.Durable.Pubrec)
 	}
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubcomp, packets.Pubrel:
@@ -283,7 +282,7 @@ func (f *flow) pumpOnce(q *quota) (later bool) {
 			q.mu.Unlock()
 			if q.cl.State.Inflight.Delete(pk.PacketID) {
 				atomic.AddInt64(&f.n.broker.Info.Inflight, -1)
-				f.n.sessions.settled(q.cl, pk, true)
+				f.n.sessions.Settled(q.cl, pk, true)
 			}
 			f.n.metrics.dropped("message_expired")
 			continue

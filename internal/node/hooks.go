@@ -44,7 +44,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return nil
 	}
 	capKeepAlive(cl, h.n.cfg.MQTT.MaxKeepAlive.D())
-	err := h.n.sessions.resumable(cl, pk)
+	err := h.n.sessions.Resumable(cl, pk)
 	if err == nil {
 		return nil
 	}
@@ -61,7 +61,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // OnSessionEstablish runs after authentication and before mochi looks for an
 // existing session, so a session held by another node is moved here first.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
-	h.n.sessions.establish(cl, pk)
+	h.n.sessions.Establish(cl, pk)
 	h.n.flow.resuming(cl, pk)
 }
 
@@ -69,7 +69,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 // client, which deadlocks in mochi v2.7.9, by the node's (see flow).
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.n.flow.established(cl)
-	h.n.durable.start(cl)
+	h.n.durable.Start(cl)
 	h.n.metrics.connects.Add(1)
 	h.n.log.Debug("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
 		"username", string(cl.Properties.Username))
@@ -81,15 +81,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		return
 	}
 	h.n.log.Debug("client disconnected", "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "error", err)
-	h.n.sessions.disconnected(cl, expire)
-	h.n.durable.forgetClient(cl)
+	h.n.sessions.Disconnected(cl, expire)
 	h.pids.forget(cl)
-	if ds := h.n.durable.get(cl.ID); ds != nil {
-		ds.stop(cl, false)
-		if expire {
-			h.n.durable.end(cl.ID)
-		}
-	}
+	h.n.durable.Disconnected(cl, expire)
 }
 
 // OnSubscribed registers the new filters with the mesh and, before mochi
@@ -109,8 +103,8 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		h.n.syncInterest()
 	}
 	h.n.retained.caughtUp()
-	h.n.sessions.saveSubs(cl)
-	h.n.durable.resubscribed(cl)
+	h.n.sessions.SaveSubs(cl)
+	h.n.durable.Resubscribed(cl)
 }
 
 // OnUnsubscribed drops filters from the mesh. mochi also calls it when a
@@ -124,26 +118,26 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 		h.n.mesh.unsubscribe(cl.ID, sub.Filter)
 	}
 	if pk.PacketID != 0 {
-		h.n.sessions.saveSubs(cl)
-		h.n.durable.resubscribed(cl)
+		h.n.sessions.SaveSubs(cl)
+		h.n.durable.Resubscribed(cl)
 	}
 }
 
 func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *mqtt.Subscribers {
-	if h.n.sessions.willMoved(pk) {
+	if h.n.sessions.WillMoved(pk) {
 		return &mqtt.Subscribers{Shared: map[string]map[string]packets.Subscription{},
 			SharedSelected: map[string]packets.Subscription{}, Subscriptions: map[string]packets.Subscription{},
 			InlineSubscriptions: map[int]mqtt.InlineSubscription{}}
 	}
 	subs = h.n.mesh.selectSubscribers(subs, pk)
-	h.n.durable.filterOut(subs, pk)
+	h.n.durable.FilterOut(subs, pk)
 	return subs
 }
 
 // OnPublish gives each publish from a local client its mesh message id.
 // With replicated durability a QoS 1/2 one is stored in the session queue
 // first: mochi drops it for now, and it comes back through InjectPacket once
-// stored (durable.storeAsync), when mochi acknowledges and delivers it. A
+// stored (session.Durable.StoreAsync), when mochi acknowledges and delivers it. A
 // PUBACK/PUBREC means stored; a client's publishes are stored concurrently
 // and handled in their order.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -154,23 +148,23 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil // stored already: no client PUBLISH carries a tag
 	}
 	h.n.metrics.messagesIn.Add(1)
-	if !h.n.durable.on || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
+	if !h.n.durable.On() || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
 		meshwire.SetTag(&pk, meshwire.Tag{ID: h.n.mesh.nextID()})
 		return pk, nil
 	}
 	var id meshwire.MsgID
 	var err error
-	if pk.FixedHeader.Qos == 2 && h.n.durable.persistent(cl) {
-		id, err = h.n.durable.receivedID(cl, pk, h.n.mesh.nextID) // exactly once across a crash (qos2.go)
+	if pk.FixedHeader.Qos == 2 && h.n.durable.Persistent(cl) {
+		id, err = h.n.durable.ReceivedID(cl, pk, h.n.mesh.nextID) // exactly once across a crash (session/qos2.go)
 	} else {
 		id = h.n.mesh.nextID()
 	}
 	if err != nil {
-		h.n.durable.refusePublish(cl, pk, err)
+		h.n.durable.RefusePublish(cl, pk, err)
 		return pk, packets.ErrRejectPacket
 	}
 	meshwire.SetTag(&pk, meshwire.Tag{ID: id})
-	h.n.durable.storeAsync(cl, pk)
+	h.n.durable.StoreAsync(cl, pk)
 	return pk, packets.ErrRejectPacket
 }
 
@@ -180,7 +174,7 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	if isMesh(cl) || pk.Ignore {
 		return
 	}
-	id := msgID(&pk)
+	id := meshwire.IDOf(&pk)
 	h.n.mesh.publish(pk, id, h.n.mesh.takeHandled(id))
 }
 
@@ -188,9 +182,9 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 // itself, without OnPublish.
 func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	id := h.n.mesh.nextID()
-	if h.n.durable.on && pk.FixedHeader.Qos > 0 {
+	if h.n.durable.On() && pk.FixedHeader.Qos > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.n.cfg.Mesh.Timeout.D())
-		if err := h.n.durable.store(ctx, cl.ID, willPacket(pk), id); err != nil {
+		if err := h.n.durable.Store(ctx, cl.ID, willPacket(pk), id); err != nil {
 			h.n.warnEvery("session queue unavailable: will not stored", "error", err)
 		}
 		cancel()
@@ -216,7 +210,7 @@ func willPacket(pk packets.Packet) packets.Packet {
 }
 
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	h.n.sessions.queued(cl, pk)
+	h.n.sessions.Queued(cl, pk)
 	h.n.flow.queued(cl, pk)
 }
 
@@ -227,15 +221,15 @@ func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
 }
 
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	h.n.sessions.settled(cl, pk, false)
+	h.n.sessions.Settled(cl, pk, false)
 	if t := pk.FixedHeader.Type; t == packets.Puback || t == packets.Pubcomp {
-		h.n.durable.acked(cl, pk.PacketID, t == packets.Pubcomp)
+		h.n.durable.Acked(cl, pk.PacketID, t == packets.Pubcomp)
 	}
 }
 
 func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	h.n.sessions.settled(cl, pk, true)
-	h.n.durable.acked(cl, pk.PacketID, false)
+	h.n.sessions.Settled(cl, pk, true)
+	h.n.durable.Acked(cl, pk.PacketID, false)
 }
 
 func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
@@ -245,6 +239,6 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.n.log.Debug("session expired", "client_id", cl.ID)
-	h.n.sessions.expired(cl)
-	h.n.durable.end(cl.ID)
+	h.n.sessions.Expired(cl)
+	h.n.durable.End(cl.ID)
 }

@@ -294,9 +294,3 @@ func (m *mesh) inject(e *meshwire.Envelope, cl *mqtt.Client, tag meshwire.Tag) {
 	}
 	deliver()
 }
-
-// msgID is the message id of pk's tag (zero when pk has none).
-func msgID(pk *packets.Packet) meshwire.MsgID {
-	tag, _ := meshwire.TagOf(pk)
-	return tag.ID
-}

@@ -85,7 +85,7 @@ func (m *metrics) nodeGauges(n *Node, labels prometheus.Labels) {
 	m.gauge("connections", "Connected clients.", labels, func() float64 { return float64(atomic.LoadInt64(&n.broker.Info.ClientsConnected)) })
 	for _, state := range []string{"online", "offline"} {
 		m.gauge("sessions", "Sessions held on this node.", with(labels, "state", state), func() float64 {
-			on, off := n.sessions.counts()
+			on, off := n.sessions.Counts()
 			return float64(map[string]int{"online": on, "offline": off}[state])
 		})
 	}

@@ -29,7 +29,7 @@ func TestExternalNATS(t *testing.T) {
 		c.nodes = append(c.nodes, n)
 	}
 	c.ready(t)
-	if r, _ := c.nodes[0].store().replicas(t.Context()); r != 1 {
+	if r, _ := c.nodes[0].store().Replicas(t.Context()); r != 1 {
 		t.Errorf("buckets on a single external server: %d replicas, want 1", r)
 	}
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/node/auth"
+	"github.com/mqlb/mqlb/internal/node/session"
+	"github.com/mqlb/mqlb/internal/node/store"
 	"github.com/mqlb/mqlb/internal/ratelog"
 )
 
@@ -36,12 +38,12 @@ type Node struct {
 	auth     *auth.Hook
 	mesh     *mesh
 	retained *retained
-	sessions *sessions
-	durable  *durable
+	sessions *session.Tracker
+	durable  *session.Durable
 	flow     *flow
 	metrics  *metrics
 
-	st          atomic.Pointer[store]
+	st          atomic.Pointer[store.Store]
 	storeReady  chan struct{} // closed once the store is open and retained messages are loaded
 	listenersUp atomic.Bool
 	admin       *http.Server
@@ -85,14 +87,13 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.retained = &retained{n: n}
-	n.sessions = newSessions(n)
-	n.durable = newDurable(n)
 	n.flow = &flow{n: n, maxInflight: uint16(cfg.MQTT.MaxInflight)}
 	n.metrics = newMetrics(n)
 	var err error
 	if n.broker, err = newBroker(n); err != nil {
 		return nil, err
 	}
+	n.sessions, n.durable = session.New(n.sessionEnv())
 	return n, nil
 }
 
@@ -186,7 +187,7 @@ func (n *Node) joinMesh(ctx context.Context) error {
 	if _, err = n.ctrl.Subscribe(n.mesh.subj.Sync(), n.answerSync); err != nil {
 		return err
 	}
-	if _, err = n.ctrl.Subscribe(n.mesh.subj.Takeover(n.name), n.sessions.onTakeover); err != nil {
+	if _, err = n.ctrl.Subscribe(n.mesh.subj.Takeover(n.name), n.sessions.OnTakeover); err != nil {
 		return err
 	}
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second) // nats.go wants a deadline
@@ -208,17 +209,17 @@ func (n *Node) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
 }
 
 // store returns the replicated store, or nil while it is not open.
-func (n *Node) store() *store { return n.st.Load() }
+func (n *Node) store() *store.Store { return n.st.Load() }
 
 // liveStore returns the store unless it is not open yet or cooling down
 // after a failure.
-func (n *Node) liveStore() (*store, error) {
+func (n *Node) liveStore() (*store.Store, error) {
 	st := n.st.Load()
 	switch {
 	case st == nil:
-		return nil, errNoStore
-	case !st.usable():
-		return nil, errStoreDown
+		return nil, store.ErrNotReady
+	case !st.Usable():
+		return nil, store.ErrDown
 	}
 	return st, nil
 }
@@ -280,7 +281,7 @@ func (n *Node) Reload(cfg *config.Node) error {
 	if n.mesh != nil {
 		n.mesh.policy.Store(cfg.SharedSubscriptions.Policy)
 	}
-	n.sessions.maxOffline.Store(int64(cfg.Sessions.MaxOfflineMessages))
+	n.sessions.SetMaxOffline(cfg.Sessions.MaxOfflineMessages)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
 // retained keeps retained messages cluster-wide. The key-value bucket is the
@@ -71,13 +72,13 @@ func (r *retained) store(pk packets.Packet) {
 	} else {
 		err = r.put(ctx, st, key, pk)
 	}
-	if st.note(err) != nil {
+	if st.Note(err) != nil {
 		r.n.metrics.retainedUnstored.Add(1)
 		r.n.warnEvery("retained message not stored cluster-wide", "topic", pk.TopicName, "error", err)
 	}
 }
 
-func (r *retained) put(ctx context.Context, st *store, key string, pk packets.Packet) error {
+func (r *retained) put(ctx context.Context, st *store.Store, key string, pk packets.Packet) error {
 	e := meshwire.Envelope{ID: meshwire.MsgID{Origin: r.n.instance}, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: true,
 		Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	now := time.Now().Unix()
@@ -88,21 +89,21 @@ func (r *retained) put(ctx context.Context, st *store, key string, pk packets.Pa
 		ttl = time.Duration(left) * time.Second
 	}
 	val := meshwire.AppendEnvelope(binary.AppendUvarint(nil, uint64(now)), &e)
-	if ttl > 0 && st.ttl {
-		msg := &nats.Msg{Subject: "$KV." + st.retained.Bucket() + "." + key, Data: val}
-		_, err := st.js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(max(ttl, time.Second)))
+	if ttl > 0 && st.TTL {
+		msg := &nats.Msg{Subject: "$KV." + st.Retained.Bucket() + "." + key, Data: val}
+		_, err := st.JS.PublishMsg(ctx, msg, jetstream.WithMsgTTL(max(ttl, time.Second)))
 		return err
 	}
-	_, err := st.retained.Put(ctx, key, val)
+	_, err := st.Retained.Put(ctx, key, val)
 	return err
 }
 
-func (r *retained) remove(ctx context.Context, st *store, key string) error {
+func (r *retained) remove(ctx context.Context, st *store.Store, key string) error {
 	var opts []jetstream.KVDeleteOpt
-	if st.ttl {
-		opts = append(opts, jetstream.PurgeTTL(markerTTL))
+	if st.TTL {
+		opts = append(opts, jetstream.PurgeTTL(store.MarkerTTL))
 	}
-	return st.retained.Purge(ctx, key, opts...)
+	return st.Retained.Purge(ctx, key, opts...)
 }
 
 // watch applies the bucket to mochi's store until ctx ends. ready is called
@@ -177,9 +178,9 @@ func (r *retained) caughtUp() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.n.cfg.Mesh.Timeout.D())
 	defer cancel()
-	status, err := st.retained.Status(ctx)
+	status, err := st.Retained.Status(ctx)
 	if err != nil {
-		st.note(err)
+		st.Note(err)
 		return
 	}
 	bs, ok := status.(*jetstream.KeyValueBucketStatus)

@@ -76,7 +76,7 @@ func TestRetainedClusterWide(t *testing.T) {
 	if len(got) != 1 || got[0].payload != "from A too" {
 		t.Fatalf("after clearing ret/a/x a new subscriber got %v, want only ret/b/x", got)
 	}
-	if err := c.nodes[0].store().retained.Delete(t.Context(), retainedKey("ret/b/x")); err != nil {
+	if err := c.nodes[0].store().Retained.Delete(t.Context(), retainedKey("ret/b/x")); err != nil {
 		t.Fatal(err)
 	}
 	retainedAt(t, c.nodes[1], "ret/b/x", "") // the bucket is the truth for every node

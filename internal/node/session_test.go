@@ -11,7 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/session"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -25,10 +25,10 @@ func queuedAt(t *testing.T, n *Node, id string, k int) {
 		if !ok || !cl.Closed() {
 			return false
 		}
-		if n.durable.get(id) == nil {
+		if !n.durable.Follows(id) {
 			return cl.State.Inflight.Len() == k
 		}
-		info, err := n.store().queue.Consumer(t.Context(), consumerName(id))
+		info, err := n.store().Queue.Consumer(t.Context(), session.ConsumerName(id))
 		if err != nil {
 			return false
 		}
@@ -79,7 +79,7 @@ func TestSessionTakeoverV311(t *testing.T) {
 	if _, ok := c.nodes[0].broker.Clients.Get("takeover-v3"); ok {
 		t.Error("the old node still holds the session")
 	}
-	rec, _, err := c.nodes[1].sessions.reg.get(t.Context(), "takeover-v3")
+	rec, err := c.nodes[1].sessions.Lookup(t.Context(), "takeover-v3")
 	if err != nil || rec == nil || rec.Node != c.nodes[2].Name() || rec.Gone != 0 {
 		t.Errorf("registry record %+v (%v): want owned by %s, connected", rec, err, c.nodes[2].Name())
 	}
@@ -154,7 +154,7 @@ func TestMaxOfflineMessagesDropsOldest(t *testing.T) {
 		return sum - before
 	}
 	before = drops()
-	durable := c.nodes[1].durable.get("offline-max") != nil
+	durable := c.nodes[1].durable.Follows("offline-max")
 	if !durable { // memory drops while offline; the replicated queue when the session comes back
 		queuedAt(t, c.nodes[1], "offline-max", 5)
 		testutil.Eventually(t, waitFor, func() bool { return drops() == 7 }, "dropped counter +7, have %d", drops())
@@ -194,11 +194,11 @@ func queuedOnce(t *testing.T, in *inbox, pub *v5, topic string, queued []string)
 
 func setMaxOffline(t *testing.T, c *cluster, n int) {
 	for _, node := range c.nodes {
-		node.sessions.maxOffline.Store(int64(n))
+		node.sessions.SetMaxOffline(n)
 	}
 	t.Cleanup(func() {
 		for _, node := range c.nodes {
-			node.sessions.maxOffline.Store(int64(node.cfg.Sessions.MaxOfflineMessages))
+			node.sessions.SetMaxOffline(node.cfg.Sessions.MaxOfflineMessages)
 		}
 	})
 }
@@ -208,20 +208,20 @@ func TestSessionExpiryClusterWide(t *testing.T) {
 	sub := dialV5(t, c.addr(0), "expiring", true, 1)
 	sub.sub(t, "expiring/t", 1)
 	_ = sub.Disconnect(&paho.Disconnect{})
-	queue := c.nodes[1].store().queue
+	queue := c.nodes[1].store().Queue
 	if queue != nil {
-		if _, err := queue.Consumer(t.Context(), consumerName("expiring")); err != nil {
+		if _, err := queue.Consumer(t.Context(), session.ConsumerName("expiring")); err != nil {
 			t.Fatalf("replicated durability: no consumer for the persistent session: %v", err)
 		}
 	}
 	testutil.Eventually(t, waitFor, func() bool {
 		_, held := c.nodes[0].broker.Clients.Get("expiring")
-		rec, _, err := c.nodes[2].sessions.reg.get(t.Context(), "expiring")
+		rec, err := c.nodes[2].sessions.Lookup(t.Context(), "expiring")
 		return !held && rec == nil && err == nil
 	}, "session expired on its node and in the registry")
 	if queue != nil { // its storage is reclaimed
 		testutil.Eventually(t, waitFor, func() bool {
-			_, err := queue.Consumer(t.Context(), consumerName("expiring"))
+			_, err := queue.Consumer(t.Context(), session.ConsumerName("expiring"))
 			return errors.Is(err, jetstream.ErrConsumerNotFound)
 		}, "consumer of the expired session deleted")
 	}
@@ -229,41 +229,4 @@ func TestSessionExpiryClusterWide(t *testing.T) {
 	if again.connack.SessionPresent {
 		t.Error("session present = 1 after the session expired [MQTT-3.1.2-23]")
 	}
-}
-
-// TestTakeoverKeepsWhatArrivesMeanwhile drives the takeover merge directly:
-// messages a placeholder kept while the old owner answered are appended
-// after the handed-over ones, without those the old owner already had.
-func TestTakeoverKeepsWhatArrivesMeanwhile(t *testing.T) {
-	c := shared(t)
-	n := c.nodes[0]
-	rec := &sessionRecord{Client: "merge", Version: 5, Subs: []subRecord{{Filter: "merge/t", QoS: 1}}}
-	hold := n.sessions.hold("merge", rec)
-	pub := dialV5(t, c.addr(0), "merge-pub", true, 0)
-	for _, p := range []string{"m1", "m2", "m3"} {
-		pub.send(t, "merge/t", 1, p)
-	}
-	testutil.Eventually(t, waitFor, func() bool { return hold.State.Inflight.Len() == 3 }, "placeholder keeps 3")
-	var m1 packets.Packet
-	for _, pk := range hold.State.Inflight.GetAll(false) {
-		if string(pk.Payload) == "m1" {
-			m1 = pk
-		}
-	}
-	env := func(payload string) []byte {
-		return meshwire.AppendEnvelope(nil, &meshwire.Envelope{Topic: "merge/t", QoS: 1, Payload: []byte(payload)})
-	}
-	h := &handover{Found: true, Version: 5, Subs: rec.Subs, Msgs: []handoverMsg{
-		{Type: packets.Publish, ID: 7, Tag: meshwire.MsgID{Origin: "elsewhere", Seq: 1}, Env: env("old")},
-		{Type: packets.Publish, ID: 9, Tag: msgID(&m1), Env: env("m1")}, // the old owner had m1 too
-	}}
-	n.sessions.install("merge", h, hold)
-	if _, ok := n.broker.Clients.Get(hold.ID); ok {
-		t.Error("placeholder still registered")
-	}
-	back := dialV5(t, c.addr(0), "merge", false, 60)
-	if !back.connack.SessionPresent {
-		t.Fatal("session present = 0")
-	}
-	queuedOnce(t, &back.inbox, pub, "merge/t", []string{"old", "m1", "m2", "m3"})
 }

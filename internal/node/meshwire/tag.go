@@ -86,6 +86,12 @@ func SetTag(pk *packets.Packet, t Tag) { pk.Connect.ClientIdentifier = encodeTag
 // is not one).
 func TagOf(pk *packets.Packet) (Tag, bool) { return decodeTag(pk.Connect.ClientIdentifier) }
 
+// IDOf returns the message id of pk's tag (zero when pk has none).
+func IDOf(pk *packets.Packet) MsgID {
+	tag, _ := TagOf(pk)
+	return tag.ID
+}
+
 func encodeTag(t Tag) string {
 	if t == (Tag{}) {
 		return ""

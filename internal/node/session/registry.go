@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -11,14 +11,16 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
-// sessionRecord is a client's entry in the session registry: which node owns
+// Record is a client's entry in the session registry: which node owns
 // the client's session (its connection, or its state while disconnected),
 // and enough to restore the session if that node is gone. Every change is a
 // compare-and-set on the key's revision, so two nodes cannot both take a
 // client over. The queued messages themselves stay on the owning node.
-type sessionRecord struct {
+type Record struct {
 	Client   string      `json:"client"`
 	Node     string      `json:"node"`
 	Instance string      `json:"instance"`        // the owner's process: a restarted node is a new instance
@@ -31,7 +33,7 @@ type sessionRecord struct {
 }
 
 // expired reports whether a disconnected session's expiry has passed.
-func (r *sessionRecord) expired(now int64) bool {
+func (r *Record) expired(now int64) bool {
 	return r.Gone > 0 && (r.Clean || r.Gone+int64(r.Expiry) < now)
 }
 
@@ -72,27 +74,27 @@ func endsWithConnection(cl *mqtt.Client) bool {
 	return cl.Properties.Clean
 }
 
-var errNoStore = errors.New("session registry not ready")
-
 // registry reads and writes records in the sessions bucket.
-type registry struct{ n *Node }
+type registry struct {
+	live func() (*store.Store, error) // the store while it is usable
+}
 
 func sessionKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
-func (g registry) get(ctx context.Context, id string) (*sessionRecord, uint64, error) {
-	st, err := g.n.liveStore()
+func (g registry) get(ctx context.Context, id string) (*Record, uint64, error) {
+	st, err := g.live()
 	if err != nil {
 		return nil, 0, err
 	}
-	e, err := st.sessions.Get(ctx, sessionKey(id))
-	st.note(err)
+	e, err := st.Sessions.Get(ctx, sessionKey(id))
+	st.Note(err)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	rec := new(sessionRecord)
+	rec := new(Record)
 	if err := json.Unmarshal(e.Value(), rec); err != nil {
 		return nil, e.Revision(), nil // unreadable: treat as absent, but keep the revision for CAS
 	}
@@ -101,16 +103,16 @@ func (g registry) get(ctx context.Context, id string) (*sessionRecord, uint64, e
 
 // put writes rec if the key is still at rev (0: absent or removed). ttl > 0
 // lets the bucket drop the record by itself (a disconnected session's expiry).
-func (g registry) put(ctx context.Context, rec *sessionRecord, rev uint64, ttl time.Duration) (uint64, error) {
-	st, err := g.n.liveStore()
+func (g registry) put(ctx context.Context, rec *Record, rev uint64, ttl time.Duration) (uint64, error) {
+	st, err := g.live()
 	if err != nil {
 		return 0, err
 	}
 	newRev, err := g.write(ctx, st, rec, rev, ttl)
-	return newRev, st.note(err)
+	return newRev, st.Note(err)
 }
 
-func (g registry) write(ctx context.Context, st *store, rec *sessionRecord, rev uint64, ttl time.Duration) (uint64, error) {
+func (g registry) write(ctx context.Context, st *store.Store, rec *Record, rev uint64, ttl time.Duration) (uint64, error) {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
@@ -118,41 +120,31 @@ func (g registry) write(ctx context.Context, st *store, rec *sessionRecord, rev 
 	key := sessionKey(rec.Client)
 	ttl = min(ttl, 100*365*24*time.Hour)
 	switch {
-	case rev == 0 && ttl > 0 && st.ttl:
-		return st.sessions.Create(ctx, key, val, jetstream.KeyTTL(ttl))
+	case rev == 0 && ttl > 0 && st.TTL:
+		return st.Sessions.Create(ctx, key, val, jetstream.KeyTTL(ttl))
 	case rev == 0:
-		return st.sessions.Create(ctx, key, val)
-	case ttl > 0 && st.ttl:
-		msg := &nats.Msg{Subject: "$KV." + st.sessions.Bucket() + "." + key, Data: val}
-		ack, err := st.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
+		return st.Sessions.Create(ctx, key, val)
+	case ttl > 0 && st.TTL:
+		msg := &nats.Msg{Subject: "$KV." + st.Sessions.Bucket() + "." + key, Data: val}
+		ack, err := st.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(ttl))
 		if err != nil {
 			return 0, err
 		}
 		return ack.Sequence, nil
 	default:
-		return st.sessions.Update(ctx, key, val, rev)
+		return st.Sessions.Update(ctx, key, val, rev)
 	}
 }
 
 // remove deletes the record if it is still at rev.
 func (g registry) remove(ctx context.Context, id string, rev uint64) error {
-	st, err := g.n.liveStore()
+	st, err := g.live()
 	if err != nil {
 		return err
 	}
 	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
-	if st.ttl {
-		opts = append(opts, jetstream.PurgeTTL(markerTTL))
+	if st.TTL {
+		opts = append(opts, jetstream.PurgeTTL(store.MarkerTTL))
 	}
-	return st.note(st.sessions.Purge(ctx, sessionKey(id), opts...))
-}
-
-// isConflict reports a failed compare-and-set: another node changed the record.
-func isConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return st.Note(st.Sessions.Purge(ctx, sessionKey(id), opts...))
 }

@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
 // Replicated QoS 2 state (sessions.durability replicated). Exactly once
@@ -37,26 +38,26 @@ import (
 // message was stored.
 
 func releasedKey(id string, seq uint64) string {
-	return "o." + consumerName(id) + "." + strconv.FormatUint(seq, 10)
+	return "o." + ConsumerName(id) + "." + strconv.FormatUint(seq, 10)
 }
 
 func receivedKey(id string, pid uint16) string {
-	return "i." + consumerName(id) + "." + strconv.FormatUint(uint64(pid), 10)
+	return "i." + ConsumerName(id) + "." + strconv.FormatUint(uint64(pid), 10)
 }
 
 // qos2Bucket returns the QoS 2 state bucket, or nil when there is none.
-func (d *durable) qos2Bucket() (*store, jetstream.KeyValue) {
+func (d *Durable) qos2Bucket() (*store.Store, jetstream.KeyValue) {
 	if !d.on {
 		return nil, nil
 	}
-	st, err := d.n.liveStore()
-	if err != nil || st.qos2 == nil {
+	st, err := d.env.Store()
+	if err != nil || st.QoS2 == nil {
 		return nil, nil
 	}
-	return st, st.qos2
+	return st, st.QoS2
 }
 
-// pubrec records that the client has a QoS 2 message from its queue
+// Pubrec records that the client has a QoS 2 message from its queue
 // (OnPacketRead) before mochi sends the PUBREL. The record is written in
 // the background and the PUBREC handed to mochi once it is (InjectPacket):
 // the client's other packets are not held up by the round trip. mochi gets
@@ -64,7 +65,7 @@ func (d *durable) qos2Bucket() (*store, jetstream.KeyValue) {
 // cannot be written (a JetStream leader election after a node died) the
 // PUBREL waits; a connection that closes meanwhile gets the PUBLISH again
 // when it resumes, and answers PUBREC again.
-func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+func (d *Durable) Pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 		return pk
 	}
@@ -78,11 +79,11 @@ func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if !ok {
 		return pk
 	}
-	d.n.wg.Add(1)
+	d.env.WG.Add(1)
 	go func() {
-		defer d.n.wg.Done()
+		defer d.env.WG.Done()
 		if d.record(cl, releasedKey(cl.ID, f.seq), nil) {
-			_ = d.n.broker.InjectPacket(cl, pk)
+			_ = d.env.Broker.InjectPacket(cl, pk)
 		}
 	}()
 	return ignored
@@ -90,20 +91,20 @@ func (d *durable) pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 
 // record writes key until it is written (true), or cl's connection or the
 // node ends.
-func (d *durable) record(cl *mqtt.Client, key string, value []byte) bool {
+func (d *Durable) record(cl *mqtt.Client, key string, value []byte) bool {
 	for {
 		st, kv := d.qos2Bucket()
 		if kv != nil {
-			ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+			ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 			_, err := kv.Put(ctx, key, value)
 			cancel()
 			if err == nil {
 				return true
 			}
-			d.n.warnEvery("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.note(err))
+			d.env.Warn("QoS 2 state not recorded yet: retrying", "client_id", cl.ID, "error", st.Note(err))
 		}
 		select {
-		case <-d.n.ctx.Done():
+		case <-d.env.Ctx.Done():
 			return false
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -118,33 +119,33 @@ var ignored = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puba
 
 // released reports whether the client already sent PUBREC for the queued
 // message seq (checked for redeliveries only).
-func (d *durable) released(id string, seq uint64) bool {
+func (d *Durable) released(id string, seq uint64) bool {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
 	_, err := kv.Get(ctx, releasedKey(id, seq))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		st.note(err)
+		st.Note(err)
 	}
 	return err == nil
 }
 
 // sendPubrel resumes a QoS 2 delivery the client has already received: the
 // node owes it PUBREL, and mochi completes it on the PUBCOMP (ds.mu held).
-func (d *durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dflight) {
+func (d *Durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dflight) {
 	ds.inflight[pid] = f
 	rel := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: pid}
 	if cl.State.Inflight.Set(rel) {
-		atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 	}
 	_ = cl.WritePacket(rel)
 }
 
 // forgetReleased lets the record of a completed QoS 2 delivery expire.
-func (d *durable) forgetReleased(id string, seq uint64) {
+func (d *Durable) forgetReleased(id string, seq uint64) {
 	d.expire(releasedKey(id, seq))
 }
 
@@ -157,35 +158,35 @@ const recordLinger = time.Minute
 // expire replaces key's record with an empty one that JetStream removes
 // after recordLinger (a per-message TTL, NATS 2.11+; purged at once
 // without).
-func (d *durable) expire(key string) {
+func (d *Durable) expire(key string) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 		defer cancel()
-		if !st.ttl {
+		if !st.TTL {
 			_ = kv.Purge(ctx, key) // left over: expires with the bucket's max age
 			return
 		}
 		msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgTTLHeader, recordLinger.String())
-		_, _ = st.js.PublishMsg(ctx, msg)
+		_, _ = st.JS.PublishMsg(ctx, msg)
 	}()
 }
 
-// receivedID returns the mesh message id for a client's QoS 2 PUBLISH
+// ReceivedID returns the mesh message id for a client's QoS 2 PUBLISH
 // about to be stored: for a resent one (DUP) the id it was stored under
 // before, if a node recorded one, so that the stream discards it as a
 // duplicate; else a fresh one, recorded first. It fails when the record
 // cannot be written.
-func (d *durable) receivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
+func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
 		return fresh(), nil
 	}
-	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
 	key := receivedKey(cl.ID, pk.PacketID)
 	if pk.FixedHeader.Dup {
@@ -195,39 +196,39 @@ func (d *durable) receivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 			return id, nil
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return id, st.note(err)
+			return id, st.Note(err)
 		}
 	}
 	id := fresh()
 	if _, err := kv.Put(ctx, key, []byte(id.String())); err != nil {
-		return meshwire.MsgID{}, st.note(err)
+		return meshwire.MsgID{}, st.Note(err)
 	}
 	return id, nil
 }
 
-// pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does
+// Pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does
 // not hold the packet id (the PUBREC came from a node that died) but the
 // record says the message was stored, mochi is given the id back so that
 // it answers PUBCOMP success instead of 0x92 [MQTT-4.3.3-11].
-func (d *durable) pubrel(cl *mqtt.Client, pk packets.Packet) {
+func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
 	st, kv := d.qos2Bucket()
-	if kv == nil || !d.persistent(cl) {
+	if kv == nil || !d.Persistent(cl) {
 		return
 	}
 	key := receivedKey(cl.ID, pk.PacketID)
 	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
-		ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.Mesh.Timeout.D())
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 		_, err := kv.Get(ctx, key)
 		cancel()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrKeyNotFound) {
-				st.note(err)
+				st.Note(err)
 			}
 			return
 		}
 		rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID}
 		if cl.State.Inflight.Set(rec) {
-			atomic.AddInt64(&d.n.broker.Info.Inflight, 1)
+			atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 		}
 	}
 	d.expire(key)

@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"sync/atomic"
@@ -22,53 +22,53 @@ import (
 const holdPrefix = "\x00mqlb-hold/"
 
 // newDetached returns a closed client that is not in the client map yet.
-func (s *sessions) newDetached(id string, version byte) *mqtt.Client {
-	cl := s.n.broker.NewClient(nil, "mesh", id, false)
+func (s *Tracker) newDetached(id string, version byte) *mqtt.Client {
+	cl := s.env.Broker.NewClient(nil, "mesh", id, false)
 	cl.Properties.ProtocolVersion = version
 	cl.Stop(nil)
 	return cl
 }
 
 // subscribeDetached puts subs into the topic index and the mesh for cl.
-func (s *sessions) subscribeDetached(cl *mqtt.Client, subs []subRecord) bool {
+func (s *Tracker) subscribeDetached(cl *mqtt.Client, subs []subRecord) bool {
 	changed := false
 	for _, r := range subs {
 		sub := r.subscription()
-		if s.n.broker.Topics.Subscribe(cl.ID, sub) {
-			atomic.AddInt64(&s.n.broker.Info.Subscriptions, 1)
+		if s.env.Broker.Topics.Subscribe(cl.ID, sub) {
+			atomic.AddInt64(&s.env.Broker.Info.Subscriptions, 1)
 		}
 		cl.State.Subscriptions.Add(sub.Filter, sub)
-		changed = s.n.mesh.subscribe(cl.ID, sub.Filter) || changed
+		changed = s.env.Mesh.Subscribe(cl.ID, sub.Filter) || changed
 	}
 	return changed
 }
 
 // hold subscribes a placeholder client to the session's last known
 // subscriptions, to keep what is published while the owner hands over.
-func (s *sessions) hold(id string, rec *sessionRecord) *mqtt.Client {
+func (s *Tracker) hold(id string, rec *Record) *mqtt.Client {
 	p := s.newDetached(holdPrefix+id+"/"+randomHex(4), rec.Version)
-	s.n.broker.Clients.Add(p)
+	s.env.Broker.Clients.Add(p)
 	if s.subscribeDetached(p, rec.Subs) {
-		s.n.syncInterest()
+		s.env.Mesh.SyncInterest()
 	}
 	return p
 }
 
 // release removes a placeholder and returns what it kept, in queue order.
-func (s *sessions) release(p *mqtt.Client) []packets.Packet {
+func (s *Tracker) release(p *mqtt.Client) []packets.Packet {
 	for filter := range p.State.Subscriptions.GetAll() {
-		if s.n.broker.Topics.Unsubscribe(filter, p.ID) {
-			atomic.AddInt64(&s.n.broker.Info.Subscriptions, -1)
+		if s.env.Broker.Topics.Unsubscribe(filter, p.ID) {
+			atomic.AddInt64(&s.env.Broker.Info.Subscriptions, -1)
 		}
 		p.State.Subscriptions.Delete(filter)
-		s.n.mesh.unsubscribe(p.ID, filter)
+		s.env.Mesh.Unsubscribe(p.ID, filter)
 	}
-	s.n.broker.Clients.Delete(p.ID)
+	s.env.Broker.Clients.Delete(p.ID)
 	pks := p.State.Inflight.GetAll(false)
 	sortQueue(pks, s.queueOrder(p.ID))
 	for _, pk := range pks {
 		if p.State.Inflight.Delete(pk.PacketID) {
-			atomic.AddInt64(&s.n.broker.Info.Inflight, -1)
+			atomic.AddInt64(&s.env.Broker.Info.Inflight, -1)
 		}
 	}
 	s.mu.Lock()
@@ -79,7 +79,7 @@ func (s *sessions) release(p *mqtt.Client) []packets.Packet {
 
 // install makes h the disconnected session of id, then moves over what the
 // placeholder kept meanwhile (hold may be nil).
-func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
+func (s *Tracker) install(id string, h *handover, hold *mqtt.Client) {
 	cl := s.newDetached(id, h.Version)
 	// Resend order: mochi resends inflight messages sorted by their Created
 	// second, so give each its own second, oldest first, all in the past.
@@ -96,18 +96,18 @@ func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
 		seen[m.Tag] = !m.Tag.IsZero()
 	}
 	changed := s.subscribeDetached(cl, h.Subs)
-	s.n.broker.Clients.Add(cl)
+	s.env.Broker.Clients.Add(cl)
 	if hold != nil {
 		for _, pk := range s.release(hold) {
-			if pk.FixedHeader.Type != packets.Publish || seen[msgID(&pk)] {
+			if pk.FixedHeader.Type != packets.Publish || seen[meshwire.IDOf(&pk)] {
 				continue
 			}
-			if pk.FixedHeader.Qos > 0 && s.n.durable.covers(id, pk.TopicName) {
+			if pk.FixedHeader.Qos > 0 && s.durable.covers(id, pk.TopicName) {
 				continue // the session's queue has it
 			}
 			next, err := cl.NextPacketID()
 			if err != nil {
-				s.n.metrics.dropped("inflight_full")
+				s.env.Drop("inflight_full", 1)
 				continue
 			}
 			pk.PacketID, pk.Created = uint16(next), created
@@ -116,14 +116,14 @@ func (s *sessions) install(id string, h *handover, hold *mqtt.Client) {
 		}
 	}
 	if changed {
-		s.n.syncInterest()
+		s.env.Mesh.SyncInterest()
 	}
 }
 
 // enqueue adds pk to cl's inflight store and its queue order.
-func (s *sessions) enqueue(cl *mqtt.Client, pk packets.Packet) {
+func (s *Tracker) enqueue(cl *mqtt.Client, pk packets.Packet) {
 	if cl.State.Inflight.Set(pk) {
-		atomic.AddInt64(&s.n.broker.Info.Inflight, 1)
+		atomic.AddInt64(&s.env.Broker.Info.Inflight, 1)
 	}
 	s.mu.Lock()
 	ss := s.get(cl.ID)

@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -9,14 +9,19 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
-// sessions follows every client session on this node: its registry record,
+// Tracker follows every client session on this node: its registry record,
 // the order its QoS 1/2 messages were queued in (mochi keeps them in a map),
 // and the max_offline_messages bound. Takeover between nodes is in
 // takeover.go.
-type sessions struct {
-	n          *Node
+type Tracker struct {
+	env        Env
+	subj       meshwire.Subjects // the mesh's: takeover requests
+	durable    *Durable
 	reg        registry
 	maxOffline atomic.Int64 // sessions.max_offline_messages (Reload may change it)
 
@@ -27,10 +32,10 @@ type sessions struct {
 	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
 }
 
-// willMoved reports whether pk is a delayed will mochi publishes for a
+// WillMoved reports whether pk is a delayed will mochi publishes for a
 // session that moved to another node before the delay ended: it must not be
 // published [MQTT-3.1.3-9] (mochi offers no way to cancel it).
-func (s *sessions) willMoved(pk packets.Packet) bool {
+func (s *Tracker) WillMoved(pk packets.Packet) bool {
 	if pk.Connect.WillProperties.WillDelayInterval == 0 {
 		return false
 	}
@@ -42,13 +47,13 @@ func (s *sessions) willMoved(pk packets.Packet) bool {
 	return true
 }
 
-// resumable checks, before the client is accepted, that a session it wants
+// Resumable checks, before the client is accepted, that a session it wants
 // to resume can be looked up: with the registry not formed yet (the first
 // node of a cluster, waiting for its peers) or failing (no JetStream quorum,
 // a leader election), taking it with an empty local session would lose its
 // subscriptions and queued messages without a word. Clients that start
 // clean have nothing to lose and are always taken.
-func (s *sessions) resumable(cl *mqtt.Client, pk packets.Packet) error {
+func (s *Tracker) Resumable(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.Clean {
 		return nil
 	}
@@ -61,20 +66,29 @@ func (s *sessions) resumable(cl *mqtt.Client, pk packets.Packet) error {
 // session is what this node knows of one client id.
 type session struct {
 	cl    *mqtt.Client // the connection (or offline session) the record describes
-	rec   sessionRecord
+	rec   Record
 	rev   uint64            // registry revision last written by this node; 0 = none
 	order map[uint16]uint64 // packet id → queue position
 	next  uint64
 }
 
-func newSessions(n *Node) *sessions {
-	s := &sessions{n: n, reg: registry{n}, byID: map[string]*session{},
+func newTracker(env Env) *Tracker {
+	s := &Tracker{env: env, subj: meshwire.NewSubjects(env.Cluster), reg: registry{env.Store}, byID: map[string]*session{},
 		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{}}
-	s.maxOffline.Store(int64(n.cfg.Sessions.MaxOfflineMessages))
+	s.maxOffline.Store(int64(env.MaxOffline))
 	return s
 }
 
-func (s *sessions) get(id string) *session {
+// SetMaxOffline changes sessions.max_offline_messages (Reload).
+func (s *Tracker) SetMaxOffline(n int) { s.maxOffline.Store(int64(n)) }
+
+// Lookup returns the registry record of a client id (nil if none).
+func (s *Tracker) Lookup(ctx context.Context, id string) (*Record, error) {
+	rec, _, err := s.reg.get(ctx, id)
+	return rec, err
+}
+
+func (s *Tracker) get(id string) *session {
 	ss := s.byID[id]
 	if ss == nil {
 		ss = &session{order: map[uint16]uint64{}}
@@ -86,11 +100,11 @@ func (s *sessions) get(id string) *session {
 // expirySeconds is how long the client's session outlives its connection,
 // capped by sessions.max_expiry (which is also the expiry of MQTT 3.1.1
 // persistent sessions).
-func (s *sessions) expirySeconds(cl *mqtt.Client) uint32 {
+func (s *Tracker) expirySeconds(cl *mqtt.Client) uint32 {
 	if endsWithConnection(cl) {
 		return 0
 	}
-	capped := uint32(s.n.cfg.Sessions.MaxExpiry.D() / time.Second)
+	capped := uint32(s.env.MaxExpiry / time.Second)
 	if cl.Properties.ProtocolVersion == 5 {
 		return min(cl.Properties.Props.SessionExpiryInterval, capped)
 	}
@@ -98,66 +112,66 @@ func (s *sessions) expirySeconds(cl *mqtt.Client) uint32 {
 }
 
 // record builds the registry record for a client connected here.
-func (s *sessions) record(cl *mqtt.Client, subs map[string]packets.Subscription) sessionRecord {
-	return sessionRecord{
-		Client: cl.ID, Node: s.n.name, Instance: s.n.instance,
+func (s *Tracker) record(cl *mqtt.Client, subs map[string]packets.Subscription) Record {
+	return Record{
+		Client: cl.ID, Node: s.env.Node, Instance: s.env.Instance,
 		Clean: endsWithConnection(cl), Expiry: s.expirySeconds(cl),
 		Version: cl.Properties.ProtocolVersion, Since: time.Now().Unix(),
 		Subs: subRecords(subs),
 	}
 }
 
-func (s *sessions) timeout() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 3*s.n.cfg.Mesh.Timeout.D())
+func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 3*s.env.Timeout)
 }
 
-// establish runs before mochi decides session present (OnSessionEstablish):
+// Establish runs before mochi decides session present (OnSessionEstablish):
 // it takes the session over from the node that owns it, if another one does,
 // and records this node as the owner. Both happen before the CONNACK.
-func (s *sessions) establish(cl *mqtt.Client, pk packets.Packet) {
+func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 	ctx, cancel := s.timeout()
 	defer cancel()
 	for range 3 {
 		rec, rev, err := s.reg.get(ctx, cl.ID)
 		if err != nil {
 			s.localOnly(cl, err)
-			s.n.durable.refuse(cl, pk)
+			s.durable.refuse(cl, pk)
 			return
 		}
-		if rec != nil && (rec.Node != s.n.name || rec.Instance != s.n.instance) {
+		if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) {
 			s.takeOver(ctx, cl, pk, rec)
 		}
 		var subs map[string]packets.Subscription
-		if existing, ok := s.n.broker.Clients.Get(cl.ID); ok && !pk.Connect.Clean {
+		if existing, ok := s.env.Broker.Clients.Get(cl.ID); ok && !pk.Connect.Clean {
 			subs = existing.State.Subscriptions.GetAll() // what mochi is about to inherit
 		}
 		mine := s.record(cl, subs)
 		newRev, err := s.reg.put(ctx, &mine, rev, 0)
-		if isConflict(err) {
+		if store.IsConflict(err) {
 			continue // another node wrote meanwhile: look again
 		}
 		if err != nil {
 			s.localOnly(cl, err)
-			s.n.durable.refuse(cl, pk)
+			s.durable.refuse(cl, pk)
 			return
 		}
 		s.track(cl, mine, newRev)
-		s.n.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
-		s.n.durable.countOffline(cl)
+		s.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
+		s.durable.countOffline(cl)
 		return
 	}
-	s.n.log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)
-	s.track(cl, sessionRecord{}, 0)
+	s.env.Log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)
+	s.track(cl, Record{}, 0)
 }
 
-func (s *sessions) localOnly(cl *mqtt.Client, err error) {
-	if !errors.Is(err, errNoStore) && !errors.Is(err, errStoreDown) {
-		s.n.warnEvery("session registry unavailable: session kept on this node only", "client_id", cl.ID, "error", err)
+func (s *Tracker) localOnly(cl *mqtt.Client, err error) {
+	if !errors.Is(err, store.ErrNotReady) && !errors.Is(err, store.ErrDown) {
+		s.env.Warn("session registry unavailable: session kept on this node only", "client_id", cl.ID, "error", err)
 	}
-	s.track(cl, sessionRecord{}, 0)
+	s.track(cl, Record{}, 0)
 }
 
-func (s *sessions) track(cl *mqtt.Client, rec sessionRecord, rev uint64) {
+func (s *Tracker) track(cl *mqtt.Client, rec Record, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.get(cl.ID)
@@ -165,19 +179,19 @@ func (s *sessions) track(cl *mqtt.Client, rec sessionRecord, rev uint64) {
 }
 
 // current returns the record state if cl is the client this node tracks.
-func (s *sessions) current(cl *mqtt.Client) (sessionRecord, uint64, bool) {
+func (s *Tracker) current(cl *mqtt.Client) (Record, uint64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.byID[cl.ID]
 	if ss == nil || ss.cl != cl || ss.rev == 0 {
-		return sessionRecord{}, 0, false
+		return Record{}, 0, false
 	}
 	return ss.rec, ss.rev, true
 }
 
-// saveSubs records a persistent session's subscriptions after a SUBSCRIBE or
+// SaveSubs records a persistent session's subscriptions after a SUBSCRIBE or
 // UNSUBSCRIBE, so another node can restore them if this one is gone.
-func (s *sessions) saveSubs(cl *mqtt.Client) {
+func (s *Tracker) SaveSubs(cl *mqtt.Client) {
 	rec, rev, ok := s.current(cl)
 	if !ok || rec.Clean {
 		return
@@ -187,13 +201,13 @@ func (s *sessions) saveSubs(cl *mqtt.Client) {
 }
 
 // write puts rec and, if cl is still the tracked client, remembers it.
-func (s *sessions) write(cl *mqtt.Client, rec sessionRecord, rev uint64, ttl time.Duration) {
+func (s *Tracker) write(cl *mqtt.Client, rec Record, rev uint64, ttl time.Duration) {
 	ctx, cancel := s.timeout()
 	defer cancel()
 	newRev, err := s.reg.put(ctx, &rec, rev, ttl)
 	if err != nil {
-		if !isConflict(err) {
-			s.n.warnEvery("session registry write failed", "client_id", cl.ID, "error", err)
+		if !store.IsConflict(err) {
+			s.env.Warn("session registry write failed", "client_id", cl.ID, "error", err)
 		}
 		return
 	}
@@ -204,10 +218,10 @@ func (s *sessions) write(cl *mqtt.Client, rec sessionRecord, rev uint64, ttl tim
 	}
 }
 
-// disconnected records the end of a connection (OnDisconnect): a session
+// Disconnected records the end of a connection (OnDisconnect): a session
 // that ends with it leaves the registry, a persistent one is marked
 // disconnected with its expiry as the record's time to live.
-func (s *sessions) disconnected(cl *mqtt.Client, expire bool) {
+func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 	s.mu.Lock()
 	_, gone := s.handedOver[cl]
 	delete(s.handedOver, cl)
@@ -225,8 +239,8 @@ func (s *sessions) disconnected(cl *mqtt.Client, expire bool) {
 	if expire {
 		ctx, cancel := s.timeout()
 		defer cancel()
-		if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !isConflict(err) {
-			s.n.warnEvery("session registry remove failed", "client_id", cl.ID, "error", err)
+		if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !store.IsConflict(err) {
+			s.env.Warn("session registry remove failed", "client_id", cl.ID, "error", err)
 		}
 		return
 	}
@@ -236,7 +250,7 @@ func (s *sessions) disconnected(cl *mqtt.Client, expire bool) {
 }
 
 // forget drops what this node tracks for cl's id, if cl is the tracked client.
-func (s *sessions) forget(cl *mqtt.Client) {
+func (s *Tracker) forget(cl *mqtt.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss := s.byID[cl.ID]; ss != nil && (ss.cl == cl || ss.cl == nil) {
@@ -244,14 +258,14 @@ func (s *sessions) forget(cl *mqtt.Client) {
 	}
 }
 
-// expired ends a disconnected session whose expiry passed (OnClientExpired):
+// Expired ends a disconnected session whose expiry passed (OnClientExpired):
 // mochi only forgets the client, so its subscriptions and queued messages
 // are dropped here, and its record leaves the registry.
-func (s *sessions) expired(cl *mqtt.Client) {
+func (s *Tracker) Expired(cl *mqtt.Client) {
 	s.mu.Lock()
 	s.expiring[cl] = struct{}{}
 	s.mu.Unlock()
-	s.n.broker.UnsubscribeClient(cl)
+	s.env.Broker.UnsubscribeClient(cl)
 	cl.ClearInflights()
 	_, rev, ok := s.current(cl)
 	s.mu.Lock()
@@ -265,10 +279,10 @@ func (s *sessions) expired(cl *mqtt.Client) {
 	}
 }
 
-// queued notes a QoS 1/2 message entering a client's inflight store
+// Queued notes a QoS 1/2 message entering a client's inflight store
 // (OnQosPublish) and enforces max_offline_messages on offline sessions by
 // dropping the oldest.
-func (s *sessions) queued(cl *mqtt.Client, pk packets.Packet) {
+func (s *Tracker) Queued(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}
@@ -289,8 +303,8 @@ func (s *sessions) queued(cl *mqtt.Client, pk packets.Packet) {
 	s.mu.Unlock()
 	for _, id := range drop {
 		if cl.State.Inflight.Delete(id) {
-			atomic.AddInt64(&s.n.broker.Info.Inflight, -1)
-			s.n.metrics.dropped("offline_queue_full")
+			atomic.AddInt64(&s.env.Broker.Info.Inflight, -1)
+			s.env.Drop("offline_queue_full", 1)
 		}
 	}
 }
@@ -322,9 +336,9 @@ func containsID(ids []uint16, id uint16) bool {
 	return false
 }
 
-// settled forgets a message that left the inflight store (OnQosComplete,
+// Settled forgets a message that left the inflight store (OnQosComplete,
 // OnQosDropped) and counts drops.
-func (s *sessions) settled(cl *mqtt.Client, pk packets.Packet, dropped bool) {
+func (s *Tracker) Settled(cl *mqtt.Client, pk packets.Packet, dropped bool) {
 	s.mu.Lock()
 	if ss := s.byID[cl.ID]; ss != nil {
 		delete(ss.order, pk.PacketID)
@@ -334,14 +348,14 @@ func (s *sessions) settled(cl *mqtt.Client, pk packets.Packet, dropped bool) {
 	switch {
 	case !dropped || cl.IsTakenOver():
 	case expiring:
-		s.n.metrics.dropped("session_expired")
+		s.env.Drop("session_expired", 1)
 	default:
-		s.n.metrics.dropped("message_expired")
+		s.env.Drop("message_expired", 1)
 	}
 }
 
 // queueOrder returns the queue positions of a client's messages.
-func (s *sessions) queueOrder(id string) map[uint16]uint64 {
+func (s *Tracker) queueOrder(id string) map[uint16]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := map[uint16]uint64{}
@@ -353,9 +367,9 @@ func (s *sessions) queueOrder(id string) map[uint16]uint64 {
 	return out
 }
 
-// counts returns connected and disconnected sessions held here.
-func (s *sessions) counts() (online, offline int) {
-	for id, cl := range s.n.broker.Clients.GetAll() {
+// Counts returns connected and disconnected sessions held here.
+func (s *Tracker) Counts() (online, offline int) {
+	for id, cl := range s.env.Broker.Clients.GetAll() {
 		switch {
 		case cl.Net.Inline || id == "" || id[0] == 0:
 		case cl.Closed():

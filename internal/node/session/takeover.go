@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -56,8 +56,8 @@ type handoverMsg struct {
 	Env  []byte         `json:"env,omitempty"`
 }
 
-// takeOver runs on the connecting node, inside establish.
-func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Packet, rec *sessionRecord) {
+// takeOver runs on the connecting node, inside Establish.
+func (s *Tracker) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Packet, rec *Record) {
 	keep := !pk.Connect.Clean
 	restorable := keep && !rec.Clean && !rec.expired(time.Now().Unix())
 	var hold *mqtt.Client
@@ -69,7 +69,7 @@ func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	switch {
 	case err != nil:
 		result = "owner_gone"
-		s.n.log.Info("session owner did not answer: restoring subscriptions from the registry",
+		s.env.Log.Info("session owner did not answer: restoring subscriptions from the registry",
 			"client_id", cl.ID, "owner", rec.Node, "error", err)
 		h = &handover{Found: restorable, Version: rec.Version, Subs: rec.Subs}
 	case !h.Found:
@@ -78,11 +78,11 @@ func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 	case !keep:
 		result = "kicked"
 	}
-	s.n.metrics.takeovers.With(result).Add(1)
+	s.env.TookOver(result)
 	if keep && h.Found {
-		if s.n.durable.persistent(cl) {
+		if s.durable.Persistent(cl) {
 			// Follow the queue before the subscriptions are back, so no live copy is kept twice.
-			s.n.durable.sync(ctx, cl.ID, subsMap(h.Subs), false)
+			s.durable.sync(ctx, cl.ID, subsMap(h.Subs), false)
 		}
 		s.install(cl.ID, h, hold)
 	} else if hold != nil {
@@ -92,14 +92,14 @@ func (s *sessions) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pac
 
 // ask sends the takeover request; an error means the owner is gone (no
 // responders) or did not answer in time.
-func (s *sessions) ask(ctx context.Context, owner, id string, clean bool) (*handover, error) {
-	if owner == s.n.name {
+func (s *Tracker) ask(ctx context.Context, owner, id string, clean bool) (*handover, error) {
+	if owner == s.env.Node {
 		return nil, errors.New("owner is an earlier run of this node")
 	}
-	req, _ := json.Marshal(takeoverRequest{Client: id, Clean: clean, From: s.n.name})
-	rctx, cancel := context.WithTimeout(ctx, s.n.cfg.Mesh.Timeout.D())
+	req, _ := json.Marshal(takeoverRequest{Client: id, Clean: clean, From: s.env.Node})
+	rctx, cancel := context.WithTimeout(ctx, s.env.Timeout)
 	defer cancel()
-	msg, err := s.n.ctrl.RequestWithContext(rctx, s.n.mesh.subj.Takeover(owner), req)
+	msg, err := s.env.Mesh.Control().RequestWithContext(rctx, s.subj.Takeover(owner), req)
 	if err != nil {
 		return nil, err
 	}
@@ -110,29 +110,29 @@ func (s *sessions) ask(ctx context.Context, owner, id string, clean bool) (*hand
 	return h, nil
 }
 
-// onTakeover answers a takeover request on the owning node.
-func (s *sessions) onTakeover(msg *nats.Msg) {
+// OnTakeover answers a takeover request on the owning node.
+func (s *Tracker) OnTakeover(msg *nats.Msg) {
 	var req takeoverRequest
 	if err := json.Unmarshal(msg.Data, &req); err != nil {
 		return
 	}
 	h := s.giveUp(req)
 	data, _ := json.Marshal(h)
-	for len(data) > int(s.n.ctrl.MaxPayload())-1024 && len(h.Msgs) > 0 {
+	for len(data) > int(s.env.Mesh.Control().MaxPayload())-1024 && len(h.Msgs) > 0 {
 		drop := max(1, len(h.Msgs)/10) // too large for one reply: drop the oldest
 		h.Msgs = h.Msgs[drop:]
-		s.n.metrics.droppedN("handover_too_large", drop)
+		s.env.Drop("handover_too_large", drop)
 		data, _ = json.Marshal(h)
 	}
 	if err := msg.Respond(data); err != nil {
-		s.n.log.Warn("takeover reply failed", "client_id", req.Client, "error", err)
+		s.env.Log.Warn("takeover reply failed", "client_id", req.Client, "error", err)
 	}
 }
 
 // giveUp closes and removes the local session of req.Client, returning its
 // state unless the requester starts clean.
-func (s *sessions) giveUp(req takeoverRequest) *handover {
-	cl, ok := s.n.broker.Clients.Get(req.Client)
+func (s *Tracker) giveUp(req takeoverRequest) *handover {
+	cl, ok := s.env.Broker.Clients.Get(req.Client)
 	if !ok {
 		return &handover{}
 	}
@@ -141,7 +141,7 @@ func (s *sessions) giveUp(req takeoverRequest) *handover {
 		s.handedOver[cl] = struct{}{}
 	}
 	s.mu.Unlock()
-	s.n.log.Debug("session taken over by another node", "client_id", req.Client, "to", req.From)
+	s.env.Log.Debug("session taken over by another node", "client_id", req.Client, "to", req.From)
 	if cl.Properties.Will.WillDelayInterval > 0 {
 		// The client is back before its will delay ended: no will [MQTT-3.1.3-9].
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
@@ -151,17 +151,17 @@ func (s *sessions) giveUp(req takeoverRequest) *handover {
 	}
 	if !cl.Closed() {
 		if cl.Properties.ProtocolVersion == 5 {
-			_ = s.n.broker.DisconnectClient(cl, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
+			_ = s.env.Broker.DisconnectClient(cl, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
 		} else {
 			cl.Stop(packets.ErrSessionTakenOver) // no server DISCONNECT before v5
 		}
 	}
 	// Deliveries from the session's queue go back to it, for the new owner.
-	queued := s.n.durable.durableIDs(cl)
-	if ds := s.n.durable.get(cl.ID); ds != nil {
+	queued := s.durable.DeliveryIDs(cl)
+	if ds := s.durable.get(cl.ID); ds != nil {
 		ds.stop(nil, true)
-		s.n.durable.drop(cl.ID)
-		_ = s.n.ctrl.Flush() // the NAKs reach the consumer before the new owner pulls
+		s.durable.drop(cl.ID)
+		_ = s.env.Mesh.Control().Flush() // the NAKs reach the consumer before the new owner pulls
 	}
 	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion}
 	if !req.Clean && !endsWithConnection(cl) {
@@ -173,17 +173,15 @@ func (s *sessions) giveUp(req takeoverRequest) *handover {
 }
 
 // snapshot returns a client's inflight store in queue order.
-func (s *sessions) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg {
-	order := s.queueOrder(cl.ID)
-	pks := cl.State.Inflight.GetAll(false)
-	sortQueue(pks, order)
+func (s *Tracker) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg {
+	pks := s.Queue(cl)
 	now := time.Now().Unix()
 	out := make([]handoverMsg, 0, len(pks))
 	for _, pk := range pks {
 		if skip[pk.PacketID] {
 			continue
 		}
-		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: msgID(&pk)}
+		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: meshwire.IDOf(&pk)}
 		if pk.FixedHeader.Type == packets.Publish {
 			e := meshwire.Envelope{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 				Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
@@ -198,6 +196,13 @@ func (s *sessions) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg
 		out = append(out, m)
 	}
 	return out
+}
+
+// Queue returns cl's inflight store in the order its messages were queued.
+func (s *Tracker) Queue(cl *mqtt.Client) []packets.Packet {
+	pks := cl.State.Inflight.GetAll(false)
+	sortQueue(pks, s.queueOrder(cl.ID))
+	return pks
 }
 
 // sortQueue orders packets by queue position, then arrival second, then id.
@@ -222,15 +227,15 @@ func sortQueue(pks []packets.Packet, order map[uint16]uint64) {
 
 // remove drops a session from this node without counting its messages as
 // dropped (they live on elsewhere).
-func (s *sessions) remove(cl *mqtt.Client) {
-	s.n.broker.UnsubscribeClient(cl)
+func (s *Tracker) remove(cl *mqtt.Client) {
+	s.env.Broker.UnsubscribeClient(cl)
 	for _, pk := range cl.State.Inflight.GetAll(false) {
 		if cl.State.Inflight.Delete(pk.PacketID) {
-			atomic.AddInt64(&s.n.broker.Info.Inflight, -1)
+			atomic.AddInt64(&s.env.Broker.Info.Inflight, -1)
 		}
 	}
-	if cur, ok := s.n.broker.Clients.Get(cl.ID); ok && cur == cl {
-		s.n.broker.Clients.Delete(cl.ID)
+	if cur, ok := s.env.Broker.Clients.Get(cl.ID); ok && cur == cl {
+		s.env.Broker.Clients.Delete(cl.ID)
 	}
 	s.mu.Lock()
 	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl {

@@ -1,4 +1,4 @@
-package node
+package session
 
 import (
 	"context"
@@ -6,19 +6,20 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/store"
 )
 
-// adoptSessions runs once the store is open: the persistent sessions an
+// Adopt runs once the store is open: the persistent sessions an
 // earlier run of this node owned (same node name, other instance) come back
 // as disconnected sessions with their subscriptions, so messages published
 // before their clients return are queued again. The messages queued in the
 // earlier run are lost with it. A session another node claims meanwhile
 // stays there: every adoption is a compare-and-set on the record.
-func (s *sessions) adoptSessions(ctx context.Context) {
-	st := s.n.store()
-	w, err := st.sessions.WatchAll(ctx, jetstream.IgnoreDeletes())
+func (s *Tracker) Adopt(ctx context.Context, st *store.Store) {
+	w, err := st.Sessions.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		s.n.log.Warn("sessions of an earlier run not restored", "error", err)
+		s.env.Log.Warn("sessions of an earlier run not restored", "error", err)
 		return
 	}
 	defer w.Stop()
@@ -32,16 +33,16 @@ func (s *sessions) adoptSessions(ctx context.Context) {
 		}
 	}
 	if adopted > 0 {
-		s.n.syncInterest()
-		s.n.log.Info("restored sessions of an earlier run", "sessions", adopted)
+		s.env.Mesh.SyncInterest()
+		s.env.Log.Info("restored sessions of an earlier run", "sessions", adopted)
 	}
 }
 
 // adopt installs one record's session if it belongs to an earlier run of
 // this node, is persistent and has not expired.
-func (s *sessions) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
-	rec := new(sessionRecord)
-	if json.Unmarshal(e.Value(), rec) != nil || rec.Node != s.n.name || rec.Instance == s.n.instance || rec.Clean {
+func (s *Tracker) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
+	rec := new(Record)
+	if json.Unmarshal(e.Value(), rec) != nil || rec.Node != s.env.Node || rec.Instance == s.env.Instance || rec.Clean {
 		return false
 	}
 	now := time.Now().Unix()
@@ -51,11 +52,11 @@ func (s *sessions) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	if rec.expired(now) {
 		return false
 	}
-	if _, taken := s.n.broker.Clients.Get(rec.Client); taken {
+	if _, taken := s.env.Broker.Clients.Get(rec.Client); taken {
 		return false // the client is back already
 	}
 	left := rec.Gone + int64(rec.Expiry) - now
-	rec.Instance = s.n.instance
+	rec.Instance = s.env.Instance
 	rev, err := s.reg.put(ctx, rec, e.Revision(), time.Duration(left)*time.Second+time.Minute)
 	if err != nil {
 		return false
@@ -65,11 +66,11 @@ func (s *sessions) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	// after the maximum: mark the detached client v5 with what is left.
 	cl.Properties.ProtocolVersion = 5
 	cl.Properties.Props.SessionExpiryInterval, cl.Properties.Props.SessionExpiryIntervalFlag = uint32(left), true
-	if s.n.durable.on {
-		s.n.durable.sync(ctx, rec.Client, subsMap(rec.Subs), false)
+	if s.durable.on {
+		s.durable.sync(ctx, rec.Client, subsMap(rec.Subs), false)
 	}
 	s.subscribeDetached(cl, rec.Subs)
-	s.n.broker.Clients.Add(cl)
+	s.env.Broker.Clients.Add(cl)
 	s.track(cl, *rec, rev)
 	return true
 }

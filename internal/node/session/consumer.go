@@ -1,0 +1,195 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
+	"github.com/mqlb/mqlb/internal/topic"
+)
+
+// The consumer of each durable session: written from its subscriptions,
+// deleted when the session ends, trimmed to max_offline_messages.
+
+// sync makes id's consumer follow subs (its QoS 1/2 non-shared ones):
+// created, updated, or deleted when none are left. Without write (a session
+// resumed or taken over, whose consumer already has these filters) the
+// consumer is written by the pulling loop, so a JetStream leader election
+// does not hold up the CONNACK. The session follows its
+// queue from now on even when the store cannot be written right now (a
+// JetStream leader election after a node died): the consumer then keeps its
+// earlier filters until the pulling loop updates it. It returns whether the
+// consumer was written.
+func (d *Durable) sync(ctx context.Context, id string, subs map[string]packets.Subscription, write bool) bool {
+	var filters []packets.Subscription
+	for _, s := range subs {
+		if _, _, shared := topic.SplitShared(s.Filter); shared || s.Qos == 0 {
+			continue
+		}
+		filters = append(filters, s)
+	}
+	if len(filters) == 0 {
+		if d.get(id) != nil {
+			d.End(id)
+		}
+		return true
+	}
+	d.mu.Lock()
+	ds := d.byID[id]
+	if ds == nil {
+		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]time.Time{}}
+		ds.room = sync.NewCond(&ds.mu)
+		d.byID[id] = ds
+	}
+	d.mu.Unlock()
+	ds.mu.Lock()
+	ds.filters, ds.synced = filters, false
+	ds.known = ds.known || !write
+	ds.mu.Unlock()
+	if !write {
+		return false // the pulling loop writes it
+	}
+	return d.write(ctx, ds)
+}
+
+// write creates or updates ds's consumer with its filters.
+func (d *Durable) write(ctx context.Context, ds *dsession) bool {
+	ds.mu.Lock()
+	var subjects []string
+	for _, f := range ds.filters {
+		subjects = append(subjects, d.subj.Filter(f.Filter)...)
+	}
+	ds.mu.Unlock()
+	st, err := d.env.Store()
+	if err != nil || st.Queue == nil {
+		return false
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:           ConsumerName(ds.id),
+		Description:       "mqlb session " + ds.id,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           durableAckWait,
+		MaxAckPending:     durableWindow,
+		MaxDeliver:        -1,
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		FilterSubjects:    disjoint(subjects, d.subj),
+		InactiveThreshold: d.env.MaxExpiry + time.Minute,
+	}
+	if _, err := st.Queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
+		st.Note(err)
+		d.env.Warn("session queue not writable yet: retrying", "client_id", ds.id, "error", err)
+		return false
+	}
+	ds.mu.Lock()
+	ds.synced, ds.known = true, true
+	ds.mu.Unlock()
+	return true
+}
+
+// disjoint returns the filter subjects, or the whole queue when two of them
+// overlap (a consumer's filters may not): deliver then matches topics itself.
+func disjoint(subjects []string, q meshwire.Subjects) []string {
+	for i := range subjects {
+		for j := i + 1; j < len(subjects); j++ {
+			if server.SubjectsCollide(subjects[i], subjects[j]) {
+				return []string{q.All()}
+			}
+		}
+	}
+	return subjects
+}
+
+func (d *Durable) deleteConsumer(ctx context.Context, st *store.Store, id string) {
+	d.drop(id)
+	err := st.Queue.DeleteConsumer(ctx, ConsumerName(id))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		st.Note(err)
+		d.env.Warn("session queue: consumer not deleted", "client_id", id, "error", err)
+	}
+}
+
+// drop forgets id's durable session here (its consumer stays).
+func (d *Durable) drop(id string) {
+	d.mu.Lock()
+	ds := d.byID[id]
+	delete(d.byID, id)
+	d.mu.Unlock()
+	if ds != nil {
+		ds.stop(nil, false)
+	}
+}
+
+// End deletes id's consumer: the session is over (clean start, expiry).
+func (d *Durable) End(id string) {
+	if !d.on {
+		return
+	}
+	st, err := d.env.Store()
+	if err != nil || st.Queue == nil {
+		d.drop(id)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*d.env.Timeout)
+	defer cancel()
+	d.deleteConsumer(ctx, st, id)
+}
+
+// countOffline notes, before the CONNACK of a resumed session, how many
+// queued messages are over max_offline_messages; the pulling loop drops
+// that many, oldest first (a message published after the client is back is
+// never counted).
+func (d *Durable) countOffline(cl *mqtt.Client) {
+	limit := int(d.sessions.maxOffline.Load())
+	ds := d.get(cl.ID)
+	if ds == nil || limit <= 0 {
+		return
+	}
+	st, err := d.env.Store()
+	if err != nil || st.Queue == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.env.Timeout)
+	defer cancel()
+	cons, err := st.Queue.Consumer(ctx, ConsumerName(cl.ID))
+	if err != nil {
+		return
+	}
+	info := cons.CachedInfo()
+	if over := int(info.NumPending) - limit; over > 0 {
+		ds.mu.Lock()
+		ds.over = over
+		ds.mu.Unlock()
+	}
+}
+
+// trim drops the messages countOffline found over the limit.
+func (d *Durable) trim(cons jetstream.Consumer, ds *dsession) {
+	ds.mu.Lock()
+	over := ds.over
+	ds.over = 0
+	ds.mu.Unlock()
+	for over > 0 {
+		batch, err := cons.FetchNoWait(min(over, durableWindow))
+		if err != nil {
+			return
+		}
+		got := 0
+		for m := range batch.Messages() {
+			_ = m.Ack()
+			got++
+		}
+		if got == 0 {
+			return
+		}
+		over -= got
+		d.env.Drop("offline_queue_full", got)
+	}
+}

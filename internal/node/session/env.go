@@ -1,0 +1,67 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/node/store"
+)
+
+// Env is what the session layer uses of its node, and nothing more.
+type Env struct {
+	Broker *mqtt.Server                  // the local broker the sessions live in
+	Store  func() (*store.Store, error)  // the replicated store, while it is open and usable
+	Mesh   Mesh                          // interest and the control connection
+	Log    *slog.Logger                  // node logger
+	Warn   func(msg string, args ...any) // rate-limited warning, for hot paths
+
+	Drop     func(reason string, n int) // counts dropped messages (mqlb_node_dropped_total)
+	TookOver func(result string)        // counts takeovers (mqlb_node_takeovers_total)
+
+	Ctx context.Context // background work ends with it
+	WG  *sync.WaitGroup // background goroutines, waited for on close
+
+	Node, Instance string        // this node's name, and its run
+	Cluster        string        // mesh.cluster_name: subjects and stream
+	Timeout        time.Duration // mesh.timeout
+	MaxExpiry      time.Duration // sessions.max_expiry
+	MaxOffline     int           // sessions.max_offline_messages, at start
+	Replicated     bool          // sessions.durability replicated
+}
+
+// Mesh is the part of the node's mesh the session layer uses: the interest
+// of sessions it installs, and the control connection for takeovers.
+type Mesh interface {
+	// Subscribe records that client holds filter; true when the mesh
+	// subscribed anew (SyncInterest then makes it known).
+	Subscribe(client, filter string) bool
+	Unsubscribe(client, filter string)
+	// SyncInterest returns once every other node knows the subscriptions
+	// made before the call.
+	SyncInterest()
+	// Control is the connection for takeover requests (nil before the node
+	// joins the mesh).
+	Control() *nats.Conn
+}
+
+// New returns the node's session tracker and its durable sessions, which
+// work together.
+func New(env Env) (*Tracker, *Durable) {
+	s := newTracker(env)
+	d := newDurable(env)
+	s.durable, d.sessions = d, s
+	return s, d
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
