@@ -159,47 +159,23 @@ func packetID(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
 
 // deliver sends one queued message to the client.
 func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
-	meta, err := m.Metadata()
-	if err != nil {
-		_ = m.Term()
+	meta, e, ok := d.decode(m)
+	if !ok {
 		return
 	}
-	e, err := meshwire.DecodeEnvelope(m.Data())
-	if err != nil {
-		d.env.Drop("malformed", 1)
-		_ = m.Term()
-		return
-	}
-	pid := packetID(meta.Sequence.Stream)
-	release := meta.NumDelivered > 1 && e.QoS == 2 && d.released(ds.id, meta.Sequence.Stream)
+	seq := meta.Sequence.Stream
+	pid := packetID(seq)
+	release := meta.NumDelivered > 1 && e.QoS == 2 && d.released(ds.id, seq)
 	ds.mu.Lock()
-	if ds.cl != cl {
+	if after, busy := d.repeat(ds, cl, pid, seq, m); busy {
 		ds.mu.Unlock()
-		return // stopped meanwhile: the message is redelivered later
-	}
-	if _, ok := ds.done[meta.Sequence.Stream]; ok {
-		ds.mu.Unlock()
-		go d.confirm(ds, meta.Sequence.Stream, m) // the client has it: the ack was lost
-		return
-	}
-	if f, ok := ds.inflight[pid]; ok {
-		if f.seq == meta.Sequence.Stream { // redelivered while the client has it
-			ds.inflight[pid] = dflight{seq: f.seq, msg: m}
-			_ = m.InProgress()
-			ds.mu.Unlock()
-			return
+		if after != nil {
+			after()
 		}
-		ds.mu.Unlock()
-		_ = m.NakWithDelay(durableAckWait) // the id is still taken
-		return
-	}
-	if _, taken := cl.State.Inflight.Get(pid); taken {
-		ds.mu.Unlock()
-		_ = m.NakWithDelay(durableAckWait)
 		return
 	}
 	if release { // the client has it: it is owed the PUBREL, not the PUBLISH again
-		d.sendPubrel(ds, cl, pid, dflight{seq: meta.Sequence.Stream, msg: m})
+		d.sendPubrel(ds, cl, pid, dflight{seq: seq, msg: m})
 		ds.mu.Unlock()
 		return
 	}
@@ -209,22 +185,68 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
-	// The client's Receive Maximum [MQTT-3.3.4-9]: wait for an acknowledgement.
-	for limit := sendWindow(cl); len(ds.inflight) >= limit && ds.cl == cl; {
-		ds.room.Wait()
-	}
-	if ds.cl != cl {
+	if !waitRoom(ds, cl) {
 		ds.mu.Unlock()
 		return // stopped meanwhile: the message is redelivered later
 	}
 	pk.PacketID = pid
 	pk.FixedHeader.Dup = meta.NumDelivered > 1 // maybe seen before a crash: the client knows it by its id [MQTT-4.3.3-10]
-	ds.inflight[pid] = dflight{seq: meta.Sequence.Stream, msg: m}
+	ds.inflight[pid] = dflight{seq: seq, msg: m}
 	ds.mu.Unlock()
 	if cl.State.Inflight.Set(pk) {
 		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 	}
 	_ = cl.WritePacket(pk) // a closed connection gets it resent when it resumes
+}
+
+// decode reads a queued message's metadata and envelope; one that cannot
+// be read is terminated (never redelivered).
+func (d *Durable) decode(m jetstream.Msg) (*jetstream.MsgMetadata, *meshwire.Envelope, bool) {
+	meta, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return nil, nil, false
+	}
+	e, err := meshwire.DecodeEnvelope(m.Data())
+	if err != nil {
+		d.env.Drop("malformed", 1)
+		_ = m.Term()
+		return nil, nil, false
+	}
+	return meta, e, true
+}
+
+// repeat handles, with ds.mu held, a message the session cannot take now:
+// pulling stopped, the client has it already, or its packet id is taken.
+// It returns what to do once the lock is released, and false when the
+// message is to be delivered.
+func (d *Durable) repeat(ds *dsession, cl *mqtt.Client, pid uint16, seq uint64, m jetstream.Msg) (after func(), busy bool) {
+	if ds.cl != cl {
+		return nil, true // stopped meanwhile: the message is redelivered later
+	}
+	if _, ok := ds.done[seq]; ok {
+		return func() { go d.confirm(ds, seq, m) }, true // the client has it: the ack was lost
+	}
+	if f, ok := ds.inflight[pid]; ok {
+		if f.seq == seq { // redelivered while the client has it
+			ds.inflight[pid] = dflight{seq: seq, msg: m}
+			return func() { _ = m.InProgress() }, true
+		}
+		return func() { _ = m.NakWithDelay(durableAckWait) }, true // the id is still taken
+	}
+	if _, taken := cl.State.Inflight.Get(pid); taken {
+		return func() { _ = m.NakWithDelay(durableAckWait) }, true
+	}
+	return nil, false
+}
+
+// waitRoom waits, with ds.mu held, until cl has room under its Receive
+// Maximum [MQTT-3.3.4-9]; false when pulling for cl stopped meanwhile.
+func waitRoom(ds *dsession, cl *mqtt.Client) bool {
+	for limit := sendWindow(cl); len(ds.inflight) >= limit && ds.cl == cl; {
+		ds.room.Wait()
+	}
+	return ds.cl == cl
 }
 
 // packet builds the PUBLISH of a queued message for cl, or false when it is
