@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Socket is a client's TCP connection as a TLS layer over it reads it. A
@@ -12,11 +13,12 @@ import (
 // (Linux); one that is not is relayed by two goroutines.
 //
 // Until the relay serves it, a Socket reads as its net.TCPConn does. From
-// then on a read that finds no bytes returns os.ErrDeadlineExceeded at once
-// instead of waiting, as if a read deadline had passed: crypto/tls takes
-// that for a timeout, keeps what it has of a record and goes on from there
-// at the next Read (conn.go, readRecordOrCCS: a net.Error that is
-// Temporary is not made the connection's error).
+// then on the relay sets how long reads wait: until a deadline, or not at
+// all — a read that finds no bytes returns os.ErrDeadlineExceeded at once,
+// as if a read deadline had passed. crypto/tls takes either for a timeout,
+// keeps what it has of a record and goes on from there at the next Read
+// (conn.go, readRecordOrCCS: a net.Error that is Temporary is not made the
+// connection's error).
 type Socket struct {
 	*net.TCPConn
 	now atomic.Bool     // reads return instead of waiting
@@ -43,4 +45,11 @@ func (s *Socket) readWithoutWaiting() error {
 	s.rc = rc
 	s.now.Store(true)
 	return nil
+}
+
+// waitUntil makes reads wait for bytes until t, as net.TCPConn's do with a
+// read deadline; t zero, not at all.
+func (s *Socket) waitUntil(t time.Time) {
+	s.TCPConn.SetReadDeadline(t)
+	s.now.Store(t.IsZero())
 }

@@ -19,19 +19,21 @@ import (
 // sockets (duplicates, one-shot EPOLLIN); when one has something to read, a
 // goroutine is started for the direction that reads it —
 // tlsClientToServer decrypts with tls.Conn.Read and writes to the server,
-// tlsServerToClient reads the server and encrypts with tls.Conn.Write — and
-// copies through a pooled buffer until its source would block. Then it
-// re-arms the socket and exits. The client side only would-blocks once
-// crypto/tls holds no whole record (its reads of the Socket return rather
-// than wait), so nothing decrypted is left behind. Writes wait in Go's
-// poller (the net.Conns stay open for them): a full destination holds back
-// its direction and only it, and closing the connections stops them.
+// tlsServerToClient reads the server and encrypts with tls.Conn.Write. It
+// copies through a pooled buffer, waiting in Go's poller while bytes keep
+// coming; after tlsLinger of silence it reads on without waiting until its
+// source would block — for the client, until crypto/tls holds no whole
+// record (its reads of the Socket then return rather than wait), so nothing
+// decrypted is left behind — re-arms the socket and exits. Writes wait in
+// Go's poller (the net.Conns stay open for them): a full destination holds
+// back its direction and only it, and closing the connections stops them.
 type tlsPair struct {
 	Relay // its handle: Close stops the pair
 	entry
 	l      *loop
 	fd     [2]int // duplicates of the sockets, watched by the loop
 	tc     *tls.Conn
+	sock   *Socket // under tc
 	server *net.TCPConn
 	st     *Stats
 	opt    Options
@@ -69,7 +71,7 @@ func startTLS(tc *tls.Conn, sock *Socket, s *net.TCPConn, st *Stats, opt Options
 		closeFDs(cfd, sfd)
 		return nil
 	}
-	p := &tlsPair{l: l, fd: [2]int{cfd, sfd}, tc: tc, server: s, st: st, opt: opt, done: done}
+	p := &tlsPair{l: l, fd: [2]int{cfd, sfd}, tc: tc, sock: sock, server: s, st: st, opt: opt, done: done}
 	p.s = p
 	// crypto/tls may hold bytes the client sent after its CONNECT, which
 	// no socket event announces: the client side is read first.
@@ -104,58 +106,119 @@ func (p *tlsPair) event(side int, _ uint32) {
 	}
 }
 
-// tlsClientToServer is a TLS pair's upstream copy, while the client has
-// bytes (named so stack dumps read).
-func tlsClientToServer(p *tlsPair) {
+// tlsLinger is how long a direction's goroutine waits for more once its
+// source is empty before it leaves the socket to the loop and exits: a busy
+// connection is served as by a goroutine relay (Go's poller wakes it, no
+// goroutine is started per burst); a connection is idle, and costs no
+// goroutine, after this much silence.
+const tlsLinger = 100 * time.Millisecond
+
+// tlsClientToServer is a TLS pair's upstream copy, while the client sends
+// (named so stack dumps read).
+func tlsClientToServer(p *tlsPair) { p.serve(client) }
+
+// tlsServerToClient is a TLS pair's downstream copy, while the server sends.
+func tlsServerToClient(p *tlsPair) { p.serve(server) }
+
+// serve runs direction d through a pooled buffer until its source has been
+// silent for tlsLinger (the loop then watches it again), or it ends.
+func (p *tlsPair) serve(d int) {
 	bp := bufPool.Get().(*[]byte)
-	side, err := p.copyUp(*bp)
+	side, err := p.copyWhileBusy(d, *bp)
 	bufPool.Put(bp)
-	p.stopped(client, side, err)
+	p.stopped(d, side, err)
 }
 
-// copyUp decrypts the client's bytes and writes them to the server until
-// an error on one side; os.ErrDeadlineExceeded from the client is "would
-// block".
-func (p *tlsPair) copyUp(buf []byte) (int, error) {
+// copyWhileBusy copies direction d, waiting for its source up to tlsLinger
+// at a time, until that wait passes with nothing to read: then it reads
+// without waiting until the source would block (os.ErrDeadlineExceeded,
+// with nothing left inside crypto/tls), and if that moves nothing either,
+// returns. It also returns the error that ends the direction and the side
+// whose socket had it.
+func (p *tlsPair) copyWhileBusy(d int, buf []byte) (int, error) {
 	for {
-		k, rerr := p.tc.Read(buf)
-		if k > 0 {
-			if _, err := p.server.Write(buf[:k]); err != nil {
-				return server, err
-			}
-			p.st.In.Add(int64(k))
+		p.waitUntil(d, time.Now().Add(tlsLinger))
+		_, side, err := p.copyUntil(d, buf, true)
+		p.waitUntil(d, time.Time{})
+		if side != d || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return side, err
 		}
-		if rerr != nil {
-			return client, rerr
+		// The deadline may have passed during a write, before a read:
+		// read on without waiting to find out whether the source is empty.
+		moved, side, err := p.copyUntil(d, buf, false)
+		if !moved || side != d || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return side, err
 		}
 	}
 }
 
-// tlsServerToClient is a TLS pair's downstream copy, while the server has
-// bytes.
-func tlsServerToClient(p *tlsPair) {
-	bp := bufPool.Get().(*[]byte)
-	side, err := p.copyDown(*bp)
-	bufPool.Put(bp)
-	p.stopped(server, side, err)
+// copyUntil copies direction d until a read or write fails (a timeout is
+// a failure here): reads wait for the deadline set by waitUntil, or do not
+// wait. moved says whether any byte was copied.
+func (p *tlsPair) copyUntil(d int, buf []byte, wait bool) (moved bool, side int, err error) {
+	for {
+		k, rerr := p.read(d, buf, wait)
+		if k > 0 {
+			if err := p.write(d, buf[:k]); err != nil {
+				return moved, 1 - d, err
+			}
+			p.count(d, k)
+			moved = true
+		}
+		if rerr != nil {
+			return moved, d, rerr
+		}
+	}
 }
 
-// copyDown reads the server and writes through TLS to the client, as
-// copyUp the other way.
-func (p *tlsPair) copyDown(buf []byte) (int, error) {
-	for {
-		k, err := readRetry(p.fd[server], buf)
-		switch {
-		case errors.Is(err, unix.EAGAIN):
-			return server, os.ErrDeadlineExceeded
-		case err != nil:
-			return server, os.NewSyscallError("read", err)
-		case k == 0:
-			return server, io.EOF
-		}
-		if _, err := p.tc.Write(buf[:k]); err != nil {
-			return client, err
-		}
+// waitUntil sets how long reads of d's source wait for bytes: until t, as
+// a net.Conn's read deadline; t zero, not at all (crypto/tls over a Socket;
+// the server's duplicate, read by read).
+func (p *tlsPair) waitUntil(d int, t time.Time) {
+	if d == client {
+		p.sock.waitUntil(t)
+	} else {
+		p.server.SetReadDeadline(t)
+	}
+}
+
+// read reads d's source: the client decrypted by crypto/tls, or the server.
+func (p *tlsPair) read(d int, buf []byte, wait bool) (int, error) {
+	switch {
+	case d == client:
+		return p.tc.Read(buf)
+	case wait:
+		return p.server.Read(buf)
+	}
+	k, err := readRetry(p.fd[server], buf)
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return 0, os.ErrDeadlineExceeded
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
+	case k == 0:
+		return 0, io.EOF
+	}
+	return k, nil
+}
+
+// write writes to d's destination: the server, or the client through
+// crypto/tls.
+func (p *tlsPair) write(d int, b []byte) error {
+	var err error
+	if d == client {
+		_, err = p.server.Write(b)
+	} else {
+		_, err = p.tc.Write(b)
+	}
+	return err
+}
+
+// count adds k bytes moved in direction d.
+func (p *tlsPair) count(d, k int) {
+	if d == client {
+		p.st.In.Add(int64(k))
+	} else {
 		p.st.Out.Add(int64(k))
 	}
 }
