@@ -9,9 +9,10 @@
 // idle. A TLS-terminated client over a Socket, to a TCP server, is watched
 // by the same loops: when a side has bytes, a goroutine for that direction
 // copies them through a pooled buffer (crypto/tls decrypting or encrypting)
-// until its source would block, and exits; no goroutine or buffer while the
-// connection is idle. Other pairs (WebSocket, or TLS over another
-// connection) copy through pooled buffers in two goroutines.
+// while they keep coming, and once its source has been silent for a moment
+// and would block, leaves the socket to the loop and exits; no goroutine or
+// buffer while the connection is idle. Other pairs (WebSocket, or TLS over
+// another connection) copy through pooled buffers in two goroutines.
 package relay
 
 import (

@@ -107,11 +107,13 @@ func (p *tlsPair) event(side int, _ uint32) {
 }
 
 // tlsLinger is how long a direction's goroutine waits for more once its
-// source is empty before it leaves the socket to the loop and exits: a busy
-// connection is served as by a goroutine relay (Go's poller wakes it, no
-// goroutine is started per burst); a connection is idle, and costs no
-// goroutine, after this much silence.
-const tlsLinger = 100 * time.Millisecond
+// source is silent before it leaves the socket to the loop and exits: a
+// busy connection is served as by a goroutine relay (Go's poller wakes it;
+// no goroutine is started, no socket re-armed per burst); a connection is
+// idle, and costs no goroutine or buffer, after this much silence. Short,
+// so that a burst of new connections does not add up to many goroutines
+// and buffers at once.
+const tlsLinger = 10 * time.Millisecond
 
 // tlsClientToServer is a TLS pair's upstream copy, while the client sends
 // (named so stack dumps read).
@@ -129,17 +131,15 @@ func (p *tlsPair) serve(d int) {
 	p.stopped(d, side, err)
 }
 
-// copyWhileBusy copies direction d, waiting for its source up to tlsLinger
-// at a time, until that wait passes with nothing to read: then it reads
-// without waiting until the source would block (os.ErrDeadlineExceeded,
-// with nothing left inside crypto/tls), and if that moves nothing either,
-// returns. It also returns the error that ends the direction and the side
-// whose socket had it.
+// copyWhileBusy copies direction d, its reads waiting for more until the
+// source has been silent for about tlsLinger; then it reads on without
+// waiting until the source would block (os.ErrDeadlineExceeded, with
+// nothing left inside crypto/tls), and if that moves nothing, returns. It
+// also returns the error that ends the direction and the side whose socket
+// had it.
 func (p *tlsPair) copyWhileBusy(d int, buf []byte) (int, error) {
 	for {
-		p.waitUntil(d, time.Now().Add(tlsLinger))
 		_, side, err := p.copyUntil(d, buf, true)
-		p.waitUntil(d, time.Time{})
 		if side != d || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return side, err
 		}
@@ -153,9 +153,16 @@ func (p *tlsPair) copyWhileBusy(d int, buf []byte) (int, error) {
 }
 
 // copyUntil copies direction d until a read or write fails (a timeout is
-// a failure here): reads wait for the deadline set by waitUntil, or do not
-// wait. moved says whether any byte was copied.
+// a failure here). With wait, reads wait for bytes up to tlsLinger after
+// the last ones (the deadline is moved at most every half of it); without,
+// they do not wait. moved says whether any byte was copied.
 func (p *tlsPair) copyUntil(d int, buf []byte, wait bool) (moved bool, side int, err error) {
+	var until time.Time
+	if wait {
+		until = time.Now().Add(tlsLinger)
+		p.waitUntil(d, until)
+		defer p.waitUntil(d, time.Time{})
+	}
 	for {
 		k, rerr := p.read(d, buf, wait)
 		if k > 0 {
@@ -164,11 +171,24 @@ func (p *tlsPair) copyUntil(d int, buf []byte, wait bool) (moved bool, side int,
 			}
 			p.count(d, k)
 			moved = true
+			if wait {
+				until = p.moveDeadline(d, until)
+			}
 		}
 		if rerr != nil {
 			return moved, d, rerr
 		}
 	}
+}
+
+// moveDeadline moves d's read deadline to tlsLinger from now, if less
+// than half of that is left.
+func (p *tlsPair) moveDeadline(d int, until time.Time) time.Time {
+	if now := time.Now(); until.Sub(now) < tlsLinger/2 {
+		until = now.Add(tlsLinger)
+		p.waitUntil(d, until)
+	}
+	return until
 }
 
 // waitUntil sets how long reads of d's source wait for bytes: until t, as
@@ -240,19 +260,19 @@ func (p *tlsPair) stopped(d, side int, err error) {
 // client: close_notify, then the TCP FIN) and bounds the other direction by
 // the fin timeout; when both have ended the pair finishes.
 func (p *tlsPair) sourceEOF(d int) {
-	if d == client {
-		p.server.CloseWrite()
-	} else {
-		closeWrite(p.tc)
-	}
 	p.mu.Lock()
-	p.markEnded(d, nil)
+	p.markEnded(d, nil) // before the peer can see the EOF and answer
 	if p.nEnded == 2 {
 		p.closing = true
 	} else if p.opt.FinTimeout > 0 && !p.closing {
 		p.fin = time.AfterFunc(p.opt.FinTimeout, p.finTimeout)
 	}
 	p.mu.Unlock()
+	if d == client {
+		p.server.CloseWrite()
+	} else {
+		closeWrite(p.tc)
+	}
 	p.exit(d, false)
 }
 
