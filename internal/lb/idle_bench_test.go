@@ -65,30 +65,36 @@ func BenchmarkIdleConnections(b *testing.B) {
 		sum = sum.add(held.sub(before))
 		release()
 	}
-	per := float64(b.N) * idleConns
-	b.ReportMetric(float64(sum.heap)/per, "heap-B/conn")
-	b.ReportMetric(float64(sum.objects)/per, "objects/conn")
-	b.ReportMetric(float64(sum.stack)/per, "stack-B/conn")
-	b.ReportMetric(float64(sum.rss)/per, "rss-B/conn")
+	sum.report(b, float64(b.N)*idleConns)
 }
 
 // memUse is what the process holds, after a GC.
-type memUse struct{ heap, objects, stack, rss int64 }
+type memUse struct{ heap, objects, stack, rss, goroutines int64 }
+
+// report reports m per connection, for conns connections in all.
+func (m memUse) report(b *testing.B, conns float64) {
+	b.ReportMetric(float64(m.heap)/conns, "heap-B/conn")
+	b.ReportMetric(float64(m.objects)/conns, "objects/conn")
+	b.ReportMetric(float64(m.goroutines)/conns, "goroutines/conn")
+	b.ReportMetric(float64(m.stack)/conns, "stack-B/conn")
+	b.ReportMetric(float64(m.rss)/conns, "rss-B/conn")
+}
 
 func memNow() memUse {
 	runtime.GC()
 	runtime.GC() // the first may leave finalizers' objects to the second
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memUse{heap: int64(ms.HeapAlloc), objects: int64(ms.HeapObjects), stack: int64(ms.StackInuse), rss: rss()}
+	return memUse{heap: int64(ms.HeapAlloc), objects: int64(ms.HeapObjects), stack: int64(ms.StackInuse), rss: rss(),
+		goroutines: int64(runtime.NumGoroutine())}
 }
 
 func (m memUse) sub(o memUse) memUse {
-	return memUse{m.heap - o.heap, m.objects - o.objects, m.stack - o.stack, m.rss - o.rss}
+	return memUse{m.heap - o.heap, m.objects - o.objects, m.stack - o.stack, m.rss - o.rss, m.goroutines - o.goroutines}
 }
 
 func (m memUse) add(o memUse) memUse {
-	return memUse{m.heap + o.heap, m.objects + o.objects, m.stack + o.stack, m.rss + o.rss}
+	return memUse{m.heap + o.heap, m.objects + o.objects, m.stack + o.stack, m.rss + o.rss, m.goroutines + o.goroutines}
 }
 
 // rss is the process's resident set in bytes (/proc/self/statm), 0 where

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqlb/mqlb/internal/proxyhdr"
+	"github.com/mqlb/mqlb/internal/relay"
 	"github.com/mqlb/mqlb/internal/wsconn"
 )
 
@@ -49,7 +50,7 @@ var (
 // deadline. The deadline stays set: the caller keeps
 // it for reading the CONNECT and clears it after.
 func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
-	cl := &Client{TCP: c, pre: &prefixConn{TCPConn: c}}
+	cl := &Client{TCP: c, pre: &prefixConn{Socket: relay.Socket{TCPConn: c}}}
 	cl.Remote = AddrPort(c.RemoteAddr())
 	cl.Local = AddrPort(c.LocalAddr())
 	if err := c.SetDeadline(deadline); err != nil {
@@ -150,9 +151,10 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 
 // prefixConn reads buf before the socket: the bytes that arrived with the
 // PROXY header belong to the stream after it. Its RemoteAddr is the client
-// the header named, if any.
+// the header named, if any. It is a relay.Socket, so that a TLS client over
+// it is relayed with no goroutine while it is idle.
 type prefixConn struct {
-	*net.TCPConn
+	relay.Socket
 	buf    []byte
 	remote net.Addr
 }
@@ -170,5 +172,5 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		c.buf = c.buf[n:]
 		return n, nil
 	}
-	return c.TCPConn.Read(p)
+	return c.Socket.Read(p)
 }

@@ -27,7 +27,7 @@ type loop struct {
 	events []unix.EpollEvent
 
 	mu    sync.Mutex // guards slots, gens, free and cmds
-	slots []*pair
+	slots []member
 	gens  []uint32 // per slot, bumped on every reuse
 	free  []uint32
 	cmds  []*pair // pairs to close (Relay.Close, fin timeout)
@@ -98,25 +98,37 @@ func newLoop() (*loop, error) {
 	return &loop{epfd: epfd, evfd: evfd, rc: rc, events: make([]unix.EpollEvent, 256)}, nil
 }
 
-// add gives p a slot and registers both its sockets.
-func (l *loop) add(p *pair) error {
+// member is what a loop's slot holds: a TCP pair it serves, or a TLS pair
+// whose sockets it watches for goroutines to serve (tlspair_linux.go).
+type member interface {
+	// event is told, on the loop goroutine, that side's socket is ready.
+	event(side int, ev uint32)
+}
+
+// entry is a member's place in its loop: the slot and generation its epoll
+// events carry.
+type entry struct{ slot, gen uint32 }
+
+// add gives m a slot (recorded in e before any event can arrive) and
+// registers its two sockets, fds, for events.
+func (l *loop) add(m member, e *entry, fds [2]int, events uint32) error {
 	l.mu.Lock()
 	if n := len(l.free); n > 0 {
-		p.slot = l.free[n-1]
+		e.slot = l.free[n-1]
 		l.free = l.free[:n-1]
 	} else {
-		p.slot = uint32(len(l.slots))
+		e.slot = uint32(len(l.slots))
 		l.slots = append(l.slots, nil)
 		l.gens = append(l.gens, 0)
 	}
-	l.gens[p.slot] = (l.gens[p.slot] + 1) & (1<<30 - 1)
-	p.gen = l.gens[p.slot]
-	l.slots[p.slot] = p
+	l.gens[e.slot] = (l.gens[e.slot] + 1) & (1<<30 - 1)
+	e.gen = l.gens[e.slot]
+	l.slots[e.slot] = m
 	l.mu.Unlock()
 	for side := range 2 {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET}
-		ev.Fd, ev.Pad = token(p.slot, p.gen, side)
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, p.fd[side], &ev); err != nil {
+		ev := unix.EpollEvent{Events: events}
+		ev.Fd, ev.Pad = token(e.slot, e.gen, side)
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fds[side], &ev); err != nil {
 			return os.NewSyscallError("epoll_ctl", err)
 		}
 	}
@@ -129,11 +141,12 @@ func token(slot, gen uint32, side int) (int32, int32) {
 	return int32(slot), int32(gen<<1 | uint32(side))
 }
 
-// release frees p's slot (loop goroutine only, after its sockets are closed).
-func (l *loop) release(p *pair) {
+// release frees a member's slot, after its sockets are closed: events
+// still on their way find no member.
+func (l *loop) release(e *entry) {
 	l.mu.Lock()
-	l.slots[p.slot] = nil
-	l.free = append(l.free, p.slot)
+	l.slots[e.slot] = nil
+	l.free = append(l.free, e.slot)
 	l.mu.Unlock()
 }
 
@@ -196,15 +209,14 @@ func (l *loop) dispatch(evs []unix.EpollEvent) {
 		}
 		slot, gen, side := uint32(ev.Fd), uint32(ev.Pad)>>1, int(ev.Pad&1)
 		l.mu.Lock()
-		var p *pair
-		if int(slot) < len(l.slots) {
-			p = l.slots[slot]
+		var m member
+		if int(slot) < len(l.slots) && l.gens[slot] == gen {
+			m = l.slots[slot]
 		}
 		l.mu.Unlock()
-		if p == nil || p.gen != gen || p.closed {
-			continue
+		if m != nil {
+			m.event(side, ev.Events)
 		}
-		p.event(side, ev.Events)
 	}
 }
 

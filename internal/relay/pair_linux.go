@@ -24,14 +24,13 @@ const (
 // closed at once, so nothing else can close or reuse these descriptors.
 type pair struct {
 	Relay // its handle: Close stops the pair
-	l     *loop
-	slot  uint32
-	gen   uint32
-	fd    [2]int
-	dir   [2]direction // [client]: client→server, [server]: server→client
-	st    *Stats
-	opt   Options
-	done  Done
+	entry
+	l    *loop
+	fd   [2]int
+	dir  [2]direction // [client]: client→server, [server]: server→client
+	st   *Stats
+	opt  Options
+	done Done
 
 	closed bool // loop goroutine only
 	more   bool // queued on the loop's runnable list
@@ -81,7 +80,7 @@ func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done Done) *Relay {
 	s.Close()
 	p := &pair{l: l, fd: [2]int{cfd, sfd}, st: st, opt: opt, done: done}
 	p.s = p
-	if err := l.add(p); err != nil {
+	if err := l.add(p, &p.entry, p.fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
 		p.setCmdErr(err)
 		l.command(p)
 	}
@@ -127,6 +126,9 @@ func closeFDs(fds ...int) {
 // event handles readiness of one side: its direction may read, and the
 // other direction may write if it was blocked.
 func (p *pair) event(side int, ev uint32) {
+	if p.closed {
+		return
+	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && p.dir[1-side].blocked {
 		p.pump(1 - side)
 	}
@@ -373,7 +375,7 @@ func (p *pair) closeNow(err error) {
 	if p.fin != nil {
 		p.fin.Stop()
 	}
-	p.l.release(p)
+	p.l.release(&p.entry)
 	res := end{err: p.dir[p.first].err}.result(sideNames[p.first])
 	go p.done.RelayDone(res)
 }

@@ -6,11 +6,17 @@
 // own the sockets: small reads are copied through the loop's buffer, large
 // transfers go through the kernel's splice(2) path with no userspace copy;
 // no goroutine per connection, and no pipe or buffer while a connection is
-// idle. Other pairs (TLS, WebSocket) copy through pooled buffers in two
-// goroutines.
+// idle. A TLS-terminated client over a Socket, to a TCP server, is watched
+// by the same loops: when a side has bytes, a goroutine for that direction
+// copies them through a pooled buffer (crypto/tls decrypting or encrypting)
+// while they keep coming, and once its source has been silent for a moment
+// and would block, leaves the socket to the loop and exits; no goroutine or
+// buffer while the connection is idle. Other pairs (WebSocket, or TLS over
+// another connection) copy through pooled buffers in two goroutines.
 package relay
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"os"
@@ -69,11 +75,17 @@ func (r *Relay) Close() { r.s.stop() }
 // pair's net.TCPConns are closed at once and their sockets carried on
 // duplicated descriptors); they are closed before done is told.
 func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
-	c, cok := client.(*net.TCPConn)
 	s, sok := server.(*net.TCPConn)
-	if cok && sok {
+	if c, ok := client.(*net.TCPConn); ok && sok {
 		if r := startSplice(c, s, st, opt, done); r != nil {
 			return r
+		}
+	}
+	if tc, ok := client.(*tls.Conn); ok && sok {
+		if sk, ok := tc.NetConn().(interface{ socket() *Socket }); ok {
+			if r := startTLS(tc, sk.socket(), s, st, opt, done); r != nil {
+				return r
+			}
 		}
 	}
 	return startGoroutines(client, server, st, opt, done)

@@ -4,8 +4,10 @@ package relay
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +49,28 @@ func waitReadable(c *net.TCPConn) error {
 		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		return !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR)
 	})
+}
+
+// readNow reads c (whose raw connection is rc) once, without waiting: an
+// empty socket is os.ErrDeadlineExceeded (see Socket).
+func readNow(rc syscall.RawConn, c *net.TCPConn, p []byte) (int, error) {
+	var k int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		k, rerr = readRetry(int(fd), p)
+		return true // never wait in Go's poller
+	})
+	switch {
+	case err != nil:
+		return 0, err // closed
+	case errors.Is(rerr, unix.EAGAIN):
+		return 0, os.ErrDeadlineExceeded
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case k == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return k, nil
 }
 
 // readRetry, writeRetry and spliceRetry are the loop's system calls on its
