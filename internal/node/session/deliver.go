@@ -165,7 +165,14 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
 	}
 	seq := meta.Sequence.Stream
 	pid := packetID(seq)
-	release := meta.NumDelivered > 1 && e.QoS == 2 && d.released(ds.id, seq)
+	release := false
+	if meta.NumDelivered > 1 && e.QoS == 2 {
+		var err error
+		if release, err = d.released(ds.id, seq); err != nil {
+			_ = m.NakWithDelay(durableAckWait) // not known now: neither PUBLISH nor PUBREL yet
+			return
+		}
+	}
 	ds.mu.Lock()
 	if after, busy := d.repeat(ds, cl, pid, seq, m); busy {
 		ds.mu.Unlock()

@@ -1,8 +1,10 @@
 package session
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -118,19 +120,16 @@ func (d *Durable) record(cl *mqtt.Client, key string, value []byte) bool {
 var ignored = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}}
 
 // released reports whether the client already sent PUBREC for the queued
-// message seq (checked for redeliveries only).
-func (d *Durable) released(id string, seq uint64) bool {
+// message seq (checked for redeliveries only); an error means not known.
+func (d *Durable) released(id string, seq uint64) (bool, error) {
 	st, kv := d.qos2Bucket()
 	if kv == nil {
-		return false
+		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
-	_, err := kv.Get(ctx, releasedKey(id, seq))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		st.Note(err)
-	}
-	return err == nil
+	_, found, err := readRecord(ctx, st, kv, releasedKey(id, seq))
+	return found, st.Note(err)
 }
 
 // sendPubrel resumes a QoS 2 delivery the client has already received: the
@@ -190,13 +189,13 @@ func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 	defer cancel()
 	key := receivedKey(cl.ID, pk.PacketID)
 	if pk.FixedHeader.Dup {
-		e, err := kv.Get(ctx, key)
-		var id meshwire.MsgID
-		if err == nil && id.UnmarshalText(e.Value()) == nil && !id.IsZero() {
-			return id, nil
+		v, found, err := readRecord(ctx, st, kv, key)
+		if err != nil {
+			return meshwire.MsgID{}, st.Note(err)
 		}
-		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return id, st.Note(err)
+		var id meshwire.MsgID
+		if found && id.UnmarshalText(v) == nil && !id.IsZero() {
+			return id, nil
 		}
 	}
 	id := fresh()
@@ -218,12 +217,10 @@ func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
 	key := receivedKey(cl.ID, pk.PacketID)
 	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		_, err := kv.Get(ctx, key)
+		_, found, err := readRecord(ctx, st, kv, key)
 		cancel()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrKeyNotFound) {
-				st.Note(err)
-			}
+		if !found {
+			st.Note(err)
 			return
 		}
 		rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID}
@@ -232,4 +229,45 @@ func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
 		}
 	}
 	d.expire(key)
+}
+
+// readRecord reads key from its bucket's stream leader. A key-value Get
+// may be answered by any replica (direct get), and one that has not yet
+// applied a record written a moment ago on another node would have a QoS 2
+// message sent again. A deleted or purged key is not found.
+func readRecord(ctx context.Context, st *store.Store, kv jetstream.KeyValue, key string) (value []byte, found bool, err error) {
+	bucket := kv.Bucket()
+	req, err := json.Marshal(struct {
+		Subject string `json:"last_by_subj"`
+	}{"$KV." + bucket + "." + key})
+	if err != nil {
+		return nil, false, err
+	}
+	reply, err := st.JS.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, false, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Data []byte `json:"data"`
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
+	}
+	switch err := json.Unmarshal(reply.Data, &resp); {
+	case err != nil:
+		return nil, false, err
+	case resp.Error != nil && resp.Error.Code == 404:
+		return nil, false, nil
+	case resp.Error != nil:
+		return nil, false, fmt.Errorf("read %s: %s", key, resp.Error.Description)
+	case resp.Message == nil:
+		return nil, false, fmt.Errorf("read %s: empty answer", key)
+	case bytes.Contains(resp.Message.Hdrs, []byte("KV-Operation")):
+		return nil, false, nil // deleted or purged
+	}
+	return resp.Message.Data, true, nil
 }
