@@ -85,6 +85,28 @@ func (r *pubsubRun) disconnectAll() {
 		}
 	}
 	wg.Wait()
+	r.endSessions()
+}
+
+// endSessions discards the persistent subscribers' sessions with one clean
+// connection each: a later run on the same topics (bench/N) would otherwise
+// also queue its messages for them, and the broker's work would grow with
+// every run (bench/nodes.sh runs several rounds against one cluster).
+func (r *pubsubRun) endSessions() {
+	if !r.cfg.Persistent {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout.Duration)
+	defer cancel()
+	_ = parallel(len(r.subs), func(i int) error {
+		cc := r.clientConfig(&r.cfg.SubTarget, "s", i)
+		cc.persistent, cc.onMessage = false, nil
+		c, err := connectClient(ctx, cc)
+		if err == nil {
+			c.disconnect()
+		}
+		return nil // best effort: the run's result stands
+	})
 }
 
 // result accounts the run once publishing and the drain are over. The

@@ -288,3 +288,27 @@ func TestTLS(t *testing.T) {
 		t.Errorf("without the CA: %v, want tls failures", res.Failures)
 	}
 }
+
+// TestPubSubPersistentSessionsEnded: a run with persistent subscribers ends
+// their sessions, so that the next run on the same topics does not queue
+// its messages for them too (nodes.sh's rounds slowed down run after run).
+func TestPubSubPersistentSessionsEnded(t *testing.T) {
+	b := testutil.StartMochi(t)
+	for _, v5 := range []bool{false, true} {
+		cfg := pubsubConfig(target(t, b.Addr, v5), ClientLite, 1)
+		cfg.Persistent = true
+		cfg.Prefix = fmt.Sprintf("ended-v5-%v-", v5)
+		res, err := RunPubSub(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkComplete(t, res, 2)
+		for i := range cfg.Subscribers {
+			id := cfg.Prefix + "s" + strconv.Itoa(i)
+			testutil.Eventually(t, 5*time.Second, func() bool {
+				_, kept := b.Server.Clients.Get(id)
+				return !kept
+			}, "v5=%v: session %s ended after the run", v5, id)
+		}
+	}
+}
