@@ -54,18 +54,27 @@ func BenchmarkIdleConnections(b *testing.B) {
 		fds = fds[:0]
 		testutil.Eventually(b, 10*time.Second, func() bool { return h.lb.ClientConnections() == 0 }, "LB idle")
 	}
+	measureIdle(b, idleConns, hold, release, nil)
+}
+
+// measureIdle warms up, then in each iteration holds n connections and
+// adds what they cost; settle, if set, runs between holding and measuring.
+func measureIdle(b *testing.B, n int, hold func(int), release func(), settle func(before memUse)) {
 	hold(200) // warm up: loops, pools, tables
 	release()
 	var sum memUse
 	for b.Loop() {
 		before := memNow()
-		hold(idleConns)
+		hold(n)
+		if settle != nil {
+			settle(before)
+		}
 		held := memNow()
 		writeIdleHeap(b)
 		sum = sum.add(held.sub(before))
 		release()
 	}
-	sum.report(b, float64(b.N)*idleConns)
+	sum.report(b, float64(b.N)*float64(n))
 }
 
 // memUse is what the process holds, after a GC.

@@ -42,21 +42,11 @@ func BenchmarkIdleTLSConnections(b *testing.B) {
 		cl.do(b, "close")
 		testutil.Eventually(b, 20*time.Second, func() bool { return h.lb.ClientConnections() == 0 }, "LB idle")
 	}
-	hold(200) // warm up: loops, pools, tables
-	release()
-	var sum memUse
-	for b.Loop() {
-		before := memNow()
-		hold(idleTLSConns)
-		// A relay's goroutines may outlive a connection's last bytes by a
-		// moment: measure once they are gone (or after a second).
+	// A relay's goroutines may outlive a connection's last bytes by a
+	// moment: measure once they are gone (or after a second).
+	measureIdle(b, idleTLSConns, hold, release, func(before memUse) {
 		testutil.WaitFor(time.Second, func() bool { return runtime.NumGoroutine() < int(before.goroutines)+idleTLSConns/100 })
-		held := memNow()
-		writeIdleHeap(b)
-		sum = sum.add(held.sub(before))
-		release()
-	}
-	sum.report(b, float64(b.N)*idleTLSConns)
+	})
 }
 
 // tlsClients is the child process holding the benchmark's TLS clients.
