@@ -62,16 +62,26 @@ func expect(t *testing.T, c net.Conn, want []byte) {
 // the server reads again. Every byte arrives, in order.
 func TestBackpressure(t *testing.T) {
 	p := newProxied(t, Options{})
-	data := randomBytes(t, 24<<20)
+	checkBackpressure(t, p.client.(*net.TCPConn), p.server, 24<<20)
+}
+
+// checkBackpressure writes n bytes from client while nothing reads the
+// server: the writer must block on a full path. Then the server reads them
+// all, in order.
+func checkBackpressure(t *testing.T, client interface {
+	io.Writer
+	CloseWrite() error
+}, server io.Reader, n int) {
+	t.Helper()
+	data := randomBytes(t, n)
 	wrote := make(chan error, 1)
-	go func() { _, err := p.client.Write(data); p.client.(*net.TCPConn).CloseWrite(); wrote <- err }()
-	// Nothing reads yet: the writer must block on a full path.
+	go func() { _, err := client.Write(data); client.CloseWrite(); wrote <- err }()
 	select {
 	case err := <-wrote:
-		t.Fatalf("24 MiB written with nobody reading (%v); no backpressure", err)
+		t.Fatalf("%d bytes written with nobody reading (%v); no backpressure", n, err)
 	case <-time.After(300 * time.Millisecond): // stimulus: let the buffers fill
 	}
-	got, err := io.ReadAll(p.server)
+	got, err := io.ReadAll(server)
 	if err != nil || !sameBytes(got, data) {
 		t.Fatalf("server got %d bytes (%v), want the %d sent", len(got), err, len(data))
 	}

@@ -3,7 +3,6 @@
 package relay
 
 import (
-	"bytes"
 	"net"
 	"testing"
 	"time"
@@ -46,16 +45,7 @@ func TestTLSPairWakesFromIdle(t *testing.T) {
 		expect(t, p.server, msg)
 
 		waitTLSIdle(t, p.relay)
-		var more [][]byte
-		for i := range 40 {
-			more = append(more, randomBytes(t, 1+i*97))
-		}
-		bc.hold = true
-		for _, m := range more {
-			p.client.Write(m)
-		}
-		bc.flush()
-		expect(t, p.server, bytes.Join(more, nil))
+		sendBatched(t, p.client, bc, p.server)
 
 		waitTLSIdle(t, p.relay)
 		down := randomBytes(t, 1+round*20000)

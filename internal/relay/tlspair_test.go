@@ -137,17 +137,24 @@ func TestTLSPairBufferedRecords(t *testing.T) {
 	// And again once relayed: batches after the relay waits, of many
 	// records some of which take more than a read of the socket.
 	for range 3 {
-		var more [][]byte
-		for i := range 40 {
-			more = append(more, randomBytes(t, 1+i*97))
-		}
-		bc.hold = true
-		for _, m := range more {
-			p.client.Write(m)
-		}
-		bc.flush()
-		expect(t, p.server, bytes.Join(more, nil))
+		sendBatched(t, p.client, bc, p.server)
 	}
+}
+
+// sendBatched writes 40 records of growing sizes through client while bc
+// holds them, sends them in one go, and expects them all at server.
+func sendBatched(t *testing.T, client io.Writer, bc *batchConn, server net.Conn) {
+	t.Helper()
+	var more [][]byte
+	for i := range 40 {
+		more = append(more, randomBytes(t, 1+i*97))
+	}
+	bc.hold = true
+	for _, m := range more {
+		client.Write(m)
+	}
+	bc.flush()
+	expect(t, server, bytes.Join(more, nil))
 }
 
 // batchConn holds writes while hold is set, for flush to send together.
@@ -319,21 +326,7 @@ func TestTLSPairCloseDuringTransfer(t *testing.T) {
 // reading the client; every byte arrives, in order, once it reads.
 func TestTLSPairBackpressure(t *testing.T) {
 	p := newTLSProxied(t, tlsSetup{})
-	data := randomBytes(t, 16<<20)
-	wrote := make(chan error, 1)
-	go func() { _, err := p.client.Write(data); p.client.CloseWrite(); wrote <- err }()
-	select {
-	case err := <-wrote:
-		t.Fatalf("16 MiB written with nobody reading (%v); no backpressure", err)
-	case <-time.After(300 * time.Millisecond): // stimulus: let the buffers fill
-	}
-	got, err := io.ReadAll(p.server)
-	if err != nil || !sameBytes(got, data) {
-		t.Fatalf("server got %d bytes (%v), want the %d sent", len(got), err, len(data))
-	}
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
+	checkBackpressure(t, p.client, p.server, 16<<20)
 }
 
 // TestTLSPairsConcurrently moves random data both ways through 30 TLS
