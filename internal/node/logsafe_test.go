@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
@@ -67,17 +65,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	cfg.Auth = config.NodeAuth{AllowAnonymous: &no, UsersFile: users,
 		ACL: []config.ACLRule{{Allow: false, Access: "publish", Topic: "denied/#"}}}
 	cfg.SetDefaults()
-	logs := &logCapture{}
-	n, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n, logs := startLogged(t, cfg, slog.LevelDebug)
 	addr := n.ListenerAddr("tcp")
 
 	c := rawDial(t, addr) // a second CONNECT: a protocol violation mochi logs with the packet

@@ -26,7 +26,7 @@ const testMeshToken = "0123456789abcdef0123456789abcdef"
 func TestRogueRouteRefused(t *testing.T) {
 	cfg := nodeConfig("rogue", 0, filepath.Join(t.TempDir(), "n1"))
 	cfg.Mesh.Token = testMeshToken
-	n, logs := startLogged(t, cfg)
+	n, logs := startLogged(t, cfg, slog.LevelInfo)
 	sub := dialV5(t, n.ListenerAddr("tcp"), "rogue-sub", true, 0)
 	sub.sub(t, "rogue/#", 0)
 
@@ -59,7 +59,7 @@ func TestRouteWithoutTLSRefused(t *testing.T) {
 	cfg := nodeConfig("notls", 0, filepath.Join(t.TempDir(), "n1"))
 	cfg.Mesh.Token = testMeshToken
 	cfg.Mesh.TLS = &config.MeshTLS{Cert: peer.CertFile, Key: peer.KeyFile, CA: ca.CAFile()}
-	n, logs := startLogged(t, cfg)
+	n, logs := startLogged(t, cfg, slog.LevelInfo)
 	c := rawDial(t, n.RouteAddr())
 	fmt.Fprintf(c, "CONNECT {\"user\":%q,\"pass\":%q,\"name\":\"plain\",\"cluster\":%q}\r\nPING\r\n", routeUser, testMeshToken, cfg.Mesh.ClusterName)
 	if rest := string(readUntilClosed(t, c)); strings.Contains(rest, "PONG") {
@@ -68,11 +68,11 @@ func TestRouteWithoutTLSRefused(t *testing.T) {
 	waitLogged(t, logs, "TLS handshake failed")
 }
 
-// startLogged starts a node whose info-level log the test reads.
-func startLogged(t *testing.T, cfg *config.Node) (*Node, *logCapture) {
+// startLogged starts a node whose log, from level up, the test reads.
+func startLogged(t *testing.T, cfg *config.Node, level slog.Level) (*Node, *logCapture) {
 	t.Helper()
 	logs := &logCapture{}
-	n, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	n, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
 	if err != nil {
 		t.Fatal(err)
 	}
