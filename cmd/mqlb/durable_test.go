@@ -216,6 +216,7 @@ type counter struct {
 	ups    []time.Time // connection (re)established
 	resume []bool      // session present on each
 	total  atomic.Int64
+	died   atomic.Bool // the client process ended before the test stopped it
 }
 
 func newCounter(id string, qos byte) *counter { return &counter{id: id, qos: qos, got: map[int]int{}} }
@@ -383,6 +384,7 @@ func subscribeQoS2(t *testing.T, addr string, c *counter, version int) func() {
 		t.Fatal(err)
 	}
 	subscribed, done := make(chan struct{}, 1), make(chan struct{})
+	var stopping atomic.Bool
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(out)
@@ -402,10 +404,14 @@ func subscribeQoS2(t *testing.T, addr string, c *counter, version int) func() {
 			}
 		}
 		cmd.Wait()
+		if !stopping.Load() {
+			c.died.Store(true)
+		}
 	}()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
+			stopping.Store(true)
 			cmd.Process.Signal(syscall.SIGTERM) // DISCONNECT, then exit
 			select {
 			case <-done:
@@ -578,6 +584,9 @@ func measure(t *testing.T, subs []*counter, acked []int, killed time.Time, affec
 	var l loss
 	for _, s := range subs {
 		lost, dups := s.tally(acked)
+		if s.died.Load() {
+			t.Errorf("%s: the client process died during the run (see its traceback above)", s.id)
+		}
 		l.lost += lost
 		if s.qos == 1 {
 			l.dupQoS1 += dups

@@ -17,16 +17,42 @@ import (
 // NoInheritedPropertiesOnAck, so acks no longer echo the PUBLISH's
 // properties.
 //
+// A v5 DISCONNECT gets a reason code valid for DISCONNECT (see
+// disconnectCode).
+//
 // It puts a client's packet id back into a SUBACK/UNSUBACK (see pidSwap)
 // and counts the QoS 1/2 PUBLISHes in flight to a client held to its
 // Receive Maximum (see flow).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	h.n.flow.sending(cl, pk)
 	pk = h.pids.write(cl, pk)
-	if pk.FixedHeader.Type == packets.Puback && pk.ReasonCode == packets.CodeGrantedQos1.Code {
-		pk.ReasonCode = packets.CodeSuccess.Code
+	switch pk.FixedHeader.Type {
+	case packets.Puback:
+		if pk.ReasonCode == packets.CodeGrantedQos1.Code {
+			pk.ReasonCode = packets.CodeSuccess.Code
+		}
+	case packets.Disconnect:
+		pk.ReasonCode = disconnectCode(pk.ReasonCode)
 	}
 	return pk
+}
+
+// disconnectCode returns a reason code a server may send in a DISCONNECT
+// (MQTT 5 §3.14.2.1) for code. mochi writes whatever error ended a
+// connection, and some are codes of other packets: 0x88 server unavailable
+// (CONNACK only; paho-mqtt for Python 1.6 dies on it in a DISCONNECT), 0x91
+// packet identifier in use, 0x86 bad credentials.
+func disconnectCode(code byte) byte {
+	switch code {
+	case 0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90,
+		0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2:
+		return code
+	case packets.ErrServerUnavailable.Code:
+		return packets.ErrServerBusy.Code // come back later
+	case packets.ErrPacketIdentifierInUse.Code, packets.ErrPacketIdentifierNotFound.Code:
+		return packets.ErrProtocolViolation.Code
+	}
+	return packets.ErrUnspecifiedError.Code
 }
 
 // OnPacketRead answers a QoS 1/2 PUBLISH to a $SYS topic, which mochi drops

@@ -406,3 +406,35 @@ func TestReceiveMaximumOnResume(t *testing.T) {
 		t.Fatalf("after a PUBACK: %v %v, want the third message", pk.FixedHeader, err)
 	}
 }
+
+// TestDisconnectReasonCodesValid: a v5 DISCONNECT carries a reason code
+// valid for DISCONNECT (MQTT 5 §3.14.2.1). mochi wrote the code of whatever
+// ended the connection: 0x88 server unavailable, a CONNACK-only code, made
+// paho-mqtt for Python 1.6 die in its network thread instead of reconnecting
+// (a durability test subscriber was lost that way).
+func TestDisconnectReasonCodesValid(t *testing.T) {
+	n := soloNode(t, nil)
+	for _, tc := range []struct {
+		sent packets.Code
+		want byte
+	}{
+		{packets.ErrServerUnavailable, packets.ErrServerBusy.Code},
+		{packets.ErrPacketIdentifierInUse, packets.ErrProtocolViolation.Code},
+		{packets.ErrBadUsernameOrPassword, packets.ErrUnspecifiedError.Code},
+		{packets.ErrSessionTakenOver, packets.ErrSessionTakenOver.Code},
+		{packets.ErrServerShuttingDown, packets.ErrServerShuttingDown.Code},
+	} {
+		id := fmt.Sprintf("disconnect-%x", tc.sent.Code)
+		c, _ := dialRawV5(t, n.ListenerAddr("tcp"), id)
+		var cl *mqtt.Client
+		testutil.Eventually(t, waitFor, func() bool { cl = cl0(n, id); return cl != nil }, "%s not registered", id)
+		_ = n.broker.DisconnectClient(cl, tc.sent)
+		pk, err := c.next()
+		if err != nil {
+			t.Fatalf("%#x: %v", tc.sent.Code, err)
+		}
+		if pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != tc.want {
+			t.Errorf("%#x sent as type %d reason %#x, want DISCONNECT %#x", tc.sent.Code, pk.FixedHeader.Type, pk.ReasonCode, tc.want)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func (d *Durable) Start(cl *mqtt.Client) {
 	d.mu.Unlock()
 	if failed {
 		if cl.Properties.ProtocolVersion == 5 {
-			_ = d.env.Broker.DisconnectClient(cl, packets.ErrServerUnavailable)
+			_ = d.env.Broker.DisconnectClient(cl, packets.ErrServerBusy) // 0x88 is CONNACK's only
 		} else {
 			cl.Stop(packets.ErrServerUnavailable)
 		}
