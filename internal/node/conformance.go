@@ -18,7 +18,8 @@ import (
 // properties.
 //
 // A v5 DISCONNECT gets a reason code valid for DISCONNECT (see
-// disconnectCode).
+// disconnectCode). A client resuming a replicated session that could not be
+// looked up is refused at its CONNACK (session.Durable.Refused).
 //
 // It puts a client's packet id back into a SUBACK/UNSUBACK (see pidSwap)
 // and counts the QoS 1/2 PUBLISHes in flight to a client held to its
@@ -33,6 +34,17 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		}
 	case packets.Disconnect:
 		pk.ReasonCode = disconnectCode(pk.ReasonCode)
+	case packets.Connack:
+		// mochi then resends a resumed session's messages before the
+		// connection is closed (Durable.Start); the client, or the load
+		// balancer reading the CONNACK, discards them.
+		if pk.ReasonCode == packets.CodeSuccess.Code && h.n.durable.Refused(cl) {
+			pk.SessionPresent = false
+			pk.ReasonCode = packets.ErrServerUnavailable.Code // v5 0x88
+			if cl.Properties.ProtocolVersion < 5 {
+				pk.ReasonCode = packets.Err3ServerUnavailable.Code // v3 0x03
+			}
+		}
 	}
 	return pk
 }

@@ -9,8 +9,10 @@ usage: qos2sub.py HOST PORT CLIENT_ID TOPIC VERSION(4|5)
 It prints "CONNACK <code> <session present>" per connection, "SUBACK" per
 subscription and each message's payload on a line of its own.
 """
+import os
 import signal
 import sys
+import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -46,6 +48,8 @@ else:
 client.on_connect = on_connect
 client.on_subscribe = on_subscribe
 client.on_message = on_message
+if os.environ.get("MQLB_TEST_LOGDIR"):  # the test then keeps stderr: paho's packet log
+    client.on_log = lambda c, u, level, buf: print(f"{time.time():.3f} {buf}", file=sys.stderr, flush=True)
 client.reconnect_delay_set(min_delay=1, max_delay=1)
 signal.signal(signal.SIGTERM, lambda *_: client.disconnect())
 

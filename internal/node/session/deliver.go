@@ -21,19 +21,16 @@ import (
 // delivering each message with a packet id from its stream sequence.
 
 // Start pulls id's consumer for the connection cl, in the background until
-// it works. A client whose session was resumed while it could not be looked
-// up is disconnected (server unavailable) so that it comes back later.
+// it works. A client refused at its CONNACK (see refuse) is closed
+// [MQTT-3.2.2-7].
 func (d *Durable) Start(cl *mqtt.Client) {
 	d.mu.Lock()
 	_, failed := d.failed[cl]
 	delete(d.failed, cl)
+	d.nfailed.Store(int32(len(d.failed)))
 	d.mu.Unlock()
 	if failed {
-		if cl.Properties.ProtocolVersion == 5 {
-			_ = d.env.Broker.DisconnectClient(cl, packets.ErrServerBusy) // 0x88 is CONNACK's only
-		} else {
-			cl.Stop(packets.ErrServerUnavailable)
-		}
+		cl.Stop(packets.ErrServerUnavailable)
 		return
 	}
 	ds := d.get(cl.ID)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -51,9 +52,10 @@ type Durable struct {
 
 	chains sync.Map // *mqtt.Client → chan struct{}: closed when its last publish being stored is handed back
 
-	mu     sync.Mutex
-	byID   map[string]*dsession
-	failed map[*mqtt.Client]struct{} // resumed while its queue could not be followed: sent away
+	mu      sync.Mutex
+	byID    map[string]*dsession
+	failed  map[*mqtt.Client]struct{} // resumed while its queue could not be followed: sent away
+	nfailed atomic.Int32              // len(failed)
 }
 
 // dsession is one persistent session's consumer and deliveries on this node.
@@ -195,16 +197,31 @@ func (d *Durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 	d.sync(ctx, cl.ID, subs, true) // a session this node did not follow yet: its consumer may not exist
 }
 
-// refuse sends away, once connected, a client resuming a persistent session
-// that could not be looked up (the store failed between OnConnect and now):
-// resumed here without its queue, it would miss its messages.
+// refuse turns away a client resuming a persistent session that could not
+// be looked up or claimed (the store failed between OnConnect and now):
+// resumed here without its queue, it would miss its messages, and told
+// "no session" it would drop its own QoS 2 state. Its CONNACK becomes
+// "server unavailable" (Refused), so that it (or the load balancer in
+// front, which tries another node on that code) comes back later.
 func (d *Durable) refuse(cl *mqtt.Client, pk packets.Packet) {
 	if !d.on || pk.Connect.Clean || endsWithConnection(cl) {
 		return
 	}
 	d.mu.Lock()
 	d.failed[cl] = struct{}{}
+	d.nfailed.Store(int32(len(d.failed)))
 	d.mu.Unlock()
+}
+
+// Refused reports whether cl is refused (see refuse): its CONNACK says so.
+func (d *Durable) Refused(cl *mqtt.Client) bool {
+	if d.nfailed.Load() == 0 {
+		return false // the usual case: no lock
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, failed := d.failed[cl]
+	return failed
 }
 
 // subsMap turns registry subscriptions into mochi's form.
@@ -221,5 +238,6 @@ func (d *Durable) forgetClient(cl *mqtt.Client) {
 	d.chains.Delete(cl)
 	d.mu.Lock()
 	delete(d.failed, cl)
+	d.nfailed.Store(int32(len(d.failed)))
 	d.mu.Unlock()
 }

@@ -47,16 +47,22 @@ func receivedKey(id string, pid uint16) string {
 	return "i." + ConsumerName(id) + "." + strconv.FormatUint(uint64(pid), 10)
 }
 
-// qos2Bucket returns the QoS 2 state bucket, or nil when there is none.
-func (d *Durable) qos2Bucket() (*store.Store, jetstream.KeyValue) {
+// qos2Bucket returns the QoS 2 state bucket, or nil when sessions are not
+// replicated. While the store is unavailable (a JetStream leader election
+// after a node died) it returns an error: a record that cannot be read is
+// not known, which is not the same as absent.
+func (d *Durable) qos2Bucket() (*store.Store, jetstream.KeyValue, error) {
 	if !d.on {
-		return nil, nil
+		return nil, nil, nil
 	}
 	st, err := d.env.Store()
-	if err != nil || st.QoS2 == nil {
-		return nil, nil
+	if err != nil {
+		return nil, nil, err
 	}
-	return st, st.QoS2
+	if st.QoS2 == nil {
+		return nil, nil, store.ErrNotReady
+	}
+	return st, st.QoS2, nil
 }
 
 // Pubrec records that the client has a QoS 2 message from its queue
@@ -95,8 +101,8 @@ func (d *Durable) Pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // node ends.
 func (d *Durable) record(cl *mqtt.Client, key string, value []byte) bool {
 	for {
-		st, kv := d.qos2Bucket()
-		if kv != nil {
+		st, kv, err := d.qos2Bucket()
+		if err == nil && kv != nil {
 			ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 			_, err := kv.Put(ctx, key, value)
 			cancel()
@@ -122,9 +128,9 @@ var ignored = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puba
 // released reports whether the client already sent PUBREC for the queued
 // message seq (checked for redeliveries only); an error means not known.
 func (d *Durable) released(id string, seq uint64) (bool, error) {
-	st, kv := d.qos2Bucket()
+	st, kv, err := d.qos2Bucket()
 	if kv == nil {
-		return false, nil
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
@@ -158,8 +164,8 @@ const recordLinger = time.Minute
 // after recordLinger (a per-message TTL, NATS 2.11+; purged at once
 // without).
 func (d *Durable) expire(key string) {
-	st, kv := d.qos2Bucket()
-	if kv == nil {
+	st, kv, _ := d.qos2Bucket()
+	if kv == nil { // left over: expires with the bucket's max age
 		return
 	}
 	go func() {
@@ -181,7 +187,10 @@ func (d *Durable) expire(key string) {
 // duplicate; else a fresh one, recorded first. It fails when the record
 // cannot be written.
 func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
-	st, kv := d.qos2Bucket()
+	st, kv, err := d.qos2Bucket()
+	if err != nil {
+		return meshwire.MsgID{}, err // refused: the client sends it again
+	}
 	if kv == nil {
 		return fresh(), nil
 	}
@@ -210,7 +219,7 @@ func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 // record says the message was stored, mochi is given the id back so that
 // it answers PUBCOMP success instead of 0x92 [MQTT-4.3.3-11].
 func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
-	st, kv := d.qos2Bucket()
+	st, kv, _ := d.qos2Bucket() // unavailable: mochi answers 0x92 for an id it does not hold; the message was stored before its PUBREC
 	if kv == nil || !d.Persistent(cl) {
 		return
 	}
@@ -231,6 +240,10 @@ func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
 	d.expire(key)
 }
 
+// noMessageFound is JetStream's error code for a message get that found
+// nothing (JSNoMessageFoundErr).
+const noMessageFound = 10037
+
 // readRecord reads key from its bucket's stream leader. A key-value Get
 // may be answered by any replica (direct get), and one that has not yet
 // applied a record written a moment ago on another node would have a QoS 2
@@ -250,6 +263,7 @@ func readRecord(ctx context.Context, st *store.Store, kv jetstream.KeyValue, key
 	var resp struct {
 		Error *struct {
 			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
 		} `json:"error"`
 		Message *struct {
@@ -260,8 +274,8 @@ func readRecord(ctx context.Context, st *store.Store, kv jetstream.KeyValue, key
 	switch err := json.Unmarshal(reply.Data, &resp); {
 	case err != nil:
 		return nil, false, err
-	case resp.Error != nil && resp.Error.Code == 404:
-		return nil, false, nil
+	case resp.Error != nil && resp.Error.ErrCode == noMessageFound:
+		return nil, false, nil // (a 404 "stream not found" is an error: not known)
 	case resp.Error != nil:
 		return nil, false, fmt.Errorf("read %s: %s", key, resp.Error.Description)
 	case resp.Message == nil:
