@@ -438,3 +438,81 @@ func TestDisconnectReasonCodesValid(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnPublishKeepsDelivery: a client's QoS 1/2 PUBLISH whose packet id
+// equals that of a delivery in flight to it does not make the node forget
+// the delivery: client and server number their packets independently
+// [MQTT-2.2.1-3]. mochi keeps one inflight store for both directions and
+// dropped the delivery, so a client that reconnected before acknowledging
+// it never got it again (memory durability: lost).
+func TestOwnPublishKeepsDelivery(t *testing.T) {
+	for _, qos := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("QoS %d", qos), func(t *testing.T) { ownPublishKeepsDelivery(t, qos) })
+	}
+}
+
+func ownPublishKeepsDelivery(t *testing.T, qos byte) {
+	c, err := startCluster(fmt.Sprintf("pid-own%d", qos), 1, func(cfg *config.Node) { cfg.Mesh.Listen, cfg.Sessions.Durability = "", "memory" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	addr, n := c.addr(0), c.nodes[0]
+	testutil.Eventually(t, waitFor, func() bool { return n.healthy() == nil }, "node ready")
+	resume := func(pk *packets.Packet) {
+		pk.Connect.Clean = false
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
+	}
+	sub, _ := dialRawV5(t, addr, "pid-own", resume)
+	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "pid-own/t", Qos: 1}}})
+	if pk, err := sub.next(); err != nil || pk.FixedHeader.Type != packets.Suback {
+		t.Fatalf("SUBACK: %v %v", pk.FixedHeader, err)
+	}
+	dialV5(t, addr, "pid-own-pub", true, 0).send(t, "pid-own/t", 1, "queued")
+	in, err := sub.next()
+	if err != nil || in.FixedHeader.Type != packets.Publish {
+		t.Fatalf("delivery: %v %v", in.FixedHeader, err)
+	}
+	// Not acknowledged; the client publishes under the same packet id.
+	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+		PacketID: in.PacketID, TopicName: "pid-own/other", Payload: []byte("x")})
+	want := []byte{packets.Puback}
+	if qos == 2 {
+		want = []byte{packets.Pubrec, packets.Pubcomp}
+	}
+	for _, typ := range want {
+		ack, err := sub.next()
+		if err != nil || ack.FixedHeader.Type != typ || ack.PacketID != in.PacketID || ack.ReasonCode >= 0x80 {
+			t.Fatalf("want type %d id %d for the client's publish, got %v id %d reason %#x: %v", typ, in.PacketID, ack.FixedHeader.Type, ack.PacketID, ack.ReasonCode, err)
+		}
+		if typ == packets.Pubrec {
+			sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: in.PacketID})
+		}
+	}
+	sub.Close()
+	testutil.Eventually(t, waitFor, func() bool {
+		old, ok := n.broker.Clients.Get("pid-own")
+		return ok && old.Closed()
+	}, "session offline")
+	sub, resumed := dialRawV5(t, addr, "pid-own", resume)
+	if !resumed.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+	for {
+		pk, err := sub.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.FixedHeader.Type == packets.Pingresp {
+			t.Fatal("the unacknowledged delivery was not sent again on resumption")
+		}
+		if pk.FixedHeader.Type == packets.Publish && pk.PacketID == in.PacketID && string(pk.Payload) == "queued" {
+			if !pk.FixedHeader.Dup {
+				t.Error("resent without DUP")
+			}
+			return
+		}
+	}
+}
