@@ -110,7 +110,7 @@ func connectV5(t *testing.T, addr string, cfg *tls.Config, cp paho.Connect) (*v5
 	})
 	cp.KeepAlive, cp.CleanStart = 30, true
 	cp.UsernameFlag, cp.PasswordFlag = cp.Username != "", cp.Password != nil
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ca, err := c.Connect(ctx, &cp)
 	return c, ca, err
