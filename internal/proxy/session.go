@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -137,9 +136,9 @@ func (s *session) connectServer() bool {
 	hs := &upstream.Handshake{Version: s.connect.Version, Data: s.data, Source: s.cl.Remote, Dest: s.cl.Local, TLS: s.cl.TLS}
 	// The client is served within its connect_timeout, counted from accept:
 	// queueing under max_connect_rate and every attempt's CONNACK wait.
-	ctx, cancel := context.WithDeadline(s.p.ctx, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
+	// Until: no timer and no child of the proxy's context per connection.
+	ctx := upstream.Until(s.p.ctx, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
 	server, reply, err := s.u.Connect(ctx, &c.lease, hs)
-	cancel()
 	if errors.Is(err, upstream.ErrBusy) {
 		s.refuse(mqttwire.RefuseBusy, ResultBusy)
 		return false

@@ -162,7 +162,7 @@ func (l *loop) command(p *pair) {
 // run waits for events and serves them, forever.
 func (l *loop) run() {
 	wait := func(uintptr) bool {
-		n, err := unix.EpollWait(l.epfd, l.events, 0)
+		n, err := pollNow(l.epfd, l.events)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			slog.Error("relay: epoll_wait", "error", err)
 		}
@@ -193,7 +193,7 @@ func (l *loop) serve(evs []unix.EpollEvent) {
 		if len(evs) < len(l.events) && len(l.runnable) == 0 {
 			return
 		}
-		n, _ := unix.EpollWait(l.epfd, l.events, 0)
+		n, _ := pollNow(l.epfd, l.events)
 		evs = l.events[:max(n, 0)]
 	}
 	l.runCommands()

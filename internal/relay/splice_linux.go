@@ -74,10 +74,11 @@ func readNow(rc syscall.RawConn, c *net.TCPConn, p []byte) (int, error) {
 }
 
 // readRetry, writeRetry and spliceRetry are the loop's system calls on its
-// non-blocking descriptors, retried when a signal interrupts them.
+// non-blocking descriptors (raw: raw_linux.go), retried when a signal
+// interrupts them.
 func readRetry(fd int, b []byte) (int, error) {
 	for {
-		k, err := unix.Read(fd, b)
+		k, err := rawRead(fd, b)
 		if err != unix.EINTR {
 			return k, err
 		}
@@ -86,7 +87,7 @@ func readRetry(fd int, b []byte) (int, error) {
 
 func writeRetry(fd int, b []byte) (int, error) {
 	for {
-		k, err := unix.Write(fd, b)
+		k, err := rawWrite(fd, b)
 		if err != unix.EINTR {
 			return k, err
 		}
@@ -95,9 +96,9 @@ func writeRetry(fd int, b []byte) (int, error) {
 
 func spliceRetry(in, out, n int) (int, error) {
 	for {
-		k, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		k, err := rawSplice(in, out, n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if err != unix.EINTR {
-			return int(k), err
+			return k, err
 		}
 	}
 }

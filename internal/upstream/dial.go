@@ -125,9 +125,23 @@ func (u *Upstream) passiveFailure(s *Server, err error) {
 // probes only reap what is left.
 var serverKeepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
 
-// dialTCP opens a TCP connection to s within the upstream's dial timeout.
+// dialTCP opens a TCP connection to s within the upstream's dial timeout
+// and ctx's deadline. A server addressed by IP is dialled with a context
+// carrying the earlier of the two as its deadline (Until), which net.Dialer
+// applies to the connect as a socket deadline, with no context, timer or
+// map entry of its own. One named by host keeps Dialer.Timeout, whose
+// context bounds the name lookup too, as does a ctx that is never canceled
+// (Done nil: net.Dialer would not apply Until's deadline).
 func (u *Upstream) dialTCP(ctx context.Context, s *Server) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: u.cfg.DialTimeout.D(), KeepAliveConfig: serverKeepAlive}
+	d := net.Dialer{KeepAliveConfig: serverKeepAlive}
+	timeout := u.cfg.DialTimeout.D()
+	if s.ip && ctx.Done() != nil {
+		if dl := time.Now().Add(timeout); !hasDeadlineBy(ctx, dl) {
+			ctx = Until(ctx, dl)
+		}
+	} else {
+		d.Timeout = timeout
+	}
 	c, err := d.DialContext(ctx, "tcp", s.addr)
 	if err != nil {
 		return nil, err

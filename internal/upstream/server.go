@@ -48,6 +48,7 @@ type Server struct {
 	upstream string
 	name     string
 	addr     string
+	ip       bool         // addr is an IP address and port: no name to look up
 	weight   atomic.Int32 // a reload may change it while policies read it
 
 	healthy atomic.Bool
@@ -77,7 +78,7 @@ type Server struct {
 var _ balance.Server = (*Server)(nil)
 
 func newServer(upstream, name, addr string, weight int, log *slog.Logger) *Server {
-	s := &Server{upstream: upstream, name: name, addr: addr, log: log.With("upstream", upstream, "server", name)}
+	s := &Server{upstream: upstream, name: name, addr: addr, ip: isIPAddr(addr), log: log.With("upstream", upstream, "server", name)}
 	s.weight.Store(int32(weight))
 	s.healthy.Store(true) // optimistic until the first check says otherwise
 	return s
