@@ -217,7 +217,12 @@ func TestReceiveMaximumCleanSession(t *testing.T) {
 
 // TestReceiveMaximumExceeded: a client that sends more QoS 2 PUBLISHes
 // without completing them than the CONNACK's Receive Maximum allows gets
-// DISCONNECT 0x93 and an orderly close, not a TCP reset [MQTT-3.3.4-8].
+// DISCONNECT 0x93 and an orderly close, not a TCP reset [MQTT-3.3.4-8],
+// having had at most that many accepted. With replicated durability a
+// publish being stored counts too: mochi counted it only once stored, and
+// under load a client had 1,342 QoS 2 PUBLISHes accepted against a Receive
+// Maximum of 1,024. (Those stored when the DISCONNECT goes out get no
+// PUBREC: the client sends them again.)
 func TestReceiveMaximumExceeded(t *testing.T) {
 	c := shared(t)
 	conn, ack := dialRawV5(t, c.addr(0), "rm-exceed")
@@ -254,8 +259,8 @@ func TestReceiveMaximumExceeded(t *testing.T) {
 		}
 		break
 	}
-	if recs != rm {
-		t.Errorf("%d PUBRECs before the DISCONNECT, want %d", recs, rm)
+	if recs > rm {
+		t.Errorf("%d PUBRECs before the DISCONNECT, want at most %d", recs, rm)
 	}
 	if _, err := conn.next(); err != io.EOF {
 		t.Errorf("after the DISCONNECT: %v, want an orderly close (EOF)", err)

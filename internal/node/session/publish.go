@@ -34,7 +34,13 @@ func (d *Durable) Store(ctx context.Context, from string, pk packets.Packet, id 
 // it; publishes of one client are handed back in their order. A publish
 // that cannot be stored is refused: v5 PUBACK/PUBREC 0x80, 3.1.1 (no
 // negative acknowledgement) disconnected, so that it resends it.
+//
+// A publish being stored counts against the client's Receive Maximum
+// [MQTT-3.3.4-7]: mochi counts it only once handed back, and a client
+// could otherwise have any number stored at once without the DISCONNECT
+// 0x93 it is owed.
 func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
+	cl.State.Inflight.DecreaseReceiveQuota() // given back just before mochi counts it again
 	done := make(chan struct{})
 	prevV, _ := d.chains.Swap(cl, done)
 	prev, _ := prevV.(chan struct{})
@@ -64,6 +70,7 @@ func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
 		if prev != nil {
 			<-prev
 		}
+		cl.State.Inflight.IncreaseReceiveQuota()
 		if err != nil {
 			if st != nil {
 				st.Note(err)
