@@ -56,6 +56,11 @@ type mesh struct {
 	groups  map[string]int // shared filter → members here
 	nsubs   atomic.Int64   // NATS subscriptions held for interest
 
+	sentMu     sync.RWMutex // held to add or remove the sentinel; read-held while a queue copy is injected
+	sentOn     atomic.Bool  // the sentinel is subscribed (select.go); changed under sentMu
+	sharedRefs atomic.Int64 // shared members recorded, or being recorded
+	willUntil  atomic.Int64 // unix second until which a delayed will may be published
+
 	policy  atomic.Value // string: shared_subscriptions.policy (Reload may change it)
 	handled sync.Map     // message id (or willKey) → []string shared filters served locally (local_first)
 	rrMu    sync.Mutex
@@ -84,6 +89,7 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 		replay: meshwire.NewReplayWindow(), plain: map[string]*plainInterest{},
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
 	}
+	m.sentOn.Store(true) // newBroker subscribed it
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)
 	m.plainCl = n.broker.NewClient(nil, "mesh", plainClientID, true)
 	m.sharedCl = n.broker.NewClient(nil, "mesh", sharedClientID, true)
@@ -93,6 +99,11 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	if data != nil {
 		m.startInboxes(n.ctx)
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		m.watchSentinel(n.ctx)
+	}()
 	return m
 }
 
@@ -104,7 +115,13 @@ func isMesh(cl *mqtt.Client) bool { return cl != nil && cl.Net.Inline }
 // the node subscribe on NATS (so the caller can wait for peers to learn it).
 func (m *mesh) subscribe(client, filter string) bool {
 	if _, inner, ok := topic.SplitShared(filter); ok {
-		return m.addMember(member{filter, client}, inner)
+		m.sharedRefs.Add(1) // before the sentinel: dropSentinel leaves it
+		m.ensureSentinel()
+		added := m.addMember(member{filter, client}, inner)
+		if !added {
+			m.sharedRefs.Add(-1) // a member already: its own reference stays
+		}
+		return added
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -155,12 +172,18 @@ func (m *mesh) addMember(mb member, inner string) bool {
 
 // unsubscribe records that client no longer holds filter.
 func (m *mesh) unsubscribe(client, filter string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if _, _, ok := topic.SplitShared(filter); ok {
-		m.removeMember(member{filter, client})
+		m.mu.Lock()
+		removed := m.removeMember(member{filter, client})
+		m.mu.Unlock()
+		if removed {
+			m.sharedRefs.Add(-1) // after its subscriptions left memberOf
+			m.dropSentinel()
+		}
 		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	pi := m.plain[filter]
 	if pi == nil {
 		return
@@ -174,20 +197,21 @@ func (m *mesh) unsubscribe(client, filter string) {
 
 // removeMember drops one shared member (m.mu held), and the group's
 // rotation counter with its last member here.
-func (m *mesh) removeMember(mb member) {
+func (m *mesh) removeMember(mb member) bool {
 	subs, ok := m.members[mb]
 	if !ok {
-		return
+		return false
 	}
 	m.drop(subs)
 	delete(m.members, mb)
 	if m.groups[mb.filter]--; m.groups[mb.filter] > 0 {
-		return
+		return true
 	}
 	delete(m.groups, mb.filter)
 	m.rrMu.Lock()
 	delete(m.rr, mb.filter)
 	m.rrMu.Unlock()
+	return true
 }
 
 func (m *mesh) drop(subs []*nats.Subscription) {
