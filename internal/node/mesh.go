@@ -243,7 +243,14 @@ func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 		}
 		e.HasExpiry, e.Expiry = true, uint32(min(left, 1<<32-1))
 	}
-	data := meshwire.AppendEnvelope(make([]byte, 0, 64+len(pk.TopicName)+len(pk.Payload)), &e)
+	buf := envelopes.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledEnvelope {
+			envelopes.Put(buf)
+		}
+	}()
+	data := meshwire.AppendEnvelope((*buf)[:0], &e)
+	*buf = data
 	if len(data) > int(m.data.MaxPayload()) {
 		m.n.metrics.dropped("too_large")
 		m.n.warnEvery("message too large for the mesh: delivered on this node only", "topic", pk.TopicName, "bytes", len(data))
@@ -257,10 +264,16 @@ func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 	m.n.metrics.meshOut.Add(1)
 }
 
+// envelopes holds buffers to encode publishes into: nats.go copies what
+// Publish is given before it returns.
+var envelopes = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledEnvelope = 64 << 10 // larger buffers are let go
+
 // onPlain handles a message of a plain subscription (one at a time).
 func (m *mesh) onPlain(msg *nats.Msg) {
-	e, err := meshwire.DecodeEnvelope(msg.Data)
-	if err != nil {
+	var e meshwire.Envelope
+	if err := meshwire.DecodeEnvelopeInto(&e, msg.Data); err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}
@@ -271,13 +284,13 @@ func (m *mesh) onPlain(msg *nats.Msg) {
 		m.n.metrics.meshDuplicates.Add(1)
 		return
 	}
-	m.inject(e, m.plainCl, meshwire.Tag{ID: e.ID})
+	m.inject(&e, m.plainCl, meshwire.Tag{ID: e.ID})
 }
 
 // onShared handles a message for one member of a shared subscription.
 func (m *mesh) onShared(mb member, msg *nats.Msg) {
-	e, err := meshwire.DecodeEnvelope(msg.Data)
-	if err != nil {
+	var e meshwire.Envelope
+	if err := meshwire.DecodeEnvelopeInto(&e, msg.Data); err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}
@@ -286,7 +299,7 @@ func (m *mesh) onShared(mb member, msg *nats.Msg) {
 		m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
 		return
 	}
-	m.inject(e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
+	m.inject(&e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
 }
 
 // inject delivers a mesh message into the local broker as if published here
