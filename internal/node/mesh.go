@@ -56,10 +56,11 @@ type mesh struct {
 	groups  map[string]int // shared filter → members here
 	nsubs   atomic.Int64   // NATS subscriptions held for interest
 
-	sentMu     sync.RWMutex // held to add or remove the sentinel; read-held while a queue copy is injected
-	sentOn     atomic.Bool  // the sentinel is subscribed (select.go); changed under sentMu
-	sharedRefs atomic.Int64 // shared members recorded, or being recorded
-	willUntil  atomic.Int64 // unix second until which a delayed will may be published
+	sentMu     sync.RWMutex  // held to add or remove the sentinel; read-held while a queue copy is injected
+	sentOn     atomic.Bool   // the sentinel is subscribed (select.go); changed under sentMu
+	sentKick   chan struct{} // asks watchSentinel to drop it
+	sharedRefs atomic.Int64  // shared members recorded, or being recorded
+	willUntil  atomic.Int64  // unix second until which a delayed will may be published
 
 	policy  atomic.Value // string: shared_subscriptions.policy (Reload may change it)
 	handled sync.Map     // message id (or willKey) → []string shared filters served locally (local_first)
@@ -88,6 +89,7 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 		data: data, queue: queue, origin: n.instance,
 		replay: meshwire.NewReplayWindow(), plain: map[string]*plainInterest{},
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
+		sentKick: make(chan struct{}, 1),
 	}
 	m.sentOn.Store(true) // newBroker subscribed it
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)

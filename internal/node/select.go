@@ -38,8 +38,8 @@ import (
 // member recorded here, or a delayed will pending (until it is due, plus
 // slack). A queue copy is injected under sentMu's read lock after checking
 // its member is still recorded, so the sentinel cannot go while one is
-// delivered; removing it only tries the lock, so no caller of the mesh waits
-// for a delivery.
+// delivered; removing it only tries the lock (else the watchSentinel
+// goroutine waits for it), so no caller of the mesh waits for a delivery.
 const (
 	sentinelClient = "\x00mqlb-sentinel"
 	sentinelFilter = "$share/\x00mqlb/#"
@@ -72,12 +72,24 @@ func (m *mesh) ensureSentinel() {
 }
 
 // dropSentinel unsubscribes the sentinel once nothing needs it. It does not
-// wait for a queue copy being delivered: watchSentinel tries again later.
+// wait for a queue copy being delivered (or another change of the
+// sentinel): watchSentinel does, at once.
 func (m *mesh) dropSentinel() {
-	if !m.sentOn.Load() || !m.sentMu.TryLock() {
+	if !m.sentOn.Load() {
+		return
+	}
+	if !m.sentMu.TryLock() {
+		select {
+		case m.sentKick <- struct{}{}:
+		default:
+		}
 		return
 	}
 	defer m.sentMu.Unlock()
+	m.dropSentinelLocked()
+}
+
+func (m *mesh) dropSentinelLocked() {
 	if m.sentOn.Load() && !m.needsSentinel() {
 		m.n.broker.Topics.Unsubscribe(sentinelFilter, sentinelClient)
 		m.sentOn.Store(false)
@@ -104,19 +116,26 @@ func (m *mesh) delayedWill(delay uint32) {
 }
 
 // watchSentinel drops the sentinel when what kept it has passed: from the
-// start with durability off, and then every ten seconds (a delayed will's
-// time passed, or a member left while a queue copy was being delivered).
+// start with durability off, when dropSentinel could not take the lock, and
+// every ten seconds (a delayed will's time passed). It may wait for the
+// lock: nothing waits for it.
 func (m *mesh) watchSentinel(ctx context.Context) {
-	m.dropSentinel()
+	drop := func() {
+		m.sentMu.Lock()
+		defer m.sentMu.Unlock()
+		m.dropSentinelLocked()
+	}
+	drop()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.sentKick:
 		case <-tick.C:
-			m.dropSentinel()
 		}
+		drop()
 	}
 }
 
