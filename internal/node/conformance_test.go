@@ -65,31 +65,38 @@ func TestSysPublishAnswered(t *testing.T) {
 // its will delay ended must not have its will published [MQTT-3.1.3-9],
 // neither on the node it left nor anywhere else.
 func TestDelayedWillOfMovedSession(t *testing.T) {
-	c := shared(t)
-	subs := []*v5{dialV5(t, c.addr(0), "moved-will-sub0", true, 0), dialV5(t, c.addr(2), "moved-will-sub2", true, 0)}
-	for _, s := range subs {
+	movedWill(t, shared(t), 0, 1, []int{0, 2})
+}
+
+// movedWill moves a session with a delayed will pending from node from to
+// node to and checks that subscribers on the nodes subs never get the will.
+func movedWill(t *testing.T, c *cluster, from, to int, subNodes []int) {
+	var subs []*v5
+	for _, i := range subNodes {
+		s := dialV5(t, c.addr(i), fmt.Sprintf("moved-will-sub%d", i), true, 0)
 		s.sub(t, "moved-will/+", 1)
+		subs = append(subs, s)
 	}
 	delay := uint32(1)
-	dying := dialV5(t, c.addr(0), "moved-will", true, 60, func(cp *paho.Connect) {
+	dying := dialV5(t, c.addr(from), "moved-will", true, 60, func(cp *paho.Connect) {
 		cp.WillMessage = &paho.WillMessage{Topic: "moved-will/w", QoS: 1, Payload: []byte("will")}
 		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
 	})
 	dying.TerminateConnectionForTest() // the will is due in a second
 	due := time.Now().Add(time.Duration(delay) * time.Second)
-	back := dialV5(t, c.addr(1), "moved-will", false, 60) // the session moves before that
+	back := dialV5(t, c.addr(to), "moved-will", false, 60) // the session moves before that
 	if !back.connack.SessionPresent {
 		t.Fatal("session present = 0")
 	}
 	// mochi's timer looks at delayed wills once a second: two seconds past due
 	// it would have fired.
 	testutil.Eventually(t, waitFor, func() bool { return time.Now().After(due.Add(2 * time.Second)) }, "past the will delay")
-	pub := dialV5(t, c.addr(1), "moved-will-pub", true, 0)
+	pub := dialV5(t, c.addr(to), "moved-will-pub", true, 0)
 	pub.send(t, "moved-will/fence", 1, "fence")
 	for i, s := range subs {
 		s.waitPayload(t, "fence")
 		if got := payloadsOn(s.all(), "moved-will/w"); len(got) > 0 {
-			t.Errorf("subscriber on node %d got the will of a session that moved: %q", []int{0, 2}[i], got)
+			t.Errorf("subscriber on node %d got the will of a session that moved: %q", subNodes[i], got)
 		}
 	}
 }

@@ -55,10 +55,11 @@
 // round_robin and random the publishing node serves nothing itself and the
 // NATS pick decides (round_robin then takes the chosen node's members in
 // turn, random keeps the member NATS picked). mochi only consults
-// OnSelectSubscribers when shared subscriptions match, so the node holds a
-// sentinel shared subscription on "#" that makes it consult the hook for
-// every publish (select.go): a plain-subscriber copy gets no shared groups,
-// a queue copy gets only its group.
+// OnSelectSubscribers when shared subscriptions match, so while it needs the
+// hook on every publish (replicated durability, a shared member here, a
+// delayed will pending) the node holds a sentinel shared subscription on "#"
+// that makes mochi consult it (select.go): a plain-subscriber copy gets no
+// shared groups, a queue copy gets only its group.
 //
 // # Retained messages
 //

@@ -29,7 +29,7 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnPacketProcessed,
+	mqtt.OnWill, mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnPacketProcessed,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -176,6 +176,15 @@ func (h *hook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 	}
 	id := meshwire.IDOf(&pk)
 	h.n.mesh.publish(pk, id, h.n.mesh.takeHandled(id))
+}
+
+// OnWill keeps the sentinel subscription (select.go) until a delayed will
+// is due: it must not be published here if its session moves away.
+func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if will.WillDelayInterval > 0 {
+		h.n.mesh.delayedWill(will.WillDelayInterval)
+	}
+	return will, nil
 }
 
 // OnWillSent sends a will message to the other nodes: mochi publishes wills

@@ -56,6 +56,12 @@ type mesh struct {
 	groups  map[string]int // shared filter → members here
 	nsubs   atomic.Int64   // NATS subscriptions held for interest
 
+	sentMu     sync.RWMutex  // held to add or remove the sentinel; read-held while a queue copy is injected
+	sentOn     atomic.Bool   // the sentinel is subscribed (select.go); changed under sentMu
+	sentKick   chan struct{} // asks watchSentinel to drop it
+	sharedRefs atomic.Int64  // shared members recorded, or being recorded
+	willUntil  atomic.Int64  // unix second until which a delayed will may be published
+
 	policy  atomic.Value // string: shared_subscriptions.policy (Reload may change it)
 	handled sync.Map     // message id (or willKey) → []string shared filters served locally (local_first)
 	rrMu    sync.Mutex
@@ -83,7 +89,9 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 		data: data, queue: queue, origin: n.instance,
 		replay: meshwire.NewReplayWindow(), plain: map[string]*plainInterest{},
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
+		sentKick: make(chan struct{}, 1),
 	}
+	m.sentOn.Store(true) // newBroker subscribed it
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)
 	m.plainCl = n.broker.NewClient(nil, "mesh", plainClientID, true)
 	m.sharedCl = n.broker.NewClient(nil, "mesh", sharedClientID, true)
@@ -93,6 +101,11 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	if data != nil {
 		m.startInboxes(n.ctx)
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		m.watchSentinel(n.ctx)
+	}()
 	return m
 }
 
@@ -104,7 +117,13 @@ func isMesh(cl *mqtt.Client) bool { return cl != nil && cl.Net.Inline }
 // the node subscribe on NATS (so the caller can wait for peers to learn it).
 func (m *mesh) subscribe(client, filter string) bool {
 	if _, inner, ok := topic.SplitShared(filter); ok {
-		return m.addMember(member{filter, client}, inner)
+		m.sharedRefs.Add(1) // before the sentinel: dropSentinel leaves it
+		m.ensureSentinel()
+		added := m.addMember(member{filter, client}, inner)
+		if !added {
+			m.sharedRefs.Add(-1) // a member already: its own reference stays
+		}
+		return added
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -155,12 +174,18 @@ func (m *mesh) addMember(mb member, inner string) bool {
 
 // unsubscribe records that client no longer holds filter.
 func (m *mesh) unsubscribe(client, filter string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if _, _, ok := topic.SplitShared(filter); ok {
-		m.removeMember(member{filter, client})
+		m.mu.Lock()
+		removed := m.removeMember(member{filter, client})
+		m.mu.Unlock()
+		if removed {
+			m.sharedRefs.Add(-1) // after its subscriptions left memberOf
+			m.dropSentinel()
+		}
 		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	pi := m.plain[filter]
 	if pi == nil {
 		return
@@ -174,20 +199,21 @@ func (m *mesh) unsubscribe(client, filter string) {
 
 // removeMember drops one shared member (m.mu held), and the group's
 // rotation counter with its last member here.
-func (m *mesh) removeMember(mb member) {
+func (m *mesh) removeMember(mb member) bool {
 	subs, ok := m.members[mb]
 	if !ok {
-		return
+		return false
 	}
 	m.drop(subs)
 	delete(m.members, mb)
 	if m.groups[mb.filter]--; m.groups[mb.filter] > 0 {
-		return
+		return true
 	}
 	delete(m.groups, mb.filter)
 	m.rrMu.Lock()
 	delete(m.rr, mb.filter)
 	m.rrMu.Unlock()
+	return true
 }
 
 func (m *mesh) drop(subs []*nats.Subscription) {
@@ -219,7 +245,14 @@ func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 		}
 		e.HasExpiry, e.Expiry = true, uint32(min(left, 1<<32-1))
 	}
-	data := meshwire.AppendEnvelope(make([]byte, 0, 64+len(pk.TopicName)+len(pk.Payload)), &e)
+	buf := envelopes.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledEnvelope {
+			envelopes.Put(buf)
+		}
+	}()
+	data := meshwire.AppendEnvelope((*buf)[:0], &e)
+	*buf = data
 	if len(data) > int(m.data.MaxPayload()) {
 		m.n.metrics.dropped("too_large")
 		m.n.warnEvery("message too large for the mesh: delivered on this node only", "topic", pk.TopicName, "bytes", len(data))
@@ -233,10 +266,16 @@ func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 	m.n.metrics.meshOut.Add(1)
 }
 
+// envelopes holds buffers to encode publishes into: nats.go copies what
+// Publish is given before it returns.
+var envelopes = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledEnvelope = 64 << 10 // larger buffers are let go
+
 // onPlain handles a message of a plain subscription (one at a time).
 func (m *mesh) onPlain(msg *nats.Msg) {
-	e, err := meshwire.DecodeEnvelope(msg.Data)
-	if err != nil {
+	var e meshwire.Envelope
+	if err := meshwire.DecodeEnvelopeInto(&e, msg.Data); err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}
@@ -247,13 +286,13 @@ func (m *mesh) onPlain(msg *nats.Msg) {
 		m.n.metrics.meshDuplicates.Add(1)
 		return
 	}
-	m.inject(e, m.plainCl, meshwire.Tag{ID: e.ID})
+	m.inject(&e, m.plainCl, meshwire.Tag{ID: e.ID})
 }
 
 // onShared handles a message for one member of a shared subscription.
 func (m *mesh) onShared(mb member, msg *nats.Msg) {
-	e, err := meshwire.DecodeEnvelope(msg.Data)
-	if err != nil {
+	var e meshwire.Envelope
+	if err := meshwire.DecodeEnvelopeInto(&e, msg.Data); err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}
@@ -262,7 +301,7 @@ func (m *mesh) onShared(mb member, msg *nats.Msg) {
 		m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
 		return
 	}
-	m.inject(e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
+	m.inject(&e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
 }
 
 // inject delivers a mesh message into the local broker as if published here

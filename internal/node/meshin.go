@@ -121,9 +121,17 @@ func (in *meshInbox) serve(ctx context.Context) {
 func (m *mesh) startInboxes(ctx context.Context) {
 	m.plainIn = newMeshInbox(m.onPlain)
 	m.sharedIn = newMeshInbox(func(msg *nats.Msg) {
-		if mb, ok := m.member(msg.Sub); ok {
+		mb, ok := m.member(msg.Sub)
+		if !ok {
+			return // the member left: the message was for it alone
+		}
+		// While the member is recorded the sentinel stays (select.go); the
+		// read lock keeps it until the copy is delivered.
+		m.sentMu.RLock()
+		defer m.sentMu.RUnlock()
+		if _, ok := m.memberOf.Load(msg.Sub); ok {
 			m.onShared(mb, msg)
-		} // else the member left: the message was for it alone
+		}
 	})
 	m.plainIn.start(ctx, m.n)
 	m.sharedIn.start(ctx, m.n)

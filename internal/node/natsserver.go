@@ -23,9 +23,18 @@ import (
 // longer in a subject, so control lines are allowed far beyond NATS' 4 KiB
 // default; a message larger than maxMeshPayload reaches only the node it was
 // published on (counted as dropped, reason too_large).
+//
+// The server closes a connection whose unsent messages exceed MaxPending (a
+// slow consumer) and everything pending on it is lost. The node's data
+// connection can fall that far behind when a node receives more from the
+// mesh than it injects (QoS 0 at full rate, a busy machine): NATS' default
+// of 64 MiB is raised to the bytes one of the node's own inboxes holds, so
+// a burst is kept, or dropped and counted there (mesh_slow_consumer), before
+// NATS closes the connection.
 const (
 	maxControlLine = 256 << 10
 	maxMeshPayload = 8 << 20
+	maxMeshPending = inboxBytes
 )
 
 // startEmbedded runs the node's NATS server: client port on loopback only
@@ -47,6 +56,7 @@ func startEmbedded(cfg *config.Node, log *slog.Logger, closing *atomic.Bool) (*s
 		StoreDir:               filepath.Join(cfg.Node.DataDir, "jetstream"),
 		MaxControlLine:         maxControlLine,
 		MaxPayload:             maxMeshPayload,
+		MaxPending:             maxMeshPending,
 		DisableJetStreamBanner: true,
 	}
 	if cfg.Mesh.Listen != "" {
@@ -199,9 +209,18 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return false
 }
 
-func (l *natsLogger) Noticef(format string, v ...any) { l.at(slog.LevelDebug, format, v) }
-func (l *natsLogger) Warnf(format string, v ...any)   { l.at(slog.LevelWarn, format, v) }
-func (l *natsLogger) Fatalf(format string, v ...any)  { l.at(slog.LevelError, format, v) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.at(slog.LevelError, format, v) }
-func (l *natsLogger) Debugf(format string, v ...any)  { l.at(slog.LevelDebug, format, v) }
-func (l *natsLogger) Tracef(string, ...any)           {}
+// Noticef logs at debug, but a slow consumer closed by the server at warn:
+// the messages pending on that connection were lost.
+func (l *natsLogger) Noticef(format string, v ...any) {
+	level := slog.LevelDebug
+	if strings.Contains(format, "Slow Consumer") || strings.Contains(fmt.Sprint(v...), "Slow Consumer") {
+		level = slog.LevelWarn
+	}
+	l.at(level, format, v)
+}
+
+func (l *natsLogger) Warnf(format string, v ...any)  { l.at(slog.LevelWarn, format, v) }
+func (l *natsLogger) Fatalf(format string, v ...any) { l.at(slog.LevelError, format, v) }
+func (l *natsLogger) Errorf(format string, v ...any) { l.at(slog.LevelError, format, v) }
+func (l *natsLogger) Debugf(format string, v ...any) { l.at(slog.LevelDebug, format, v) }
+func (l *natsLogger) Tracef(string, ...any)          {}

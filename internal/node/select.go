@@ -1,8 +1,10 @@
 package node
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -15,19 +17,126 @@ import (
 //
 // mochi collects the subscribers of every publish and, only when shared
 // subscriptions match, asks OnSelectSubscribers which shared members to use.
-// The mesh needs a say on every publish: a message injected for plain
-// subscribers must skip shared groups (those get their own copy through NATS
-// queue groups) and one injected for a shared group must reach that group
-// only. So the node holds a sentinel shared subscription on "#" for a client
-// that does not exist: it matches every topic, so mochi always calls the
-// hook, which always removes it.
+// When shared subscriptions match, the hook chooses: a message injected for
+// plain subscribers skips shared groups (those get their own copy through
+// NATS queue groups), a local publish serves groups as the policy says. The
+// node also needs a say on publishes no shared subscription matches:
+//
+//   - a copy injected for one shared member must reach that member only,
+//     even when it has just left (else mochi hands it to plain subscribers,
+//     which had their own copy);
+//   - with replicated durability, persistent subscribers get QoS 1/2
+//     messages from their queue only (session.Durable.FilterOut);
+//   - a delayed will whose session moved to another node is not published
+//     here (session.Tracker.WillMoved).
+//
+// For those the node holds a sentinel shared subscription on "#" for a
+// client that does not exist: it matches every topic, so mochi calls the
+// hook, which removes it. It costs mochi two small maps and the hook call
+// on every publish (about a sixth of a node's CPU under load), so the node
+// holds it only while one of the cases can arise: durability on, a shared
+// member recorded here, or a delayed will pending (until it is due, plus
+// slack). A queue copy is injected under sentMu's read lock after checking
+// its member is still recorded, so the sentinel cannot go while one is
+// delivered; removing it only tries the lock (else the watchSentinel
+// goroutine waits for it), so no caller of the mesh waits for a delivery.
 const (
 	sentinelClient = "\x00mqlb-sentinel"
 	sentinelFilter = "$share/\x00mqlb/#"
+	willSlack      = 60 // seconds a delayed will may be published after it is due (mochi's loop ticks every second)
 )
 
 func addSentinel(s *mqtt.Server) {
 	s.Topics.Subscribe(sentinelClient, packets.Subscription{Filter: sentinelFilter})
+}
+
+// needsSentinel reports whether a publish matching no shared subscription
+// may still need the hook (see above).
+func (m *mesh) needsSentinel() bool {
+	return m.n.durable.On() || m.sharedRefs.Load() > 0 || time.Now().Unix() <= m.willUntil.Load()
+}
+
+// ensureSentinel subscribes the sentinel if it is not. While it is off no
+// queue copy is being delivered (a recorded member keeps it on), so the
+// lock is never held for a delivery here.
+func (m *mesh) ensureSentinel() {
+	if m.sentOn.Load() {
+		return
+	}
+	m.sentMu.Lock()
+	defer m.sentMu.Unlock()
+	if !m.sentOn.Load() {
+		addSentinel(m.n.broker)
+		m.sentOn.Store(true)
+	}
+}
+
+// dropSentinel unsubscribes the sentinel once nothing needs it. It does not
+// wait for a queue copy being delivered (or another change of the
+// sentinel): watchSentinel does, at once.
+func (m *mesh) dropSentinel() {
+	if !m.sentOn.Load() {
+		return
+	}
+	if !m.sentMu.TryLock() {
+		select {
+		case m.sentKick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	defer m.sentMu.Unlock()
+	m.dropSentinelLocked()
+}
+
+func (m *mesh) dropSentinelLocked() {
+	if m.sentOn.Load() && !m.needsSentinel() {
+		m.n.broker.Topics.Unsubscribe(sentinelFilter, sentinelClient)
+		m.sentOn.Store(false)
+		// An ensureSentinel that came in between saw it on and returned:
+		// put it back for it (deliveries wait for the lock meanwhile).
+		if m.needsSentinel() {
+			addSentinel(m.n.broker)
+			m.sentOn.Store(true)
+		}
+	}
+}
+
+// delayedWill keeps the sentinel until a will delayed by delay seconds is
+// due, plus slack.
+func (m *mesh) delayedWill(delay uint32) {
+	until := time.Now().Unix() + int64(delay) + willSlack
+	for {
+		cur := m.willUntil.Load()
+		if cur >= until || m.willUntil.CompareAndSwap(cur, until) {
+			break
+		}
+	}
+	m.ensureSentinel()
+}
+
+// watchSentinel drops the sentinel when what kept it has passed: from the
+// start with durability off, when dropSentinel could not take the lock, and
+// every ten seconds (a delayed will's time passed). It may wait for the
+// lock: nothing waits for it.
+func (m *mesh) watchSentinel(ctx context.Context) {
+	drop := func() {
+		m.sentMu.Lock()
+		defer m.sentMu.Unlock()
+		m.dropSentinelLocked()
+	}
+	drop()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.sentKick:
+		case <-tick.C:
+		}
+		drop()
+	}
 }
 
 // selectSubscribers is the OnSelectSubscribers hook.

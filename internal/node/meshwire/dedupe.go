@@ -11,7 +11,12 @@ import (
 // node the copies of one message back to back, so a sliding window over
 // sequence numbers (as IPsec's anti-replay window) is exact without keeping
 // every id: a sequence above the top moves the window, one inside it is
-// checked against its bit, one below it is too old to be a fresh message.
+// checked against its bit. One below it is not a copy (its copies came back
+// to back) but a message that came late: the origin numbers a publish when
+// mochi takes it (OnPublish) and sends it after delivering it locally
+// (OnPublished), so a publisher's goroutine paused in between lets others
+// send thousands of later numbers first. It is fresh the first time; the
+// last few such sequences are remembered so its other copies are not.
 type ReplayWindow struct {
 	mu      sync.Mutex
 	origins map[string]*window
@@ -27,8 +32,14 @@ const (
 type window struct {
 	top  uint64 // highest sequence seen
 	bits [windowBits / 64]uint64
+	late [lateKept]uint64 // the last sequences that came below the window
+	next int              // where the next one goes in late
 	seen time.Time
 }
+
+// lateKept is how many late sequences a window remembers: their copies come
+// back to back, so a few cover them.
+const lateKept = 16
 
 // NewReplayWindow returns an empty window.
 func NewReplayWindow() *ReplayWindow {
@@ -59,7 +70,7 @@ func (w *window) record(seq uint64) bool {
 		w.set(0)
 		return true
 	case w.top-seq >= windowBits:
-		return false // older than the window: treat as a replay
+		return w.recordLate(seq)
 	default:
 		off := w.top - seq
 		if w.get(off) {
@@ -68,6 +79,19 @@ func (w *window) record(seq uint64) bool {
 		w.set(off)
 		return true
 	}
+}
+
+// recordLate records a sequence below the window: fresh unless it is one of
+// the last late ones.
+func (w *window) recordLate(seq uint64) bool {
+	for _, s := range w.late {
+		if s == seq {
+			return false
+		}
+	}
+	w.late[w.next] = seq
+	w.next = (w.next + 1) % lateKept
+	return true
 }
 
 // slide shifts the window by n positions (bit i = sequence top-i).

@@ -97,14 +97,24 @@ func appendString(b []byte, s string) []byte {
 
 // DecodeEnvelope parses what AppendEnvelope wrote. The payload aliases data.
 func DecodeEnvelope(data []byte) (*Envelope, error) {
+	e := new(Envelope)
+	if err := DecodeEnvelopeInto(e, data); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// DecodeEnvelopeInto is DecodeEnvelope into e (which it overwrites), for a
+// caller that keeps e on its stack: the mesh decodes one per message.
+func DecodeEnvelopeInto(e *Envelope, data []byte) error {
 	r := reader{b: data}
 	version, flags := r.byte(), r.byte()
 	if r.err != nil || version != envelopeVersion {
-		return nil, errEnvelope
+		return errEnvelope
 	}
-	e := &Envelope{QoS: flags & 3, Retain: flags&(1<<2) != 0, HasExpiry: flags&(1<<3) != 0}
+	*e = Envelope{QoS: flags & 3, Retain: flags&(1<<2) != 0, HasExpiry: flags&(1<<3) != 0}
 	if e.QoS > 2 {
-		return nil, errEnvelope
+		return errEnvelope
 	}
 	if flags&(1<<4) != 0 {
 		e.Props.PayloadFormatFlag = true
@@ -128,10 +138,10 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		e.Handled = append(e.Handled, r.string())
 	}
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
 	e.Payload = r.b
-	return e, nil
+	return nil
 }
 
 // reader consumes an envelope; the first error sticks and zero values follow.

@@ -1,0 +1,32 @@
+package node
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestNATSSlowConsumerWarns: NATS closing one of the node's connections as
+// a slow consumer loses what was pending on it, so it is a warning, while
+// other notices stay at debug.
+func TestNATSSlowConsumerWarns(t *testing.T) {
+	var buf bytes.Buffer
+	l := &natsLogger{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		closing: new(atomic.Bool), started: time.Now()}
+	l.Noticef("Starting nats-server")
+	l.Noticef("%s - Slow Consumer Detected: MaxPending of %d Exceeded", "pipe - cid:12", 67108864)
+	l.Noticef("Client connection closed: %s", "Slow Consumer (Pending Bytes)")
+	out := buf.String()
+	if strings.Contains(out, "Starting") {
+		t.Errorf("a start-up notice logged at info or above:\n%s", out)
+	}
+	if n := strings.Count(out, "level=WARN"); n != 2 {
+		t.Errorf("%d warnings, want 2 (slow consumer detected, connection closed):\n%s", n, out)
+	}
+	if maxMeshPending < inboxBytes {
+		t.Errorf("NATS closes a slow connection at %d bytes pending, before an inbox of %d bytes fills", maxMeshPending, inboxBytes)
+	}
+}
