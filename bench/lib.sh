@@ -49,9 +49,9 @@ free_port() {
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then USED_PORTS+="$p "; echo "$p"; return; fi
 	done
 }
-wait_port() { # port, what
-	for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-	die "$2 is not listening on 127.0.0.1:$1 (see $RUN)"
+wait_port() { # port, what[, seconds (default 10)]
+	for _ in $(seq $((${3:-10} * 10))); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+	die "$2 is not listening on 127.0.0.1:$1 within ${3:-10} s (see $RUN)"
 }
 http_get() { # port path → body
 	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1

@@ -59,8 +59,9 @@ cluster() { # name durability → sets PORT_<name>
 	"$MQLB" up --nodes 2 --durability "$2" --node-port "$port" --listen "127.0.0.1:$(free_port)" \
 		--admin "127.0.0.1:$(free_port)" --data "$RUN/data-$1" >"$RUN/up-$1.log" 2>&1 &
 	PIDS+=($!)
-	wait_port "$port" "$1 node1"
-	wait_port $((port + 1)) "$1 node2"
+	# a node listens once the cluster's JetStream has a leader: 5-11 s here
+	wait_port "$port" "$1 node1" 60
+	wait_port $((port + 1)) "$1 node2" 60
 	for _ in $(seq 100); do grep -q "Ctrl-C stops everything" "$RUN/up-$1.log" && break; sleep 0.2; done
 	eval "PORT_$1=$port"
 }
