@@ -10,6 +10,8 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
+var exchanges atomic.Int64
+
 // exchange publishes n messages from a client of one kind to a subscriber of
 // another through the broker at addr, and checks each arrived once, in order.
 func exchange(t *testing.T, addr string, v5 bool, pubKind, subKind string, qos byte, n int) {
@@ -21,7 +23,12 @@ func exchange(t *testing.T, addr string, v5 bool, pubKind, subKind string, qos b
 	var got atomic.Int64
 	base := clientConfig{target: &tg, timeout: 5 * time.Second, inflight: 10}
 	sc := base
-	sc.kind, sc.id = subKind, "interop-sub"
+	// Fresh client ids per exchange: mochi removes a client id's
+	// subscriptions when its earlier connection's clean session ends, which
+	// can come after the next connection under that id subscribed (0 of 500
+	// delivered once in CI).
+	seq := exchanges.Add(1)
+	sc.kind, sc.id = subKind, fmt.Sprintf("interop-sub-%d", seq)
 	sc.onMessage = func(p []byte) {
 		if st, err := parsePayload(p, 42, 1); err == nil {
 			rec.record(int(st.Pub), st.Seq)
@@ -37,7 +44,7 @@ func exchange(t *testing.T, addr string, v5 bool, pubKind, subKind string, qos b
 		t.Fatalf("%s: %v", name, err)
 	}
 	pc := base
-	pc.kind, pc.id = pubKind, "interop-pub"
+	pc.kind, pc.id = pubKind, fmt.Sprintf("interop-pub-%d", seq)
 	pub, err := connectClient(ctx, pc)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)

@@ -77,12 +77,13 @@ func disconnectCode(code byte) byte {
 // and QoS 2 steps of durable sessions are recorded (see session/qos2.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.n.flow.read(cl, pk)
+	clientPID := pk.PacketID
 	pk = h.pids.read(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec:
 		return h.n.durable.Pubrec(cl, pk), nil
 	case packets.Pubrel:
-		h.n.durable.Pubrel(cl, pk)
+		h.n.durable.Pubrel(cl, pk, clientPID)
 		return pk, nil
 	}
 	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||

@@ -155,7 +155,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	var id meshwire.MsgID
 	var err error
 	if pk.FixedHeader.Qos == 2 && h.n.durable.Persistent(cl) {
-		id, err = h.n.durable.ReceivedID(cl, pk, h.n.mesh.nextID) // exactly once across a crash (session/qos2.go)
+		id, err = h.n.durable.ReceivedID(cl, pk, h.pids.clientID(cl, pk.PacketID), h.n.mesh.nextID) // exactly once across a crash (session/qos2.go)
 	} else {
 		id = h.n.mesh.nextID()
 	}

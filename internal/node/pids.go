@@ -116,6 +116,18 @@ func (s *pidSwap) write(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// clientID returns the id the client gave a publish mochi holds as inner.
+func (s *pidSwap) clientID(cl *mqtt.Client, inner uint16) uint16 {
+	if ps := s.swaps(cl, false); ps != nil {
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		if id, ok := ps.toClient[inner]; ok {
+			return id
+		}
+	}
+	return inner
+}
+
 func (s *pidSwap) swaps(cl *mqtt.Client, create bool) *pubSwaps {
 	if v, ok := s.pubs.Load(cl); ok {
 		return v.(*pubSwaps)

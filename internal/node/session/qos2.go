@@ -186,7 +186,11 @@ func (d *Durable) expire(key string) {
 // before, if a node recorded one, so that the stream discards it as a
 // duplicate; else a fresh one, recorded first. It fails when the record
 // cannot be written.
-func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
+//
+// clientPID is the packet id the client used: the node may hand mochi the
+// PUBLISH under another (node/pids.go), and a DUP resent to another node
+// after a crash comes with the client's.
+func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, clientPID uint16, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
 	st, kv, err := d.qos2Bucket()
 	if err != nil {
 		return meshwire.MsgID{}, err // refused: the client sends it again
@@ -196,7 +200,7 @@ func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 	}
 	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
-	key := receivedKey(cl.ID, pk.PacketID)
+	key := receivedKey(cl.ID, clientPID)
 	if pk.FixedHeader.Dup {
 		v, found, err := readRecord(ctx, st, kv, key)
 		if err != nil {
@@ -218,12 +222,14 @@ func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, fresh func() me
 // not hold the packet id (the PUBREC came from a node that died) but the
 // record says the message was stored, mochi is given the id back so that
 // it answers PUBCOMP success instead of 0x92 [MQTT-4.3.3-11].
-func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet) {
+// clientPID is the id the client used (pk may carry mochi's, see
+// ReceivedID).
+func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet, clientPID uint16) {
 	st, kv, _ := d.qos2Bucket() // unavailable: mochi answers 0x92 for an id it does not hold; the message was stored before its PUBREC
 	if kv == nil || !d.Persistent(cl) {
 		return
 	}
-	key := receivedKey(cl.ID, pk.PacketID)
+	key := receivedKey(cl.ID, clientPID)
 	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 		_, found, err := readRecord(ctx, st, kv, key)
