@@ -363,18 +363,8 @@ func TestSubscribePacketIDIndependentOfDeliveries(t *testing.T) {
 // one once it acknowledges one [MQTT-3.3.4-9]. mochi resent all of them on
 // resumption, before the node's flow control could hold any back.
 func TestReceiveMaximumOnResume(t *testing.T) {
-	c, err := startCluster("rm-resume", 1, func(cfg *config.Node) { cfg.Mesh.Listen, cfg.Sessions.Durability = "", "memory" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.close)
-	addr, n := c.addr(0), c.nodes[0]
-	testutil.Eventually(t, waitFor, func() bool { return n.healthy() == nil }, "node ready")
-	resume := func(pk *packets.Packet) {
-		pk.Connect.Clean = false
-		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
-		pk.Properties.ReceiveMaximum = 2
-	}
+	addr, n := memoryNode(t, "rm-resume")
+	resume := resumeSession(2)
 	sub, _ := dialRawV5(t, addr, "rm-resume", resume)
 	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
 		Filters: packets.Subscriptions{{Filter: "rm-resume/t", Qos: 1}}})
@@ -464,17 +454,8 @@ func TestOwnPublishKeepsDelivery(t *testing.T) {
 }
 
 func ownPublishKeepsDelivery(t *testing.T, qos byte) {
-	c, err := startCluster(fmt.Sprintf("pid-own%d", qos), 1, func(cfg *config.Node) { cfg.Mesh.Listen, cfg.Sessions.Durability = "", "memory" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.close)
-	addr, n := c.addr(0), c.nodes[0]
-	testutil.Eventually(t, waitFor, func() bool { return n.healthy() == nil }, "node ready")
-	resume := func(pk *packets.Packet) {
-		pk.Connect.Clean = false
-		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
-	}
+	addr, n := memoryNode(t, fmt.Sprintf("pid-own%d", qos))
+	resume := resumeSession(0)
 	sub, _ := dialRawV5(t, addr, "pid-own", resume)
 	sub.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
 		Filters: packets.Subscriptions{{Filter: "pid-own/t", Qos: 1}}})
@@ -526,5 +507,28 @@ func ownPublishKeepsDelivery(t *testing.T, qos byte) {
 			}
 			return
 		}
+	}
+}
+
+// memoryNode starts one node with sessions.durability memory and no mesh.
+func memoryNode(t *testing.T, name string) (string, *Node) {
+	t.Helper()
+	c, err := startCluster(name, 1, func(cfg *config.Node) { cfg.Mesh.Listen, cfg.Sessions.Durability = "", "memory" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	n := c.nodes[0]
+	testutil.Eventually(t, waitFor, func() bool { return n.healthy() == nil }, "node ready")
+	return c.addr(0), n
+}
+
+// resumeSession makes a raw v5 CONNECT resume its session (expiry 600 s),
+// with Receive Maximum rm when not 0.
+func resumeSession(rm uint16) func(*packets.Packet) {
+	return func(pk *packets.Packet) {
+		pk.Connect.Clean = false
+		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 600, true
+		pk.Properties.ReceiveMaximum = rm
 	}
 }
