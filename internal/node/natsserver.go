@@ -191,6 +191,7 @@ func (l *natsLogger) at(level slog.Level, format string, v []any) {
 	switch {
 	case level < slog.LevelWarn:
 	case strings.HasPrefix(msg, "Metalayer blocking snapshot"),
+		strings.HasSuffix(msg, "snapshot can not be installed while catchups running"), // deferred while a peer catches up, retried
 		time.Since(l.started) < time.Minute && hasAnyPrefix(msg, forming):
 		level = slog.LevelDebug
 		if !l.log.Enabled(context.Background(), level) {
