@@ -102,6 +102,21 @@ func text(ctx context.Context, sel string) string {
 	return s
 }
 
+// clickRow clicks a button in a table the dashboard re-renders every few
+// seconds and waits for the confirmation it opens. The click is one
+// evaluation in the page: a CDP click looks the node up first, and a
+// re-render in between failed it ("Could not find node with given id").
+func clickRow(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		clicked, _ := eval[bool](ctx, fmt.Sprintf(`(b => b ? (b.click(), true) : false)(document.querySelector(%q))`, sel))
+		return clicked && exists(ctx, "dialog[open] #confirm-ok")
+	}, "clicked %s", sel)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func exists(ctx context.Context, sel string) bool {
 	ok, _ := eval[bool](ctx, fmt.Sprintf(`document.querySelector(%q) !== null`, sel))
 	return ok
@@ -165,10 +180,7 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// Drain node2 by clicking, then confirming.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-server="cluster/node2"] button[data-action="drain"]`), chromedp.NodeVisible),
-		chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
-		t.Fatal(err)
-	}
+	clickRow(t, ctx, `tr[data-server="cluster/node2"] button[data-action="drain"]`)
 	state := func() string {
 		var ups upstreamsJSON
 		getJSON(t, "http://"+s.admin+"/api/v1/upstreams", &ups)
@@ -191,9 +203,7 @@ func TestDashboard(t *testing.T) {
 	// The nodes' sessions, searchable, and a kick on the node that holds one.
 	kick := `#node-clients tr[data-client="dash-4"] button`
 	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, kick) }, "node sessions listed: %q", text(ctx, "#node-clients"))
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(kick), chromedp.NodeVisible), chromedp.WaitVisible(chromedp.CSS("#confirm-ok"))); err != nil {
-		t.Fatal(err)
-	}
+	clickRow(t, ctx, kick)
 	if q := text(ctx, "#confirm-text"); !strings.Contains(q, "dash-4") {
 		t.Fatalf("the kick asks about another client: %q", q)
 	}
