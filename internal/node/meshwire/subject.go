@@ -84,6 +84,50 @@ func (s Subjects) Filter(filter string) []string {
 	return []string{b.String()}
 }
 
+// The session queue (package session) stores each publish under a subject
+// closed by an end token, "~~", which no topic level can produce (an empty
+// level is "~" alone, and '~' itself is escaped). Then a trailing "#" needs
+// no second subject for its parent level: "a/#" is "a.>", which matches
+// "a.~~" (the topic "a") as well as "a.b.~~". Every MQTT filter is one
+// subject, which a reader of the stream can follow with one cursor.
+const endToken = "~~"
+
+// QueueTopic returns the queue subject a publish to an MQTT topic name is
+// stored under: Topic's, closed by the end token.
+func (s Subjects) QueueTopic(topic string) string { return s.Topic(topic) + "." + endToken }
+
+// QueueFilter returns the one queue subject that matches exactly the
+// QueueTopic subjects of the topics an MQTT filter matches.
+func (s Subjects) QueueFilter(filter string) string {
+	f := s.Filter(filter)[0]
+	if strings.HasSuffix(f, ".>") {
+		return f
+	}
+	return f + "." + endToken
+}
+
+// Covering returns one subject that matches every subject of subjects (all
+// from QueueFilter): their common leading tokens followed by ">". A reader
+// of several filters reads what it matches and checks each message itself.
+func Covering(subjects []string) string {
+	if len(subjects) == 1 {
+		return subjects[0]
+	}
+	common := strings.Split(subjects[0], ".")
+	for _, s := range subjects[1:] {
+		toks := strings.Split(s, ".")
+		n := 0
+		for n < len(common) && n < len(toks) && common[n] == toks[n] && toks[n] != ">" {
+			n++
+		}
+		common = common[:n]
+	}
+	if n := len(common); n > 0 && common[n-1] == endToken {
+		common = common[:n-1] // identical subjects
+	}
+	return strings.Join(append(common, ">"), ".")
+}
+
 // writeToken escapes one MQTT topic level into a valid NATS token. A NATS
 // token cannot be empty nor hold '.', ' ' or control characters, and '*' or
 // '>' would read as wildcards, so those bytes (and '~', the escape itself)

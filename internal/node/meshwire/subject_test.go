@@ -82,6 +82,42 @@ func TestFiltersMatchLikeMQTT(t *testing.T) {
 	}
 }
 
+// TestQueueFiltersMatchLikeMQTT: the same for the session queue's subjects,
+// where every filter is one subject, and for the subject covering several.
+func TestQueueFiltersMatchLikeMQTT(t *testing.T) {
+	s := NewSubjects("c.q")
+	topics := []string{"a", "a/b", "a/b/c", "a//b", "/a", "a/", "$SYS/x", "$foo/a", "$foo", "b/a", "a.b", "a/b.c", "*", "a/>", "~~", "a/~~", ""}
+	filters := []string{"#", "+", "a/#", "a/+", "+/+", "a/+/c", "$SYS/#", "+/a", "$foo/+", "$foo/#", "a/b", "a//+", "/+", "a.b", "*", "a/>", "+/#", "~~", "a/~~"}
+	for _, f := range filters {
+		for _, name := range topics {
+			sub := s.QueueTopic(name)
+			if !isSubject(sub) {
+				t.Fatalf("topic %q → %q is not a valid NATS subject", name, sub)
+			}
+			if nats, want := server.SubjectMatchesFilter(sub, s.QueueFilter(f)), topic.Match(f, name); nats != want {
+				t.Errorf("filter %q (%s), topic %q (%s): NATS match %v, MQTT match %v", f, s.QueueFilter(f), name, sub, nats, want)
+			}
+		}
+	}
+	for _, set := range [][]string{{"a/b", "a/c"}, {"a/#", "a/b/c"}, {"x/+/y", "x/+/z"}, {"a", "$foo/#"}, {"a/b", "a/b"}, {"+/x", "a/#"}} {
+		var subs []string
+		for _, f := range set {
+			subs = append(subs, s.QueueFilter(f))
+		}
+		cover := Covering(subs)
+		for _, name := range topics {
+			for _, f := range set {
+				if topic.Match(f, name) && !server.SubjectMatchesFilter(s.QueueTopic(name), cover) {
+					t.Errorf("filters %q: covering %q misses topic %q", set, cover, name)
+				}
+			}
+		}
+	}
+	if got := Covering([]string{s.QueueFilter("d/1/cmd"), s.QueueFilter("d/1/cfg/#")}); got != "mqlb.c.q.t.d.1.>" {
+		t.Errorf("covering of d/1/cmd and d/1/cfg/#: %q", got)
+	}
+}
+
 func TestQueueName(t *testing.T) {
 	if QueueName("$share/g/a") == QueueName("$share/g/b") || strings.ContainsAny(QueueName("$share/g/a"), " .") {
 		t.Error("queue names must differ per filter and be one token")

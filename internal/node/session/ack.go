@@ -2,88 +2,129 @@ package session
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Acknowledging the consumer when the client acknowledges a delivery.
+// The client's acknowledgements, and the anchor's floor that follows them.
 
-// Acked acknowledges the consumer once the client has a message: PUBACK for
-// QoS 1, PUBCOMP for QoS 2. A QoS 2 message whose PUBREC was recorded is
-// never sent again as a PUBLISH (qos2.go): a node that gets it again after
-// a crash sends the PUBREL [MQTT-4.3.3-5].
-func (d *Durable) Acked(cl *mqtt.Client, pid uint16, sync bool) {
+// Acked notes that the client has a message from its queue: PUBACK for
+// QoS 1, PUBCOMP for QoS 2 (qos2 true). The anchor's floor follows (in
+// batches, see advance). A QoS 2 message whose PUBREC was recorded is
+// never sent again as a PUBLISH (qos2.go): its record lasts until the floor
+// has passed it.
+func (d *Durable) Acked(cl *mqtt.Client, pid uint16, qos2 bool) {
 	ds := d.get(cl.ID)
 	if ds == nil {
 		return
 	}
 	ds.mu.Lock()
-	f, ok := ds.inflight[pid]
+	seq, ok := ds.inflight[pid]
 	delete(ds.inflight, pid)
 	ds.room.Broadcast()
+	if ok && qos2 {
+		ds.released = append(ds.released, seq)
+	}
+	ds.mu.Unlock()
 	if ok {
-		ds.done[f.seq] = time.Time{}
+		d.advance(ds, true)
 	}
-	ds.mu.Unlock()
-	if !ok {
-		return
-	}
-	if sync {
-		// QoS 2: until the consumer confirms, a redelivery finds the PUBREC
-		// recorded and gets a PUBREL (qos2.go), so this need not hold up the
-		// client's next packet.
-		d.env.WG.Add(1)
-		go func() {
-			defer d.env.WG.Done()
-			if d.confirm(ds, f.seq, f.msg) {
-				d.forgetReleased(cl.ID, f.seq)
-			}
-		}()
-		return
-	}
-	// QoS 1: a lost ack costs a duplicate at most; do not wait for it.
-	_ = f.msg.Ack()
-	ds.mu.Lock()
-	ds.confirmed(f.seq, time.Now())
-	ds.mu.Unlock()
 }
 
-// confirm acknowledges a delivery and waits for the consumer to confirm it.
-// An ack lost (a consumer leader election) leaves the sequence in done, so
-// its redelivery is acknowledged again instead of sent to the client twice.
-func (d *Durable) confirm(ds *dsession, seq uint64, m jetstream.Msg) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), d.env.Timeout)
-	defer cancel()
-	if m.DoubleAck(ctx) != nil {
-		return false
+// floor is the highest stream sequence at or below which the client has
+// every message it wants (ds.mu held).
+func (ds *dsession) floor() uint64 {
+	if ds.cursor == 0 {
+		return ds.floorSent
 	}
+	f := ds.cursor - 1
+	for _, seq := range ds.inflight {
+		f = min(f, seq-1)
+	}
+	return max(f, ds.floorSent)
+}
+
+// advance moves the anchor's floor up to where the client is, in the
+// background; paced, at most once per anchorEvery (each move is a raft
+// operation of the anchor, and a crash resends at most what the client
+// acknowledged since the last one).
+func (d *Durable) advance(ds *dsession, paced bool) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	ds.confirmed(seq, time.Now())
-	return true
+	if ds.moving || ds.gone || ds.floor() <= ds.floorSent {
+		return
+	}
+	ds.moving = true
+	d.env.WG.Add(1)
+	go d.move(ds, paced)
 }
 
-// confirmed records an acknowledged sequence and forgets old ones (ds.mu
-// held).
-func (ds *dsession) confirmed(seq uint64, now time.Time) {
-	ds.done[seq] = now
-	ds.doneQ = append(ds.doneQ, doneAt{seq, now})
-	for len(ds.doneQ) > 0 && now.Sub(ds.doneQ[0].at) > 3*durableAckWait {
-		if old := ds.doneQ[0]; ds.done[old.seq] == old.at {
-			delete(ds.done, old.seq)
+func (d *Durable) move(ds *dsession, paced bool) {
+	defer d.env.WG.Done()
+	defer func() {
+		ds.mu.Lock()
+		ds.moving = false
+		ds.room.Broadcast() // HandOff waits for this
+		ds.mu.Unlock()
+	}()
+	for {
+		ds.mu.Lock()
+		wait := time.Until(ds.lastMove.Add(anchorEvery))
+		ds.mu.Unlock()
+		if paced && wait > 0 {
+			select {
+			case <-d.env.Ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
-		ds.doneQ = ds.doneQ[1:]
+		ds.mu.Lock()
+		target, gone := ds.floor(), ds.gone
+		done := target <= ds.floorSent
+		ds.lastMove = time.Now()
+		ds.mu.Unlock()
+		if gone || done {
+			return
+		}
+		st, err := d.env.Store()
+		if err == nil && st.Queue != nil {
+			ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
+			err = d.resetAnchor(ctx, st, ds.id, target+1)
+			cancel()
+			if err != nil {
+				st.Note(err)
+			}
+		}
+		if err != nil {
+			// a leader election: the floor moves once it is over; meanwhile
+			// a crash would resend more
+			select {
+			case <-d.env.Ctx.Done():
+				return
+			case <-time.After(readRetry):
+			}
+			continue
+		}
+		ds.mu.Lock()
+		ds.floorSent = max(ds.floorSent, target)
+		var forget []uint64
+		ds.released = slices.DeleteFunc(ds.released, func(seq uint64) bool {
+			if seq <= target {
+				forget = append(forget, seq)
+				return true
+			}
+			return false
+		})
+		ds.mu.Unlock()
+		for _, seq := range forget {
+			d.forgetReleased(ds.id, seq)
+		}
 	}
 }
 
-type doneAt struct {
-	seq uint64
-	at  time.Time
-}
-
-// DeliveryIDs returns the packet ids of cl's deliveries from its consumer.
+// DeliveryIDs returns the packet ids of cl's deliveries from its queue.
 func (d *Durable) DeliveryIDs(cl *mqtt.Client) map[uint16]bool {
 	if cl == nil {
 		return nil
@@ -99,4 +140,16 @@ func (d *Durable) DeliveryIDs(cl *mqtt.Client) map[uint16]bool {
 		out[pid] = true
 	}
 	return out
+}
+
+// Floor returns the stream sequence id's anchor floor was last moved to
+// on this node (tests).
+func (d *Durable) Floor(id string) uint64 {
+	ds := d.get(id)
+	if ds == nil {
+		return 0
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.floorSent
 }

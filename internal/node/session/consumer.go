@@ -16,8 +16,8 @@ import (
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
-// The consumer of each durable session: written from its subscriptions,
-// deleted when the session ends, trimmed to max_offline_messages.
+// The anchor of each durable session (see durable.go): written from its
+// subscriptions, deleted when the session ends.
 
 // sync makes id's consumer follow subs (its QoS 1/2 non-shared ones):
 // created, updated, or deleted when none are left. Without write (a session
@@ -45,7 +45,7 @@ func (d *Durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	d.mu.Lock()
 	ds := d.byID[id]
 	if ds == nil {
-		ds = &dsession{id: id, inflight: map[uint16]dflight{}, done: map[uint64]time.Time{}}
+		ds = &dsession{id: id, inflight: map[uint16]uint64{}, wake: make(chan struct{}, 1)}
 		ds.room = sync.NewCond(&ds.mu)
 		d.byID[id] = ds
 	}
@@ -60,12 +60,14 @@ func (d *Durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	return d.write(ctx, ds)
 }
 
-// write creates or updates ds's consumer with its filters.
+// write creates or updates ds's anchor with its filters. A new anchor
+// starts after the stream's last message (a session gets what is published
+// once it has subscribed); an existing one keeps its start and floor.
 func (d *Durable) write(ctx context.Context, ds *dsession) bool {
 	ds.mu.Lock()
 	var subjects []string
 	for _, f := range ds.filters {
-		subjects = append(subjects, d.subj.Filter(f.Filter)...)
+		subjects = append(subjects, d.subj.QueueFilter(f.Filter))
 	}
 	ds.mu.Unlock()
 	st, err := d.env.Store()
@@ -79,11 +81,36 @@ func (d *Durable) write(ctx context.Context, ds *dsession) bool {
 		AckWait:           durableAckWait,
 		MaxAckPending:     durableWindow,
 		MaxDeliver:        -1,
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		FilterSubjects:    disjoint(subjects, d.subj),
 		InactiveThreshold: d.env.MaxExpiry + time.Minute,
+		// Its state in memory on each replica: a floor move is a raft
+		// operation and no file rewrite. A node that restarts gets it back
+		// from the others; a whole cluster restarting starts each anchor
+		// from its start sequence, which resends what the stream still
+		// holds for the session (nothing is lost: the stream is on disk and
+		// keeps what an anchor has not passed).
+		MemoryStorage: true,
 	}
-	if _, err := st.Queue.CreateOrUpdateConsumer(ctx, cfg); err != nil {
+	err = func() error {
+		cons, err := st.Queue.Consumer(ctx, cfg.Durable)
+		if err == nil {
+			cfg.OptStartSeq = cons.CachedInfo().Config.OptStartSeq
+			_, err = st.Queue.UpdateConsumer(ctx, cfg)
+			return err
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		info, err := st.Queue.Info(ctx)
+		if err != nil {
+			return err
+		}
+		cfg.OptStartSeq = info.State.LastSeq + 1
+		_, err = st.Queue.CreateConsumer(ctx, cfg)
+		return err
+	}()
+	if err != nil {
 		st.Note(err)
 		d.env.Warn("session queue not writable yet: retrying", "client_id", ds.id, "error", err)
 		return false
@@ -100,7 +127,7 @@ func disjoint(subjects []string, q meshwire.Subjects) []string {
 	for i := range subjects {
 		for j := i + 1; j < len(subjects); j++ {
 			if server.SubjectsCollide(subjects[i], subjects[j]) {
-				return []string{q.All()}
+				return []string{q.All()} // (a reader then covers the same)
 			}
 		}
 	}
@@ -116,18 +143,22 @@ func (d *Durable) deleteConsumer(ctx context.Context, st *store.Store, id string
 	}
 }
 
-// drop forgets id's durable session here (its consumer stays).
+// drop forgets id's durable session here (its anchor stays).
 func (d *Durable) drop(id string) {
 	d.mu.Lock()
 	ds := d.byID[id]
 	delete(d.byID, id)
 	d.mu.Unlock()
 	if ds != nil {
-		ds.stop(nil, false)
+		d.stop(ds, nil, false)
+		ds.mu.Lock()
+		ds.gone = true
+		ds.room.Broadcast()
+		ds.mu.Unlock()
 	}
 }
 
-// End deletes id's consumer: the session is over (clean start, expiry).
+// End deletes id's anchor: the session is over (clean start, expiry).
 func (d *Durable) End(id string) {
 	if !d.on {
 		return
@@ -143,8 +174,8 @@ func (d *Durable) End(id string) {
 }
 
 // countOffline notes, before the CONNACK of a resumed session, how many
-// queued messages are over max_offline_messages; the pulling loop drops
-// that many, oldest first (a message published after the client is back is
+// queued messages are over max_offline_messages; the reader drops that
+// many, oldest first (a message published after the client is back is
 // never counted).
 func (d *Durable) countOffline(cl *mqtt.Client) {
 	limit := int(d.sessions.maxOffline.Load())
@@ -163,33 +194,9 @@ func (d *Durable) countOffline(cl *mqtt.Client) {
 		return
 	}
 	info := cons.CachedInfo()
-	if over := int(info.NumPending) - limit; over > 0 {
+	if over := int(info.NumPending) + info.NumAckPending - limit; over > 0 {
 		ds.mu.Lock()
 		ds.over = over
 		ds.mu.Unlock()
-	}
-}
-
-// trim drops the messages countOffline found over the limit.
-func (d *Durable) trim(cons jetstream.Consumer, ds *dsession) {
-	ds.mu.Lock()
-	over := ds.over
-	ds.over = 0
-	ds.mu.Unlock()
-	for over > 0 {
-		batch, err := cons.FetchNoWait(min(over, durableWindow))
-		if err != nil {
-			return
-		}
-		got := 0
-		for m := range batch.Messages() {
-			_ = m.Ack()
-			got++
-		}
-		if got == 0 {
-			return
-		}
-		over -= got
-		d.env.Drop("offline_queue_full", got)
 	}
 }

@@ -1,10 +1,8 @@
 package session
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -17,12 +15,12 @@ import (
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
-// Pulling a durable session's consumer while its client is connected, and
-// delivering each message with a packet id from its stream sequence.
+// Reading a durable session's messages from the queue stream while its
+// client is connected, and delivering each with a packet id from its
+// stream sequence.
 
-// Start pulls id's consumer for the connection cl, in the background until
-// it works. A client refused at its CONNACK (see refuse) is closed
-// [MQTT-3.2.2-7].
+// Start reads id's queue for the connection cl, in the background. A
+// client refused at its CONNACK (see refuse) is closed [MQTT-3.2.2-7].
 func (d *Durable) Start(cl *mqtt.Client) {
 	d.mu.Lock()
 	_, failed := d.failed[cl]
@@ -42,41 +40,81 @@ func (d *Durable) Start(cl *mqtt.Client) {
 		ds.mu.Unlock()
 		return
 	}
-	ds.stopLocked(false)
+	ds.stopLocked()
 	stop := make(chan struct{})
 	ds.cl, ds.stopCh = cl, stop
 	ds.mu.Unlock()
 	d.env.WG.Add(1)
-	go d.pull(ds, cl, stop)
+	go d.read(ds, cl, stop)
 }
 
-// pull starts consuming for cl, retrying while the queue is unavailable.
-func (d *Durable) pull(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
+const (
+	readPoll   = 5 * time.Second       // a connected session's queue is read at least this often
+	readRetry  = 250 * time.Millisecond // after an error
+	replicaLag = 5 * time.Millisecond   // first wait when woken but the replica had nothing yet
+	lagTries   = 4                      // 5, 10, 20, 40 ms
+)
+
+// read delivers ds's queue to cl until reading for cl stops. It reads when
+// woken (a publish for the session reached this node: the stream has it,
+// though the nearest replica may be a moment behind) and every readPoll
+// (a publish whose live copy was lost: its node died after storing it).
+func (d *Durable) read(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
 	defer d.env.WG.Done()
-	for {
-		cc, err := d.consume(ds, cl)
-		if err == nil {
-			ds.mu.Lock()
-			defer ds.mu.Unlock()
-			if ds.stopCh != stop {
-				cc.Stop()
-				return
-			}
-			ds.cc = cc
-			return
-		}
-		d.env.Warn("session queue not readable yet: retrying", "client_id", cl.ID, "error", err)
+	wait := func(t time.Duration) bool {
 		select {
 		case <-stop:
+			return false
+		case <-d.env.Ctx.Done():
+			return false
+		case <-time.After(t):
+			return true
+		}
+	}
+	tries := lagTries // reads left for a message the replica may not have yet
+	for {
+		st, err := d.position(ds, cl)
+		found := false
+		if err == nil {
+			found, err = d.readOnce(ds, cl, st)
+		}
+		switch {
+		case errors.Is(err, errStopped):
+			return
+		case err != nil:
+			d.env.Warn("session queue not readable yet: retrying", "client_id", cl.ID, "error", err)
+			if !wait(readRetry) {
+				return
+			}
+			continue
+		case !found && tries < lagTries:
+			if !wait(replicaLag << tries) {
+				return
+			}
+			tries++
+			continue
+		}
+		idle := time.NewTimer(readPoll)
+		select {
+		case <-stop:
+			idle.Stop()
 			return
 		case <-d.env.Ctx.Done():
+			idle.Stop()
 			return
-		case <-time.After(250 * time.Millisecond):
+		case <-ds.wake:
+			tries = 0
+		case <-idle.C:
+			tries = lagTries
 		}
+		idle.Stop()
 	}
 }
 
-func (d *Durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeContext, error) {
+var errStopped = errors.New("stopped")
+
+// position makes sure ds's anchor is written and its reader has a cursor.
+func (d *Durable) position(ds *dsession, cl *mqtt.Client) (*store.Store, error) {
 	st, err := d.env.Store()
 	if err != nil {
 		return nil, err
@@ -84,15 +122,24 @@ func (d *Durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 	if st.Queue == nil {
 		return nil, store.ErrNotReady
 	}
+	ds.mu.Lock()
+	synced, cursor, touched := ds.synced, ds.cursor, ds.touched
+	ds.mu.Unlock()
 	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
-	ds.mu.Lock()
-	synced := ds.synced
-	ds.mu.Unlock()
 	if !synced && !d.write(ctx, ds) {
-		return nil, errors.New("consumer not written")
+		return nil, errors.New("session queue not written")
 	}
-	cons, err := st.Queue.Consumer(ctx, ConsumerName(cl.ID))
+	if time.Since(touched) > (d.env.MaxExpiry+time.Minute)/4 {
+		d.touch(st, ds.id)
+		ds.mu.Lock()
+		ds.touched = time.Now()
+		ds.mu.Unlock()
+	}
+	if cursor != 0 {
+		return st, nil
+	}
+	next, _, last, err := d.anchorPosition(ctx, st, ds.id)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		ds.mu.Lock()
 		ds.synced = false // expired or never written: write it again
@@ -101,43 +148,114 @@ func (d *Durable) consume(ds *dsession, cl *mqtt.Client) (jetstream.ConsumeConte
 	if err != nil {
 		return nil, st.Note(err)
 	}
-	d.trim(cons, ds)
-	return cons.Consume(func(m jetstream.Msg) { d.deliver(ds, cl, m) },
-		jetstream.PullMaxMessages(durableWindow), jetstream.PullExpiry(5*time.Second),
-		jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
-}
-
-// stop ends pulling for cl (nil: whatever connection). With nak, the
-// deliveries the client did not acknowledge go back to the consumer at once
-// (the session moves to another node).
-func (ds *dsession) stop(cl *mqtt.Client, nak bool) {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	if cl != nil && ds.cl != cl {
-		return
+	if ds.cl != cl {
+		return nil, errStopped
 	}
-	ds.stopLocked(nak)
+	if ds.cursor == 0 {
+		ds.cursor, ds.high, ds.floorSent = next, last, next-1
+	}
+	return st, nil
 }
 
-func (ds *dsession) stopLocked(nak bool) {
+// readOnce reads what the queue has for ds from its cursor, as far as cl
+// has room, and delivers it; found reports whether there was anything.
+func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store) (found bool, err error) {
+	for {
+		ds.mu.Lock()
+		room := waitRoom(ds, cl)
+		from, subject := ds.cursor, d.readSubject(ds)
+		ds.mu.Unlock()
+		if room == 0 {
+			return found, errStopped
+		}
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
+		msgs, err := d.fetch(ctx, st, subject, from, room)
+		cancel()
+		if err != nil {
+			return found, st.Note(err)
+		}
+		found = found || len(msgs) > 0
+		for _, m := range msgs {
+			if err := d.deliver(ds, cl, m); err != nil {
+				return found, err
+			}
+		}
+		if len(msgs) < room {
+			return found, nil
+		}
+	}
+}
+
+// readSubject is the one subject ds's reader follows: its filter's, or one
+// covering its filters (ds.mu held).
+func (d *Durable) readSubject(ds *dsession) string {
+	subjects := make([]string, 0, len(ds.filters))
+	for _, f := range ds.filters {
+		subjects = append(subjects, d.subj.QueueFilter(f.Filter))
+	}
+	if len(subjects) == 0 {
+		return d.subj.All()
+	}
+	return meshwire.Covering(subjects)
+}
+
+// stop ends reading for cl (nil: whatever connection).
+func (d *Durable) stop(ds *dsession, cl *mqtt.Client, _ bool) {
+	ds.mu.Lock()
+	if cl != nil && ds.cl != cl {
+		ds.mu.Unlock()
+		return
+	}
+	was := ds.cl != nil
+	ds.stopLocked()
+	ds.mu.Unlock()
+	if was {
+		d.advance(ds, false) // the floor where the client left it
+		if st, err := d.env.Store(); err == nil && st.Queue != nil {
+			d.touch(st, ds.id) // the inactive threshold counts from now
+		}
+	}
+}
+
+func (ds *dsession) stopLocked() {
 	defer ds.room.Broadcast()
 	if ds.stopCh != nil {
 		close(ds.stopCh)
 	}
-	if ds.cc != nil {
-		ds.cc.Stop()
+	ds.cl, ds.stopCh = nil, nil
+}
+
+// HandOff gives id's session up to another node: reading stops, and the
+// anchor's floor is moved to the exact position, so that the new owner
+// sends again only what the client has not acknowledged.
+func (d *Durable) HandOff(id string) {
+	ds := d.get(id)
+	if ds == nil {
+		return
 	}
-	ds.cc, ds.cl, ds.stopCh = nil, nil, nil
-	if nak { // oldest first: the consumer redelivers in that order [MQTT-4.6.0-1]
-		back := make([]dflight, 0, len(ds.inflight))
-		for _, f := range ds.inflight {
-			back = append(back, f)
+	d.stop(ds, nil, true)
+	ds.mu.Lock()
+	for ds.moving {
+		ds.room.Wait()
+	}
+	ds.gone = true
+	next := ds.floor() + 1
+	sent := ds.floorSent
+	clear(ds.inflight)
+	ds.mu.Unlock()
+	d.drop(id)
+	if next-1 <= sent {
+		return
+	}
+	if st, err := d.env.Store(); err == nil && st.Queue != nil {
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
+		defer cancel()
+		if err := d.resetAnchor(ctx, st, id, next); err != nil {
+			st.Note(err)
+			d.env.Warn("session queue: floor not moved at handoff (the new owner resends more)", "client_id", id, "error", err)
 		}
-		slices.SortFunc(back, func(a, b dflight) int { return cmp.Compare(a.seq, b.seq) })
-		for _, f := range back {
-			_ = f.msg.Nak()
-		}
-		clear(ds.inflight)
 	}
 }
 
@@ -154,108 +272,105 @@ func sendWindow(cl *mqtt.Client) int {
 // message redelivered by another node after a crash keeps it.
 func packetID(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
 
-// deliver sends one queued message to the client.
-func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m jetstream.Msg) {
-	meta, e, ok := d.decode(m)
-	if !ok {
-		return
+// deliver sends one queued message to the client (or drops it), and moves
+// the cursor past it. It fails when the message must be read again later.
+func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m qmsg) error {
+	e, err := meshwire.DecodeEnvelope(m.data)
+	if err != nil {
+		d.env.Drop("malformed", 1)
+		d.passed(ds, cl, m.seq)
+		return nil
 	}
-	seq := meta.Sequence.Stream
-	pid := packetID(seq)
+	pid := packetID(m.seq)
+	ds.mu.Lock()
+	again := m.seq <= ds.high // may have reached the client before
+	if ds.over > 0 {
+		ds.over--
+		ds.mu.Unlock()
+		d.env.Drop("offline_queue_full", 1)
+		d.passed(ds, cl, m.seq)
+		return nil
+	}
+	ds.mu.Unlock()
 	release := false
-	if meta.NumDelivered > 1 && e.QoS == 2 {
-		var err error
-		if release, err = d.released(ds.id, seq); err != nil {
-			_ = m.NakWithDelay(durableAckWait) // not known now: neither PUBLISH nor PUBREL yet
-			return
+	if again && e.QoS == 2 {
+		if release, err = d.released(ds.id, m.seq); err != nil {
+			return err // not known now: neither PUBLISH nor PUBREL yet
 		}
 	}
 	ds.mu.Lock()
-	if after, busy := d.repeat(ds, cl, pid, seq, m); busy {
+	if ds.cl != cl {
 		ds.mu.Unlock()
-		if after != nil {
-			after()
+		return errStopped
+	}
+	for taken(ds, cl, pid) {
+		ds.room.Wait() // the id is still used by an older delivery
+		if ds.cl != cl {
+			ds.mu.Unlock()
+			return errStopped
 		}
-		return
 	}
 	if release { // the client has it: it is owed the PUBREL, not the PUBLISH again
-		d.sendPubrel(ds, cl, pid, dflight{seq: seq, msg: m})
+		d.sendPubrel(ds, cl, pid, m.seq)
+		ds.cursor = m.seq + 1
 		ds.mu.Unlock()
-		return
+		return nil
 	}
-	pk, ok := d.packet(ds, cl, e, m, meta)
+	pk, ok := d.packet(ds, cl, e, m)
 	if !ok {
 		ds.mu.Unlock()
-		_ = m.Ack()
-		return
-	}
-	if !waitRoom(ds, cl) {
-		ds.mu.Unlock()
-		return // stopped meanwhile: the message is redelivered later
+		d.passed(ds, cl, m.seq)
+		return nil
 	}
 	pk.PacketID = pid
-	pk.FixedHeader.Dup = meta.NumDelivered > 1 // maybe seen before a crash: the client knows it by its id [MQTT-4.3.3-10]
-	ds.inflight[pid] = dflight{seq: seq, msg: m}
+	pk.FixedHeader.Dup = again // the client knows it by its id [MQTT-4.3.3-10]
+	ds.inflight[pid] = m.seq
+	ds.cursor = m.seq + 1
 	ds.mu.Unlock()
 	if cl.State.Inflight.Set(pk) {
 		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 	}
 	_ = cl.WritePacket(pk) // a closed connection gets it resent when it resumes
+	return nil
 }
 
-// decode reads a queued message's metadata and envelope; one that cannot
-// be read is terminated (never redelivered).
-func (d *Durable) decode(m jetstream.Msg) (*jetstream.MsgMetadata, *meshwire.Envelope, bool) {
-	meta, err := m.Metadata()
-	if err != nil {
-		_ = m.Term()
-		return nil, nil, false
+// passed moves the cursor past a message the client does not get.
+func (d *Durable) passed(ds *dsession, cl *mqtt.Client, seq uint64) {
+	ds.mu.Lock()
+	if ds.cl == cl && seq >= ds.cursor {
+		ds.cursor = seq + 1
 	}
-	e, err := meshwire.DecodeEnvelope(m.Data())
-	if err != nil {
-		d.env.Drop("malformed", 1)
-		_ = m.Term()
-		return nil, nil, false
-	}
-	return meta, e, true
+	ds.mu.Unlock()
+	d.advance(ds, true)
 }
 
-// repeat handles, with ds.mu held, a message the session cannot take now:
-// pulling stopped, the client has it already, or its packet id is taken.
-// It returns what to do once the lock is released, and false when the
-// message is to be delivered.
-func (d *Durable) repeat(ds *dsession, cl *mqtt.Client, pid uint16, seq uint64, m jetstream.Msg) (after func(), busy bool) {
-	if ds.cl != cl {
-		return nil, true // stopped meanwhile: the message is redelivered later
+// taken reports whether packet id pid is in use on cl's session (ds.mu
+// held).
+func taken(ds *dsession, cl *mqtt.Client, pid uint16) bool {
+	if _, ok := ds.inflight[pid]; ok {
+		return true
 	}
-	if _, ok := ds.done[seq]; ok {
-		return func() { go d.confirm(ds, seq, m) }, true // the client has it: the ack was lost
-	}
-	if f, ok := ds.inflight[pid]; ok {
-		if f.seq == seq { // redelivered while the client has it
-			ds.inflight[pid] = dflight{seq: seq, msg: m}
-			return func() { _ = m.InProgress() }, true
-		}
-		return func() { _ = m.NakWithDelay(durableAckWait) }, true // the id is still taken
-	}
-	if _, taken := cl.State.Inflight.Get(pid); taken {
-		return func() { _ = m.NakWithDelay(durableAckWait) }, true
-	}
-	return nil, false
+	_, ok := cl.State.Inflight.Get(pid)
+	return ok
 }
 
 // waitRoom waits, with ds.mu held, until cl has room under its Receive
-// Maximum [MQTT-3.3.4-9]; false when pulling for cl stopped meanwhile.
-func waitRoom(ds *dsession, cl *mqtt.Client) bool {
-	for limit := sendWindow(cl); len(ds.inflight) >= limit && ds.cl == cl; {
+// Maximum [MQTT-3.3.4-9], and returns how many more deliveries it may
+// have; 0 when reading for cl stopped meanwhile.
+func waitRoom(ds *dsession, cl *mqtt.Client) int {
+	limit := sendWindow(cl)
+	for len(ds.inflight) >= limit && ds.cl == cl {
 		ds.room.Wait()
 	}
-	return ds.cl == cl
+	if ds.cl != cl {
+		return 0
+	}
+	return limit - len(ds.inflight)
 }
 
 // packet builds the PUBLISH of a queued message for cl, or false when it is
 // not for cl (no matching subscription any more, NoLocal, expired).
-func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m jetstream.Msg, meta *jetstream.MsgMetadata) (packets.Packet, bool) {
+func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m qmsg) (packets.Packet, bool) {
 	var qos byte
 	var ids []int
 	rap, noLocal, found := false, false, false
@@ -271,7 +386,7 @@ func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 			ids = append(ids, f.Identifier)
 		}
 	}
-	if !found || (noLocal && m.Headers().Get("Mqlb-From") == cl.ID) {
+	if !found || (noLocal && m.from == cl.ID) {
 		return packets.Packet{}, false
 	}
 	pk := packets.Packet{
@@ -281,7 +396,7 @@ func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 		Created: time.Now().Unix(), ProtocolVersion: cl.Properties.ProtocolVersion,
 	}
 	if e.HasExpiry {
-		left := int64(e.Expiry) - int64(time.Since(meta.Timestamp)/time.Second)
+		left := int64(e.Expiry) - int64(time.Since(m.stored)/time.Second)
 		if left <= 0 {
 			d.env.Drop("message_expired", 1)
 			return packets.Packet{}, false

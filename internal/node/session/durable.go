@@ -11,7 +11,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
 	"github.com/mqlb/mqlb/internal/topic"
@@ -21,26 +20,38 @@ import (
 //
 // Every QoS 1/2 publish accepted from a local client is stored, before the
 // PUBACK/PUBREC, once in the stream mqlb_<cluster>_queue (subjects
-// mqlb.<c>.q.<t|d>.<levels>, interest retention, mesh.replicas replicas).
-// Each persistent session with QoS 1/2 subscriptions has a durable consumer
-// (name from its client id) whose filter subjects are those subscriptions':
-// the consumer is the session's queue and its delivery state, replicated
-// like the stream, so it survives the node that owns the session. The
-// owning node pulls from it while the client is connected (at most
-// durableWindow unacknowledged) and delivers each message with a packet id
+// mqlb.<c>.q.<t|d>.<levels>.~~, interest retention, mesh.replicas
+// replicas). Each persistent session with QoS 1/2 subscriptions has a
+// durable consumer, its anchor (name from its client id), whose filter
+// subjects are those subscriptions': it holds the session's interest in the
+// stream, so nothing the session still wants is removed, and its ack floor
+// is the session's replicated position: every message at or below it is
+// with the client. The anchor is never pulled. The node that owns the
+// session reads the stream itself while the client is connected (direct
+// gets from the nearest replica, reader.go), from its own cursor, at most
+// durableWindow unacknowledged; it delivers each message with a packet id
 // derived from its stream sequence, so a message resent after a crash keeps
-// its id; it acknowledges the consumer when the client does (PUBACK for
-// QoS 1, PUBCOMP for QoS 2). Such sessions get no live copy of QoS 1/2
-// messages (select hook); QoS 0 and clean sessions never touch the store.
+// its id, and it moves the anchor's floor up (a consumer reset, one raft
+// operation) as the client acknowledges, at most every anchorEvery. A
+// message's live copy over the mesh only wakes the reader. Such sessions
+// get no live copy of QoS 1/2 messages (select hook); QoS 0 and clean
+// sessions never touch the store.
 //
-// When the owner dies, the next node the client connects to pulls from the
-// same consumer: what was queued is delivered, and what was in flight is
-// redelivered once its ack wait (durableAckWait) passes. A live owner giving
-// a session up returns its in-flight messages to the consumer at once (NAK).
+// When the owner dies, the next node the client connects to reads from the
+// anchor's floor: what was queued or in flight is delivered again, and so
+// are QoS 1 messages acknowledged since the floor last moved (QoS 2 ones
+// get their PUBREL, see qos2.go). A live owner giving a session up moves
+// the floor to the exact position first.
+//
+// Before, the anchor was the reader too (pulled): nats-server proposes one
+// raft entry per delivery and one per acknowledgement of a replicated
+// consumer, which cost more than the rest of the path together
+// (docs/node.md, "Where the CPU goes").
 
 const (
 	durableWindow  = 100             // unacknowledged deliveries per session
-	durableAckWait = 2 * time.Second // before a delivery not acknowledged is redelivered
+	durableAckWait = 2 * time.Second // the anchor's ack wait (it delivers only to keepalive pulls)
+	anchorEvery    = 50 * time.Millisecond
 )
 
 // Durable holds the node's durable sessions.
@@ -56,32 +67,40 @@ type Durable struct {
 	byID    map[string]*dsession
 	failed  map[*mqtt.Client]struct{} // resumed while its queue could not be followed: sent away
 	nfailed atomic.Int32              // len(failed)
+
+	replies replyMux // answers to direct gets (reader.go)
 }
 
-// dsession is one persistent session's consumer and deliveries on this node.
+// dsession is one persistent session's anchor and reader on this node.
 type dsession struct {
 	id      string
-	filters []packets.Subscription // QoS 1/2 subscriptions the consumer follows
+	filters []packets.Subscription // QoS 1/2 subscriptions the anchor follows
 
-	mu       sync.Mutex
-	room     *sync.Cond   // on mu: signalled when a delivery is acknowledged or pulling stops
-	synced   bool         // this node wrote the consumer with filters
-	known    bool         // the consumer exists (written, or the session came from a node that wrote it)
-	cl       *mqtt.Client // the connection being served (nil: not pulling)
-	cc       jetstream.ConsumeContext
-	stopCh   chan struct{}      // closed when pulling for cl ends
-	inflight map[uint16]dflight // packet id → delivery not yet acknowledged by the client
-	// done holds the stream sequences the client has: unconfirmed acks (zero
-	// time) and, for a while, confirmed ones, since a redelivery may already
-	// be on its way when an ack lands.
-	done  map[uint64]time.Time
-	doneQ []doneAt // confirmed sequences, oldest first, to forget them
-	over  int      // queued messages over max_offline_messages when the session resumed
-}
+	mu     sync.Mutex
+	room   *sync.Cond // on mu: signalled when a delivery is acknowledged, reading stops or a floor is confirmed
+	synced bool       // this node wrote the anchor with filters
+	known  bool       // the anchor exists (written, or the session came from a node that wrote it)
+	gone   bool       // dropped or handed off: its floor must not move any more
+	cl     *mqtt.Client
+	stopCh chan struct{}      // closed when reading for cl ends
+	wake   chan struct{}      // (1) a publish this session's queue may hold
+	inflight map[uint16]uint64 // packet id → stream sequence of a delivery the client has not acknowledged
 
-type dflight struct {
-	seq uint64
-	msg jetstream.Msg
+	// cursor is the next stream sequence to read (0: not positioned; then
+	// from the anchor's floor). Every message below it that the session
+	// wants has been delivered (or dropped).
+	cursor uint64
+	// high: messages at or below it may have reached the client before,
+	// through another node or this node's earlier run: sent with DUP, and
+	// for QoS 2 after checking the PUBREC record.
+	high uint64
+	over int // queued messages over max_offline_messages when the session resumed: dropped first
+
+	floorSent uint64    // the anchor's floor as last confirmed
+	moving    bool      // a goroutine is moving the anchor's floor (advance)
+	lastMove  time.Time // when the floor was last moved
+	released  []uint64  // completed QoS 2 deliveries whose records go once the floor passes them
+	touched   time.Time // the anchor's last keepalive
 }
 
 func newDurable(env Env) *Durable {
@@ -102,7 +121,7 @@ func (d *Durable) Follows(id string) bool { return d.get(id) != nil }
 func (d *Durable) Disconnected(cl *mqtt.Client, expire bool) {
 	d.forgetClient(cl)
 	if ds := d.get(cl.ID); ds != nil {
-		ds.stop(cl, false)
+		d.stop(ds, cl, false)
 		if expire {
 			d.End(cl.ID)
 		}
@@ -127,8 +146,8 @@ func (d *Durable) get(id string) *dsession {
 	return d.byID[id]
 }
 
-// covers reports whether id's consumer delivers QoS 1/2 messages on the
-// topic name: then the session gets no live copy.
+// covers reports whether id's queue delivers QoS 1/2 messages on the topic
+// name: then the session gets no live copy, and its reader is woken.
 func (d *Durable) covers(id, name string) bool {
 	ds := d.get(id)
 	if ds == nil {
@@ -141,10 +160,19 @@ func (d *Durable) covers(id, name string) bool {
 	}
 	for _, f := range ds.filters {
 		if topic.Match(f.Filter, name) {
+			ds.poke() // the publish is in the queue: read it
 			return true
 		}
 	}
 	return false
+}
+
+// poke wakes the session's reader.
+func (ds *dsession) poke() {
+	select {
+	case ds.wake <- struct{}{}:
+	default:
+	}
 }
 
 // FilterOut removes from a publish's local recipients the durable sessions

@@ -106,7 +106,7 @@ func (d *Durable) message(from string, pk packets.Packet, id meshwire.MsgID) *na
 	if pk.Properties.MessageExpiryInterval > 0 {
 		e.HasExpiry, e.Expiry = true, pk.Properties.MessageExpiryInterval
 	}
-	msg := &nats.Msg{Subject: d.subj.Topic(pk.TopicName), Header: nats.Header{}, Data: meshwire.AppendEnvelope(nil, &e)}
+	msg := &nats.Msg{Subject: d.subj.QueueTopic(pk.TopicName), Header: nats.Header{}, Data: meshwire.AppendEnvelope(nil, &e)}
 	msg.Header.Set("Mqlb-From", from)
 	return msg
 }

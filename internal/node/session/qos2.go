@@ -82,7 +82,7 @@ func (d *Durable) Pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		return pk
 	}
 	ds.mu.Lock()
-	f, ok := ds.inflight[pk.PacketID]
+	seq, ok := ds.inflight[pk.PacketID]
 	ds.mu.Unlock()
 	if !ok {
 		return pk
@@ -90,7 +90,7 @@ func (d *Durable) Pubrec(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	d.env.WG.Add(1)
 	go func() {
 		defer d.env.WG.Done()
-		if d.record(cl, releasedKey(cl.ID, f.seq), nil) {
+		if d.record(cl, releasedKey(cl.ID, seq), nil) {
 			_ = d.env.Broker.InjectPacket(cl, pk)
 		}
 	}()
@@ -140,8 +140,8 @@ func (d *Durable) released(id string, seq uint64) (bool, error) {
 
 // sendPubrel resumes a QoS 2 delivery the client has already received: the
 // node owes it PUBREL, and mochi completes it on the PUBCOMP (ds.mu held).
-func (d *Durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, f dflight) {
-	ds.inflight[pid] = f
+func (d *Durable) sendPubrel(ds *dsession, cl *mqtt.Client, pid uint16, seq uint64) {
+	ds.inflight[pid] = seq
 	rel := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: pid}
 	if cl.State.Inflight.Set(rel) {
 		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)

@@ -156,13 +156,10 @@ func (s *Tracker) giveUp(req takeoverRequest) *handover {
 			cl.Stop(packets.ErrSessionTakenOver) // no server DISCONNECT before v5
 		}
 	}
-	// Deliveries from the session's queue go back to it, for the new owner.
+	// Deliveries from the session's queue stay there, for the new owner to
+	// send again: the anchor's floor is moved to below them first.
 	queued := s.durable.DeliveryIDs(cl)
-	if ds := s.durable.get(cl.ID); ds != nil {
-		ds.stop(nil, true)
-		s.durable.drop(cl.ID)
-		_ = s.env.Mesh.Control().Flush() // the NAKs reach the consumer before the new owner pulls
-	}
+	s.durable.HandOff(cl.ID)
 	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion}
 	if !req.Clean && !endsWithConnection(cl) {
 		h.Subs = subRecords(cl.State.Subscriptions.GetAll())

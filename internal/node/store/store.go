@@ -163,6 +163,12 @@ func (s *Store) bucket(ctx context.Context, p Plan, kind string) (jetstream.KeyV
 func (s *Store) queueStream(ctx context.Context, p Plan) (jetstream.Stream, error) {
 	name := p.bucket("queue")
 	st, err := s.JS.Stream(ctx, name)
+	if err == nil && !st.CachedInfo().Config.AllowDirect {
+		// written by an earlier version: the sessions read it with direct gets
+		cfg := st.CachedInfo().Config
+		cfg.AllowDirect = true
+		return s.JS.UpdateStream(ctx, cfg)
+	}
 	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return st, err
 	}
@@ -175,6 +181,7 @@ func (s *Store) queueStream(ctx context.Context, p Plan) (jetstream.Stream, erro
 		Replicas:    p.want(),
 		MaxAge:      p.QueueAge,
 		Discard:     jetstream.DiscardOld,
+		AllowDirect: true, // sessions read their messages from any replica (session/reader.go)
 	}
 	for {
 		st, err = s.JS.CreateStream(ctx, cfg)

@@ -1,0 +1,214 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mqlb/mqlb/internal/node/store"
+)
+
+// Reading the queue stream for a session and moving its anchor: the
+// JetStream API requests nats.go has no call for (v1.4x: batched direct
+// gets and consumer resets), on the store's connection.
+
+// qmsg is one message read from the queue stream.
+type qmsg struct {
+	seq     uint64
+	stored  time.Time // when the stream stored it (message expiry counts from there)
+	from    string    // the publisher's client id (NoLocal)
+	data    []byte    // the envelope
+	subject string
+}
+
+// replyMux routes the answers of direct gets, which come as several
+// messages to one reply subject, to the request waiting for them: one
+// subscription per node instead of one per request.
+type replyMux struct {
+	mu      sync.Mutex
+	nc      *nats.Conn
+	sub     *nats.Subscription
+	prefix  string
+	next    uint64
+	waiting map[string]chan *nats.Msg
+}
+
+// open returns a reply subject and the channel its answers arrive on.
+func (m *replyMux) open(nc *nats.Conn) (string, chan *nats.Msg, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.nc != nc || m.sub == nil || !m.sub.IsValid() {
+		if m.sub != nil {
+			_ = m.sub.Unsubscribe()
+		}
+		m.prefix = nc.NewRespInbox()
+		sub, err := nc.Subscribe(m.prefix+".*", m.route)
+		if err != nil {
+			return "", nil, err
+		}
+		_ = sub.SetPendingLimits(-1, -1) // bounded by each request's batch
+		m.nc, m.sub, m.waiting = nc, sub, map[string]chan *nats.Msg{}
+	}
+	m.next++
+	reply := m.prefix + "." + strconv.FormatUint(m.next, 36)
+	ch := make(chan *nats.Msg, durableWindow+2)
+	m.waiting[reply] = ch
+	return reply, ch, nil
+}
+
+func (m *replyMux) close(reply string) {
+	m.mu.Lock()
+	delete(m.waiting, reply)
+	m.mu.Unlock()
+}
+
+func (m *replyMux) route(msg *nats.Msg) {
+	m.mu.Lock()
+	ch := m.waiting[msg.Subject]
+	m.mu.Unlock()
+	if ch == nil {
+		return // a request that gave up
+	}
+	select {
+	case ch <- msg:
+	default: // more than asked for: the request reads again from where it got
+	}
+}
+
+// errShort is a direct get whose answer stopped early; what arrived is
+// good, the rest is read again.
+var errShort = errors.New("session queue: direct get answer incomplete")
+
+// fetch reads up to n messages of the queue on subject (wildcards allowed)
+// from sequence from on, in order, from whichever replica answers first. A
+// replica answers with every message it holds in that range, so what comes
+// back has no gaps: a replica behind the others has fewer.
+func (d *Durable) fetch(ctx context.Context, st *store.Store, subject string, from uint64, n int) ([]qmsg, error) {
+	nc := st.JS.Conn()
+	reply, ch, err := d.replies.open(nc)
+	if err != nil {
+		return nil, err
+	}
+	defer d.replies.close(reply)
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+		Batch   int    `json:"batch"`
+	}{from, subject, n})
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+st.Queue.CachedInfo().Config.Name, reply, req); err != nil {
+		return nil, err
+	}
+	var out []qmsg
+	for {
+		var msg *nats.Msg
+		select {
+		case msg = <-ch:
+		case <-ctx.Done():
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, ctx.Err()
+		}
+		switch status := msg.Header.Get("Status"); status {
+		case "":
+		case "204": // end of the batch
+			return out, nil
+		case "404": // nothing (more) from this sequence on
+			return out, nil
+		default:
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, fmt.Errorf("session queue: direct get: %s %s", status, msg.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(msg.Header.Get("Nats-Sequence"), 10, 64)
+		if err != nil || seq < from || (len(out) > 0 && seq <= out[len(out)-1].seq) {
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, errShort
+		}
+		stored, _ := time.Parse(time.RFC3339Nano, msg.Header.Get("Nats-Time-Stamp"))
+		out = append(out, qmsg{seq: seq, stored: stored, from: msg.Header.Get("Mqlb-From"),
+			data: msg.Data, subject: msg.Header.Get("Nats-Subject")})
+		if len(out) == n {
+			return out, nil // (the end-of-batch marker follows; nobody waits for it)
+		}
+	}
+}
+
+// apiError is the error of a JetStream API answer.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%d)", e.Description, e.ErrCode) }
+
+// resetAnchor moves id's anchor so that next is the first message it still
+// holds for the session: its ack floor becomes next-1, and the stream drops
+// what nobody else wants below it. The answer comes once a quorum of the
+// anchor's replicas has it.
+func (d *Durable) resetAnchor(ctx context.Context, st *store.Store, id string, next uint64) error {
+	req, err := json.Marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{next})
+	if err != nil {
+		return err
+	}
+	subject := "$JS.API.CONSUMER.RESET." + st.Queue.CachedInfo().Config.Name + "." + ConsumerName(id)
+	msg, err := st.JS.Conn().RequestWithContext(ctx, subject, req)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Error *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return resp.Error
+	}
+	return nil
+}
+
+// touch keeps id's anchor from being removed as inactive (its inactive
+// threshold, sessions.max_expiry plus a minute, removes the anchor of a
+// session whose node died and whose client never came back): a pull
+// request that does not wait. If it gets a message, that message stays
+// unacknowledged on the anchor, which the next reset or a reader starting
+// from the ack floor ignores.
+func (d *Durable) touch(st *store.Store, id string) {
+	req := []byte(`{"batch":1,"no_wait":true}`)
+	subject := "$JS.API.CONSUMER.MSG.NEXT." + st.Queue.CachedInfo().Config.Name + "." + ConsumerName(id)
+	_ = st.JS.Conn().PublishRequest(subject, st.JS.Conn().NewRespInbox(), req)
+}
+
+// anchorPosition returns where id's reader starts: the anchor's floor plus
+// one, the number of messages the anchor holds from there, and the
+// stream's last sequence (messages up to it may have reached the client
+// before).
+func (d *Durable) anchorPosition(ctx context.Context, st *store.Store, id string) (next uint64, pending int, last uint64, err error) {
+	cons, err := st.Queue.Consumer(ctx, ConsumerName(id))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	info := cons.CachedInfo()
+	sinfo, err := st.Queue.Info(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	next = max(info.AckFloor.Stream+1, info.Config.OptStartSeq)
+	return next, int(info.NumPending) + info.NumAckPending, sinfo.State.LastSeq, nil
+}
