@@ -47,6 +47,9 @@ func startServer(t *testing.T, opts ...Options) *testServer {
 		if o.Address == "" {
 			o.Address = "127.0.0.1:0"
 		}
+		if o.CloseClients == nil { // as the node does; mochi's own CloseFn can deadlock
+			o.CloseClients = ClientCloser(s)
+		}
 		l, err := New(o, nil)
 		if err != nil {
 			t.Fatalf("New(%s): %v", o.ID, err)
