@@ -35,8 +35,8 @@ func (l *listener) handle(establish listeners.EstablishFn, ln *frontdoor.Listene
 		logPreambleError(l.log.With("remote", tcp.RemoteAddr().String()), err)
 		return
 	}
-	ln.Settled(tcp) // mochi owns it now; Close reaches it through closeClients
-	l.establish(establish, &conn{Conn: cl.Conn, id: l.identity(cl)})
+	ln.Settled(tcp) // mochi owns it now; Close reaches it through closeClients or abortEstablishing
+	l.establish(establish, &conn{Conn: cl.Conn, id: l.identity(cl), raw: tcp, done: make(chan struct{})})
 }
 
 // identity is the verified client certificate's CN: from the node's own

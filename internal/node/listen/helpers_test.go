@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +27,18 @@ var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 // testServer is a mochi broker with the identity hook, an allow-all auth hook
 // and a recorder of established sessions, serving listeners from this package.
 type testServer struct {
-	srv  *mqtt.Server
-	rec  *recorder
-	addr map[string]string // listener id → bound address
+	srv     *mqtt.Server
+	rec     *recorder
+	addr    map[string]string // listener id → bound address
+	closing atomic.Bool       // close has been called
+}
+
+// close closes the server; only the first call does anything (mochi's Close
+// panics on a second call). The test cleanup calls it too.
+func (ts *testServer) close() {
+	if ts.closing.CompareAndSwap(false, true) {
+		_ = ts.srv.Close()
+	}
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -47,6 +57,9 @@ func startServer(t *testing.T, opts ...Options) *testServer {
 		if o.Address == "" {
 			o.Address = "127.0.0.1:0"
 		}
+		if o.CloseClients == nil { // as the node does; mochi's own CloseFn can deadlock
+			o.CloseClients = ClientCloser(s)
+		}
 		l, err := New(o, nil)
 		if err != nil {
 			t.Fatalf("New(%s): %v", o.ID, err)
@@ -59,7 +72,7 @@ func startServer(t *testing.T, opts ...Options) *testServer {
 	if err := s.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(ts.close)
 	return ts
 }
 
@@ -107,6 +120,13 @@ func (r *recorder) wait(t *testing.T, id string) seen {
 		return ok
 	}, "no session recorded for client %q", id)
 	return s
+}
+
+// count returns how many clients have had a session established.
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
 }
 
 func (r *recorder) has(id string) bool {

@@ -27,6 +27,8 @@ type conn struct {
 	net.Conn
 	id     identity
 	linger lingering
+	raw    net.Conn      // the accepted TCP connection under TLS or WebSocket; closing it ends any read or write at once
+	done   chan struct{} // closed once mochi is done with the connection (see listener.establish)
 }
 
 func (c *conn) identity() identity { return c.id }

@@ -102,6 +102,7 @@ type listener struct {
 	mu     sync.Mutex
 	ln     *frontdoor.Listener
 	closed bool
+	conns  map[*conn]struct{} // handed to mochi, its EstablishConnection not returned
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -231,8 +232,19 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// Close stops accepting, closes connections still in their preamble and calls
-// closeClients once for the clients mochi already holds.
+// Close stops accepting, closes connections still in their preamble, calls
+// closeClients once for the clients mochi already holds (MQTT 5: DISCONNECT
+// 0x8B) and then ends the connections mochi has not made clients of yet.
+//
+// It returns only once every EstablishConnection call it started has begun
+// in a way mochi's Close can see: mochi's Close (Listeners.CloseAll) closes
+// the listeners and then waits on a WaitGroup each EstablishConnection adds
+// to, and an Add that does not happen before that Wait is a data race (and
+// the client it counts may outlive Close). A connection mochi has closed
+// (linger.closing) has been through that Add. The others — still reading
+// their CONNECT, waiting on an auth hook, or made clients after
+// closeClients looked — are closed at the socket and waited for: without
+// that, mochi's Close waited for a silent one until its ConnectTimeout.
 func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
@@ -250,23 +262,59 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		closeClients = l.o.CloseClients
 	}
 	closeClients(l.o.ID)
+	l.abortEstablishing()
+}
+
+// abortEstablishing closes, at the socket, each connection handed to mochi
+// that mochi has not closed, and waits until mochi is done with them.
+func (l *listener) abortEstablishing() {
+	var wait []chan struct{}
+	l.mu.Lock()
+	for c := range l.conns {
+		if !c.linger.closing.Load() {
+			_ = c.raw.Close()
+			wait = append(wait, c.done)
+		}
+	}
+	l.mu.Unlock()
+	for _, done := range wait {
+		<-done
+	}
 }
 
 // establish hands a prepared connection to mochi, with a deadline for the
-// CONNECT packet, and closes it when mochi is done with it.
-func (l *listener) establish(establish listeners.EstablishFn, c net.Conn) {
+// CONNECT packet, and closes it when mochi is done with it. Once Close has
+// begun, it hands nothing more over.
+func (l *listener) establish(establish listeners.EstablishFn, c *conn) {
 	defer c.Close()
-	if l.isClosed() {
+	if !l.track(c) {
 		return
 	}
+	defer l.untrack(c)
 	_ = c.SetDeadline(time.Now().Add(l.o.ConnectTimeout))
 	if err := establish(l.o.ID, c); err != nil {
 		l.log.Debug("client connection ended", "remote", c.RemoteAddr().String(), "error", err)
 	}
 }
 
-func (l *listener) isClosed() bool {
+// track records c as handed to mochi, or reports false once Close has begun.
+func (l *listener) track(c *conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.closed
+	if l.closed {
+		return false
+	}
+	if l.conns == nil {
+		l.conns = map[*conn]struct{}{}
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+// untrack records that mochi is done with c.
+func (l *listener) untrack(c *conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	close(c.done)
 }
