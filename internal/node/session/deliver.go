@@ -49,7 +49,7 @@ func (d *Durable) Start(cl *mqtt.Client) {
 }
 
 const (
-	readPoll   = 5 * time.Second       // a connected session's queue is read at least this often
+	readPoll   = 5 * time.Second        // a connected session's queue is read at least this often
 	readRetry  = 250 * time.Millisecond // after an error
 	replicaLag = 5 * time.Millisecond   // first wait when woken but the replica had nothing yet
 	lagTries   = 4                      // 5, 10, 20, 40 ms

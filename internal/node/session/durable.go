@@ -76,14 +76,14 @@ type dsession struct {
 	id      string
 	filters []packets.Subscription // QoS 1/2 subscriptions the anchor follows
 
-	mu     sync.Mutex
-	room   *sync.Cond // on mu: signalled when a delivery is acknowledged, reading stops or a floor is confirmed
-	synced bool       // this node wrote the anchor with filters
-	known  bool       // the anchor exists (written, or the session came from a node that wrote it)
-	gone   bool       // dropped or handed off: its floor must not move any more
-	cl     *mqtt.Client
-	stopCh chan struct{}      // closed when reading for cl ends
-	wake   chan struct{}      // (1) a publish this session's queue may hold
+	mu       sync.Mutex
+	room     *sync.Cond // on mu: signalled when a delivery is acknowledged, reading stops or a floor is confirmed
+	synced   bool       // this node wrote the anchor with filters
+	known    bool       // the anchor exists (written, or the session came from a node that wrote it)
+	gone     bool       // dropped or handed off: its floor must not move any more
+	cl       *mqtt.Client
+	stopCh   chan struct{}     // closed when reading for cl ends
+	wake     chan struct{}     // (1) a publish this session's queue may hold
 	inflight map[uint16]uint64 // packet id → stream sequence of a delivery the client has not acknowledged
 
 	// cursor is the next stream sequence to read (0: not positioned; then
