@@ -141,6 +141,13 @@ func (m *manualAcks) ackAll(t *testing.T, want int) {
 // subscribes to filter at QoS 1 and acknowledges nothing by itself.
 func dialManualAcks(t *testing.T, addr, id string, rm uint16, expiry uint32, filter string) *manualAcks {
 	t.Helper()
+	return dialManualAcksSession(t, addr, id, rm, expiry, filter, true)
+}
+
+// dialManualAcksSession is dialManualAcks with a choice of Clean Start; a
+// resuming client (clean false) with an empty filter subscribes to nothing.
+func dialManualAcksSession(t *testing.T, addr, id string, rm uint16, expiry uint32, filter string, clean bool) *manualAcks {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -156,11 +163,14 @@ func dialManualAcks(t *testing.T, addr, id string, rm uint16, expiry uint32, fil
 		OnClientError: func(error) {}})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if _, err := m.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
+	if _, err := m.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: clean, KeepAlive: 30,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry, ReceiveMaximum: &rm}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Disconnect(&paho.Disconnect{}) })
+	if filter == "" {
+		return m
+	}
 	if _, err := m.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,31 @@ func TestNodeLossRestartAndClusterRestart(t *testing.T) {
 	retainedAt(t, c.nodes[2], "life/r2", "while node 3 was down")
 	checkRetained(t, c, 2, "after node restart")
 
+	// Messages queued for an offline session when the whole cluster
+	// stops: with replicated durability they are on disk in the queue
+	// stream, and its anchor (in memory on each node) comes back at its
+	// start, short of them.
+	back.sub(t, "life/q", 1)
+	_ = back.Disconnect(&paho.Disconnect{})
+	queued := []string{"q1", "q2", "q3"}
+	for _, p := range queued {
+		pub.send(t, "life/q", 1, p)
+	}
+	if c.nodes[0].durable.On() {
+		queuedAt(t, c.nodes[1], "life-away", len(queued))
+	}
+
 	restartCluster(t, c)
 	checkRetained(t, c, 1, "after cluster restart")
+	if c.nodes[0].durable.On() {
+		back = dialV5(t, c.addr(2), "life-away", false, 600)
+		if !back.connack.SessionPresent {
+			t.Error("offline session after a cluster restart: session present = 0")
+		}
+		for _, p := range queued {
+			back.waitPayload(t, p)
+		}
+	}
 }
 
 // loseNodeUnderClients closes node 3 while a subscriber, a publisher and

@@ -109,6 +109,50 @@ func TestSessionTakeoverV5WhileConnected(t *testing.T) {
 	}
 }
 
+// TestTakeoverResendsOnlyUnacknowledged: a persistent session taken over
+// while connected gets on the new node again exactly the deliveries its
+// client had not acknowledged (with DUP), then the rest of its queue;
+// nothing it acknowledged comes twice. (The node giving the session up
+// hands over its exact position; the anchor's floor alone may be up to
+// anchorEvery behind.)
+func TestTakeoverResendsOnlyUnacknowledged(t *testing.T) {
+	c := shared(t)
+	if !c.nodes[0].durable.On() {
+		t.Skip("sessions.durability memory: mochi's inflight store is handed over")
+	}
+	first := dialManualAcksSession(t, c.addr(0), "handoff-sub", 10, 300, "handoff/t", true)
+	pub := dialV5(t, c.addr(1), "handoff-pub", true, 0)
+	for _, p := range numbered("m", 0, 8) {
+		pub.send(t, "handoff/t", 1, p)
+	}
+	testutil.Eventually(t, waitFor, func() bool { return len(first.received()) == 8 }, "8 delivered")
+	for _, p := range first.received()[:4] { // QoS 1 acknowledgements go in order [MQTT-4.6.0-2]
+		if err := first.Ack(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unacked := numbered("m", 4, 8)
+	testutil.Eventually(t, waitFor, func() bool {
+		return len(c.nodes[0].durable.DeliveryIDs(cl0(c.nodes[0], "handoff-sub"))) == len(unacked)
+	}, "4 acknowledged")
+
+	second := dialManualAcksSession(t, c.addr(2), "handoff-sub", 10, 300, "", false)
+	pub.send(t, "handoff/t", 1, "after")
+	want := append(unacked, "after")
+	testutil.Eventually(t, waitFor, func() bool { return len(second.received()) >= len(want) }, "%d on the new node", len(want))
+	var got []string
+	for _, p := range second.received() {
+		got = append(got, string(p.Payload))
+		if string(p.Payload) != "after" && !p.Duplicate() {
+			t.Errorf("%s sent again without DUP [MQTT-3.3.1-1]", p.Payload)
+		}
+		_ = second.Ack(p)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("new node sent %q, want %q (only what was not acknowledged, then the rest)", got, want)
+	}
+}
+
 func TestCleanStartKicksOtherNode(t *testing.T) {
 	c := shared(t)
 	first := dialV5(t, c.addr(2), "kick-v5", true, 0)

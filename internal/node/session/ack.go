@@ -43,6 +43,9 @@ func (ds *dsession) floor() uint64 {
 	for _, seq := range ds.inflight {
 		f = min(f, seq-1)
 	}
+	for _, seq := range ds.resend {
+		f = min(f, seq-1)
+	}
 	return max(f, ds.floorSent)
 }
 

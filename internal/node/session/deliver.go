@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -162,6 +164,9 @@ func (d *Durable) position(ds *dsession, cl *mqtt.Client) (*store.Store, error) 
 // readOnce reads what the queue has for ds from its cursor, as far as cl
 // has room, and delivers it; found reports whether there was anything.
 func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store) (found bool, err error) {
+	if err := d.resendHanded(ds, cl, st); err != nil {
+		return false, err
+	}
 	for {
 		ds.mu.Lock()
 		room := waitRoom(ds, cl)
@@ -185,6 +190,40 @@ func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store) (foun
 		if len(msgs) < room {
 			return found, nil
 		}
+	}
+}
+
+// resendHanded sends first the deliveries the node that handed the session
+// over had in flight (see Position).
+func (d *Durable) resendHanded(ds *dsession, cl *mqtt.Client, st *store.Store) error {
+	for {
+		ds.mu.Lock()
+		if len(ds.resend) == 0 {
+			ds.mu.Unlock()
+			return nil
+		}
+		room := waitRoom(ds, cl)
+		seq, subject := ds.resend[0], d.readSubject(ds)
+		ds.mu.Unlock()
+		if room == 0 {
+			return errStopped
+		}
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
+		msgs, err := d.fetch(ctx, st, subject, seq, 1)
+		cancel()
+		if err != nil {
+			return st.Note(err)
+		}
+		if len(msgs) == 1 && msgs[0].seq == seq {
+			if err := d.deliver(ds, cl, msgs[0]); err != nil {
+				return err
+			}
+		} // else gone meanwhile (expired, or no longer wanted)
+		ds.mu.Lock()
+		if len(ds.resend) > 0 && ds.resend[0] == seq {
+			ds.resend = ds.resend[1:]
+		}
+		ds.mu.Unlock()
 	}
 }
 
@@ -227,13 +266,24 @@ func (ds *dsession) stopLocked() {
 	ds.cl, ds.stopCh = nil, nil
 }
 
-// HandOff gives id's session up to another node: reading stops, and the
-// anchor's floor is moved to the exact position, so that the new owner
-// sends again only what the client has not acknowledged.
-func (d *Durable) HandOff(id string) {
+// Position is where a session's queue stands on the node giving it up:
+// the next message to read, and the deliveries before it the client has
+// not acknowledged. The new owner starts there, so that a client that
+// acknowledged out of order gets nothing twice.
+type Position struct {
+	Cursor uint64   `json:"cursor"`
+	Resend []uint64 `json:"resend,omitempty"`
+}
+
+// HandOff gives id's session up to another node: reading stops, the
+// anchor's floor is moved to below the first delivery the client has not
+// acknowledged (a new owner that did not get the returned position, or a
+// crash of the new owner, resends from there), and the exact position is
+// returned for the new owner (nil: none here).
+func (d *Durable) HandOff(id string) *Position {
 	ds := d.get(id)
 	if ds == nil {
-		return
+		return nil
 	}
 	d.stop(ds, nil, true)
 	ds.mu.Lock()
@@ -243,19 +293,38 @@ func (d *Durable) HandOff(id string) {
 	ds.gone = true
 	next := ds.floor() + 1
 	sent := ds.floorSent
+	var pos *Position
+	if ds.cursor != 0 {
+		pos = &Position{Cursor: ds.cursor, Resend: append(slices.Collect(maps.Values(ds.inflight)), ds.resend...)}
+		slices.Sort(pos.Resend) // oldest first [MQTT-4.6.0-1]
+	}
 	clear(ds.inflight)
 	ds.mu.Unlock()
 	d.drop(id)
-	if next-1 <= sent {
+	if next-1 > sent {
+		if st, err := d.env.Store(); err == nil && st.Queue != nil {
+			ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
+			defer cancel()
+			if err := d.resetAnchor(ctx, st, id, next); err != nil {
+				st.Note(err)
+				d.env.Warn("session queue: floor not moved at handoff (a crash would resend more)", "client_id", id, "error", err)
+			}
+		}
+	}
+	return pos
+}
+
+// resumeAt starts id's reader where the node that gave the session up
+// left it (nil: from the anchor's floor).
+func (d *Durable) resumeAt(id string, pos *Position) {
+	ds := d.get(id)
+	if ds == nil || pos == nil || pos.Cursor == 0 {
 		return
 	}
-	if st, err := d.env.Store(); err == nil && st.Queue != nil {
-		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		defer cancel()
-		if err := d.resetAnchor(ctx, st, id, next); err != nil {
-			st.Note(err)
-			d.env.Warn("session queue: floor not moved at handoff (the new owner resends more)", "client_id", id, "error", err)
-		}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.cursor == 0 {
+		ds.cursor, ds.high, ds.resend = pos.Cursor, pos.Cursor-1, slices.Clone(pos.Resend)
 	}
 }
 
@@ -312,7 +381,7 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m qmsg) error {
 	}
 	if release { // the client has it: it is owed the PUBREL, not the PUBLISH again
 		d.sendPubrel(ds, cl, pid, m.seq)
-		ds.cursor = m.seq + 1
+		ds.cursor = max(ds.cursor, m.seq+1)
 		ds.mu.Unlock()
 		return nil
 	}
@@ -325,7 +394,7 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m qmsg) error {
 	pk.PacketID = pid
 	pk.FixedHeader.Dup = again // the client knows it by its id [MQTT-4.3.3-10]
 	ds.inflight[pid] = m.seq
-	ds.cursor = m.seq + 1
+	ds.cursor = max(ds.cursor, m.seq+1)
 	ds.mu.Unlock()
 	if cl.State.Inflight.Set(pk) {
 		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)

@@ -94,7 +94,10 @@ type dsession struct {
 	// through another node or this node's earlier run: sent with DUP, and
 	// for QoS 2 after checking the PUBREC record.
 	high uint64
-	over int // queued messages over max_offline_messages when the session resumed: dropped first
+	// resend: deliveries below the cursor the client had not acknowledged
+	// on the node that handed the session over, to send first.
+	resend []uint64
+	over   int // queued messages over max_offline_messages when the session resumed: dropped first
 
 	floorSent uint64    // the anchor's floor as last confirmed
 	moving    bool      // a goroutine is moving the anchor's floor (advance)

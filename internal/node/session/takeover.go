@@ -45,6 +45,7 @@ type handover struct {
 	Version byte          `json:"version,omitempty"`
 	Subs    []subRecord   `json:"subs,omitempty"`
 	Msgs    []handoverMsg `json:"msgs,omitempty"`
+	Queue   *Position     `json:"queue,omitempty"` // where the session's queue stands (replicated durability)
 }
 
 // handoverMsg is one entry of a session's inflight store: a PUBLISH (its
@@ -83,6 +84,7 @@ func (s *Tracker) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pack
 		if s.durable.Persistent(cl) {
 			// Follow the queue before the subscriptions are back, so no live copy is kept twice.
 			s.durable.sync(ctx, cl.ID, subsMap(h.Subs), false)
+			s.durable.resumeAt(cl.ID, h.Queue)
 		}
 		s.install(cl.ID, h, hold)
 	} else if hold != nil {
@@ -159,8 +161,8 @@ func (s *Tracker) giveUp(req takeoverRequest) *handover {
 	// Deliveries from the session's queue stay there, for the new owner to
 	// send again: the anchor's floor is moved to below them first.
 	queued := s.durable.DeliveryIDs(cl)
-	s.durable.HandOff(cl.ID)
-	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion}
+	pos := s.durable.HandOff(cl.ID)
+	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion, Queue: pos}
 	if !req.Clean && !endsWithConnection(cl) {
 		h.Subs = subRecords(cl.State.Subscriptions.GetAll())
 		h.Msgs = s.snapshot(cl, queued)
