@@ -94,9 +94,20 @@ func (d *Durable) write(ctx context.Context, ds *dsession) bool {
 	}
 	err = func() error {
 		cons, err := st.Queue.Consumer(ctx, cfg.Durable)
-		if err == nil {
+		if err == nil && cons.CachedInfo().Config.DeliverPolicy == cfg.DeliverPolicy {
 			cfg.OptStartSeq = cons.CachedInfo().Config.OptStartSeq
 			_, err = st.Queue.UpdateConsumer(ctx, cfg)
+			return err
+		}
+		if err == nil {
+			// written by an earlier version (a pulled consumer, deliver
+			// policy new, which cannot be reset): replaced by an anchor at
+			// its ack floor
+			cfg.OptStartSeq = cons.CachedInfo().AckFloor.Stream + 1
+			if err := st.Queue.DeleteConsumer(ctx, cfg.Durable); err != nil {
+				return err
+			}
+			_, err = st.Queue.CreateConsumer(ctx, cfg)
 			return err
 		}
 		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
