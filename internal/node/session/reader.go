@@ -47,7 +47,7 @@ func (m *replyMux) open(nc *nats.Conn) (string, chan *nats.Msg, error) {
 		if m.sub != nil {
 			_ = m.sub.Unsubscribe()
 		}
-		m.prefix = nc.NewRespInbox()
+		m.prefix = nc.NewInbox() // not under nats.go's own request inboxes (see touch)
 		sub, err := nc.Subscribe(m.prefix+".*", m.route)
 		if err != nil {
 			return "", nil, err
@@ -192,7 +192,10 @@ func (d *Durable) resetAnchor(ctx context.Context, st *store.Store, id string, n
 func (d *Durable) touch(st *store.Store, id string) {
 	req := []byte(`{"batch":1,"no_wait":true}`)
 	subject := "$JS.API.CONSUMER.MSG.NEXT." + st.Queue.CachedInfo().Config.Name + "." + ConsumerName(id)
-	_ = st.JS.Conn().PublishRequest(subject, st.JS.Conn().NewRespInbox(), req)
+	// An inbox nobody subscribes to. Not one of nats.go's request inboxes: a
+	// message delivered to it arrives with the stream's subject, which
+	// nats.go would hand to whichever request is waiting alone.
+	_ = st.JS.Conn().PublishRequest(subject, st.JS.Conn().NewInbox(), req)
 }
 
 // anchorPosition returns where id's reader starts: the anchor's floor plus
