@@ -82,7 +82,7 @@
 // installs them so mochi answers session present 1. If A is gone, the
 // subscriptions are restored from the registry; with sessions.durability
 // memory the messages queued on A are lost, with replicated they are in the
-// session's consumer (below). A clean start only has the old connection closed: one
+// queue stream, held for the session by its anchor (below). A clean start only has the old connection closed: one
 // connection per client id cluster-wide. A restarted node takes back, as
 // disconnected sessions, the persistent sessions its earlier run owned
 // (session/adopt.go). While the registry cannot be read (not formed yet, or no
@@ -97,15 +97,18 @@
 // With sessions.durability replicated (package session: durable.go and the
 // files it names), every QoS 1/2 publish of
 // a local client is stored in the stream mqlb_<cluster>_queue before mochi
-// acknowledges it (hook OnPublish), and each persistent session has a
-// durable consumer of that stream filtered on its QoS 1/2 subscriptions:
-// its queue and delivery state, replicated like the buckets. Such sessions
-// get no live copy of those messages (OnSelectSubscribers); the node holding
-// the session pulls while the client is connected, delivers with packet ids
-// derived from stream sequences (a resend after a crash keeps its id, DUP
-// set) and acknowledges the consumer at PUBACK or PUBCOMP. A session given
-// up to another node NAKs what its client had not acknowledged; a dead
-// node's deliveries come back after the consumer's ack wait.
+// acknowledges it (hook OnPublish), and each persistent session has an
+// anchor: a durable consumer of that stream filtered on its QoS 1/2
+// subscriptions, never pulled, whose ack floor is the session's replicated
+// position (and which keeps what the session still wants in the stream).
+// Such sessions get no live copy of those messages (OnSelectSubscribers: the
+// copy only wakes the reader); the node holding the session reads the
+// stream from its own cursor while the client is connected (direct gets),
+// delivers with packet ids derived from stream sequences (a resend after a
+// crash keeps its id, DUP set) and moves the anchor's floor as the client
+// acknowledges, at most every 50 ms. A session given up to another node
+// hands over its exact position; a dead node's sessions resume from the
+// anchor's floor.
 //
 // # Fixes of mochi's behaviour
 //

@@ -10,9 +10,10 @@
 //     (install.go); adopting the sessions of an earlier run of this node
 //     (adopt.go);
 //   - with sessions.durability replicated, durable sessions: the queue
-//     stream, a consumer per session (durable.go, consumer.go), storing
-//     publishes (publish.go), delivering from the consumer (deliver.go) and
-//     acknowledging it (ack.go), and the replicated QoS 2 state (qos2.go).
+//     stream, an anchor consumer per session (durable.go, consumer.go),
+//     storing publishes (publish.go), reading the stream and delivering
+//     (deliver.go, reader.go), moving the anchor as the client acknowledges
+//     (ack.go), and the replicated QoS 2 state (qos2.go).
 //
 // The node's mochi hook calls into it. It gets what it uses through Env —
 // the local broker, the replicated store, the mesh's interest and control

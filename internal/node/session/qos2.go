@@ -30,9 +30,10 @@ import (
 //	                    mesh message id (also the stream's); PUBREL pending
 //
 // Outgoing: the record is written before mochi answers the PUBREC with
-// PUBREL. A node that gets the message again from the session's consumer
-// after a crash (it is acknowledged there only at PUBCOMP) finds the record
-// and sends PUBREL instead of the PUBLISH [MQTT-4.3.3-5]. Incoming: the
+// PUBREL. A node that reads the message again for the session after a
+// crash (the anchor's floor passes it only after PUBCOMP) finds the record
+// and sends PUBREL instead of the PUBLISH [MQTT-4.3.3-5]; the record is let
+// go once the floor has passed it. Incoming: the
 // record is written before the message is stored; a DUP PUBLISH whose node
 // died before its PUBREC arrived is stored again under the same message id,
 // which the stream discards as a duplicate, and a PUBREL for a packet id the
@@ -154,10 +155,10 @@ func (d *Durable) forgetReleased(id string, seq uint64) {
 	d.expire(releasedKey(id, seq))
 }
 
-// recordLinger is how long a record outlives its exchange: an
-// acknowledgement the consumer confirmed can still be lost when its leader
+// recordLinger is how long a record outlives the anchor's floor passing its
+// message: a floor move confirmed can still be lost when the anchor's leader
 // dies before replicating it, and the message then comes back (after an
-// election, 4-9 s, and the ack wait); it must still find the record.
+// election, 4-9 s); it must still find the record.
 const recordLinger = time.Minute
 
 // expire replaces key's record with an empty one that JetStream removes
