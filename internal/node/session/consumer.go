@@ -161,7 +161,7 @@ func (d *Durable) drop(id string) {
 	delete(d.byID, id)
 	d.mu.Unlock()
 	if ds != nil {
-		d.stop(ds, nil, false)
+		d.stop(ds, nil)
 		ds.mu.Lock()
 		ds.gone = true
 		ds.room.Broadcast()

@@ -241,7 +241,7 @@ func (d *Durable) readSubject(ds *dsession) string {
 }
 
 // stop ends reading for cl (nil: whatever connection).
-func (d *Durable) stop(ds *dsession, cl *mqtt.Client, _ bool) {
+func (d *Durable) stop(ds *dsession, cl *mqtt.Client) {
 	ds.mu.Lock()
 	if cl != nil && ds.cl != cl {
 		ds.mu.Unlock()
@@ -285,7 +285,7 @@ func (d *Durable) HandOff(id string) *Position {
 	if ds == nil {
 		return nil
 	}
-	d.stop(ds, nil, true)
+	d.stop(ds, nil)
 	ds.mu.Lock()
 	for ds.moving {
 		ds.room.Wait()

@@ -124,7 +124,7 @@ func (d *Durable) Follows(id string) bool { return d.get(id) != nil }
 func (d *Durable) Disconnected(cl *mqtt.Client, expire bool) {
 	d.forgetClient(cl)
 	if ds := d.get(cl.ID); ds != nil {
-		d.stop(ds, cl, false)
+		d.stop(ds, cl)
 		if expire {
 			d.End(cl.ID)
 		}
