@@ -59,8 +59,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // OnSessionEstablish runs after authentication and before mochi looks for an
-// existing session, so a session held by another node is moved here first.
+// existing session, so a session held by another node is moved here first,
+// and the end of a clean session's previous connection here completes first
+// (see awaitEnded).
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.awaitEnded(cl)
 	h.n.sessions.Establish(cl, pk)
 	h.n.flow.resuming(cl, pk)
 }
