@@ -5,6 +5,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/node/session"
 )
 
 // awaitEnded runs before mochi looks for an existing session of cl's client
@@ -40,7 +42,7 @@ func (h *hook) awaitEnded(cl *mqtt.Client) {
 		// mochi would do this in inheritClientSession a moment later.
 		_ = h.n.broker.DisconnectClient(old, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
 	}
-	if !endsWithConnection(old) {
+	if !session.EndsWithConnection(old) {
 		return
 	}
 	deadline := time.Now().Add(4 * h.n.cfg.Mesh.Timeout.D()) // OnDisconnect writes the registry within 3 timeouts
@@ -51,13 +53,4 @@ func (h *hook) awaitEnded(cl *mqtt.Client) {
 		time.Sleep(pause)
 	}
 	h.n.log.Warn("previous connection of a clean session still ending: connection accepted anyway", "client_id", cl.ID)
-}
-
-// endsWithConnection reports whether cl's session ends with its connection,
-// as mochi decides when the connection ends (attachClient's expire).
-func endsWithConnection(cl *mqtt.Client) bool {
-	if cl.Properties.ProtocolVersion == 5 {
-		return cl.Properties.Props.SessionExpiryInterval == 0
-	}
-	return cl.Properties.Clean
 }

@@ -139,7 +139,7 @@ func ConsumerName(id string) string {
 
 // Persistent reports whether cl's session is one the queue keeps.
 func (d *Durable) Persistent(cl *mqtt.Client) bool {
-	return d.on && !endsWithConnection(cl)
+	return d.on && !EndsWithConnection(cl)
 }
 
 // get returns the durable session of id (nil if none).
@@ -235,7 +235,7 @@ func (d *Durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 // "server unavailable" (Refused), so that it (or the load balancer in
 // front, which tries another node on that code) comes back later.
 func (d *Durable) refuse(cl *mqtt.Client, pk packets.Packet) {
-	if !d.on || pk.Connect.Clean || endsWithConnection(cl) {
+	if !d.on || pk.Connect.Clean || EndsWithConnection(cl) {
 		return
 	}
 	d.mu.Lock()

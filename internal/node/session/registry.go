@@ -64,10 +64,10 @@ func (r subRecord) subscription() packets.Subscription {
 	return s
 }
 
-// endsWithConnection reports whether a client's session ends when its
+// EndsWithConnection reports whether a client's session ends when its
 // connection does: MQTT 3.1.1 clean session 1 [MQTT-3.1.2-6], v5 session
 // expiry 0 [MQTT-3.1.2-23].
-func endsWithConnection(cl *mqtt.Client) bool {
+func EndsWithConnection(cl *mqtt.Client) bool {
 	if cl.Properties.ProtocolVersion == 5 {
 		return cl.Properties.Props.SessionExpiryInterval == 0
 	}

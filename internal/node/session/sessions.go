@@ -101,7 +101,7 @@ func (s *Tracker) get(id string) *session {
 // capped by sessions.max_expiry (which is also the expiry of MQTT 3.1.1
 // persistent sessions).
 func (s *Tracker) expirySeconds(cl *mqtt.Client) uint32 {
-	if endsWithConnection(cl) {
+	if EndsWithConnection(cl) {
 		return 0
 	}
 	capped := uint32(s.env.MaxExpiry / time.Second)
@@ -115,7 +115,7 @@ func (s *Tracker) expirySeconds(cl *mqtt.Client) uint32 {
 func (s *Tracker) record(cl *mqtt.Client, subs map[string]packets.Subscription) Record {
 	return Record{
 		Client: cl.ID, Node: s.env.Node, Instance: s.env.Instance,
-		Clean: endsWithConnection(cl), Expiry: s.expirySeconds(cl),
+		Clean: EndsWithConnection(cl), Expiry: s.expirySeconds(cl),
 		Version: cl.Properties.ProtocolVersion, Since: time.Now().Unix(),
 		Subs: subRecords(subs),
 	}

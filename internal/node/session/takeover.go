@@ -163,7 +163,7 @@ func (s *Tracker) giveUp(req takeoverRequest) *handover {
 	queued := s.durable.DeliveryIDs(cl)
 	pos := s.durable.HandOff(cl.ID)
 	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion, Queue: pos}
-	if !req.Clean && !endsWithConnection(cl) {
+	if !req.Clean && !EndsWithConnection(cl) {
 		h.Subs = subRecords(cl.State.Subscriptions.GetAll())
 		h.Msgs = s.snapshot(cl, queued)
 	}
