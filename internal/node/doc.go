@@ -118,6 +118,10 @@
 // answered (v5 0x87, 3.1.1 acknowledged and dropped) where mochi dropped it
 // silently. A delayed will that mochi's timer holds for a session that moved
 // to another node is dropped by the select hook (session.Tracker.WillMoved).
+// A clean session reconnecting to the same node waits, in
+// OnSessionEstablish, until mochi has ended its previous connection
+// (reconnect.go): mochi's cleanup could otherwise remove the new client by
+// id.
 //
 // # Listeners and auth
 //
