@@ -13,7 +13,9 @@
 //     stream, an anchor consumer per session (durable.go, consumer.go),
 //     storing publishes (publish.go), reading the stream and delivering
 //     (deliver.go, reader.go), moving the anchor as the client acknowledges
-//     (ack.go), and the replicated QoS 2 state (qos2.go).
+//     (ack.go), and the replicated QoS 2 state (qos2.go);
+//   - holding a resuming client's CONNECT while the registry has no leader,
+//     rather than refusing it at once (wait.go).
 //
 // The node's mochi hook calls into it. It gets what it uses through Env —
 // the local broker, the replicated store, the mesh's interest and control

@@ -235,13 +235,18 @@ func (d *Durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 // "server unavailable" (Refused), so that it (or the load balancer in
 // front, which tries another node on that code) comes back later.
 func (d *Durable) refuse(cl *mqtt.Client, pk packets.Packet) {
-	if !d.on || pk.Connect.Clean || EndsWithConnection(cl) {
+	if !d.wouldRefuse(cl, pk) {
 		return
 	}
 	d.mu.Lock()
 	d.failed[cl] = struct{}{}
 	d.nfailed.Store(int32(len(d.failed)))
 	d.mu.Unlock()
+}
+
+// wouldRefuse reports whether refuse refuses cl.
+func (d *Durable) wouldRefuse(cl *mqtt.Client, pk packets.Packet) bool {
+	return d.on && !pk.Connect.Clean && !EndsWithConnection(cl)
 }
 
 // Refused reports whether cl is refused (see refuse): its CONNACK says so.

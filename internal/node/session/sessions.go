@@ -30,6 +30,7 @@ type Tracker struct {
 	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
+	waiting    sync.Map                  // *mqtt.Client → when its wait for the registry ends (wait.go)
 }
 
 // WillMoved reports whether pk is a delayed will mochi publishes for a
@@ -53,14 +54,24 @@ func (s *Tracker) WillMoved(pk packets.Packet) bool {
 // a leader election), taking it with an empty local session would lose its
 // subscriptions and queued messages without a word. Clients that start
 // clean have nothing to lose and are always taken.
+//
+// A failing registry is waited for (see wait.go) before the client is
+// refused.
 func (s *Tracker) Resumable(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.Clean {
 		return nil
 	}
-	ctx, cancel := s.timeout()
-	defer cancel()
-	_, _, err := s.reg.get(ctx, cl.ID)
-	return err
+	for {
+		ctx, cancel := s.attempt(cl)
+		_, _, err := s.reg.get(ctx, cl.ID)
+		cancel()
+		if err == nil || !s.retryRegistry(cl) {
+			if err != nil {
+				s.doneWaiting(cl)
+			}
+			return err
+		}
+	}
 }
 
 // session is what this node knows of one client id.
@@ -128,40 +139,67 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 // Establish runs before mochi decides session present (OnSessionEstablish):
 // it takes the session over from the node that owns it, if another one does,
 // and records this node as the owner. Both happen before the CONNACK.
+//
+// A session the node would refuse without the registry (see
+// Durable.refuse) waits for it first (see wait.go).
 func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
-	ctx, cancel := s.timeout()
-	defer cancel()
-	for range 3 {
-		rec, rev, err := s.reg.get(ctx, cl.ID)
-		if err != nil {
+	defer s.doneWaiting(cl)
+	var took uint64 // the registry revision whose owner was asked already
+	for conflicts := 0; conflicts < 3; {
+		res, err := s.establish(cl, pk, &took)
+		switch {
+		case err == nil:
+			return
+		case res == conflict:
+			conflicts++ // another node wrote meanwhile: look again
+		case s.durable.wouldRefuse(cl, pk) && s.retryRegistry(cl):
+		default:
 			s.localOnly(cl, err)
 			s.durable.refuse(cl, pk)
 			return
 		}
-		if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) {
-			s.takeOver(ctx, cl, pk, rec)
-		}
-		var subs map[string]packets.Subscription
-		if existing, ok := s.env.Broker.Clients.Get(cl.ID); ok && !pk.Connect.Clean {
-			subs = existing.State.Subscriptions.GetAll() // what mochi is about to inherit
-		}
-		mine := s.record(cl, subs)
-		newRev, err := s.reg.put(ctx, &mine, rev, 0)
-		if store.IsConflict(err) {
-			continue // another node wrote meanwhile: look again
-		}
-		if err != nil {
-			s.localOnly(cl, err)
-			s.durable.refuse(cl, pk)
-			return
-		}
-		s.track(cl, mine, newRev)
-		s.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
-		s.durable.countOffline(cl)
-		return
 	}
 	s.env.Log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)
 	s.track(cl, Record{}, 0)
+}
+
+type outcome int
+
+const (
+	established outcome = iota
+	failed
+	conflict
+)
+
+// establish is one try of Establish: look the session up, take it over from
+// its owner (once per registry revision), record this node as the owner.
+func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64) (outcome, error) {
+	ctx, cancel := s.attempt(cl)
+	defer cancel()
+	rec, rev, err := s.reg.get(ctx, cl.ID)
+	if err != nil {
+		return failed, err
+	}
+	if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) && rev != *took {
+		s.takeOver(ctx, cl, pk, rec)
+		*took = rev
+	}
+	var subs map[string]packets.Subscription
+	if existing, ok := s.env.Broker.Clients.Get(cl.ID); ok && !pk.Connect.Clean {
+		subs = existing.State.Subscriptions.GetAll() // what mochi is about to inherit
+	}
+	mine := s.record(cl, subs)
+	newRev, err := s.reg.put(ctx, &mine, rev, 0)
+	if store.IsConflict(err) {
+		return conflict, err
+	}
+	if err != nil {
+		return failed, err
+	}
+	s.track(cl, mine, newRev)
+	s.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
+	s.durable.countOffline(cl)
+	return established, nil
 }
 
 func (s *Tracker) localOnly(cl *mqtt.Client, err error) {
