@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // TestNATSSlowConsumerWarns: NATS closing one of the node's connections as
@@ -44,5 +46,32 @@ func TestNATSTransientWarningsDemoted(t *testing.T) {
 	out := buf.String()
 	if n := strings.Count(out, "level=WARN"); n != 1 || !strings.Contains(out, "NO quorum") {
 		t.Errorf("want only the quorum warning:\n%s", out)
+	}
+}
+
+// TestNATSRouteErrorsRateLimited: a node whose peer is down logs the failed
+// route reconnects once at error, then once a minute, not every second
+// (NATS's default reported every attempt, one line per pooled route).
+func TestNATSRouteErrorsRateLimited(t *testing.T) {
+	c, err := startCluster("routeerrs", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	c.ready(t)
+	var buf testutil.SyncBuffer
+	survivor := c.nodes[1] // it has node 1 as its configured (explicit) route, retried for ever
+	survivor.ns.SetLoggerV2(&natsLogger{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		closing: new(atomic.Bool), started: time.Now().Add(-time.Hour)}, true, false, false)
+	c.nodes[0].Close()
+	c.nodes[0] = nil
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(buf.String(), "Error trying to connect to route (attempt 3)")
+	}, "three failed route reconnects logged")
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "Error trying to connect to route") && strings.Contains(line, "level=ERROR") &&
+			!strings.Contains(line, "(attempt 1)") {
+			t.Errorf("a repeated route reconnect failure logged at error: %s", line)
+		}
 	}
 }

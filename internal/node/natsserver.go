@@ -37,6 +37,13 @@ const (
 	maxMeshPending = inboxBytes
 )
 
+// routeErrorReports: while a peer is down, NATS tries its route again every
+// second and by default logs every failed attempt at error, one line per
+// route of its pool (4 per second per dead peer seen on a 3-node cluster).
+// It logs the first failure, then every routeErrorReports-th (once a
+// minute); the others at debug.
+const routeErrorReports = 60
+
 // startEmbedded runs the node's NATS server: client port on loopback only
 // with a random token (nats-server 2.15 starts cluster routing only after its
 // client accept loop, so DontListen cannot be used with routes; only
@@ -58,6 +65,7 @@ func startEmbedded(cfg *config.Node, log *slog.Logger, closing *atomic.Bool) (*s
 		MaxPayload:             maxMeshPayload,
 		MaxPending:             maxMeshPending,
 		DisableJetStreamBanner: true,
+		ReconnectErrorReports:  routeErrorReports,
 	}
 	if cfg.Mesh.Listen != "" {
 		if err := clusterOptions(cfg, opts); err != nil {
