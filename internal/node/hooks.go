@@ -37,8 +37,10 @@ func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 
 // OnConnect refuses, with CONNACK "server unavailable", a client that wants
 // to resume its session while the session registry cannot be read: the
 // client (or the mqlb load balancer in front, which retries another node on
-// that code) comes back when the store is, and finds its session. It also
-// caps the client's keep-alive (see capKeepAlive).
+// that code) comes back when the store is, and finds its session (with
+// durable sessions the session is looked up after authentication instead:
+// session.Tracker.Resumable). It also caps the client's keep-alive (see
+// capKeepAlive).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if isMesh(cl) {
 		return nil

@@ -30,7 +30,6 @@ type Tracker struct {
 	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
-	waiting    sync.Map                  // *mqtt.Client → when its wait for the registry ends (wait.go)
 }
 
 // WillMoved reports whether pk is a delayed will mochi publishes for a
@@ -55,23 +54,24 @@ func (s *Tracker) WillMoved(pk packets.Packet) bool {
 // subscriptions and queued messages without a word. Clients that start
 // clean have nothing to lose and are always taken.
 //
-// A failing registry is waited for (see wait.go) before the client is
-// refused.
+// Resumable runs before authentication (OnConnect), inside the window in
+// which auth.Throttle counts the attempt against its address's and
+// username's budgets (10 each; every client behind a load balancer without
+// the PROXY protocol shares one address). A session that durable sessions
+// would refuse without the registry is not looked up here: Establish does
+// that after authentication, waits for a failing registry (wait.go) and
+// refuses if it must. Waiting here held the budget: of 500 clients resuming
+// at once during a registry election, 490 got 0x9F; even one lookup here
+// without waiting still cost 3 of the 500 a 0x9F when lookups were slow.
+// Other sessions (memory durability) are looked up here, once.
 func (s *Tracker) Resumable(cl *mqtt.Client, pk packets.Packet) error {
-	if pk.Connect.Clean {
+	if pk.Connect.Clean || s.durable.wouldRefuse(cl, pk) {
 		return nil
 	}
-	for {
-		ctx, cancel := s.attempt(cl)
-		_, _, err := s.reg.get(ctx, cl.ID)
-		cancel()
-		if err == nil || !s.retryRegistry(cl) {
-			if err != nil {
-				s.doneWaiting(cl)
-			}
-			return err
-		}
-	}
+	ctx, cancel := s.timeout()
+	defer cancel()
+	_, _, err := s.reg.get(ctx, cl.ID)
+	return err
 }
 
 // session is what this node knows of one client id.
@@ -143,16 +143,16 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 // A session the node would refuse without the registry (see
 // Durable.refuse) waits for it first (see wait.go).
 func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
-	defer s.doneWaiting(cl)
+	var wait registryWait
 	var took uint64 // the registry revision whose owner was asked already
 	for conflicts := 0; conflicts < 3; {
-		res, err := s.establish(cl, pk, &took)
+		res, err := s.establish(cl, pk, &took, &wait)
 		switch {
 		case err == nil:
 			return
 		case res == conflict:
 			conflicts++ // another node wrote meanwhile: look again
-		case s.durable.wouldRefuse(cl, pk) && s.retryRegistry(cl):
+		case s.durable.wouldRefuse(cl, pk) && wait.retry(s.env.Ctx):
 		default:
 			s.localOnly(cl, err)
 			s.durable.refuse(cl, pk)
@@ -173,8 +173,8 @@ const (
 
 // establish is one try of Establish: look the session up, take it over from
 // its owner (once per registry revision), record this node as the owner.
-func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64) (outcome, error) {
-	ctx, cancel := s.attempt(cl)
+func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wait *registryWait) (outcome, error) {
+	ctx, cancel := wait.attempt(s.env.Timeout)
 	defer cancel()
 	rec, rev, err := s.reg.get(ctx, cl.ID)
 	if err != nil {

@@ -3,8 +3,6 @@ package session
 import (
 	"context"
 	"time"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // A client resuming a persistent session while the registry cannot be read
@@ -25,53 +23,38 @@ const (
 	resumeRetry = 250 * time.Millisecond
 )
 
-// retryRegistry is called after a registry operation for cl failed: it
-// returns true, after resumeRetry, if cl's wait allows another try. The
-// wait starts at cl's first failure; Establish and Resumable share it.
-func (s *Tracker) retryRegistry(cl *mqtt.Client) bool {
-	v, loaded := s.waiting.LoadOrStore(cl, time.Now().Add(resumeWait))
-	if !loaded {
-		s.sweepWaits()
+// registryWait is the wait of one Establish: zero until a registry
+// operation fails, then when the wait ends.
+type registryWait struct{ until time.Time }
+
+// retry is called after a registry operation failed: it returns true,
+// after resumeRetry, if the wait allows another try. The wait starts at the
+// first failure.
+func (w *registryWait) retry(ctx context.Context) bool {
+	if w.until.IsZero() {
+		w.until = time.Now().Add(resumeWait)
 	}
-	if time.Until(v.(time.Time)) < resumeRetry {
+	if time.Until(w.until) < resumeRetry {
 		return false
 	}
 	select {
 	case <-time.After(resumeRetry):
 		return true
-	case <-s.env.Ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
 
-// attempt is the context of one registry operation for cl: three times
-// mesh.timeout, or while cl waits, mesh.timeout and not beyond the end of
-// its wait (so that one operation hanging until a new leader answers does
-// not use the wait up).
-func (s *Tracker) attempt(cl *mqtt.Client) (context.Context, context.CancelFunc) {
-	v, waiting := s.waiting.Load(cl)
-	if !waiting {
-		return context.WithTimeout(context.Background(), 3*s.env.Timeout)
+// attempt is the context of one registry operation: three times timeout,
+// or while waiting, timeout and not beyond the end of the wait (so that one
+// operation hanging until a new leader answers does not use the wait up).
+func (w *registryWait) attempt(timeout time.Duration) (context.Context, context.CancelFunc) {
+	if w.until.IsZero() {
+		return context.WithTimeout(context.Background(), 3*timeout)
 	}
-	d := time.Now().Add(s.env.Timeout)
-	if end := v.(time.Time); end.Before(d) {
-		d = end
+	d := time.Now().Add(timeout)
+	if w.until.Before(d) {
+		d = w.until
 	}
 	return context.WithDeadline(context.Background(), d)
 }
-
-// sweepWaits forgets the waits of connections that ended without
-// Establish (a client refused by authentication): entries exist only while
-// the registry fails, so ranging over them is cheap.
-func (s *Tracker) sweepWaits() {
-	now := time.Now()
-	s.waiting.Range(func(k, v any) bool {
-		if now.After(v.(time.Time).Add(resumeWait)) {
-			s.waiting.Delete(k)
-		}
-		return true
-	})
-}
-
-// doneWaiting forgets cl's wait once its session is established or refused.
-func (s *Tracker) doneWaiting(cl *mqtt.Client) { s.waiting.Delete(cl) }
