@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,6 +314,42 @@ func usersFile(t *testing.T, pairs ...string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestValidClientsFromOneAddressNotThrottled: many valid clients
+// connecting at once from one address (behind a load balancer without the
+// PROXY protocol, or a NAT, after their node died) all get in: only
+// failures use the address's budget. Attempts in progress used to count,
+// and all but about 10 of them got 0x9F.
+func TestValidClientsFromOneAddressNotThrottled(t *testing.T) {
+	const n = 100
+	var pairs []string
+	for i := range n {
+		pairs = append(pairs, fmt.Sprintf("u%d", i), "pw")
+	}
+	users := usersFile(t, pairs...)
+	nd := soloNode(t, func(c *config.Node) {
+		no := false
+		c.Auth.AllowAnonymous, c.Auth.UsersFile = &no, users
+	})
+	addr := nd.ListenerAddr("tcp")
+	var mu sync.Mutex
+	codes := map[byte]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code := connackFrom(t, "127.0.0.4", addr, 5, fmt.Sprintf("u%d", i), "pw")
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[0] != n {
+		t.Errorf("%d valid clients at once from one address: CONNACK codes %v, want all 0x00", n, codes)
+	}
 }
 
 // TestFailedAuthThrottled: an address that keeps failing, and a username

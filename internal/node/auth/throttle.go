@@ -14,15 +14,29 @@ import (
 )
 
 // Failed-authentication throttling: each client address and each username
-// has a budget of FailureBurst authentication attempts that refills by one
-// every FailureEvery. An attempt takes one from both budgets before any
-// credential is checked, and a successful one gives them back, so only
-// failures (and attempts still in progress) use the budget. With a budget
-// spent, a CONNECT is refused at once with CONNACK 0x9F connection rate
-// exceeded (v5) or 0x03 server unavailable (3.1.1, which has no better code).
+// has a budget of FailureBurst failed authentications that refills by one
+// every FailureEvery. While either budget has an attempt left, a CONNECT is
+// checked; a failure takes one from both, running into debt (down to
+// -maxDebt) once they are spent, so that a burst of guesses sent in
+// parallel, all checked before the first failure counted, is paid back by
+// as many FailureEvery of refusals. With a budget spent, a CONNECT is
+// refused at once with CONNACK 0x9F connection rate exceeded (v5) or 0x03
+// server unavailable (3.1.1, which has no better code), before any
+// credential is checked.
+//
+// Successful authentications, and those still in progress, cost nothing:
+// clients sharing one address (behind a load balancer that does not send
+// the PROXY protocol, or a carrier's NAT) all get through when they
+// reconnect at once. An attempt in progress used to take from the budget
+// until it succeeded: of 100 valid clients connecting at once from one
+// address, with bcrypt at its default cost, 90 got 0x9F.
 const (
 	FailureBurst = 10
 	FailureEvery = time.Second
+	// maxDebt bounds how far failures run a budget below zero: a burst of
+	// parallel guesses is paid back, but a username guessed by others is
+	// not locked out for longer than about a minute after they stop.
+	maxDebt = 60
 	// maxTracked bounds each table; beyond it entries whose budget is whole
 	// again are dropped, and if none is, the table starts over.
 	maxTracked = 1 << 16
@@ -49,9 +63,9 @@ func NewThrottle(h mqtt.Hook) *Throttle {
 // the wrapped hook provides.
 func (t *Throttle) Provides(b byte) bool { return b == mqtt.OnConnect || t.Hook.Provides(b) }
 
-// OnConnect takes one attempt from the client's address and username
-// budgets, or refuses the client when either is spent, answering the CONNACK
-// itself (mochi closes without one when OnConnect fails) [MQTT-3.2.2-6].
+// OnConnect refuses the client when its address's or its username's budget
+// is spent, answering the CONNACK itself (mochi closes without one when
+// OnConnect fails) [MQTT-3.2.2-6].
 func (t *Throttle) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if t.Hook.Provides(mqtt.OnConnect) {
 		if err := t.Hook.OnConnect(cl, pk); err != nil {
@@ -60,11 +74,8 @@ func (t *Throttle) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	now := time.Now()
 	addr, user := host(cl.Net.Remote), string(cl.Properties.Username)
-	if t.addrs.take(addr, now) {
-		if t.users.take(user, now) {
-			return nil
-		}
-		t.addrs.give(addr, now)
+	if t.addrs.allows(addr, now) && t.users.allows(user, now) {
+		return nil
 	}
 	code := packets.ErrConnectionRateExceeded // v5 0x9F
 	if cl.Properties.ProtocolVersion < 5 {
@@ -76,16 +87,17 @@ func (t *Throttle) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return packets.ErrConnectionRateExceeded
 }
 
-// OnConnectAuthenticate asks the wrapped hook; a success gives the attempt
-// back to both budgets, a failure that spent one is logged.
+// OnConnectAuthenticate asks the wrapped hook; a failure takes one attempt
+// from both budgets, and is logged when it spends one.
 func (t *Throttle) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	ok := t.Hook.OnConnectAuthenticate(cl, pk)
+	if t.Hook.OnConnectAuthenticate(cl, pk) {
+		return true
+	}
 	now := time.Now()
 	addr, user := host(cl.Net.Remote), string(cl.Properties.Username)
+	t.addrs.charge(addr, now)
+	t.users.charge(user, now)
 	switch {
-	case ok:
-		t.addrs.give(addr, now)
-		t.users.give(user, now)
 	case t.addrs.spent(addr, now):
 		t.logger().Warn("authentication failures throttled for a client address", "remote", addr,
 			"burst", FailureBurst, "every", FailureEvery)
@@ -93,7 +105,7 @@ func (t *Throttle) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		t.logger().Warn("authentication failures throttled for a username", "username", user,
 			"burst", FailureBurst, "every", FailureEvery)
 	}
-	return ok
+	return false
 }
 
 func (t *Throttle) logger() *slog.Logger {
@@ -145,30 +157,26 @@ func (b *budgets) get(key string, now time.Time) *budget {
 	return e
 }
 
-// take uses one attempt of key's budget, or reports false if none is left.
-func (b *budgets) take(key string, now time.Time) bool {
+// allows reports whether key's budget has an attempt left.
+func (b *budgets) allows(key string, now time.Time) bool {
 	if key == "" {
 		return true
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.get(key, now)
-	if e.tokens < 1 {
-		return false
-	}
-	e.tokens--
-	return true
+	return b.get(key, now).tokens >= 1
 }
 
-// give returns an attempt to key's budget.
-func (b *budgets) give(key string, now time.Time) {
+// charge takes a failed attempt from key's budget, into debt down to
+// -maxDebt.
+func (b *budgets) charge(key string, now time.Time) {
 	if key == "" {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.get(key, now)
-	e.tokens = min(FailureBurst, e.tokens+1)
+	e.tokens = max(-maxDebt, e.tokens-1)
 }
 
 // spent reports that key's budget is used up, once until it is whole again

@@ -34,32 +34,43 @@ func TestBcryptSlotsCapped(t *testing.T) {
 	}
 }
 
-// TestBudgets: a key's attempts are refused once its burst is used, a
-// success gives its attempt back, the budget refills one per FailureEvery,
-// and the table stays bounded.
+// TestBudgets: a key is refused once its burst of failures is used,
+// failures beyond it run the budget into debt (bounded by maxDebt) that is
+// paid back one per FailureEvery, and the table stays bounded.
 func TestBudgets(t *testing.T) {
 	b := newBudgets()
 	now := time.Now()
 	for i := range FailureBurst {
-		if !b.take("k", now) {
-			t.Fatalf("refused after %d attempts", i)
+		if !b.allows("k", now) {
+			t.Fatalf("refused after %d failures", i)
 		}
+		b.charge("k", now)
 	}
-	if b.take("k", now) || !b.take("other", now) {
+	if b.allows("k", now) || !b.allows("other", now) {
 		t.Fatal("want k refused and other allowed")
 	}
 	if !b.spent("k", now) || b.spent("k", now) {
 		t.Fatal("spent should report once per episode")
 	}
-	b.give("k", now) // a success
-	if !b.take("k", now) || b.take("k", now) {
-		t.Fatal("a success should give back exactly one attempt")
-	}
-	if !b.take("k", now.Add(FailureEvery)) {
+	if !b.allows("k", now.Add(FailureEvery)) {
 		t.Fatal("still refused after FailureEvery")
 	}
+	// 5 more failures checked in parallel before the first counted: 5 more
+	// FailureEvery of refusals.
+	for range 5 {
+		b.charge("k", now)
+	}
+	if b.allows("k", now.Add(5*FailureEvery)) || !b.allows("k", now.Add(6*FailureEvery)) {
+		t.Fatal("a debt of 5 failures should refuse for 5 FailureEvery, then allow")
+	}
+	for range 10 * maxDebt {
+		b.charge("g", now)
+	}
+	if !b.allows("g", now.Add((maxDebt+1)*FailureEvery)) {
+		t.Fatalf("refused after %d FailureEvery: the debt is not bounded by maxDebt", maxDebt+1)
+	}
 	for i := range maxTracked + 10 {
-		b.take(string(rune(i+1000)), now)
+		b.charge(string(rune(i+1000)), now)
 	}
 	if len(b.m) > maxTracked {
 		t.Fatalf("%d keys tracked, cap %d", len(b.m), maxTracked)

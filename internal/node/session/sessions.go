@@ -54,16 +54,15 @@ func (s *Tracker) WillMoved(pk packets.Packet) bool {
 // subscriptions and queued messages without a word. Clients that start
 // clean have nothing to lose and are always taken.
 //
-// Resumable runs before authentication (OnConnect), inside the window in
-// which auth.Throttle counts the attempt against its address's and
-// username's budgets (10 each; every client behind a load balancer without
-// the PROXY protocol shares one address). A session that durable sessions
-// would refuse without the registry is not looked up here: Establish does
-// that after authentication, waits for a failing registry (wait.go) and
-// refuses if it must. Waiting here held the budget: of 500 clients resuming
-// at once during a registry election, 490 got 0x9F; even one lookup here
-// without waiting still cost 3 of the 500 a 0x9F when lookups were slow.
-// Other sessions (memory durability) are looked up here, once.
+// Resumable runs before authentication (OnConnect). A session that durable
+// sessions would refuse without the registry is not looked up here but by
+// Establish, after authentication, which waits for a failing registry
+// (wait.go) and refuses if it must: a client not yet authenticated does
+// not hold its connection and cost registry reads for seconds. (Held here,
+// it also kept an attempt of auth.Throttle's budgets taken while the
+// throttle counted attempts in progress: 129 of 200 clients resuming at
+// once from one address got 0x9F.) Other sessions (memory durability) are
+// looked up here, once, and refused at once if that fails.
 func (s *Tracker) Resumable(cl *mqtt.Client, pk packets.Packet) error {
 	if pk.Connect.Clean || s.durable.wouldRefuse(cl, pk) {
 		return nil
