@@ -1,6 +1,9 @@
 package auth
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // fileBackend is the bcrypt users file: an unknown user is ignored (the
 // next backend is asked), a wrong or missing password denied.
@@ -22,15 +25,23 @@ func (f *fileBackend) Authenticate(_ context.Context, r Request) (Decision, erro
 		tryCompare(dummyHash(), []byte(r.Password)) // same time as a known user, when a bcrypt slot is free
 		return Decision{Result: Ignore}, nil
 	}
-	return Decision{Result: checkHash(hash, r.Password)}, nil
+	res, err := checkHash(hash, r.Password)
+	return Decision{Result: res}, err
 }
 
 // checkHash compares a bcrypt hash within the cap on concurrent bcrypt
-// work (throttle.go); an empty password never matches, and neither does one
-// that found no free slot in time.
-func checkHash(hash []byte, password string) Result {
-	if password == "" || comparePassword(hash, []byte(password)) != nil {
-		return Deny
+// work (throttle.go); an empty password never matches. A comparison that
+// found no free slot in time is errBusy: the client is refused as "server
+// busy", not as a wrong password.
+func checkHash(hash []byte, password string) (Result, error) {
+	if password == "" {
+		return Deny, nil
 	}
-	return Allow
+	switch err := comparePassword(hash, []byte(password)); {
+	case errors.Is(err, errBusy):
+		return Deny, err
+	case err != nil:
+		return Deny, nil
+	}
+	return Allow, nil
 }

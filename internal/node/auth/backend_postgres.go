@@ -43,8 +43,8 @@ func (p *postgresBackend) Authenticate(ctx context.Context, r Request) (Decision
 	case err != nil:
 		return Decision{}, fmt.Errorf("postgres query: %w", err)
 	}
-	if res := checkHash([]byte(hash), r.Password); res != Allow {
-		return Decision{Result: res}, nil
+	if res, err := checkHash([]byte(hash), r.Password); res != Allow {
+		return Decision{Result: res}, err
 	}
 	if p.aclQuery == "" {
 		return Decision{Result: Allow}, nil

@@ -37,8 +37,8 @@ func (b *redisBackend) Authenticate(ctx context.Context, r Request) (Decision, e
 	if !ok {
 		return Decision{Result: Ignore}, nil
 	}
-	if res := checkHash([]byte(hash), r.Password); res != Allow {
-		return Decision{Result: res}, nil
+	if res, err := checkHash([]byte(hash), r.Password); res != Allow {
+		return Decision{Result: res}, err
 	}
 	var es []aclEntry
 	if a := h["acl"]; a != "" {

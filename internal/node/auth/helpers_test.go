@@ -24,7 +24,7 @@ import (
 // startBroker runs a mochi broker with the listen identity hook and h, on a
 // plain TCP listener ("tcp") plus any extra listeners; it returns the bound
 // addresses by listener id.
-func startBroker(t *testing.T, h *Hook, extra ...listen.Options) (*mqtt.Server, map[string]string) {
+func startBroker(t *testing.T, h mqtt.Hook, extra ...listen.Options) (*mqtt.Server, map[string]string) {
 	t.Helper()
 	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	for _, hk := range []mqtt.Hook{listen.NewIdentityHook(), h} {

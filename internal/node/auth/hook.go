@@ -149,9 +149,15 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	v := st.authenticate(cl, pk)
 	log := h.logger().With("remote", cl.Net.Remote, "listener", cl.Net.Listener,
 		"client_id", cl.ID, "username", string(cl.Properties.Username))
+	if errors.Is(v.err, errBusy) {
+		// every client of a reconnect storm may come here: not a warning each
+		log.Debug("password checks busy; client refused", "backend", v.how)
+		refuseUnavailable(cl, packets.ErrServerBusy, v.err)
+		return false
+	}
 	if v.err != nil {
 		log.Warn("credential store failed; client refused", "backend", v.how, "error", v.err)
-		refuseUnavailable(cl, v.err)
+		refuseUnavailable(cl, packets.ErrServerUnavailable, v.err)
 		return false
 	}
 	if !v.ok {
@@ -206,16 +212,32 @@ func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) verdict {
 	return verdict{ok: true, acl: acl, how: name}
 }
 
-// refuseUnavailable answers CONNACK server unavailable itself and closes the
-// connection, so that mochi's own refusal (bad credentials) cannot be sent
-// after it [MQTT-3.2.2-7].
-func refuseUnavailable(cl *mqtt.Client, cause error) {
-	code := packets.ErrServerUnavailable // v5 0x88
+// refuseUnavailable answers the CONNACK itself — v5 code (0x88 server
+// unavailable, 0x89 server busy), 3.1.1 0x03 server unavailable — and
+// closes the connection, so that mochi's own refusal (bad credentials)
+// cannot be sent after it [MQTT-3.2.2-7]. The client is stopped with an
+// unavailableError: it was not refused for its credentials (Throttle).
+func refuseUnavailable(cl *mqtt.Client, v5 packets.Code, cause error) {
+	code := v5
 	if cl.Properties.ProtocolVersion < 5 {
 		code = packets.Err3ServerUnavailable // v3 0x03
 	}
 	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code})
-	cl.Stop(cause)
+	cl.Stop(unavailableError{cause})
+}
+
+// unavailableError is the stop cause of a client refused because the
+// credentials could not be checked.
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string { return e.err.Error() }
+func (e unavailableError) Unwrap() error { return e.err }
+
+// refusedUnavailable reports whether cl was refused because its
+// credentials could not be checked (refuseUnavailable).
+func refusedUnavailable(cl *mqtt.Client) bool {
+	var u unavailableError
+	return errors.As(cl.StopCause(), &u)
 }
 
 // checkWill drops a will message the client could not publish itself: mochi

@@ -88,10 +88,16 @@ func (t *Throttle) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // OnConnectAuthenticate asks the wrapped hook; a failure takes one attempt
-// from both budgets, and is logged when it spends one.
+// from both budgets, and is logged when it spends one. A client refused
+// because its credentials could not be checked (a store down, every bcrypt
+// slot busy) costs nothing: during a reconnect storm or a store outage,
+// clients sharing an address would otherwise spend its budget for all.
 func (t *Throttle) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if t.Hook.OnConnectAuthenticate(cl, pk) {
 		return true
+	}
+	if refusedUnavailable(cl) {
+		return false
 	}
 	now := time.Now()
 	addr, user := host(cl.Net.Remote), string(cl.Properties.Username)

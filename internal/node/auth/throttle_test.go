@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -74,5 +75,38 @@ func TestBudgets(t *testing.T) {
 	}
 	if len(b.m) > maxTracked {
 		t.Fatalf("%d keys tracked, cap %d", len(b.m), maxTracked)
+	}
+}
+
+// TestBusyIsNotBadCredentials: with every bcrypt slot busy (a reconnect
+// storm), a client with the right password is refused with "server busy"
+// (v5 0x89) / "server unavailable" (3.1.1 0x03), which tells it to come
+// back, not with "bad user name or password", which tells it to give up;
+// and such refusals do not spend the address's budget.
+func TestBusyIsNotBadCredentials(t *testing.T) {
+	_, addrs := startBroker(t, NewThrottle(mustNew(t, Options{UsersFile: usersFile(t, hashLine(t, "alice", "right"))})))
+	old := bcryptWait
+	bcryptWait = 20 * time.Millisecond
+	defer func() { bcryptWait = old }()
+	for range cap(bcryptSlots) {
+		bcryptSlots <- struct{}{}
+	}
+	for i := range FailureBurst + 5 {
+		if i%3 == 2 {
+			if _, code := connectV311(t, addrs["tcp"], "busy3", "alice", "right"); code != 0x03 {
+				t.Fatalf("attempt %d, 3.1.1, every bcrypt slot busy: return code %#x, want 0x03 server unavailable", i, code)
+			}
+			continue
+		}
+		_, ack, _ := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "busy5", Username: "alice", Password: []byte("right")})
+		if ack == nil || ack.ReasonCode != 0x89 {
+			t.Fatalf("attempt %d, every bcrypt slot busy: CONNACK %+v, want 0x89 server busy", i, ack)
+		}
+	}
+	for range cap(bcryptSlots) {
+		<-bcryptSlots
+	}
+	if _, _, err := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "after", Username: "alice", Password: []byte("right")}); err != nil {
+		t.Fatalf("slots free again: %v (the busy refusals spent the address's budget?)", err)
 	}
 }
