@@ -59,12 +59,14 @@ func connectOnce(t *testing.T, addr, id string, clean bool) (*paho.Client, *paho
 }
 
 // Clients resuming their sessions while the session registry elects a new
-// leader (its leader's node was killed) are held until the registry answers
-// and then accepted with their sessions, instead of being refused with
-// "server unavailable" and left to their reconnect backoff. They are many,
-// from one address (as behind a load balancer without the PROXY protocol):
-// a client held before authentication kept its address's
-// failed-authentication budget (10) taken, and 490 of 500 got 0x9F.
+// leader (its leader's node was killed) are held, not refused at once: a
+// refusal ("server unavailable") comes only after the node waited for the
+// registry, and in less than the load balancer's connack_timeout (3 s),
+// past which the load balancer would count the node as failing. Every
+// client is back with its session as soon as the registry is. They are
+// many, from one address (as behind a load balancer without the PROXY
+// protocol): a client held before authentication kept its address's
+// failed-authentication budget (10) taken, and 129 of 200 got 0x9F.
 func TestResumeWaitsForRegistryElection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -117,34 +119,48 @@ func TestResumeWaitsForRegistryElection(t *testing.T) {
 	start := time.Now()
 	var mu sync.Mutex
 	outcomes := map[string]int{}
-	var slowest time.Duration
+	var slowest, lastBack time.Duration
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, ca, err := connectOnce(t, other.tcp, id(i), false)
-			took := time.Since(start)
-			var outcome string
-			switch {
-			case ca != nil && ca.ReasonCode != 0:
-				outcome = fmt.Sprintf("CONNACK %#x", ca.ReasonCode)
-			case err != nil:
-				outcome = err.Error()
-			case !ca.SessionPresent:
-				outcome = "session present 0"
-			default:
-				outcome = "resumed"
+			for {
+				t0 := time.Now()
+				_, ca, err := connectOnce(t, other.tcp, id(i), false)
+				took := time.Since(t0)
+				var outcome string
+				switch {
+				case ca != nil && ca.ReasonCode == 0x88 && took >= 2*time.Second:
+					outcome = "held, then server unavailable"
+				case ca != nil && ca.ReasonCode != 0:
+					outcome = fmt.Sprintf("CONNACK %#x after %v", ca.ReasonCode, took.Round(100*time.Millisecond))
+				case err != nil:
+					outcome = err.Error()
+				case !ca.SessionPresent:
+					outcome = "session present 0"
+				default:
+					outcome = "resumed"
+				}
+				mu.Lock()
+				outcomes[outcome]++
+				slowest = max(slowest, took)
+				if outcome == "resumed" {
+					lastBack = max(lastBack, time.Since(start))
+				}
+				mu.Unlock()
+				if outcome != "held, then server unavailable" || time.Since(start) > 30*time.Second {
+					return
+				}
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			outcomes[outcome]++
-			slowest = max(slowest, took)
 		}()
 	}
 	wg.Wait()
-	if outcomes["resumed"] != n {
-		t.Fatalf("%d clients resuming while the registry's leader (%s) was gone: %v; want all resumed once a new leader is elected",
-			n, leader, outcomes)
+	t.Logf("registry leader %s killed, %d clients resuming from one address: %v; all back within %v; longest attempt %v",
+		leader, n, outcomes, lastBack.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	if outcomes["resumed"] != n || len(outcomes) > 2 {
+		t.Errorf("want every client resumed with its session, refused (if at all) only after being held")
 	}
-	t.Logf("registry leader %s killed: %d clients resumed with session present within %v", leader, n, slowest.Round(time.Millisecond))
+	if slowest >= 3*time.Second {
+		t.Errorf("an attempt took %v: a load balancer in front (connack_timeout 3s) counts that against the node", slowest)
+	}
 }

@@ -142,7 +142,7 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 // A session the node would refuse without the registry (see
 // Durable.refuse) waits for it first (see wait.go).
 func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
-	var wait registryWait
+	wait := newRegistryWait()
 	var took uint64 // the registry revision whose owner was asked already
 	for conflicts := 0; conflicts < 3; {
 		res, err := s.establish(cl, pk, &took, &wait)

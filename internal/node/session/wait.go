@@ -6,35 +6,43 @@ import (
 )
 
 // A client resuming a persistent session while the registry cannot be read
-// or written is held, not refused: its CONNECT waits until the registry
-// answers again, up to resumeWait, and the client then gets its CONNACK at
-// once. The usual cause is a JetStream leader election after a node died,
-// which nats-server starts 4-9 s after the leader's last heartbeat. A
-// refused client goes into its own reconnect backoff (paho doubles it: 1, 2,
-// 4, 8 s ...), so one refused three times during an election came back
-// seconds after the store had; the load balancer's retry on "server
-// unavailable" cannot help, every node waits for the same election.
+// or written is held, not refused at once: its CONNECT waits while the
+// registry is retried every resumeRetry, up to resumeWait after the CONNECT
+// reached Establish, and the client gets its CONNACK as soon as the
+// registry answers. The usual cause is a JetStream leader election after a
+// node died, which nats-server starts 4-9 s after the leader's last
+// heartbeat. A client refused at once goes into its own reconnect backoff
+// (paho doubles it: 1, 2, 4, 8 s ...), so one refused three times during an
+// election came back seconds after the store had.
 //
-// resumeWait stays below the load balancer's connect_timeout (10 s by
-// default), which counts the wait: a client still held then is refused by
-// the node in time for the load balancer to answer it.
+// resumeWait stays below the load balancer's connack_timeout (3 s by
+// default). A CONNACK later than that is a timeout there, which counts
+// against the node's health: with many clients resuming at once every
+// surviving node would be marked down. "Server unavailable" in time is a
+// refusal the load balancer does not count: it tries the next node, which
+// holds the client again, so behind it the hold covers about resumeWait
+// per surviving node (5 s with two).
 const (
-	resumeWait  = 8 * time.Second
+	resumeWait  = 2500 * time.Millisecond
 	resumeRetry = 250 * time.Millisecond
 )
 
-// registryWait is the wait of one Establish: zero until a registry
-// operation fails, then when the wait ends.
-type registryWait struct{ until time.Time }
+// registryWait is the wait of one Establish, which starts it.
+type registryWait struct {
+	start   time.Time
+	waiting bool // a registry operation failed: the wait is on
+}
+
+func newRegistryWait() registryWait { return registryWait{start: time.Now()} }
+
+// until is when the wait ends.
+func (w *registryWait) until() time.Time { return w.start.Add(resumeWait) }
 
 // retry is called after a registry operation failed: it returns true,
-// after resumeRetry, if the wait allows another try. The wait starts at the
-// first failure.
+// after resumeRetry, if the wait allows another try.
 func (w *registryWait) retry(ctx context.Context) bool {
-	if w.until.IsZero() {
-		w.until = time.Now().Add(resumeWait)
-	}
-	if time.Until(w.until) < resumeRetry {
+	w.waiting = true
+	if time.Until(w.until()) < resumeRetry {
 		return false
 	}
 	select {
@@ -46,15 +54,16 @@ func (w *registryWait) retry(ctx context.Context) bool {
 }
 
 // attempt is the context of one registry operation: three times timeout,
-// or while waiting, timeout and not beyond the end of the wait (so that one
-// operation hanging until a new leader answers does not use the wait up).
+// or once the wait is on, timeout and not beyond the end of the wait (so
+// that one operation hanging until a new leader answers does not outlast
+// it).
 func (w *registryWait) attempt(timeout time.Duration) (context.Context, context.CancelFunc) {
-	if w.until.IsZero() {
+	if !w.waiting {
 		return context.WithTimeout(context.Background(), 3*timeout)
 	}
 	d := time.Now().Add(timeout)
-	if w.until.Before(d) {
-		d = w.until
+	if end := w.until(); end.Before(d) {
+		d = end
 	}
 	return context.WithDeadline(context.Background(), d)
 }
