@@ -180,6 +180,20 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 		return failed, err
 	}
 	if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) && rev != *took {
+		if wait.waiting {
+			// The registry failed during this Establish: record this node as
+			// the owner before the owner hands the session over. Read and
+			// write fail apart during an election (any replica answers a
+			// read), and a session handed over before a write that then
+			// failed was refused here and lost there: the registry still
+			// named the old owner, which no longer had it.
+			var err error
+			if rev, err = s.claim(ctx, cl, pk, rec, rev); store.IsConflict(err) {
+				return conflict, err
+			} else if err != nil {
+				return failed, err
+			}
+		}
 		s.takeOver(ctx, cl, pk, rec)
 		*took = rev
 	}
@@ -199,6 +213,17 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 	s.durable.established(cl, pk.Connect.Clean, rec != nil && !rec.Clean, subs)
 	s.durable.countOffline(cl)
 	return established, nil
+}
+
+// claim writes the registry record naming this node as cl's owner, with the
+// subscriptions the old record holds (none for a clean start), at the old
+// record's revision; it returns the new revision.
+func (s *Tracker) claim(ctx context.Context, cl *mqtt.Client, pk packets.Packet, old *Record, rev uint64) (uint64, error) {
+	mine := s.record(cl, nil)
+	if !pk.Connect.Clean {
+		mine.Subs = old.Subs
+	}
+	return s.reg.put(ctx, &mine, rev, 0)
 }
 
 func (s *Tracker) localOnly(cl *mqtt.Client, err error) {
