@@ -59,14 +59,20 @@ func connectOnce(t *testing.T, addr, id string, clean bool) (*paho.Client, *paho
 }
 
 // Clients resuming their sessions while the session registry elects a new
-// leader (its leader's node was killed) are held, not refused at once: a
-// refusal ("server unavailable") comes only after the node waited for the
-// registry, and in less than the load balancer's connack_timeout (3 s),
-// past which the load balancer would count the node as failing. Every
-// client is back with its session as soon as the registry is. They are
-// many, from one address (as behind a load balancer without the PROXY
-// protocol): a client held before authentication kept its address's
-// failed-authentication budget (10) taken, and 129 of 200 got 0x9F.
+// leader (its leader's node was killed) are held, not refused at once.
+// Half connect to a surviving node directly: a refusal ("server
+// unavailable") comes only after the node waited for the registry, and in
+// less than the load balancer's connack_timeout (3 s), past which the load
+// balancer would count the node as failing. Half come through the load
+// balancer, which asks declining nodes again within the client's
+// connect_timeout (10 s): they get in with their first CONNECT, on
+// whichever node, with their sessions. Before the node recorded itself as
+// the owner ahead of a takeover while the registry was failing, 55 of the
+// 100 got "session present 0" (handed over by their old node, then
+// refused here when the registry write failed). They are many, from one
+// address (as behind a load balancer without the PROXY protocol): a client
+// held before authentication kept its address's failed-authentication
+// budget (10) taken, and 129 of 200 got 0x9F.
 func TestResumeWaitsForRegistryElection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -124,13 +130,17 @@ func TestResumeWaitsForRegistryElection(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			addr, via, held := other.tcp, "direct", 2*time.Second
+			if i%2 == 1 {
+				addr, via, held = c.lbAddr, "through the LB", 9*time.Second
+			}
 			for {
 				t0 := time.Now()
-				_, ca, err := connectOnce(t, other.tcp, id(i), false)
+				_, ca, err := connectOnce(t, addr, id(i), false)
 				took := time.Since(t0)
 				var outcome string
 				switch {
-				case ca != nil && ca.ReasonCode == 0x88 && took >= 2*time.Second:
+				case ca != nil && ca.ReasonCode == 0x88 && took >= held:
 					outcome = "held, then server unavailable"
 				case ca != nil && ca.ReasonCode != 0:
 					outcome = fmt.Sprintf("CONNACK %#x after %v", ca.ReasonCode, took.Round(100*time.Millisecond))
@@ -141,24 +151,35 @@ func TestResumeWaitsForRegistryElection(t *testing.T) {
 				default:
 					outcome = "resumed"
 				}
+				outcome += " (" + via + ")"
 				mu.Lock()
 				outcomes[outcome]++
-				slowest = max(slowest, took)
-				if outcome == "resumed" {
+				if via == "direct" {
+					slowest = max(slowest, took)
+				}
+				if strings.HasPrefix(outcome, "resumed") {
 					lastBack = max(lastBack, time.Since(start))
 				}
 				mu.Unlock()
-				if outcome != "held, then server unavailable" || time.Since(start) > 30*time.Second {
+				if !strings.HasPrefix(outcome, "held, then server unavailable") || time.Since(start) > 30*time.Second {
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	t.Logf("registry leader %s killed, %d clients resuming from one address: %v; all back within %v; longest attempt %v",
+	t.Logf("registry leader %s killed, %d clients resuming from one address: %v; all back within %v; longest direct attempt %v",
 		leader, n, outcomes, lastBack.Round(time.Millisecond), slowest.Round(time.Millisecond))
-	if outcomes["resumed"] != n || len(outcomes) > 2 {
-		t.Errorf("want every client resumed with its session, refused (if at all) only after being held")
+	for o := range outcomes {
+		if !strings.HasPrefix(o, "resumed") && !strings.HasPrefix(o, "held, then server unavailable") {
+			t.Errorf("%d clients: %s; want every client resumed with its session, refused (if at all) only after being held", outcomes[o], o)
+		}
+	}
+	if t.Failed() {
+		c.logWarnings(t)
+	}
+	if got := outcomes["resumed (direct)"] + outcomes["resumed (through the LB)"]; got != n {
+		t.Errorf("%d of %d clients resumed", got, n)
 	}
 	if slowest >= 3*time.Second {
 		t.Errorf("an attempt took %v: a load balancer in front (connack_timeout 3s) counts that against the node", slowest)
