@@ -66,10 +66,10 @@ func connectOnce(t *testing.T, addr, id string, clean bool) (*paho.Client, *paho
 // balancer would count the node as failing. Half come through the load
 // balancer, which asks declining nodes again within the client's
 // connect_timeout (10 s): they get in with their first CONNECT, on
-// whichever node, with their sessions. Before the node recorded itself as
-// the owner ahead of a takeover while the registry was failing, 55 of the
-// 100 got "session present 0" (handed over by their old node, then
-// refused here when the registry write failed). They are many, from one
+// whichever node, with their sessions. Before a node recorded itself as
+// the owner ahead of a takeover, 55 of the 100 got "session present 0"
+// (handed over by their old node, then refused by the new one when its
+// registry write failed). They are many, from one
 // address (as behind a load balancer without the PROXY protocol): a client
 // held before authentication kept its address's failed-authentication
 // budget (10) taken, and 129 of 200 got 0x9F.
@@ -130,7 +130,7 @@ func TestResumeWaitsForRegistryElection(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			addr, via, held := other.tcp, "direct", 2*time.Second
+			addr, via, held := other.tcp, "direct", 1500*time.Millisecond
 			if i%2 == 1 {
 				addr, via, held = c.lbAddr, "through the LB", 9*time.Second
 			}

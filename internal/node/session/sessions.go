@@ -180,19 +180,17 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 		return failed, err
 	}
 	if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) && rev != *took {
-		if wait.waiting {
-			// The registry failed during this Establish: record this node as
-			// the owner before the owner hands the session over. Read and
-			// write fail apart during an election (any replica answers a
-			// read), and a session handed over before a write that then
-			// failed was refused here and lost there: the registry still
-			// named the old owner, which no longer had it.
-			var err error
-			if rev, err = s.claim(ctx, cl, pk, rec, rev); store.IsConflict(err) {
-				return conflict, err
-			} else if err != nil {
-				return failed, err
-			}
+		// Record this node as the owner before the owner hands the session
+		// over: registry reads and writes fail apart (any replica answers a
+		// read, a write needs the leader, which an election after a node
+		// died takes seconds to replace), and a session handed over before
+		// a write that then failed was refused here and gone there, the
+		// registry still naming the old owner.
+		var err error
+		if rev, err = s.claim(ctx, cl, pk, rec, rev); store.IsConflict(err) {
+			return conflict, err
+		} else if err != nil {
+			return failed, err
 		}
 		s.takeOver(ctx, cl, pk, rec)
 		*took = rev

@@ -24,7 +24,7 @@ import (
 // client's connect_timeout (10 s), so behind it a client gets in with its
 // first CONNECT when the election ends within that.
 const (
-	resumeWait  = 2500 * time.Millisecond
+	resumeWait  = 2 * time.Second
 	resumeRetry = 250 * time.Millisecond
 )
 
