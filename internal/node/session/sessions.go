@@ -136,8 +136,9 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 }
 
 // Establish runs before mochi decides session present (OnSessionEstablish):
-// it takes the session over from the node that owns it, if another one does,
-// and records this node as the owner. Both happen before the CONNACK.
+// it records this node as the owner and then takes the session over from
+// the node that owned it, if another one did. Both happen before the
+// CONNACK.
 //
 // A session the node would refuse without the registry (see
 // Durable.refuse) waits for it first (see wait.go).
