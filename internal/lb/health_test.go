@@ -107,70 +107,12 @@ func (declineHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	if !strings.HasPrefix(cl.ID, "decline-") {
 		return nil
 	}
-	return decline(cl)
-}
-
-// decline answers CONNACK "server unavailable" and refuses the client.
-func decline(cl *mqtt.Client) error {
 	code := packets.ErrServerUnavailable.Code // v5 0x88
 	if cl.Properties.ProtocolVersion < 5 {
 		code = packets.Err3ServerUnavailable.Code // v3 0x03
 	}
 	cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code})
 	return packets.ErrServerUnavailable
-}
-
-// declineUntil declines (as declineHook) client ids starting with "flaky-"
-// until a time: a cluster electing its session registry's leader.
-type declineUntil struct {
-	mqtt.HookBase
-	until time.Time
-}
-
-func (*declineUntil) ID() string           { return "decline-until" }
-func (*declineUntil) Provides(b byte) bool { return b == mqtt.OnConnect }
-func (d *declineUntil) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	if !strings.HasPrefix(cl.ID, "flaky-") || time.Now().After(d.until) {
-		return nil
-	}
-	return decline(cl)
-}
-
-// TestAllDeclinedAskedAgain: when every server declines a client ("server
-// unavailable", as every mqlb node does while its session registry elects
-// a leader), the load balancer asks them again after a pause, within the
-// client's connect_timeout, so the client gets in once they accept it
-// instead of being refused and left to its own backoff. When they keep
-// declining, the client is refused in time, and no server counts as failing.
-func TestAllDeclinedAskedAgain(t *testing.T) {
-	h := newHarness(t, harnessOpts{brokers: 2, upstream: "    balance: client_id\n    health_check: { type: mqtt, interval: 1h, fall: 1 }\n",
-		top: "limits: { connect_timeout: 3s }\n"})
-	until := time.Now().Add(700 * time.Millisecond)
-	for _, b := range h.brokers {
-		if err := b.Server.AddHook(&declineUntil{until: until}, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Server.AddHook(new(declineHook), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, _, err := connectV5(t, h.addr, "flaky-1", nil)
-	if err != nil {
-		t.Fatalf("declined by both servers for 700 ms: %v; want in once they accept", err)
-	}
-	c.Disconnect(&paho.Disconnect{})
-	if time.Now().Before(until) {
-		t.Errorf("connected while both servers still declined")
-	}
-	_, ack, err := connectV5(t, h.addr, "decline-always", nil)
-	if err == nil || ack == nil || ack.ReasonCode != 0x88 {
-		t.Errorf("declined for good by both servers: connack %+v, error %v; want 0x88 server unavailable", ack, err)
-	}
-	for _, name := range []string{"b0", "b1"} {
-		if s := h.lb.Upstreams().Get("brokers").Server(name); !s.Healthy() || s.Failures() != 0 {
-			t.Errorf("%s healthy %v failures %d after declining; want healthy, no failures", name, s.Healthy(), s.Failures())
-		}
-	}
 }
 
 // TestDeclinedAttemptTriesNextServer: a broker that declines a client with

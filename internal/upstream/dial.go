@@ -26,8 +26,7 @@ var ErrDeclined = errors.New("server declined the connection")
 // handshake there (dial, PROXY header, the client's CONNECT, the broker's
 // CONNACK). On failure the server is excluded and the next choice is tried,
 // up to 1+connect_retries attempts, so a client never sees a dead server
-// while another is up. When a server asked declined the client, the
-// servers are asked again after a pause, within ctx (see declinedPause). Under max_connect_rate the client first waits for
+// while another is up. Under max_connect_rate the client first waits for
 // the picked server's turn; a server whose turn would come after ctx's
 // deadline is passed over without counting as an attempt. A server in slow
 // start takes only its share (see Admits). On success l has the connection
@@ -42,18 +41,10 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (*net.T
 	var tried []*Server
 	var errs []error
 	busy := false
-	pause := declinedPause
-	for attempts := 0; ; {
-		var s *Server
-		if attempts <= u.cfg.ConnectRetries {
-			s = u.pick(&l.Key, tried)
-		}
+	for attempts := 0; attempts <= u.cfg.ConnectRetries; {
+		s := u.pick(&l.Key, tried)
 		if s == nil {
-			if !anyDeclined(errs) || !waitFor(ctx, pause) {
-				break
-			}
-			tried, errs, attempts, pause = tried[:0], errs[:0], 0, min(2*pause, maxDeclinedPause) // a server declined: ask again
-			continue
+			break
 		}
 		tried = append(tried, s)
 		if err := u.pace(ctx, s); err != nil {
@@ -87,46 +78,6 @@ func (u *Upstream) place(l *Lease, s *Server) {
 		t.Placed(&l.Key, s)
 	}
 	l.server, l.u = s, u
-}
-
-// declinedPause is how long Connect waits before asking the servers again
-// when one it asked declined the client ("server unavailable" or "busy":
-// an mqlb node answers so to a resuming client while its session registry
-// elects a leader after a node died, for 4-9 s); it doubles each round up
-// to maxDeclinedPause, and the rounds end with the client's
-// connect_timeout. The client then waits out the election inside its
-// CONNECT instead of in its own reconnect backoff.
-const (
-	declinedPause    = 250 * time.Millisecond
-	maxDeclinedPause = time.Second
-)
-
-// anyDeclined reports whether a server declined: it is alive and may take
-// the client a moment later (the others of the round failed, and are
-// passed over once their failures mark them down).
-func anyDeclined(errs []error) bool {
-	for _, err := range errs {
-		if errors.Is(err, ErrDeclined) {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFor waits d, or reports false at once when ctx has no deadline or
-// would end before d and a handshake after it (declinedPause) are over.
-func waitFor(ctx context.Context, d time.Duration) bool {
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < d+declinedPause {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // connectErr is why Connect placed nobody: every attempt's error, or

@@ -136,9 +136,9 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 }
 
 // Establish runs before mochi decides session present (OnSessionEstablish):
-// it records this node as the owner and then takes the session over from
-// the node that owned it, if another one did. Both happen before the
-// CONNACK.
+// it takes the session over from the node that owns it, if another one
+// does, and records this node as the owner (for a durable session the
+// record comes first: see establish). Both happen before the CONNACK.
 //
 // A session the node would refuse without the registry (see
 // Durable.refuse) waits for it first (see wait.go).
@@ -181,17 +181,21 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 		return failed, err
 	}
 	if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) && rev != *took {
-		// Record this node as the owner before the owner hands the session
-		// over: registry reads and writes fail apart (any replica answers a
-		// read, a write needs the leader, which an election after a node
-		// died takes seconds to replace), and a session handed over before
-		// a write that then failed was refused here and gone there, the
-		// registry still naming the old owner.
-		var err error
-		if rev, err = s.claim(ctx, cl, pk, rec, rev); store.IsConflict(err) {
-			return conflict, err
-		} else if err != nil {
-			return failed, err
+		if s.durable.wouldRefuse(cl, pk) {
+			// Record this node as the owner before the owner hands the
+			// session over: registry reads and writes fail apart (any
+			// replica answers a read, a write needs the leader, which an
+			// election after a node died takes seconds to replace), and a
+			// session handed over before a write that then failed was
+			// refused here and gone there, the registry still naming the
+			// old owner. (Only where a failed write refuses the client:
+			// elsewhere the client is taken with what was handed over.)
+			var err error
+			if rev, err = s.claim(ctx, cl, pk, rec, rev); store.IsConflict(err) {
+				return conflict, err
+			} else if err != nil {
+				return failed, err
+			}
 		}
 		s.takeOver(ctx, cl, pk, rec)
 		*took = rev

@@ -20,9 +20,8 @@ import (
 // against the node's health: with many clients resuming at once every
 // surviving node would be marked down. "Server unavailable" in time is a
 // refusal the load balancer does not count: it tries the next node, which
-// holds the client again, and asks the declining nodes again until the
-// client's connect_timeout (10 s), so behind it a client gets in with its
-// first CONNECT when the election ends within that.
+// holds the client again, so behind it the hold covers about resumeWait
+// per surviving node.
 const (
 	resumeWait  = 2 * time.Second
 	resumeRetry = 250 * time.Millisecond
