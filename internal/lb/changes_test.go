@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,8 +172,12 @@ func TestSlowStart(t *testing.T) {
 				share[i] = onNew[i] / max(n[i], 1)
 			}
 			t.Logf("%s: share of new connections on the new server per 0.5 s: %.2f", tc.policy, share)
-			first, last := (share[0]+share[1])/2, (share[4]+share[5])/2
-			if share[0] > tc.first || last-first < tc.grow {
+			// Grown: the best later window, not the last ones: least_conn
+			// sends the new server less again once its count has caught up
+			// (0.08 0.30 0.52 0.68 0.40 0.33 in one CI run failed on the
+			// average of the last two).
+			first, grown := (share[0]+share[1])/2, slices.Max(share[2:])
+			if share[0] > tc.first || grown-first < tc.grow {
 				t.Errorf("the new server's share did not start small and grow: %.2f", share)
 			}
 		})
