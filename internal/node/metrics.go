@@ -65,6 +65,14 @@ func newMetrics(n *Node) *metrics {
 	m.counter("mesh_messages_in_total", "Message copies received from the mesh, before de-duplication.", labels, m.meshIn.Load)
 	m.counter("mesh_duplicates_total", "Mesh copies dropped because the message was already delivered here.", labels, m.meshDuplicates.Load)
 	m.counter("mesh_shared_skipped_total", "Shared-subscription copies skipped: the publishing node served the group.", labels, m.meshSharedSkipped.Load)
+	m.counter("queue_publishes_total", "QoS 1/2 publishes sent to the replicated session queue (sessions.durability replicated).", labels, func() int64 {
+		p, _ := n.durable.Stored()
+		return p
+	})
+	m.counter("queue_messages_total", "Session queue stream messages those publishes went in: a batch holds several publishes to one topic.", labels, func() int64 {
+		_, msgs := n.durable.Stored()
+		return msgs
+	})
 	m.counter("retained_unstored_total", "Retained publishes that could not be written to the cluster store.", labels, m.retainedUnstored.Load)
 	for _, r := range dropReasons {
 		get := m.drops.With(r).Load

@@ -1,8 +1,11 @@
 package node
 
 import (
+	"net"
+
 	"github.com/nats-io/nats.go"
 
+	"github.com/mqlb/mqlb/internal/node/listen"
 	"github.com/mqlb/mqlb/internal/node/session"
 )
 
@@ -13,6 +16,7 @@ func (n *Node) sessionEnv() session.Env {
 		Broker: n.broker, Store: n.liveStore, Mesh: sessionMesh{n}, Log: n.log, Warn: n.warnEvery,
 		Drop:     n.metrics.droppedN,
 		TookOver: func(result string) { n.metrics.takeovers.With(result).Add(1) },
+		Cork:     func(c net.Conn) session.Cork { return listen.Cork(c) },
 		Ctx:      n.ctx, WG: &n.wg,
 		Node: n.name, Instance: n.instance, Cluster: c.Mesh.ClusterName, Timeout: c.Mesh.Timeout.D(),
 		MaxExpiry: c.Sessions.MaxExpiry.D(), MaxOffline: c.Sessions.MaxOfflineMessages,

@@ -27,6 +27,7 @@ type conn struct {
 	net.Conn
 	id     identity
 	linger lingering
+	cork   corking
 	raw    net.Conn      // the accepted TCP connection under TLS or WebSocket; closing it ends any read or write at once
 	done   chan struct{} // closed once mochi is done with the connection (see listener.establish)
 }

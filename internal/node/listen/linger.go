@@ -56,6 +56,7 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 // the connection once the client has closed its side, or after lingerTime.
 func (c *conn) Close() error {
 	c.linger.once.Do(func() {
+		c.flushBeforeClose()
 		c.linger.closing.Store(true)
 		cw, ok := c.Conn.(interface{ CloseWrite() error })
 		if !ok || cw.CloseWrite() != nil {

@@ -21,11 +21,11 @@ func (d *Durable) Acked(cl *mqtt.Client, pid uint16, qos2 bool) {
 		return
 	}
 	ds.mu.Lock()
-	seq, ok := ds.inflight[pid]
+	pos, ok := ds.inflight[pid]
 	delete(ds.inflight, pid)
 	ds.room.Broadcast()
 	if ok && qos2 {
-		ds.released = append(ds.released, seq)
+		ds.released = append(ds.released, pos)
 	}
 	ds.mu.Unlock()
 	if ok {
@@ -39,14 +39,14 @@ func (ds *dsession) floor() uint64 {
 	if ds.cursor == 0 {
 		return ds.floorSent
 	}
-	f := ds.cursor - 1
-	for _, seq := range ds.inflight {
-		f = min(f, seq-1)
+	first := ds.cursor // the first position the client may not have
+	for _, pos := range ds.inflight {
+		first = min(first, pos)
 	}
-	for _, seq := range ds.resend {
-		f = min(f, seq-1)
+	for _, pos := range ds.resend {
+		first = min(first, pos)
 	}
-	return max(f, ds.floorSent)
+	return max(seqOf(first)-1, ds.floorSent) // (its message is not done, even past its first publish)
 }
 
 // advance moves the anchor's floor up to where the client is, in the
@@ -113,16 +113,16 @@ func (d *Durable) move(ds *dsession, paced bool) {
 		ds.mu.Lock()
 		ds.floorSent = max(ds.floorSent, target)
 		var forget []uint64
-		ds.released = slices.DeleteFunc(ds.released, func(seq uint64) bool {
-			if seq <= target {
-				forget = append(forget, seq)
+		ds.released = slices.DeleteFunc(ds.released, func(pos uint64) bool {
+			if seqOf(pos) <= target {
+				forget = append(forget, pos)
 				return true
 			}
 			return false
 		})
 		ds.mu.Unlock()
-		for _, seq := range forget {
-			d.forgetReleased(ds.id, seq)
+		for _, pos := range forget {
+			d.forgetReleased(ds.id, pos)
 		}
 	}
 }

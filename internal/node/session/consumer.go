@@ -184,10 +184,12 @@ func (d *Durable) End(id string) {
 	d.deleteConsumer(ctx, st, id)
 }
 
-// countOffline notes, before the CONNACK of a resumed session, how many
-// queued messages are over max_offline_messages; the reader drops that
-// many, oldest first (a message published after the client is back is
-// never counted).
+// countOffline notes, before the CONNACK of a resumed session, that the
+// publishes queued up to now may be over max_offline_messages; the reader
+// counts them first and drops what is over, oldest first (a message
+// published after the client is back is never counted). The anchor counts
+// stream messages, and a queue batch holds several publishes: only a queue
+// too short to be over in any case is not counted.
 func (d *Durable) countOffline(cl *mqtt.Client) {
 	limit := int(d.sessions.maxOffline.Load())
 	ds := d.get(cl.ID)
@@ -205,9 +207,61 @@ func (d *Durable) countOffline(cl *mqtt.Client) {
 		return
 	}
 	info := cons.CachedInfo()
-	if over := int(info.NumPending) + info.NumAckPending - limit; over > 0 {
-		ds.mu.Lock()
-		ds.over = over
-		ds.mu.Unlock()
+	if queued := int(info.NumPending) + info.NumAckPending; queued == 0 || queued*meshwire.MaxBatch <= limit {
+		return
 	}
+	sinfo, err := st.Queue.Info(ctx)
+	if err != nil {
+		return
+	}
+	ds.mu.Lock()
+	ds.countTo, ds.countLimit = sinfo.State.LastSeq, limit
+	ds.mu.Unlock()
+}
+
+// countOver counts, once, the publishes queued for ds up to the stream
+// sequence noted by countOffline, from the reader's cursor, and notes how
+// many are over the limit.
+func (d *Durable) countOver(ds *dsession, st *store.Store) error {
+	ds.mu.Lock()
+	upTo, limit, from, subject := ds.countTo, ds.countLimit, ds.cursor, d.readSubject(ds)
+	ds.mu.Unlock()
+	if upTo == 0 {
+		return nil
+	}
+	total := 0
+	seq := seqOf(from)
+read:
+	for seq <= upTo {
+		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
+		msgs, _, err := d.fetch(ctx, st, subject, seq, durableWindow)
+		cancel()
+		if err != nil {
+			return st.Note(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			if m.seq > upTo {
+				break read
+			}
+			items, err := m.items()
+			if err != nil {
+				items = []item{{pos: posOf(m.seq, 0)}} // dropped as malformed: counts once
+			}
+			for _, it := range items {
+				if it.pos >= from {
+					total++
+				}
+			}
+			seq = m.seq + 1
+		}
+	}
+	ds.mu.Lock()
+	if ds.countTo == upTo {
+		ds.over, ds.countTo = max(total-limit, 0), 0
+	}
+	ds.mu.Unlock()
+	return nil
 }

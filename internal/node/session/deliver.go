@@ -156,7 +156,7 @@ func (d *Durable) position(ds *dsession, cl *mqtt.Client) (*store.Store, error) 
 		return nil, errStopped
 	}
 	if ds.cursor == 0 {
-		ds.cursor, ds.high, ds.floorSent = next, last, next-1
+		ds.cursor, ds.high, ds.floorSent = posOf(next, 0), posOf(last+1, 0)-1, next-1
 	}
 	return st, nil
 }
@@ -164,6 +164,9 @@ func (d *Durable) position(ds *dsession, cl *mqtt.Client) (*store.Store, error) 
 // readOnce reads what the queue has for ds from its cursor, as far as cl
 // has room, and delivers it; found reports whether there was anything.
 func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store) (found bool, err error) {
+	if err := d.countOver(ds, st); err != nil {
+		return false, err
+	}
 	if err := d.resendHanded(ds, cl, st); err != nil {
 		return false, err
 	}
@@ -176,18 +179,21 @@ func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store) (foun
 			return found, errStopped
 		}
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		msgs, err := d.fetch(ctx, st, subject, from, room)
+		msgs, more, err := d.fetch(ctx, st, subject, seqOf(from), room)
 		cancel()
 		if err != nil {
 			return found, st.Note(err)
 		}
 		found = found || len(msgs) > 0
+		cork := d.env.cork(cl) // the PUBLISHes of one read leave in one write
 		for _, m := range msgs {
-			if err := d.deliver(ds, cl, m); err != nil {
+			if err := d.deliverMsg(ds, cl, m, cork); err != nil {
+				cork.Uncork()
 				return found, err
 			}
 		}
-		if len(msgs) < room {
+		cork.Uncork()
+		if len(msgs) < room && !more {
 			return found, nil
 		}
 	}
@@ -203,24 +209,29 @@ func (d *Durable) resendHanded(ds *dsession, cl *mqtt.Client, st *store.Store) e
 			return nil
 		}
 		room := waitRoom(ds, cl)
-		seq, subject := ds.resend[0], d.readSubject(ds)
+		pos, subject := ds.resend[0], d.readSubject(ds)
 		ds.mu.Unlock()
 		if room == 0 {
 			return errStopped
 		}
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		msgs, err := d.fetch(ctx, st, subject, seq, 1)
+		msgs, _, err := d.fetch(ctx, st, subject, seqOf(pos), 1)
 		cancel()
 		if err != nil {
 			return st.Note(err)
 		}
-		if len(msgs) == 1 && msgs[0].seq == seq {
-			if err := d.deliver(ds, cl, msgs[0]); err != nil {
-				return err
+		if len(msgs) == 1 && msgs[0].seq == seqOf(pos) {
+			items, _ := msgs[0].items()
+			for _, it := range items {
+				if it.pos == pos {
+					if err := d.deliver(ds, cl, it, noCork{}); err != nil {
+						return err
+					}
+				}
 			}
 		} // else gone meanwhile (expired, or no longer wanted)
 		ds.mu.Lock()
-		if len(ds.resend) > 0 && ds.resend[0] == seq {
+		if len(ds.resend) > 0 && ds.resend[0] == pos {
 			ds.resend = ds.resend[1:]
 		}
 		ds.mu.Unlock()
@@ -271,8 +282,8 @@ func (ds *dsession) stopLocked() {
 // not acknowledged. The new owner starts there, so that a client that
 // acknowledged out of order gets nothing twice.
 type Position struct {
-	Cursor uint64   `json:"cursor"`
-	Resend []uint64 `json:"resend,omitempty"`
+	Cursor uint64   `json:"cursor_pos"`           // a position (posOf), as Resend's
+	Resend []uint64 `json:"resend_pos,omitempty"` // (renamed with batches: a node before them reads from the floor)
 }
 
 // HandOff gives id's session up to another node: reading stops, the
@@ -337,33 +348,58 @@ func sendWindow(cl *mqtt.Client) int {
 	return durableWindow
 }
 
-// packetID is a delivery's packet id: from the stream sequence, so that a
+// packetID is a delivery's packet id: from its queue position, so that a
 // message redelivered by another node after a crash keeps it.
-func packetID(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
+func packetID(pos uint64) uint16 { return uint16((pos-1)%65535) + 1 }
 
-// deliver sends one queued message to the client (or drops it), and moves
-// the cursor past it. It fails when the message must be read again later.
-func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m qmsg) error {
-	e, err := meshwire.DecodeEnvelope(m.data)
+// deliverMsg delivers the publishes of one queue message from the cursor
+// on. It fails when the rest must be read again later.
+func (d *Durable) deliverMsg(ds *dsession, cl *mqtt.Client, m qmsg, cork Cork) error {
+	items, err := m.items()
 	if err != nil {
 		d.env.Drop("malformed", 1)
-		d.passed(ds, cl, m.seq)
+		d.passed(ds, cl, posOf(m.seq+1, 0))
 		return nil
 	}
-	pid := packetID(m.seq)
 	ds.mu.Lock()
-	again := m.seq <= ds.high // may have reached the client before
+	cursor := ds.cursor
+	ds.mu.Unlock()
+	for _, it := range items {
+		if it.pos < cursor {
+			continue // delivered before this read (the rest of a batch)
+		}
+		if err := d.deliver(ds, cl, it, cork); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliver sends one queued publish to the client (or drops it), and moves
+// the cursor past it. It fails when the publish must be read again later.
+// cork is uncorked before anything that waits.
+func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, it item, cork Cork) error {
+	e, err := meshwire.DecodeEnvelope(it.data)
+	if err != nil {
+		d.env.Drop("malformed", 1)
+		d.passed(ds, cl, it.next)
+		return nil
+	}
+	pid := packetID(it.pos)
+	ds.mu.Lock()
+	again := it.pos <= ds.high // may have reached the client before
 	if ds.over > 0 {
 		ds.over--
 		ds.mu.Unlock()
 		d.env.Drop("offline_queue_full", 1)
-		d.passed(ds, cl, m.seq)
+		d.passed(ds, cl, it.next)
 		return nil
 	}
 	ds.mu.Unlock()
 	release := false
 	if again && e.QoS == 2 {
-		if release, err = d.released(ds.id, m.seq); err != nil {
+		cork.Uncork() // (a round trip to the store)
+		if release, err = d.released(ds.id, it.pos); err != nil {
 			return err // not known now: neither PUBLISH nor PUBREL yet
 		}
 	}
@@ -372,29 +408,43 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m qmsg) error {
 		ds.mu.Unlock()
 		return errStopped
 	}
-	for taken(ds, cl, pid) {
-		ds.room.Wait() // the id is still used by an older delivery
+	// A batch may hold more than the room the read was sized for
+	// [MQTT-3.3.4-9]; and the id may still be used by an older delivery.
+	flushed := false
+	for len(ds.inflight) >= sendWindow(cl) || taken(ds, cl, pid) {
+		if !flushed { // the client acknowledges only what it has
+			ds.mu.Unlock()
+			cork.Uncork()
+			ds.mu.Lock()
+			flushed = true
+			if ds.cl != cl {
+				ds.mu.Unlock()
+				return errStopped
+			}
+			continue
+		}
+		ds.room.Wait()
 		if ds.cl != cl {
 			ds.mu.Unlock()
 			return errStopped
 		}
 	}
 	if release { // the client has it: it is owed the PUBREL, not the PUBLISH again
-		d.sendPubrel(ds, cl, pid, m.seq)
-		ds.cursor = max(ds.cursor, m.seq+1)
+		d.sendPubrel(ds, cl, pid, it.pos)
+		ds.cursor = max(ds.cursor, it.next)
 		ds.mu.Unlock()
 		return nil
 	}
-	pk, ok := d.packet(ds, cl, e, m)
+	pk, ok := d.packet(ds, cl, e, it)
 	if !ok {
 		ds.mu.Unlock()
-		d.passed(ds, cl, m.seq)
+		d.passed(ds, cl, it.next)
 		return nil
 	}
 	pk.PacketID = pid
 	pk.FixedHeader.Dup = again // the client knows it by its id [MQTT-4.3.3-10]
-	ds.inflight[pid] = m.seq
-	ds.cursor = max(ds.cursor, m.seq+1)
+	ds.inflight[pid] = it.pos
+	ds.cursor = max(ds.cursor, it.next)
 	ds.mu.Unlock()
 	if cl.State.Inflight.Set(pk) {
 		atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
@@ -403,11 +453,11 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, m qmsg) error {
 	return nil
 }
 
-// passed moves the cursor past a message the client does not get.
-func (d *Durable) passed(ds *dsession, cl *mqtt.Client, seq uint64) {
+// passed moves the cursor to next, past a publish the client does not get.
+func (d *Durable) passed(ds *dsession, cl *mqtt.Client, next uint64) {
 	ds.mu.Lock()
-	if ds.cl == cl && seq >= ds.cursor {
-		ds.cursor = seq + 1
+	if ds.cl == cl && next > ds.cursor {
+		ds.cursor = next
 	}
 	ds.mu.Unlock()
 	d.advance(ds, true)
@@ -439,7 +489,7 @@ func waitRoom(ds *dsession, cl *mqtt.Client) int {
 
 // packet builds the PUBLISH of a queued message for cl, or false when it is
 // not for cl (no matching subscription any more, NoLocal, expired).
-func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m qmsg) (packets.Packet, bool) {
+func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, it item) (packets.Packet, bool) {
 	var qos byte
 	var ids []int
 	rap, noLocal, found := false, false, false
@@ -455,7 +505,7 @@ func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 			ids = append(ids, f.Identifier)
 		}
 	}
-	if !found || (noLocal && m.from == cl.ID) {
+	if !found || (noLocal && it.from == cl.ID) {
 		return packets.Packet{}, false
 	}
 	pk := packets.Packet{
@@ -465,7 +515,7 @@ func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, m 
 		Created: time.Now().Unix(), ProtocolVersion: cl.Properties.ProtocolVersion,
 	}
 	if e.HasExpiry {
-		left := int64(e.Expiry) - int64(time.Since(m.stored)/time.Second)
+		left := int64(e.Expiry) - int64(time.Since(it.stored)/time.Second)
 		if left <= 0 {
 			d.env.Drop("message_expired", 1)
 			return packets.Packet{}, false

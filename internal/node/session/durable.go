@@ -61,7 +61,7 @@ type Durable struct {
 	subj     meshwire.Subjects // the queue's subject space: mqlb.<c>.q
 	on       bool
 
-	chains sync.Map // *mqtt.Client → chan struct{}: closed when its last publish being stored is handed back
+	chains sync.Map // *mqtt.Client → *handBacks: its publishes being stored (publish.go)
 
 	mu      sync.Mutex
 	byID    map[string]*dsession
@@ -69,6 +69,9 @@ type Durable struct {
 	nfailed atomic.Int32              // len(failed)
 
 	replies replyMux // answers to direct gets (reader.go)
+	batches batcher  // publishes waiting to be stored together (batch.go)
+
+	stored, storedMsgs atomic.Int64 // publishes sent to the queue stream, and the stream messages they went in
 }
 
 // dsession is one persistent session's anchor and reader on this node.
@@ -84,25 +87,30 @@ type dsession struct {
 	cl       *mqtt.Client
 	stopCh   chan struct{}     // closed when reading for cl ends
 	wake     chan struct{}     // (1) a publish this session's queue may hold
-	inflight map[uint16]uint64 // packet id → stream sequence of a delivery the client has not acknowledged
+	inflight map[uint16]uint64 // packet id → queue position (posOf) of a delivery the client has not acknowledged
 
-	// cursor is the next stream sequence to read (0: not positioned; then
-	// from the anchor's floor). Every message below it that the session
+	// cursor is the next queue position to read (0: not positioned; then
+	// from the anchor's floor). Every publish below it that the session
 	// wants has been delivered (or dropped).
 	cursor uint64
-	// high: messages at or below it may have reached the client before,
+	// high: publishes at or below this position may have reached the client before,
 	// through another node or this node's earlier run: sent with DUP, and
 	// for QoS 2 after checking the PUBREC record.
 	high uint64
 	// resend: deliveries below the cursor the client had not acknowledged
 	// on the node that handed the session over, to send first.
 	resend []uint64
-	over   int // queued messages over max_offline_messages when the session resumed: dropped first
+	over   int // queued publishes over max_offline_messages when the session resumed: dropped first
+	// countTo: the stream's last sequence when the session resumed with
+	// possibly more than countLimit (max_offline_messages) publishes
+	// queued; the reader counts them first (countOver). 0: nothing to count.
+	countTo    uint64
+	countLimit int
 
-	floorSent uint64    // the anchor's floor as last confirmed
+	floorSent uint64    // the anchor's floor (a stream sequence) as last confirmed
 	moving    bool      // a goroutine is moving the anchor's floor (advance)
 	lastMove  time.Time // when the floor was last moved
-	released  []uint64  // completed QoS 2 deliveries whose records go once the floor passes them
+	released  []uint64  // positions of completed QoS 2 deliveries whose records go once the floor passes them
 	touched   time.Time // the anchor's last keepalive
 }
 

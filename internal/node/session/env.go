@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -25,6 +26,10 @@ type Env struct {
 	Drop     func(reason string, n int) // counts dropped messages (mqlb_node_dropped_total)
 	TookOver func(result string)        // counts takeovers (mqlb_node_takeovers_total)
 
+	// Cork gathers the writes to a client's connection until Uncork (nil:
+	// none; see node/listen/cork.go).
+	Cork func(net.Conn) Cork
+
 	Ctx context.Context // background work ends with it
 	WG  *sync.WaitGroup // background goroutines, waited for on close
 
@@ -34,6 +39,26 @@ type Env struct {
 	MaxExpiry      time.Duration // sessions.max_expiry
 	MaxOffline     int           // sessions.max_offline_messages, at start
 	Replicated     bool          // sessions.durability replicated
+}
+
+// Cork is a cork on a client's connection: what is written to it
+// meanwhile leaves in one write at Uncork. Whoever corks uncorks before
+// waiting for anything (what the client needs to answer may be in the
+// buffer); a second Uncork does nothing.
+type Cork interface {
+	Uncork()
+}
+
+type noCork struct{}
+
+func (noCork) Uncork() {}
+
+// cork corks cl's connection.
+func (e Env) cork(cl *mqtt.Client) Cork {
+	if e.Cork == nil || cl.Net.Conn == nil {
+		return noCork{}
+	}
+	return e.Cork(cl.Net.Conn)
 }
 
 // Mesh is the part of the node's mesh the session layer uses: the interest

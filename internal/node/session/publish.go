@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -41,48 +42,118 @@ func (d *Durable) Store(ctx context.Context, from string, pk packets.Packet, id 
 // 0x93 it is owed.
 func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
 	cl.State.Inflight.DecreaseReceiveQuota() // given back just before mochi counts it again
-	done := make(chan struct{})
-	prevV, _ := d.chains.Swap(cl, done)
-	prev, _ := prevV.(chan struct{})
-	var fut jetstream.PubAckFuture
+	s := &storing{from: cl.ID, pk: pk, done: make(chan struct{})}
+	d.handBack(cl, s) // in line before it can be settled
 	st, err := d.env.Store()
 	if err == nil && st.Queue == nil {
 		err = store.ErrNotReady
 	}
-	if err == nil {
-		id := meshwire.IDOf(&pk)
-		msg := d.message(cl.ID, pk, id)
-		if pk.FixedHeader.Qos == 2 && d.Persistent(cl) {
-			msg.Header.Set(jetstream.MsgIDHeader, id.String()) // a resent PUBLISH is discarded (see qos2.go)
-		}
-		fut, err = st.JS.PublishMsgAsync(msg)
+	if err != nil {
+		s.settle(err)
+		return
 	}
-	go func() {
-		defer close(done)
-		if err == nil {
+	id := meshwire.IDOf(&pk)
+	if pk.FixedHeader.Qos == 2 && d.Persistent(cl) {
+		// Stored alone, so that a resent PUBLISH is discarded (see qos2.go)
+		// and nothing else with it.
+		msg := d.message(cl.ID, pk, id)
+		msg.Header.Set(jetstream.MsgIDHeader, id.String())
+		fut, err := st.JS.PublishMsgAsync(msg)
+		if err != nil {
+			s.settle(st.Note(err))
+			return
+		}
+		d.stored.Add(1)
+		d.storedMsgs.Add(1)
+		go func() {
+			timeout := time.NewTimer(d.env.Timeout)
+			defer timeout.Stop()
 			select {
 			case <-fut.Ok():
 			case err = <-fut.Err():
-			case <-time.After(d.env.Timeout):
+			case <-timeout.C:
 				err = context.DeadlineExceeded
 			}
-		}
-		if prev != nil {
-			<-prev
-		}
-		cl.State.Inflight.IncreaseReceiveQuota()
-		if err != nil {
-			if st != nil {
+			if err != nil {
 				st.Note(err)
 			}
-			d.RefusePublish(cl, pk, err)
+			s.settle(err)
+		}()
+		return
+	}
+	s.env = envelope(pk, id)
+	d.enqueue(d.subj.QueueTopic(pk.TopicName), s)
+}
+
+// handBacks is a client's publishes being stored, in its order.
+type handBacks struct {
+	mu      sync.Mutex
+	queue   []*storing
+	running bool // handBackLoop runs
+}
+
+// handBack queues s to be handed back to mochi once settled.
+func (d *Durable) handBack(cl *mqtt.Client, s *storing) {
+	v, ok := d.chains.Load(cl)
+	if !ok {
+		v, _ = d.chains.LoadOrStore(cl, new(handBacks))
+	}
+	hb := v.(*handBacks)
+	hb.mu.Lock()
+	hb.queue = append(hb.queue, s)
+	start := !hb.running
+	hb.running = true
+	hb.mu.Unlock()
+	if start {
+		go d.handBackLoop(cl, hb)
+	}
+}
+
+// handBackLoop hands cl's publishes back to mochi in their order as they
+// are settled, those settled together in one go: their acknowledgements
+// leave in one write (a batch settles all its publishes at once).
+func (d *Durable) handBackLoop(cl *mqtt.Client, hb *handBacks) {
+	take := func() *storing { // the head, if settled
+		hb.mu.Lock()
+		defer hb.mu.Unlock()
+		if len(hb.queue) == 0 || !hb.queue[0].settled() {
+			return nil
+		}
+		s := hb.queue[0]
+		hb.queue[0] = nil
+		hb.queue = hb.queue[1:]
+		return s
+	}
+	for {
+		hb.mu.Lock()
+		if len(hb.queue) == 0 {
+			hb.queue, hb.running = nil, false // (the array would only grow)
+			hb.mu.Unlock()
 			return
 		}
-		pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false // resolved on the way in
-		if err := d.env.Broker.InjectPacket(cl, pk); err != nil {
-			d.env.Warn("stored publish not delivered", "client_id", cl.ID, "error", err)
+		first := hb.queue[0]
+		hb.mu.Unlock()
+		<-first.done
+		cork := d.env.cork(cl)
+		for s := take(); s != nil; s = take() {
+			d.handOne(cl, s)
 		}
-	}()
+		cork.Uncork()
+	}
+}
+
+// handOne hands one settled publish back to mochi, or refuses it.
+func (d *Durable) handOne(cl *mqtt.Client, s *storing) {
+	cl.State.Inflight.IncreaseReceiveQuota()
+	if s.err != nil {
+		d.RefusePublish(cl, s.pk, s.err)
+		return
+	}
+	pk := s.pk
+	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false // resolved on the way in
+	if err := d.env.Broker.InjectPacket(cl, pk); err != nil {
+		d.env.Warn("stored publish not delivered", "client_id", cl.ID, "error", err)
+	}
 }
 
 func (d *Durable) RefusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
@@ -99,14 +170,19 @@ func (d *Durable) RefusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
 	_ = cl.WritePacket(ack)
 }
 
-// message is the stream message of a publish.
+// message is the stream message of a publish stored alone.
 func (d *Durable) message(from string, pk packets.Packet, id meshwire.MsgID) *nats.Msg {
+	msg := &nats.Msg{Subject: d.subj.QueueTopic(pk.TopicName), Header: nats.Header{}, Data: envelope(pk, id)}
+	msg.Header.Set(fromHeader, from)
+	return msg
+}
+
+// envelope is how a publish is kept in the queue stream.
+func envelope(pk packets.Packet, id meshwire.MsgID) []byte {
 	e := meshwire.Envelope{ID: id, Topic: pk.TopicName, QoS: pk.FixedHeader.Qos,
 		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 	if pk.Properties.MessageExpiryInterval > 0 {
 		e.HasExpiry, e.Expiry = true, pk.Properties.MessageExpiryInterval
 	}
-	msg := &nats.Msg{Subject: d.subj.QueueTopic(pk.TopicName), Header: nats.Header{}, Data: meshwire.AppendEnvelope(nil, &e)}
-	msg.Header.Set("Mqlb-From", from)
-	return msg
+	return meshwire.AppendEnvelope(nil, &e)
 }

@@ -24,8 +24,9 @@ import (
 // mqlb_<cluster>_qos2 (mesh.replicas copies, entries at most
 // sessions.max_expiry old):
 //
-//	o.<consumer>.<seq>  outgoing: the client sent PUBREC for the queued message
-//	                    seq, so the node owes it a PUBREL, never the PUBLISH again
+//	o.<consumer>.<pos>  outgoing: the client sent PUBREC for the queued publish at
+//	                    position pos (see posOf), so the node owes it a PUBREL,
+//	                    never the PUBLISH again
 //	i.<consumer>.<pid>  incoming: the client's PUBLISH pid was stored under this
 //	                    mesh message id (also the stream's); PUBREL pending
 //
@@ -40,8 +41,8 @@ import (
 // node does not hold is completed with success when the record says the
 // message was stored.
 
-func releasedKey(id string, seq uint64) string {
-	return "o." + ConsumerName(id) + "." + strconv.FormatUint(seq, 10)
+func releasedKey(id string, pos uint64) string {
+	return "o." + ConsumerName(id) + "." + strconv.FormatUint(pos, 10)
 }
 
 func receivedKey(id string, pid uint16) string {

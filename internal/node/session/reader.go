@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mqlb/mqlb/internal/node/meshwire"
 	"github.com/mqlb/mqlb/internal/node/store"
 )
 
@@ -22,9 +23,51 @@ import (
 type qmsg struct {
 	seq     uint64
 	stored  time.Time // when the stream stored it (message expiry counts from there)
-	from    string    // the publisher's client id (NoLocal)
-	data    []byte    // the envelope
+	from    string    // the publisher's client id (NoLocal), when not a batch
+	data    []byte    // the envelope, or a queue batch
+	batch   string    // the batch header: the item count ("": not a batch)
 	subject string
+}
+
+// A position in the queue is a publish's stream sequence and its index in
+// the message (a queue batch holds several, see batch.go), as seq<<8 |
+// index: readers' cursors, deliveries in flight, the QoS 2 records and a
+// handed-over position count in positions; anchors' floors in stream
+// sequences.
+func posOf(seq uint64, index int) uint64 { return seq<<8 | uint64(index) }
+
+// seqOf is the stream sequence of a position.
+func seqOf(pos uint64) uint64 { return pos >> 8 }
+
+// item is one publish of a queue message.
+type item struct {
+	pos    uint64    // its position
+	next   uint64    // the position after it: the next message's first once it is the last
+	from   string    // the publisher's client id
+	data   []byte    // the envelope
+	stored time.Time // when the stream stored it
+}
+
+// items returns the publishes of a queue message; an error for a batch
+// that does not parse.
+func (m qmsg) items() ([]item, error) {
+	if m.batch == "" {
+		return []item{{pos: posOf(m.seq, 0), next: posOf(m.seq+1, 0), from: m.from, data: m.data, stored: m.stored}}, nil
+	}
+	n, err := strconv.Atoi(m.batch)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := meshwire.SplitBatch(m.data, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]item, len(parts))
+	for i, p := range parts {
+		out[i] = item{pos: posOf(m.seq, i), next: posOf(m.seq, i+1), from: p.From, data: p.Data, stored: m.stored}
+	}
+	out[len(out)-1].next = posOf(m.seq+1, 0)
+	return out, nil
 }
 
 // replyMux routes the answers of direct gets, which come as several
@@ -85,63 +128,69 @@ func (m *replyMux) route(msg *nats.Msg) {
 // good, the rest is read again.
 var errShort = errors.New("session queue: direct get answer incomplete")
 
+// fetchBytes bounds one direct get's answer (a queue batch is up to
+// batchBytes): a replica stops the batch there.
+const fetchBytes = 1 << 20
+
 // fetch reads up to n messages of the queue on subject (wildcards allowed)
 // from sequence from on, in order, from whichever replica answers first. A
 // replica answers with every message it holds in that range, so what comes
-// back has no gaps: a replica behind the others has fewer.
-func (d *Durable) fetch(ctx context.Context, st *store.Store, subject string, from uint64, n int) ([]qmsg, error) {
+// back has no gaps: a replica behind the others has fewer. more reports
+// that the answer stopped at fetchBytes with more to read.
+func (d *Durable) fetch(ctx context.Context, st *store.Store, subject string, from uint64, n int) (out []qmsg, more bool, err error) {
 	nc := st.JS.Conn()
 	reply, ch, err := d.replies.open(nc)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer d.replies.close(reply)
 	req, err := json.Marshal(struct {
 		Seq     uint64 `json:"seq"`
 		NextFor string `json:"next_by_subj"`
 		Batch   int    `json:"batch"`
-	}{from, subject, n})
+		Bytes   int    `json:"max_bytes"`
+	}{from, subject, n, fetchBytes})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+st.Queue.CachedInfo().Config.Name, reply, req); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var out []qmsg
 	for {
 		var msg *nats.Msg
 		select {
 		case msg = <-ch:
 		case <-ctx.Done():
 			if len(out) > 0 {
-				return out, nil
+				return out, false, nil
 			}
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		switch status := msg.Header.Get("Status"); status {
 		case "":
 		case "204": // end of the batch
-			return out, nil
+			pending, _ := strconv.ParseUint(msg.Header.Get("Nats-Num-Pending"), 10, 64)
+			return out, pending > 0 && len(out) < n, nil
 		case "404": // nothing (more) from this sequence on
-			return out, nil
+			return out, false, nil
 		default:
 			if len(out) > 0 {
-				return out, nil
+				return out, false, nil
 			}
-			return nil, fmt.Errorf("session queue: direct get: %s %s", status, msg.Header.Get("Description"))
+			return nil, false, fmt.Errorf("session queue: direct get: %s %s", status, msg.Header.Get("Description"))
 		}
 		seq, err := strconv.ParseUint(msg.Header.Get("Nats-Sequence"), 10, 64)
 		if err != nil || seq < from || (len(out) > 0 && seq <= out[len(out)-1].seq) {
 			if len(out) > 0 {
-				return out, nil
+				return out, false, nil
 			}
-			return nil, errShort
+			return nil, false, errShort
 		}
 		stored, _ := time.Parse(time.RFC3339Nano, msg.Header.Get("Nats-Time-Stamp"))
-		out = append(out, qmsg{seq: seq, stored: stored, from: msg.Header.Get("Mqlb-From"),
-			data: msg.Data, subject: msg.Header.Get("Nats-Subject")})
+		out = append(out, qmsg{seq: seq, stored: stored, from: msg.Header.Get(fromHeader),
+			data: msg.Data, batch: msg.Header.Get(meshwire.BatchHeader), subject: msg.Header.Get("Nats-Subject")})
 		if len(out) == n {
-			return out, nil // (the end-of-batch marker follows; nobody waits for it)
+			return out, false, nil // (the end-of-batch marker follows; nobody waits for it)
 		}
 	}
 }

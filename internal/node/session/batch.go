@@ -1,0 +1,194 @@
+package session
+
+import (
+	"context"
+	"encoding/binary"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/node/store"
+)
+
+// Batching publishes to one topic into one queue stream message.
+//
+// Each stream message costs the stream a raft entry on every replica, and
+// its removal once every interested anchor's floor passed it another one
+// (nats-server proposes a delete per message of an interest stream): per
+// message, that was most of the replicated path's CPU. Publishes to one
+// topic are stored one stream publish at a time: while one is in flight,
+// those that arrive wait and then go together as one message (a queue
+// batch, see meshwire/batch.go), up to meshwire.MaxBatch publishes or
+// batchBytes. A publish that finds nothing in flight goes at once, so a
+// quiet topic waits for nothing; a busy one waits at most one store round
+// trip and gets the store's work divided by the batch. Publishes to
+// different topics never share a message (the subject is the topic: the
+// anchors' filters select by it), so a device publishing to a topic of
+// its own gains nothing.
+
+const (
+	batchInflight = 1         // stream publishes in flight per subject
+	batchBytes    = 256 << 10 // a batch closes at this size (NATS max_payload is 1 MiB)
+)
+
+// fromHeader names the publisher of a stream message that is not a batch.
+const fromHeader = "Mqlb-From"
+
+// storing is a client's publish being stored.
+type storing struct {
+	pk   packets.Packet
+	from string        // the client's id
+	env  []byte        // its envelope, in a batch
+	done chan struct{} // closed once err is set
+	err  error         // nil: stored on the replicas
+}
+
+func (s *storing) settle(err error) {
+	s.err = err
+	close(s.done)
+}
+
+func (s *storing) settled() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// batcher holds the publishes waiting for their subject's stream publish.
+type batcher struct {
+	mu     sync.Mutex
+	bySubj map[string]*subjectQueue
+}
+
+type subjectQueue struct {
+	waiting  []*storing
+	size     int
+	inflight int
+}
+
+// take removes the next batch from q and counts it in flight.
+func (q *subjectQueue) take() []*storing {
+	n, size := 0, 0
+	for n < len(q.waiting) && n < meshwire.MaxBatch && (n == 0 || size+len(q.waiting[n].env) <= batchBytes) {
+		size += len(q.waiting[n].env) + len(q.waiting[n].from)
+		n++
+	}
+	out := q.waiting[:n:n]
+	q.waiting = q.waiting[n:]
+	q.size -= size
+	q.inflight++
+	return out
+}
+
+// enqueue stores s in the queue stream under subject, in a batch with
+// others; s.done is closed once it is stored or failed.
+func (d *Durable) enqueue(subject string, s *storing) {
+	b := &d.batches
+	b.mu.Lock()
+	if b.bySubj == nil {
+		b.bySubj = map[string]*subjectQueue{}
+	}
+	q := b.bySubj[subject]
+	if q == nil {
+		q = &subjectQueue{}
+		b.bySubj[subject] = q
+	}
+	q.waiting = append(q.waiting, s)
+	q.size += len(s.env) + len(s.from)
+	var send []*storing
+	if q.inflight < batchInflight || len(q.waiting) >= meshwire.MaxBatch || q.size >= batchBytes {
+		send = q.take()
+	}
+	b.mu.Unlock()
+	if send != nil {
+		d.sendBatch(subject, send)
+	}
+}
+
+// sendBatch publishes one batch and, once the stream answers, settles its
+// publishes and sends what waited meanwhile.
+func (d *Durable) sendBatch(subject string, items []*storing) {
+	st, err := d.env.Store()
+	if err == nil && st.Queue == nil {
+		err = store.ErrNotReady
+	}
+	var fut jetstream.PubAckFuture
+	if err == nil {
+		fut, err = st.JS.PublishMsgAsync(batchMessage(subject, items))
+	}
+	if err == nil {
+		d.storedMsgs.Add(1)
+		d.stored.Add(int64(len(items)))
+	}
+	go func() {
+		if err == nil {
+			timeout := time.NewTimer(d.env.Timeout)
+			select {
+			case <-fut.Ok():
+			case err = <-fut.Err():
+			case <-timeout.C:
+				err = context.DeadlineExceeded
+			}
+			timeout.Stop()
+		}
+		if err != nil && st != nil {
+			st.Note(err)
+		}
+		for _, s := range items {
+			s.settle(err)
+		}
+		b := &d.batches
+		b.mu.Lock()
+		q := b.bySubj[subject]
+		q.inflight--
+		var next []*storing
+		switch {
+		case len(q.waiting) > 0:
+			next = q.take()
+		case q.inflight == 0:
+			delete(b.bySubj, subject)
+		}
+		b.mu.Unlock()
+		if next != nil {
+			d.sendBatch(subject, next)
+		}
+	}()
+}
+
+// batchMessage is the stream message of a batch: a single publish as
+// before batches (its envelope, the publisher in a header), several as a
+// queue batch.
+func batchMessage(subject string, items []*storing) *nats.Msg {
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{}}
+	if len(items) == 1 {
+		msg.Data = items[0].env
+		msg.Header.Set(fromHeader, items[0].from)
+		return msg
+	}
+	size := 0
+	for _, s := range items {
+		size += len(s.from) + len(s.env) + 2*binary.MaxVarintLen64
+	}
+	data := make([]byte, 0, size)
+	for _, s := range items {
+		data = meshwire.AppendBatchItem(data, s.from, s.env)
+	}
+	msg.Data = data
+	msg.Header.Set(meshwire.BatchHeader, strconv.Itoa(len(items)))
+	return msg
+}
+
+// Stored returns how many publishes were sent to the queue stream, and in
+// how many stream messages (mqlb_node_queue_publishes_total,
+// mqlb_node_queue_messages_total).
+func (d *Durable) Stored() (publishes, messages int64) {
+	return d.stored.Load(), d.storedMsgs.Load()
+}
