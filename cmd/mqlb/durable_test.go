@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,21 +123,7 @@ func (p *nodeProc) healthy() bool {
 }
 
 // connections reads mqlb_node_connections from the node's metrics.
-func (p *nodeProc) connections() int {
-	resp, err := http.Get("http://" + p.admin + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && strings.HasPrefix(f[0], "mqlb_node_connections{") {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return int(v)
-		}
-	}
-	return -1
-}
+func (p *nodeProc) connections() int { return p.metric("mqlb_node_connections{") }
 
 // durableCluster is three node processes and a load balancer in front.
 type durableCluster struct {
@@ -506,6 +493,53 @@ func publish(cm *autopaho.ConnectionManager, qos byte, from, to int, interval ti
 	return acked
 }
 
+// burstFrom is the first number of publishBurst's messages in the
+// subscriber-node kill (after the steady publisher's).
+const burstFrom = 100_000
+
+// publishBurst sends numbers from..to-1 at QoS qos from workers goroutines
+// at once, as fast as acknowledged (so that the node stores them in queue
+// batches), and returns those the node acknowledged.
+func publishBurst(cm *autopaho.ConnectionManager, qos byte, from, to, workers int) []int {
+	var mu sync.Mutex
+	var acked []int
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := from + w; i < to; i += workers {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := cm.Publish(ctx, &paho.Publish{Topic: durableTopic, QoS: qos, Payload: []byte(strconv.Itoa(i))})
+				cancel()
+				if err == nil && (resp == nil || resp.ReasonCode < 0x80) {
+					mu.Lock()
+					acked = append(acked, i)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(acked)
+	return acked
+}
+
+// metric reads a counter or gauge of the node's metrics (-1: not found).
+func (p *nodeProc) metric(prefix string) int {
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && strings.HasPrefix(f[0], prefix) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return int(v)
+		}
+	}
+	return -1
+}
+
 // subscribers connects 20 persistent sessions through the load balancer:
 // 10 v3.1.1 and 10 v5, half of each at QoS 1 (Go paho clients), half at
 // QoS 2 (paho-mqtt for Python). It returns them and a func that disconnects them all
@@ -659,13 +693,27 @@ func runSubscriberNodeKill(t *testing.T, durability string) (loss, int) {
 	}
 	t.Logf("%s: kill -9 %s (%d connections) while publishing on %s", durability, victim.name, victim.connections(), pubNode.name)
 	pub := publisherV5(t, pubNode.tcp, "sk-publisher")
+	// Around the kill, a second publisher sends a burst of QoS 2 messages
+	// from 8 goroutines at once: stored in queue batches, some in flight
+	// to the killed node's sessions when it dies.
+	burst := publisherV5(t, pubNode.tcp, "sk-burst")
+	var burstAcked []int
+	burstDone := make(chan struct{})
 	var killed time.Time
 	acked := publish(pub, 2, 0, durableMessages, durableInterval, func(i int) {
-		if i == durableMessages/3 {
+		switch i {
+		case durableMessages/3 - 50:
+			go func() {
+				defer close(burstDone)
+				burstAcked = publishBurst(burst, 2, burstFrom, burstFrom+600, 8)
+			}()
+		case durableMessages / 3:
 			killed = time.Now()
 			victim.kill()
 		}
 	})
+	<-burstDone
+	acked = append(acked, burstAcked...)
 	settle(subs, acked)
 	affected := affectedBy(subs, killed)
 	l := measure(t, subs, acked, killed, affected)
@@ -677,8 +725,9 @@ func runSubscriberNodeKill(t *testing.T, durability string) (loss, int) {
 
 // runPublisherNodeKill disconnects the 20 persistent subscribers (their
 // sessions stay on their nodes), publishes QoS 1 messages to the node that
-// holds the most sessions, kill -9s it right after the last PUBACK, and
-// resumes the sessions through the load balancer.
+// holds the most sessions — 300 one at a time, then 900 from 16 goroutines
+// at once, stored in queue batches — kill -9s it right after the last
+// PUBACK, and resumes the sessions through the load balancer.
 func runPublisherNodeKill(t *testing.T, durability string) loss {
 	c := startDurableCluster(t, durability)
 	subs, disconnect := c.subscribers(t, "pk")
@@ -686,6 +735,15 @@ func runPublisherNodeKill(t *testing.T, durability string) loss {
 	disconnect()
 	pub := publisherV5(t, victim.tcp, "pk-publisher")
 	acked := publish(pub, 1, 0, 300, time.Millisecond, nil)
+	p0, m0 := victim.metric("mqlb_node_queue_publishes_total{"), victim.metric("mqlb_node_queue_messages_total{")
+	acked = append(acked, publishBurst(pub, 1, 300, 1200, 16)...)
+	if durability == "replicated" {
+		p, m := victim.metric("mqlb_node_queue_publishes_total{")-p0, victim.metric("mqlb_node_queue_messages_total{")-m0
+		t.Logf("burst: %d publishes stored in %d queue stream messages", p, m)
+		if m >= p {
+			t.Errorf("the burst was not batched: %d publishes in %d stream messages", p, m)
+		}
+	}
 	killed := time.Now()
 	victim.kill()
 	c.resume(t, subs)
