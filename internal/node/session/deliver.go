@@ -410,13 +410,13 @@ func (d *Durable) deliver(ds *dsession, cl *mqtt.Client, it item, cork Cork) err
 	}
 	// A batch may hold more than the room the read was sized for
 	// [MQTT-3.3.4-9]; and the id may still be used by an older delivery.
-	flushed := false
+	uncorked := false
 	for len(ds.inflight) >= sendWindow(cl) || taken(ds, cl, pid) {
-		if !flushed { // the client acknowledges only what it has
+		if !uncorked { // the client acknowledges only what it has
 			ds.mu.Unlock()
 			cork.Uncork()
 			ds.mu.Lock()
-			flushed = true
+			uncorked = true
 			if ds.cl != cl {
 				ds.mu.Unlock()
 				return errStopped
