@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqlb/mqlb/internal/mqttwire"
@@ -176,7 +177,8 @@ func TestIdentityRewriteClientThroughPaho(t *testing.T) {
 	h := newIdentityHarness(t, "require_match: client_id, rewrite_username: true", harnessOpts{brokers: 1})
 	conn := h.dial(t, "paho-dev")
 	got := make(chan string, 1)
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+	// paho.golang's thread-safe conn: see TestMutualTLSCarriesCNInProxyV2.
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 		func(p paho.PublishReceived) (bool, error) { got <- string(p.Packet.Payload); return true, nil }}})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqlb/mqlb/internal/mqttwire"
@@ -65,7 +66,11 @@ func TestMutualTLSCarriesCNInProxyV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	// paho.golang writes a packet in several writes (over TLS, a record
+	// each) and its pinger writes a PINGREQ from another goroutine: without
+	// its thread-safe conn a PINGREQ lands inside the SUBSCRIBE now and then
+	// (mochi: "malformed packet: topic", 1 run in ~100 under load).
+	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
 	if _, err := c.Connect(context.Background(), &paho.Connect{ClientID: "tls-dev", KeepAlive: 30, CleanStart: true}); err != nil {
 		t.Fatal(err)
 	}
