@@ -1,12 +1,16 @@
 package node
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/config"
 )
 
 // TestNodeLossRestartAndClusterRestart runs one cluster through a node
@@ -161,5 +165,33 @@ func checkRetained(t *testing.T, c *cluster, i int, when string) {
 	slices.Sort(payloads)
 	if want := []string{"before", "while node 3 was down"}; !slices.Equal(payloads, want) {
 		t.Errorf("%s: retained %q, want %q", when, payloads, want)
+	}
+}
+
+// TestPublishRefusedWithoutQuorum: a QoS 1 publish the session queue cannot
+// store (two of three nodes gone: no JetStream quorum) is refused, not
+// acknowledged: v5 PUBACK 0x80 with a Reason String saying why.
+func TestPublishRefusedWithoutQuorum(t *testing.T) {
+	c, err := startCluster("noquorum", 3, func(cfg *config.Node) { cfg.Mesh.Timeout = config.Duration(time.Second) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	c.ready(t)
+	if !c.nodes[0].durable.On() {
+		t.Skip("sessions.durability memory: nothing is stored before the PUBACK")
+	}
+	pub := dialV5(t, c.addr(0), "nq-pub", true, 0)
+	pub.send(t, "nq/t", 1, "stored")
+	c.nodes[1].Close()
+	c.nodes[2].Close()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	resp, err := pub.Publish(ctx, &paho.Publish{Topic: "nq/t", QoS: 1, Payload: []byte("not stored")})
+	if err == nil || resp == nil || resp.ReasonCode != packets.ErrUnspecifiedError.Code {
+		t.Fatalf("publish without quorum: %+v, %v; want PUBACK 0x80", resp, err)
+	}
+	if rs := resp.Properties.ReasonString; !strings.HasPrefix(rs, "not stored") {
+		t.Errorf("refused PUBACK reason string %q, want it to say the message was not stored", rs)
 	}
 }

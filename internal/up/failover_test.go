@@ -21,7 +21,11 @@ import (
 func TestNodeStoppedClientsResumeThroughLB(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	level := slog.LevelError
+	if os.Getenv("MQLB_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	sys, err := Start(ctx, Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Log: log})
 	if err != nil {
 		t.Fatal(err)

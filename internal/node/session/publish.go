@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -163,11 +164,26 @@ func (d *Durable) RefusePublish(cl *mqtt.Client, pk packets.Packet, err error) {
 		return
 	}
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID,
-		ReasonCode: packets.ErrUnspecifiedError.Code}
+		ReasonCode: packets.ErrUnspecifiedError.Code,
+		Properties: packets.Properties{ReasonString: refusedReason(err)}}
 	if pk.FixedHeader.Qos == 2 {
 		ack.FixedHeader.Type = packets.Pubrec
 	}
 	_ = cl.WritePacket(ack)
+}
+
+// refusedReason is the Reason String of a refused publish's PUBACK/PUBREC
+// (sent unless the client asked for no problem information): what failed,
+// never what was published.
+func refusedReason(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "not stored: the session queue did not confirm in time"
+	case errors.Is(err, store.ErrNotReady), errors.Is(err, store.ErrDown):
+		return "not stored: " + err.Error()
+	default:
+		return "not stored: session queue unavailable"
+	}
 }
 
 // message is the stream message of a publish stored alone.

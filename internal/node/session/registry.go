@@ -81,12 +81,24 @@ type registry struct {
 
 func sessionKey(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
-func (g registry) get(ctx context.Context, id string) (*Record, uint64, error) {
+// get reads id's record. fresh reads it from the bucket's leader (see
+// store.LeaderGet): after a compare-and-set conflict, when the replica that
+// answered may be behind.
+func (g registry) get(ctx context.Context, id string, fresh bool) (*Record, uint64, error) {
 	st, err := g.live()
 	if err != nil {
 		return nil, 0, err
 	}
-	e, err := st.Sessions.Get(ctx, sessionKey(id))
+	var val []byte
+	var rev uint64
+	if fresh {
+		val, rev, err = st.LeaderGet(ctx, st.Sessions, sessionKey(id))
+	} else {
+		var e jetstream.KeyValueEntry
+		if e, err = st.Sessions.Get(ctx, sessionKey(id)); err == nil {
+			val, rev = e.Value(), e.Revision()
+		}
+	}
 	st.Note(err)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
@@ -95,10 +107,10 @@ func (g registry) get(ctx context.Context, id string) (*Record, uint64, error) {
 		return nil, 0, err
 	}
 	rec := new(Record)
-	if err := json.Unmarshal(e.Value(), rec); err != nil {
-		return nil, e.Revision(), nil // unreadable: treat as absent, but keep the revision for CAS
+	if err := json.Unmarshal(val, rec); err != nil {
+		return nil, rev, nil // unreadable: treat as absent, but keep the revision for CAS
 	}
-	return rec, e.Revision(), nil
+	return rec, rev, nil
 }
 
 // put writes rec if the key is still at rev (0: absent or removed). ttl > 0

@@ -69,7 +69,7 @@ func (s *Tracker) Resumable(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	ctx, cancel := s.timeout()
 	defer cancel()
-	_, _, err := s.reg.get(ctx, cl.ID)
+	_, _, err := s.reg.get(ctx, cl.ID, false)
 	return err
 }
 
@@ -94,7 +94,7 @@ func (s *Tracker) SetMaxOffline(n int) { s.maxOffline.Store(int64(n)) }
 
 // Lookup returns the registry record of a client id (nil if none).
 func (s *Tracker) Lookup(ctx context.Context, id string) (*Record, error) {
-	rec, _, err := s.reg.get(ctx, id)
+	rec, _, err := s.reg.get(ctx, id, false)
 	return rec, err
 }
 
@@ -145,13 +145,15 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 	wait := newRegistryWait()
 	var took uint64 // the registry revision whose owner was asked already
-	for conflicts := 0; conflicts < 3; {
-		res, err := s.establish(cl, pk, &took, &wait)
+	fresh := false  // read the record from the leader (after a conflict)
+	for conflicts := 0; conflicts < maxConflicts; {
+		res, err := s.establish(cl, pk, &took, &wait, fresh)
 		switch {
 		case err == nil:
 			return
 		case res == conflict:
 			conflicts++ // another node wrote meanwhile: look again
+			fresh = true
 		case s.durable.wouldRefuse(cl, pk) && wait.retry(s.env.Ctx):
 		default:
 			s.localOnly(cl, err)
@@ -159,9 +161,20 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 			return
 		}
 	}
-	s.env.Log.Warn("session registry kept changing: connection accepted without it", "client_id", cl.ID)
+	// Each try read the latest record from the leader and another write
+	// came first every time. A durable session is refused (its client comes
+	// back); accepted here without the registry, its session would start
+	// empty while the registry names another owner.
+	s.env.Log.Warn("session registry kept changing", "client_id", cl.ID, "tries", maxConflicts,
+		"refused", s.durable.wouldRefuse(cl, pk))
 	s.track(cl, Record{}, 0)
+	s.durable.refuse(cl, pk)
 }
+
+// maxConflicts is how many compare-and-set conflicts Establish takes: each
+// one is another node's write (the old owner recording the disconnect,
+// the owner handing the session over), a handful at most for one connect.
+const maxConflicts = 5
 
 type outcome int
 
@@ -173,10 +186,10 @@ const (
 
 // establish is one try of Establish: look the session up, take it over from
 // its owner (once per registry revision), record this node as the owner.
-func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wait *registryWait) (outcome, error) {
+func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wait *registryWait, fresh bool) (outcome, error) {
 	ctx, cancel := wait.attempt(s.env.Timeout)
 	defer cancel()
-	rec, rev, err := s.reg.get(ctx, cl.ID)
+	rec, rev, err := s.reg.get(ctx, cl.ID, fresh)
 	if err != nil {
 		return failed, err
 	}
