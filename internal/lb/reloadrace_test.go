@@ -19,14 +19,16 @@ import (
 // listener's upstream, back and forth, while 500 clients connect (ten
 // times each, to hit the moment between two swaps often). Every
 // connection sees one config generation: no panic, every client gets its
-// CONNACK.
+// CONNACK. (The one broker, in-process under -race beside the rest of a
+// test run, is given 9 s to answer: a CONNACK later than the default 3 s
+// is the machine's, and this test is about the reloads.)
 func TestReloadRenamingUpstreamUnderConnects(t *testing.T) {
 	h := newHarness(t, harnessOpts{brokers: 1, upstream: "    health_check: { type: none }\n"})
 	var cfgs []*config.Config
 	for _, name := range []string{"red", "blue"} {
 		f := filepath.Join(t.TempDir(), name+".yaml")
 		yaml := fmt.Sprintf("listeners:\n  - { name: mqtt, address: %q, upstream: %s }\n"+
-			"upstreams:\n  %s:\n    health_check: { type: none }\n    servers: [{ name: b0, address: %q }]\n"+
+			"upstreams:\n  %s:\n    health_check: { type: none }\n    connack_timeout: 9s\n    servers: [{ name: b0, address: %q }]\n"+
 			"admin: { address: \"127.0.0.1:0\" }\naccess_log: { path: %q }\n", "127.0.0.1:0", name, name, h.brokers[0].Addr, h.access)
 		os.WriteFile(f, []byte(yaml), 0o600)
 		cfg, err := config.Load(f)
