@@ -154,6 +154,10 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 		case res == conflict:
 			conflicts++ // another node wrote meanwhile: look again
 			fresh = true
+			// From here each try ends with the wait: a leader read while
+			// the bucket elects a leader waits for one, and must not
+			// outlast the CONNACK the load balancer waits for.
+			wait.waiting = true
 		case s.durable.wouldRefuse(cl, pk) && wait.retry(s.env.Ctx):
 		default:
 			s.localOnly(cl, err)
