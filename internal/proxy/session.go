@@ -26,7 +26,7 @@ type session struct {
 	cl      *listener.Client
 	connect mqttwire.Connect
 	data    []byte         // bytes read from the client so far (the CONNECT and any after it)
-	server  *net.TCPConn   // the server connection, until the relay owns it
+	server  net.Conn       // the server connection, until the relay owns it
 	reply   mqttwire.Reply // the server's answer to the CONNECT, owed to the client
 	relayed bool           // the relay owns the connection and will finish it
 }
@@ -133,7 +133,8 @@ func (s *session) connectServer() bool {
 	c := s.c
 	c.upstream = s.u
 	s.data = append(s.data, s.cl.TakePending()...)
-	hs := &upstream.Handshake{Version: s.connect.Version, Data: s.data, Source: s.cl.Remote, Dest: s.cl.Local, TLS: s.cl.TLS}
+	hs := &upstream.Handshake{Version: s.connect.Version, Data: s.data, Source: s.cl.Remote, Dest: s.cl.Local, TLS: s.cl.TLS,
+		Loop: s.cl.Plain()}
 	// The client is served within its connect_timeout, counted from accept:
 	// queueing under max_connect_rate and every attempt's CONNACK wait.
 	// Until: no timer and no child of the proxy's context per connection.

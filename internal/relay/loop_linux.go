@@ -112,6 +112,37 @@ type entry struct{ slot, gen uint32 }
 // add gives m a slot (recorded in e before any event can arrive) and
 // registers its two sockets, fds, for events.
 func (l *loop) add(m member, e *entry, fds [2]int, events uint32) error {
+	l.place(m, e)
+	for side := range 2 {
+		if err := l.register(fds[side], e, side, events); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pairEvents are the events a pair's sockets are registered for.
+const pairEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+// addOne gives m a slot, recorded in e, and registers fd for pair events
+// as that side of the slot (a ServerConn: its pair takes the slot over).
+func (l *loop) addOne(m member, e *entry, fd int, side int) error {
+	l.place(m, e)
+	return l.register(fd, e, side, pairEvents)
+}
+
+// register adds fd to the epoll set as side of e's slot.
+func (l *loop) register(fd int, e *entry, side int, events uint32) error {
+	ev := unix.EpollEvent{Events: events}
+	ev.Fd, ev.Pad = token(e.slot, e.gen, side)
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// place gives m a slot, recorded in e before any event can arrive.
+func (l *loop) place(m member, e *entry) {
 	l.mu.Lock()
 	if n := len(l.free); n > 0 {
 		e.slot = l.free[n-1]
@@ -125,14 +156,6 @@ func (l *loop) add(m member, e *entry, fds [2]int, events uint32) error {
 	e.gen = l.gens[e.slot]
 	l.slots[e.slot] = m
 	l.mu.Unlock()
-	for side := range 2 {
-		ev := unix.EpollEvent{Events: events}
-		ev.Fd, ev.Pad = token(e.slot, e.gen, side)
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fds[side], &ev); err != nil {
-			return os.NewSyscallError("epoll_ctl", err)
-		}
-	}
-	return nil
 }
 
 // token packs slot, generation and side into epoll's 64-bit user data; a

@@ -38,8 +38,8 @@ type pair struct {
 	first  int8 // the direction that ended first, once nEnded > 0
 	fin    *time.Timer
 
-	cmdMu   sync.Mutex
-	cmdErr_ error // why a command asked to close it
+	cmdMu   sync.Mutex // guards cmdErr_; held while the descriptors are closed
+	cmdErr_ error      // why a command asked to close it
 }
 
 // direction is one way's state: bytes held back for a full destination
@@ -80,7 +80,7 @@ func startSplice(c, s *net.TCPConn, st *Stats, opt Options, done Done) *Relay {
 	s.Close()
 	p := &pair{l: l, fd: [2]int{cfd, sfd}, st: st, opt: opt, done: done}
 	p.s = p
-	if err := l.add(p, &p.entry, p.fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+	if err := l.add(p, &p.entry, p.fd, pairEvents); err != nil {
 		p.setCmdErr(err)
 		l.command(p)
 	}
@@ -367,11 +367,13 @@ func (p *pair) closeNow(err error) {
 			dir.pendBuf, dir.pend = nil, nil
 		}
 	}
+	p.cmdMu.Lock() // not while startAdopted registers them
 	for side := range p.fd {
 		// The relay holds the only descriptor of each socket, so closing
 		// it takes it out of the epoll set too: no EPOLL_CTL_DEL.
 		unix.Close(p.fd[side])
 	}
+	p.cmdMu.Unlock()
 	if p.fin != nil {
 		p.fin.Stop()
 	}

@@ -74,7 +74,27 @@ func (r *Relay) Close() { r.s.stop() }
 // Close was called. The relay owns both connections from now on (a TCP
 // pair's net.TCPConns are closed at once and their sockets carried on
 // duplicated descriptors); they are closed before done is told.
+//
+// A server dialled with Dial is relayed on its own loop with a plain TCP
+// client (the pair takes the slot its socket is registered in), or else
+// moved to Go's poller for the goroutine relay.
 func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
+	if sc, ok := server.(*ServerConn); ok {
+		if c, ok := client.(*net.TCPConn); ok {
+			if r := startAdopted(c, sc, st, opt, done); r != nil {
+				return r
+			}
+		}
+		tcp, err := sc.toTCPConn()
+		if err != nil {
+			sc.Close()
+			client.Close()
+			r := &Relay{s: ended{}}
+			go done.RelayDone(Result{Reason: "server_error", Err: err})
+			return r
+		}
+		server = tcp
+	}
 	s, sok := server.(*net.TCPConn)
 	if c, ok := client.(*net.TCPConn); ok && sok {
 		if r := startSplice(c, s, st, opt, done); r != nil {
@@ -90,6 +110,11 @@ func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
 	}
 	return startGoroutines(client, server, st, opt, done)
 }
+
+// ended is a relay that could not start: it was told done already.
+type ended struct{}
+
+func (ended) stop() {}
 
 // end is how one direction ended: err == nil is a clean EOF from its source.
 type end struct {

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"net/netip"
 	"time"
 )
 
@@ -42,10 +41,4 @@ func (c *untilCtx) Err() error {
 func hasDeadlineBy(ctx context.Context, t time.Time) bool {
 	d, ok := ctx.Deadline()
 	return ok && !d.After(t)
-}
-
-// isIPAddr reports whether addr is an IP address and port (no name to look up).
-func isIPAddr(addr string) bool {
-	_, err := netip.ParseAddrPort(addr)
-	return err == nil
 }

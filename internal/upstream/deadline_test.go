@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -77,8 +79,8 @@ func TestConnectHonoursUntil(t *testing.T) {
 
 func TestIsIPAddr(t *testing.T) {
 	for addr, want := range map[string]bool{"127.0.0.1:1883": true, "[::1]:1883": true, "broker:1883": false, "localhost:1883": false} {
-		if got := isIPAddr(addr); got != want {
-			t.Errorf("isIPAddr(%q) = %v, want %v", addr, got, want)
+		if got := newServer("u", "s", addr, 1, slog.New(slog.DiscardHandler)).ip; got != want {
+			t.Errorf("server %q: ip = %v, want %v", addr, got, want)
 		}
 	}
 }
@@ -119,15 +121,19 @@ func TestDialTimeoutThroughUntil(t *testing.T) {
 	u := set.Get("u")
 	parent, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hs := &Handshake{Version: mqttwire.V311,
-		Data: mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: "c", CleanStart: true})}
-	start := time.Now()
-	var l Lease
-	if conn, _, err := u.Connect(Until(parent, start.Add(time.Hour)), &l, hs); err == nil {
-		conn.Close()
-		t.Fatal("Connect succeeded to a server that never accepts")
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Connect took %v with a 300ms dial timeout", took)
+	for _, loop := range []bool{false, true} { // net.Dialer, relay.Dial
+		hs := &Handshake{Version: mqttwire.V311, Loop: loop,
+			Data: mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: "c", CleanStart: true})}
+		start := time.Now()
+		var l Lease
+		if conn, _, err := u.Connect(Until(parent, start.Add(time.Hour)), &l, hs); err == nil {
+			conn.Close()
+			t.Fatalf("loop %v: Connect succeeded to a server that never accepts", loop)
+		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("loop %v: %v, want the dial timeout", loop, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("loop %v: Connect took %v with a 300ms dial timeout", loop, took)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/balance"
 	"github.com/mqlb/mqlb/internal/mqttwire"
+	"github.com/mqlb/mqlb/internal/relay"
 )
 
 // ErrNoServer is returned by Connect when no server is available or every
@@ -33,7 +34,7 @@ var ErrDeclined = errors.New("server declined the connection")
 // counted on its server until Release; the caller gets the server
 // connection and the server's answer to the CONNECT with whatever arrived
 // with it (the client is owed all of it).
-func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (*net.TCPConn, mqttwire.Reply, error) {
+func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Conn, mqttwire.Reply, error) {
 	first, err := u.first(hs)
 	if err != nil {
 		return nil, mqttwire.Reply{}, err
@@ -53,7 +54,7 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (*net.T
 		}
 		attempts++
 		s.active.Add(1) // counted before dialling, so concurrent picks see it
-		conn, reply, err := u.attempt(ctx, s, first, hs.Version)
+		conn, reply, err := u.attempt(ctx, s, first, hs)
 		if err == nil {
 			u.place(l, s)
 			return conn, reply, nil
@@ -124,6 +125,30 @@ func (u *Upstream) passiveFailure(s *Server, err error) {
 // is found by health checks and by the client's own MQTT keep alive; the
 // probes only reap what is left.
 var serverKeepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
+
+// dial opens a TCP connection to s: on a relay loop (relay.Dial) when
+// loop is set and s is addressed by IP, else through the net package
+// (dialTCP).
+func (u *Upstream) dial(ctx context.Context, s *Server, loop bool) (net.Conn, error) {
+	if loop && s.ip {
+		deadline := time.Now().Add(u.cfg.DialTimeout.D())
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		c, err := relay.Dial(s.ipAddr, deadline, true)
+		if !errors.Is(err, relay.ErrNoLoop) {
+			if err != nil {
+				return nil, err // (a nil *ServerConn is not a nil net.Conn)
+			}
+			return c, nil
+		}
+	}
+	c, err := u.dialTCP(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
 // dialTCP opens a TCP connection to s within the upstream's dial timeout
 // and ctx's deadline. A server addressed by IP is dialled with a context

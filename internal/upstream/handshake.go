@@ -24,6 +24,10 @@ type Handshake struct {
 	// TLS is the client's TLS session when the load balancer terminated it
 	// (PROXY v2 carries it in its SSL TLV).
 	TLS *tls.ConnectionState
+	// Loop: the client is plain TCP, so the relay's event loop will relay
+	// the pair; a server addressed by IP is dialled there (relay.Dial), its
+	// socket registered once.
+	Loop bool
 }
 
 // first returns the bytes every attempt writes: the PROXY header (when the
@@ -44,8 +48,9 @@ func (u *Upstream) first(hs *Handshake) ([]byte, error) {
 // last ones with ErrDeclined), so the next server is tried and the client
 // never sees it. Any other answer, including a refusal for the client's own
 // reasons, commits the client to this server.
-func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, version byte) (*net.TCPConn, mqttwire.Reply, error) {
-	c, err := u.dialTCP(ctx, s)
+func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, hs *Handshake) (net.Conn, mqttwire.Reply, error) {
+	version := hs.Version
+	c, err := u.dial(ctx, s, hs.Loop)
 	if err != nil {
 		return nil, mqttwire.Reply{}, err
 	}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +49,9 @@ type Server struct {
 	upstream string
 	name     string
 	addr     string
-	ip       bool         // addr is an IP address and port: no name to look up
-	weight   atomic.Int32 // a reload may change it while policies read it
+	ip       bool           // addr is an IP address and port: no name to look up
+	ipAddr   netip.AddrPort // addr parsed, when ip
+	weight   atomic.Int32   // a reload may change it while policies read it
 
 	healthy atomic.Bool
 	admin   atomic.Uint32
@@ -78,7 +80,10 @@ type Server struct {
 var _ balance.Server = (*Server)(nil)
 
 func newServer(upstream, name, addr string, weight int, log *slog.Logger) *Server {
-	s := &Server{upstream: upstream, name: name, addr: addr, ip: isIPAddr(addr), log: log.With("upstream", upstream, "server", name)}
+	s := &Server{upstream: upstream, name: name, addr: addr, log: log.With("upstream", upstream, "server", name)}
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		s.ip, s.ipAddr = true, ap
+	}
 	s.weight.Store(int32(weight))
 	s.healthy.Store(true) // optimistic until the first check says otherwise
 	return s

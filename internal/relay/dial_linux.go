@@ -1,0 +1,325 @@
+//go:build linux
+
+package relay
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ServerConn is a connection to a server dialled on a relay loop: its
+// socket is registered once, in the loop's epoll set, with the token of a
+// pair's server side, and the pair that relays it later takes the slot over
+// (Start with a plain TCP client). A server connection dialled through Go's
+// net package is registered with Go's poller for the handshake, then
+// duplicated, closed (and so removed from Go's poller) and added to the
+// loop: four system calls, besides getsockname and getpeername for the
+// net.TCPConn's addresses, that a ServerConn does not make.
+//
+// Until a relay owns it, it is read and written by one goroutine at a time
+// (the load balancer's handshake: the CONNECT out, the CONNACK in): a read
+// or write that would block waits for the loop to report the socket ready,
+// until the deadline. It has one deadline for both directions.
+type ServerConn struct {
+	entry
+	l        *loop
+	fd       int // -1 once closed or taken by a relay
+	addr     netip.AddrPort
+	ready    chan struct{} // an edge since the last wait (buffered: one is enough)
+	closing  chan struct{} // closed by Close
+	deadline time.Time
+	mu       sync.Mutex // guards fd against Close from another goroutine
+	closeOne sync.Once
+}
+
+// ErrNoLoop is returned by Dial when no event loop can be used: dial
+// through the net package instead.
+var ErrNoLoop = errors.New("relay: no event loop")
+
+// Dial connects to addr from a relay loop, by deadline (zero: none), with
+// TCP_NODELAY and, with keepAlive, SO_KEEPALIVE at the kernel's timings.
+func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn, error) {
+	l := pickLoop()
+	if l == nil {
+		return nil, ErrNoLoop
+	}
+	family := unix.AF_INET
+	var sa unix.Sockaddr
+	if a := addr.Addr().Unmap(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: a.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: a.As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return nil, dialErr(addr, os.NewSyscallError("socket", err))
+	}
+	c := &ServerConn{l: l, fd: fd, addr: addr, ready: make(chan struct{}, 1), closing: make(chan struct{}), deadline: deadline}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return nil, dialErr(addr, os.NewSyscallError("setsockopt", err))
+	}
+	if keepAlive {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); err != nil {
+			unix.Close(fd)
+			return nil, dialErr(addr, os.NewSyscallError("setsockopt", err))
+		}
+	}
+	err = unix.Connect(fd, sa)
+	for errors.Is(err, unix.EINTR) {
+		err = unix.Connect(fd, sa)
+	}
+	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		return nil, dialErr(addr, os.NewSyscallError("connect", err))
+	}
+	// Registered after connect started, as Go's poller does: an unconnected
+	// socket would report EPOLLHUP at once.
+	if err := l.addOne(c, &c.entry, fd, server); err != nil {
+		unix.Close(fd)
+		l.release(&c.entry)
+		return nil, dialErr(addr, err)
+	}
+	if err == nil {
+		return c, nil
+	}
+	// Connected (EPOLLOUT) or failed (EPOLLERR|EPOLLHUP): the first event
+	// of a socket registered while it connects says which, SO_ERROR why.
+	for {
+		if werr := c.wait(); werr != nil {
+			c.Close()
+			return nil, dialErr(addr, werr)
+		}
+		soErr, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		switch {
+		case gerr != nil:
+			c.Close()
+			return nil, dialErr(addr, os.NewSyscallError("getsockopt", gerr))
+		case soErr == 0:
+			return c, nil
+		case soErr != int(unix.EINPROGRESS) && soErr != int(unix.EALREADY) && soErr != int(unix.EINTR):
+			c.Close()
+			return nil, dialErr(addr, os.NewSyscallError("connect", unix.Errno(soErr)))
+		}
+	}
+}
+
+func dialErr(addr netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(addr), Err: err}
+}
+
+// event is told by the loop that the socket is ready.
+func (c *ServerConn) event(int, uint32) {
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits for the next readiness edge, the deadline or Close.
+func (c *ServerConn) wait() error {
+	if c.deadline.IsZero() {
+		select {
+		case <-c.ready:
+			return nil
+		case <-c.closing:
+			return net.ErrClosed
+		}
+	}
+	d := time.Until(c.deadline)
+	if d <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.ready:
+		return nil
+	case <-c.closing:
+		return net.ErrClosed
+	case <-t.C:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+func (c *ServerConn) sysfd() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fd
+}
+
+// Read reads what the socket has, waiting for it until the deadline.
+func (c *ServerConn) Read(p []byte) (int, error) {
+	for {
+		fd := c.sysfd()
+		if fd < 0 {
+			return 0, c.opErr("read", net.ErrClosed)
+		}
+		n, err := rawRead(fd, p)
+		switch {
+		case err == nil && n == 0 && len(p) > 0:
+			return 0, io.EOF
+		case err == nil:
+			return n, nil
+		case !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR):
+			return 0, c.opErr("read", os.NewSyscallError("read", err))
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			if err := c.wait(); err != nil {
+				return 0, c.opErr("read", err)
+			}
+		}
+	}
+}
+
+// Write writes all of p, waiting for room until the deadline.
+func (c *ServerConn) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		fd := c.sysfd()
+		if fd < 0 {
+			return done, c.opErr("write", net.ErrClosed)
+		}
+		n, err := rawWrite(fd, p[done:])
+		if n > 0 {
+			done += n
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, unix.EAGAIN):
+			if err := c.wait(); err != nil {
+				return done, c.opErr("write", err)
+			}
+		case !errors.Is(err, unix.EINTR):
+			return done, c.opErr("write", os.NewSyscallError("write", err))
+		}
+	}
+	return done, nil
+}
+
+func (c *ServerConn) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Addr: c.RemoteAddr(), Err: err}
+}
+
+// Close closes the socket, unless a relay has taken it.
+func (c *ServerConn) Close() error {
+	c.closeOne.Do(func() { close(c.closing) })
+	c.mu.Lock()
+	fd := c.fd
+	c.fd = -1
+	c.mu.Unlock()
+	if fd < 0 {
+		return nil
+	}
+	err := unix.Close(fd) // leaves the epoll set with its last descriptor
+	c.l.release(&c.entry)
+	return err
+}
+
+// take hands the socket to a relay: Close no longer closes it.
+func (c *ServerConn) take() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fd := c.fd
+	c.fd = -1
+	return fd
+}
+
+// LocalAddr asks the kernel (nothing on the handshake's path needs it).
+func (c *ServerConn) LocalAddr() net.Addr {
+	fd := c.sysfd()
+	if fd < 0 {
+		return nil
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}
+	}
+	return nil
+}
+
+// RemoteAddr is the address dialled.
+func (c *ServerConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.addr) }
+
+// SetDeadline sets the one deadline of reads and writes (zero: none). Not
+// to be called while a read or write waits.
+func (c *ServerConn) SetDeadline(t time.Time) error { c.deadline = t; return nil }
+
+// SetReadDeadline sets the one deadline (see SetDeadline).
+func (c *ServerConn) SetReadDeadline(t time.Time) error { return c.SetDeadline(t) }
+
+// SetWriteDeadline sets the one deadline (see SetDeadline).
+func (c *ServerConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
+
+// startAdopted relays client and s on s's loop: the pair takes s's slot
+// (its socket is registered there already, as the server side) and adds
+// the client's socket.
+func startAdopted(c *net.TCPConn, s *ServerConn, st *Stats, opt Options, done Done) *Relay {
+	cfd, err := dupFD(c)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	l := s.l
+	p := &pair{l: l, st: st, opt: opt, done: done, entry: s.entry}
+	p.s = p
+	p.fd = [2]int{cfd, s.take()}
+	// Once the slot is the pair's, the loop may end it and close its
+	// descriptors, whose numbers the next socket may get: it closes them
+	// under cmdMu, which is held until both are registered.
+	p.cmdMu.Lock()
+	l.mu.Lock()
+	l.slots[p.slot] = p // the server side's events are the pair's from here
+	l.mu.Unlock()
+	// An edge the server side had before the pair took the slot went to s:
+	// re-arming the socket reports what it holds now, as an event for the
+	// pair (EPOLL_CTL_MOD polls it, as ADD does).
+	ev := unix.EpollEvent{Events: pairEvents}
+	ev.Fd, ev.Pad = token(p.slot, p.gen, server)
+	err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, p.fd[server], &ev)
+	if err == nil {
+		ev.Fd, ev.Pad = token(p.slot, p.gen, client)
+		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, cfd, &ev)
+	}
+	p.cmdMu.Unlock()
+	if err != nil {
+		p.setCmdErr(os.NewSyscallError("epoll_ctl", err))
+		l.command(p)
+	}
+	return &p.Relay
+}
+
+// toTCPConn turns s into a net.TCPConn (Go's poller) for the goroutine
+// relay, which reads and writes it from two goroutines at once.
+func (s *ServerConn) toTCPConn() (*net.TCPConn, error) {
+	fd := s.sysfd()
+	if fd < 0 {
+		return nil, net.ErrClosed
+	}
+	// Out of the loop's set first: the duplicate keeps the socket open, and
+	// with it the registration, which closing fd alone would not remove.
+	unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	f := os.NewFile(uintptr(fd), "server")
+	nc, err := net.FileConn(f) // a duplicate, in Go's poller
+	s.take()
+	f.Close()
+	s.l.release(&s.entry)
+	if err != nil {
+		return nil, err
+	}
+	return nc.(*net.TCPConn), nil
+}
