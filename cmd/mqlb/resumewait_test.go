@@ -130,7 +130,9 @@ func TestResumeWaitsForRegistryElection(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			addr, via, held := other.tcp, "direct", 1500*time.Millisecond
+			// The node holds a resuming client up to 1.5 s (session/wait.go),
+			// its last registry try starting at least 250 ms before the end.
+			addr, via, held := other.tcp, "direct", time.Second
 			if i%2 == 1 {
 				addr, via, held = c.lbAddr, "through the LB", 0 // each node it tries holds the client
 			}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -85,12 +86,24 @@ func (n *Node) pause(d time.Duration) bool {
 // the watcher if it fails.
 func (n *Node) watchRetained(st *store.Store, ready func()) {
 	defer n.wg.Done()
+	starts := 0 // failed starts in a row
 	for {
 		err := n.retained.watch(n.ctx, st.Retained, ready)
 		if n.ctx.Err() != nil {
 			return
 		}
-		n.log.Warn("retained watcher stopped; restarting", "error", err)
+		switch {
+		case !errors.Is(err, errWatchStart):
+			starts = 0
+			n.log.Warn("retained watcher stopped; restarting", "error", err)
+		case starts < 3:
+			// Its consumer not created in time: usual while the store's
+			// replicas are being raised on a loaded machine.
+			starts++
+			n.log.Info("retained watcher not started yet; retrying", "error", err)
+		default:
+			n.log.Warn("retained watcher still not started; retrying", "tries", starts+1, "error", err)
+		}
 		if !n.pause(time.Second) {
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -106,12 +107,15 @@ func (r *retained) remove(ctx context.Context, st *store.Store, key string) erro
 	return st.Retained.Purge(ctx, key, opts...)
 }
 
+// errWatchStart: the watcher's consumer could not be created.
+var errWatchStart = errors.New("watch not started")
+
 // watch applies the bucket to mochi's store until ctx ends. ready is called
 // once the bucket's current content is applied.
 func (r *retained) watch(ctx context.Context, kv jetstream.KeyValue, ready func()) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errWatchStart, err)
 	}
 	defer w.Stop()
 	for {

@@ -15,15 +15,18 @@ import (
 // (paho doubles it: 1, 2, 4, 8 s ...), so one refused three times during an
 // election came back seconds after the store had.
 //
-// resumeWait stays below the load balancer's connack_timeout (3 s by
-// default). A CONNACK later than that is a timeout there, which counts
+// resumeWait stays well below the load balancer's connack_timeout (3 s by
+// default): the CONNACK also waits for what comes before Establish (reading
+// and authenticating the CONNECT), which under load took over a second
+// (200 clients resuming at once on two cores under -race: 3.2 s with a 2 s
+// hold). A CONNACK later than that is a timeout there, which counts
 // against the node's health: with many clients resuming at once every
 // surviving node would be marked down. "Server unavailable" in time is a
 // refusal the load balancer does not count: it tries the next node, which
 // holds the client again, so behind it the hold covers about resumeWait
 // per surviving node.
 const (
-	resumeWait  = 2 * time.Second
+	resumeWait  = 1500 * time.Millisecond
 	resumeRetry = 250 * time.Millisecond
 )
 
