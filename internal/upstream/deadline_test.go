@@ -77,7 +77,7 @@ func TestConnectHonoursUntil(t *testing.T) {
 	}
 }
 
-func TestIsIPAddr(t *testing.T) {
+func TestServerAddressedByIP(t *testing.T) {
 	for addr, want := range map[string]bool{"127.0.0.1:1883": true, "[::1]:1883": true, "broker:1883": false, "localhost:1883": false} {
 		if got := newServer("u", "s", addr, 1, slog.New(slog.DiscardHandler)).ip; got != want {
 			t.Errorf("server %q: ip = %v, want %v", addr, got, want)
