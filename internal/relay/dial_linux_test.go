@@ -14,9 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dialLoop dials ln's address on a relay loop and returns the server's end.
-func dialLoop(t *testing.T, ln net.Listener) (*ServerConn, net.Conn) {
+// dialLoop listens on loopback, dials it on a relay loop and returns both
+// ends: the ServerConn and the server's.
+func dialLoop(t *testing.T) (*ServerConn, net.Conn) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	ch := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
@@ -40,12 +46,7 @@ func dialLoop(t *testing.T, ln net.Listener) (*ServerConn, net.Conn) {
 // server sent after the handshake's last read and before the relay took the
 // slot (its edge went to the ServerConn) still reach the client.
 func TestDialHandshakeThenRelay(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	sc, srv := dialLoop(t, ln)
+	sc, srv := dialLoop(t)
 	if v, err := unix.GetsockoptInt(sc.fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); err != nil || v != 1 {
 		t.Errorf("SO_KEEPALIVE %d, %v", v, err)
 	}
@@ -127,12 +128,7 @@ func TestDialErrors(t *testing.T) {
 // TestDialToGoroutineRelay: a ServerConn with a client that is not plain
 // TCP moves to Go's poller and is relayed by goroutines.
 func TestDialToGoroutineRelay(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	sc, srv := dialLoop(t, ln)
+	sc, srv := dialLoop(t)
 	a, b := net.Pipe()
 	defer a.Close()
 	Start(b, sc, new(Stats), Options{}, DoneFunc(func(Result) {}))
