@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
+	mqtt3packets "github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
@@ -77,14 +81,36 @@ type v5 struct {
 }
 
 // dialV5 connects a v5 client; expiry > 0 makes the session persistent.
+// A CONNACK 0x88 server unavailable (a persistent session the node could
+// not look up while the store recovers) is tried again, as a client would,
+// until waitFor.
 func dialV5(t testing.TB, addr, id string, cleanStart bool, expiry uint32, opts ...func(*paho.Connect)) *v5 {
 	t.Helper()
-	c, err := tryV5(addr, id, cleanStart, expiry, opts...)
-	if err != nil {
-		t.Fatalf("v5 connect %s to %s: %v", id, addr, err)
+	deadline := time.Now().Add(waitFor)
+	for {
+		c, err := tryV5(addr, id, cleanStart, expiry, opts...)
+		var refused *connackError
+		if errors.As(err, &refused) && refused.code == packets.ErrServerUnavailable.Code && time.Now().Before(deadline) {
+			t.Logf("v5 connect %s to %s refused (%v): connecting again", id, addr, err)
+			time.Sleep(100 * time.Millisecond) // a client's back-off, not synchronisation
+			continue
+		}
+		if err != nil {
+			t.Fatalf("v5 connect %s to %s: %v", id, addr, err)
+		}
+		t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+		return c
 	}
-	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c
+}
+
+// connackError is a CONNACK with a failure reason code.
+type connackError struct {
+	code   byte
+	reason string // its Reason String
+}
+
+func (e *connackError) Error() string {
+	return fmt.Sprintf("CONNACK %#02x %q", e.code, e.reason)
 }
 
 func tryV5(addr, id string, cleanStart bool, expiry uint32, opts ...func(*paho.Connect)) (*v5, error) {
@@ -108,7 +134,9 @@ func tryV5(addr, id string, cleanStart bool, expiry uint32, opts ...func(*paho.C
 	defer cancel()
 	cp := &paho.Connect{ClientID: id, CleanStart: cleanStart, KeepAlive: 30}
 	if expiry > 0 {
-		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+		// RequestProblemInfo as the spec's default: paho.golang sends
+		// false as 0, which keeps reason strings off every packet.
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry, RequestProblemInfo: true}
 	}
 	for _, o := range opts {
 		o(cp)
@@ -116,6 +144,12 @@ func tryV5(addr, id string, cleanStart bool, expiry uint32, opts ...func(*paho.C
 	ca, err := c.Connect(ctx, cp)
 	if err != nil {
 		conn.Close()
+		if ca != nil && ca.ReasonCode >= 0x80 {
+			err = &connackError{code: ca.ReasonCode}
+			if ca.Properties != nil {
+				err.(*connackError).reason = ca.Properties.ReasonString
+			}
+		}
 		return nil, err
 	}
 	c.connack = ca
@@ -168,6 +202,8 @@ type v3 struct {
 	sessionPresent bool
 }
 
+// dialV3 connects a 3.1.1 client. A CONNACK 0x03 server unavailable (see
+// dialV5) is tried again until waitFor.
 func dialV3(t testing.TB, addr, id string, clean bool) *v3 {
 	t.Helper()
 	c := &v3{}
@@ -177,10 +213,23 @@ func dialV3(t testing.TB, addr, id string, clean bool) *v3 {
 		SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) {
 			c.add(received{topic: m.Topic(), payload: string(m.Payload()), qos: m.Qos(), retain: m.Retained()})
 		})
-	c.Client = mqtt3.NewClient(opts)
-	tok := c.Connect()
-	if !tok.WaitTimeout(waitFor) || tok.Error() != nil {
-		t.Fatalf("3.1.1 connect %s to %s: %v", id, addr, tok.Error())
+	deadline := time.Now().Add(waitFor)
+	var tok mqtt3.Token
+	for {
+		c.Client = mqtt3.NewClient(opts)
+		tok = c.Connect()
+		if !tok.WaitTimeout(waitFor) {
+			t.Fatalf("3.1.1 connect %s to %s: no CONNACK in %v", id, addr, waitFor)
+		}
+		if code := tok.(*mqtt3.ConnectToken).ReturnCode(); code == mqtt3packets.ErrRefusedServerUnavailable && time.Now().Before(deadline) {
+			t.Logf("3.1.1 connect %s to %s refused (%v): connecting again", id, addr, tok.Error())
+			time.Sleep(100 * time.Millisecond) // a client's back-off, not synchronisation
+			continue
+		}
+		if tok.Error() != nil {
+			t.Fatalf("3.1.1 connect %s to %s: %v", id, addr, tok.Error())
+		}
+		break
 	}
 	c.sessionPresent = tok.(*mqtt3.ConnectToken).SessionPresent()
 	t.Cleanup(func() { c.Disconnect(0) })

@@ -38,9 +38,13 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		// mochi then resends a resumed session's messages before the
 		// connection is closed (Durable.Start); the client, or the load
 		// balancer reading the CONNACK, discards them.
-		if pk.ReasonCode == packets.CodeSuccess.Code && h.n.durable.Refused(cl) {
+		if pk.ReasonCode != packets.CodeSuccess.Code {
+			break
+		}
+		if why, refused := h.n.durable.Refused(cl); refused {
 			pk.SessionPresent = false
 			pk.ReasonCode = packets.ErrServerUnavailable.Code // v5 0x88
+			pk.Properties.ReasonString = why                  // not sent if the client asked for no problem information
 			if cl.Properties.ProtocolVersion < 5 {
 				pk.ReasonCode = packets.Err3ServerUnavailable.Code // v3 0x03
 			}

@@ -56,7 +56,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		code = packets.Err3ServerUnavailable // v3 0x03
 	}
 	// mochi closes without a CONNACK when OnConnect fails: answer first.
-	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code})
+	_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code.Code,
+		Properties: packets.Properties{ReasonString: "session registry unavailable: try again"}})
 	return packets.ErrServerUnavailable
 }
 

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -193,5 +194,16 @@ func TestPublishRefusedWithoutQuorum(t *testing.T) {
 	}
 	if rs := resp.Properties.ReasonString; !strings.HasPrefix(rs, "not stored") {
 		t.Errorf("refused PUBACK reason string %q, want it to say the message was not stored", rs)
+	}
+
+	// A persistent session cannot be looked up: the client is told to come
+	// back, and why.
+	_, err = tryV5(c.addr(0), "nq-session", false, 600)
+	var refused *connackError
+	if !errors.As(err, &refused) || refused.code != packets.ErrServerUnavailable.Code {
+		t.Fatalf("persistent session without quorum: %v, want CONNACK 0x88", err)
+	}
+	if !strings.HasPrefix(refused.reason, "session registry") {
+		t.Errorf("refused CONNACK reason string %q, want it to name the session registry", refused.reason)
 	}
 }

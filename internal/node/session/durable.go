@@ -65,8 +65,8 @@ type Durable struct {
 
 	mu      sync.Mutex
 	byID    map[string]*dsession
-	failed  map[*mqtt.Client]struct{} // resumed while its queue could not be followed: sent away
-	nfailed atomic.Int32              // len(failed)
+	failed  map[*mqtt.Client]string // resumed while its queue could not be followed: sent away, and why
+	nfailed atomic.Int32            // len(failed)
 
 	replies replyMux // answers to direct gets (reader.go)
 	batches batcher  // publishes waiting to be stored together (batch.go)
@@ -117,7 +117,7 @@ type dsession struct {
 func newDurable(env Env) *Durable {
 	return &Durable{env: env, subj: meshwire.NewSubjects(env.Cluster + ".q"),
 		on: env.Replicated, byID: map[string]*dsession{},
-		failed: map[*mqtt.Client]struct{}{}}
+		failed: map[*mqtt.Client]string{}}
 }
 
 // On reports whether sessions are replicated (sessions.durability
@@ -241,13 +241,14 @@ func (d *Durable) established(cl *mqtt.Client, clean, wasPersistent bool, subs m
 // resumed here without its queue, it would miss its messages, and told
 // "no session" it would drop its own QoS 2 state. Its CONNACK becomes
 // "server unavailable" (Refused), so that it (or the load balancer in
-// front, which tries another node on that code) comes back later.
-func (d *Durable) refuse(cl *mqtt.Client, pk packets.Packet) {
+// front, which tries another node on that code) comes back later. why
+// becomes the v5 CONNACK's Reason String.
+func (d *Durable) refuse(cl *mqtt.Client, pk packets.Packet, why string) {
 	if !d.wouldRefuse(cl, pk) {
 		return
 	}
 	d.mu.Lock()
-	d.failed[cl] = struct{}{}
+	d.failed[cl] = why
 	d.nfailed.Store(int32(len(d.failed)))
 	d.mu.Unlock()
 }
@@ -257,15 +258,16 @@ func (d *Durable) wouldRefuse(cl *mqtt.Client, pk packets.Packet) bool {
 	return d.on && !pk.Connect.Clean && !EndsWithConnection(cl)
 }
 
-// Refused reports whether cl is refused (see refuse): its CONNACK says so.
-func (d *Durable) Refused(cl *mqtt.Client) bool {
+// Refused reports whether cl is refused (see refuse), and why: its CONNACK
+// says so.
+func (d *Durable) Refused(cl *mqtt.Client) (why string, refused bool) {
 	if d.nfailed.Load() == 0 {
-		return false // the usual case: no lock
+		return "", false // the usual case: no lock
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	_, failed := d.failed[cl]
-	return failed
+	why, refused = d.failed[cl]
+	return why, refused
 }
 
 // subsMap turns registry subscriptions into mochi's form.

@@ -161,7 +161,7 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 		case s.durable.wouldRefuse(cl, pk) && wait.retry(s.env.Ctx):
 		default:
 			s.localOnly(cl, err)
-			s.durable.refuse(cl, pk)
+			s.durable.refuse(cl, pk, "session registry unavailable: try again")
 			return
 		}
 	}
@@ -172,7 +172,7 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 	s.env.Log.Warn("session registry kept changing", "client_id", cl.ID, "tries", maxConflicts,
 		"refused", s.durable.wouldRefuse(cl, pk))
 	s.track(cl, Record{}, 0)
-	s.durable.refuse(cl, pk)
+	s.durable.refuse(cl, pk, "session registry busy: try again")
 }
 
 // maxConflicts is how many compare-and-set conflicts Establish takes: each
