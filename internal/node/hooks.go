@@ -254,6 +254,7 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, _ packets.Packet) {
 
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
 	h.n.log.Debug("session expired", "client_id", cl.ID)
-	h.n.sessions.Expired(cl)
-	h.n.durable.End(cl.ID)
+	if h.n.sessions.Expired(cl) {
+		h.n.durable.End(cl.ID)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // TestNodeLossRestartAndClusterRestart runs one cluster through a node
@@ -206,4 +207,54 @@ func TestPublishRefusedWithoutQuorum(t *testing.T) {
 	if !strings.HasPrefix(refused.reason, "session registry") {
 		t.Errorf("refused CONNACK reason string %q, want it to name the session registry", refused.reason)
 	}
+}
+
+// A resume a node refused (its registry had no quorum) leaves no session
+// there whose expiry ends the session where it lives: the client resumed on
+// another node keeps its queue.
+func TestRefusedResumeLeavesNoSession(t *testing.T) {
+	c, err := startCluster("refused", 3, func(cfg *config.Node) { cfg.Mesh.Timeout = config.Duration(time.Second) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	c.ready(t)
+	if !c.nodes[0].durable.On() {
+		t.Skip("sessions.durability memory: nothing is refused")
+	}
+	const id = "refused-session"
+	first := dialV5(t, c.addr(1), id, true, 600)
+	first.sub(t, "refused/t", 1)
+	_ = first.Disconnect(&paho.Disconnect{})
+
+	// Node 1 alone: no quorum, the resume is refused there.
+	c.nodes[1].Close()
+	c.nodes[2].Close()
+	_, err = tryV5(c.addr(0), id, false, 2) // this CONNECT's session would expire 2 s after it ends
+	var refused *connackError
+	if !errors.As(err, &refused) || refused.code != packets.ErrServerUnavailable.Code {
+		t.Fatalf("resume without quorum: %v, want CONNACK 0x88", err)
+	}
+	for _, i := range []int{1, 2} {
+		n, err := startNode(nodeConfig(c.name, i, c.dirs[i], c.nodes[0].RouteAddr()))
+		if err != nil {
+			t.Fatalf("restart node %d: %v", i+1, err)
+		}
+		c.nodes[i] = n
+	}
+	c.ready(t)
+
+	back := dialV5(t, c.addr(1), id, false, 600)
+	if !back.connack.SessionPresent {
+		t.Fatal("resume on the owner: session present = 0")
+	}
+	// Whatever node 1 kept of the refused connection is gone by now (its
+	// expiry was 2 s; mochi sweeps expired sessions every second).
+	testutil.Eventually(t, waitFor, func() bool {
+		_, ok := c.nodes[0].broker.Clients.Get(id)
+		return !ok
+	}, "node 1 still holds a session for %s", id)
+	pub := dialV5(t, c.addr(2), "refused-pub", true, 0)
+	pub.send(t, "refused/t", 1, "after the refusal expired")
+	back.waitPayload(t, "after the refusal expired")
 }

@@ -342,8 +342,14 @@ func (s *Tracker) forget(cl *mqtt.Client) {
 
 // Expired ends a disconnected session whose expiry passed (OnClientExpired):
 // mochi only forgets the client, so its subscriptions and queued messages
-// are dropped here, and its record leaves the registry.
-func (s *Tracker) Expired(cl *mqtt.Client) {
+// are dropped here, and its record leaves the registry. It reports whether
+// the session was this node's to end, so its queue with it: the registry
+// still named this node at the revision it knew, or names nobody now (the
+// record's own time to live ended it first). A session mochi kept of a
+// connection the registry never recorded here (a resume refused while the
+// registry was unavailable) is not, when the registry names another node:
+// the session lives on there.
+func (s *Tracker) Expired(cl *mqtt.Client) (owned bool) {
 	s.mu.Lock()
 	s.expiring[cl] = struct{}{}
 	s.mu.Unlock()
@@ -354,11 +360,19 @@ func (s *Tracker) Expired(cl *mqtt.Client) {
 	delete(s.expiring, cl)
 	s.mu.Unlock()
 	s.forget(cl)
+	ctx, cancel := s.timeout()
+	defer cancel()
 	if ok {
-		ctx, cancel := s.timeout()
-		defer cancel()
-		_ = s.reg.remove(ctx, cl.ID, rev)
+		err := s.reg.remove(ctx, cl.ID, rev)
+		if err == nil {
+			return true
+		}
+		if !store.IsConflict(err) {
+			s.env.Warn("session registry remove failed", "client_id", cl.ID, "error", err)
+		}
 	}
+	rec, _, err := s.reg.get(ctx, cl.ID, true)
+	return err == nil && (rec == nil || rec.Node == s.env.Node && rec.Instance == s.env.Instance)
 }
 
 // Queued notes a QoS 1/2 message entering a client's inflight store
