@@ -18,6 +18,9 @@ var metrics = []metric{
 	{name: "connect ramp: other processes' CPU, % of a core", workload: "conn", unit: "x.y", conn: func(r *ConnResult) (float64, bool) {
 		return r.OtherCPUPercent, r.MachineCPUPercent > 0
 	}},
+	connCPU("proxy"),
+	connCPU("broker"),
+	connCPU("bench"),
 	rate("q0", "QoS 0 max rate:"),
 	latency("q0", "QoS 0 max rate:", "p50 (queueing at saturation)", p50, false),
 	latency("q0", "QoS 0 max rate:", "p99 (queueing at saturation)", p99, false),
@@ -78,6 +81,23 @@ func proxyCPU(wl, name string) metric {
 		pubsub: func(r *PubSubResult) (float64, bool) {
 			p, ok := r.Find("proxy")
 			return p.CPUSeconds * 1e6 / float64(r.Received), ok && r.Received > 0
+		}}
+}
+
+// connCPU is a process's CPU time per connection of the ramp (connect, the
+// CONNACK, the close): on a machine the ramp saturates, the connect rate is
+// about the cores ÷ the sum of these.
+func connCPU(who string) metric {
+	return metric{name: "connect ramp: " + who + " CPU per connection, µs", workload: "conn", unit: "x.y",
+		conn: func(r *ConnResult) (float64, bool) {
+			if r.Connected == 0 {
+				return 0, false
+			}
+			if who == "bench" {
+				return r.BenchCPU * 1e6 / float64(r.Connected), r.BenchCPU > 0
+			}
+			p, ok := r.Find(who)
+			return p.CPUSeconds * 1e6 / float64(r.Connected), ok
 		}}
 }
 

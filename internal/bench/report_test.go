@@ -43,7 +43,11 @@ func TestReportMediansAndRatios(t *testing.T) {
 	for target, rs := range rates {
 		for i, r := range rs {
 			round := "r" + string(rune('1'+i))
-			writeResult(t, dir, round+"-"+target+"-conn.json", &ConnResult{Connected: 10, ConnectRate: r})
+			conn := &ConnResult{Connected: 10, ConnectRate: r}
+			if target != "direct" {
+				conn.Usage.Watch = []WatchResult{{Watched: Watched{Name: "proxy"}, CPUSeconds: r / 1e6}}
+			}
+			writeResult(t, dir, round+"-"+target+"-conn.json", conn)
 			ps := &PubSubResult{Counts: Counts{Received: 1000}, ReceivedRate: r * 10, Latency: Latency{Count: 1000, P99: p99[target][i]}}
 			if target != "direct" {
 				ps.Usage.Watch = []WatchResult{{Watched: Watched{Name: "proxy"}, CPUSeconds: r / 1000}}
@@ -69,6 +73,7 @@ func TestReportMediansAndRatios(t *testing.T) {
 		}
 	}
 	check("connect rate", "200", "100", "150", "0.75", "1.50")
+	check("connect ramp: proxy CPU per connection", "—", "10.0", "15.0", "—", "1.50")
 	check("QoS 1 max rate: received", "2,000", "1,000", "1,500", "0.75", "1.50")
 	check("QoS 1 max rate: latency p99", "1.000", "3.000", "1.500", "1.50", "0.50")
 	check("QoS 1 max rate: p99 added", "0.000", "2.000", "0.500", "—", "0.25")
