@@ -213,11 +213,6 @@ func TestPublishRefusedWithoutQuorum(t *testing.T) {
 // there whose expiry ends the session where it lives: the client resumed on
 // another node keeps its queue.
 func TestRefusedResumeLeavesNoSession(t *testing.T) {
-	// It failed before the expiry fix (the anchor deleted by node 1) and
-	// passed after it in 3 runs; at the end of the session it failed 3 runs
-	// in a row with the message still not delivered on node 2, cause not
-	// yet found (issue 9 stays open on it).
-	t.Skip("the session resumed on node 2 after the refusal still misses a message: under investigation (issue 9)")
 	c, err := startCluster("refused", 3, func(cfg *config.Node) { cfg.Mesh.Timeout = config.Duration(time.Second) })
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,13 @@ func (s *Tracker) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	if json.Unmarshal(e.Value(), rec) != nil || rec.Node != s.env.Node || rec.Instance == s.env.Instance || rec.Clean {
 		return false
 	}
+	return s.adoptRecord(ctx, rec, e.Revision())
+}
+
+// adoptRecord installs rec's session here as a disconnected one, if it has
+// not expired and its client is not here already, with a compare-and-set
+// on the record at rev.
+func (s *Tracker) adoptRecord(ctx context.Context, rec *Record, rev uint64) bool {
 	now := time.Now().Unix()
 	if rec.Gone == 0 {
 		rec.Gone = now // connected when the earlier run stopped: the expiry starts now
@@ -57,7 +64,7 @@ func (s *Tracker) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	}
 	left := rec.Gone + int64(rec.Expiry) - now
 	rec.Instance = s.env.Instance
-	rev, err := s.reg.put(ctx, rec, e.Revision(), time.Duration(left)*time.Second+time.Minute)
+	rev, err := s.reg.put(ctx, rec, rev, time.Duration(left)*time.Second+time.Minute)
 	if err != nil {
 		return false
 	}
@@ -73,4 +80,68 @@ func (s *Tracker) adopt(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	s.env.Broker.Clients.Add(cl)
 	s.track(cl, *rec, rev)
 	return true
+}
+
+// reconcile follows a refused resume whose claim got no answer (see
+// refusal): a write that timed out may still be committed, for instance
+// when the registry's leader was this node, alone, and its peers come back.
+// The record then names this node, connected, for a session it does not
+// hold: no expiry would end it here, and a takeover would find nothing
+// (the session would still come back from the registry elsewhere, but its
+// record and queue would outlive their expiry). Once the registry answers,
+// such a record is adopted: the session is held here as a disconnected one
+// with the subscriptions, expiry, protocol version and end time of old, the
+// record the claim was written over (a refused CONNECT leaves the session as
+// it was). reconcile reads twice, apart, before it concludes the claim was
+// not committed; it gives up after reconcileFor.
+func (s *Tracker) reconcile(id string, old Record) {
+	s.env.WG.Add(1)
+	go func() {
+		defer s.env.WG.Done()
+		wait, confirmed := s.env.Timeout, false
+		for end := time.Now().Add(reconcileFor); time.Now().Before(end); wait = min(2*wait, 30*time.Second) {
+			select {
+			case <-s.env.Ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			ctx, cancel := s.timeout()
+			rec, rev, err := s.reg.get(ctx, id, true)
+			switch {
+			case err != nil:
+			case rec == nil || rec.Node != s.env.Node || rec.Instance != s.env.Instance:
+				if confirmed {
+					cancel()
+					return
+				}
+				confirmed = true
+			case s.holds(id):
+				cancel()
+				return // the client connected here since
+			default:
+				rec.Expiry, rec.Version, rec.Gone = old.Expiry, old.Version, old.Gone
+				if s.adoptRecord(ctx, rec, rev) {
+					s.env.Mesh.SyncInterest()
+					s.env.Log.Info("session claimed by a refused resume held here", "client_id", id)
+				}
+				cancel()
+				return
+			}
+			cancel()
+		}
+	}()
+}
+
+// reconcileFor bounds reconcile; past it, a record committed later is
+// adopted when this node restarts (Adopt).
+const reconcileFor = 10 * time.Minute
+
+// holds reports whether this node has a client or tracks a session for id.
+func (s *Tracker) holds(id string) bool {
+	if _, ok := s.env.Broker.Clients.Get(id); ok {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byID[id] != nil
 }

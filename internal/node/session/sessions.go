@@ -29,6 +29,7 @@ type Tracker struct {
 	byID       map[string]*session
 	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
+	refused    map[*mqtt.Client]refusal  // resumes refused (durable sessions), until their connection ends
 	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
 }
 
@@ -84,7 +85,8 @@ type session struct {
 
 func newTracker(env Env) *Tracker {
 	s := &Tracker{env: env, subj: meshwire.NewSubjects(env.Cluster), reg: registry{env.Store}, byID: map[string]*session{},
-		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{}}
+		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{},
+		refused: map[*mqtt.Client]refusal{}}
 	s.maxOffline.Store(int64(env.MaxOffline))
 	return s
 }
@@ -150,6 +152,9 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 		res, err := s.establish(cl, pk, &took, &wait, fresh)
 		switch {
 		case err == nil:
+			s.mu.Lock()
+			delete(s.refused, cl) // a claim that failed in an earlier try was written over
+			s.mu.Unlock()
 			return
 		case res == conflict:
 			conflicts++ // another node wrote meanwhile: look again
@@ -161,7 +166,7 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 		case s.durable.wouldRefuse(cl, pk) && wait.retry(s.env.Ctx):
 		default:
 			s.localOnly(cl, err)
-			s.durable.refuse(cl, pk, "session registry unavailable: try again")
+			s.refuse(cl, pk, "session registry unavailable: try again")
 			return
 		}
 	}
@@ -172,7 +177,38 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 	s.env.Log.Warn("session registry kept changing", "client_id", cl.ID, "tries", maxConflicts,
 		"refused", s.durable.wouldRefuse(cl, pk))
 	s.track(cl, Record{}, 0)
-	s.durable.refuse(cl, pk, "session registry busy: try again")
+	s.refuse(cl, pk, "session registry busy: try again")
+}
+
+// refusal is what the tracker keeps of a refused resume until its
+// connection ends.
+type refusal struct {
+	// shell: this node held no session for the client id, so mochi's
+	// client holds nothing either. Kept until its expiry, it would be a
+	// session of this node's (its expiry ending the session's queue, a
+	// takeover handing over its empty subscriptions) while the session
+	// lives elsewhere: it is removed when the connection ends.
+	shell bool
+	// claimed: the record a claim of the session (see claim) was written
+	// over, when that claim failed without an answer. It may still be
+	// committed once the registry has its quorum back, naming this node the
+	// owner of a session it does not hold (see reconcile).
+	claimed *Record
+}
+
+// refuse refuses cl's resume (see Durable.refuse), noting whether this node
+// held a session for its id that mochi is about to hand to cl.
+func (s *Tracker) refuse(cl *mqtt.Client, pk packets.Packet, why string) {
+	if !s.durable.wouldRefuse(cl, pk) {
+		return
+	}
+	_, held := s.env.Broker.Clients.Get(cl.ID)
+	s.mu.Lock()
+	r := s.refused[cl]
+	r.shell = !held
+	s.refused[cl] = r
+	s.mu.Unlock()
+	s.durable.refuse(cl, pk, why)
 }
 
 // maxConflicts is how many compare-and-set conflicts Establish takes: each
@@ -211,6 +247,11 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 			if rev, err = s.claim(ctx, cl, pk, rec, rev); store.IsConflict(err) {
 				return conflict, err
 			} else if err != nil {
+				s.mu.Lock()
+				r := s.refused[cl]
+				r.claimed = rec
+				s.refused[cl] = r
+				s.mu.Unlock()
 				return failed, err
 			}
 		}
@@ -307,8 +348,17 @@ func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 	s.mu.Lock()
 	_, gone := s.handedOver[cl]
 	delete(s.handedOver, cl)
+	r, wasRefused := s.refused[cl]
+	delete(s.refused, cl)
 	s.mu.Unlock()
 	if gone {
+		return
+	}
+	if wasRefused && r.shell && !expire {
+		s.remove(cl) // no session of this node's (see refusal)
+		if r.claimed != nil {
+			s.reconcile(cl.ID, *r.claimed)
+		}
 		return
 	}
 	rec, rev, ok := s.current(cl)
