@@ -83,7 +83,8 @@ func sessionKey(id string) string { return base64.RawURLEncoding.EncodeToString(
 
 // get reads id's record. fresh reads it from the bucket's leader (see
 // store.LeaderGet): after a compare-and-set conflict, when the replica that
-// answered may be behind.
+// answered may be behind. A removed record is nil, with the revision of its
+// marker when read from the leader (0 otherwise).
 func (g registry) get(ctx context.Context, id string, fresh bool) (*Record, uint64, error) {
 	st, err := g.live()
 	if err != nil {
@@ -101,7 +102,7 @@ func (g registry) get(ctx context.Context, id string, fresh bool) (*Record, uint
 	}
 	st.Note(err)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
+		return nil, rev, nil // a removed key's marker, from the leader: a write goes over it at rev
 	}
 	if err != nil {
 		return nil, 0, err

@@ -158,6 +158,10 @@ func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
 			return
 		case res == conflict:
 			conflicts++ // another node wrote meanwhile: look again
+			s.env.Log.Debug("session registry conflict", "client_id", cl.ID, "try", conflicts, "fresh", fresh, "error", err)
+			if conflicts < maxConflicts && !wait.pause(s.env.Ctx, conflicts) {
+				conflicts = maxConflicts // stopping
+			}
 			fresh = true
 			// From here each try ends with the wait: a leader read while
 			// the bucket elects a leader waits for one, and must not
@@ -213,7 +217,8 @@ func (s *Tracker) refuse(cl *mqtt.Client, pk packets.Packet, why string) {
 
 // maxConflicts is how many compare-and-set conflicts Establish takes: each
 // one is another node's write (the old owner recording the disconnect,
-// the owner handing the session over), a handful at most for one connect.
+// the owner handing the session over), a handful at most for one connect,
+// or a leader refusing writes while it settles (see registryWait.pause).
 const maxConflicts = 5
 
 type outcome int

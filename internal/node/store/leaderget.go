@@ -15,7 +15,12 @@ import (
 // it, and a compare-and-set at that revision fails — as often as it is
 // retried while the replica lags (under load, tens of milliseconds and
 // more). After a conflict, read here. A removed key (a delete or purge
-// marker) is jetstream.ErrKeyNotFound, as from Get.
+// marker) is jetstream.ErrKeyNotFound, as from Get, with the marker's
+// revision: a compare-and-set writes over the marker at that revision. (A
+// create, at revision 0, fails on a marker; nats.go then looks for the marker
+// with a direct get, and a replica that has not caught up on it answers
+// "not found", which the create reports as the key existing: a conflict as
+// often as it is retried.)
 //
 // nats.go reads from the leader only for streams without allow_direct, and
 // buckets are created with it, so this sends the JetStream API's
@@ -57,7 +62,7 @@ func (s *Store) LeaderGet(ctx context.Context, kv jetstream.KeyValue, key string
 			return nil, 0, err
 		}
 		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil, 0, jetstream.ErrKeyNotFound
+			return nil, resp.Message.Seq, jetstream.ErrKeyNotFound
 		}
 	}
 	return resp.Message.Data, resp.Message.Seq, nil

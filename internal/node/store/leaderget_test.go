@@ -12,7 +12,8 @@ import (
 
 // TestLeaderGetReadsLikeGet: LeaderGet answers what the bucket's Get does —
 // a key's value and revision, ErrKeyNotFound for a key never written, deleted
-// or purged — and its revision is the one a compare-and-set needs.
+// or purged — and its revision is the one a compare-and-set needs, a removed
+// key's included.
 func TestLeaderGetReadsLikeGet(t *testing.T) {
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
 		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
@@ -58,8 +59,12 @@ func TestLeaderGetReadsLikeGet(t *testing.T) {
 	if err := kv.Delete(t.Context(), "k"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.LeaderGet(t.Context(), kv, "k"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	_, marker, err := st.LeaderGet(t.Context(), kv, "k")
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("deleted key: %v, want ErrKeyNotFound", err)
+	}
+	if _, err := kv.Update(t.Context(), "k", []byte("three"), marker); err != nil {
+		t.Errorf("update of a deleted key at the revision LeaderGet read (%d): %v", marker, err)
 	}
 	if err := kv.Purge(t.Context(), "other"); err != nil {
 		t.Fatal(err)
