@@ -48,12 +48,7 @@ func (w *registryWait) retry(ctx context.Context) bool {
 	if time.Until(w.until()) < resumeRetry {
 		return false
 	}
-	select {
-	case <-time.After(resumeRetry):
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return sleep(ctx, resumeRetry)
 }
 
 // attempt is the context of one registry operation: three times timeout,
@@ -87,11 +82,15 @@ func (w *registryWait) pause(ctx context.Context, n int) bool {
 		return true
 	}
 	d := min(conflictPause<<(n-2), time.Until(w.until()))
-	if d <= 0 {
-		return true
-	}
+	return d <= 0 || sleep(ctx, d)
+}
+
+// sleep waits d; it returns false if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
-	case <-time.After(d):
+	case <-t.C:
 		return true
 	case <-ctx.Done():
 		return false
