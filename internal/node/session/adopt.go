@@ -90,14 +90,17 @@ func (s *Tracker) adoptRecord(ctx context.Context, rec *Record, rev uint64) bool
 // (the session would still come back from the registry elsewhere, but its
 // record and queue would outlive their expiry). Once the registry answers,
 // such a record is adopted: the session is held here as a disconnected one
-// with the subscriptions, expiry, protocol version and end time of old, the
-// record the claim was written over (a refused CONNECT leaves the session as
-// it was). reconcile reads twice, apart, before it concludes the claim was
-// not committed; it gives up after reconcileFor.
-func (s *Tracker) reconcile(id string, old Record) {
+// with the subscriptions, expiry, protocol version and end time of the
+// record the claim was written over (claimedAt: a refused CONNECT leaves the
+// session as it was). A resume of the client here before that takes the
+// session over from where the claim found it instead (see establish).
+// reconcile reads twice, apart, before it concludes the claim was not
+// committed; it gives up after reconcileFor.
+func (s *Tracker) reconcile(id string) {
 	s.env.WG.Add(1)
 	go func() {
 		defer s.env.WG.Done()
+		defer s.unclaim(id)
 		wait, confirmed := s.env.Timeout, false
 		for end := time.Now().Add(reconcileFor); time.Now().Before(end); wait = min(2*wait, 30*time.Second) {
 			select {
@@ -119,6 +122,11 @@ func (s *Tracker) reconcile(id string, old Record) {
 				cancel()
 				return // the client connected here since
 			default:
+				old, ok := s.unclaim(id)
+				if !ok {
+					cancel()
+					return // a resume here took the session over from where the claim found it
+				}
 				rec.Expiry, rec.Version, rec.Gone = old.Expiry, old.Version, old.Gone
 				if s.adoptRecord(ctx, rec, rev) {
 					s.env.Mesh.SyncInterest()
@@ -135,6 +143,17 @@ func (s *Tracker) reconcile(id string, old Record) {
 // reconcileFor bounds reconcile; past it, a record committed later is
 // adopted when this node restarts (Adopt).
 const reconcileFor = 10 * time.Minute
+
+// unclaim takes the record a refused claim of id was written over, if
+// reconcile still follows it: whoever takes it (reconcile adopting the
+// session, or a resume of the client here taking it over) acts alone.
+func (s *Tracker) unclaim(id string) (Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.claimedAt[id]
+	delete(s.claimedAt, id)
+	return old, ok
+}
 
 // holds reports whether this node has a client or tracks a session for id.
 func (s *Tracker) holds(id string) bool {

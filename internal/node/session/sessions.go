@@ -30,6 +30,7 @@ type Tracker struct {
 	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	refused    map[*mqtt.Client]refusal  // resumes refused (durable sessions), until their connection ends
+	claimedAt  map[string]Record         // client id → the record a refused claim was written over (see reconcile)
 	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
 }
 
@@ -86,7 +87,7 @@ type session struct {
 func newTracker(env Env) *Tracker {
 	s := &Tracker{env: env, subj: meshwire.NewSubjects(env.Cluster), reg: registry{env.Store}, byID: map[string]*session{},
 		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{},
-		refused: map[*mqtt.Client]refusal{}}
+		refused: map[*mqtt.Client]refusal{}, claimedAt: map[string]Record{}}
 	s.maxOffline.Store(int64(env.MaxOffline))
 	return s
 }
@@ -238,6 +239,18 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 	if err != nil {
 		return failed, err
 	}
+	if rec != nil && rec.Node == s.env.Node && rec.Instance == s.env.Instance && !rec.Clean && rev != *took && !s.holds(cl.ID) {
+		// The record names this node for a session it does not hold: a
+		// claim refused here and committed later (see reconcile). The
+		// session is where that claim found it: take it over from there,
+		// or, that owner unknown, restore it from the record.
+		from := rec
+		if old, ok := s.unclaim(cl.ID); ok {
+			from = &old
+		}
+		s.takeOver(ctx, cl, pk, from)
+		*took = rev
+	}
 	if rec != nil && (rec.Node != s.env.Node || rec.Instance != s.env.Instance) && rev != *took {
 		if s.durable.wouldRefuse(cl, pk) {
 			// Record this node as the owner before the owner hands the
@@ -362,7 +375,10 @@ func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 	if wasRefused && r.shell && !expire {
 		s.remove(cl) // no session of this node's (see refusal)
 		if r.claimed != nil {
-			s.reconcile(cl.ID, *r.claimed)
+			s.mu.Lock()
+			s.claimedAt[cl.ID] = *r.claimed
+			s.mu.Unlock()
+			s.reconcile(cl.ID)
 		}
 		return
 	}
