@@ -213,6 +213,44 @@ func TestPublishRefusedWithoutQuorum(t *testing.T) {
 // there whose expiry ends the session where it lives: the client resumed on
 // another node keeps its queue.
 func TestRefusedResumeLeavesNoSession(t *testing.T) {
+	c := refusedResume(t)
+	back := dialV5(t, c.addr(1), refusedID, false, 600)
+	if !back.connack.SessionPresent {
+		t.Fatal("resume on the owner: session present = 0")
+	}
+	// Whatever node 1 kept of the refused connection is gone by now (its
+	// expiry was 2 s; mochi sweeps expired sessions every second).
+	testutil.Eventually(t, waitFor, func() bool {
+		_, ok := c.nodes[0].broker.Clients.Get(refusedID)
+		return !ok
+	}, "node 1 still holds a session for %s", refusedID)
+	publishStored(t, c.addr(2), "after the refusal expired")
+	back.waitPayload(t, "after the refusal expired")
+}
+
+// The client refused on node 1 comes back to node 1. The refused claim may
+// have been committed once the other nodes returned (node 1 led the
+// registry alone): the record then names node 1, which holds nothing. The
+// resume must still find the session (its subscription, its queue) where
+// the claim found it, not start empty. (The late commit happens in about
+// one run of four: the other runs take the ordinary takeover path.)
+func TestRefusedResumeBackOnRefusingNode(t *testing.T) {
+	c := refusedResume(t)
+	back := dialV5(t, c.addr(0), refusedID, false, 600)
+	if !back.connack.SessionPresent {
+		t.Fatal("resume on the node that refused it: session present = 0")
+	}
+	publishStored(t, c.addr(2), "back where it was refused")
+	back.waitPayload(t, "back where it was refused")
+}
+
+const refusedID = "refused-session"
+
+// refusedResume starts 3 nodes, leaves a persistent session subscribed to
+// refused/t on node 2, stops nodes 2 and 3, has node 1 (no quorum) refuse
+// the session's resume with a 2 s expiry, and restarts nodes 2 and 3.
+func refusedResume(t *testing.T) *cluster {
+	t.Helper()
 	c, err := startCluster("refused", 3, func(cfg *config.Node) { cfg.Mesh.Timeout = config.Duration(time.Second) })
 	if err != nil {
 		t.Fatal(err)
@@ -222,15 +260,14 @@ func TestRefusedResumeLeavesNoSession(t *testing.T) {
 	if !c.nodes[0].durable.On() {
 		t.Skip("sessions.durability memory: nothing is refused")
 	}
-	const id = "refused-session"
-	first := dialV5(t, c.addr(1), id, true, 600)
+	first := dialV5(t, c.addr(1), refusedID, true, 600)
 	first.sub(t, "refused/t", 1)
 	_ = first.Disconnect(&paho.Disconnect{})
 
 	// Node 1 alone: no quorum, the resume is refused there.
 	c.nodes[1].Close()
 	c.nodes[2].Close()
-	_, err = tryV5(c.addr(0), id, false, 2) // this CONNECT's session would expire 2 s after it ends
+	_, err = tryV5(c.addr(0), refusedID, false, 2) // this CONNECT's session would expire 2 s after it ends
 	var refused *connackError
 	if !errors.As(err, &refused) || refused.code != packets.ErrServerUnavailable.Code {
 		t.Fatalf("resume without quorum: %v, want CONNACK 0x88", err)
@@ -243,28 +280,22 @@ func TestRefusedResumeLeavesNoSession(t *testing.T) {
 		c.nodes[i] = n
 	}
 	c.ready(t)
+	return c
+}
 
-	back := dialV5(t, c.addr(1), id, false, 600)
-	if !back.connack.SessionPresent {
-		t.Fatal("resume on the owner: session present = 0")
-	}
-	// Whatever node 1 kept of the refused connection is gone by now (its
-	// expiry was 2 s; mochi sweeps expired sessions every second).
-	testutil.Eventually(t, waitFor, func() bool {
-		_, ok := c.nodes[0].broker.Clients.Get(id)
-		return !ok
-	}, "node 1 still holds a session for %s", id)
-	pub := dialV5(t, c.addr(2), "refused-pub", true, 0)
-	// The restarted nodes' store may still refuse a store at first ("not
-	// stored"): a publisher tries again until it is acknowledged.
+// publishStored publishes payload to refused/t at QoS 1 through addr until
+// it is acknowledged: the restarted nodes' store may still refuse a store
+// at first ("not stored").
+func publishStored(t *testing.T, addr, payload string) {
+	t.Helper()
+	pub := dialV5(t, addr, "refused-pub", true, 0)
 	testutil.Eventually(t, waitFor, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 		defer cancel()
-		_, err := pub.Publish(ctx, &paho.Publish{Topic: "refused/t", QoS: 1, Payload: []byte("after the refusal expired")})
+		_, err := pub.Publish(ctx, &paho.Publish{Topic: "refused/t", QoS: 1, Payload: []byte(payload)})
 		if err != nil {
 			t.Logf("publish refused/t: %v: sending it again", err)
 		}
 		return err == nil
 	}, "publish refused/t acknowledged")
-	back.waitPayload(t, "after the refusal expired")
 }

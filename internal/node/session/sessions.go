@@ -248,6 +248,8 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 		if old, ok := s.unclaim(cl.ID); ok {
 			from = &old
 		}
+		s.env.Log.Info("session record names this node, which holds nothing: taking it over from where a refused claim found it",
+			"client_id", cl.ID, "from", from.Node)
 		s.takeOver(ctx, cl, pk, from)
 		*took = rev
 	}
