@@ -73,8 +73,14 @@ func nodeConfig(cluster string, i int, dir string, peers ...string) *config.Node
 // peers, the others with the first one's route address.
 func startCluster(name string, size int, tweak func(*config.Node)) (*cluster, error) {
 	cl := &cluster{name: name}
+	// A cluster of its own data: two clusters of one name (or one test run
+	// with -count=2) must not start on each other's JetStream state.
+	root, err := os.MkdirTemp(testRoot, name+"-")
+	if err != nil {
+		return nil, err
+	}
 	for i := range size {
-		dir := filepath.Join(testRoot, name, fmt.Sprintf("n%d", i+1))
+		dir := filepath.Join(root, fmt.Sprintf("n%d", i+1))
 		var peers []string
 		if i > 0 {
 			peers = []string{cl.nodes[0].RouteAddr()}
