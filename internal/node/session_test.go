@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -273,4 +274,28 @@ func TestSessionExpiryClusterWide(t *testing.T) {
 	if again.connack.SessionPresent {
 		t.Error("session present = 1 after the session expired [MQTT-3.1.2-23]")
 	}
+}
+
+// A SUBSCRIBE acknowledged while the store is down for a moment (here its
+// cooldown, which any failed store operation starts: a timed-out write, a
+// leader election) reaches the session's registry record once the store
+// answers again: the record is what another node restores the session from
+// if this one dies.
+func TestSubscriptionRecordedAfterStoreFailure(t *testing.T) {
+	c := shared(t)
+	if !c.nodes[0].durable.On() {
+		t.Skip("sessions.durability memory: no registry record of subscriptions")
+	}
+	cl := dialV5(t, c.addr(0), "subs-rewrite", true, 300)
+	defer cl.Disconnect(&paho.Disconnect{})
+	c.nodes[0].store().Note(context.DeadlineExceeded) // as a timed-out operation does
+	cl.sub(t, "subs/rewrite", 1)
+	testutil.Eventually(t, waitFor, func() bool {
+		rec, err := c.nodes[1].sessions.Lookup(t.Context(), "subs-rewrite")
+		return err == nil && rec != nil && len(rec.Subs) == 1 && rec.Subs[0].Filter == "subs/rewrite"
+	}, "the registry record of subs-rewrite never got its subscription")
+	pub := dialV5(t, c.addr(2), "subs-rewrite-pub", true, 0)
+	defer pub.Disconnect(&paho.Disconnect{})
+	pub.send(t, "subs/rewrite", 1, "after the store's failure")
+	cl.waitPayload(t, "after the store's failure")
 }

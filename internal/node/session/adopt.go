@@ -96,11 +96,11 @@ func (s *Tracker) adoptRecord(ctx context.Context, rec *Record, rev uint64) bool
 // session over from where the claim found it instead (see establish).
 // reconcile reads twice, apart, before it concludes the claim was not
 // committed; it gives up after reconcileFor.
-func (s *Tracker) reconcile(id string) {
+func (s *Tracker) reconcile(id string, claimed *Record) {
 	s.env.WG.Add(1)
 	go func() {
 		defer s.env.WG.Done()
-		defer s.unclaim(id)
+		defer s.unclaim(id, claimed)
 		wait, confirmed := s.env.Timeout, false
 		for end := time.Now().Add(reconcileFor); time.Now().Before(end); wait = min(2*wait, 30*time.Second) {
 			select {
@@ -122,10 +122,10 @@ func (s *Tracker) reconcile(id string) {
 				cancel()
 				return // the client connected here since
 			default:
-				old, ok := s.unclaim(id)
+				old, ok := s.unclaim(id, claimed)
 				if !ok {
 					cancel()
-					return // a resume here took the session over from where the claim found it
+					return // a resume here took the session over from where the claim found it, or a newer refusal's reconcile follows it
 				}
 				rec.Expiry, rec.Version, rec.Gone = old.Expiry, old.Version, old.Gone
 				if s.adoptRecord(ctx, rec, rev) {
@@ -146,13 +146,18 @@ const reconcileFor = 10 * time.Minute
 
 // unclaim takes the record a refused claim of id was written over, if
 // reconcile still follows it: whoever takes it (reconcile adopting the
-// session, or a resume of the client here taking it over) acts alone.
-func (s *Tracker) unclaim(id string) (Record, bool) {
+// session, or a resume of the client here taking it over) acts alone. With
+// only set it takes that refusal's record and nothing else: the reconcile
+// of an older refusal must not take (or, ending, drop) a newer one's.
+func (s *Tracker) unclaim(id string, only *Record) (Record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.claimedAt[id]
+	if !ok || (only != nil && old != only) {
+		return Record{}, false
+	}
 	delete(s.claimedAt, id)
-	return old, ok
+	return *old, true
 }
 
 // holds reports whether this node has a client or tracks a session for id.

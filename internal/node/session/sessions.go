@@ -30,7 +30,7 @@ type Tracker struct {
 	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	refused    map[*mqtt.Client]refusal  // resumes refused (durable sessions), until their connection ends
-	claimedAt  map[string]Record         // client id → the record a refused claim was written over (see reconcile)
+	claimedAt  map[string]*Record        // client id → the record a refused claim was written over (see reconcile)
 	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
 }
 
@@ -77,17 +77,25 @@ func (s *Tracker) Resumable(cl *mqtt.Client, pk packets.Packet) error {
 
 // session is what this node knows of one client id.
 type session struct {
-	cl    *mqtt.Client // the connection (or offline session) the record describes
-	rec   Record
-	rev   uint64            // registry revision last written by this node; 0 = none
-	order map[uint16]uint64 // packet id → queue position
-	next  uint64
+	cl       *mqtt.Client // the connection (or offline session) the record describes
+	rec      Record
+	rev      uint64            // registry revision last written by this node; 0 = none
+	order    map[uint16]uint64 // packet id → queue position
+	next     uint64
+	unsaved  *unsaved // the newest record write that failed, until a retry (or a newer write) succeeds
+	retrying bool     // a rewrite goroutine follows unsaved
+}
+
+// unsaved is a registry write that failed (see rewrite).
+type unsaved struct {
+	rec Record
+	ttl time.Duration
 }
 
 func newTracker(env Env) *Tracker {
 	s := &Tracker{env: env, subj: meshwire.NewSubjects(env.Cluster), reg: registry{env.Store}, byID: map[string]*session{},
 		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{},
-		refused: map[*mqtt.Client]refusal{}, claimedAt: map[string]Record{}}
+		refused: map[*mqtt.Client]refusal{}, claimedAt: map[string]*Record{}}
 	s.maxOffline.Store(int64(env.MaxOffline))
 	return s
 }
@@ -245,7 +253,7 @@ func (s *Tracker) establish(cl *mqtt.Client, pk packets.Packet, took *uint64, wa
 		// session is where that claim found it: take it over from there,
 		// or, that owner unknown, restore it from the record.
 		from := rec
-		if old, ok := s.unclaim(cl.ID); ok {
+		if old, ok := s.unclaim(cl.ID, nil); ok {
 			from = &old
 		}
 		s.env.Log.Info("session record names this node, which holds nothing: taking it over from where a refused claim found it",
@@ -350,7 +358,8 @@ func (s *Tracker) write(cl *mqtt.Client, rec Record, rev uint64, ttl time.Durati
 	newRev, err := s.reg.put(ctx, &rec, rev, ttl)
 	if err != nil {
 		if !store.IsConflict(err) {
-			s.env.Warn("session registry write failed", "client_id", cl.ID, "error", err)
+			s.env.Warn("session registry write failed: writing it again when the store answers", "client_id", cl.ID, "error", err)
+			s.rewrite(cl, &unsaved{rec: rec, ttl: ttl})
 		}
 		return
 	}
@@ -358,7 +367,97 @@ func (s *Tracker) write(cl *mqtt.Client, rec Record, rev uint64, ttl time.Durati
 	defer s.mu.Unlock()
 	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl {
 		ss.rec, ss.rev = rec, newRev
+		ss.unsaved = nil // this write holds all an earlier failed one had: each is the whole record
 	}
+}
+
+// rewrite keeps writing u, the record a write of cl's session failed to
+// store, until the store takes it: otherwise a SUBSCRIBE acknowledged while
+// the store was briefly down (a leader election, its cooldown) would be
+// missing from the record another node restores the session from. It stops
+// when a newer write succeeds, cl is no longer the session tracked here,
+// or the record names another owner (the session moved).
+func (s *Tracker) rewrite(cl *mqtt.Client, u *unsaved) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.byID[cl.ID]
+	if ss == nil || ss.cl != cl || ss.rev == 0 {
+		return
+	}
+	ss.unsaved = u
+	if ss.retrying {
+		return
+	}
+	ss.retrying = true
+	s.env.WG.Go(func() { s.rewriting(cl, ss) })
+}
+
+// rewriteMax bounds the pause between rewrite's tries.
+const rewriteMax = 30 * time.Second
+
+func (s *Tracker) rewriting(cl *mqtt.Client, ss *session) {
+	stop := func() {
+		s.mu.Lock()
+		ss.unsaved, ss.retrying = nil, false
+		s.mu.Unlock()
+	}
+	wait := s.env.Timeout
+	for tries := 1; sleep(s.env.Ctx, wait); tries++ {
+		wait = min(2*wait, rewriteMax)
+		s.mu.Lock()
+		u, rev := ss.unsaved, ss.rev
+		if u == nil || s.byID[cl.ID] != ss || ss.cl != cl {
+			ss.retrying = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		newRev, moved, err := s.rewriteOnce(cl.ID, u, rev)
+		switch {
+		case moved:
+			stop()
+			s.env.Log.Debug("session registry rewrite dropped: the record names another owner", "client_id", cl.ID)
+			return
+		case err != nil:
+			s.env.Log.Debug("session registry rewrite failed", "client_id", cl.ID, "tries", tries, "error", err)
+			continue
+		}
+		s.mu.Lock()
+		if ss.cl == cl {
+			ss.rec, ss.rev = u.rec, newRev
+		}
+		done := ss.unsaved == u || ss.unsaved == nil
+		if done {
+			ss.unsaved, ss.retrying = nil, false
+		}
+		s.mu.Unlock()
+		if done {
+			s.env.Log.Info("session registry written after a failed write", "client_id", cl.ID, "tries", tries)
+			return
+		}
+	}
+}
+
+// rewriteOnce writes u over revision rev of id's record. If the record
+// changed since, and still names this node (an earlier write that timed
+// out was committed anyway), it writes over that; if it names another
+// owner, or none, it reports moved.
+func (s *Tracker) rewriteOnce(id string, u *unsaved, rev uint64) (newRev uint64, moved bool, err error) {
+	ctx, cancel := s.timeout()
+	defer cancel()
+	newRev, err = s.reg.put(ctx, &u.rec, rev, u.ttl)
+	if !store.IsConflict(err) {
+		return newRev, false, err
+	}
+	rec, rev, err := s.reg.get(ctx, id, true)
+	if err != nil {
+		return 0, false, err
+	}
+	if rec == nil || rec.Node != s.env.Node || rec.Instance != s.env.Instance {
+		return 0, true, nil
+	}
+	newRev, err = s.reg.put(ctx, &u.rec, rev, u.ttl)
+	return newRev, false, err
 }
 
 // Disconnected records the end of a connection (OnDisconnect): a session
@@ -378,9 +477,9 @@ func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 		s.remove(cl) // no session of this node's (see refusal)
 		if r.claimed != nil {
 			s.mu.Lock()
-			s.claimedAt[cl.ID] = *r.claimed
+			s.claimedAt[cl.ID] = r.claimed
 			s.mu.Unlock()
-			s.reconcile(cl.ID)
+			s.reconcile(cl.ID, r.claimed)
 		}
 		return
 	}
