@@ -221,15 +221,18 @@ func (d *Durable) countOffline(cl *mqtt.Client) {
 
 // countOver counts, once, the publishes queued for ds up to the stream
 // sequence noted by countOffline, from the reader's cursor, and notes how
-// many are over the limit.
+// many are over the limit. The publishes a takeover handed over to be sent
+// again (ds.resend, behind the cursor: the old node had sent them to the
+// offline session) are queued too, and the oldest: they count, and are the
+// first dropped.
 func (d *Durable) countOver(ds *dsession, st *store.Store) error {
 	ds.mu.Lock()
 	upTo, limit, from, subject := ds.countTo, ds.countLimit, ds.cursor, d.readSubject(ds)
+	total := len(ds.resend)
 	ds.mu.Unlock()
 	if upTo == 0 {
 		return nil
 	}
-	total := 0
 	seq := seqOf(from)
 read:
 	for seq <= upTo {

@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,14 +84,9 @@ type session struct {
 	rev      uint64            // registry revision last written by this node; 0 = none
 	order    map[uint16]uint64 // packet id → queue position
 	next     uint64
-	unsaved  *unsaved // the newest record write that failed, until a retry (or a newer write) succeeds
-	retrying bool     // a rewrite goroutine follows unsaved
-}
-
-// unsaved is a registry write that failed (see rewrite).
-type unsaved struct {
-	rec Record
-	ttl time.Duration
+	wmu      sync.Mutex // one registry write of the session at a time (write, rewriting, removeRecord)
+	unsaved  *Record    // the newest record write that failed, until a retry (or a newer write) succeeds
+	retrying bool       // a rewriting goroutine follows unsaved
 }
 
 func newTracker(env Env) *Tracker {
@@ -343,121 +340,141 @@ func (s *Tracker) current(cl *mqtt.Client) (Record, uint64, bool) {
 // SaveSubs records a persistent session's subscriptions after a SUBSCRIBE or
 // UNSUBSCRIBE, so another node can restore them if this one is gone.
 func (s *Tracker) SaveSubs(cl *mqtt.Client) {
-	rec, rev, ok := s.current(cl)
-	if !ok || rec.Clean {
-		return
-	}
-	rec.Subs = subRecords(cl.State.Subscriptions.GetAll())
-	s.write(cl, rec, rev, 0)
+	s.write(cl, func(rec *Record) bool {
+		rec.Subs = subRecords(cl.State.Subscriptions.GetAll())
+		return !rec.Clean
+	})
 }
 
-// write puts rec and, if cl is still the tracked client, remembers it.
-func (s *Tracker) write(cl *mqtt.Client, rec Record, rev uint64, ttl time.Duration) {
+// tracked returns cl's session if cl is the client this node tracks and
+// the registry has a record of it.
+func (s *Tracker) tracked(cl *mqtt.Client) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl && ss.rev != 0 {
+		return ss
+	}
+	return nil
+}
+
+// recordTTL: a disconnected session's record outlives its expiry by a
+// minute; a connected one's does not expire.
+func recordTTL(rec *Record) time.Duration {
+	if rec.Gone == 0 {
+		return 0
+	}
+	return time.Duration(rec.Expiry)*time.Second + time.Minute
+}
+
+// write applies edit to cl's record (if edit reports a change to store)
+// and puts it, one write of the session at a time, and remembers it. A
+// write that fails is written again (see rewriting): each write is the
+// whole record, so the newest failed one is all a retry needs.
+func (s *Tracker) write(cl *mqtt.Client, edit func(*Record) bool) {
+	ss := s.tracked(cl)
+	if ss == nil {
+		return
+	}
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	rec, rev, ok := s.current(cl)
+	if !ok || !edit(&rec) {
+		return
+	}
 	ctx, cancel := s.timeout()
 	defer cancel()
-	newRev, err := s.reg.put(ctx, &rec, rev, ttl)
-	if err != nil {
-		if !store.IsConflict(err) {
-			s.env.Warn("session registry write failed: writing it again when the store answers", "client_id", cl.ID, "error", err)
-			s.rewrite(cl, &unsaved{rec: rec, ttl: ttl})
+	newRev, err := s.reg.put(ctx, &rec, rev, recordTTL(&rec))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss.cl != cl || s.byID[cl.ID] != ss {
+		return
+	}
+	switch {
+	case err == nil:
+		ss.rec, ss.rev, ss.unsaved = rec, newRev, nil
+	case !store.IsConflict(err):
+		s.env.Warn("session registry write failed: writing it again when the store answers", "client_id", cl.ID, "error", err)
+		ss.unsaved = &rec
+		if !ss.retrying {
+			ss.retrying = true
+			s.env.WG.Go(func() { s.rewriting(cl, ss) })
 		}
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl {
-		ss.rec, ss.rev = rec, newRev
-		ss.unsaved = nil // this write holds all an earlier failed one had: each is the whole record
 	}
 }
 
-// rewrite keeps writing u, the record a write of cl's session failed to
-// store, until the store takes it: otherwise a SUBSCRIBE acknowledged while
-// the store was briefly down (a leader election, its cooldown) would be
-// missing from the record another node restores the session from. It stops
-// when a newer write succeeds, cl is no longer the session tracked here,
-// or the record names another owner (the session moved).
-func (s *Tracker) rewrite(cl *mqtt.Client, u *unsaved) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ss := s.byID[cl.ID]
-	if ss == nil || ss.cl != cl || ss.rev == 0 {
-		return
-	}
-	ss.unsaved = u
-	if ss.retrying {
-		return
-	}
-	ss.retrying = true
-	s.env.WG.Go(func() { s.rewriting(cl, ss) })
-}
-
-// rewriteMax bounds the pause between rewrite's tries.
+// rewriteMax bounds the pause between rewriting's tries.
 const rewriteMax = 30 * time.Second
 
+// rewriting writes ss.unsaved, a record write of cl's session that failed,
+// until the store takes it: otherwise a SUBSCRIBE acknowledged while the
+// store was briefly down (a leader election, its cooldown) would be missing
+// from the record another node restores the session from. It stops when a
+// try succeeds, cl is no longer the session tracked here, or the record
+// changed to something else meanwhile (the session moved, or ended).
 func (s *Tracker) rewriting(cl *mqtt.Client, ss *session) {
-	stop := func() {
+	wait := max(s.env.Timeout, time.Second) // the store skips itself for a second after a failure
+	for tries := 1; sleep(s.env.Ctx, wait); tries++ {
+		wait = min(2*wait, rewriteMax)
+		done, err := s.rewriteOnce(cl, ss)
+		if done {
+			return
+		}
+		s.env.Log.Debug("session registry rewrite failed", "client_id", cl.ID, "tries", tries, "error", err)
+	}
+}
+
+// rewriteOnce makes one try of rewriting; done: no more tries are needed.
+func (s *Tracker) rewriteOnce(cl *mqtt.Client, ss *session) (done bool, err error) {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	finish := func() {
 		s.mu.Lock()
 		ss.unsaved, ss.retrying = nil, false
 		s.mu.Unlock()
 	}
-	wait := s.env.Timeout
-	for tries := 1; sleep(s.env.Ctx, wait); tries++ {
-		wait = min(2*wait, rewriteMax)
-		s.mu.Lock()
-		u, rev := ss.unsaved, ss.rev
-		if u == nil || s.byID[cl.ID] != ss || ss.cl != cl {
-			ss.retrying = false
-			s.mu.Unlock()
-			return
-		}
+	s.mu.Lock()
+	u, rev := ss.unsaved, ss.rev
+	if u == nil || s.byID[cl.ID] != ss || ss.cl != cl {
+		ss.retrying = false
 		s.mu.Unlock()
-		newRev, moved, err := s.rewriteOnce(cl.ID, u, rev)
-		switch {
-		case moved:
-			stop()
-			s.env.Log.Debug("session registry rewrite dropped: the record names another owner", "client_id", cl.ID)
-			return
-		case err != nil:
-			s.env.Log.Debug("session registry rewrite failed", "client_id", cl.ID, "tries", tries, "error", err)
-			continue
-		}
-		s.mu.Lock()
-		if ss.cl == cl {
-			ss.rec, ss.rev = u.rec, newRev
-		}
-		done := ss.unsaved == u || ss.unsaved == nil
-		if done {
-			ss.unsaved, ss.retrying = nil, false
-		}
-		s.mu.Unlock()
-		if done {
-			s.env.Log.Info("session registry written after a failed write", "client_id", cl.ID, "tries", tries)
-			return
-		}
+		return true, nil
 	}
-}
-
-// rewriteOnce writes u over revision rev of id's record. If the record
-// changed since, and still names this node (an earlier write that timed
-// out was committed anyway), it writes over that; if it names another
-// owner, or none, it reports moved.
-func (s *Tracker) rewriteOnce(id string, u *unsaved, rev uint64) (newRev uint64, moved bool, err error) {
+	s.mu.Unlock()
 	ctx, cancel := s.timeout()
 	defer cancel()
-	newRev, err = s.reg.put(ctx, &u.rec, rev, u.ttl)
-	if !store.IsConflict(err) {
-		return newRev, false, err
+	newRev, err := s.reg.put(ctx, u, rev, recordTTL(u))
+	if store.IsConflict(err) {
+		// An earlier try that timed out may have been committed anyway;
+		// anything else written over the record is not ours to overwrite.
+		var rec *Record
+		rec, newRev, err = s.reg.get(ctx, cl.ID, true)
+		if err != nil {
+			return false, err
+		}
+		if rec == nil || !sameRecord(rec, u) {
+			finish()
+			s.env.Log.Debug("session registry rewrite dropped: the record changed meanwhile", "client_id", cl.ID)
+			return true, nil
+		}
 	}
-	rec, rev, err := s.reg.get(ctx, id, true)
 	if err != nil {
-		return 0, false, err
+		return false, err
 	}
-	if rec == nil || rec.Node != s.env.Node || rec.Instance != s.env.Instance {
-		return 0, true, nil
+	s.mu.Lock()
+	if ss.cl == cl {
+		ss.rec, ss.rev = *u, newRev
 	}
-	newRev, err = s.reg.put(ctx, &u.rec, rev, u.ttl)
-	return newRev, false, err
+	s.mu.Unlock()
+	finish()
+	s.env.Log.Info("session registry written after a failed write", "client_id", cl.ID)
+	return true, nil
+}
+
+// sameRecord reports whether a and b hold the same values.
+func sameRecord(a, b *Record) bool {
+	x, y := *a, *b
+	x.Subs, y.Subs = nil, nil
+	return reflect.DeepEqual(x, y) && slices.Equal(a.Subs, b.Subs)
 }
 
 // Disconnected records the end of a connection (OnDisconnect): a session
@@ -483,24 +500,34 @@ func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 		}
 		return
 	}
-	rec, rev, ok := s.current(cl)
 	if expire {
-		s.forget(cl)
+		s.removeRecord(cl)
+		return
 	}
+	s.write(cl, func(rec *Record) bool {
+		rec.Gone = time.Now().Unix()
+		rec.Subs = subRecords(cl.State.Subscriptions.GetAll())
+		return true
+	})
+}
+
+// removeRecord forgets cl's session and removes its record, after any
+// write of it in progress.
+func (s *Tracker) removeRecord(cl *mqtt.Client) {
+	if ss := s.tracked(cl); ss != nil {
+		ss.wmu.Lock()
+		defer ss.wmu.Unlock()
+	}
+	_, rev, ok := s.current(cl)
+	s.forget(cl)
 	if !ok {
 		return
 	}
-	if expire {
-		ctx, cancel := s.timeout()
-		defer cancel()
-		if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !store.IsConflict(err) {
-			s.env.Warn("session registry remove failed", "client_id", cl.ID, "error", err)
-		}
-		return
+	ctx, cancel := s.timeout()
+	defer cancel()
+	if err := s.reg.remove(ctx, cl.ID, rev); err != nil && !store.IsConflict(err) {
+		s.env.Warn("session registry remove failed", "client_id", cl.ID, "error", err)
 	}
-	rec.Gone = time.Now().Unix()
-	rec.Subs = subRecords(cl.State.Subscriptions.GetAll())
-	s.write(cl, rec, rev, time.Duration(rec.Expiry)*time.Second+time.Minute)
 }
 
 // forget drops what this node tracks for cl's id, if cl is the tracked client.
