@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,24 +28,36 @@ import (
 // (the load balancer's handshake: the CONNECT out, the CONNACK in): a read
 // or write that would block waits for the loop to report the socket ready,
 // until the deadline. It has one deadline for both directions.
+//
+// Dial does not wait for the connect to complete: the first Write does (a
+// write to a socket still connecting would block; one whose connect failed
+// returns why), so the CONNECT goes out on the first edge with no
+// SO_ERROR query in between, or at once when the connect is done by then.
+// Until a write or read succeeds, errors are the dial's, and the dial's
+// deadline bounds the waits.
 type ServerConn struct {
 	entry
-	l        *loop
-	fd       int // -1 once closed or taken by a relay
-	addr     netip.AddrPort
-	ready    chan struct{} // an edge since the last wait (buffered: one is enough)
-	closing  chan struct{} // closed by Close
-	deadline time.Time
-	mu       sync.Mutex // guards fd against Close from another goroutine
-	closeOne sync.Once
+	l          *loop
+	fd         int // -1 once closed or taken by a relay
+	addr       netip.AddrPort
+	ready      chan struct{} // an edge since the last wait (buffered: one is enough)
+	closing    chan struct{} // closed by Close
+	deadline   time.Time
+	connectBy  time.Time   // the dial's deadline, while connecting
+	connecting bool        // no write or read has succeeded yet (the handshake goroutine's)
+	readable   atomic.Bool // an input edge (EPOLLIN, RDHUP, HUP, ERR) since the last read that drained the socket
+	mu         sync.Mutex  // guards fd against Close from another goroutine
+	closeOne   sync.Once
 }
 
 // ErrNoLoop is returned by Dial when no event loop can be used: dial
 // through the net package instead.
 var ErrNoLoop = errors.New("relay: no event loop")
 
-// Dial connects to addr from a relay loop, by deadline (zero: none), with
-// TCP_NODELAY and, with keepAlive, SO_KEEPALIVE at the kernel's timings.
+// Dial starts connecting to addr from a relay loop, to complete by deadline
+// (zero: none), with TCP_NODELAY and, with keepAlive, SO_KEEPALIVE at the
+// kernel's timings. A connect that fails at once fails Dial; one still in
+// progress is finished by the first Write (see ServerConn).
 func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn, error) {
 	l := pickLoop()
 	if l == nil {
@@ -62,7 +75,8 @@ func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn,
 	if err != nil {
 		return nil, dialErr(addr, os.NewSyscallError("socket", err))
 	}
-	c := &ServerConn{l: l, fd: fd, addr: addr, ready: make(chan struct{}, 1), closing: make(chan struct{}), deadline: deadline}
+	c := &ServerConn{l: l, fd: fd, addr: addr, ready: make(chan struct{}, 1), closing: make(chan struct{}),
+		deadline: deadline, connectBy: deadline}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 		unix.Close(fd)
 		return nil, dialErr(addr, os.NewSyscallError("setsockopt", err))
@@ -88,28 +102,8 @@ func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn,
 		l.release(&c.entry)
 		return nil, dialErr(addr, err)
 	}
-	if err == nil {
-		return c, nil
-	}
-	// Connected (EPOLLOUT) or failed (EPOLLERR|EPOLLHUP): the first event
-	// of a socket registered while it connects says which, SO_ERROR why.
-	for {
-		if werr := c.wait(); werr != nil {
-			c.Close()
-			return nil, dialErr(addr, werr)
-		}
-		soErr, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		switch {
-		case gerr != nil:
-			c.Close()
-			return nil, dialErr(addr, os.NewSyscallError("getsockopt", gerr))
-		case soErr == 0:
-			return c, nil
-		case soErr != int(unix.EINPROGRESS) && soErr != int(unix.EALREADY) && soErr != int(unix.EINTR):
-			c.Close()
-			return nil, dialErr(addr, os.NewSyscallError("connect", unix.Errno(soErr)))
-		}
-	}
+	c.connecting = err != nil
+	return c, nil
 }
 
 func dialErr(addr netip.AddrPort, err error) error {
@@ -117,16 +111,24 @@ func dialErr(addr netip.AddrPort, err error) error {
 }
 
 // event is told by the loop that the socket is ready.
-func (c *ServerConn) event(int, uint32) {
+func (c *ServerConn) event(_ int, ev uint32) {
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.readable.Store(true)
+	}
 	select {
 	case c.ready <- struct{}{}:
 	default:
 	}
 }
 
-// wait waits for the next readiness edge, the deadline or Close.
+// wait waits for the next readiness edge, the deadline (while connecting,
+// the dial's too) or Close.
 func (c *ServerConn) wait() error {
-	if c.deadline.IsZero() {
+	deadline := c.deadline
+	if c.connecting && !c.connectBy.IsZero() && (deadline.IsZero() || c.connectBy.Before(deadline)) {
+		deadline = c.connectBy
+	}
+	if deadline.IsZero() {
 		select {
 		case <-c.ready:
 			return nil
@@ -134,7 +136,7 @@ func (c *ServerConn) wait() error {
 			return net.ErrClosed
 		}
 	}
-	d := time.Until(c.deadline)
+	d := time.Until(deadline)
 	if d <= 0 {
 		return os.ErrDeadlineExceeded
 	}
@@ -156,31 +158,47 @@ func (c *ServerConn) sysfd() int {
 	return c.fd
 }
 
-// Read reads what the socket has, waiting for it until the deadline.
+// Read reads what the socket has, waiting for it until the deadline. It
+// reads only after an input edge: a read that drained the socket (a short
+// one) is followed by nothing until bytes arrive, so the CONNACK is read
+// once it is there, with no read that would block before it.
 func (c *ServerConn) Read(p []byte) (int, error) {
 	for {
 		fd := c.sysfd()
 		if fd < 0 {
 			return 0, c.opErr("read", net.ErrClosed)
 		}
-		n, err := rawRead(fd, p)
-		switch {
-		case err == nil && n == 0 && len(p) > 0:
-			return 0, io.EOF
-		case err == nil:
-			return n, nil
-		case !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR):
-			return 0, c.opErr("read", os.NewSyscallError("read", err))
-		}
-		if errors.Is(err, unix.EAGAIN) {
+		if !c.readable.Load() {
 			if err := c.wait(); err != nil {
 				return 0, c.opErr("read", err)
 			}
+			continue
 		}
+		c.readable.Store(false) // an edge from here on sets it again
+		n, err := rawRead(fd, p)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			continue
+		case errors.Is(err, unix.EINTR):
+			c.readable.Store(true)
+			continue
+		case err != nil:
+			c.readable.Store(true)
+			return 0, c.opErr("read", os.NewSyscallError("read", err))
+		case n == 0 && len(p) > 0:
+			c.readable.Store(true) // EOF stays readable
+			return 0, c.opErr("read", io.EOF)
+		}
+		if n == len(p) {
+			c.readable.Store(true) // a full read may have left bytes
+		}
+		c.connecting = false
+		return n, nil
 	}
 }
 
-// Write writes all of p, waiting for room until the deadline.
+// Write writes all of p, waiting for room (or for the connect to complete)
+// until the deadline.
 func (c *ServerConn) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
@@ -191,6 +209,7 @@ func (c *ServerConn) Write(p []byte) (int, error) {
 		n, err := rawWrite(fd, p[done:])
 		if n > 0 {
 			done += n
+			c.connecting = false
 		}
 		switch {
 		case err == nil:
@@ -205,7 +224,19 @@ func (c *ServerConn) Write(p []byte) (int, error) {
 	return done, nil
 }
 
+// opErr wraps err as the net package would; while connecting it is the
+// dial's (a failed connect's error is what the first write returns).
 func (c *ServerConn) opErr(op string, err error) error {
+	if err == io.EOF && !c.connecting {
+		return io.EOF
+	}
+	if c.connecting {
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			err = os.NewSyscallError("connect", se.Err)
+		}
+		return dialErr(c.addr, err)
+	}
 	return &net.OpError{Op: op, Net: "tcp", Addr: c.RemoteAddr(), Err: err}
 }
 

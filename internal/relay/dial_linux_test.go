@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -109,8 +110,11 @@ func TestDialHandshakeThenRelay(t *testing.T) {
 	}
 }
 
-// TestDialErrors: a refused port fails the dial with the net package's kind
-// of error (the dial timeout: upstream's TestDialTimeoutThroughUntil).
+// TestDialErrors: a refused port fails the dial, or the first write when
+// the connect was still in progress as Dial returned, with the net
+// package's kind of error; a connect that does not complete fails the
+// first write by the dial's deadline, however late the read/write one is.
+// (The dial timeout through Connect: upstream's TestDialTimeoutThroughUntil.)
 func TestDialErrors(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -118,10 +122,95 @@ func TestDialErrors(t *testing.T) {
 	}
 	addr := ln.Addr().(*net.TCPAddr).AddrPort()
 	ln.Close()
-	_, err = Dial(addr, time.Now().Add(5*time.Second), false)
+	sc, err := Dial(addr, time.Now().Add(5*time.Second), false)
+	if err == nil {
+		_, err = sc.Write([]byte("CONNECT"))
+		sc.Close()
+	}
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "dial" || !errors.Is(err, unix.ECONNREFUSED) {
 		t.Errorf("dial to a closed port: %v, want a dial OpError with ECONNREFUSED", err)
+	}
+
+	full := fullListener(t)
+	sc, err = Dial(full, time.Now().Add(200*time.Millisecond), false)
+	if err != nil {
+		t.Fatalf("dial to a full accept queue: %v, want it in progress", err)
+	}
+	defer sc.Close()
+	sc.SetDeadline(time.Now().Add(time.Hour)) // as the CONNACK deadline is set after Dial
+	start := time.Now()
+	_, err = sc.Write([]byte("CONNECT"))
+	if !errors.As(err, &op) || op.Op != "dial" || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("write while the connect hangs: %v, want a dial OpError with the deadline", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the write waited %v: the dial's deadline was 200ms", took)
+	}
+}
+
+// fullListener returns the address of a socket that listens and never
+// accepts, with its accept queue full: a connect there stays in progress
+// (or the test is skipped where the kernel completes it).
+func fullListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
+	for range 4 { // fill the queue
+		c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	if c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("this kernel completes connects to a full accept queue")
+	}
+	return addr
+}
+
+// TestDialReadsAfterEdges: the handshake's reads are made only once the
+// loop reports input, except after a read that filled the buffer, which
+// may have left bytes: they are read at once, with no edge to come.
+func TestDialReadsAfterEdges(t *testing.T) {
+	sc, srv := dialLoop(t)
+	if _, err := sc.Write([]byte("CONNECT")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(srv, make([]byte, 7)); err != nil { // else its close resets
+		t.Fatal(err)
+	}
+	if _, err := srv.Write([]byte("CONNACK+rest")); err != nil {
+		t.Fatal(err)
+	}
+	sc.SetDeadline(time.Now().Add(5 * time.Second))
+	head := make([]byte, 7)
+	if _, err := io.ReadFull(sc, head); err != nil || string(head) != "CONNACK" {
+		t.Fatalf("read %q, %v", head, err)
+	}
+	// Nothing more arrives: the rest must come from what is queued.
+	sc.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	rest := make([]byte, 16)
+	n, err := sc.Read(rest)
+	if err != nil || string(rest[:n]) != "+rest" {
+		t.Fatalf("read after a full one: %q, %v; want the queued +rest without waiting for an edge", rest[:n], err)
+	}
+	srv.Close()
+	sc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := sc.Read(rest); err != io.EOF {
+		t.Fatalf("read after the server closed: %v, want io.EOF", err)
 	}
 }
 

@@ -54,6 +54,7 @@ type direction struct {
 	blocked bool               // the destination was full: wait for its EPOLLOUT edge
 	bulk    bool               // the last read filled the copy buffer: splice the next
 	hup     bool               // the source reported EPOLLRDHUP/HUP/ERR: read to its end
+	rdhup   bool               // the source reported EPOLLRDHUP alone: its FIN is in, after all its bytes
 	ended   bool
 }
 
@@ -134,6 +135,7 @@ func (p *pair) event(side int, ev uint32) {
 	}
 	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.dir[side].hup = true
+		p.dir[side].rdhup = ev&(unix.EPOLLHUP|unix.EPOLLERR) == 0
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		p.pump(side)
@@ -183,7 +185,14 @@ func (p *pair) pump(d int) {
 		}
 		// A short read emptied the socket's receive queue: bytes that come
 		// later raise a new edge. Unless the source has reported its end,
-		// which raises no further edge: read on to the EOF.
+		// which raises no further edge: read on to the EOF, or, when it
+		// reported its FIN (RDHUP, no error), take the short read as the
+		// end, as HAProxy does: TCP queues a FIN only after every byte
+		// before it, so the queue this read emptied held the last of them.
+		if k < copyBufSize && dir.rdhup {
+			p.sourceEOF(d)
+			return
+		}
 		if k < copyBufSize && !dir.hup {
 			return
 		}
