@@ -163,6 +163,9 @@ func (c *ServerConn) sysfd() int {
 // one) is followed by nothing until bytes arrive, so the CONNACK is read
 // once it is there, with no read that would block before it.
 func (c *ServerConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
 		fd := c.sysfd()
 		if fd < 0 {
@@ -185,7 +188,7 @@ func (c *ServerConn) Read(p []byte) (int, error) {
 		case err != nil:
 			c.readable.Store(true)
 			return 0, c.opErr("read", os.NewSyscallError("read", err))
-		case n == 0 && len(p) > 0:
+		case n == 0:
 			c.readable.Store(true) // EOF stays readable
 			return 0, c.opErr("read", io.EOF)
 		}
