@@ -280,6 +280,11 @@ idle_run() { # round target: hold IDLE connections; snapshot the proxy before an
 established() { # port → established TCP connections to it (from /proc/net/tcp)
 	awk -v p="$(printf '%04X' "$1")" '$4 == "01" && substr($2, index($2, ":") + 1) == p { n++ } END { print n + 0 }' /proc/net/tcp
 }
+timewait() { # TCP sockets in TIME_WAIT (/proc/net/tcp): each proxied connection
+	# leaves one on the proxy → broker address pair, and tens of thousands
+	# of them make connect's port search costlier for whichever target runs next
+	awk '$4 == "06" { n++ } END { print n + 0 }' /proc/net/tcp
+}
 held_count_after() { # like held_count, but 0 for direct
 	case $1 in
 	direct) echo 0 ;;
@@ -319,6 +324,7 @@ run_target() { # round target
 	log "round ${r#r}: $t"
 	start_proxy "$t"
 	idle_run "$r" "$t"
+	log "  TIME_WAIT sockets before the connect ramp: $(timewait | tee "$OUT/$r-$t-conn.timewait")"
 	bench "$r-$t-conn" conn --url "$URL" --clients "$CONNS" --rate 0 --concurrency 100 --source-addrs "$SRC" \
 		--watch "$WATCH" --prefix "$r-$t-conn-"
 	[ "$t" = haproxy ] && check_stick_table "$r"
