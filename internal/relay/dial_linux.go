@@ -190,6 +190,9 @@ func (c *ServerConn) Read(p []byte) (int, error) {
 			return 0, c.opErr("read", os.NewSyscallError("read", err))
 		case n == 0:
 			c.readable.Store(true) // EOF stays readable
+			if !c.connecting {
+				return 0, io.EOF
+			}
 			return 0, c.opErr("read", io.EOF)
 		}
 		if n == len(p) {
@@ -230,9 +233,6 @@ func (c *ServerConn) Write(p []byte) (int, error) {
 // opErr wraps err as the net package would; while connecting it is the
 // dial's (a failed connect's error is what the first write returns).
 func (c *ServerConn) opErr(op string, err error) error {
-	if err == io.EOF && !c.connecting {
-		return io.EOF
-	}
 	if c.connecting {
 		var se *os.SyscallError
 		if errors.As(err, &se) {
