@@ -282,7 +282,7 @@ established() { # port → established TCP connections to it (from /proc/net/tcp
 }
 timewait() { # TCP sockets in TIME_WAIT (/proc/net/tcp): each proxied connection
 	# leaves one on the proxy → broker address pair, and tens of thousands
-	# of them make connect's port search costlier for whichever target runs next
+	# of them likely make connect costlier for whichever target runs next
 	awk '$4 == "06" { n++ } END { print n + 0 }' /proc/net/tcp
 }
 held_count_after() { # like held_count, but 0 for direct
