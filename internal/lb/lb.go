@@ -153,6 +153,14 @@ func (l *LB) serve(key string, ln *listener.Listener) {
 	l.serveWG.Add(1)
 	go func() {
 		defer l.serveWG.Done()
+		// A plain listener's connections are accepted straight onto the
+		// relay's loops; one with TLS or WebSocket is read through Go's
+		// poller. A reload that changes that later is still served: Prepare
+		// moves a loop's connection to Go's poller when it needs to.
+		if r, ok := l.proxy.Runtime().Route(key); ok && r.Listener.TLS == nil && r.Listener.WSPath == "" {
+			ln.ServeLoop(func(c net.Conn) { l.proxy.Handle(key, c) })
+			return
+		}
 		ln.Serve(func(c *net.TCPConn) { l.proxy.Handle(key, c) })
 	}()
 }

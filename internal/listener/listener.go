@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -44,8 +45,9 @@ type Listener struct {
 
 	mu      sync.Mutex
 	closed  bool
-	done    chan struct{}             // closed by Close: ends a backoff at once
-	pending map[*net.TCPConn]struct{} // accepted, preamble not done (see Settled)
+	done    chan struct{}         // closed by Close: ends a backoff at once
+	pending map[net.Conn]struct{} // accepted, preamble not done (see Settled)
+	raw     *os.File              // ServeLoop's duplicate of the socket, closed by Close
 }
 
 // Listen binds address; name is for the log.
@@ -55,7 +57,7 @@ func Listen(address, name string, log *slog.Logger) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{ln: ln.(*net.TCPListener), address: address, log: log.With("listener", name),
-		done: make(chan struct{}), pending: map[*net.TCPConn]struct{}{}}
+		done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	l.accept = l.ln.AcceptTCP
 	return l, nil
 }
@@ -76,7 +78,11 @@ func (l *Listener) Close() error {
 	}
 	l.closed = true
 	close(l.done)
+	raw := l.raw
 	l.mu.Unlock()
+	if raw != nil {
+		raw.Close() // ends ServeLoop's wait
+	}
 	return l.ln.Close()
 }
 
@@ -100,14 +106,14 @@ func (l *Listener) Pending() int {
 
 // Settled marks c as past its preamble: ClosePending leaves it alone. It
 // is implied when the handler returns.
-func (l *Listener) Settled(c *net.TCPConn) {
+func (l *Listener) Settled(c net.Conn) {
 	l.mu.Lock()
 	delete(l.pending, c)
 	l.mu.Unlock()
 }
 
 // track records c as pending, or reports false once the listener is closed.
-func (l *Listener) track(c *net.TCPConn) bool {
+func (l *Listener) track(c net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -128,10 +134,22 @@ const (
 // once per burst and retried with a backoff up to a second, which Close
 // interrupts.
 func (l *Listener) Serve(handle func(*net.TCPConn)) error {
+	accept := func() (net.Conn, error) {
+		c, err := l.accept()
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	return l.serve(accept, func(c net.Conn) { handle(c.(*net.TCPConn)) })
+}
+
+// serve is Serve with the accept made by accept.
+func (l *Listener) serve(accept func() (net.Conn, error), handle func(net.Conn)) error {
 	l.log.Info("listening", "address", l.Addr().String()) // the bound port, when configured with 0
 	var backoff time.Duration
 	for {
-		c, err := l.accept()
+		c, err := accept()
 		if err != nil {
 			if l.isClosed() {
 				return nil
@@ -157,7 +175,7 @@ func (l *Listener) Serve(handle func(*net.TCPConn)) error {
 	}
 }
 
-func (l *Listener) run(handle func(*net.TCPConn), c *net.TCPConn) {
+func (l *Listener) run(handle func(net.Conn), c net.Conn) {
 	defer l.Settled(c)
 	handle(c)
 }

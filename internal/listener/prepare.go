@@ -20,8 +20,9 @@ type Client struct {
 	// connection, or the TLS connection over it. Bytes read past the PROXY
 	// header come first.
 	Conn net.Conn
-	// TCP is the underlying socket.
-	TCP *net.TCPConn
+	// Raw is the accepted socket: a *net.TCPConn, or a *relay.ClientConn
+	// (ServeLoop) when the client is plain TCP.
+	Raw net.Conn
 	// Remote is the client's address: from the PROXY header when there was
 	// one, else the socket peer.
 	Remote netip.AddrPort
@@ -35,7 +36,7 @@ type Client struct {
 	// session with the proxy in front (which terminated it).
 	ProxySSL proxyhdr.SSL
 
-	pre *prefixConn
+	pre *prefixConn // over a *net.TCPConn; nil over a *relay.ClientConn, which keeps the bytes itself
 }
 
 // Errors from Prepare, for result labels.
@@ -49,8 +50,23 @@ var (
 // handshake and the WebSocket upgrade when the listener has them, all before
 // deadline. The deadline stays set: the caller keeps
 // it for reading the CONNECT and clears it after.
-func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
-	cl := &Client{TCP: c, pre: &prefixConn{Socket: relay.Socket{TCPConn: c}}}
+//
+// c is a *net.TCPConn or a *relay.ClientConn; the latter is moved to Go's
+// poller for TLS or WebSocket (a reload may have given its listener either
+// since it was accepted).
+func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
+	if cc, ok := c.(*relay.ClientConn); ok && (s.TLS != nil || s.WSPath != "") {
+		tcp, err := cc.TCPConn() // Close of cc closes it too
+		if err != nil {
+			return nil, err
+		}
+		c = tcp
+	}
+	cl := &Client{Raw: c, Conn: c}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		cl.pre = &prefixConn{Socket: relay.Socket{TCPConn: tcp}}
+		cl.Conn = cl.pre
+	}
 	cl.Remote = AddrPort(c.RemoteAddr())
 	cl.Local = AddrPort(c.LocalAddr())
 	if err := c.SetDeadline(deadline); err != nil {
@@ -61,7 +77,6 @@ func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 			return nil, err
 		}
 	}
-	cl.Conn = cl.pre
 	if s.TLS != nil {
 		tc := tls.Server(cl.pre, s.TLS)
 		if err := tc.Handshake(); err != nil {
@@ -87,22 +102,30 @@ func Prepare(c *net.TCPConn, s *Settings, deadline time.Time) (*Client, error) {
 
 // Plain reports whether the client's stream is the TCP socket itself (no
 // TLS, no WebSocket), so bytes can be spliced straight from it.
-func (cl *Client) Plain() bool { return cl.Conn == net.Conn(cl.pre) }
+func (cl *Client) Plain() bool {
+	return cl.Conn == cl.Raw || cl.pre != nil && cl.Conn == net.Conn(cl.pre)
+}
 
 func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
 	if d := time.Now().Add(timeout); d.Before(deadline) {
-		cl.TCP.SetReadDeadline(d)
-		defer cl.TCP.SetReadDeadline(deadline)
+		cl.Raw.SetReadDeadline(d)
+		defer cl.Raw.SetReadDeadline(deadline)
 	}
-	h, rest, err := proxyhdr.Read(cl.TCP, make([]byte, 0, 256))
+	h, rest, err := proxyhdr.Read(cl.Raw, make([]byte, 0, 256))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrProxyHeader, err)
 	}
-	cl.pre.buf = rest
+	if cl.pre != nil {
+		cl.pre.buf = rest
+	} else if cc, ok := cl.Raw.(*relay.ClientConn); ok {
+		cc.Unread(rest)
+	}
 	if !h.Local {
 		cl.Remote, cl.Local, cl.Proxied = unmap(h.Source), unmap(h.Dest), true
 		cl.ProxySSL = h.SSL
-		cl.pre.remote = net.TCPAddrFromAddrPort(cl.Remote)
+		if cl.pre != nil {
+			cl.pre.remote = net.TCPAddrFromAddrPort(cl.Remote)
+		}
 	}
 	return nil
 }
@@ -111,6 +134,12 @@ func (cl *Client) readProxy(timeout time.Duration, deadline time.Time) error {
 // consumed through Conn (possible only after a PROXY header on a plain
 // connection); the caller forwards them.
 func (cl *Client) TakePending() []byte {
+	if cl.pre == nil {
+		if cc, ok := cl.Raw.(*relay.ClientConn); ok {
+			return cc.TakeUnread()
+		}
+		return nil
+	}
 	b := cl.pre.buf
 	cl.pre.buf = nil
 	return b

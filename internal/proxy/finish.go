@@ -34,7 +34,7 @@ func (p *Proxy) finish(c *Conn) {
 // finish ends a connection that the relay does not own: the sockets the
 // session holds are closed, then the connection finishes.
 func (s *session) finish() {
-	s.tcp.Close()
+	s.conn.Close()
 	if s.server != nil {
 		s.server.Close()
 	}

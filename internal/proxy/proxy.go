@@ -127,13 +127,13 @@ func (p *Proxy) Active() int64 { return p.active.Load() }
 // runs in its own goroutine, which ends once the connection is relayed:
 // from then on the relay owns it (with no goroutine while idle) and
 // finishes it when it ends.
-func (p *Proxy) Handle(key string, tcp *net.TCPConn) {
+func (p *Proxy) Handle(key string, tcp net.Conn) {
 	p.wg.Add(1)
 	n := p.active.Add(1)
 	rt := p.rt.Load() // the one generation this connection sees
 	c := &Conn{rt: rt, p: p, start: time.Now()}
 	c.setRemote(listener.AddrPort(tcp.RemoteAddr())) // unmapped; prepare may learn another from a PROXY header
-	s := &session{p: p, c: c, tcp: tcp, over: overLimit(n, rt.Limits)}
+	s := &session{p: p, c: c, conn: tcp, over: overLimit(n, rt.Limits)}
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
 	if s.enter(key) && s.serve() {
 		return

@@ -21,8 +21,8 @@ type session struct {
 	c       *Conn
 	set     *listener.Settings
 	u       *upstream.Upstream
-	tcp     *net.TCPConn
-	over    bool // accepted over limits.max_connections
+	conn    net.Conn // as accepted: a *net.TCPConn or a *relay.ClientConn
+	over    bool     // accepted over limits.max_connections
 	cl      *listener.Client
 	connect mqttwire.Connect
 	data    []byte         // bytes read from the client so far (the CONNECT and any after it)
@@ -51,7 +51,7 @@ func (s *session) enter(key string) bool {
 		ip = netip.Addr{}
 	}
 	l := c.rt.Limits
-	if !s.p.gate.Enter(&c.ticket, s.tcp, ip, l.MaxPerIP, l.MaxPending) {
+	if !s.p.gate.Enter(&c.ticket, s.conn, ip, l.MaxPerIP, l.MaxPending) {
 		c.result = ResultOverIPLimit
 		return false
 	}
@@ -76,7 +76,7 @@ func (s *session) serve() bool {
 // upgrade, under the deadline that also covers the CONNECT.
 func (s *session) prepare() bool {
 	c := s.c
-	cl, err := listener.Prepare(s.tcp, s.set, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
+	cl, err := listener.Prepare(s.conn, s.set, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
 	if err != nil {
 		s.fail(prepareResult(err), err)
 		return false
@@ -107,7 +107,7 @@ func (s *session) inspect(buf []byte) bool {
 		s.inspectFailed(err)
 		return false
 	}
-	s.tcp.SetDeadline(time.Time{})
+	s.cl.Raw.SetDeadline(time.Time{})
 	c.lease.Key.ClientID, c.lease.Key.Username, c.version = cn.ClientID, cn.Username, cn.Version
 	return true
 }
@@ -135,6 +135,9 @@ func (s *session) connectServer() bool {
 	s.data = append(s.data, s.cl.TakePending()...)
 	hs := &upstream.Handshake{Version: s.connect.Version, Data: s.data, Source: s.cl.Remote, Dest: s.cl.Local, TLS: s.cl.TLS,
 		Loop: s.cl.Plain()}
+	if cc, ok := s.cl.Raw.(*relay.ClientConn); ok && hs.Loop {
+		hs.Client = cc
+	}
 	// The client is served within its connect_timeout, counted from accept:
 	// queueing under max_connect_rate and every attempt's CONNACK wait.
 	// Until: no timer and no child of the proxy's context per connection.
@@ -161,7 +164,7 @@ func (s *session) relay() bool {
 	c, p := s.c, s.p
 	client := s.cl.Conn
 	if s.cl.Plain() {
-		client = s.cl.TCP // plain TCP both sides: the splice path
+		client = s.cl.Raw // plain TCP both sides: the loop's path
 	}
 	reply := s.reply
 	c.result = ResultOK

@@ -36,18 +36,32 @@ import (
 // Until a write or read succeeds, errors are the dial's, and the dial's
 // deadline bounds the waits.
 type ServerConn struct {
+	sockConn
+	owner *ClientConn // dialled into its client's slot (ClientConn.Dial); nil: a slot of its own
+}
+
+// sockConn is a socket registered in a loop's epoll set, read and written
+// by one goroutine at a time until a relay takes it: a ServerConn, or a
+// ClientConn.
+type sockConn struct {
 	entry
 	l          *loop
-	fd         int // -1 once closed or taken by a relay
-	addr       netip.AddrPort
-	ready      chan struct{} // an edge since the last wait (buffered: one is enough)
-	closing    chan struct{} // closed by Close
+	fd         int            // -1 once closed or taken by a relay
+	addr       netip.AddrPort // the peer's
+	ready      chan struct{}  // an edge since the last wait (buffered: one is enough)
+	closing    chan struct{}  // closed by Close
 	deadline   time.Time
-	connectBy  time.Time   // the dial's deadline, while connecting
-	connecting bool        // no write or read has succeeded yet (the handshake goroutine's)
-	readable   atomic.Bool // an input edge (EPOLLIN, RDHUP, HUP, ERR) since the last read that drained the socket
-	mu         sync.Mutex  // guards fd against Close from another goroutine
+	connectBy  time.Time     // the dial's deadline, while connecting
+	connecting bool          // no write or read has succeeded yet (the handshake goroutine's)
+	readable   atomic.Bool   // an input edge (EPOLLIN, RDHUP, HUP, ERR) since the last read that drained the socket
+	ended      atomic.Uint32 // EPOLLRDHUP, HUP and ERR as reported: a relay taking it over is told
+	mu         sync.Mutex    // guards fd and moved against Close from another goroutine
+	moved      *net.TCPConn  // what toTCPConn made of it: Close closes that
 	closeOne   sync.Once
+}
+
+func newSockConn(l *loop, fd int, addr netip.AddrPort) sockConn {
+	return sockConn{l: l, fd: fd, addr: addr, ready: make(chan struct{}, 1), closing: make(chan struct{})}
 }
 
 // ErrNoLoop is returned by Dial when no event loop can be used: dial
@@ -63,6 +77,12 @@ func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn,
 	if l == nil {
 		return nil, ErrNoLoop
 	}
+	return dial(l, nil, addr, deadline, keepAlive)
+}
+
+// dial connects to addr from l, in a slot of its own or, with owner, in
+// owner's.
+func dial(l *loop, owner *ClientConn, addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn, error) {
 	family := unix.AF_INET
 	var sa unix.Sockaddr
 	if a := addr.Addr().Unmap(); a.Is4() {
@@ -75,8 +95,8 @@ func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn,
 	if err != nil {
 		return nil, dialErr(addr, os.NewSyscallError("socket", err))
 	}
-	c := &ServerConn{l: l, fd: fd, addr: addr, ready: make(chan struct{}, 1), closing: make(chan struct{}),
-		deadline: deadline, connectBy: deadline}
+	c := &ServerConn{sockConn: newSockConn(l, fd, addr), owner: owner}
+	c.deadline, c.connectBy = deadline, deadline
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 		unix.Close(fd)
 		return nil, dialErr(addr, os.NewSyscallError("setsockopt", err))
@@ -95,14 +115,21 @@ func Dial(addr netip.AddrPort, deadline time.Time, keepAlive bool) (*ServerConn,
 		unix.Close(fd)
 		return nil, dialErr(addr, os.NewSyscallError("connect", err))
 	}
+	c.connecting = err != nil
 	// Registered after connect started, as Go's poller does: an unconnected
 	// socket would report EPOLLHUP at once.
-	if err := l.addOne(c, &c.entry, fd, server); err != nil {
+	if owner == nil {
+		err = l.addOne(c, &c.entry, fd, server)
+		if err != nil {
+			l.release(&c.entry)
+		}
+	} else {
+		err = owner.attach(c)
+	}
+	if err != nil {
 		unix.Close(fd)
-		l.release(&c.entry)
 		return nil, dialErr(addr, err)
 	}
-	c.connecting = err != nil
 	return c, nil
 }
 
@@ -111,9 +138,15 @@ func dialErr(addr netip.AddrPort, err error) error {
 }
 
 // event is told by the loop that the socket is ready.
-func (c *ServerConn) event(_ int, ev uint32) {
+func (c *ServerConn) event(_ int, ev uint32) { c.signal(ev) }
+
+// signal records an edge and wakes a waiting read or write.
+func (c *sockConn) signal(ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.readable.Store(true)
+	}
+	if e := ev & (unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR); e != 0 {
+		c.ended.Or(e)
 	}
 	select {
 	case c.ready <- struct{}{}:
@@ -123,7 +156,7 @@ func (c *ServerConn) event(_ int, ev uint32) {
 
 // wait waits for the next readiness edge, the deadline (while connecting,
 // the dial's too) or Close.
-func (c *ServerConn) wait() error {
+func (c *sockConn) wait() error {
 	deadline := c.deadline
 	if c.connecting && !c.connectBy.IsZero() && (deadline.IsZero() || c.connectBy.Before(deadline)) {
 		deadline = c.connectBy
@@ -152,7 +185,7 @@ func (c *ServerConn) wait() error {
 	}
 }
 
-func (c *ServerConn) sysfd() int {
+func (c *sockConn) sysfd() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.fd
@@ -162,7 +195,7 @@ func (c *ServerConn) sysfd() int {
 // reads only after an input edge: a read that drained the socket (a short
 // one) is followed by nothing until bytes arrive, so the CONNACK is read
 // once it is there, with no read that would block before it.
-func (c *ServerConn) Read(p []byte) (int, error) {
+func (c *sockConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -205,7 +238,7 @@ func (c *ServerConn) Read(p []byte) (int, error) {
 
 // Write writes all of p, waiting for room (or for the connect to complete)
 // until the deadline.
-func (c *ServerConn) Write(p []byte) (int, error) {
+func (c *sockConn) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
 		fd := c.sysfd()
@@ -232,7 +265,7 @@ func (c *ServerConn) Write(p []byte) (int, error) {
 
 // opErr wraps err as the net package would; while connecting it is the
 // dial's (a failed connect's error is what the first write returns).
-func (c *ServerConn) opErr(op string, err error) error {
+func (c *sockConn) opErr(op string, err error) error {
 	if c.connecting {
 		var se *os.SyscallError
 		if errors.As(err, &se) {
@@ -245,21 +278,37 @@ func (c *ServerConn) opErr(op string, err error) error {
 
 // Close closes the socket, unless a relay has taken it.
 func (c *ServerConn) Close() error {
-	c.closeOne.Do(func() { close(c.closing) })
-	c.mu.Lock()
-	fd := c.fd
-	c.fd = -1
-	c.mu.Unlock()
+	fd, err := c.closeFD()
 	if fd < 0 {
 		return nil
 	}
-	err := unix.Close(fd) // leaves the epoll set with its last descriptor
-	c.l.release(&c.entry)
+	if c.owner != nil {
+		c.owner.detach(c) // the slot is the client's
+	} else {
+		c.l.release(&c.entry)
+	}
 	return err
 }
 
+// closeFD closes the socket unless a relay has taken it, and returns the
+// descriptor it closed (-1: none).
+func (c *sockConn) closeFD() (int, error) {
+	c.closeOne.Do(func() { close(c.closing) })
+	c.mu.Lock()
+	fd, moved := c.fd, c.moved
+	c.fd = -1
+	c.mu.Unlock()
+	if fd < 0 {
+		if moved != nil {
+			moved.Close()
+		}
+		return -1, nil
+	}
+	return fd, unix.Close(fd) // leaves the epoll set with its last descriptor
+}
+
 // take hands the socket to a relay: Close no longer closes it.
-func (c *ServerConn) take() int {
+func (c *sockConn) take() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fd := c.fd
@@ -268,7 +317,7 @@ func (c *ServerConn) take() int {
 }
 
 // LocalAddr asks the kernel (nothing on the handshake's path needs it).
-func (c *ServerConn) LocalAddr() net.Addr {
+func (c *sockConn) LocalAddr() net.Addr {
 	fd := c.sysfd()
 	if fd < 0 {
 		return nil
@@ -287,17 +336,17 @@ func (c *ServerConn) LocalAddr() net.Addr {
 }
 
 // RemoteAddr is the address dialled.
-func (c *ServerConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.addr) }
+func (c *sockConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.addr) }
 
 // SetDeadline sets the one deadline of reads and writes (zero: none). Not
 // to be called while a read or write waits.
-func (c *ServerConn) SetDeadline(t time.Time) error { c.deadline = t; return nil }
+func (c *sockConn) SetDeadline(t time.Time) error { c.deadline = t; return nil }
 
 // SetReadDeadline sets the one deadline (see SetDeadline).
-func (c *ServerConn) SetReadDeadline(t time.Time) error { return c.SetDeadline(t) }
+func (c *sockConn) SetReadDeadline(t time.Time) error { return c.SetDeadline(t) }
 
 // SetWriteDeadline sets the one deadline (see SetDeadline).
-func (c *ServerConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
+func (c *sockConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
 
 // startAdopted relays client and s on s's loop: the pair takes s's slot
 // (its socket is registered there already, as the server side) and adds
@@ -340,20 +389,37 @@ func startAdopted(c *net.TCPConn, s *ServerConn, st *Stats, opt Options, done Do
 // toTCPConn turns s into a net.TCPConn (Go's poller) for the goroutine
 // relay, which reads and writes it from two goroutines at once.
 func (s *ServerConn) toTCPConn() (*net.TCPConn, error) {
-	fd := s.sysfd()
+	tcp, took, err := s.sockConn.toTCPConn("server")
+	switch {
+	case s.owner != nil:
+		s.owner.detach(s)
+	case took:
+		s.l.release(&s.entry)
+	}
+	return tcp, err
+}
+
+// toTCPConn moves the socket out of the loop and into a net.TCPConn. took
+// says it had the socket (it was not closed before): the caller frees the
+// slot then. It holds mu throughout, so a Close from another goroutine
+// closes either this socket or the net.TCPConn's, never both.
+func (c *sockConn) toTCPConn(name string) (tcp *net.TCPConn, took bool, err error) {
+	c.mu.Lock()
+	fd := c.fd
 	if fd < 0 {
-		return nil, net.ErrClosed
+		c.mu.Unlock()
+		return nil, false, net.ErrClosed
 	}
 	// Out of the loop's set first: the duplicate keeps the socket open, and
 	// with it the registration, which closing fd alone would not remove.
-	unix.EpollCtl(s.l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-	f := os.NewFile(uintptr(fd), "server")
+	unix.EpollCtl(c.l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	f := os.NewFile(uintptr(fd), name)
 	nc, err := net.FileConn(f) // a duplicate, in Go's poller
-	s.take()
-	f.Close()
-	s.l.release(&s.entry)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		tcp = nc.(*net.TCPConn)
 	}
-	return nc.(*net.TCPConn), nil
+	c.fd, c.moved = -1, tcp
+	c.mu.Unlock()
+	f.Close()
+	return tcp, true, err
 }

@@ -10,7 +10,10 @@ import (
 )
 
 // ServerConn is a connection dialled on a relay loop (Linux only).
-type ServerConn struct{ net.Conn }
+type ServerConn struct {
+	net.Conn
+	owner *ClientConn
+}
 
 // ErrNoLoop is returned by Dial when no event loop can be used: dial
 // through the net package instead.
@@ -22,3 +25,26 @@ func Dial(netip.AddrPort, time.Time, bool) (*ServerConn, error) { return nil, Er
 func startAdopted(*net.TCPConn, *ServerConn, *Stats, Options, Done) *Relay { return nil }
 
 func (s *ServerConn) toTCPConn() (*net.TCPConn, error) { return nil, net.ErrClosed }
+
+// ClientConn is a client connection accepted on a relay loop (Linux only).
+type ClientConn struct{ net.Conn }
+
+// NewClientConn is Linux-only: elsewhere it returns ErrNoLoop.
+func NewClientConn(int, netip.AddrPort, netip.AddrPort) (*ClientConn, error) { return nil, ErrNoLoop }
+
+// Dial is Linux-only.
+func (*ClientConn) Dial(netip.AddrPort, time.Time, bool) (*ServerConn, error) { return nil, ErrNoLoop }
+
+// Unread is Linux-only.
+func (*ClientConn) Unread([]byte) {}
+
+// TakeUnread is Linux-only.
+func (*ClientConn) TakeUnread() []byte { return nil }
+
+// Control is Linux-only.
+func (*ClientConn) Control(func(uintptr)) error { return net.ErrClosed }
+
+// TCPConn is Linux-only.
+func (*ClientConn) TCPConn() (*net.TCPConn, error) { return nil, net.ErrClosed }
+
+func startHandover(*ClientConn, *ServerConn, *Stats, Options, Done) *Relay { return nil }

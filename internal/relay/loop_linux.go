@@ -31,6 +31,7 @@ type loop struct {
 	gens  []uint32 // per slot, bumped on every reuse
 	free  []uint32
 	cmds  []*pair // pairs to close (Relay.Close, fin timeout)
+	kicks []*pair // pairs to run once: edges they were not told (startHandover)
 
 	pipes    []*pipe              // empty pipes, owned by the loop goroutine
 	bufs     []*[copyBufSize]byte // free buffers for bytes held back
@@ -182,6 +183,15 @@ func (l *loop) command(p *pair) {
 	unix.Write(l.evfd, one[:])
 }
 
+// kick asks the loop to run p's directions once.
+func (l *loop) kick(p *pair) {
+	l.mu.Lock()
+	l.kicks = append(l.kicks, p)
+	l.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(l.evfd, one[:])
+}
+
 // run waits for events and serves them, forever.
 func (l *loop) run() {
 	wait := func(uintptr) bool {
@@ -204,22 +214,27 @@ func (l *loop) run() {
 
 // serve handles one batch of events, then commands and unfinished pairs.
 func (l *loop) serve(evs []unix.EpollEvent) {
-	for len(evs) > 0 || len(l.runnable) > 0 {
-		l.dispatch(evs)
-		l.runCommands()
-		run := l.runnable
-		l.runnable = nil
-		for _, p := range run {
-			p.more = false
-			p.pumpBoth()
+	for {
+		for len(evs) > 0 || len(l.runnable) > 0 {
+			l.dispatch(evs)
+			l.runCommands()
+			run := l.runnable
+			l.runnable = nil
+			for _, p := range run {
+				p.more = false
+				p.pumpBoth()
+			}
+			if len(evs) < len(l.events) && len(l.runnable) == 0 {
+				return
+			}
+			n, _ := pollNow(l.epfd, l.events)
+			evs = l.events[:max(n, 0)]
 		}
-		if len(evs) < len(l.events) && len(l.runnable) == 0 {
+		l.runCommands()
+		if len(l.runnable) == 0 {
 			return
 		}
-		n, _ := pollNow(l.epfd, l.events)
-		evs = l.events[:max(n, 0)]
 	}
-	l.runCommands()
 }
 
 // dispatch resolves the batch's tokens and pumps the directions they wake.
@@ -245,11 +260,14 @@ func (l *loop) dispatch(evs []unix.EpollEvent) {
 
 func (l *loop) runCommands() {
 	l.mu.Lock()
-	cmds := l.cmds
-	l.cmds = nil
+	cmds, kicks := l.cmds, l.kicks
+	l.cmds, l.kicks = nil, nil
 	l.mu.Unlock()
 	for _, p := range cmds {
 		p.closeNow(p.cmdErr())
+	}
+	for _, p := range kicks {
+		p.pumpBoth() // nothing once closed
 	}
 }
 

@@ -75,12 +75,28 @@ func (r *Relay) Close() { r.s.stop() }
 // pair's net.TCPConns are closed at once and their sockets carried on
 // duplicated descriptors); they are closed before done is told.
 //
-// A server dialled with Dial is relayed on its own loop with a plain TCP
-// client (the pair takes the slot its socket is registered in), or else
-// moved to Go's poller for the goroutine relay.
+// A ClientConn and the server it dialled (ClientConn.Dial) are relayed by
+// the pair that takes their slot. A server dialled with Dial is relayed on
+// its own loop with a plain TCP client (the pair takes the slot its socket
+// is registered in), or else moved to Go's poller for the goroutine relay;
+// so is a ClientConn with any other server.
 func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
+	if cc, ok := client.(*ClientConn); ok {
+		if sc, ok := server.(*ServerConn); ok && sc.owner == cc {
+			return startHandover(cc, sc, st, opt, done)
+		}
+		tcp, err := cc.TCPConn()
+		if err != nil {
+			server.Close()
+			cc.Close()
+			r := &Relay{s: ended{}}
+			go done.RelayDone(Result{Reason: "client_error", Err: err})
+			return r
+		}
+		client = tcp
+	}
 	if sc, ok := server.(*ServerConn); ok {
-		if c, ok := client.(*net.TCPConn); ok {
+		if c, ok := client.(*net.TCPConn); ok && sc.owner == nil {
 			if r := startAdopted(c, sc, st, opt, done); r != nil {
 				return r
 			}

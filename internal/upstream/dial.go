@@ -126,16 +126,23 @@ func (u *Upstream) passiveFailure(s *Server, err error) {
 // probes only reap what is left.
 var serverKeepAlive = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
 
-// dial opens a TCP connection to s: on a relay loop (relay.Dial) when
-// loop is set and s is addressed by IP, else through the net package
+// dial opens a TCP connection to s: on a relay loop when the handshake's
+// client will be relayed there and s is addressed by IP (into the client's
+// slot, or one of its own: relay.Dial), else through the net package
 // (dialTCP).
-func (u *Upstream) dial(ctx context.Context, s *Server, loop bool) (net.Conn, error) {
-	if loop && s.ip {
+func (u *Upstream) dial(ctx context.Context, s *Server, hs *Handshake) (net.Conn, error) {
+	if hs.Loop && s.ip {
 		deadline := time.Now().Add(u.cfg.DialTimeout.D())
 		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 			deadline = d
 		}
-		c, err := relay.Dial(s.ipAddr, deadline, true)
+		var c *relay.ServerConn
+		var err error
+		if hs.Client != nil {
+			c, err = hs.Client.Dial(s.ipAddr, deadline, true)
+		} else {
+			c, err = relay.Dial(s.ipAddr, deadline, true)
+		}
 		if !errors.Is(err, relay.ErrNoLoop) {
 			if err != nil {
 				return nil, err // (a nil *ServerConn is not a nil net.Conn)

@@ -12,6 +12,7 @@ import (
 	"github.com/pires/go-proxyproto/tlvparse"
 
 	"github.com/mqlb/mqlb/internal/mqttwire"
+	"github.com/mqlb/mqlb/internal/relay"
 )
 
 // Handshake is what a client's connection sends a server before the client
@@ -28,6 +29,10 @@ type Handshake struct {
 	// the pair; a server addressed by IP is dialled there (relay.Dial), its
 	// socket registered once.
 	Loop bool
+	// Client, when set, is the client's socket on a relay loop: a server
+	// addressed by IP is dialled into its slot (relay.ClientConn.Dial), so
+	// the relay takes both sockets over as they are.
+	Client *relay.ClientConn
 }
 
 // first returns the bytes every attempt writes: the PROXY header (when the
@@ -50,7 +55,7 @@ func (u *Upstream) first(hs *Handshake) ([]byte, error) {
 // reasons, commits the client to this server.
 func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, hs *Handshake) (net.Conn, mqttwire.Reply, error) {
 	version := hs.Version
-	c, err := u.dial(ctx, s, hs.Loop)
+	c, err := u.dial(ctx, s, hs)
 	if err != nil {
 		return nil, mqttwire.Reply{}, err
 	}
