@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -28,6 +29,9 @@ import (
 func (l *Listener) ServeLoop(handle func(net.Conn)) error {
 	raw, err := l.rawFile()
 	if err != nil {
+		if l.isClosed() {
+			return nil // as Serve after Close
+		}
 		return err
 	}
 	rc, err := raw.SyscallConn()
@@ -40,11 +44,13 @@ func (l *Listener) ServeLoop(handle func(net.Conn)) error {
 	}
 	accept := func() (net.Conn, error) {
 		var fd int
-		var sa unix.Sockaddr
+		var sa syscall.Sockaddr
 		var aerr error
 		err := rc.Read(func(lfd uintptr) bool {
 			for {
-				fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+				// syscall's, not x/sys/unix's: the latter asks every IPv4
+				// socket's protocol (getsockopt) to tell L2TP apart.
+				fd, sa, aerr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 				// As the net package: a connection reset before it was
 				// accepted is not an error of the listener's.
 				if !errors.Is(aerr, unix.EINTR) && !errors.Is(aerr, unix.ECONNABORTED) {
@@ -106,11 +112,11 @@ func (l *Listener) rawFile() (*os.File, error) {
 	return l.raw, nil
 }
 
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+func sockaddrAddrPort(sa syscall.Sockaddr) netip.AddrPort {
 	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
+	case *syscall.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
+	case *syscall.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
 	}
 	return netip.AddrPort{}
