@@ -67,8 +67,7 @@ func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 		cl.pre = &prefixConn{Socket: relay.Socket{TCPConn: tcp}}
 		cl.Conn = cl.pre
 	}
-	cl.Remote = AddrPort(c.RemoteAddr())
-	cl.Local = AddrPort(c.LocalAddr())
+	cl.Remote, cl.Local = RemoteAddrPort(c), LocalAddrPort(c)
 	if err := c.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
@@ -163,6 +162,23 @@ func (s *Settings) Trusts(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// RemoteAddrPort returns c's peer address, unmapped, without RemoteAddr's
+// allocation for a *relay.ClientConn.
+func RemoteAddrPort(c net.Conn) netip.AddrPort {
+	if cc, ok := c.(*relay.ClientConn); ok {
+		return unmap(cc.RemoteAddrPort())
+	}
+	return AddrPort(c.RemoteAddr())
+}
+
+// LocalAddrPort is RemoteAddrPort for the local address.
+func LocalAddrPort(c net.Conn) netip.AddrPort {
+	if cc, ok := c.(*relay.ClientConn); ok {
+		return unmap(cc.LocalAddrPort())
+	}
+	return AddrPort(c.LocalAddr())
 }
 
 // AddrPort returns a TCP address as a netip.AddrPort, IPv4-mapped

@@ -132,7 +132,7 @@ func (p *Proxy) Handle(key string, tcp net.Conn) {
 	n := p.active.Add(1)
 	rt := p.rt.Load() // the one generation this connection sees
 	c := &Conn{rt: rt, p: p, start: time.Now()}
-	c.setRemote(listener.AddrPort(tcp.RemoteAddr())) // unmapped; prepare may learn another from a PROXY header
+	c.setRemote(listener.RemoteAddrPort(tcp)) // unmapped; prepare may learn another from a PROXY header
 	s := &session{p: p, c: c, conn: tcp, over: overLimit(n, rt.Limits)}
 	defer s.recoverPanic() // counted above, so that a panic is accounted for too
 	if s.enter(key) && s.serve() {

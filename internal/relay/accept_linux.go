@@ -139,6 +139,21 @@ func (c *ClientConn) Close() error {
 	return err
 }
 
+// RemoteAddrPort is the client's address, with no allocation.
+func (c *ClientConn) RemoteAddrPort() netip.AddrPort { return c.addr }
+
+// LocalAddrPort is the address the client connected to (asked of the
+// kernel when the listener's was a wildcard).
+func (c *ClientConn) LocalAddrPort() netip.AddrPort {
+	if c.local.IsValid() {
+		return c.local
+	}
+	if a, ok := c.sockConn.LocalAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
 // LocalAddr is the address the client connected to.
 func (c *ClientConn) LocalAddr() net.Addr {
 	if c.local.IsValid() {

@@ -41,6 +41,12 @@ func (*ClientConn) Unread([]byte) {}
 // TakeUnread is Linux-only.
 func (*ClientConn) TakeUnread() []byte { return nil }
 
+// RemoteAddrPort is Linux-only.
+func (*ClientConn) RemoteAddrPort() netip.AddrPort { return netip.AddrPort{} }
+
+// LocalAddrPort is Linux-only.
+func (*ClientConn) LocalAddrPort() netip.AddrPort { return netip.AddrPort{} }
+
 // Control is Linux-only.
 func (*ClientConn) Control(func(uintptr)) error { return net.ErrClosed }
 
