@@ -31,16 +31,8 @@ func TestAcceptedConnectionsKeepAlive(t *testing.T) {
 		}
 		var v [4]int
 		rc.Control(func(fd uintptr) {
-			for i, o := range [...][2]int{
-				{unix.SOL_SOCKET, unix.SO_KEEPALIVE},
-				{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE},
-				{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL},
-				{unix.IPPROTO_TCP, unix.TCP_KEEPCNT},
-			} {
-				if v[i], err = unix.GetsockoptInt(int(fd), o[0], o[1]); err != nil {
-					t.Error(err)
-				}
-			}
+			all := sockopts(t, fd)
+			copy(v[:], all[1:])
 		})
 		got <- v
 	})
@@ -83,21 +75,7 @@ func TestServeLoop(t *testing.T) {
 				return
 			}
 			remote, local := cc.RemoteAddr(), cc.LocalAddr()
-			cc.Control(func(fd uintptr) {
-				for i, o := range [...][2]int{
-					{unix.IPPROTO_TCP, unix.TCP_NODELAY},
-					{unix.SOL_SOCKET, unix.SO_KEEPALIVE},
-					{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE},
-					{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL},
-					{unix.IPPROTO_TCP, unix.TCP_KEEPCNT},
-				} {
-					v, err := unix.GetsockoptInt(int(fd), o[0], o[1])
-					if err != nil {
-						t.Error(err)
-					}
-					a.opts[i] = v
-				}
-			})
+			cc.Control(func(fd uintptr) { a.opts = sockopts(t, fd) })
 			tcp, err := cc.TCPConn() // the same socket, in Go's poller
 			if err != nil {
 				t.Error(err)
@@ -136,4 +114,22 @@ func TestServeLoop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not end ServeLoop")
 	}
+}
+
+// sockopts reads TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL and
+// TCP_KEEPCNT of fd.
+func sockopts(t *testing.T, fd uintptr) (v [5]int) {
+	for i, o := range [...][2]int{
+		{unix.IPPROTO_TCP, unix.TCP_NODELAY},
+		{unix.SOL_SOCKET, unix.SO_KEEPALIVE},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT},
+	} {
+		var err error
+		if v[i], err = unix.GetsockoptInt(int(fd), o[0], o[1]); err != nil {
+			t.Error(err)
+		}
+	}
+	return v
 }

@@ -268,11 +268,11 @@ func TestClientConnToTCPConn(t *testing.T) {
 	}
 }
 
-// TestClientConnFINBeforeRelay: a client that sends its last bytes and its
-// FIN before the relay starts (the edge, with EPOLLRDHUP, went to the
-// ClientConn) has both reach the server, with nothing sent to the client to
-// raise another edge.
-func TestClientConnFINBeforeRelay(t *testing.T) {
+// dialledPair accepts a client on a loop and dials a server into its slot;
+// it returns the ClientConn, the client's end, the ServerConn and the
+// server's end.
+func dialledPair(t *testing.T) (*ClientConn, *net.TCPConn, *ServerConn, net.Conn) {
+	t.Helper()
 	cc, _, cli := acceptLoop(t)
 	addr, accepted := listenOne(t)
 	sc, err := cc.Dial(addr, time.Now().Add(5*time.Second), false)
@@ -283,7 +283,16 @@ func TestClientConnFINBeforeRelay(t *testing.T) {
 	if srv == nil {
 		t.Fatal("accept failed")
 	}
-	defer srv.Close()
+	t.Cleanup(func() { sc.Close(); srv.Close() })
+	return cc, cli, sc, srv
+}
+
+// TestClientConnFINBeforeRelay: a client that sends its last bytes and its
+// FIN before the relay starts (the edge, with EPOLLRDHUP, went to the
+// ClientConn) has both reach the server, with nothing sent to the client to
+// raise another edge.
+func TestClientConnFINBeforeRelay(t *testing.T) {
+	cc, cli, sc, srv := dialledPair(t)
 	cli.Write([]byte("bye"))
 	cli.CloseWrite()
 	testutil.Eventually(t, 5*time.Second, func() bool { return cc.ended.Load() != 0 }, "the FIN's edge")
@@ -309,16 +318,7 @@ func TestClientConnFINBeforeRelay(t *testing.T) {
 // edge of its FIN: the relay, told of the FIN, ends the client's side with
 // no further edge to wake it.
 func TestServerFINReadInHandshake(t *testing.T) {
-	cc, _, cli := acceptLoop(t)
-	addr, accepted := listenOne(t)
-	sc, err := cc.Dial(addr, time.Now().Add(5*time.Second), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := <-accepted
-	if srv == nil {
-		t.Fatal("accept failed")
-	}
+	cc, cli, sc, srv := dialledPair(t)
 	srv.Write([]byte("CONNACK"))
 	srv.Close()
 	testutil.Eventually(t, 5*time.Second, func() bool { return sc.ended.Load() != 0 }, "the FIN's edge")

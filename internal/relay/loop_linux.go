@@ -175,18 +175,15 @@ func (l *loop) release(e *entry) {
 }
 
 // command asks the loop to close p.
-func (l *loop) command(p *pair) {
-	l.mu.Lock()
-	l.cmds = append(l.cmds, p)
-	l.mu.Unlock()
-	var one = [8]byte{1}
-	unix.Write(l.evfd, one[:])
-}
+func (l *loop) command(p *pair) { l.enqueue(&l.cmds, p) }
 
 // kick asks the loop to run p's directions once.
-func (l *loop) kick(p *pair) {
+func (l *loop) kick(p *pair) { l.enqueue(&l.kicks, p) }
+
+// enqueue adds p to one of the loop's lists (guarded by mu) and wakes it.
+func (l *loop) enqueue(list *[]*pair, p *pair) {
 	l.mu.Lock()
-	l.kicks = append(l.kicks, p)
+	*list = append(*list, p)
 	l.mu.Unlock()
 	var one = [8]byte{1}
 	unix.Write(l.evfd, one[:])
