@@ -204,9 +204,7 @@ func startHandover(c *ClientConn, s *ServerConn, st *Stats, opt Options, done Do
 	cfd := c.take()
 	if cfd < 0 { // closed, and its slot freed
 		c.hmu.Unlock()
-		s.Close()
-		go done.RelayDone(Result{Reason: "closed", Err: net.ErrClosed})
-		return &Relay{s: ended{}}
+		return notStarted(done, Result{Reason: "closed", Err: net.ErrClosed}, s)
 	}
 	c.peer = nil
 	p.fd = [2]int{cfd, s.take()}

@@ -87,11 +87,7 @@ func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
 		}
 		tcp, err := cc.TCPConn()
 		if err != nil {
-			server.Close()
-			cc.Close()
-			r := &Relay{s: ended{}}
-			go done.RelayDone(Result{Reason: "client_error", Err: err})
-			return r
+			return notStarted(done, Result{Reason: "client_error", Err: err}, server, cc)
 		}
 		client = tcp
 	}
@@ -103,11 +99,7 @@ func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
 		}
 		tcp, err := sc.toTCPConn()
 		if err != nil {
-			sc.Close()
-			client.Close()
-			r := &Relay{s: ended{}}
-			go done.RelayDone(Result{Reason: "server_error", Err: err})
-			return r
+			return notStarted(done, Result{Reason: "server_error", Err: err}, sc, client)
 		}
 		server = tcp
 	}
@@ -131,6 +123,16 @@ func Start(client, server net.Conn, st *Stats, opt Options, done Done) *Relay {
 type ended struct{}
 
 func (ended) stop() {}
+
+// notStarted closes conns and tells done r, for a relay that could not
+// start.
+func notStarted(done Done, r Result, conns ...net.Conn) *Relay {
+	for _, c := range conns {
+		c.Close()
+	}
+	go done.RelayDone(r)
+	return &Relay{s: ended{}}
+}
 
 // end is how one direction ended: err == nil is a clean EOF from its source.
 type end struct {
