@@ -340,3 +340,123 @@ func TestServerFINReadInHandshake(t *testing.T) {
 		t.Fatal("relay did not end")
 	}
 }
+
+// TestClientConnHandoverRaces: hand-overs racing a Close of either side
+// (gate eviction, shutdown, a failed attempt) end each relay exactly once,
+// relay the bytes of those that were not closed, and leave every loop's
+// slots consistent: each used or free once, none both.
+func TestClientConnHandoverRaces(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	srvLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srvLn.Close()
+	go func() { // the server echoes
+		for {
+			c, err := srvLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	srvAddr := srvLn.Addr().(*net.TCPAddr).AddrPort()
+	const n = 300
+	errc := make(chan error, n)
+	for i := range n {
+		cli, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, _, err := unix.Accept4(int(f.Fd()), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, err := NewClientConn(fd, netip.AddrPort{}, netip.AddrPort{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer cli.Close()
+			errc <- handoverRace(i%3, cc, cli, srvAddr)
+		}()
+	}
+	for range n {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	for _, l := range loops {
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			used := 0
+			for _, m := range l.slots {
+				if m != nil {
+					used++
+				}
+			}
+			return used == 0
+		}, "every slot freed")
+		l.mu.Lock()
+		seen := map[uint32]bool{}
+		for _, s := range l.free {
+			if seen[s] {
+				t.Errorf("slot %d is on the free list twice", s)
+			}
+			seen[s] = true
+		}
+		if len(seen) != len(l.slots) {
+			t.Errorf("%d slots, %d free", len(l.slots), len(seen))
+		}
+		l.mu.Unlock()
+	}
+}
+
+// handoverRace runs one hand-over: kind 0 relays and echoes, 1 closes the
+// client conn as the relay starts, 2 closes the server conn.
+func handoverRace(kind int, cc *ClientConn, cli net.Conn, srv netip.AddrPort) error {
+	sc, err := cc.Dial(srv, time.Now().Add(5*time.Second), false)
+	if err != nil {
+		cc.Close()
+		return err
+	}
+	cli.Write([]byte("early"))
+	done := make(chan Result, 2)
+	switch kind {
+	case 1:
+		go cc.Close()
+	case 2:
+		go sc.Close()
+	}
+	Start(cc, sc, new(Stats), Options{}, DoneFunc(func(r Result) { done <- r }))
+	cli.SetDeadline(time.Now().Add(5 * time.Second))
+	if kind == 0 {
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(cli, b); err != nil || string(b) != "early" {
+			return errors.New("echo: " + string(b))
+		}
+	}
+	cli.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		return errors.New("relay did not end")
+	}
+	select {
+	case r := <-done:
+		return errors.New("told twice: " + r.Reason)
+	case <-time.After(10 * time.Millisecond):
+	}
+	return nil
+}
