@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -181,4 +183,38 @@ func TestCloseByServer(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return p.Active() == 0 && s.Active() == 0 }, "all finished")
+}
+
+// TestHandleAfterShutdown: a connection accepted just before its listener
+// closed can reach Handle after Shutdown began to wait (the race detector
+// saw the WaitGroup added to while waited on). It is closed unserved, and
+// nothing is counted.
+func TestHandleAfterShutdown(t *testing.T) {
+	p, _, _ := newTestProxy(t, rawBroker(t))
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: "late", CleanStart: true, KeepAlive: 30}))
+	p.Handle("k", lc)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 4)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("client read %d, %v; want the connection closed unanswered (EOF or reset)", n, err)
+	}
+	if p.Active() != 0 {
+		t.Errorf("%d connections active", p.Active())
+	}
 }

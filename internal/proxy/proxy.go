@@ -93,6 +93,8 @@ type Proxy struct {
 	metrics *Metrics
 	active  atomic.Int64 // client connections in any phase
 	wg      sync.WaitGroup
+	wgMu    sync.Mutex // orders Handle's wg.Add before Shutdown's wg.Wait
+	closing bool       // Shutdown has begun: Handle turns connections away
 	ctx     context.Context
 	cancel  context.CancelFunc
 	log     *slog.Logger
@@ -128,7 +130,17 @@ func (p *Proxy) Active() int64 { return p.active.Load() }
 // from then on the relay owns it (with no goroutine while idle) and
 // finishes it when it ends.
 func (p *Proxy) Handle(key string, tcp net.Conn) {
+	// A connection accepted just before its listener closed may get here
+	// after Shutdown began to wait: it is closed, as if never accepted
+	// (a WaitGroup must not be added to from zero while waited on).
+	p.wgMu.Lock()
+	if p.closing {
+		p.wgMu.Unlock()
+		tcp.Close()
+		return
+	}
 	p.wg.Add(1)
+	p.wgMu.Unlock()
 	n := p.active.Add(1)
 	rt := p.rt.Load() // the one generation this connection sees
 	c := &Conn{rt: rt, p: p, start: time.Now()}
@@ -148,6 +160,9 @@ func overLimit(n int64, l config.Limits) bool {
 // Shutdown waits for open connections to end until ctx is done, then closes
 // the rest. Listeners must be closed first.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.wgMu.Lock()
+	p.closing = true
+	p.wgMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
