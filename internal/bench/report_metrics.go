@@ -19,8 +19,12 @@ var metrics = []metric{
 		return r.OtherCPUPercent, r.MachineCPUPercent > 0
 	}},
 	connCPU("proxy"),
+	connSysCPU("proxy"),
 	connCPU("broker"),
 	connCPU("bench"),
+	{name: "connect ramp: the machine's CPU per connection (all processes), µs", workload: "conn", unit: "x.y", conn: func(r *ConnResult) (float64, bool) {
+		return r.MachineCPUPercent / 100 * r.PhaseSeconds * 1e6 / float64(r.Connected), r.MachineCPUPercent > 0 && r.Connected > 0
+	}},
 	rate("q0", "QoS 0 max rate:"),
 	latency("q0", "QoS 0 max rate:", "p50 (queueing at saturation)", p50, false),
 	latency("q0", "QoS 0 max rate:", "p99 (queueing at saturation)", p99, false),
@@ -98,6 +102,17 @@ func connCPU(who string) metric {
 			}
 			p, ok := r.Find(who)
 			return p.CPUSeconds * 1e6 / float64(r.Connected), ok
+		}}
+}
+
+// connSysCPU is the part of connCPU spent in the kernel: on loopback the
+// receiving side's TCP runs in the sender's system calls, so this is where
+// a proxy's connect, close and writes show, whoever makes them.
+func connSysCPU(who string) metric {
+	return metric{name: "connect ramp: " + who + " CPU in the kernel per connection, µs", workload: "conn", unit: "x.y",
+		conn: func(r *ConnResult) (float64, bool) {
+			p, ok := r.Find(who)
+			return p.SysSeconds * 1e6 / float64(r.Connected), ok && r.Connected > 0
 		}}
 }
 

@@ -44,8 +44,9 @@ func TestReportMediansAndRatios(t *testing.T) {
 		for i, r := range rs {
 			round := "r" + string(rune('1'+i))
 			conn := &ConnResult{Connected: 10, ConnectRate: r}
+			conn.Usage.MachineCPUPercent, conn.Usage.PhaseSeconds = 100, r/1e5 // r µs per connection
 			if target != "direct" {
-				conn.Usage.Watch = []WatchResult{{Watched: Watched{Name: "proxy"}, CPUSeconds: r / 1e6}}
+				conn.Usage.Watch = []WatchResult{{Watched: Watched{Name: "proxy"}, CPUSeconds: r / 1e6, SysSeconds: r / 2e6}}
 			}
 			writeResult(t, dir, round+"-"+target+"-conn.json", conn)
 			ps := &PubSubResult{Counts: Counts{Received: 1000}, ReceivedRate: r * 10, Latency: Latency{Count: 1000, P99: p99[target][i]}}
@@ -74,6 +75,8 @@ func TestReportMediansAndRatios(t *testing.T) {
 	}
 	check("connect rate", "200", "100", "150", "0.75", "1.50")
 	check("connect ramp: proxy CPU per connection", "—", "10.0", "15.0", "—", "1.50")
+	check("connect ramp: proxy CPU in the kernel", "—", "5.0", "7.5", "—", "1.50")
+	check("connect ramp: the machine's CPU per connection", "200.0", "100.0", "150.0", "0.75", "1.50")
 	check("QoS 1 max rate: received", "2,000", "1,000", "1,500", "0.75", "1.50")
 	check("QoS 1 max rate: latency p99", "1.000", "3.000", "1.500", "1.50", "0.50")
 	check("QoS 1 max rate: p99 added", "0.000", "2.000", "0.500", "—", "0.25")

@@ -40,6 +40,7 @@ func ParseWatch(s string) ([]Watched, error) {
 type WatchResult struct {
 	Watched
 	CPUSeconds float64 `json:"cpu_seconds"`    // user + system time spent in the phase
+	SysSeconds float64 `json:"sys_seconds"`    // the system (kernel) part of it
 	CPUPercent float64 `json:"cpu_percent"`    // of one core, over the phase
 	RSSBefore  int64   `json:"rss_before_kib"` // VmRSS when the phase began
 	RSSAfter   int64   `json:"rss_after_kib"`  // VmRSS when it ended (conn: while the connections were held)
@@ -48,8 +49,9 @@ type WatchResult struct {
 
 // procSample is one reading of a process.
 type procSample struct {
-	cpu time.Duration
-	rss int64 // KiB
+	cpu time.Duration // user + system
+	sys time.Duration // system alone
+	rss int64         // KiB
 	err error
 }
 
@@ -67,6 +69,7 @@ func sampleProc(pid int) procSample {
 	for _, c := range childPIDs(pid) {
 		if cs := sampleOne(c); cs.err == nil { // a child may have just ended
 			s.cpu += cs.cpu
+			s.sys += cs.sys
 			s.rss += cs.rss
 		}
 	}
@@ -109,7 +112,7 @@ func sampleOne(pid int) procSample {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	rss, err := readRSS(pid)
-	return procSample{cpu: time.Duration(utime+stime) * clockTick, rss: rss, err: err}
+	return procSample{cpu: time.Duration(utime+stime) * clockTick, sys: time.Duration(stime) * clockTick, rss: rss, err: err}
 }
 
 // readRSS reads VmRSS (KiB) from /proc/PID/status.
@@ -182,6 +185,7 @@ func (w *watcher) stop() Usage {
 			r.Error = err.Error()
 		} else {
 			r.CPUSeconds = (a.cpu - b.cpu).Seconds()
+			r.SysSeconds = (a.sys - b.sys).Seconds()
 			r.CPUPercent = 100 * r.CPUSeconds / elapsed.Seconds()
 		}
 		out[i] = r
