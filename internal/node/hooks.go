@@ -72,8 +72,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnSessionEstablished replaces mochi's outbound flow control for the
-// client, which deadlocks in mochi v2.7.9, by the node's (see flow).
+// client, which deadlocks in mochi v2.7.9, by the node's (see flow). mochi
+// has dropped any delayed will of the client id's earlier connection here
+// by now: a record of its session moving away is done with.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.n.sessions.Connected(cl)
 	h.n.flow.established(cl)
 	h.n.durable.Start(cl)
 	h.n.metrics.connects.Add(1)

@@ -117,8 +117,9 @@ func (m *mesh) delayedWill(delay uint32) {
 
 // watchSentinel drops the sentinel when what kept it has passed: from the
 // start with durability off, when dropSentinel could not take the lock, and
-// every ten seconds (a delayed will's time passed). It may wait for the
-// lock: nothing waits for it.
+// every ten seconds (a delayed will's time passed; the session tracker's
+// records of delayed wills that moved away are pruned then too). It may
+// wait for the lock: nothing waits for it.
 func (m *mesh) watchSentinel(ctx context.Context) {
 	drop := func() {
 		m.sentMu.Lock()
@@ -134,6 +135,7 @@ func (m *mesh) watchSentinel(ctx context.Context) {
 			return
 		case <-m.sentKick:
 		case <-tick.C:
+			m.n.sessions.PruneMovedWills() // records of delayed wills also end with time
 		}
 		drop()
 	}

@@ -33,7 +33,73 @@ type Tracker struct {
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	refused    map[*mqtt.Client]refusal  // resumes refused (durable sessions), until their connection ends
 	claimedAt  map[string]*Record        // client id → the record a refused claim was written over (see reconcile)
-	movedWills sync.Map                  // client id → unix second its session moved away with a delayed will pending
+	conns      uint64                    // connections tracked (session.conn)
+	movedWills sync.Map                  // client id → movedWill: its session moved away, a delayed will of it maybe pending here
+	prunedAt   atomic.Int64              // unix second movedWills was last pruned
+}
+
+// Delayed wills of sessions that moved away.
+//
+// mochi holds a delayed will on its timer, keyed by client id, and offers
+// no way to cancel it; it forgets it only when a connection with that id is
+// established here (after the CONNACK, before OnSessionEstablished). A
+// session that moves to another node before the delay ended must not have
+// its will published [MQTT-3.1.3-9]: giveUp records the id in movedWills,
+// and the select hook drops the will when mochi publishes it (WillMoved).
+//
+// giveUp records it whether or not mochi holds the will yet: mochi calls
+// sendLWT (the will flag checked, the will copied for OnWill, then queued
+// with Created = now) before it stops the client, so a client that is not
+// Closed may be in sendLWT already, or get there once giveUp closes it; the
+// will is then created after the record, in that second or a later one. So
+// no will's Created second is compared with the move: the record matches
+// every delayed will of the id until a later connection of the id is
+// established here (Connected), after mochi dropped the wills of the
+// earlier ones. "Later" is by the number track gives each connection: the
+// connection that moved away may itself reach OnSessionEstablished only
+// after giveUp (its client had its CONNACK, ended and connected elsewhere
+// meanwhile), and must not clear the record of its own will.
+//
+// giveUp no longer clears the will flag of a client not Closed: mochi
+// copies the will without synchronisation in sendLWT (and writes it in
+// other places), so giveUp neither writes nor reads cl.Properties.Will; the
+// will delay is the one read when the connection was established here
+// (session.willDelay).
+//
+// A record goes once no will of the moved connection can still come: the
+// will delay after that connection ended, plus willMargin. Until the
+// tracker hears of its end (Disconnected), a record is pending, and kept up
+// to pendingMargin more. Records are pruned as new ones come (at most once
+// a second) and from the node's sentinel watch (PruneMovedWills).
+
+// movedWill is the record of a session that moved away.
+type movedWill struct {
+	conn    uint64 // the connection that moved (session.conn)
+	delay   uint32 // its will delay, seconds
+	until   int64  // unix second after which no will of it can come: its end (the move, while pending) + delay + willMargin
+	pending bool   // the connection had not ended at the move, and Disconnected has not been heard of since
+}
+
+const (
+	// willMargin: seconds a delayed will may come after its delay ended
+	// (mochi's timer ticks every second and publishes after the due second)
+	// or after the connection ended (a will queued by a client Closed by
+	// something else first, see giveUp). As the sentinel's willSlack.
+	willMargin = 60
+	// pendingMargin: how much longer a pending record is kept. giveUp
+	// closes the connection, which then ends within seconds; this bounds
+	// a record of a connection whose end the tracker never hears of (mochi
+	// skips OnDisconnect when sending the CONNACK, or the inflight
+	// messages after it, fails: no will is sent then either).
+	pendingMargin = 600
+)
+
+// expired reports whether the record's time has passed at now.
+func (mw movedWill) expired(now int64) bool {
+	if mw.pending {
+		return mw.until+pendingMargin < now
+	}
+	return mw.until < now
 }
 
 // WillMoved reports whether pk is a delayed will mochi publishes for a
@@ -43,12 +109,63 @@ func (s *Tracker) WillMoved(pk packets.Packet) bool {
 	if pk.Connect.WillProperties.WillDelayInterval == 0 {
 		return false
 	}
-	v, ok := s.movedWills.Load(pk.Origin)
-	if !ok || v.(int64) < pk.Created {
-		return false
+	_, ok := s.movedWills.LoadAndDelete(pk.Origin) // mochi holds one will per id
+	return ok
+}
+
+// Connected notes a connection established here (OnSessionEstablished):
+// mochi has dropped the delayed will of the earlier connections of its id,
+// whose record is done with. A record of cl's own connection stays (cl was
+// given up before it got here), as does any record when cl is no longer
+// the connection tracked for its id.
+func (s *Tracker) Connected(cl *mqtt.Client) {
+	v, ok := s.movedWills.Load(cl.ID)
+	if !ok {
+		return
 	}
-	s.movedWills.Delete(pk.Origin)
-	return true
+	s.mu.Lock()
+	ss := s.byID[cl.ID]
+	current := ss != nil && ss.cl == cl && ss.conn != v.(movedWill).conn
+	s.mu.Unlock()
+	if current {
+		s.movedWills.CompareAndDelete(cl.ID, v)
+	}
+}
+
+// willMovedAway records, under s.mu, that the session of id moved away
+// from connection conn with a will delayed by delay; open: the connection
+// has not ended yet (Disconnected then starts the record's time).
+func (s *Tracker) willMovedAway(id string, conn uint64, delay uint32, open bool, now int64) {
+	s.movedWills.Store(id, movedWill{conn: conn, delay: delay, until: now + int64(delay) + willMargin, pending: open})
+}
+
+// movedConnectionEnded starts the time of a pending record: the connection
+// that moved away ended, after mochi's sendLWT.
+func (s *Tracker) movedConnectionEnded(id string, now int64) {
+	v, ok := s.movedWills.Load(id)
+	if !ok || !v.(movedWill).pending {
+		return
+	}
+	mw := v.(movedWill)
+	mw.until, mw.pending = max(mw.until, now+int64(mw.delay)+willMargin), false
+	s.movedWills.CompareAndSwap(id, v, mw) // not if WillMoved took it meanwhile, or another record replaced it
+}
+
+// PruneMovedWills drops the moved-will records whose time has passed.
+func (s *Tracker) PruneMovedWills() { s.pruneMovedWills(time.Now().Unix()) }
+
+// pruneMovedWills prunes at most once a second.
+func (s *Tracker) pruneMovedWills(now int64) {
+	last := s.prunedAt.Load()
+	if now == last || !s.prunedAt.CompareAndSwap(last, now) {
+		return
+	}
+	s.movedWills.Range(func(id, v any) bool {
+		if v.(movedWill).expired(now) {
+			s.movedWills.CompareAndDelete(id, v)
+		}
+		return true
+	})
 }
 
 // Resumable checks, before the client is accepted, that a session it wants
@@ -87,6 +204,11 @@ type session struct {
 	wmu      sync.Mutex // one registry write of the session at a time (write, rewriting, removeRecord)
 	unsaved  *Record    // the newest record write that failed, until a retry (or a newer write) succeeds
 	retrying bool       // a rewriting goroutine follows unsaved
+	// willDelay is cl's will delay (0: no will, or not delayed), read when
+	// cl was established here: giveUp must not read cl.Properties.Will,
+	// which mochi reads and writes without synchronisation.
+	willDelay uint32
+	conn      uint64 // this node's number for cl's connection, increasing (see movedWill)
 }
 
 func newTracker(env Env) *Tracker {
@@ -319,11 +441,19 @@ func (s *Tracker) localOnly(cl *mqtt.Client, err error) {
 	s.track(cl, Record{}, 0)
 }
 
+// track records cl as the client of its id here. It runs in cl's
+// connection (OnSessionEstablish) or for a detached client: nothing writes
+// cl's will meanwhile.
 func (s *Tracker) track(cl *mqtt.Client, rec Record, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.get(cl.ID)
 	ss.cl, ss.rec, ss.rev = cl, rec, rev
+	s.conns++
+	ss.conn, ss.willDelay = s.conns, 0
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 1 {
+		ss.willDelay = cl.Properties.Will.WillDelayInterval
+	}
 }
 
 // current returns the record state if cl is the client this node tracks.
@@ -488,6 +618,7 @@ func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 	delete(s.refused, cl)
 	s.mu.Unlock()
 	if gone {
+		s.movedConnectionEnded(cl.ID, time.Now().Unix())
 		return
 	}
 	if wasRefused && r.shell && !expire {

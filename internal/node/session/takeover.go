@@ -138,19 +138,27 @@ func (s *Tracker) giveUp(req takeoverRequest) *handover {
 	if !ok {
 		return &handover{}
 	}
+	now := time.Now().Unix()
 	s.mu.Lock()
-	if !cl.Closed() {
+	open := !cl.Closed()
+	if open {
 		s.handedOver[cl] = struct{}{}
 	}
-	s.mu.Unlock()
-	s.env.Log.Debug("session taken over by another node", "client_id", req.Client, "to", req.From)
-	if cl.Properties.Will.WillDelayInterval > 0 {
-		// The client is back before its will delay ended: no will [MQTT-3.1.3-9].
-		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-		if cl.Closed() { // mochi holds it on its timer already: the select hook drops it
-			s.movedWills.Store(cl.ID, time.Now().Unix())
-		}
+	delayed := false
+	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl && ss.willDelay > 0 {
+		// The client is back before its will delay ended: no will
+		// [MQTT-3.1.3-9]. mochi may hold it on its timer already, be in
+		// sendLWT, or get there once the connection is closed below: the
+		// select hook drops it (see WillMoved). Recorded under s.mu with
+		// handedOver, so that Disconnected finds the record.
+		s.willMovedAway(cl.ID, ss.conn, ss.willDelay, open, now)
+		delayed = true
 	}
+	s.mu.Unlock()
+	if delayed {
+		s.pruneMovedWills(now)
+	}
+	s.env.Log.Debug("session taken over by another node", "client_id", req.Client, "to", req.From)
 	if !cl.Closed() {
 		if cl.Properties.ProtocolVersion == 5 {
 			_ = s.env.Broker.DisconnectClient(cl, packets.ErrSessionTakenOver) // [MQTT-3.1.4-3]
