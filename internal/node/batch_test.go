@@ -148,18 +148,12 @@ func TestMaxOfflineCountsBatchedPublishes(t *testing.T) {
 	if p, m := stored(); m >= p {
 		t.Fatalf("40 publishes stored in %d stream messages: no batch to count", m)
 	}
-	drops := func() (sum int64) {
-		for _, n := range c.nodes {
-			sum += n.metrics.drops.With("offline_queue_full").Load()
-		}
-		return sum
-	}
-	before := drops()
+	drops := dropCounter(c, "offline_queue_full")
 	again := dialV5(t, c.addr(2), "batch-offline", false, 600)
 	if !again.connack.SessionPresent {
 		t.Fatal("session present = 0")
 	}
 	fences := dialV5(t, c.addr(0), "batch-offline-fences", true, 0)
 	queuedOnce(t, &again.inbox, fences, topic, numbered("m", 35, 40))
-	testutil.Eventually(t, waitFor, func() bool { return drops()-before == 35 }, "dropped counter +35, have %d", drops()-before)
+	drops.await(t, 35)
 }

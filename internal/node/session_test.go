@@ -180,33 +180,41 @@ func TestCleanStartKicksOtherNode(t *testing.T) {
 	}
 }
 
+// TestMaxOfflineMessagesDropsOldest: an offline session over
+// max_offline_messages keeps the newest, in order, and the oldest are
+// counted as dropped. With replicated durability the session's queue holds
+// all of them while it is offline, and what is over the limit is dropped
+// when the session comes back; in memory the node drops them as they come.
 func TestMaxOfflineMessagesDropsOldest(t *testing.T) {
 	c := shared(t)
 	setMaxOffline(t, c, 5)
+	drops := dropCounter(c, "offline_queue_full") // from here on, on every node
 	sub := dialV5(t, c.addr(1), "offline-max", true, 600)
 	sub.sub(t, "offline/max", 1)
+	durable := c.nodes[1].durable.On()
+	if durable {
+		// Set up by the SUBSCRIBE, unless the registry could not record the
+		// session when it connected: then it lives on this node only, and
+		// the other node cannot resume it.
+		testutil.Eventually(t, waitFor, func() bool { return c.nodes[1].durable.Follows("offline-max") },
+			"node %s does not follow the queue of offline-max (registry unavailable when it connected?)", c.nodes[1].Name())
+	}
 	_ = sub.Disconnect(&paho.Disconnect{})
-	before := c.nodes[1].metrics.drops.With("offline_queue_full").Load()
 	pub := dialV5(t, c.addr(0), "offline-pub", true, 0)
 	for _, p := range numbered("m", 0, 12) {
 		pub.send(t, "offline/max", 1, p)
 	}
-	drops := func() int64 {
-		var sum int64
-		for _, n := range c.nodes {
-			sum += n.metrics.drops.With("offline_queue_full").Load()
-		}
-		return sum - before
-	}
-	before = drops()
-	durable := c.nodes[1].durable.Follows("offline-max")
-	if !durable { // memory drops while offline; the replicated queue when the session comes back
+	if !durable { // memory drops while offline
 		queuedAt(t, c.nodes[1], "offline-max", 5)
-		testutil.Eventually(t, waitFor, func() bool { return drops() == 7 }, "dropped counter +7, have %d", drops())
+		drops.await(t, 7)
 	} else {
-		// What the consumer holds when the client is back is what counts (a
-		// message its leader has not applied yet counts as newer).
+		// The replicated queue drops when the session comes back: what the
+		// consumer holds then is what counts (a message its leader has not
+		// applied yet counts as newer), so all 12 must be in it first.
 		queuedAt(t, c.nodes[1], "offline-max", 12)
+		if n, per := drops.count(); n != 0 {
+			t.Fatalf("%d dropped (per node %v) while the durable session was offline, want none before it resumes", n, per)
+		}
 	}
 
 	again := dialV5(t, c.addr(2), "offline-max", false, 600)
@@ -214,8 +222,49 @@ func TestMaxOfflineMessagesDropsOldest(t *testing.T) {
 		t.Fatal("session present = 0")
 	}
 	queuedOnce(t, &again.inbox, pub, "offline/max", numbered("m", 7, 12))
-	if durable {
-		testutil.Eventually(t, waitFor, func() bool { return drops() == 7 }, "dropped counter +7, have %d", drops())
+	drops.await(t, 7)
+}
+
+// drops counts the messages the nodes of a cluster dropped for one reason
+// since dropCounter.
+type drops struct {
+	c      *cluster
+	reason string
+	base   []int64
+}
+
+func dropCounter(c *cluster, reason string) *drops {
+	d := &drops{c: c, reason: reason}
+	d.base = d.now()
+	return d
+}
+
+func (d *drops) now() []int64 {
+	out := make([]int64, len(d.c.nodes))
+	for i, n := range d.c.nodes {
+		out[i] = n.metrics.drops.With(d.reason).Load()
+	}
+	return out
+}
+
+// count returns the drops since dropCounter: in all, and per node.
+func (d *drops) count() (int64, []int64) {
+	var sum int64
+	per := d.now()
+	for i := range per {
+		per[i] -= d.base[i]
+		sum += per[i]
+	}
+	return sum, per
+}
+
+// await waits until exactly want were dropped since dropCounter.
+func (d *drops) await(t testing.TB, want int64) {
+	t.Helper()
+	var n int64
+	var per []int64
+	if !testutil.WaitFor(waitFor, func() bool { n, per = d.count(); return n == want }) {
+		t.Fatalf("%s drops: %d (per node %v) after %v, want %d", d.reason, n, per, waitFor, want)
 	}
 }
 
@@ -226,14 +275,22 @@ func TestMaxOfflineMessagesDropsOldest(t *testing.T) {
 // only once the queue and the first fence are in.
 func queuedOnce(t *testing.T, in *inbox, pub *v5, topic string, queued []string) {
 	t.Helper()
+	got := func() []string { return payloadsOn(in.all(), topic) }
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		if !testutil.WaitFor(waitFor, cond) {
+			t.Fatalf("%s not received after %v: have %q\nwant the %d queued messages %q once each, in order, and the fences",
+				what, waitFor, got(), len(queued), queued)
+		}
+	}
 	pub.send(t, topic, 1, "fence1")
-	in.waitPayload(t, "fence1")
-	in.wait(t, len(queued)+1)
+	until("fence1", func() bool { return slices.Contains(got(), "fence1") })
+	until(fmt.Sprintf("%d messages", len(queued)+1), func() bool { return len(got()) >= len(queued)+1 })
 	pub.send(t, topic, 1, "fence2")
-	in.waitPayload(t, "fence2")
-	got := slices.DeleteFunc(payloadsOn(in.all(), topic), func(p string) bool { return p == "fence1" || p == "fence2" })
-	if !slices.Equal(got, queued) {
-		t.Fatalf("received %q\nwant the %d queued messages once each, in order", got, len(queued))
+	until("fence2", func() bool { return slices.Contains(got(), "fence2") })
+	msgs := slices.DeleteFunc(got(), func(p string) bool { return p == "fence1" || p == "fence2" })
+	if !slices.Equal(msgs, queued) {
+		t.Fatalf("received %q\nwant the %d queued messages %q once each, in order", msgs, len(queued), queued)
 	}
 }
 
