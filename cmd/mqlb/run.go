@@ -30,7 +30,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	log, level := newLogger(cfg.Log, os.Stderr)
 	log.Info("starting", "version", version.String(), "config", *file)
-	l, err := lb.New(cfg, lb.Options{File: *file, Log: log, Level: level})
+	l, err := lb.New(cfg, lb.Options{File: *file, Log: log, Level: level, Process: true})
 	if err != nil {
 		return err
 	}

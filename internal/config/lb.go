@@ -22,6 +22,7 @@ type Config struct {
 	AccessLog AccessLog            `yaml:"access_log"`
 	Admin     Admin                `yaml:"admin"`
 	Log       Log                  `yaml:"log"`
+	Process   Process              `yaml:"process"`
 
 	Source
 }
@@ -146,6 +147,15 @@ type Log struct {
 	Format string `yaml:"format"` // text | json
 }
 
+// Process configures the load balancer's process (mqlb run).
+type Process struct {
+	// Scheduling is the Linux scheduling policy of every thread: batch
+	// (default; SCHED_BATCH: a thread that wakes does not preempt the one
+	// running, so the load balancer does not push a broker on the same
+	// cores off its CPU) or normal (SCHED_OTHER).
+	Scheduling string `yaml:"scheduling"`
+}
+
 // SlogLevel returns Level for log/slog (info when it is not one of the four,
 // which validation refuses).
 func (l Log) SlogLevel() slog.Level {
@@ -247,6 +257,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Log.Level = defaultString(c.Log.Level, "info")
 	c.Log.Format = defaultString(c.Log.Format, "text")
+	c.Process.Scheduling = defaultString(c.Process.Scheduling, "batch")
 }
 
 func defaultString(v, def string) string {
@@ -297,6 +308,7 @@ func (c *Config) Validate() error {
 	ck.admin(&c.Admin)
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
+	ck.oneOf("process.scheduling", c.Process.Scheduling, "batch", "normal")
 	return errors.Join(ck.errs...)
 }
 

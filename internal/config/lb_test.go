@@ -32,6 +32,9 @@ func TestParseDefaults(t *testing.T) {
 	if c.Admin.Address != "127.0.0.1:9090" || c.Limits.MaxConnectPacket != 262144 {
 		t.Errorf("admin/limits defaults: %+v %+v", c.Admin, c.Limits)
 	}
+	if c.Process.Scheduling != "batch" {
+		t.Errorf("process.scheduling: %q, want batch", c.Process.Scheduling)
+	}
 }
 
 func TestParseKeepsExplicitZero(t *testing.T) {
@@ -69,6 +72,8 @@ func TestParseErrorsNamePathAndLine(t *testing.T) {
 			`listeners[0].tls.cert (line 6): cannot read`},
 		{"wrong shape", minimal + "listeners: {a: b}\n", `duplicate key`},
 		{"yaml syntax", "listeners: [\n", `yaml:`},
+		{"scheduling policy", minimal + "process: { scheduling: fifo }\n",
+			`process.scheduling (line 11): unknown value "fifo"; want one of batch, normal`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

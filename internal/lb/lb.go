@@ -23,6 +23,7 @@ import (
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/lbauth"
 	"github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/procsched"
 	"github.com/mqlb/mqlb/internal/proxy"
 	"github.com/mqlb/mqlb/internal/rebalance"
 	"github.com/mqlb/mqlb/internal/upstream"
@@ -47,6 +48,8 @@ type LB struct {
 	serveWG     sync.WaitGroup
 	log         *slog.Logger
 	level       *slog.LevelVar
+	process     bool   // Options.Process
+	scheduling  string // the policy set (process.scheduling), "" before the first
 	// Registry holds the LB's metrics (exported on /metrics).
 	Registry *prometheus.Registry
 }
@@ -56,6 +59,10 @@ type Options struct {
 	File  string         // where cfg came from, for Reload
 	Log   *slog.Logger   // process log
 	Level *slog.LevelVar // its level, changed by reloads (may be nil)
+	// Process: the load balancer is the process (mqlb run), so the
+	// process section applies to it (the scheduling policy of every
+	// thread). Off for a load balancer inside another program (tests).
+	Process bool
 }
 
 // New binds every listener and the admin address and builds the runtime.
@@ -65,7 +72,7 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 		o.Log = slog.Default()
 	}
 	l := &LB{file: o.File, cfg: cfg, base: cfg, ov: overrides{}, listeners: map[string]*listener.Listener{}, log: o.Log, level: o.Level,
-		Registry: prometheus.NewRegistry()}
+		process: o.Process, Registry: prometheus.NewRegistry()}
 	l.proxy = proxy.New(nil, proxy.NewMetrics(), o.Log)
 	l.authMetrics = lbauth.NewMetrics()
 	l.coll = proxy.NewCollector(l.proxy)
@@ -98,6 +105,7 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l.Registry.MustRegister(l.coll, l.authMetrics, l.moves.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	l.metrics = newLBMetrics(l.Registry)
 	l.checkCerts(cfg)
+	l.setScheduling(cfg.Process)
 	if cfg.Admin.Address != "" {
 		l.admin = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log)
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {
@@ -106,6 +114,23 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 		}
 	}
 	return l, nil
+}
+
+// setScheduling puts every thread of the process under the configured
+// policy, when the load balancer is the process and the policy changed. A
+// policy that cannot be set (a seccomp filter, a non-Linux system) is
+// logged and the process goes on as it is.
+func (l *LB) setScheduling(p config.Process) {
+	if !l.process || p.Scheduling == l.scheduling {
+		return
+	}
+	r, err := procsched.Set(procsched.Policy(p.Scheduling))
+	if err != nil {
+		l.log.Warn("process.scheduling not applied", "policy", p.Scheduling, "error", err)
+		return
+	}
+	l.scheduling = p.Scheduling
+	l.log.Info("scheduling policy set", "policy", p.Scheduling, "threads", r.Set, "left_as_set_outside", r.Foreign)
 }
 
 // listenKey identifies a listener across reloads: its address, so a renamed

@@ -81,6 +81,7 @@ func (l *LB) Apply(file *config.Config) error {
 		l.level.Set(cfg.Log.SlogLevel())
 	}
 	l.checkCerts(cfg)
+	l.setScheduling(cfg.Process)
 	l.cfg, l.base, l.ov = cfg, file, ov
 	logDropped(l.log, dropped)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
