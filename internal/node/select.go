@@ -118,8 +118,8 @@ func (m *mesh) delayedWill(delay uint32) {
 // watchSentinel drops the sentinel when what kept it has passed: from the
 // start with durability off, when dropSentinel could not take the lock, and
 // every ten seconds (a delayed will's time passed; the session tracker's
-// records of delayed wills that moved away are pruned then too). It may
-// wait for the lock: nothing waits for it.
+// records of sessions that moved away are pruned then too). It may wait
+// for the lock: nothing waits for it.
 func (m *mesh) watchSentinel(ctx context.Context) {
 	drop := func() {
 		m.sentMu.Lock()
@@ -135,7 +135,7 @@ func (m *mesh) watchSentinel(ctx context.Context) {
 			return
 		case <-m.sentKick:
 		case <-tick.C:
-			m.n.sessions.PruneMovedWills() // records of delayed wills also end with time
+			m.n.sessions.Prune() // records of sessions that moved away also end with time
 		}
 		drop()
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,9 @@ import (
 // holdPrefix marks placeholder clients (see takeover.go). U+0000 cannot
 // appear in an MQTT client id [MQTT-1.5.4-2].
 const holdPrefix = "\x00mqlb-hold/"
+
+// isHold reports whether id is a placeholder's.
+func isHold(id string) bool { return strings.HasPrefix(id, holdPrefix) }
 
 // newDetached returns a closed client that is not in the client map yet.
 func (s *Tracker) newDetached(id string, version byte) *mqtt.Client {

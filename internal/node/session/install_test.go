@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"log/slog"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -37,11 +39,15 @@ func (h *queueHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 }
 
 // testTracker returns a tracker over a mochi server without listeners.
-func testTracker(t *testing.T) (*Tracker, *mqtt.Server) {
+func testTracker(t *testing.T, opts ...func(*Env)) (*Tracker, *mqtt.Server) {
 	t.Helper()
 	b := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	s, _ := New(Env{Broker: b, Mesh: noMesh{}, Log: slog.New(slog.DiscardHandler),
-		Warn: func(string, ...any) {}, Drop: func(string, int) {}, TookOver: func(string) {}})
+	env := Env{Broker: b, Mesh: noMesh{}, Log: slog.New(slog.DiscardHandler),
+		Warn: func(string, ...any) {}, Drop: func(string, int) {}, TookOver: func(string) {}}
+	for _, o := range opts {
+		o(&env)
+	}
+	s, _ := New(env)
 	for _, h := range []mqtt.Hook{new(auth.AllowHook), &queueHook{s: s}} {
 		if err := b.AddHook(h, nil); err != nil {
 			t.Fatal(err)
@@ -105,4 +111,87 @@ func resendOrder(cl *mqtt.Client) []string {
 		out = append(out, string(pk.Payload))
 	}
 	return out
+}
+
+// dropCount counts the drops a tracker reports, by reason.
+type dropCount struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (d *dropCount) drop(reason string, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n == nil {
+		d.n = map[string]int{}
+	}
+	d.n[reason] += n
+}
+
+func (d *dropCount) of(reason string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n[reason]
+}
+
+// publishN injects QoS 1 publishes "<prefix><i>" to topic, as the mesh
+// does, each with its own message id.
+func publishN(t *testing.T, b *mqtt.Server, topic, prefix string, n int) {
+	t.Helper()
+	pub := b.NewClient(nil, "local", "\x00pub", true)
+	for i := range n {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1,
+			TopicName: topic, Payload: []byte(prefix + strconv.Itoa(i))}
+		meshwire.SetTag(&pk, meshwire.Tag{ID: meshwire.MsgID{Origin: "there", Seq: uint64(i + 1)}})
+		if err := b.InjectPacket(pub, pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestHoldNotBoundByMaxOffline: a takeover's placeholder is not an offline
+// session. max_offline_messages applied to it dropped, and counted as
+// offline_queue_full, messages that the session's queue delivered anyway
+// (replicated durability: install skips them) or that a connecting client
+// then missed (memory durability). It keeps them all, and the installed
+// session gets them all; a real offline session is still bounded.
+func TestHoldNotBoundByMaxOffline(t *testing.T) {
+	var drops dropCount
+	s, b := testTracker(t, func(e *Env) { e.MaxOffline, e.Drop = 5, drops.drop })
+	rec := &Record{Client: "held", Version: 5, Subs: []subRecord{{Filter: "held/t", QoS: 1}}}
+	hold := s.hold("held", rec)
+	if !hold.Closed() {
+		t.Fatal("placeholder not Closed: the limit would not apply to it anyway")
+	}
+	publishN(t, b, "held/t", "h", 12)
+	if k, d := hold.State.Inflight.Len(), drops.of("offline_queue_full"); k != 12 || d != 0 {
+		t.Errorf("placeholder keeps %d with %d counted offline_queue_full, want all 12 kept, none dropped", k, d)
+	}
+	s.install("held", &handover{Found: true, Version: 5, Subs: rec.Subs}, hold)
+	cl, ok := b.Clients.Get("held")
+	if !ok {
+		t.Fatal("no session installed")
+	}
+	want := []string{}
+	for i := range 12 {
+		want = append(want, "h"+strconv.Itoa(i))
+	}
+	if got := resendOrder(cl); !slices.Equal(got, want) {
+		t.Errorf("installed session resends %q, want %q", got, want)
+	}
+
+	// An offline session of a client id: still max_offline_messages.
+	s.install("offline", &handover{Found: true, Version: 5, Subs: []subRecord{{Filter: "offline/t", QoS: 1}}}, nil)
+	off, _ := b.Clients.Get("offline")
+	publishN(t, b, "offline/t", "o", 12)
+	var got []string
+	for _, pk := range s.Queue(off) {
+		got = append(got, string(pk.Payload))
+	}
+	if !slices.Equal(got, []string{"o7", "o8", "o9", "o10", "o11"}) {
+		t.Errorf("offline session keeps %q, want the newest 5", got)
+	}
+	if d := drops.of("offline_queue_full"); d != 7 {
+		t.Errorf("offline_queue_full counted %d, want the 7 the offline session dropped", d)
+	}
 }

@@ -32,7 +32,9 @@ type willBroker struct {
 // hold a client's connection in a hook: in OnWill, mochi's sendLWT after it
 // checked the will flag and copied the will, before it queues the will on
 // its timer (the client not Closed yet: mochi stops it after sendLWT); in
-// OnSessionEstablished, after the CONNACK, before the tracker hears of it.
+// OnSessionEstablished, after the CONNACK, before the tracker hears of it;
+// in OnPacketEncode of the CONNACK, the client in mochi's list, not Closed,
+// and its CONNACK not written yet.
 type willHook struct {
 	mqtt.HookBase
 	s *Tracker
@@ -60,7 +62,8 @@ type publishedWill struct {
 func (h *willHook) ID() string { return "test-wills" }
 func (h *willHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWill, mqtt.OnSelectSubscribers:
+	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWill, mqtt.OnSelectSubscribers,
+		mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -78,6 +81,13 @@ func (h *willHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) { h.s.Dis
 func (h *willHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	h.wait(mqtt.OnWill, cl.ID)
 	return will, nil
+}
+
+func (h *willHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack {
+		h.wait(mqtt.OnPacketEncode, cl.ID)
+	}
+	return pk
 }
 
 // wait holds the call if a gate is set for it.

@@ -29,7 +29,7 @@ type Tracker struct {
 
 	mu         sync.Mutex
 	byID       map[string]*session
-	handedOver map[*mqtt.Client]struct{} // given to another node: its disconnect is not ours to record
+	handedOver map[*mqtt.Client]int64    // given to another node (unix second): its disconnect is not ours to record; see pruneHandedOver
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	refused    map[*mqtt.Client]refusal  // resumes refused (durable sessions), until their connection ends
 	claimedAt  map[string]*Record        // client id → the record a refused claim was written over (see reconcile)
@@ -70,7 +70,7 @@ type Tracker struct {
 // will delay after that connection ended, plus willMargin. Until the
 // tracker hears of its end (Disconnected), a record is pending, and kept up
 // to pendingMargin more. Records are pruned as new ones come (at most once
-// a second) and from the node's sentinel watch (PruneMovedWills).
+// a second) and from the node's sentinel watch (Prune).
 
 // movedWill is the record of a session that moved away.
 type movedWill struct {
@@ -151,8 +151,38 @@ func (s *Tracker) movedConnectionEnded(id string, now int64) {
 	s.movedWills.CompareAndSwap(id, v, mw) // not if WillMoved took it meanwhile, or another record replaced it
 }
 
-// PruneMovedWills drops the moved-will records whose time has passed.
-func (s *Tracker) PruneMovedWills() { s.pruneMovedWills(time.Now().Unix()) }
+// Prune drops what the tracker keeps of sessions that moved away once its
+// time has passed: moved-will records, and connections given up whose end
+// was never heard of (pruneHandedOver). The node's sentinel watch calls it
+// every ten seconds.
+func (s *Tracker) Prune() { s.prune(time.Now().Unix()) }
+
+func (s *Tracker) prune(now int64) {
+	s.pruneMovedWills(now)
+	s.pruneHandedOver(now)
+}
+
+// pruneHandedOver forgets connections given to another node (giveUp)
+// whose end the tracker has not heard of pendingMargin after the move.
+// giveUp closes the connection, and mochi calls OnDisconnect
+// (Disconnected, which forgets it) within moments, except when the
+// connection was given up between mochi adding the client to its list and
+// the end of its CONNACK and resend of inflight messages: the CONNACK (or a
+// resend), written after giveUp closed the connection, fails, and mochi's
+// attachClient returns before OnDisconnect (mochi v2.7.9 server.go:460-472,
+// OnDisconnect at 486). The entry, which holds the client and so its whole
+// session, then stayed for good. (A Disconnected that came after all, for
+// a connection closed pendingMargin before, would find its session no
+// longer tracked here: nothing of it would be written.)
+func (s *Tracker) pruneHandedOver(now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for cl, at := range s.handedOver {
+		if at+pendingMargin < now && cl.Closed() {
+			delete(s.handedOver, cl)
+		}
+	}
+}
 
 // pruneMovedWills prunes at most once a second.
 func (s *Tracker) pruneMovedWills(now int64) {
@@ -213,7 +243,7 @@ type session struct {
 
 func newTracker(env Env) *Tracker {
 	s := &Tracker{env: env, subj: meshwire.NewSubjects(env.Cluster), reg: registry{env.Store}, byID: map[string]*session{},
-		handedOver: map[*mqtt.Client]struct{}{}, expiring: map[*mqtt.Client]struct{}{},
+		handedOver: map[*mqtt.Client]int64{}, expiring: map[*mqtt.Client]struct{}{},
 		refused: map[*mqtt.Client]refusal{}, claimedAt: map[string]*Record{}}
 	s.maxOffline.Store(int64(env.MaxOffline))
 	return s
@@ -708,11 +738,24 @@ func (s *Tracker) Expired(cl *mqtt.Client) (owned bool) {
 // Queued notes a QoS 1/2 message entering a client's inflight store
 // (OnQosPublish) and enforces max_offline_messages on offline sessions by
 // dropping the oldest.
+//
+// A takeover's placeholder (hold, install.go) is not an offline session:
+// it keeps, for a client connecting now, what is published while the old
+// owner hands the session over, and install then takes from it only what
+// the session needs (with replicated durability not the QoS 1/2 messages
+// the session's queue delivers, which is most of what it gets). The limit
+// applied to it dropped, and counted as offline_queue_full, messages that
+// were then either delivered from the queue anyway or, with memory
+// durability, lost to a client that was connecting. It keeps all of them;
+// mqtt.max_inflight (mochi's quota) and the takeover's timeout bound it.
 func (s *Tracker) Queued(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}
 	limit := int(s.maxOffline.Load())
+	if isHold(cl.ID) {
+		limit = 0
+	}
 	s.mu.Lock()
 	ss := s.get(cl.ID)
 	if _, ok := ss.order[pk.PacketID]; !ok {

@@ -142,7 +142,7 @@ func (s *Tracker) giveUp(req takeoverRequest) *handover {
 	s.mu.Lock()
 	open := !cl.Closed()
 	if open {
-		s.handedOver[cl] = struct{}{}
+		s.handedOver[cl] = now
 	}
 	delayed := false
 	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl && ss.willDelay > 0 {
