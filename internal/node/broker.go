@@ -45,7 +45,8 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	limits := &limitsHook{maxSubs: c.MQTT.MaxSubscriptionsPerClient}
-	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), auth.NewThrottle(authHook), limits, &hook{n: n}} {
+	n.hook = &hook{n: n}
+	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), auth.NewThrottle(authHook), limits, n.hook} {
 		if err := s.AddHook(h, nil); err != nil {
 			return nil, err
 		}

@@ -31,7 +31,7 @@ type flow struct {
 	n           *Node
 	maxInflight uint16   // mqtt.max_inflight: mochi stores no more for a client
 	windows     sync.Map // *mqtt.Client → *quota
-	held        sync.Map // client id → heldBack: kept from mochi's resend, parked once established
+	held        sync.Map // client id → *heldBack: kept from mochi's resend, parked once established
 }
 
 // heldBack is what resuming took out of a session's inflight store.
@@ -87,9 +87,8 @@ func (f *flow) established(cl *mqtt.Client) {
 			q.sent[pk.PacketID] = struct{}{}
 		}
 	}
-	if v, ok := f.held.Load(cl.ID); ok && v.(heldBack).cl == cl {
-		f.held.Delete(cl.ID)
-		q.fifo = park(cl, v.(heldBack).pks)
+	if v, ok := f.held.Load(cl.ID); ok && v.(*heldBack).cl == cl && f.held.CompareAndDelete(cl.ID, v) {
+		q.fifo = park(cl, v.(*heldBack).pks)
 	}
 	f.windows.Store(cl, q)
 	go f.run(q)
@@ -108,7 +107,7 @@ func (f *flow) resuming(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if v, ok := f.held.LoadAndDelete(cl.ID); ok {
-		for _, p := range v.(heldBack).pks {
+		for _, p := range v.(*heldBack).pks {
 			old.State.Inflight.Set(p)
 		}
 	}
@@ -128,7 +127,7 @@ func (f *flow) resuming(cl *mqtt.Client, pk packets.Packet) {
 		}
 	}
 	if len(held) > 0 {
-		f.held.Store(cl.ID, heldBack{cl: cl, pks: held})
+		f.held.Store(cl.ID, &heldBack{cl: cl, pks: held})
 	}
 }
 
@@ -147,10 +146,17 @@ func park(cl *mqtt.Client, pks []packets.Packet) []packets.Packet {
 }
 
 // ended stops cl's pump; what it had parked stays in mochi's inflight
-// store, resent when the session resumes.
+// store, resent when the session resumes. What resuming held back for a
+// connection that ended before it was established (its CONNACK failed: see
+// unseen.go) goes back into its store: the session keeps it.
 func (f *flow) ended(cl *mqtt.Client) {
 	if v, ok := f.windows.LoadAndDelete(cl); ok {
 		close(v.(*quota).done)
+	}
+	if v, ok := f.held.Load(cl.ID); ok && v.(*heldBack).cl == cl && f.held.CompareAndDelete(cl.ID, v) {
+		for _, p := range v.(*heldBack).pks {
+			cl.State.Inflight.Set(p)
+		}
 	}
 }
 

@@ -19,21 +19,29 @@ const maxConnectPacket = 256 << 10
 // from its fixed header.
 type guarded struct {
 	listeners.Listener
-	lim inbound.Limits
+	lim   inbound.Limits
+	ended func(c net.Conn, err error) // after mochi is done with c (see Node.endedUnseen); may be nil
 }
 
-// guard wraps l with the limits of the node's config.
-func guard(l listeners.Listener, maxPacket int) listeners.Listener {
+// guard wraps l with the limits of the node's config; ended, if not nil,
+// is called with each connection once mochi's EstablishConnection returns.
+func guard(l listeners.Listener, maxPacket int, ended func(net.Conn, error)) listeners.Listener {
 	first := maxConnectPacket
 	if maxPacket > 0 {
 		first = min(first, maxPacket)
 	}
-	return &guarded{Listener: l, lim: inbound.Limits{First: first, Max: maxPacket}}
+	return &guarded{Listener: l, lim: inbound.Limits{First: first, Max: maxPacket}, ended: ended}
 }
 
-// Serve passes l's connections to establish through the guard.
+// Serve passes l's connections to establish through the guard, and tells
+// ended when mochi is done with each.
 func (g *guarded) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
-		return establish(id, inbound.NewConn(c, g.lim))
+		in := inbound.NewConn(c, g.lim)
+		err := establish(id, in)
+		if g.ended != nil {
+			g.ended(in, err)
+		}
+		return err
 	})
 }

@@ -64,8 +64,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // OnSessionEstablish runs after authentication and before mochi looks for an
 // existing session, so a session held by another node is moved here first,
 // and the end of a clean session's previous connection here completes first
-// (see awaitEnded).
+// (see awaitEnded). From here until OnDisconnect the connection is noted in
+// attached: mochi skips OnDisconnect when the CONNACK fails (see unseen.go).
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.n.attached.add(cl)
 	h.awaitEnded(cl)
 	h.n.sessions.Establish(cl, pk)
 	h.n.flow.resuming(cl, pk)
@@ -84,7 +86,10 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		"username", string(cl.Properties.Username))
 }
 
+// OnDisconnect ends what the node keeps for a connection. mochi skips it
+// when a connection ends before its CONNACK: Node.endedUnseen calls it then.
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.n.attached.remove(cl)
 	h.n.flow.ended(cl)
 	if isMesh(cl) {
 		return

@@ -36,6 +36,8 @@ type Node struct {
 
 	broker   *mqtt.Server
 	auth     *auth.Hook
+	hook     *hook
+	attached attached // connections between OnSessionEstablish and OnDisconnect (unseen.go)
 	mesh     *mesh
 	retained *retained
 	sessions *session.Tracker
@@ -146,7 +148,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize)); err != nil {
+		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize, n.endedUnseen)); err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 	}

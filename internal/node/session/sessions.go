@@ -90,7 +90,8 @@ const (
 	// closes the connection, which then ends within seconds; this bounds
 	// a record of a connection whose end the tracker never hears of (mochi
 	// skips OnDisconnect when sending the CONNACK, or the inflight
-	// messages after it, fails: no will is sent then either).
+	// messages after it, fails; the node reports that end itself, see
+	// node/unseen.go, and this stays as a bound).
 	pendingMargin = 600
 )
 
@@ -171,7 +172,9 @@ func (s *Tracker) prune(now int64) {
 // resend), written after giveUp closed the connection, fails, and mochi's
 // attachClient returns before OnDisconnect (mochi v2.7.9 server.go:460-472,
 // OnDisconnect at 486). The entry, which holds the client and so its whole
-// session, then stayed for good. (A Disconnected that came after all, for
+// session, then stayed for good. The node now calls Disconnected for such a
+// connection once mochi is done with it (node/unseen.go); this prune stays
+// as a bound. (A Disconnected that came after all, for
 // a connection closed pendingMargin before, would find its session no
 // longer tracked here: nothing of it would be written.)
 func (s *Tracker) pruneHandedOver(now int64) {
