@@ -10,8 +10,6 @@
 // docs/benchmarks.md has the measurements.
 package procsched
 
-import "fmt"
-
 // Policy names a scheduling policy: "normal" (SCHED_OTHER) or "batch"
 // (SCHED_BATCH).
 type Policy string
@@ -25,8 +23,4 @@ const (
 type Result struct {
 	Set     int // threads now under the policy
 	Foreign int // threads left under a policy set outside mqlb (real-time, idle, deadline)
-}
-
-func (r Result) String() string {
-	return fmt.Sprintf("%d threads set, %d left under a policy set outside mqlb", r.Set, r.Foreign)
 }

@@ -63,7 +63,7 @@ func TestSetEveryThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Set < 5 || r.Foreign != 0 {
-		t.Errorf("Set(batch): %v; want every thread (at least 5) set", r)
+		t.Errorf("Set(batch): %+v; want every thread (at least 5) set", r)
 	}
 	after, release2 := lockedThreads(8) // at least some of them new threads
 	defer release2()
@@ -94,7 +94,7 @@ func TestSetEveryThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Foreign != 1 {
-		t.Errorf("Set(normal): %v; want the SCHED_IDLE thread left alone", r)
+		t.Errorf("Set(normal): %+v; want the SCHED_IDLE thread left alone", r)
 	}
 	for tid, p := range policies(t) {
 		want := "normal"
