@@ -36,6 +36,7 @@ func startBroker(t *testing.T, h mqtt.Hook, extra ...listen.Options) (*mqtt.Serv
 	all := append([]listen.Options{{ID: "tcp", Type: listen.TypeTCP}}, extra...)
 	for _, o := range all {
 		o.Address = "127.0.0.1:0"
+		o.CloseClients = listen.ClientCloser(s) // as the node does: mochi's own deadlocks against a client leaving (listen.ClientCloser)
 		l, err := listen.New(o, nil)
 		if err != nil {
 			t.Fatal(err)
