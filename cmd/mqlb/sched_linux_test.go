@@ -8,38 +8,35 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mqlb/mqlb/internal/procsched"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // threadPolicies reads the scheduling policy of every thread of pid
-// (field 41 of /proc/PID/task/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH).
-func threadPolicies(t *testing.T, pid int) map[string]int {
+// ("normal", "batch", or another policy's number).
+func threadPolicies(t *testing.T, pid int) map[string]string {
 	t.Helper()
-	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("threads of %d: %v", pid, err)
 	}
-	out := map[string]int{}
-	for _, f := range dirs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread ended
+	out := map[string]string{}
+	for _, d := range dirs {
+		tid, _ := strconv.Atoi(filepath.Base(d))
+		if p, err := procsched.Of(tid); err == nil { // else the thread ended
+			out[filepath.Base(d)] = p
 		}
-		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		var policy int
-		fmt.Sscan(fields[38], &policy)
-		out[filepath.Base(filepath.Dir(f))] = policy
 	}
 	return out
 }
 
 // allUnder reports whether every thread of pid has policy.
-func allUnder(t *testing.T, pid, policy int) (bool, map[string]int) {
+func allUnder(t *testing.T, pid int, policy string) (bool, map[string]string) {
 	ps := threadPolicies(t, pid)
 	for _, p := range ps {
 		if p != policy {
@@ -76,8 +73,8 @@ func TestRunSchedulingPolicy(t *testing.T) {
 		}
 		c.Close()
 	}
-	if ok, ps := allUnder(t, pid, 3); !ok {
-		t.Fatalf("threads not all SCHED_BATCH (3): %v", ps)
+	if ok, ps := allUnder(t, pid, "batch"); !ok {
+		t.Fatalf("threads not all SCHED_BATCH: %v", ps)
 	}
 
 	if err := os.WriteFile(cfg, []byte(conf("process: { scheduling: normal }\n")), 0o644); err != nil {
@@ -85,10 +82,10 @@ func TestRunSchedulingPolicy(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.logged(t, 10*time.Second, `msg="scheduling policy set" policy=normal`)
-	var ps map[string]int
+	var ps map[string]string
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		var ok bool
-		ok, ps = allUnder(t, pid, 0)
+		ok, ps = allUnder(t, pid, "normal")
 		return ok
-	}, "threads not all SCHED_OTHER (0) after the reload: %v", ps)
+	}, "threads not all SCHED_OTHER after the reload: %v", ps)
 }

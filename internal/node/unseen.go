@@ -47,13 +47,6 @@ func (a *attached) remove(cl *mqtt.Client) {
 	}
 }
 
-// len counts the connections noted.
-func (a *attached) len() int {
-	n := 0
-	a.m.Range(func(_, _ any) bool { n++; return true })
-	return n
-}
-
 // endedUnseen runs once mochi is done with connection c (its
 // EstablishConnection returned err). If mochi never called OnDisconnect for
 // the client of c, it does what mochi does at the end of a connection

@@ -147,3 +147,10 @@ func TestConnectionEndedBeforeConnack(t *testing.T) {
 		t.Error("persistent session of a connection ended before its CONNACK: session present = 0")
 	}
 }
+
+// len counts the connections noted.
+func (a *attached) len() int {
+	n := 0
+	a.m.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
