@@ -384,26 +384,12 @@ func TestMovedWillsPruned(t *testing.T) {
 	if mw.until < before+delay+willMargin || mw.until > after+delay+willMargin {
 		t.Errorf("record until %d: want the connection's end (%d..%d) + %d + %d", mw.until, before, after, delay, willMargin)
 	}
-	wb.s.pruneMovedWills(mw.until)
-	if _, ok := wb.s.movedRecord("pending"); !ok {
-		t.Error("record pruned before its time")
-	}
-	wb.s.pruneMovedWills(mw.until + 1)
-	if _, ok := wb.s.movedRecord("pending"); ok {
-		t.Error("record kept after its time")
-	}
+	prunedAfter(t, wb.s, "pending", mw.until)
 
 	// A pending record whose connection's end is never heard of.
 	now := time.Now().Unix()
 	wb.s.willMovedAway("unheard", 1, delay, true, now)
-	wb.s.pruneMovedWills(now + delay + willMargin + pendingMargin)
-	if _, ok := wb.s.movedRecord("unheard"); !ok {
-		t.Error("pending record pruned before its time")
-	}
-	wb.s.pruneMovedWills(now + delay + willMargin + pendingMargin + 1)
-	if _, ok := wb.s.movedRecord("unheard"); ok {
-		t.Error("pending record kept after its time")
-	}
+	prunedAfter(t, wb.s, "unheard", now+delay+willMargin+pendingMargin)
 
 	// Disconnected normally (no will), then moved: nothing ever consumes
 	// the record.
@@ -422,12 +408,19 @@ func TestMovedWillsPruned(t *testing.T) {
 	if !ok || mw.until < before+delay+willMargin || mw.until > after+delay+willMargin {
 		t.Fatalf("record %+v, %v: want until the move (%d..%d) + %d + %d", mw, ok, before, after, delay, willMargin)
 	}
-	wb.s.pruneMovedWills(mw.until)
-	if _, ok := wb.s.movedRecord("gone"); !ok {
-		t.Error("record pruned before its time")
+	prunedAfter(t, wb.s, "gone", mw.until)
+}
+
+// prunedAfter checks that id's moved-will record survives a prune at
+// second until and is gone after one at until+1.
+func prunedAfter(t *testing.T, s *Tracker, id string, until int64) {
+	t.Helper()
+	s.pruneMovedWills(until)
+	if _, ok := s.movedRecord(id); !ok {
+		t.Errorf("record of %s pruned at %d, before its time", id, until)
 	}
-	wb.s.pruneMovedWills(mw.until + 1)
-	if _, ok := wb.s.movedRecord("gone"); ok {
-		t.Error("record kept after its time")
+	s.pruneMovedWills(until + 1)
+	if _, ok := s.movedRecord(id); ok {
+		t.Errorf("record of %s kept after its time (%d)", id, until)
 	}
 }
