@@ -19,7 +19,8 @@ const nodeStartTimeout = 2 * time.Minute
 
 // cmdNode runs one broker node until ctx is done (SIGINT/SIGTERM), then
 // closes it gracefully. SIGHUP reloads what can change at run time (users,
-// ACL rules, shared subscription policy, max_offline_messages, log level).
+// ACL rules, shared subscription policy, max_offline_messages,
+// process.gc_headroom, log level).
 func cmdNode(ctx context.Context, args []string) error {
 	fs := newFlags("node", "mqlb node [-c node.yaml]")
 	file := fs.String("c", "node.yaml", "node config file")
@@ -39,6 +40,8 @@ func cmdNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var gc gcPacing
+	gc.set(cfg.Process.GCHeadroom, log)
 	startCtx, cancel := context.WithTimeout(ctx, nodeStartTimeout)
 	err = n.Start(startCtx)
 	cancel()
@@ -53,14 +56,14 @@ func cmdNode(ctx context.Context, args []string) error {
 		case <-ctx.Done():
 			return n.Close()
 		case <-hup:
-			reloadNode(n, *file, level, log)
+			reloadNode(n, *file, level, &gc, log)
 		}
 	}
 }
 
 // reloadNode applies a changed config file; if it is invalid the node keeps
 // running on the old one.
-func reloadNode(n *node.Node, file string, level *slog.LevelVar, log *slog.Logger) {
+func reloadNode(n *node.Node, file string, level *slog.LevelVar, gc *gcPacing, log *slog.Logger) {
 	cfg, err := config.LoadNode(file)
 	if err != nil {
 		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
@@ -71,5 +74,6 @@ func reloadNode(n *node.Node, file string, level *slog.LevelVar, log *slog.Logge
 		return
 	}
 	level.Set(cfg.Log.SlogLevel())
+	gc.set(cfg.Process.GCHeadroom, log)
 	log.Info("SIGHUP: config reloaded", "config", file)
 }

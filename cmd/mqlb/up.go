@@ -36,6 +36,8 @@ func cmdUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var gc gcPacing // the nodes' default process.gc_headroom: they are most of this process's heap
+	gc.set(config.DefaultGCHeadroom, o.Log)
 	sys.Describe(os.Stdout)
 	stop := context.AfterFunc(ctx, func() {
 		fmt.Fprintln(os.Stderr, "mqlb up: stopping (open connections get 5s, then the nodes stop)")

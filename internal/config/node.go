@@ -24,9 +24,23 @@ type Node struct {
 	Auth                NodeAuth       `yaml:"auth"`
 	Admin               Admin          `yaml:"admin"`
 	Log                 Log            `yaml:"log"`
+	Process             NodeProcess    `yaml:"process"`
 
 	Source
 }
+
+// NodeProcess configures the node's process (mqlb node; mqlb up applies
+// the default).
+type NodeProcess struct {
+	// GCHeadroom is how many bytes the Go heap may grow over what the last
+	// collection found live before the next one, while the live heap is
+	// small (GOGC from 100 up to 400; internal/gcpace). Default 64 MiB; 0
+	// leaves Go's default (GOGC 100), as does GOGC set in the environment.
+	GCHeadroom int `yaml:"gc_headroom"`
+}
+
+// DefaultGCHeadroom is process.gc_headroom when left out: 64 MiB.
+const DefaultGCHeadroom = 64 << 20
 
 // NodeIdentity names the node and where it keeps its data.
 type NodeIdentity struct {
@@ -161,6 +175,9 @@ func (n *Node) SetDefaults() {
 	}
 	n.Log.Level = defaultString(n.Log.Level, "info")
 	n.Log.Format = defaultString(n.Log.Format, "text")
+	if n.Process.GCHeadroom == 0 && !set("process.gc_headroom") {
+		n.Process.GCHeadroom = DefaultGCHeadroom
+	}
 }
 
 func (l *NodeListener) setDefaults(i int) {
@@ -251,6 +268,9 @@ func (n *Node) Validate() error {
 	ck.admin(&n.Admin)
 	ck.oneOf("log.level", n.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", n.Log.Format, "text", "json")
+	if h := n.Process.GCHeadroom; h < 0 || h > 1<<40 {
+		ck.errorf("process.gc_headroom", "want 0 (Go's default pacing) to 1099511627776 bytes, got %d", h)
+	}
 	return errors.Join(ck.errs...)
 }
 

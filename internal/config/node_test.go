@@ -116,6 +116,7 @@ func TestParseNodeErrorsNamePathAndLine(t *testing.T) {
 		{"max qos", minimalNode + "mqtt:\n  max_qos: 3\n", `mqtt.max_qos (line 10): want 0, 1 or 2, got 3`},
 		{"max keep alive", minimalNode + "mqtt:\n  max_keep_alive: 1500ms\n", `mqtt.max_keep_alive (line 10): want 0 (no cap) or whole seconds`},
 		{"max keep alive range", minimalNode + "mqtt:\n  max_keep_alive: 24h\n", `mqtt.max_keep_alive (line 10): want 0 (no cap)`},
+		{"gc headroom", minimalNode + "process: { gc_headroom: -1 }\n", `process.gc_headroom (line 9): want 0 (Go's default pacing) to 1099511627776 bytes, got -1`},
 		{"no listeners", strings.Replace(minimalNode, "listeners:\n  - address: \"127.0.0.1:0\"\n", "", 1),
 			`listeners: at least one listener is required`},
 	} {
@@ -138,8 +139,24 @@ func TestNodeBuiltInCode(t *testing.T) {
 	if err := n.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if n.Sessions.MaxOfflineMessages != 1000 || n.Admin.Address != "127.0.0.1:9091" {
-		t.Errorf("defaults in code: %+v %+v", n.Sessions, n.Admin)
+	if n.Sessions.MaxOfflineMessages != 1000 || n.Admin.Address != "127.0.0.1:9091" || n.Process.GCHeadroom != DefaultGCHeadroom {
+		t.Errorf("defaults in code: %+v %+v %+v", n.Sessions, n.Admin, n.Process)
+	}
+}
+
+func TestNodeGCHeadroom(t *testing.T) {
+	for doc, want := range map[string]int{
+		minimalNode: DefaultGCHeadroom,
+		minimalNode + "process: { gc_headroom: 0 }\n":         0,
+		minimalNode + "process: { gc_headroom: 268435456 }\n": 256 << 20,
+	} {
+		n, err := ParseNode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Process.GCHeadroom != want {
+			t.Errorf("process.gc_headroom %d, want %d, from\n%s", n.Process.GCHeadroom, want, doc)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,5 +27,7 @@ func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 		n.log.Warn("TLS certificate not valid now", "problem", err.Error())
 	}
 	certs.Set(loaded)
-	m.reg.MustRegister(certs, version.BuildInfo(labels))
+	m.reg.MustRegister(certs, version.BuildInfo(labels),
+		// the process's: its heap, collector pacing (process.gc_headroom), goroutines, CPU, file descriptors
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
