@@ -1,11 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"syscall"
 	"testing"
@@ -34,25 +32,18 @@ func gogc(t *testing.T, admin string) string {
 // (GOGC 400 while its heap is small), and a reload to 0 gives Go's default
 // back.
 func TestNodeGCPacing(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "node.yaml")
-	base := fmt.Sprintf("node: { name: gc, data_dir: %q }\nlisteners: [{ name: tcp, type: tcp, address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }\n",
-		filepath.Join(dir, "data"))
-	os.WriteFile(file, []byte(base), 0o600)
-	cmd := mqlb("node", "-c", file)
-	cmd.Env = append(cmd.Env, "GOGC=") // an empty GOGC is Go's default; the operator's GOGC would stand
-	stderr := new(testutil.SyncBuffer)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// an empty GOGC is Go's default; the operator's GOGC would stand
+	file, cmd, stderr := startSoloNode(t, "gc", "", "GOGC=")
 	admin := logged(t, stderr, `msg="node started".* admin=(\S+)`)
 	logged(t, stderr, `msg="garbage collector paced by headroom" gc_headroom=(67108864)`)
 	testutil.Eventually(t, 30*time.Second, func() bool { return gogc(t, admin) == "400" },
 		"go_gc_gogc_percent 400; log:\n%s", stderr)
 
-	os.WriteFile(file, []byte(base+"process: { gc_headroom: 0 }\n"), 0o600)
+	cfg, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(file, append(cfg, "process: { gc_headroom: 0 }\n"...), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
 	logged(t, stderr, `msg="garbage collector: Go's default pacing" reason="(process.gc_headroom is 0)"`)
 	testutil.Eventually(t, 30*time.Second, func() bool { return gogc(t, admin) == "100" },

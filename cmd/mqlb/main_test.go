@@ -140,22 +140,34 @@ func TestRunReloadsOnSIGHUPAndStopsOnSIGTERM(t *testing.T) {
 	}
 }
 
-// TestNodeRunsAndStops runs `mqlb node` as a process: healthy, serving MQTT,
-// and gone cleanly on SIGTERM.
-func TestNodeRunsAndStops(t *testing.T) {
-	testutil.NeedCommand(t, "mosquitto_pub")
+// startSoloNode runs `mqlb node` with a config of one TCP listener and the
+// admin, both on port 0, and extraConfig; it returns the config file (to
+// change before a SIGHUP), the process (killed at cleanup) and its log.
+func startSoloNode(t *testing.T, name, extraConfig string, env ...string) (string, *exec.Cmd, *testutil.SyncBuffer) {
+	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "node.yaml")
-	cfg := fmt.Sprintf("node: { name: solo, data_dir: %q }\nlisteners: [{ name: tcp, type: tcp, address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }\n",
-		filepath.Join(dir, "data"))
-	os.WriteFile(file, []byte(cfg), 0o600)
+	cfg := fmt.Sprintf("node: { name: %s, data_dir: %q }\nlisteners: [{ name: tcp, type: tcp, address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }\n%s",
+		name, filepath.Join(dir, "data"), extraConfig)
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := mqlb("node", "-c", file)
+	cmd.Env = append(cmd.Env, env...)
 	stderr := new(testutil.SyncBuffer)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return file, cmd, stderr
+}
+
+// TestNodeRunsAndStops runs `mqlb node` as a process: healthy, serving MQTT,
+// and gone cleanly on SIGTERM.
+func TestNodeRunsAndStops(t *testing.T) {
+	testutil.NeedCommand(t, "mosquitto_pub")
+	_, cmd, stderr := startSoloNode(t, "solo", "")
 	admin := logged(t, stderr, `msg="node started".* admin=(\S+)`)
 	mqttAddr := logged(t, stderr, `msg=listening.* listener=tcp.* address=(\S+)`)
 	testutil.Eventually(t, 30*time.Second, func() bool {
