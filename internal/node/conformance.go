@@ -2,6 +2,8 @@ package node
 
 import (
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -23,8 +25,10 @@ import (
 //
 // It puts a client's packet id back into a SUBACK/UNSUBACK (see pidSwap)
 // and counts the QoS 1/2 PUBLISHes in flight to a client held to its
-// Receive Maximum (see flow).
+// Receive Maximum (see flow). Nothing is written to a client before its
+// CONNACK (see connacks).
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.n.connacks.wait(cl, pk)
 	h.n.flow.sending(cl, pk)
 	pk = h.pids.write(cl, pk)
 	switch pk.FixedHeader.Type {
@@ -51,6 +55,57 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		}
 	}
 	return pk
+}
+
+// OnPacketSent lets go what waits for a client's CONNACK (see connacks).
+func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Connack {
+		h.n.connacks.release(cl)
+	}
+}
+
+// connacks holds what is written to a connecting client until its CONNACK
+// is [MQTT-3.2.0-1]. mochi v2.7.9 adds the client to its list
+// (server.go:458) before it writes the CONNACK (server.go:460), and a
+// message published meanwhile to the client's id (a subscription of the
+// session it resumes, or one selected, by id, before its clean start ended
+// the previous connection's) is queued for the client's WriteLoop, which
+// may write it first; so may another goroutine's DISCONNECT (a takeover).
+// The client then reads a PUBLISH where its CONNACK should be (paho.golang
+// fails the connect: "received unexpected packet 3"). Each connection is
+// held from OnSessionEstablish until its CONNACK is written (OnPacketSent),
+// or it ended without one (endedUnseen); nothing written to it meanwhile
+// comes from the goroutine that writes the CONNACK.
+type connacks struct {
+	pending atomic.Int32 // connections held: none, the usual case, takes no lookup
+	m       sync.Map     // *mqtt.Client → chan struct{}, closed when let go
+}
+
+// hold holds what is written to cl until release.
+func (g *connacks) hold(cl *mqtt.Client) {
+	if cl.Net.Conn == nil || isMesh(cl) {
+		return
+	}
+	g.pending.Add(1)
+	g.m.Store(cl, make(chan struct{}))
+}
+
+// release lets go what waits for cl's CONNACK, and what comes after.
+func (g *connacks) release(cl *mqtt.Client) {
+	if v, ok := g.m.LoadAndDelete(cl); ok {
+		close(v.(chan struct{}))
+		g.pending.Add(-1)
+	}
+}
+
+// wait returns once pk may be written to cl.
+func (g *connacks) wait(cl *mqtt.Client, pk packets.Packet) {
+	if g.pending.Load() == 0 || pk.FixedHeader.Type == packets.Connack {
+		return
+	}
+	if v, ok := g.m.Load(cl); ok {
+		<-v.(chan struct{})
+	}
 }
 
 // disconnectCode returns a reason code a server may send in a DISCONNECT

@@ -61,6 +61,59 @@ func TestSysPublishAnswered(t *testing.T) {
 	}
 }
 
+// TestNothingBeforeConnack: a message published to a resuming session's
+// subscription after mochi put the client in its list, before its CONNACK
+// is written, comes after the CONNACK [MQTT-3.2.0-1]: written first, it
+// failed the client's connect ("received unexpected packet 3").
+func TestNothingBeforeConnack(t *testing.T) {
+	n := soloNode(t, nil)
+	addr := n.ListenerAddr("tcp")
+	const id = "early-session"
+	first := dialV5(t, addr, id, true, 600)
+	first.sub(t, "early/t", 0)
+	_ = first.Disconnect(&paho.Disconnect{})
+	witness := dialV5(t, addr, "early-witness", true, 0)
+	witness.sub(t, "early/t", 0)
+	pub := dialV5(t, addr, "early-pub", true, 0)
+
+	gate := &connackGate{prefix: id, entered: make(chan string), release: make(chan struct{}), stop: make(chan struct{})}
+	if err := n.broker.AddHook(gate, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gate.open) // never leave mochi's goroutine held
+	type resumed struct {
+		c   *v5
+		err error
+	}
+	res := make(chan resumed, 1)
+	go func() {
+		c, err := tryV5(addr, id, false, 600)
+		res <- resumed{c, err}
+	}()
+	select {
+	case <-gate.entered: // the client is in mochi's list, its CONNACK held
+	case <-time.After(waitFor):
+		t.Fatal("no CONNACK for the resuming client")
+	}
+	pub.send(t, "early/t", 0, "early")
+	witness.waitPayload(t, "early") // published: queued for the resuming client too
+	gate.release <- struct{}{}
+	var r resumed
+	select {
+	case r = <-res:
+	case <-time.After(waitFor):
+		t.Fatal("resume: no answer")
+	}
+	if r.err != nil {
+		t.Fatalf("resume: %v", r.err)
+	}
+	t.Cleanup(func() { _ = r.c.Disconnect(&paho.Disconnect{}) })
+	if !r.c.connack.SessionPresent {
+		t.Error("resume: session present = 0")
+	}
+	r.c.waitPayload(t, "early")
+}
+
 // TestDelayedWillOfMovedSession: a session that moved to another node before
 // its will delay ended must not have its will published [MQTT-3.1.3-9],
 // neither on the node it left nor anywhere else.

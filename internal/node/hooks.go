@@ -29,7 +29,8 @@ var provided = []byte{
 	mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnSelectSubscribers,
 	mqtt.OnPublish, mqtt.OnPublished, mqtt.OnPublishDropped, mqtt.OnRetainMessage,
 	mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-	mqtt.OnWill, mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketRead, mqtt.OnPacketProcessed,
+	mqtt.OnWill, mqtt.OnWillSent, mqtt.OnClientExpired, mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnPacketRead,
+	mqtt.OnPacketProcessed,
 }
 
 func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 }
@@ -66,7 +67,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // and the end of a clean session's previous connection here completes first
 // (see awaitEnded). From here until OnDisconnect the connection is noted in
 // attached: mochi skips OnDisconnect when the CONNACK fails (see unseen.go).
+// What is written to it waits for its CONNACK (see connacks).
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.n.connacks.hold(cl)
 	h.n.attached.add(cl)
 	h.awaitEnded(cl)
 	h.n.sessions.Establish(cl, pk)

@@ -38,6 +38,7 @@ type Node struct {
 	auth     *auth.Hook
 	hook     *hook
 	attached attached // connections between OnSessionEstablish and OnDisconnect (unseen.go)
+	connacks connacks // connections between OnSessionEstablish and their CONNACK (conformance.go)
 	mesh     *mesh
 	retained *retained
 	sessions *session.Tracker

@@ -62,6 +62,7 @@ func (n *Node) endedUnseen(c net.Conn, err error) {
 		return // OnDisconnect came (or the connection never got that far)
 	}
 	cl := v.(*mqtt.Client)
+	n.connacks.release(cl) // if its CONNACK failed
 	n.log.Debug("client connection ended before its CONNACK was sent", "client_id", cl.ID, "remote", cl.Net.Remote,
 		"listener", cl.Net.Listener, "error", err)
 	// mochi's sendLWT is unexported; a CONNECT on an established connection
