@@ -67,6 +67,7 @@ func TestNodeLossRestartAndClusterRestart(t *testing.T) {
 		if !back.connack.SessionPresent {
 			t.Error("offline session after a cluster restart: session present = 0")
 		}
+		anchorReady(t, c.nodes[2], "life-away")
 		for _, p := range queued {
 			back.waitPayload(t, p)
 		}
@@ -224,6 +225,7 @@ func TestRefusedResumeLeavesNoSession(t *testing.T) {
 		_, ok := c.nodes[0].broker.Clients.Get(refusedID)
 		return !ok
 	}, "node 1 still holds a session for %s", refusedID)
+	anchorReady(t, c.nodes[1], refusedID)
 	publishStored(t, c.addr(2), "after the refusal expired")
 	back.waitPayload(t, "after the refusal expired")
 }
@@ -240,6 +242,7 @@ func TestRefusedResumeBackOnRefusingNode(t *testing.T) {
 	if !back.connack.SessionPresent {
 		t.Fatal("resume on the node that refused it: session present = 0")
 	}
+	anchorReady(t, c.nodes[0], refusedID)
 	publishStored(t, c.addr(2), "back where it was refused")
 	back.waitPayload(t, "back where it was refused")
 }

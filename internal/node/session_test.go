@@ -16,6 +16,31 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
+// anchorReady waits until the anchor of id's session queue (a JetStream
+// consumer, its state in memory on each replica: see session.Durable.write)
+// answers on node n. After nodes restart the anchor has no leader until its
+// replicas elect one; a replica back with an empty log counts in that
+// election only once every replica answers, so it takes JetStream one or
+// more election timeouts (4-9 s each; over 10 s under load). Until then the
+// node cannot read the session's queue: a message's deadline (waitFor)
+// starts once it can.
+func anchorReady(t *testing.T, n *Node, id string) {
+	t.Helper()
+	if !n.durable.On() {
+		return
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		st := n.store()
+		if st == nil || st.Queue == nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err := st.Queue.Consumer(ctx, session.ConsumerName(id))
+		return err == nil
+	}, "node %s: anchor of session %s answers", n.Name(), id)
+}
+
 // queuedAt waits until node n holds a disconnected session for id with k
 // queued messages.
 // With replicated durability the messages are in the session's consumer.
