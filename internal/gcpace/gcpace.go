@@ -46,8 +46,6 @@ type pacer struct {
 	headroom uint64
 	percent  atomic.Int64 // what was last set
 	stopped  atomic.Bool
-	sample   []metrics.Sample
-	smu      sync.Mutex // sample is read by one collection's cleanup at a time
 }
 
 // Start paces the collector for headroom bytes over the live heap and
@@ -61,7 +59,7 @@ func Start(headroom uint64) (stop func(), why string) {
 	case os.Getenv("GOGC") != "":
 		return func() {}, "GOGC is set in the environment"
 	}
-	p := &pacer{headroom: headroom, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	p := &pacer{headroom: headroom}
 	mu.Lock()
 	if current != nil {
 		current.stopped.Store(true)
@@ -111,10 +109,9 @@ func (p *pacer) collected() {
 
 // adjust sets GOGC for the live heap the last collection found.
 func (p *pacer) adjust() {
-	p.smu.Lock()
-	metrics.Read(p.sample)
-	live := p.sample[0].Value.Uint64()
-	p.smu.Unlock()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}} // once per collection: no need to keep it
+	metrics.Read(s)
+	live := s[0].Value.Uint64()
 	want := percentFor(p.headroom, live)
 	if old := p.percent.Load(); old == int64(want) {
 		return
