@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -145,15 +146,17 @@ func TestCtlCluster(t *testing.T) {
 	}
 	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)")
 	// A node's own admin API: find the node holding ctl-up-1, kick it there.
+	var said []string
 	for _, n := range s.nodes {
-		out, _, _ := ctlRun(t, n, "clients", "--q", "ctl-up-1")
+		out, errOut, code := ctlRun(t, n, "clients", "--q", "ctl-up-1")
+		said = append(said, fmt.Sprintf("%s: exit %d\n%s%s", n, code, out, errOut))
 		if strings.Contains(out, "ctl-up-1") {
 			ctlOK(t, n, []string{"kick", "ctl-up-1"}, "ctl-up-1: disconnected")
 			ctlOK(t, n, []string{"status"}, "node", "ok")
 			return
 		}
 	}
-	t.Errorf("no node lists ctl-up-1")
+	t.Errorf("no node of %d lists ctl-up-1:\n%s", len(s.nodes), strings.Join(said, "\n"))
 }
 
 // TestCtlTokenAndNoNodes: the token comes from --token or MQLB_TOKEN and a

@@ -59,6 +59,8 @@ func startUp(t *testing.T) *upSystem {
 	s := &upSystem{}
 	s.admin = waitMatch(t, p.stdout.String, `admin +http://(\S+)/ui/`, "mqlb up started")
 	s.lb = waitMatch(t, p.stdout.String, `load balancer +mqtt://(\S+)`, "mqlb up started")
+	// The banner is written line by line: read the nodes once its last line is out.
+	waitMatch(t, p.stdout.String, `(Ctrl-C) stops everything`, "mqlb up banner")
 	for _, m := range regexp.MustCompile(`metrics http://(\S+)/metrics`).FindAllStringSubmatch(p.stdout.String(), -1) {
 		s.nodes = append(s.nodes, m[1])
 	}
