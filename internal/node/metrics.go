@@ -73,6 +73,9 @@ func newMetrics(n *Node) *metrics {
 		_, msgs := n.durable.Stored()
 		return msgs
 	})
+	m.counter("queue_replica_misses_total", "Session queue messages read from the stream's leader because the replica read lacked them.", labels, func() int64 {
+		return n.durable.ReplicaMisses() // (n.durable is set after the metrics)
+	})
 	m.counter("retained_unstored_total", "Retained publishes that could not be written to the cluster store.", labels, m.retainedUnstored.Load)
 	for _, r := range dropReasons {
 		get := m.drops.With(r).Load

@@ -237,7 +237,7 @@ func (d *Durable) countOver(ds *dsession, st *store.Store) error {
 read:
 	for seq <= upTo {
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		msgs, _, err := d.fetch(ctx, st, subject, seq, durableWindow)
+		msgs, _, err := d.readQueue(ctx, st, subject, seq, durableWindow, false)
 		cancel()
 		if err != nil {
 			return st.Note(err)

@@ -74,11 +74,13 @@ func (d *Durable) read(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
 		}
 	}
 	tries := lagTries // reads left for a message the replica may not have yet
+	woken := false    // since the last idle wait: a publish for the session is in the queue
 	for {
 		st, err := d.position(ds, cl)
 		found := false
 		if err == nil {
-			found, err = d.readOnce(ds, cl, st)
+			// The last read for a wake checks an empty answer with the leader (readQueue).
+			found, err = d.readOnce(ds, cl, st, woken && tries == lagTries)
 		}
 		switch {
 		case errors.Is(err, errStopped):
@@ -105,9 +107,9 @@ func (d *Durable) read(ds *dsession, cl *mqtt.Client, stop chan struct{}) {
 			idle.Stop()
 			return
 		case <-ds.wake:
-			tries = 0
+			tries, woken = 0, true
 		case <-idle.C:
-			tries = lagTries
+			tries, woken = lagTries, false
 		}
 		idle.Stop()
 	}
@@ -141,7 +143,7 @@ func (d *Durable) position(ds *dsession, cl *mqtt.Client) (*store.Store, error) 
 	if cursor != 0 {
 		return st, nil
 	}
-	next, _, last, err := d.anchorPosition(ctx, st, ds.id)
+	next, pending, last, err := d.anchorPosition(ctx, st, ds.id)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		ds.mu.Lock()
 		ds.synced = false // expired or never written: write it again
@@ -157,33 +159,41 @@ func (d *Durable) position(ds *dsession, cl *mqtt.Client) (*store.Store, error) 
 	}
 	if ds.cursor == 0 {
 		ds.cursor, ds.high, ds.floorSent = posOf(next, 0), posOf(last+1, 0)-1, next-1
+		ds.pending = pending > 0
 	}
 	return st, nil
 }
 
 // readOnce reads what the queue has for ds from its cursor, as far as cl
 // has room, and delivers it; found reports whether there was anything.
-func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store) (found bool, err error) {
+// expect: a message is in the queue for ds (see readQueue).
+func (d *Durable) readOnce(ds *dsession, cl *mqtt.Client, st *store.Store, expect bool) (found bool, err error) {
 	if err := d.countOver(ds, st); err != nil {
 		return false, err
 	}
 	if err := d.resendHanded(ds, cl, st); err != nil {
 		return false, err
 	}
-	for {
+	for check := expect; ; {
 		ds.mu.Lock()
 		room := waitRoom(ds, cl)
-		from, subject := ds.cursor, d.readSubject(ds)
+		from, subject, pending := ds.cursor, d.readSubject(ds), ds.pending
 		ds.mu.Unlock()
 		if room == 0 {
 			return found, errStopped
 		}
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		msgs, more, err := d.fetch(ctx, st, subject, seqOf(from), room)
+		msgs, more, err := d.readQueue(ctx, st, subject, seqOf(from), room, check || pending)
 		cancel()
 		if err != nil {
 			return found, st.Note(err)
 		}
+		if pending {
+			ds.mu.Lock()
+			ds.pending = false // read, or confirmed with the leader
+			ds.mu.Unlock()
+		}
+		check = len(msgs) == 1 && msgs[0].leader // the replica lacked it: it may lack what follows
 		found = found || len(msgs) > 0
 		cork := d.env.cork(cl) // the PUBLISHes of one read leave in one write
 		for _, m := range msgs {
@@ -215,7 +225,7 @@ func (d *Durable) resendHanded(ds *dsession, cl *mqtt.Client, st *store.Store) e
 			return errStopped
 		}
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		msgs, _, err := d.fetch(ctx, st, subject, seqOf(pos), 1)
+		msgs, _, err := d.readQueue(ctx, st, subject, seqOf(pos), 1, true)
 		cancel()
 		if err != nil {
 			return st.Note(err)

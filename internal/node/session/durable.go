@@ -72,6 +72,7 @@ type Durable struct {
 	batches batcher  // publishes waiting to be stored together (batch.go)
 
 	stored, storedMsgs atomic.Int64 // publishes sent to the queue stream, and the stream messages they went in
+	replicaMisses      atomic.Int64 // queue messages read from the leader: the replica lacked them (reader.go)
 }
 
 // dsession is one persistent session's anchor and reader on this node.
@@ -100,7 +101,10 @@ type dsession struct {
 	// resend: deliveries below the cursor the client had not acknowledged
 	// on the node that handed the session over, to send first.
 	resend []uint64
-	over   int // queued publishes over max_offline_messages when the session resumed: dropped first
+	// pending: the anchor reported messages queued when the reader was
+	// positioned: an empty first read is checked with the leader (readQueue).
+	pending bool
+	over    int // queued publishes over max_offline_messages when the session resumed: dropped first
 	// countTo: the stream's last sequence when the session resumed with
 	// possibly more than countLimit (max_offline_messages) publishes
 	// queued; the reader counts them first (countOver). 0: nothing to count.

@@ -27,6 +27,7 @@ type qmsg struct {
 	data    []byte    // the envelope, or a queue batch
 	batch   string    // the batch header: the item count ("": not a batch)
 	subject string
+	leader  bool // read from the stream's leader: the replica lacked it (readQueue)
 }
 
 // A position in the queue is a publish's stream sequence and its index in
@@ -194,6 +195,60 @@ func (d *Durable) fetch(ctx context.Context, st *store.Store, subject string, fr
 		}
 	}
 }
+
+// readQueue is fetch, checked with the stream's leader wherever the
+// replica's answer may have left out a message the session wants.
+//
+// A replica's copy is the leader's up to where it has caught up, in raft
+// order — except that a replica that joined or caught up by a snapshot
+// (a scale-up of the stream, a node back after a long absence) has been seen
+// to miss messages the leader holds, earlier ones while it has later ones:
+// the anchor reported messages pending, and the node's own replica answered
+// "not found" from the reader's cursor on, run after run. Read alone, the
+// reader would wait for them for ever, or skip them as soon as a later
+// message arrived: a loss. So an answer that starts past the cursor, or an
+// empty one where a message is expected (the reader was woken for one, or
+// the anchor reported some pending), is checked: the leader's first message
+// on the subject from the cursor on. If it is earlier than the replica's
+// first, the replica lacks it: that one message is delivered from the
+// leader's answer, and reading goes on (more) from after it. An answer that
+// starts at the cursor needs no check; nor does an empty one where nothing
+// is expected (an idle session's poll: no request to the leader per idle
+// session). The cost is one leader request per read that skipped a range:
+// with sessions on their own topics, about every read.
+func (d *Durable) readQueue(ctx context.Context, st *store.Store, subject string, from uint64, n int, expect bool) ([]qmsg, bool, error) {
+	msgs, more, err := d.fetch(ctx, st, subject, from, n)
+	if err != nil || (len(msgs) > 0 && msgs[0].seq == from) || (len(msgs) == 0 && !expect) {
+		return msgs, more, err
+	}
+	lm, err := st.LeaderNext(ctx, st.Queue.CachedInfo().Config.Name, subject, from)
+	switch {
+	case errors.Is(err, store.ErrNoMessage):
+		return msgs, more, nil // what the replica has was removed at the leader meanwhile (expired, or nobody wants it)
+	case err != nil:
+		return nil, false, fmt.Errorf("session queue: confirming a replica's answer with the leader: %w", err)
+	case len(msgs) > 0 && lm.Seq >= msgs[0].seq:
+		return msgs, more, nil
+	}
+	d.replicaMisses.Add(1)
+	d.env.Warn("session queue: the replica read lacks a message the stream's leader has; reading it from the leader",
+		"stream_seq", lm.Seq, "replica_first", firstSeq(msgs))
+	return []qmsg{{seq: lm.Seq, stored: lm.Time, from: lm.Header.Get(fromHeader), data: lm.Data,
+		batch: lm.Header.Get(meshwire.BatchHeader), subject: lm.Subject, leader: true}}, true, nil
+}
+
+// firstSeq is the first sequence of msgs, 0 for none.
+func firstSeq(msgs []qmsg) uint64 {
+	if len(msgs) == 0 {
+		return 0
+	}
+	return msgs[0].seq
+}
+
+// ReplicaMisses returns how many queue messages a session read from the
+// stream's leader because the replica it read lacked them
+// (mqlb_node_queue_replica_misses_total).
+func (d *Durable) ReplicaMisses() int64 { return d.replicaMisses.Load() }
 
 // apiError is the error of a JetStream API answer.
 type apiError struct {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,4 +68,63 @@ func (s *Store) LeaderGet(ctx context.Context, kv jetstream.KeyValue, key string
 		}
 	}
 	return resp.Message.Data, resp.Message.Seq, nil
+}
+
+// StreamMsg is one message of a stream as its leader holds it.
+type StreamMsg struct {
+	Subject string
+	Seq     uint64
+	Header  nats.Header
+	Data    []byte
+	Time    time.Time
+}
+
+// ErrNoMessage: the leader holds no message on the subject at or after the
+// sequence.
+var ErrNoMessage = errors.New("stream holds no such message")
+
+// LeaderNext reads from stream's leader the first message at or after
+// sequence from on subject (wildcards allowed): ErrNoMessage if there is
+// none. A direct get is answered by any replica, from its own copy; this
+// one is answered from the copy every acknowledged write is in.
+func (s *Store) LeaderNext(ctx context.Context, stream, subject string, from uint64) (*StreamMsg, error) {
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{from, subject})
+	if err != nil {
+		return nil, err
+	}
+	msg, err := s.JS.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("stream message get: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, ErrNoMessage
+	case resp.Error != nil:
+		return nil, resp.Error
+	case resp.Message == nil:
+		return nil, jetstream.ErrInvalidJetStreamResponse
+	}
+	out := &StreamMsg{Subject: resp.Message.Subject, Seq: resp.Message.Seq, Data: resp.Message.Data, Time: resp.Message.Time}
+	if len(resp.Message.Header) > 0 {
+		if out.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
