@@ -220,3 +220,18 @@ func TestMeshTokenFile(t *testing.T) {
 		t.Errorf("token and token_file: %v", err)
 	}
 }
+
+func TestParseNodeMeshBatch(t *testing.T) {
+	for doc, want := range map[string]bool{minimalNode: true, minimalNode + "  batch: false\n": false, minimalNode + "  batch: true\n": true} {
+		n, err := ParseNode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Mesh.Batches() != want {
+			t.Errorf("%q: mesh.batch %v, want %v", doc, n.Mesh.Batches(), want)
+		}
+	}
+	if _, err := ParseNode([]byte(minimalNode + "  batch: sometimes\n")); err == nil {
+		t.Error("mesh.batch: sometimes: no error")
+	}
+}

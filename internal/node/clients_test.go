@@ -251,3 +251,10 @@ func (c *v3) send(t testing.TB, topic string, qos byte, retain bool, payload str
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }
+
+// waitN waits until b and other together hold n messages.
+func (b *inbox) waitN(t testing.TB, other *inbox, n int) {
+	t.Helper()
+	testutil.Eventually(t, waitFor, func() bool { return b.count()+other.count() >= n },
+		"want %d messages, have %d + %d", n, b.count(), other.count())
+}

@@ -48,6 +48,7 @@ type mesh struct {
 	plainCl  *mqtt.Client // injects messages for plain subscribers
 	sharedCl *mqtt.Client // injects messages for one shared group
 	replay   *meshwire.ReplayWindow
+	out      *meshOut   // publishes, batched per subject
 	injectMu sync.Mutex // plain deliveries: one at a time, in arrival order
 
 	mu      sync.Mutex
@@ -101,6 +102,24 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	if data != nil {
 		m.startInboxes(n.ctx)
 	}
+	m.out = &meshOut{wake: make(chan struct{}, 1), batch: n.cfg.Mesh.Batches(),
+		send: func(subject string, data []byte) error {
+			if m.data == nil {
+				return nats.ErrConnectionClosed
+			}
+			return m.data.Publish(subject, data)
+		},
+		fail: func(subject string, err error) {
+			m.n.metrics.dropped("mesh_unavailable")
+			m.n.warnEvery("mesh publish failed", "subject", subject, "error", err)
+		},
+		batches: func(int) { m.n.metrics.meshBatches.Add(1) },
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		m.out.run(n.ctx)
+	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -258,11 +277,7 @@ func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 		m.n.warnEvery("message too large for the mesh: delivered on this node only", "topic", pk.TopicName, "bytes", len(data))
 		return
 	}
-	if err := m.data.Publish(m.subj.Topic(pk.TopicName), data); err != nil {
-		m.n.metrics.dropped("mesh_unavailable")
-		m.n.warnEvery("mesh publish failed", "topic", pk.TopicName, "error", err)
-		return
-	}
+	m.out.add(m.subj.Topic(pk.TopicName), data)
 	m.n.metrics.meshOut.Add(1)
 }
 
@@ -272,10 +287,28 @@ var envelopes = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &
 
 const maxPooledEnvelope = 64 << 10 // larger buffers are let go
 
+// eachEnvelope calls f with every envelope of a mesh message: the one it
+// is, or those of a mesh batch (see meshOut).
+func (m *mesh) eachEnvelope(msg *nats.Msg, f func([]byte)) {
+	items, batch, err := meshwire.SplitMeshBatch(msg.Data)
+	switch {
+	case err != nil:
+		m.n.metrics.dropped("malformed")
+	case !batch:
+		f(msg.Data)
+	default:
+		for _, it := range items {
+			f(it.Data)
+		}
+	}
+}
+
 // onPlain handles a message of a plain subscription (one at a time).
-func (m *mesh) onPlain(msg *nats.Msg) {
+func (m *mesh) onPlain(msg *nats.Msg) { m.eachEnvelope(msg, m.plainEnvelope) }
+
+func (m *mesh) plainEnvelope(data []byte) {
 	var e meshwire.Envelope
-	if err := meshwire.DecodeEnvelopeInto(&e, msg.Data); err != nil {
+	if err := meshwire.DecodeEnvelopeInto(&e, data); err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}
@@ -291,8 +324,12 @@ func (m *mesh) onPlain(msg *nats.Msg) {
 
 // onShared handles a message for one member of a shared subscription.
 func (m *mesh) onShared(mb member, msg *nats.Msg) {
+	m.eachEnvelope(msg, func(data []byte) { m.sharedEnvelope(mb, data) })
+}
+
+func (m *mesh) sharedEnvelope(mb member, data []byte) {
 	var e meshwire.Envelope
-	if err := meshwire.DecodeEnvelopeInto(&e, msg.Data); err != nil {
+	if err := meshwire.DecodeEnvelopeInto(&e, data); err != nil {
 		m.n.metrics.dropped("malformed")
 		return
 	}

@@ -18,6 +18,7 @@ type metrics struct {
 	meshOut           atomic.Int64 // messages sent to the mesh
 	meshIn            atomic.Int64 // copies received from the mesh (before de-duplication)
 	meshDuplicates    atomic.Int64 // copies dropped as duplicates
+	meshBatches       atomic.Int64 // mesh batches sent (meshOut)
 	meshSharedSkipped atomic.Int64 // shared copies already served on the publishing node
 	retainedUnstored  atomic.Int64 // retained publishes not written to the bucket
 	takeovers         *labelled
@@ -63,6 +64,7 @@ func newMetrics(n *Node) *metrics {
 	})
 	m.counter("mesh_messages_out_total", "Messages sent to the mesh.", labels, m.meshOut.Load)
 	m.counter("mesh_messages_in_total", "Message copies received from the mesh, before de-duplication.", labels, m.meshIn.Load)
+	m.counter("mesh_batches_out_total", "Mesh batches sent: NATS messages that carried several publishes to one topic (mesh.batch).", labels, m.meshBatches.Load)
 	m.counter("mesh_duplicates_total", "Mesh copies dropped because the message was already delivered here.", labels, m.meshDuplicates.Load)
 	m.counter("mesh_shared_skipped_total", "Shared-subscription copies skipped: the publishing node served the group.", labels, m.meshSharedSkipped.Load)
 	m.counter("queue_publishes_total", "QoS 1/2 publishes sent to the replicated session queue (sessions.durability replicated).", labels, func() int64 {

@@ -62,3 +62,34 @@ func SplitBatch(data []byte, count int) ([]BatchItem, error) {
 	}
 	return out, nil
 }
+
+// A mesh batch is several envelopes to one subject sent as one NATS
+// message of the mesh: the byte MeshBatchMarker (never an envelope's first,
+// its version), a uvarint count, then the items as in a queue batch, each
+// with an empty client id.
+const MeshBatchMarker = 0xB1
+
+// AppendMeshBatch starts a mesh batch of n envelopes after b; the items
+// follow, each AppendBatchItem(b, "", envelope).
+func AppendMeshBatch(b []byte, n int) []byte {
+	return binary.AppendUvarint(append(b, MeshBatchMarker), uint64(n))
+}
+
+// SplitMeshBatch returns the envelopes of a mesh batch; ok is false for data
+// that is not one (a single envelope); an error for one that does not parse.
+func SplitMeshBatch(data []byte) (envelopes []BatchItem, ok bool, err error) {
+	if len(data) == 0 || data[0] != MeshBatchMarker {
+		return nil, false, nil
+	}
+	count, n := binary.Uvarint(data[1:])
+	if n <= 0 || count > MaxBatch {
+		return nil, true, errBatch
+	}
+	items, err := SplitBatch(data[1+n:], int(count))
+	for _, it := range items {
+		if it.From != "" {
+			return nil, true, errBatch
+		}
+	}
+	return items, true, err
+}

@@ -54,3 +54,45 @@ func FuzzBatch(f *testing.F) {
 		}
 	})
 }
+
+func TestMeshBatchRoundTrip(t *testing.T) {
+	one := AppendEnvelope(nil, sampleEnvelope())
+	if _, ok, err := SplitMeshBatch(one); ok || err != nil {
+		t.Fatalf("a single envelope: batch %v, %v", ok, err)
+	}
+	b := AppendMeshBatch(nil, 2)
+	b = AppendBatchItem(b, "", one)
+	b = AppendBatchItem(b, "", []byte("x"))
+	items, ok, err := SplitMeshBatch(b)
+	if !ok || err != nil || len(items) != 2 || !bytes.Equal(items[0].Data, one) || string(items[1].Data) != "x" {
+		t.Fatalf("batch: %v %v %+v", ok, err, items)
+	}
+	for _, bad := range [][]byte{b[:len(b)-1], AppendMeshBatch(nil, 0), AppendMeshBatch(nil, MaxBatch+1), {MeshBatchMarker}, append(AppendMeshBatch(nil, 1), 0xff)} {
+		if _, ok, err := SplitMeshBatch(bad); !ok || err == nil {
+			t.Errorf("%x: batch %v, error %v; want a malformed batch", bad, ok, err)
+		}
+	}
+}
+
+func FuzzMeshBatch(f *testing.F) {
+	f.Add(AppendBatchItem(AppendBatchItem(AppendMeshBatch(nil, 2), "", AppendEnvelope(nil, sampleEnvelope())), "", []byte{1}))
+	f.Add(AppendEnvelope(nil, sampleEnvelope()))
+	f.Add([]byte{MeshBatchMarker, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		items, ok, err := SplitMeshBatch(data)
+		if !ok || err != nil {
+			return
+		}
+		again := AppendMeshBatch(nil, len(items))
+		for _, it := range items {
+			if it.From != "" {
+				t.Fatalf("a mesh batch item with a client id: %q", it.From)
+			}
+			again = AppendBatchItem(again, "", it.Data)
+		}
+		back, _, err := SplitMeshBatch(again)
+		if err != nil || len(back) != len(items) {
+			t.Fatalf("re-encoded batch does not split: %v", err)
+		}
+	})
+}
