@@ -102,7 +102,7 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	if data != nil {
 		m.startInboxes(n.ctx)
 	}
-	m.out = &meshOut{wake: make(chan struct{}, 1), batch: n.cfg.Mesh.Batches(),
+	m.out = &meshOut{batch: n.cfg.Mesh.Batches(),
 		send: func(subject string, data []byte) error {
 			if m.data == nil {
 				return nats.ErrConnectionClosed
@@ -115,11 +115,6 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 		},
 		batches: func(int) { m.n.metrics.meshBatches.Add(1) },
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		m.out.run(n.ctx)
-	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

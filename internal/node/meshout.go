@@ -1,31 +1,40 @@
 package node
 
 import (
-	"context"
 	"sync"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
 )
 
-// meshOut sends the node's mesh publishes from one goroutine, and those to
-// one subject that wait for it together as one NATS message, a mesh batch
-// (mesh.batch): NATS' work per message — the publishing connection's, each
-// server's on the way, the receiving connection's and the inbox's — is
-// then paid once per batch. A publish that finds the writer idle goes at
-// once, alone, so a quiet mesh waits for nothing; under load the writer
-// falls behind by one round of sends and batches form by themselves.
+// meshOut sends the node's mesh publishes, and those to one subject that
+// wait together as one NATS message, a mesh batch (mesh.batch): NATS' work
+// per message — the publishing connection's, each server's on the way, the
+// receiving connection's and the inbox's — is then paid once per batch.
+//
+// No goroutine of its own (a hand-off per publish cost more than it saved
+// on the same-node path, where the mesh copy goes nowhere): a publish that
+// finds no send under way sends itself, at once and alone, so a quiet mesh
+// waits for nothing; publishes arriving meanwhile wait, and the sender
+// sends them after its own, per subject, before it returns (a combining
+// lock). Under load batches form by themselves. A sender that finds more
+// waiting after sendRounds rounds hands the rest to a goroutine, so that one
+// client's connection is not held sending for the others for long.
 // Publishes to one subject keep their order (the order MQTT requires is per
 // topic); those to different subjects may pass each other.
 //
-// Measured (mqlb up, 2 nodes, 4 publishers on one and 4 QoS 1 subscribers
-// on the other): docs/benchmarks.md, "Ninth round".
+// Measured (mqlb up, 2 nodes, 4 publishers on one and 4 subscribers on the
+// other): docs/benchmarks.md, "Ninth round".
 type meshOut struct {
-	mu    sync.Mutex
-	buf   []byte   // envelopes waiting, one after the other
-	items []outRef // where each is, in publish order
-	spare []byte
-	wake  chan struct{}
-	batch bool // mesh.batch
+	mu      sync.Mutex
+	sending bool     // a sender is at work; what is added waits for it
+	buf     []byte   // envelopes waiting, one after the other
+	items   []outRef // where each is, in publish order
+	spare   []byte
+	batch   bool // mesh.batch
+
+	// The sender's own (one at a time).
+	round []outRef
+	group grouper
 
 	send    func(subject string, data []byte) error
 	fail    func(subject string, err error)
@@ -41,46 +50,61 @@ const (
 	meshBatchMax   = meshwire.MaxBatch // envelopes in one mesh batch
 	meshBatchBytes = 256 << 10         // bytes of envelopes in one mesh batch (a single larger one goes alone)
 	meshOutKeep    = 1 << 20           // a send buffer larger than this is let go after a burst
+	sendRounds     = 4                 // rounds a publisher sends for others before a goroutine takes over
 )
 
-// add queues one envelope for subject (copied).
+// add sends one envelope for subject, or queues it (copied) for the sender
+// at work.
 func (o *meshOut) add(subject string, envelope []byte) {
+	if !o.batch {
+		o.sendOne(subject, envelope) // as NATS orders concurrent publishes
+		return
+	}
 	o.mu.Lock()
-	start := len(o.buf)
-	o.buf = append(o.buf, envelope...)
-	o.items = append(o.items, outRef{subject, start, len(o.buf)})
+	if o.sending {
+		start := len(o.buf)
+		o.buf = append(o.buf, envelope...)
+		o.items = append(o.items, outRef{subject, start, len(o.buf)})
+		o.mu.Unlock()
+		return
+	}
+	o.sending = true
 	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
+	o.sendOne(subject, envelope)
+	for range sendRounds {
+		if !o.sendRound() {
+			return
+		}
+	}
+	go o.drain()
+}
+
+// drain sends rounds until none is waiting.
+func (o *meshOut) drain() {
+	for o.sendRound() {
 	}
 }
 
-// run sends what is queued until ctx ends.
-func (o *meshOut) run(ctx context.Context) {
-	var (
-		items []outRef
-		g     grouper
-	)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-o.wake:
-		}
-		o.mu.Lock()
-		buf := o.buf
-		items, o.items = o.items, items[:0]
-		o.buf, o.spare = o.spare[:0], nil
+// sendRound sends what waits; false once nothing did (the sender is done).
+func (o *meshOut) sendRound() bool {
+	o.mu.Lock()
+	if len(o.items) == 0 {
+		o.sending = false
 		o.mu.Unlock()
-		o.flush(buf, items, &g)
-		clear(items) // no subject strings kept
-		o.mu.Lock()
-		if cap(buf) <= meshOutKeep {
-			o.spare = buf
-		}
-		o.mu.Unlock()
+		return false
 	}
+	buf := o.buf
+	o.round, o.items = o.items, o.round[:0]
+	o.buf, o.spare = o.spare[:0], nil
+	o.mu.Unlock()
+	o.flush(buf, o.round, &o.group)
+	clear(o.round) // no subject strings kept
+	o.mu.Lock()
+	if cap(buf) <= meshOutKeep {
+		o.spare = buf
+	}
+	o.mu.Unlock()
+	return true
 }
 
 // grouper is the writer's reused state for grouping a round by subject.
@@ -94,7 +118,7 @@ type grouper struct {
 // flush sends one round of items: per subject in the order each first
 // appears, the subject's items in their order, in batches.
 func (o *meshOut) flush(buf []byte, items []outRef, g *grouper) {
-	if !o.batch || len(items) == 1 {
+	if len(items) == 1 {
 		for _, it := range items {
 			o.sendOne(it.subject, buf[it.start:it.end])
 		}

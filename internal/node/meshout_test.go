@@ -53,13 +53,21 @@ func (s *sent) all() []sentMsg {
 }
 
 func newTestOut(t *testing.T, batch bool) (*meshOut, *sent) {
+	t.Helper()
 	s := &sent{}
-	return &meshOut{wake: make(chan struct{}, 1), batch: batch, send: s.send(t),
+	return &meshOut{batch: batch, send: s.send(t),
 		fail: func(subject string, err error) { t.Errorf("%s: %v", subject, err) }}, s
 }
 
-// flushQueued sends what add queued, in one round (as run does when the
-// writer was busy while it was added).
+// queuing returns a meshOut whose adds wait, as while a send is under way.
+func queuing(t *testing.T) (*meshOut, *sent) {
+	t.Helper()
+	o, s := newTestOut(t, true)
+	o.sending = true
+	return o, s
+}
+
+// flushQueued sends what waits, in one round.
 func flushQueued(o *meshOut) {
 	var g grouper
 	o.flush(o.buf, o.items, &g)
@@ -69,9 +77,9 @@ func flushQueued(o *meshOut) {
 // TestMeshOutGroupsPerSubject: one round's envelopes go per subject, in the
 // order each subject first appears, each subject's in its order; a subject
 // with one envelope sends it as it is; batches stop at meshBatchMax
-// envelopes and meshBatchBytes bytes; with mesh.batch off each goes alone.
+// envelopes and meshBatchBytes bytes.
 func TestMeshOutGroupsPerSubject(t *testing.T) {
-	o, s := newTestOut(t, true)
+	o, s := queuing(t)
 	for _, e := range []string{"a1", "b1", "a2", "c1", "a3", "b2"} {
 		o.add(e[:1], []byte(e))
 	}
@@ -81,16 +89,7 @@ func TestMeshOutGroupsPerSubject(t *testing.T) {
 		t.Errorf("sent %s, want %s", got, want)
 	}
 
-	o, s = newTestOut(t, false)
-	for _, e := range []string{"a1", "b1", "a2"} {
-		o.add(e[:1], []byte(e))
-	}
-	flushQueued(o)
-	if got, want := fmt.Sprint(s.all()), "[{a [a1] false} {b [b1] false} {a [a2] false}]"; got != want {
-		t.Errorf("mesh.batch false: sent %s, want %s", got, want)
-	}
-
-	o, s = newTestOut(t, true)
+	o, s = queuing(t)
 	for i := range meshBatchMax + 10 {
 		o.add("n", fmt.Appendf(nil, "%d", i))
 	}
@@ -118,12 +117,61 @@ func TestMeshOutGroupsPerSubject(t *testing.T) {
 	}
 }
 
+// TestMeshOutSendsWhatWaitsAfterItsOwn: a publish that finds no send under
+// way goes at once, alone; those added while it is being sent wait, and its
+// sender sends them after it, per subject, before it returns. With
+// mesh.batch off every publish goes alone, at once.
+func TestMeshOutSendsWhatWaitsAfterItsOwn(t *testing.T) {
+	for _, batch := range []bool{true, false} {
+		o, s := newTestOut(t, batch)
+		inSend, release := make(chan struct{}), make(chan struct{})
+		send := o.send
+		first := true
+		o.send = func(subject string, data []byte) error {
+			if first {
+				first = false
+				close(inSend)
+				<-release
+			}
+			return send(subject, data)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			o.add("a", []byte("a1"))
+		}()
+		<-inSend
+		if !batch {
+			o.add("a", []byte("a2")) // goes at once: nothing waits for the first
+			close(release)
+			<-done
+			if got, want := fmt.Sprint(s.all()), "[{a [a2] false} {a [a1] false}]"; got != want {
+				t.Errorf("mesh.batch false: sent %s, want %s", got, want)
+			}
+			continue
+		}
+		for _, e := range []string{"a2", "b1", "a3"} {
+			o.add(e[:1], []byte(e)) // the first is being sent: these wait
+		}
+		if n := len(s.all()); n != 0 {
+			t.Fatalf("%d sent while the first send was under way", n)
+		}
+		close(release)
+		<-done
+		if got, want := fmt.Sprint(s.all()), "[{a [a1] false} {a [a2 a3] true} {b [b1] false}]"; got != want {
+			t.Errorf("sent %s, want %s", got, want)
+		}
+		o.add("c", []byte("c1"))
+		if got := fmt.Sprint(s.all()[3:]); got != "[{c [c1] false}]" {
+			t.Errorf("then alone: sent %s", got)
+		}
+	}
+}
+
 // TestMeshOutConcurrentPublishers: envelopes added from several goroutines
-// while the writer runs all go out, each publisher's to one subject in its
-// order.
+// at once all go out, each publisher's to one subject in its order.
 func TestMeshOutConcurrentPublishers(t *testing.T) {
 	o, s := newTestOut(t, true)
-	go o.run(t.Context())
 	const pubs, each = 4, 2000
 	var wg sync.WaitGroup
 	for p := range pubs {
@@ -140,9 +188,14 @@ func TestMeshOutConcurrentPublishers(t *testing.T) {
 		}
 		return n
 	}
+	// What the last sender handed to a goroutine may still be going out.
 	testutil.Eventually(t, 10*time.Second, func() bool { return count() == pubs*each }, "sent %d of %d", count(), pubs*each)
 	last := map[string]int{}
+	batches := 0
 	for _, m := range s.all() {
+		if m.batch {
+			batches++
+		}
 		for _, e := range m.envelopes {
 			var p, i int
 			fmt.Sscanf(e, "%d-%d", &p, &i)
@@ -156,4 +209,5 @@ func TestMeshOutConcurrentPublishers(t *testing.T) {
 			last[key] = i
 		}
 	}
+	t.Logf("%d publishes in %d NATS messages, %d of them batches", pubs*each, len(s.all()), batches)
 }
