@@ -72,7 +72,7 @@ type Mesh struct {
 	Token       string   `yaml:"token"`      // cluster secret every route presents (and the token for mesh.url)
 	TokenFile   string   `yaml:"token_file"` // read the token from this file (a mounted secret) instead
 	TLS         *MeshTLS `yaml:"tls"`        // routes over TLS with certificates of one CA
-	Batch       *bool    `yaml:"batch"`      // publishes to one subject that wait together go as one NATS message; default true
+	Batch       *bool    `yaml:"batch"`      // publishes to one subject that wait together go as one NATS message; default false
 
 	tokenRead bool // Token was read from TokenFile
 }
@@ -240,8 +240,9 @@ const DefaultMaxSubscriptions = 1000
 // AllowsAnonymous reports auth.allow_anonymous (true when unset).
 func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }
 
-// Batches reports whether mesh publishes are batched (mesh.batch, default true).
-func (m Mesh) Batches() bool { return m.Batch == nil || *m.Batch }
+// Batches reports whether mesh publishes are batched (mesh.batch, default
+// false). Every node reads batches either way.
+func (m Mesh) Batches() bool { return m.Batch != nil && *m.Batch }
 
 var tokenName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 

@@ -222,7 +222,7 @@ func TestMeshTokenFile(t *testing.T) {
 }
 
 func TestParseNodeMeshBatch(t *testing.T) {
-	for doc, want := range map[string]bool{minimalNode: true, minimalNode + "  batch: false\n": false, minimalNode + "  batch: true\n": true} {
+	for doc, want := range map[string]bool{minimalNode: false, minimalNode + "  batch: false\n": false, minimalNode + "  batch: true\n": true} {
 		n, err := ParseNode([]byte(doc))
 		if err != nil {
 			t.Fatal(err)

@@ -144,7 +144,11 @@ func (c *cluster) addr(i int) string { return c.nodes[i].ListenerAddr("tcp") }
 // shared returns the package's shared 3-node cluster.
 func shared(t testing.TB) *cluster {
 	t.Helper()
-	sharedOnce.Do(func() { sharedCluster, sharedErr = startCluster("shared", 3, nil) })
+	sharedOnce.Do(func() {
+		// Mesh batches on (mesh.batch, off by default): the shared cluster's
+		// tests then run through them, and the other clusters' without.
+		sharedCluster, sharedErr = startCluster("shared", 3, func(cfg *config.Node) { cfg.Mesh.Batch = new(true) })
+	})
 	if sharedErr != nil {
 		t.Fatalf("shared cluster: %v", sharedErr)
 	}

@@ -67,6 +67,13 @@ func queuing(t *testing.T) (*meshOut, *sent) {
 	return o, s
 }
 
+// busy reports whether a send is under way.
+func (o *meshOut) busy() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sending
+}
+
 // flushQueued sends what waits, in one round.
 func flushQueued(o *meshOut) {
 	var g grouper
@@ -119,19 +126,26 @@ func TestMeshOutGroupsPerSubject(t *testing.T) {
 
 // TestMeshOutSendsWhatWaitsAfterItsOwn: a publish that finds no send under
 // way goes at once, alone; those added while it is being sent wait, and its
-// sender sends them after it, per subject, before it returns. With
+// sender hands them to a goroutine that sends them, per subject. With
 // mesh.batch off every publish goes alone, at once.
 func TestMeshOutSendsWhatWaitsAfterItsOwn(t *testing.T) {
 	for _, batch := range []bool{true, false} {
 		o, s := newTestOut(t, batch)
 		inSend, release := make(chan struct{}), make(chan struct{})
+		inSecond, releaseSecond := make(chan struct{}), make(chan struct{})
 		send := o.send
-		first := true
+		calls := 0
 		o.send = func(subject string, data []byte) error {
-			if first {
-				first = false
+			calls++ // one send at a time: no lock needed
+			switch calls {
+			case 1:
 				close(inSend)
 				<-release
+			case 2:
+				if batch {
+					close(inSecond)
+					<-releaseSecond
+				}
 			}
 			return send(subject, data)
 		}
@@ -157,7 +171,14 @@ func TestMeshOutSendsWhatWaitsAfterItsOwn(t *testing.T) {
 			t.Fatalf("%d sent while the first send was under way", n)
 		}
 		close(release)
-		<-done
+		<-inSecond
+		select { // the publisher is not held sending for the others
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the first publisher still sending while the others' publishes go out")
+		}
+		close(releaseSecond)
+		testutil.Eventually(t, 10*time.Second, func() bool { return !o.busy() }, "the waiting publishes not sent: %v", s.all())
 		if got, want := fmt.Sprint(s.all()), "[{a [a1] false} {a [a2 a3] true} {b [b1] false}]"; got != want {
 			t.Errorf("sent %s, want %s", got, want)
 		}
