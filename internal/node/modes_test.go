@@ -5,12 +5,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // TestExternalNATS runs two nodes on an external NATS server (mesh.url)
@@ -51,22 +51,7 @@ func TestExternalNATS(t *testing.T) {
 }
 
 // startNATS runs a standalone nats-server with JetStream for the test.
-func startNATS(t *testing.T) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(), NoLog: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
+func startNATS(t *testing.T) *server.Server { return testutil.StartNATS(t) }
 
 // TestSingleNode runs a node without routes: JetStream standalone, the
 // store ready at once, everything but replication working.

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,21 +20,7 @@ import (
 // the stream itself, as replicas are: which of the two answers is random,
 // so each read is repeated.
 func TestReadQueueFromReplicaLackingMessages(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := testutil.ConnectNATS(t, testutil.StartNATS(t))
 	ctx := t.Context()
 	st, err := store.Open(ctx, nc, store.Plan{Cluster: "rq", Replicas: 1, QueueAge: time.Hour})
 	if err != nil {

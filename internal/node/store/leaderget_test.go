@@ -3,11 +3,10 @@ package store
 import (
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // TestLeaderGetReadsLikeGet: LeaderGet answers what the bucket's Get does —
@@ -15,21 +14,7 @@ import (
 // or purged — and its revision is the one a compare-and-set needs, a removed
 // key's included.
 func TestLeaderGetReadsLikeGet(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := testutil.ConnectNATS(t, testutil.StartNATS(t))
 	st, err := Open(t.Context(), nc, Plan{Cluster: "lg", Replicas: 1})
 	if err != nil {
 		t.Fatal(err)
