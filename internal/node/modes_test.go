@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/testutil"
@@ -16,7 +15,7 @@ import (
 // TestExternalNATS runs two nodes on an external NATS server (mesh.url)
 // instead of embedding one each.
 func TestExternalNATS(t *testing.T) {
-	ns := startNATS(t)
+	ns := testutil.StartNATS(t)
 	c := &cluster{name: "ext"}
 	t.Cleanup(c.close)
 	for i := range 2 {
@@ -49,9 +48,6 @@ func TestExternalNATS(t *testing.T) {
 	}
 	again.waitPayload(t, "queued")
 }
-
-// startNATS runs a standalone nats-server with JetStream for the test.
-func startNATS(t *testing.T) *server.Server { return testutil.StartNATS(t) }
 
 // TestSingleNode runs a node without routes: JetStream standalone, the
 // store ready at once, everything but replication working.
