@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -37,8 +38,10 @@ type Node struct {
 	broker   *mqtt.Server
 	auth     *auth.Hook
 	hook     *hook
-	attached attached // connections between OnSessionEstablish and OnDisconnect (unseen.go)
-	connacks connacks // connections between OnSessionEstablish and their CONNACK (conformance.go)
+	attached attached              // connections between OnSessionEstablish and OnDisconnect (unseen.go)
+	connacks connacks              // connections between OnSessionEstablish and their CONNACK (conformance.go)
+	conns    connCount             // connections being served, until their end is handled (guard.go)
+	ended    func(net.Conn, error) // called as mochi is done with a connection: endedUnseen (tests wrap it)
 	mesh     *mesh
 	retained *retained
 	sessions *session.Tracker
@@ -97,6 +100,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.sessions, n.durable = session.New(n.sessionEnv())
+	n.ended = n.endedUnseen
 	return n, nil
 }
 
@@ -149,7 +153,7 @@ func (n *Node) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize, n.endedUnseen)); err != nil {
+		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize, n.ended, &n.conns)); err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 	}
@@ -309,7 +313,9 @@ func (n *Node) StopClients() {
 	n.stopOnce.Do(func() {
 		n.listenersUp.Store(false)
 		_ = n.broker.Close()
-		waitGroup(&n.broker.Listeners.ClientsWg, 10*time.Second)
+		deadline := time.Now().Add(10 * time.Second)
+		waitGroup(&n.broker.Listeners.ClientsWg, time.Until(deadline))
+		n.conns.wait(deadline) // and for the ends mochi never reported (endedUnseen)
 	})
 }
 

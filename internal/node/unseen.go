@@ -29,7 +29,10 @@ import (
 // The node notes each connection from OnSessionEstablish to OnDisconnect
 // (attached); when mochi's EstablishConnection returns (the listener guard
 // calls endedUnseen) one still noted is one whose OnDisconnect never came,
-// and endedUnseen ends it as mochi would have.
+// and endedUnseen ends it as mochi would have. mochi's count of its clients
+// has dropped by then; the node's own (connCount, guard.go) has not, and
+// StopClients waits for it, so a connection that ends as the node stops is
+// ended before the store and the mesh close.
 
 // attached maps a client's connection (cl.Net.Conn) to the client, from
 // OnSessionEstablish until OnDisconnect.
