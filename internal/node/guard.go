@@ -23,12 +23,12 @@ type guarded struct {
 	listeners.Listener
 	lim   inbound.Limits
 	ended func(c net.Conn, err error) // after mochi is done with c (see Node.endedUnseen); may be nil
-	conns *connCount                  // the connections being served, until ended returns; may be nil
+	conns *connCount                  // the connections being served, until ended returns
 }
 
 // guard wraps l with the limits of the node's config; ended, if not nil,
 // is called with each connection once mochi's EstablishConnection returns.
-// conns, if not nil, counts each connection until then.
+// conns counts each connection until then.
 func guard(l listeners.Listener, maxPacket int, ended func(net.Conn, error), conns *connCount) listeners.Listener {
 	first := maxConnectPacket
 	if maxPacket > 0 {
@@ -41,10 +41,8 @@ func guard(l listeners.Listener, maxPacket int, ended func(net.Conn, error), con
 // ended when mochi is done with each.
 func (g *guarded) Serve(establish listeners.EstablishFn) {
 	g.Listener.Serve(func(id string, c net.Conn) error {
-		if g.conns != nil {
-			g.conns.add()
-			defer g.conns.done()
-		}
+		g.conns.add()
+		defer g.conns.done()
 		in := inbound.NewConn(c, g.lim)
 		err := establish(id, in)
 		if g.ended != nil {
