@@ -159,7 +159,7 @@ func (d *Durable) forgetReleased(id string, seq uint64) {
 // recordLinger is how long a record outlives the anchor's floor passing its
 // message: a floor move confirmed can still be lost when the anchor's leader
 // dies before replicating it, and the message then comes back (after an
-// election, 4-9 s); it must still find the record.
+// election, 3-5 s: internal/node/raftelect.go); it must still find the record.
 const recordLinger = time.Minute
 
 // expire replaces key's record with an empty one that JetStream removes

@@ -10,7 +10,7 @@ import (
 // registry is retried every resumeRetry, up to resumeWait after the CONNECT
 // reached Establish, and the client gets its CONNACK as soon as the
 // registry answers. The usual cause is a JetStream leader election after a
-// node died, which nats-server starts 4-9 s after the leader's last
+// node died, which nats-server starts 3-5 s (internal/node/raftelect.go) after the leader's last
 // heartbeat. A client refused at once goes into its own reconnect backoff
 // (paho doubles it: 1, 2, 4, 8 s ...), so one refused three times during an
 // election came back seconds after the store had.
