@@ -2,6 +2,7 @@ package listen
 
 import (
 	"net"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -30,6 +31,8 @@ type conn struct {
 	cork   corking
 	raw    net.Conn      // the accepted TCP connection under TLS or WebSocket; closing it ends any read or write at once
 	done   chan struct{} // closed once mochi is done with the connection (see listener.establish)
+
+	deadline time.Time // the deadline SetDeadline last passed on (see deadlineSlack)
 }
 
 func (c *conn) identity() identity { return c.id }

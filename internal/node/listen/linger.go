@@ -38,19 +38,39 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 // SetDeadline and SetReadDeadline leave the closing drain's deadline alone.
+// SetDeadline passes a deadline on coarsely (see deadlineSlack).
 func (c *conn) SetDeadline(t time.Time) error {
 	if c.linger.closing.Load() {
 		return nil
 	}
-	return c.Conn.SetDeadline(t)
+	if !t.IsZero() && !c.deadline.IsZero() && !t.After(c.deadline) && c.deadline.Sub(t) <= deadlineSlack {
+		return nil // the deadline in place is no earlier than t, and at most deadlineSlack later
+	}
+	c.deadline = t
+	if !t.IsZero() {
+		c.deadline = t.Add(deadlineSlack)
+	}
+	return c.Conn.SetDeadline(c.deadline)
 }
 
 func (c *conn) SetReadDeadline(t time.Time) error {
 	if c.linger.closing.Load() {
 		return nil
 	}
+	c.deadline = time.Time{} // the next SetDeadline is passed on
 	return c.Conn.SetReadDeadline(t)
 }
+
+// deadlineSlack: mochi sets a client connection's deadline (1.5 × the
+// keep-alive from now [MQTT-3.1.2-22]) before every packet it reads, and
+// each time the runtime moves two timers, the read and the write one (2.3 %
+// of a node's CPU at QoS 1 in a profile). A deadline is passed on only when
+// the one in place is earlier than asked, or more than deadlineSlack later,
+// and then deadlineSlack beyond what was asked: never earlier than asked, at
+// most deadlineSlack later, and moved about once per deadlineSlack on a
+// busy connection instead of once per packet. Only the goroutine reading
+// the connection (listener.establish, then mochi's read loop) calls these.
+const deadlineSlack = time.Second
 
 // Close shuts the write side down (after what has been written) and closes
 // the connection once the client has closed its side, or after lingerTime.
