@@ -43,14 +43,16 @@ func (c *conn) SetDeadline(t time.Time) error {
 	if c.linger.closing.Load() {
 		return nil
 	}
-	if !t.IsZero() && !c.deadline.IsZero() && !t.After(c.deadline) && c.deadline.Sub(t) <= deadlineSlack {
+	switch {
+	case t.IsZero() || c.deadline.IsZero():
+		// passed on as asked: no deadline, or the first (the CONNECT's)
+	case t.After(c.deadline):
+		t = t.Add(deadlineSlack) // moved later: asks within the next second need no move
+	case c.deadline.Sub(t) <= deadlineSlack:
 		return nil // the deadline in place is no earlier than t, and at most deadlineSlack later
 	}
 	c.deadline = t
-	if !t.IsZero() {
-		c.deadline = t.Add(deadlineSlack)
-	}
-	return c.Conn.SetDeadline(c.deadline)
+	return c.Conn.SetDeadline(t)
 }
 
 func (c *conn) SetReadDeadline(t time.Time) error {
@@ -65,10 +67,10 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 // keep-alive from now [MQTT-3.1.2-22]) before every packet it reads, and
 // each time the runtime moves two timers, the read and the write one (2.3 %
 // of a node's CPU at QoS 1 in a profile). A deadline is passed on only when
-// the one in place is earlier than asked, or more than deadlineSlack later,
-// and then deadlineSlack beyond what was asked: never earlier than asked, at
-// most deadlineSlack later, and moved about once per deadlineSlack on a
-// busy connection instead of once per packet. Only the goroutine reading
+// the one in place is earlier than asked (then deadlineSlack beyond what was
+// asked), or more than deadlineSlack later, or none was set: never earlier
+// than asked, at most deadlineSlack later, and moved about once per
+// deadlineSlack on a busy connection instead of once per packet. Only the goroutine reading
 // the connection (listener.establish, then mochi's read loop) calls these.
 const deadlineSlack = time.Second
 
