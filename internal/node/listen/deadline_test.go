@@ -102,21 +102,7 @@ func TestKeepAliveStillEnforced(t *testing.T) {
 // BenchmarkSetDeadline is what mochi's read loop pays per packet for its
 // keep-alive deadline on a TCP connection.
 func BenchmarkSetDeadline(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer server.Close()
+	_, server := tcpPair(b)
 	c := &conn{Conn: server}
 	for b.Loop() {
 		_ = c.SetDeadline(time.Now().Add(90 * time.Second))
