@@ -14,12 +14,12 @@ import (
 // the survivors cannot write the session registry or a session's queue, and
 // so how long a moved client is refused its session: 9–10.7 s on a loaded
 // CI machine (the durable-sessions test requires 10 s). Between nodes on one
-// network 3–5 s still needs a leader silent for twice its heartbeat before
-// anyone campaigns, and brings a moved client back within 7 s.
+// network, 3–5 s still needs a leader silent for three heartbeat intervals
+// before anyone campaigns, and brings a moved client back within 7 s.
 //
 // nats-server keeps these in unexported package variables (its own tests
-// shorten them the same way); they are set once, in init, before any server
-// starts, and read by every raft group of the process.
+// shorten them too); they are set once, in init, before any server starts,
+// and read by every raft group of the process.
 const (
 	raftElectionMin = 3 * time.Second
 	raftElectionMax = 5 * time.Second

@@ -70,8 +70,9 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 // the one in place is earlier than asked (then deadlineSlack beyond what was
 // asked), or more than deadlineSlack later, or none was set: never earlier
 // than asked, at most deadlineSlack later, and moved about once per
-// deadlineSlack on a busy connection instead of once per packet. Only the goroutine reading
-// the connection (listener.establish, then mochi's read loop) calls these.
+// deadlineSlack on a busy connection instead of once per packet. Only the
+// goroutine reading the connection (listener.establish, then mochi's read
+// loop) calls these.
 const deadlineSlack = time.Second
 
 // Close shuts the write side down (after what has been written) and closes

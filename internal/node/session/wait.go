@@ -10,10 +10,11 @@ import (
 // registry is retried every resumeRetry, up to resumeWait after the CONNECT
 // reached Establish, and the client gets its CONNACK as soon as the
 // registry answers. The usual cause is a JetStream leader election after a
-// node died, which nats-server starts 3-5 s (internal/node/raftelect.go) after the leader's last
-// heartbeat. A client refused at once goes into its own reconnect backoff
-// (paho doubles it: 1, 2, 4, 8 s ...), so one refused three times during an
-// election came back seconds after the store had.
+// node died, which nats-server starts 3-5 s after the leader's last
+// heartbeat (internal/node/raftelect.go). A client refused at once goes into
+// its own reconnect backoff (paho doubles it: 1, 2, 4, 8 s ...), so one
+// refused three times during an election came back seconds after the store
+// had.
 //
 // resumeWait stays well below the load balancer's connack_timeout (3 s by
 // default): the CONNACK also waits for what comes before Establish (reading
