@@ -100,6 +100,19 @@ func startCluster(name string, size int, tweak func(*config.Node)) (*cluster, er
 	return cl, nil
 }
 
+// loneNode is a node without a mesh listener, built and not started, for
+// tests that drive its parts directly.
+func loneNode(tb testing.TB, name string) *Node {
+	tb.Helper()
+	cfg := nodeConfig(name, 0, tb.TempDir())
+	cfg.Mesh.Listen = ""
+	n, err := New(cfg, testLogger())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 func startNode(cfg *config.Node) (*Node, error) {
 	n, err := New(cfg, testLogger())
 	if err != nil {

@@ -30,12 +30,7 @@ func FuzzMeshMessage(f *testing.F) {
 	f.Add(meshwire.AppendEnvelope(nil, sample))
 	sample.Topic = ""
 	f.Add(meshwire.AppendEnvelope(nil, sample))
-	cfg := nodeConfig("fuzz", 0, f.TempDir())
-	cfg.Mesh.Listen = ""
-	n, err := New(cfg, testLogger())
-	if err != nil {
-		f.Fatal(err)
-	}
+	n := loneNode(f, "fuzz")
 	n.mesh = newMesh(n, nil, nil)
 	for _, id := range []string{"fuzz-v5", "fuzz-v3"} {
 		cl := n.broker.NewClient(nil, "tcp", id, false)

@@ -103,12 +103,7 @@ func TestMeshInterestGoroutines(t *testing.T) {
 // messages being handled; what arrives beyond it is dropped and counted as a
 // slow consumer, and nothing it accepted is lost.
 func TestMeshInboxBounded(t *testing.T) {
-	cfg := nodeConfig("inbox", 0, t.TempDir())
-	cfg.Mesh.Listen = ""
-	n, err := New(cfg, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := loneNode(t, "inbox")
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }

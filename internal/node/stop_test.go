@@ -14,12 +14,7 @@ import (
 // reported the end of); a stop that returned then would close the store
 // and the mesh under it.
 func TestStopClientsWaitsForConnectionEnds(t *testing.T) {
-	cfg := nodeConfig("stopends", 0, t.TempDir())
-	cfg.Mesh.Listen = ""
-	n, err := New(cfg, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := loneNode(t, "stopends")
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	orig := n.ended
