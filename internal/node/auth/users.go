@@ -99,12 +99,36 @@ func parseUserLine(line string) (string, []byte, error) {
 	return user, hash, nil
 }
 
-// dummyHash is compared against for unknown users so that a refusal takes
-// as long whether or not the username exists.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, err := bcrypt.GenerateFromPassword([]byte("mqlb-no-such-user"), hashCost)
-	if err != nil {
-		panic(err) // only fails for passwords over 72 bytes
+// dummyHashes holds, per bcrypt cost, the hash compared against for unknown
+// users so that a refusal takes as long whether or not the username exists.
+var dummyHashes sync.Map // int cost → []byte
+
+// dummyHash returns the dummy hash of the given cost, made once.
+func dummyHash(cost int) []byte {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
 	}
-	return h
-})
+	h, err := bcrypt.GenerateFromPassword([]byte("mqlb-no-such-user"), cost)
+	if err != nil {
+		panic(err) // only fails for passwords over 72 bytes or a cost out of range
+	}
+	v, _ := dummyHashes.LoadOrStore(cost, h)
+	return v.([]byte)
+}
+
+// usersCost is the highest bcrypt cost among the users' hashes (hashCost
+// when there are none): an unknown user is compared at that cost, so a
+// refusal takes as long as a known user's, neither shorter (a file hashed at
+// cost 12) nor longer (one hashed at cost 4).
+func usersCost(users map[string][]byte) int {
+	c := 0
+	for _, h := range users {
+		if hc, err := bcrypt.Cost(h); err == nil && hc > c {
+			c = hc
+		}
+	}
+	if c == 0 {
+		return hashCost
+	}
+	return c
+}

@@ -77,3 +77,31 @@ func TestUsersFileErrorsNameFileAndLine(t *testing.T) {
 		t.Errorf("missing file: error %v, want one naming the path", err)
 	}
 }
+
+// TestUnknownUserComparedAtUsersCost: an unknown user's password is compared
+// against a dummy hash of the users' own bcrypt cost, so that a refusal
+// takes as long as a known user's: not a fixed cost 10 that answers faster
+// than a file hashed at cost 12, or takes seconds longer than one at cost 4.
+func TestUnknownUserComparedAtUsersCost(t *testing.T) {
+	six, err := hashLineCost("carol", "pw", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		lines []string
+		want  int
+	}{
+		{"cost 4", []string{hashLine(t, "alice", "pw")}, bcrypt.MinCost},
+		{"highest of 4 and 6", []string{hashLine(t, "alice", "pw"), six}, 6},
+		{"no users", []string{"# nobody"}, hashCost},
+	} {
+		f, err := newFileBackend(usersFile(t, c.lines...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := bcrypt.Cost(f.dummy); err != nil || got != c.want {
+			t.Errorf("%s: unknown users compared at cost %d (%v), want %d", c.name, got, err, c.want)
+		}
+	}
+}
