@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mqlb/mqlb/internal/node/store"
@@ -59,6 +60,11 @@ func (s *Tracker) adoptRecord(ctx context.Context, rec *Record, rev uint64) bool
 	if rec.expired(now) {
 		return false
 	}
+	done, ok := s.adoptionStart(rec.Client)
+	if !ok {
+		return false // the client is connecting here, or adopted already
+	}
+	defer done()
 	if _, taken := s.env.Broker.Clients.Get(rec.Client); taken {
 		return false // the client is back already
 	}
@@ -67,6 +73,9 @@ func (s *Tracker) adoptRecord(ctx context.Context, rec *Record, rev uint64) bool
 	rev, err := s.reg.put(ctx, rec, rev, time.Duration(left)*time.Second+time.Minute)
 	if err != nil {
 		return false
+	}
+	if adoptWritten != nil {
+		adoptWritten(rec.Client)
 	}
 	cl := s.newDetached(rec.Client, rec.Version)
 	// mochi expires a v5 session after its own interval and a 3.1.1 one
@@ -80,6 +89,71 @@ func (s *Tracker) adoptRecord(ctx context.Context, rec *Record, rev uint64) bool
 	s.env.Broker.Clients.Add(cl)
 	s.track(cl, *rec, rev)
 	return true
+}
+
+// Adoptions and connections of one client id exclude each other. An
+// adoption writes the record, then adds its detached client to mochi's list
+// (Clients.Add replaces whatever the list holds for the id); a connection of
+// the id that got through Establish in between, and that mochi then added,
+// would be replaced by it: still connected, its messages going to the
+// detached client. So an adoption does not start while a connection of the
+// id is between Establish and mochi's list (noted from Establish until
+// Connected, or Disconnected if it ends first; later, the list holds it),
+// and a connection's Establish that starts during an adoption waits for it
+// to end, then resumes the session it installed.
+
+// adoptionStart marks id as being adopted, unless a connection of it is
+// being established here or an adoption of it is under way; done ends the
+// mark.
+func (s *Tracker) adoptionStart(id string) (done func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nconnect[id] > 0 || s.adopting[id] != nil {
+		return nil, false
+	}
+	ch := make(chan struct{})
+	s.adopting[id] = ch
+	return func() {
+		s.mu.Lock()
+		delete(s.adopting, id)
+		s.mu.Unlock()
+		close(ch)
+	}, true
+}
+
+// connectingAdd notes cl as being established and waits for an adoption of
+// its id under way to end.
+func (s *Tracker) connectingAdd(cl *mqtt.Client) {
+	s.mu.Lock()
+	if _, ok := s.connecting[cl]; !ok {
+		s.connecting[cl] = struct{}{}
+		s.nconnect[cl.ID]++
+	}
+	adopting := s.adopting[cl.ID]
+	s.mu.Unlock()
+	if adopting != nil {
+		s.adoptWaits.Add(1)
+		s.env.Log.Debug("connection waits for the adoption of its session", "client_id", cl.ID)
+		select {
+		case <-adopting:
+		case <-s.env.Ctx.Done():
+		}
+	}
+}
+
+// adoptWritten, when set (by tests), is called after an adoption wrote its
+// record, before the session is installed.
+var adoptWritten func(id string)
+
+// connectingDone ends what connectingAdd noted, once (s.mu held).
+func (s *Tracker) connectingDone(cl *mqtt.Client) {
+	if _, ok := s.connecting[cl]; !ok {
+		return
+	}
+	delete(s.connecting, cl)
+	if s.nconnect[cl.ID]--; s.nconnect[cl.ID] <= 0 {
+		delete(s.nconnect, cl.ID)
+	}
 }
 
 // reconcile follows a refused resume whose claim got no answer (see

@@ -152,6 +152,14 @@ func newWillBroker(t *testing.T, opts ...func(*Env)) *willBroker {
 	// As the node's sentinel: a shared subscription matching every topic,
 	// so that mochi asks OnSelectSubscribers on every publish.
 	b.Topics.Subscribe("\x00sentinel", packets.Subscription{Filter: "$share/sentinel/#"})
+	addr := serveTCP(t, b)
+	return &willBroker{s: s, b: b, addr: addr, hook: h}
+}
+
+// serveTCP serves b on a loopback TCP listener until the test ends and
+// returns its address.
+func serveTCP(t *testing.T, b *mqtt.Server) string {
+	t.Helper()
 	if err := b.Serve(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +180,7 @@ func newWillBroker(t *testing.T, opts ...func(*Env)) *willBroker {
 		_ = ln.Close()
 		_ = b.Close()
 	})
-	return &willBroker{s: s, b: b, addr: ln.Addr().String(), hook: h}
+	return ln.Addr().String()
 }
 
 // dial connects a v5 client with a persistent session (expiry 60s) and a

@@ -33,9 +33,13 @@ type Tracker struct {
 	expiring   map[*mqtt.Client]struct{} // being dropped by session expiry
 	refused    map[*mqtt.Client]refusal  // resumes refused (durable sessions), until their connection ends
 	claimedAt  map[string]*Record        // client id → the record a refused claim was written over (see reconcile)
+	connecting map[*mqtt.Client]struct{} // connections from Establish until Connected or Disconnected (see adoptionStart)
+	nconnect   map[string]int            // client id → its connections in connecting
+	adopting   map[string]chan struct{}  // client id → closed when its adoption (adoptRecord) is done
 	conns      uint64                    // connections tracked (session.conn)
 	movedWills sync.Map                  // client id → movedWill: its session moved away, a delayed will of it maybe pending here
 	prunedAt   atomic.Int64              // unix second movedWills was last pruned
+	adoptWaits atomic.Int64              // connections that waited for an adoption of their id
 }
 
 // Delayed wills of sessions that moved away.
@@ -120,6 +124,9 @@ func (s *Tracker) WillMoved(pk packets.Packet) bool {
 // given up before it got here), as does any record when cl is no longer
 // the connection tracked for its id.
 func (s *Tracker) Connected(cl *mqtt.Client) {
+	s.mu.Lock()
+	s.connectingDone(cl) // in mochi's list now
+	s.mu.Unlock()
 	v, ok := s.movedWills.Load(cl.ID)
 	if !ok {
 		return
@@ -247,7 +254,8 @@ type session struct {
 func newTracker(env Env) *Tracker {
 	s := &Tracker{env: env, subj: meshwire.NewSubjects(env.Cluster), reg: registry{env.Store}, byID: map[string]*session{},
 		handedOver: map[*mqtt.Client]int64{}, expiring: map[*mqtt.Client]struct{}{},
-		refused: map[*mqtt.Client]refusal{}, claimedAt: map[string]*Record{}}
+		refused: map[*mqtt.Client]refusal{}, claimedAt: map[string]*Record{},
+		connecting: map[*mqtt.Client]struct{}{}, nconnect: map[string]int{}, adopting: map[string]chan struct{}{}}
 	s.maxOffline.Store(int64(env.MaxOffline))
 	return s
 }
@@ -306,6 +314,7 @@ func (s *Tracker) timeout() (context.Context, context.CancelFunc) {
 // A session the node would refuse without the registry (see
 // Durable.refuse) waits for it first (see wait.go).
 func (s *Tracker) Establish(cl *mqtt.Client, pk packets.Packet) {
+	s.connectingAdd(cl)
 	wait := newRegistryWait()
 	var took uint64 // the registry revision whose owner was asked already
 	fresh := false  // read the record from the leader (after a conflict)
@@ -645,6 +654,7 @@ func sameRecord(a, b *Record) bool {
 // disconnected with its expiry as the record's time to live.
 func (s *Tracker) Disconnected(cl *mqtt.Client, expire bool) {
 	s.mu.Lock()
+	s.connectingDone(cl)
 	_, gone := s.handedOver[cl]
 	delete(s.handedOver, cl)
 	r, wasRefused := s.refused[cl]
