@@ -73,6 +73,9 @@ type Mesh struct {
 	TokenFile   string   `yaml:"token_file"` // read the token from this file (a mounted secret) instead
 	TLS         *MeshTLS `yaml:"tls"`        // routes over TLS with certificates of one CA
 	Batch       *bool    `yaml:"batch"`      // publishes to one subject that wait together go as one NATS message; default false
+	// QoS0MaxDelay drops a QoS 0 message from another node that took this
+	// much longer than that node's quickest recent ones; default 5s, 0 never.
+	QoS0MaxDelay Duration `yaml:"qos0_max_delay"`
 
 	tokenRead bool // Token was read from TokenFile
 }
@@ -205,6 +208,9 @@ func (n *Node) setMeshDefaults() {
 	m := &n.Mesh
 	m.ClusterName = defaultString(m.ClusterName, "mqlb")
 	defaultDuration(&m.Timeout, float64(2*time.Second))
+	if m.QoS0MaxDelay == 0 && !n.Lines.Set("mesh.qos0_max_delay") {
+		m.QoS0MaxDelay = Duration(5 * time.Second)
+	}
 	for i, p := range m.Peers {
 		if !strings.Contains(p, "://") {
 			m.Peers[i] = "nats-route://" + p
@@ -344,6 +350,9 @@ func (ck *check) mesh(m *Mesh) {
 		ck.errorf("mesh.replicas", "want 0 (automatic) to 5, got %d", m.Replicas)
 	}
 	ck.positive("mesh.timeout", m.Timeout)
+	if m.QoS0MaxDelay < 0 {
+		ck.errorf("mesh.qos0_max_delay", "want 0 (never drop) or a positive duration, got %v", m.QoS0MaxDelay.D())
+	}
 	ck.meshSecurity(m)
 }
 

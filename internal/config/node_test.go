@@ -235,3 +235,22 @@ func TestParseNodeMeshBatch(t *testing.T) {
 		t.Error("mesh.batch: sometimes: no error")
 	}
 }
+
+func TestParseNodeMeshQoS0MaxDelay(t *testing.T) {
+	for doc, want := range map[string]time.Duration{
+		minimalNode:                               5 * time.Second,
+		minimalNode + "  qos0_max_delay: 0\n":     0,
+		minimalNode + "  qos0_max_delay: 500ms\n": 500 * time.Millisecond,
+	} {
+		n, err := ParseNode([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n.Mesh.QoS0MaxDelay.D(); got != want {
+			t.Errorf("%q: mesh.qos0_max_delay %v, want %v", doc, got, want)
+		}
+	}
+	if _, err := ParseNode([]byte(minimalNode + "  qos0_max_delay: -1s\n")); err == nil || !strings.Contains(err.Error(), "mesh.qos0_max_delay") {
+		t.Errorf("mesh.qos0_max_delay: -1s: %v", err)
+	}
+}

@@ -48,8 +48,10 @@ type mesh struct {
 	plainCl  *mqtt.Client // injects messages for plain subscribers
 	sharedCl *mqtt.Client // injects messages for one shared group
 	replay   *meshwire.ReplayWindow
-	out      *meshOut   // publishes, batched per subject
-	injectMu sync.Mutex // plain deliveries: one at a time, in arrival order
+	delays   *meshwire.Delays // how late QoS 0 messages arrive, per origin
+	maxDelay atomic.Int64     // mesh.qos0_max_delay in nanoseconds; 0 never drops (Reload may change it)
+	out      *meshOut         // publishes, batched per subject
+	injectMu sync.Mutex       // plain deliveries: one at a time, in arrival order
 
 	mu      sync.Mutex
 	plain   map[string]*plainInterest // MQTT filter → its NATS subscriptions
@@ -88,12 +90,13 @@ func newMesh(n *Node, data, queue *nats.Conn) *mesh {
 	m := &mesh{
 		n: n, log: n.log, subj: meshwire.NewSubjects(n.cfg.Mesh.ClusterName),
 		data: data, queue: queue, origin: n.instance,
-		replay: meshwire.NewReplayWindow(), plain: map[string]*plainInterest{},
+		replay: meshwire.NewReplayWindow(), delays: meshwire.NewDelays(), plain: map[string]*plainInterest{},
 		members: map[member][]*nats.Subscription{}, groups: map[string]int{}, rr: map[string]uint64{},
 		sentKick: make(chan struct{}, 1),
 	}
 	m.sentOn.Store(true) // newBroker subscribed it
 	m.policy.Store(n.cfg.SharedSubscriptions.Policy)
+	m.maxDelay.Store(int64(n.cfg.Mesh.QoS0MaxDelay))
 	m.plainCl = n.broker.NewClient(nil, "mesh", plainClientID, true)
 	m.sharedCl = n.broker.NewClient(nil, "mesh", sharedClientID, true)
 	for _, cl := range []*mqtt.Client{m.plainCl, m.sharedCl} {
@@ -251,6 +254,9 @@ func (m *mesh) publish(pk packets.Packet, id meshwire.MsgID, handled []string) {
 		Retain: pk.FixedHeader.Retain, Props: meshwire.Props(pk.Properties),
 		Handled: handled, Payload: pk.Payload,
 	}
+	if e.QoS == 0 {
+		e.Sent = time.Now().UnixMilli() // a receiver drops it if it took too long (late)
+	}
 	if pk.Expiry > 0 {
 		left := pk.Expiry - time.Now().Unix()
 		if left <= 0 {
@@ -308,6 +314,9 @@ func (m *mesh) plainEnvelope(data []byte) {
 		return
 	}
 	m.n.metrics.meshIn.Add(1)
+	if m.late(&e) {
+		return
+	}
 	m.injectMu.Lock()
 	defer m.injectMu.Unlock()
 	if !m.replay.Fresh(e.ID, time.Now()) {
@@ -329,11 +338,29 @@ func (m *mesh) sharedEnvelope(mb member, data []byte) {
 		return
 	}
 	m.n.metrics.meshIn.Add(1)
+	if m.late(&e) {
+		return
+	}
 	if slices.Contains(e.Handled, mb.filter) {
 		m.n.metrics.meshSharedSkipped.Add(1) // served on the publishing node
 		return
 	}
 	m.inject(&e, m.sharedCl, meshwire.Tag{ID: e.ID, Member: meshwire.Member{Client: mb.client, Filter: mb.filter}})
+}
+
+// late reports (and counts) a QoS 0 message that took more than
+// mesh.qos0_max_delay longer to arrive than its origin's quickest recent
+// ones, which is dropped: a receiving node that falls behind (a flood to
+// one topic, more than it can deliver) skips what waited, at the cost of a
+// decode, instead of delivering every message seconds late and staying
+// behind. QoS 1 and 2 messages are never dropped, and carry no Sent time.
+func (m *mesh) late(e *meshwire.Envelope) bool {
+	bound := time.Duration(m.maxDelay.Load())
+	if e.QoS != 0 || e.Sent == 0 || bound <= 0 || !m.delays.Late(e.ID.Origin, e.Sent, time.Now(), bound) {
+		return false
+	}
+	m.n.metrics.dropped("qos0_late")
+	return true
 }
 
 // inject delivers a mesh message into the local broker as if published here

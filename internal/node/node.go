@@ -287,6 +287,7 @@ func (n *Node) Reload(cfg *config.Node) error {
 	}
 	if n.mesh != nil {
 		n.mesh.policy.Store(cfg.SharedSubscriptions.Policy)
+		n.mesh.maxDelay.Store(int64(cfg.Mesh.QoS0MaxDelay))
 	}
 	n.sessions.SetMaxOffline(cfg.Sessions.MaxOfflineMessages)
 	return nil

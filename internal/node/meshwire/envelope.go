@@ -21,10 +21,17 @@ import (
 //	string   content type, string response topic, bytes correlation data
 //	uvarint  user property count, then key, value strings
 //	uvarint  handled group count, then strings: shared subscriptions already
-//	         served on the origin node (local_first), which receivers skip
+//	         served on the origin node (local_first), which receivers skip;
+//	         among them, extensions (below)
 //	rest     payload
 //
 // Strings and bytes are a uvarint length and the bytes.
+//
+// Extensions travel as entries of the handled list that start with U+0000,
+// which no MQTT string holds [MQTT-1.5.4-2]: no shared filter equals them,
+// so a node that does not know one skips it as a group served elsewhere
+// that it has no member of. There is one: U+0000 't' and a uvarint, the
+// origin's clock at the publish in unix milliseconds (Sent).
 type Envelope struct {
 	ID        MsgID // Seq 0 in a retained value; zero in a handover entry (which names the id itself)
 	Topic     string
@@ -34,8 +41,12 @@ type Envelope struct {
 	HasExpiry bool
 	Props     packets.Properties // PayloadFormat, ContentType, ResponseTopic, CorrelationData, User (see Props)
 	Handled   []string
+	Sent      int64 // unix milliseconds on the origin's clock at the publish; 0 = not sent
 	Payload   []byte
 }
+
+// sentTag starts the handled entry that carries Sent.
+const sentTag = "\x00t"
 
 const envelopeVersion = 1
 
@@ -71,9 +82,19 @@ func AppendEnvelope(b []byte, e *Envelope) []byte {
 		b = appendString(b, u.Key)
 		b = appendString(b, u.Val)
 	}
-	b = binary.AppendUvarint(b, uint64(len(e.Handled)))
+	n := len(e.Handled)
+	if e.Sent > 0 {
+		n++
+	}
+	b = binary.AppendUvarint(b, uint64(n))
 	for _, h := range e.Handled {
 		b = appendString(b, h)
+	}
+	if e.Sent > 0 {
+		var t [len(sentTag) + binary.MaxVarintLen64]byte
+		ext := binary.AppendUvarint(append(t[:0], sentTag...), uint64(e.Sent))
+		b = binary.AppendUvarint(b, uint64(len(ext)))
+		b = append(b, ext...)
 	}
 	return append(b, e.Payload...)
 }
@@ -135,7 +156,16 @@ func DecodeEnvelopeInto(e *Envelope, data []byte) error {
 		e.Props.User = append(e.Props.User, packets.UserProperty{Key: r.string(), Val: r.string()})
 	}
 	for n := r.count(); n > 0 && r.err == nil; n-- {
-		e.Handled = append(e.Handled, r.string())
+		h := r.bytes()
+		switch {
+		case len(h) == 0 || h[0] != 0:
+			e.Handled = append(e.Handled, string(h))
+		case string(h[:min(len(h), len(sentTag))]) == sentTag:
+			if v, k := binary.Uvarint(h[len(sentTag):]); k > 0 && v > 0 && v <= 1<<62 {
+				e.Sent = int64(v)
+			}
+		}
+		// other extensions: from a later version, skipped
 	}
 	if r.err != nil {
 		return r.err
@@ -184,13 +214,16 @@ func (r *reader) count() int {
 	return int(n)
 }
 
-func (r *reader) string() string {
+func (r *reader) string() string { return string(r.bytes()) }
+
+// bytes reads a string without copying it.
+func (r *reader) bytes() []byte {
 	n := r.uvarint()
 	if r.err != nil || n > uint64(len(r.b)) {
 		r.err = errEnvelope
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	s := r.b[:n:n]
 	r.b = r.b[n:]
 	return s
 }

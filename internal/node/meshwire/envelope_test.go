@@ -2,7 +2,9 @@ package meshwire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -16,7 +18,31 @@ func sampleEnvelope() *Envelope {
 			CorrelationData: []byte{0, 1}, User: []packets.UserProperty{{Key: "k", Val: "v\r\n"}, {Key: "", Val: ""}},
 		},
 		Handled: []string{"$share/g/a/#"},
+		Sent:    1_800_000_000_123,
 		Payload: []byte("payload\x00"),
+	}
+}
+
+// TestEnvelopeSentReadByOlderNodes: Sent travels as one more entry of the
+// handled list, starting with U+0000, so a node that reads every entry as a
+// shared filter served elsewhere (as nodes did before Sent) gets one no
+// shared filter can equal, and the same topic, id and payload.
+func TestEnvelopeSentReadByOlderNodes(t *testing.T) {
+	e := sampleEnvelope()
+	older := *e
+	older.Sent = 0
+	older.Handled = append(slices.Clone(e.Handled), "\x00t"+string(binary.AppendUvarint(nil, uint64(e.Sent))))
+	if !bytes.Equal(AppendEnvelope(nil, e), AppendEnvelope(nil, &older)) {
+		t.Fatal("Sent is not encoded as a handled entry of its own")
+	}
+	// Entries starting with U+0000 that this version does not know are skipped.
+	older.Handled = append(older.Handled, "\x00z-later")
+	got, err := DecodeEnvelope(AppendEnvelope(nil, &older))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Sent != e.Sent || !slices.Equal(got.Handled, e.Handled) {
+		t.Fatalf("decoded Sent %d, handled %q; want %d, %q", got.Sent, got.Handled, e.Sent, e.Handled)
 	}
 }
 
