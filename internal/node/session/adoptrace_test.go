@@ -38,14 +38,11 @@ func (h *establishHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.s.Disconnected(cl, expire)
 }
 
-// TestAdoptionAndConnectionExclude: a client connects while its session
-// is being adopted (its record written, the detached client not yet in
-// mochi's list). Its connection waits for the adoption, then resumes the
-// adopted session: mochi's list holds the connection, and a message to the
-// session's subscription reaches it. Without the exclusion the connection
-// was established in between, and the adoption's Clients.Add replaced it in
-// mochi's list: still connected, it got nothing.
-func TestAdoptionAndConnectionExclude(t *testing.T) {
+// adoptionTracker returns a tracker of node "n1" (instance "run2") over a
+// JetStream store and a mochi server on TCP, driven by establishHook, and
+// the record of a persistent session an earlier run of n1 held, written.
+func adoptionTracker(t *testing.T) (*Tracker, *mqtt.Server, *establishHook, string, *Record, uint64) {
+	t.Helper()
 	nc := testutil.ConnectNATS(t, testutil.StartNATS(t))
 	ctx := t.Context()
 	st, err := store.Open(ctx, nc, store.Plan{Cluster: "adopt", Replicas: 1})
@@ -65,7 +62,6 @@ func TestAdoptionAndConnectionExclude(t *testing.T) {
 	}
 	addr := serveTCP(t, b)
 
-	// An earlier run of this node held the persistent session.
 	now := time.Now().Unix()
 	rec := &Record{Client: "adoptee", Node: "n1", Instance: "run1", Expiry: 600, Version: 5, Since: now - 10,
 		Gone: now - 5, Subs: []subRecord{{Filter: "adopt/t", QoS: 1}}}
@@ -73,6 +69,19 @@ func TestAdoptionAndConnectionExclude(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, b, h, addr, rec, rev
+}
+
+// TestAdoptionAndConnectionExclude: a client connects while its session
+// is being adopted (its record written, the detached client not yet in
+// mochi's list). Its connection waits for the adoption, then resumes the
+// adopted session: mochi's list holds the connection, and a message to the
+// session's subscription reaches it. Without the exclusion the connection
+// was established in between, and the adoption's Clients.Add replaced it in
+// mochi's list: still connected, it got nothing.
+func TestAdoptionAndConnectionExclude(t *testing.T) {
+	s, b, h, addr, rec, rev := adoptionTracker(t)
+	ctx := t.Context()
 	written, release := make(chan struct{}), make(chan struct{})
 	adoptWritten = func(id string) {
 		close(written)
@@ -153,5 +162,27 @@ func TestAdoptionAndConnectionExclude(t *testing.T) {
 		}
 	case <-time.After(willWait):
 		t.Fatal("the connected client got nothing published to its session's subscription")
+	}
+}
+
+// TestAdoptionWaitsOutConnection: while a connection of the id is being
+// established (between Establish and mochi's list), no adoption of its
+// session starts; once it is in the list, mochi's list itself says so; an
+// adoption goes ahead only with neither.
+func TestAdoptionWaitsOutConnection(t *testing.T) {
+	s, b, _, _, rec, rev := adoptionTracker(t)
+	cl := b.NewClient(nil, "test", "adoptee", false)
+	s.connectingAdd(cl)
+	if s.adoptRecord(t.Context(), rec, rev) {
+		t.Fatal("adopted the session of a client being established")
+	}
+	s.Connected(cl)
+	b.Clients.Add(cl)
+	if s.adoptRecord(t.Context(), rec, rev) {
+		t.Fatal("adopted the session of a client in mochi's list")
+	}
+	b.Clients.Delete(cl.ID)
+	if !s.adoptRecord(t.Context(), rec, rev) {
+		t.Fatal("no adoption with no connection of the id")
 	}
 }
