@@ -39,6 +39,7 @@ func TestExternalNATS(t *testing.T) {
 	sub.waitPayload(t, "hello")
 	retainedAt(t, c.nodes[1], "ext/t", "hello")
 
+	ackedAt(t, c.nodes[1], "ext-sub")
 	_ = sub.Disconnect(&paho.Disconnect{})
 	pub.send(t, "ext/t", 1, false, "queued")
 	queuedAt(t, c.nodes[1], "ext-sub", 1)

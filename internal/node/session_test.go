@@ -66,6 +66,19 @@ func queuedAt(t *testing.T, n *Node, id string, k int) {
 	}, "node %s: session %s with %d queued messages", n.Name(), id, k)
 }
 
+// ackedAt waits until node n has every queue delivery to id's connected
+// client acknowledged. A client that disconnects as soon as it has a
+// message may have its PUBACK cut off by the DISCONNECT; the message then
+// stays queued for the session (at least once), and a count of what is
+// queued after it includes it.
+func ackedAt(t *testing.T, n *Node, id string) {
+	t.Helper()
+	testutil.Eventually(t, waitFor, func() bool {
+		cl, ok := n.broker.Clients.Get(id)
+		return ok && len(n.durable.DeliveryIDs(cl)) == 0
+	}, "node %s: every delivery to %s acknowledged", n.Name(), id)
+}
+
 // payloadsOn returns the payloads received on topic, in order.
 func payloadsOn(msgs []received, topic string) []string {
 	var out []string
