@@ -140,3 +140,32 @@ func TestHealthzDuringShutdown(t *testing.T) {
 	}
 	c.c.Close()
 }
+
+// TestMetricsSeriesFromStart: the per-server series of the contract's
+// metrics exist at 0 before their first event, so a query or an alert on
+// them (increase(), absent()) sees a series, not nothing.
+func TestMetricsSeriesFromStart(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 2})
+	base := "http://" + h.admin
+	want := []string{
+		`mqlb_connections_active{listener="mqtt",server="b0",upstream="brokers"} 0`,
+		`mqlb_connections_active{listener="mqtt",server="b1",upstream="brokers"} 0`,
+		`mqlb_rebalance_moved_total{server="b0",upstream="brokers"} 0`,
+		`mqlb_rebalance_moved_total{server="b1",upstream="brokers"} 0`,
+		`mqlb_connect_queue_length{upstream="brokers"} 0`,
+	}
+	_, body := apiDo(t, "GET", base+"/metrics", "")
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("metrics before any connection lack %s", w)
+		}
+	}
+	// A connection counts on its server; the other stays at 0.
+	openRaw(t, h.addr, "series-0")
+	b := h.brokerOf("series-0")
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, body = apiDo(t, "GET", base+"/metrics", "")
+		return strings.Contains(body, fmt.Sprintf(`mqlb_connections_active{listener="mqtt",server="b%d",upstream="brokers"} 1`, b)) &&
+			strings.Contains(body, fmt.Sprintf(`mqlb_connections_active{listener="mqtt",server="b%d",upstream="brokers"} 0`, 1-b))
+	}, "connections_active per server after one connection:\n%s", body)
+}

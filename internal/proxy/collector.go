@@ -78,6 +78,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		live.in[k] += cn.Stats.In.Load()
 		live.out[k] += cn.Stats.Out.Load()
 	})
+	// Every server a listener can reach has a series from the start, at 0
+	// while it relays nothing: a query or an alert sees the series, not
+	// its absence.
+	for _, r := range c.p.Runtime().routes {
+		for _, s := range r.Upstream.Servers {
+			k := [3]string{r.Listener.Name, r.Upstream.Name, s.Name()}
+			live.byListener[k] += 0
+		}
+	}
 	for k, n := range live.byListener {
 		ch <- prometheus.MustNewConstMetric(descActive, prometheus.GaugeValue, float64(n), k[0], k[1], k[2])
 	}
