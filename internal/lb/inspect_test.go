@@ -1,13 +1,18 @@
 package lb
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/testutil"
@@ -192,4 +197,66 @@ func TestInboundProxyProtocol(t *testing.T) {
 		return strings.Contains(log, "result=proxy_untrusted") && strings.Contains(log, "result=proxy_error") &&
 			strings.Contains(log, "remote=203.0.113.7:4242")
 	}, "access log has proxy_untrusted, proxy_error and the proxied remote:\n%s", h.accessLog())
+}
+
+// TestTooLargeConnectAnswered: a v5 CONNECT over limits.max_connect_packet
+// gets CONNACK 0x95 (packet too large) before the close, even while the
+// client is still sending it; v3.1.1 has no such code and is closed
+// without an answer. No broker sees either.
+func TestTooLargeConnectAnswered(t *testing.T) {
+	var accepted atomic.Int64
+	wrap := testutil.WithListenerWrap(func(ln net.Listener) net.Listener { return countingListener{ln, &accepted} })
+	h := newHarness(t, harnessOpts{brokers: 1, brokerOpt: []testutil.BrokerOption{wrap},
+		upstream: "    health_check: { type: none }\n",
+		top:      "limits: { max_connect_packet: 1024 }\n"})
+	big := strings.Repeat("p", 60000) // username and password: 120 kB, more than one read takes
+
+	// A real v5 client: paho.golang writes the whole CONNECT, then reads.
+	conn, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "big-v5", KeepAlive: 30, CleanStart: true,
+		UsernameFlag: true, Username: big, PasswordFlag: true, Password: []byte(big)})
+	if ca == nil || ca.ReasonCode != mqttwire.Code5PacketTooLarge {
+		t.Fatalf("v5 client: CONNACK %+v, %v; want reason code 0x95", ca, err)
+	}
+
+	// The same from a raw socket that reads on after the CONNACK: a clean
+	// close, not a reset (a reset can discard the CONNACK on its way).
+	pkt5 := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, ClientID: "big-raw", CleanStart: true,
+		HasUsername: true, Username: big, HasPassword: true, Password: []byte(big)})
+	raw5, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw5.Close()
+	go raw5.Write(pkt5)
+	raw5.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(raw5); err != nil || string(got) != "\x20\x03\x00\x95\x00" {
+		t.Fatalf("v5, raw: read % x, %v; want 20 03 00 95 00 and a clean close", got, err)
+	}
+
+	// v3.1.1: closed (reset: its bytes were left unread), nothing written back.
+	pkt := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: "big-v3", CleanStart: true,
+		HasUsername: true, Username: big[:2000]})
+	raw, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.Write(pkt)
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(raw); err != nil && !errors.Is(err, syscall.ECONNRESET) || len(got) != 0 {
+		t.Fatalf("v3.1.1: read % x, %v; want a plain close", got, err)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("broker accepted %d connections", n)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Count(h.accessLog(), "result=too_large") == 3 },
+		"access log has three too_large:\n%s", h.accessLog())
 }

@@ -31,17 +31,22 @@ const (
 //
 // It fails as early as the bytes allow, without reading further: ErrNotConnect
 // after the first byte, ErrMalformed once the length header has a fifth byte,
-// ErrTooLarge as soon as the length header is complete and announces more
-// than maxSize bytes (maxSize <= 0: no limit but the protocol's). Errors from
-// r are returned as they are, except that io.EOF after some bytes becomes
-// io.ErrUnexpectedEOF.
+// ErrTooLarge once the length header is complete and announces more than
+// maxSize bytes (maxSize <= 0: no limit but the protocol's) and the protocol
+// level is known, at most minConnectSize bytes in: c.Version is then set
+// (0 when the protocol name is not MQTT's), so that a v5 client can be told
+// 0x95. Errors from r are returned as they are, except that io.EOF after
+// some bytes becomes io.ErrUnexpectedEOF.
 func ReadConnect(r io.Reader, buf []byte, maxSize int) (c Connect, data []byte, err error) {
 	data = buf[:0]
 	size, empty := 0, 0
 	var rerr error
 	for {
 		if size == 0 {
-			if size, err = connectSize(data, maxSize); err != nil {
+			if size, err = connectSize(data, maxSize); errors.Is(err, ErrTooLarge) {
+				c.Version, data = readVersion(r, data)
+				return c, data, err
+			} else if err != nil {
 				return Connect{}, data, err
 			}
 		}
@@ -62,6 +67,59 @@ func ReadConnect(r io.Reader, buf []byte, maxSize int) (c Connect, data []byte, 
 			rerr = io.ErrNoProgress
 		}
 	}
+}
+
+// readVersion reads on until data holds the protocol level of the CONNECT
+// it starts (at most minConnectSize bytes in all), and returns that level:
+// 0 when the name is not "MQTT" or "MQIsdp", or the bytes end first.
+func readVersion(r io.Reader, data []byte) (byte, []byte) {
+	for empty := 0; ; {
+		v, done := PeekVersion(data)
+		if done || len(data) >= minConnectSize || empty == maxEmptyReads {
+			return v, data
+		}
+		data = grow(data, minConnectSize)
+		n, err := r.Read(data[len(data):min(cap(data), minConnectSize)])
+		data = data[:len(data)+n]
+		if err != nil {
+			v, _ = PeekVersion(data)
+			return v, data
+		}
+		if n == 0 {
+			empty++
+		}
+	}
+}
+
+// PeekVersion returns the protocol level of the CONNECT that starts data,
+// from its fixed header and protocol name alone: done is false while more
+// bytes could tell it, and version is 0 when the name is not MQTT's
+// ("MQTT" with any level, "MQIsdp"). The level is not checked.
+func PeekVersion(data []byte) (version byte, done bool) {
+	_, hdr, err := connectHeader(data)
+	if errors.Is(err, ErrShort) {
+		return 0, false
+	}
+	if err != nil {
+		return 0, true
+	}
+	r := cursor{b: data[hdr:]}
+	n, ok := r.u16()
+	switch {
+	case !ok:
+		return 0, false
+	case n != 4 && n != 6:
+		return 0, true
+	case r.left() < int(n):
+		return 0, false
+	}
+	if name := string(r.b[r.off : r.off+int(n)]); name != "MQTT" && name != "MQIsdp" {
+		return 0, true
+	}
+	if r.left() == int(n) {
+		return 0, false
+	}
+	return r.b[r.off+int(n)], true
 }
 
 // connectSize returns the size of the packet that starts data, or 0 while

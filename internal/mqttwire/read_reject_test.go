@@ -58,8 +58,9 @@ func TestReadConnectTooLargeFromHeader(t *testing.T) {
 	header := []byte{0x10, 0xff, 0xff, 0x7f} // remaining length 2,097,151
 	body := &endless{}
 	_, data, err := ReadConnect(iotest.OneByteReader(io.MultiReader(bytes.NewReader(header), body)), nil, 4096)
-	if !errors.Is(err, ErrTooLarge) || body.taken != 0 || !bytes.Equal(data, header) {
-		t.Fatalf("err = %v, %d body bytes read, data % x; want ErrTooLarge after the header alone", err, body.taken, data)
+	// The body's zero bytes name no protocol: known after its length.
+	if !errors.Is(err, ErrTooLarge) || body.taken != 2 || !bytes.Equal(data, append(header, 0, 0)) {
+		t.Fatalf("err = %v, %d body bytes read, data % x; want ErrTooLarge after the header and a name's length", err, body.taken, data)
 	}
 	// Read in bulk, only what one Read returned is taken: at most the
 	// smallest CONNECT into a buffer of its own, the caller's capacity else.
@@ -158,5 +159,37 @@ func TestReadConnectBuffer(t *testing.T) {
 	c, data, err := ReadConnect(iotest.HalfReader(bytes.NewReader(big)), nil, 0)
 	if err != nil || len(c.Username) != 60000 || cap(data) > len(big) {
 		t.Errorf("60 kB CONNECT: err = %v, cap %d; want cap at most %d", err, cap(data), len(big))
+	}
+}
+
+// TestReadConnectTooLargeTellsVersion: a CONNECT over the limit is refused
+// as soon as its protocol level is known, so that a v5 client can be
+// answered 0x95; no byte past the level is read.
+func TestReadConnectTooLargeTellsVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prefix []byte // fixed header, protocol name and level
+		want   byte
+	}{
+		{"v5", []byte{0x10, 0x80, 0x80, 0x01, 0, 4, 'M', 'Q', 'T', 'T', 5}, V5},
+		{"v3.1.1", []byte{0x10, 0x80, 0x08, 0, 4, 'M', 'Q', 'T', 'T', 4}, V311},
+		{"v3.1", []byte{0x10, 0xff, 0xff, 0xff, 0x7f, 0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3}, V31},
+		{"other name", []byte{0x10, 0x80, 0x08, 0, 4, 'M', 'Q', 'T', 'X'}, 0},
+	} {
+		// One byte per Read: it stops at the level.
+		r := &strictReader{t: t}
+		for i := range tc.prefix {
+			r.chunks = append(r.chunks, tc.prefix[i:i+1])
+		}
+		c, data, err := ReadConnect(r, nil, 1024)
+		if !errors.Is(err, ErrTooLarge) || c.Version != tc.want || !bytes.Equal(data, tc.prefix) {
+			t.Errorf("%s: version %d, err %v, data % x; want %d, ErrTooLarge, % x", tc.name, c.Version, err, data, tc.want, tc.prefix)
+		}
+		// Ended before the level: too large all the same, level unknown.
+		short := tc.prefix[:len(tc.prefix)-1]
+		c, _, err = ReadConnect(bytes.NewReader(short), nil, 1024)
+		if !errors.Is(err, ErrTooLarge) || c.Version != 0 {
+			t.Errorf("%s, cut before the level: version %d, err %v; want 0, ErrTooLarge", tc.name, c.Version, err)
+		}
 	}
 }

@@ -38,13 +38,41 @@ const (
 )
 
 // inspectFailed records why the CONNECT was not read; an unsupported
-// protocol level is answered 0x01.
+// protocol level is answered 0x01, and a v5 CONNECT over
+// limits.max_connect_packet 0x95 (v3.x has no code for it: closed).
 func (s *session) inspectFailed(err error) {
 	if errors.Is(err, mqttwire.ErrUnsupportedVersion) {
 		s.refuse(mqttwire.RefuseBadVersion, ResultBadVersion)
 		return
 	}
 	s.fail(s.inspectResult(err), err)
+	if s.c.result == ResultTooLarge && s.connect.Version == mqttwire.V5 {
+		s.refuse(mqttwire.RefuseTooLarge, ResultTooLarge)
+		s.discardRest()
+	}
+}
+
+// Bounds of discardRest.
+const (
+	discardMax  = 1 << 20
+	discardTime = time.Second
+)
+
+// discardRest reads and drops what the client still sends of a refused
+// CONNECT, until it closes (a v5 client does on a refusing CONNACK), up to
+// discardMax bytes or for discardTime. Closed with those bytes unread, the
+// socket would be reset, and a reset discards the CONNACK still on its way.
+func (s *session) discardRest() {
+	r := s.cl.Conn
+	r.SetReadDeadline(time.Now().Add(discardTime))
+	var b [4096]byte
+	for n := 0; n < discardMax; {
+		k, err := r.Read(b[:])
+		n += k
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (s *session) inspectResult(err error) string {
