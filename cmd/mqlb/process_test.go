@@ -23,6 +23,9 @@ type proc struct {
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: mqlb(args...), stdout: new(testutil.SyncBuffer), stderr: new(testutil.SyncBuffer), done: make(chan error, 1)}
+	// Its temporary files (mqlb up's data directory) go where the test's
+	// go: the kill at cleanup leaves them no chance to remove themselves.
+	p.cmd.Env = append(p.cmd.Env, "TMPDIR="+t.TempDir())
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
