@@ -473,7 +473,7 @@ func publisherV5(t *testing.T, addr, id string) *autopaho.ConnectionManager {
 
 // publish sends numbers from..to-1 at QoS qos, one every interval, and
 // returns those the node acknowledged. onSent runs after each one.
-func publish(cm *autopaho.ConnectionManager, qos byte, from, to int, interval time.Duration, onSent func(i int)) []int {
+func publish(cm *autopaho.ConnectionManager, qos byte, from, to int, interval time.Duration, onSent func(i int) (more bool)) []int {
 	var acked []int
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -486,8 +486,8 @@ func publish(cm *autopaho.ConnectionManager, qos byte, from, to int, interval ti
 		if err == nil && (resp == nil || resp.ReasonCode < 0x80) {
 			acked = append(acked, i)
 		}
-		if onSent != nil {
-			onSent(i)
+		if onSent != nil && !onSent(i) {
+			break
 		}
 	}
 	return acked
@@ -673,13 +673,18 @@ func affectedBy(subs []*counter, t time.Time) map[string]bool {
 
 const (
 	durableMessages = 5000
-	durableInterval = 2 * time.Millisecond // 500 messages/s
+	durableInterval = 2 * time.Millisecond // 500 messages/s at most: each waits for its PUBCOMP
+	durableKillAt   = 200                  // the steady publisher's message after which the node is killed
+	durableAfter    = 15 * time.Second     // publishing goes on this long after the kill: past the 10 s resume bound
 	inflightWindow  = 100                  // QoS 1 copies a subscriber may get twice after a crash
 )
 
 // runSubscriberNodeKill publishes numbered QoS 2 messages from a node that
-// holds no subscriber of interest and kill -9s the node holding the most
-// subscribers a third of the way through.
+// holds no subscriber of interest, kill -9s the node holding the most
+// subscribers after durableKillAt of them, and publishes on for
+// durableAfter (at most durableMessages in all): by time, not by count, so
+// that a slow machine (the race detector, a busy CI) publishes through the
+// whole reconnection without taking minutes to get there.
 func runSubscriberNodeKill(t *testing.T, durability string) (loss, int) {
 	c := startDurableCluster(t, durability)
 	subs, _ := c.subscribers(t, "sk")
@@ -700,17 +705,18 @@ func runSubscriberNodeKill(t *testing.T, durability string) (loss, int) {
 	var burstAcked []int
 	burstDone := make(chan struct{})
 	var killed time.Time
-	acked := publish(pub, 2, 0, durableMessages, durableInterval, func(i int) {
+	acked := publish(pub, 2, 0, durableMessages, durableInterval, func(i int) bool {
 		switch i {
-		case durableMessages/3 - 50:
+		case durableKillAt - 50:
 			go func() {
 				defer close(burstDone)
 				burstAcked = publishBurst(burst, 2, burstFrom, burstFrom+600, 8)
 			}()
-		case durableMessages / 3:
+		case durableKillAt:
 			killed = time.Now()
 			victim.kill()
 		}
+		return killed.IsZero() || time.Since(killed) < durableAfter
 	})
 	<-burstDone
 	acked = append(acked, burstAcked...)
