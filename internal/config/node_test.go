@@ -254,3 +254,13 @@ func TestParseNodeMeshQoS0MaxDelay(t *testing.T) {
 		t.Errorf("mesh.qos0_max_delay: -1s: %v", err)
 	}
 }
+
+// TestAdminAddressWithoutPortOneError: an admin address that does not
+// parse is that one error, not also "reachable beyond loopback".
+func TestAdminAddressWithoutPortOneError(t *testing.T) {
+	_, err := ParseNode([]byte(minimalNode + "admin: { address: 127.0.0.1 }\n"))
+	if err == nil || !strings.Contains(err.Error(), `admin.address (line 9): want host:port, got "127.0.0.1"`) ||
+		strings.Contains(err.Error(), "beyond loopback") {
+		t.Fatalf("error = %v\nwant only: admin.address (line 9): want host:port", err)
+	}
+}

@@ -49,20 +49,25 @@ func (c *check) oneOf(path, v string, want ...string) {
 	}
 }
 
-// hostPort checks a listen or dial address "host:port" (host may be empty for listening).
-func (c *check) hostPort(path, addr string, listen bool) {
+// hostPort checks a listen or dial address "host:port" (host may be empty
+// for listening) and reports whether it is one.
+func (c *check) hostPort(path, addr string, listen bool) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		c.errorf(path, "want host:port, got %q", addr)
-		return
+		return false
 	}
+	ok := true
 	if !listen && host == "" {
 		c.errorf(path, "want host:port with a host, got %q", addr)
+		ok = false
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 0 || p > 65535 || (!listen && p == 0) {
 		c.errorf(path, "bad port in %q", addr)
+		ok = false
 	}
+	return ok
 }
 
 // listenerSeen collects listener names and addresses to find duplicates.
