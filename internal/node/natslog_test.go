@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"log/slog"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -73,5 +74,28 @@ func TestNATSRouteErrorsRateLimited(t *testing.T) {
 			!strings.Contains(line, "(attempt 1)") {
 			t.Errorf("a repeated route reconnect failure logged at error: %s", line)
 		}
+	}
+}
+
+// TestMeshPortTakenNamed: a node whose mesh.listen port is taken fails to
+// start at once, naming the key and the cause, instead of after a 10 s
+// "not ready" with the cause in a log line.
+func TestMeshPortTakenNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := nodeConfig("taken", 0, t.TempDir())
+	cfg.Mesh.Listen = ln.Addr().String()
+	start := time.Now()
+	n, err := startNode(cfg)
+	if err == nil {
+		n.Close()
+		t.Fatal("started on a taken mesh port")
+	}
+	if !strings.Contains(err.Error(), "mesh.listen "+ln.Addr().String()) || !strings.Contains(err.Error(), "address already in use") ||
+		time.Since(start) > 5*time.Second {
+		t.Fatalf("after %s: %v; want at once mesh.listen %s: … address already in use", time.Since(start), err, ln.Addr())
 	}
 }

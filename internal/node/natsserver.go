@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -80,14 +81,34 @@ func startEmbedded(cfg *config.Node, log *slog.Logger, closing *atomic.Bool) (*s
 		return nil, "", fmt.Errorf("mesh: %w", err)
 	}
 	debug := log.Enabled(context.Background(), slog.LevelDebug)
-	nl := &natsLogger{log: log.With("component", "nats"), closing: closing, started: time.Now()}
+	nl := &natsLogger{log: log.With("component", "nats"), closing: closing, started: time.Now(), fatal: make(chan string, 1)}
 	srv.SetLoggerV2(nl, debug, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if err := waitReady(srv, nl.fatal, cfg.Mesh.Listen); err != nil {
 		srv.Shutdown()
-		return nil, "", fmt.Errorf("mesh: embedded NATS server not ready after 10s")
+		return nil, "", err
 	}
 	return srv, token, nil
+}
+
+// waitReady waits up to 10 s for the server to accept connections, and
+// fails at once with the reason when it cannot start (a port taken): the
+// server logs that, and would leave a bare timeout.
+func waitReady(srv *server.Server, fatal <-chan string, listen string) error {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		select {
+		case msg := <-fatal:
+			if strings.Contains(msg, "router port") {
+				return fmt.Errorf("mesh.listen %s: %s", listen, msg)
+			}
+			return fmt.Errorf("mesh: embedded NATS server: %s", msg)
+		default:
+		}
+		if srv.ReadyForConnections(100 * time.Millisecond) {
+			return nil
+		}
+	}
+	return errors.New("mesh: embedded NATS server not ready after 10s")
 }
 
 func clusterOptions(cfg *config.Node, opts *server.Options) error {
@@ -178,6 +199,7 @@ type natsLogger struct {
 	log     *slog.Logger
 	closing *atomic.Bool
 	started time.Time
+	fatal   chan string // the first fatal error, for waitReady
 }
 
 // forming are warnings NATS repeats while a cluster forms: expected for a
@@ -228,8 +250,14 @@ func (l *natsLogger) Noticef(format string, v ...any) {
 	l.at(level, format, v)
 }
 
-func (l *natsLogger) Warnf(format string, v ...any)  { l.at(slog.LevelWarn, format, v) }
-func (l *natsLogger) Fatalf(format string, v ...any) { l.at(slog.LevelError, format, v) }
+func (l *natsLogger) Warnf(format string, v ...any) { l.at(slog.LevelWarn, format, v) }
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	select {
+	case l.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
+	l.at(slog.LevelError, format, v)
+}
 func (l *natsLogger) Errorf(format string, v ...any) { l.at(slog.LevelError, format, v) }
 func (l *natsLogger) Debugf(format string, v ...any) { l.at(slog.LevelDebug, format, v) }
 func (l *natsLogger) Tracef(string, ...any)          {}
