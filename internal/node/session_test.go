@@ -124,6 +124,30 @@ func TestSessionTakeoverV311(t *testing.T) {
 	}
 }
 
+// TestCleanSessionTakenOverNotResumed: a 3.1.1 clean session is never
+// reused [MQTT-3.1.2-6]: a connection of its id with clean session 0 on
+// another node closes it and starts a new session (session present 0,
+// its subscription gone), as on one node.
+func TestCleanSessionTakenOverNotResumed(t *testing.T) {
+	c := shared(t)
+	first := dialV3(t, c.addr(0), "takeover-clean", true)
+	first.sub(t, "takeover/clean", 1)
+	second := dialV3(t, c.addr(1), "takeover-clean", false)
+	if second.sessionPresent {
+		t.Error("CONNACK session present = 1 for a clean session taken over, want 0")
+	}
+	testutil.Eventually(t, waitFor, func() bool { return !first.IsConnectionOpen() }, "the clean connection is still open")
+	pub := dialV5(t, c.addr(2), "takeover-clean-pub", true, 0)
+	pub.send(t, "takeover/clean", 1, "not yours")
+	probe := dialV3(t, c.addr(1), "takeover-clean-probe", true)
+	probe.sub(t, "takeover/clean", 1)
+	pub.send(t, "takeover/clean", 1, "probe")
+	probe.waitPayload(t, "probe")
+	if n := second.count(); n != 0 {
+		t.Errorf("the new session got %d messages of the clean session's subscription", n)
+	}
+}
+
 func TestSessionTakeoverV5WhileConnected(t *testing.T) {
 	c := shared(t)
 	first := dialV5(t, c.addr(0), "takeover-v5", true, 300)

@@ -42,6 +42,7 @@ type takeoverRequest struct {
 
 type handover struct {
 	Found   bool          `json:"found"`
+	Ended   bool          `json:"ended,omitempty"` // a 3.1.1 clean session, which is never resumed
 	Version byte          `json:"version,omitempty"`
 	Subs    []subRecord   `json:"subs,omitempty"`
 	Msgs    []handoverMsg `json:"msgs,omitempty"`
@@ -73,6 +74,11 @@ func (s *Tracker) takeOver(ctx context.Context, cl *mqtt.Client, pk packets.Pack
 		s.env.Log.Info("session owner did not answer: restoring subscriptions from the registry",
 			"client_id", cl.ID, "owner", rec.Node, "error", err)
 		h = &handover{Found: restorable, Version: rec.Version, Subs: rec.Subs}
+	case h.Ended:
+		// A 3.1.1 clean session is not reused [MQTT-3.1.2-6]: a new one
+		// starts, session present 0, as mochi answers on one node.
+		result = "kicked"
+		h = &handover{}
 	case !h.Found:
 		result = "not_found"
 		h = &handover{Found: restorable, Version: rec.Version, Subs: rec.Subs}
@@ -170,7 +176,8 @@ func (s *Tracker) giveUp(req takeoverRequest) *handover {
 	// send again: the anchor's floor is moved to below them first.
 	queued := s.durable.DeliveryIDs(cl)
 	pos := s.durable.HandOff(cl.ID)
-	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion, Queue: pos}
+	h := &handover{Found: true, Version: cl.Properties.ProtocolVersion, Queue: pos,
+		Ended: cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean}
 	if !req.Clean && !EndsWithConnection(cl) {
 		h.Subs = subRecords(cl.State.Subscriptions.GetAll())
 		h.Msgs = s.snapshot(cl, queued)
