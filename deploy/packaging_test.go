@@ -160,9 +160,13 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, w := range []map[string]any{sts, dep} {
 		name := dig(w, "metadata", "name")
 		pod := dig(w, "spec", "template")
-		for _, probe := range []string{"readinessProbe", "livenessProbe"} {
-			if dig(pod, "spec", "containers", 0, probe, "httpGet", "path") != "/healthz" {
-				t.Errorf("%s: %s is not on /healthz", name, probe)
+		live := "/healthz"
+		if w["kind"] == "StatefulSet" { // nodes: alive whatever their peers do
+			live = "/livez"
+		}
+		for probe, path := range map[string]string{"readinessProbe": "/healthz", "livenessProbe": live} {
+			if got := dig(pod, "spec", "containers", 0, probe, "httpGet", "path"); got != path {
+				t.Errorf("%s: %s is on %v, want %s", name, probe, got, path)
 			}
 		}
 		if dig(pod, "metadata", "annotations", "prometheus.io/scrape") != "true" || dig(pod, "metadata", "annotations", "prometheus.io/port") == nil {

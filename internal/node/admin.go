@@ -15,6 +15,7 @@ import (
 // startAdmin serves the node's admin HTTP endpoints:
 //
 //	GET /healthz   200 "ok" when listeners, mesh and store are up, else 503 and why
+//	GET /livez     200 "ok" while the node serves, whatever its peers do (liveness probes)
 //	GET /metrics   Prometheus text, prefix mqlb_node_
 //	/api/v1/…      clients, kick, subscriptions, cluster (adminapi.go)
 //	/debug/pprof/  Go's profiler, as on the load balancer's admin
@@ -43,6 +44,7 @@ func (n *Node) startAdmin() error {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", n.serveHealth) // probes cannot send a token
+	root.HandleFunc("GET /livez", n.serveLive)
 	root.Handle("/", guard.Token(mux))
 	n.admin = &http.Server{
 		Handler:           guard.Site(root),
@@ -61,6 +63,20 @@ func (n *Node) startAdmin() error {
 
 // AdminAddr returns the address the admin HTTP server is bound to ("" when off).
 func (n *Node) AdminAddr() string { return n.adminAddr }
+
+// serveLive answers a liveness probe: the node serves (its admin starts
+// after its listeners) until it closes. Unlike /healthz it does not depend
+// on the other nodes: restarting a node because its peers are gone brings
+// none of them back.
+func (n *Node) serveLive(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if n.closing.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "closing")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
 
 func (n *Node) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

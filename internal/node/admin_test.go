@@ -77,6 +77,11 @@ func TestAdminTokenAndUnhealthy(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "store not ready") {
 		t.Errorf("/healthz of a node waiting for peers = %d %q, want 503 store not ready", code, body)
 	}
+	// /livez neither, and it is alive: a liveness probe does not restart
+	// a node for its peers.
+	if code, body := get(t, base+"/livez", ""); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/livez of a node waiting for peers = %d %q, want 200 ok", code, body)
+	}
 	// It still serves MQTT meanwhile.
 	s := dialV5(t, n.ListenerAddr("tcp"), "lonely", true, 0)
 	s.sub(t, "lonely/t", 0)

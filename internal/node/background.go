@@ -37,6 +37,8 @@ func (n *Node) runStore() {
 	cancel()
 	close(n.storeReady)
 	n.log.Info("store ready", "retained", retainedCount(n.broker))
+	n.wg.Add(1)
+	go n.watchQuorum(st)
 	if n.cfg.Mesh.Replicas == 0 && n.ns != nil {
 		n.scaleStore(st, plan)
 	}
@@ -105,6 +107,56 @@ func (n *Node) watchRetained(st *store.Store, ready func()) {
 			n.log.Warn("retained watcher still not started; retrying", "tries", starts+1, "error", err)
 		}
 		if !n.pause(time.Second) {
+			return
+		}
+	}
+}
+
+// Quorum checks (watchQuorum): how often, how long an answer may take,
+// and how long a store without quorum goes before a warning (longer than
+// an election, 3 to 5 s, after a peer leaves).
+var quorumEvery, quorumWait, quorumWarnAfter = time.Second, 2 * time.Second, 15 * time.Second
+
+// watchQuorum asks the store's streams for their leaders every
+// quorumEvery, for /healthz and mqlb_node_store_available. Without a
+// majority the store answers no operation, but a node that serves no
+// traffic sees nothing fail: it looked healthy with its peers gone. Two
+// checks in a row must find a stream without a leader (or no answer)
+// before the node says so; it warns once that has lasted quorumWarnAfter.
+func (n *Node) watchQuorum(st *store.Store) {
+	defer n.wg.Done()
+	tick := time.NewTicker(quorumEvery)
+	defer tick.Stop()
+	misses, warned := 0, false
+	var since time.Time
+	for {
+		ctx, cancel := context.WithTimeout(n.ctx, quorumWait)
+		err := st.CheckQuorum(ctx)
+		cancel()
+		if n.ctx.Err() != nil || n.closing.Load() {
+			return
+		}
+		switch {
+		case err == nil:
+			n.quorum.Store(nil)
+			if warned {
+				n.log.Info("store quorum back", "after", time.Since(since).Round(time.Second))
+			}
+			misses, warned = 0, false
+		default:
+			if misses++; misses == 1 {
+				since = time.Now()
+			} else {
+				n.quorum.Store(&err)
+			}
+			if !warned && time.Since(since) >= quorumWarnAfter {
+				n.log.Warn("store without quorum: /healthz reports it until it is back", "for", time.Since(since).Round(time.Second), "error", err)
+				warned = true
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-n.ctx.Done():
 			return
 		}
 	}

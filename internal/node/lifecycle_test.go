@@ -302,3 +302,40 @@ func publishStored(t *testing.T, addr, payload string) {
 		return err == nil
 	}, "publish refused/t acknowledged")
 }
+
+// TestQuorumLossUnhealthy: a node whose two peers are gone can store
+// nothing, and says so in /healthz and mqlb_node_store_available although
+// nothing it was asked to do failed (without traffic, no operation starts
+// the store's cooldown); it is healthy again once a peer is back.
+func TestQuorumLossUnhealthy(t *testing.T) {
+	c, err := startCluster("quorum", 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	c.ready(t)
+	n := c.nodes[0]
+	c.nodes[1].Close()
+	c.nodes[2].Close()
+	// A stream leader on n steps down once it has heard from no follower
+	// for a while; the others have no leader from the close.
+	testutil.Eventually(t, 60*time.Second, func() bool { return n.Healthy() != nil }, "healthy with both peers closed")
+	admin := "http://" + n.AdminAddr()
+	code, body := get(t, admin+"/healthz", "")
+	if code != 503 || !strings.Contains(body, "no leader") && !strings.Contains(body, "store") {
+		t.Errorf("/healthz: %d %q; want 503 naming the store", code, body)
+	}
+	if _, m := get(t, admin+"/metrics", ""); !strings.Contains(m, `mqlb_node_store_available{node="n1"} 0`) {
+		t.Error("store_available is not 0 without quorum")
+	}
+
+	restarted, err := startNode(nodeConfig(c.name, 1, c.dirs[1], n.RouteAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1] = restarted
+	testutil.Eventually(t, 60*time.Second, func() bool { return n.Healthy() == nil }, "healthy again with a peer back: %v", n.Healthy())
+	if code, _ := get(t, admin+"/healthz", ""); code != 200 {
+		t.Errorf("/healthz with a peer back: %d", code)
+	}
+}

@@ -50,7 +50,8 @@ type Node struct {
 	metrics  *metrics
 
 	st          atomic.Pointer[store.Store]
-	storeReady  chan struct{} // closed once the store is open and retained messages are loaded
+	storeReady  chan struct{}         // closed once the store is open and retained messages are loaded
+	quorum      atomic.Pointer[error] // the store's streams without a leader at the last check (watchQuorum)
 	listenersUp atomic.Bool
 	admin       *http.Server
 	adminAddr   string
@@ -269,8 +270,18 @@ func (n *Node) healthy() error {
 	default:
 		return errors.New("store not ready")
 	}
+	return n.storeUp()
+}
+
+// storeUp returns why the store cannot serve now: not open, cooling down
+// after a failed operation, or a stream without a leader at the last
+// quorum check.
+func (n *Node) storeUp() error {
 	if _, err := n.liveStore(); err != nil {
 		return err
+	}
+	if p := n.quorum.Load(); p != nil && *p != nil {
+		return *p
 	}
 	return nil
 }

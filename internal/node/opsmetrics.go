@@ -16,7 +16,7 @@ import (
 // a served certificate that is expired or not yet valid.
 func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 	m.gauge("store_available", "1 when the replicated store (retained messages, sessions) is formed and usable, 0 without quorum.", labels, func() float64 {
-		if _, err := n.liveStore(); err != nil {
+		if n.storeUp() != nil {
 			return 0
 		}
 		return 1
