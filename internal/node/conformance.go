@@ -45,6 +45,11 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		if pk.ReasonCode != packets.CodeSuccess.Code {
 			break
 		}
+		if cl.Properties.ProtocolVersion == 5 {
+			// mochi refuses packets over it but does not say so [MQTT-3.2.2-15]:
+			// without the property a client may send up to the protocol's limit.
+			pk.Properties.MaximumPacketSize = uint32(h.n.cfg.MQTT.MaxPacketSize)
+		}
 		if why, refused := h.n.durable.Refused(cl); refused {
 			pk.SessionPresent = false
 			pk.ReasonCode = packets.ErrServerUnavailable.Code // v5 0x88

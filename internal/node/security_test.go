@@ -148,6 +148,25 @@ func TestOversizedPacketsClosedBeforeAllocation(t *testing.T) {
 			t.Fatalf("sent %x and took %s to close; want nothing, at once", got, time.Since(start))
 		}
 	})
+	// MQTT 5: the limit is in the CONNACK, and a client over it is told
+	// with DISCONNECT 0x95 [MQTT-3.2.2-15] (v5 §4.13).
+	t.Run("v5 CONNACK has the maximum packet size", func(t *testing.T) {
+		cl := dialV5(t, addr, "big-props", true, 0)
+		if mps := cl.connack.Properties.MaximumPacketSize; mps == nil || *mps != uint32(config.DefaultMaxPacketSize) {
+			t.Fatalf("CONNACK Maximum Packet Size %v, want %d", mps, config.DefaultMaxPacketSize)
+		}
+	})
+	t.Run("v5 PUBLISH over max_packet_size", func(t *testing.T) {
+		c := rawDial(t, addr)
+		write(t, c, rawConnect(5, "big-publish-v5", "", ""))
+		if code := readConnack(t, c, 5); code != 0 {
+			t.Fatalf("CONNACK 0x%02x", code)
+		}
+		write(t, c, []byte{0x30, 0xff, 0xff, 0x7f})
+		if got := readUntilClosed(t, c); !bytes.Equal(got, []byte{0xe0, 0x01, 0x95}) {
+			t.Fatalf("sent %x; want DISCONNECT 0x95 (e0 01 95), then the close", got)
+		}
+	})
 }
 
 // TestTrickledPacketsStillArrive: the guard delays nothing a client sends in

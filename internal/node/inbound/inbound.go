@@ -13,6 +13,10 @@
 // packet larger than Limits.First, and any packet larger than Limits.Max
 // [MQTT-3.2.2-15] (v5 §3.1.2.11.4, total packet size).
 //
+// An MQTT 5 client whose packet after the CONNECT is over Limits.Max is
+// sent DISCONNECT 0x95 (packet too large) before the error is returned
+// [MQTT-3.2.2-15] (v5 §4.13), once its CONNACK is out.
+//
 // An idle connection holds no buffer of this package: while no packet is
 // partly received, Conn reads straight into the caller's buffer.
 package inbound
@@ -23,6 +27,8 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mqlb/mqlb/internal/mqttwire"
 )
@@ -67,6 +73,33 @@ type Conn struct {
 	off     int
 	ready   int
 	err     error // returned once pend[off:ready] is delivered
+	version byte  // the CONNECT's protocol level, once it is through
+	told    bool  // the refusal was written (tell)
+	wrote   atomic.Bool
+}
+
+// disconnectTooLarge is a v5 DISCONNECT with reason 0x95 and no properties.
+var disconnectTooLarge = []byte{0xe0, 0x01, 0x95}
+
+// Write writes to the connection. The first write is the CONNACK: the node
+// writes nothing to a client before it.
+func (c *Conn) Write(p []byte) (int, error) {
+	if !c.wrote.Load() {
+		c.wrote.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+// tell writes DISCONNECT 0x95 to a v5 client whose packet is too large,
+// once: only after its CONNACK, as nothing may come before it
+// [MQTT-3.2.0-1]. Without one the connection is just closed.
+func (c *Conn) tell() {
+	if c.told || c.version != 5 || !c.wrote.Load() || !errors.Is(c.err, ErrTooLarge) {
+		return
+	}
+	c.told = true
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Conn.Write(disconnectTooLarge)
 }
 
 // NewConn wraps c.
@@ -87,6 +120,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return c.deliver(p), nil
 		}
 		if c.err != nil {
+			c.tell()
 			return 0, c.err
 		}
 		var n int
@@ -229,6 +263,9 @@ func (c *Conn) scan(b []byte) (whole int, err error) {
 		size, err := header(b[whole:], c.limit())
 		if err != nil || size == 0 || len(b)-whole < size {
 			return whole, err
+		}
+		if !c.started {
+			c.version, _ = mqttwire.PeekVersion(b[whole : whole+size])
 		}
 		whole += size
 		c.started = true
