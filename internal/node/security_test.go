@@ -414,3 +414,23 @@ func TestFailedAuthThrottled(t *testing.T) {
 		}
 	}
 }
+
+// TestV5ConnectTooLargeAnswered: a v5 CONNECT over the first packet's cap
+// gets CONNACK 0x95 (packet too large) and a clean close, not a reset, as
+// through the load balancer; a 3.1.1 one has no such code and is closed.
+func TestV5ConnectTooLargeAnswered(t *testing.T) {
+	n := soloNode(t, func(c *config.Node) { c.MQTT.MaxPacketSize = 10000 })
+	addr := n.ListenerAddr("tcp")
+	big := strings.Repeat("u", 60000)
+	c := rawDial(t, addr)
+	go c.Write(rawConnect(5, "big-connect", big, big)) // 120 kB: more than one read takes
+	c.SetReadDeadline(time.Now().Add(waitFor))
+	if got, err := io.ReadAll(c); err != nil || !bytes.Equal(got, []byte{0x20, 0x03, 0x00, 0x95, 0x00}) {
+		t.Fatalf("v5: read %x, %v; want CONNACK 0x95 (20 03 00 95 00) and a clean close", got, err)
+	}
+	c3 := rawDial(t, addr)
+	go c3.Write(rawConnect(4, "big-connect-3", big[:20000], ""))
+	if got := readUntilClosed(t, c3); len(got) != 0 {
+		t.Fatalf("3.1.1: read %x; want a close without an answer", got)
+	}
+}

@@ -15,7 +15,8 @@
 //
 // An MQTT 5 client whose packet after the CONNECT is over Limits.Max is
 // sent DISCONNECT 0x95 (packet too large) before the error is returned
-// [MQTT-3.2.2-15] (v5 §4.13), once its CONNACK is out.
+// [MQTT-3.2.2-15] (v5 §4.13), once its CONNACK is out; one whose CONNECT
+// is over Limits.First, CONNACK 0x95, as the load balancer answers.
 //
 // An idle connection holds no buffer of this package: while no packet is
 // partly received, Conn reads straight into the caller's buffer.
@@ -78,8 +79,11 @@ type Conn struct {
 	wrote   atomic.Bool
 }
 
-// disconnectTooLarge is a v5 DISCONNECT with reason 0x95 and no properties.
-var disconnectTooLarge = []byte{0xe0, 0x01, 0x95}
+// v5 DISCONNECT and CONNACK with reason 0x95, without properties.
+var (
+	disconnectTooLarge = []byte{0xe0, 0x01, 0x95}
+	connackTooLarge    = []byte{0x20, 0x03, 0x00, 0x95, 0x00}
+)
 
 // Write writes to the connection. The first write is the CONNACK: the node
 // writes nothing to a client before it.
@@ -90,16 +94,23 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// tell writes DISCONNECT 0x95 to a v5 client whose packet is too large,
-// once: only after its CONNACK, as nothing may come before it
-// [MQTT-3.2.0-1]. Without one the connection is just closed.
+// tell answers a v5 client whose packet is too large, once: a CONNECT
+// with CONNACK 0x95; a later packet with DISCONNECT 0x95, only after its
+// CONNACK, as nothing may come before it [MQTT-3.2.0-1]. Other clients are
+// just closed. (The node's connections close gracefully, listen/linger.go:
+// what the client still sends does not turn the close into a reset.)
 func (c *Conn) tell() {
-	if c.told || c.version != 5 || !c.wrote.Load() || !errors.Is(c.err, ErrTooLarge) {
+	if c.told || c.version != 5 || !errors.Is(c.err, ErrTooLarge) {
 		return
 	}
 	c.told = true
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Conn.Write(disconnectTooLarge)
+	switch {
+	case !c.started:
+		c.Conn.Write(connackTooLarge)
+	case c.wrote.Load():
+		c.Conn.Write(disconnectTooLarge)
+	}
 }
 
 // NewConn wraps c.
@@ -160,6 +171,7 @@ func (c *Conn) readDirect(p []byte) int {
 func (c *Conn) fill() int {
 	size, err := header(c.pend, c.limit())
 	if err != nil {
+		c.firstTooLarge(c.pend, err)
 		c.err = err
 		return 0
 	}
@@ -261,6 +273,7 @@ func (c *Conn) limit() limit {
 func (c *Conn) scan(b []byte) (whole int, err error) {
 	for {
 		size, err := header(b[whole:], c.limit())
+		c.firstTooLarge(b[whole:], err)
 		if err != nil || size == 0 || len(b)-whole < size {
 			return whole, err
 		}
@@ -269,6 +282,14 @@ func (c *Conn) scan(b []byte) (whole int, err error) {
 		}
 		whole += size
 		c.started = true
+	}
+}
+
+// firstTooLarge notes the level of a CONNECT refused as too large, when b,
+// its start, holds it: tell answers a v5 one.
+func (c *Conn) firstTooLarge(b []byte, err error) {
+	if !c.started && errors.Is(err, ErrTooLarge) {
+		c.version, _ = mqttwire.PeekVersion(b)
 	}
 }
 
