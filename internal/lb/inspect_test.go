@@ -260,3 +260,24 @@ func TestTooLargeConnectAnswered(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Count(h.accessLog(), "result=too_large") == 3 },
 		"access log has three too_large:\n%s", h.accessLog())
 }
+
+// TestCutShortConnectEndsAtOnce: a client that sends part of a CONNECT and
+// closes at once (its bytes and its FIN in one wake-up) is finished then,
+// not held, with its pending and per-address slots, until connect_timeout.
+func TestCutShortConnectEndsAtOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1, top: "limits: { connect_timeout: 30s }\n"})
+	valid := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, ClientID: "cut", CleanStart: true, KeepAlive: 30})
+	for _, b := range [][]byte{valid[:len(valid)-1], valid[:1]} {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(b)
+		c.Close()
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Count(h.accessLog(), "\n") >= 2 },
+		"no record of the two cut-short connections within 10 s (connect_timeout 30 s):\n%s", h.accessLog())
+	if l := h.accessLog(); strings.Contains(l, "result=timeout") {
+		t.Errorf("cut-short CONNECTs logged as timeouts:\n%s", l)
+	}
+}

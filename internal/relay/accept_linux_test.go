@@ -341,6 +341,26 @@ func TestServerFINReadInHandshake(t *testing.T) {
 	}
 }
 
+// TestClientConnEOFAfterLastBytes: a client that sends bytes and closes at
+// once (one edge for both) has its bytes read and then its EOF, with no
+// further edge to wake the read: the inspection of a CONNECT cut short by a
+// close ends at once, not at the connect timeout.
+func TestClientConnEOFAfterLastBytes(t *testing.T) {
+	cc, cli, _, _ := dialledPair(t)
+	cli.Write([]byte{0x10, 0x10, 0x00}) // the start of a CONNECT
+	cli.Close()
+	testutil.Eventually(t, 5*time.Second, func() bool { return cc.ended.Load() != 0 }, "the FIN's edge")
+	cc.SetDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 64) // a short read: the socket looks drained after it
+	if n, err := cc.Read(b); err != nil || n != 3 {
+		t.Fatalf("read %d, %v; want the 3 bytes", n, err)
+	}
+	start := time.Now()
+	if n, err := cc.Read(b); n != 0 || err != io.EOF || time.Since(start) > time.Second {
+		t.Fatalf("read %d, %v after %s; want EOF at once", n, err, time.Since(start))
+	}
+}
+
 // TestClientConnHandoverRaces: hand-overs racing a Close of either side
 // (gate eviction, shutdown, a failed attempt) end each relay exactly once,
 // relay the bytes of those that were not closed, and leave every loop's

@@ -228,8 +228,12 @@ func (c *sockConn) Read(p []byte) (int, error) {
 			}
 			return 0, c.opErr("read", io.EOF)
 		}
-		if n == len(p) {
-			c.readable.Store(true) // a full read may have left bytes
+		if n == len(p) || c.ended.Load() != 0 {
+			// A full read may have left bytes; after a hang-up the EOF is
+			// still to be read, and no edge will announce it (it came with
+			// the bytes just read: a client that sent part of a CONNECT and
+			// closed at once would wait out the connect timeout).
+			c.readable.Store(true)
 		}
 		c.connecting = false
 		return n, nil
