@@ -11,6 +11,7 @@ import (
 	mqtt3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
 
+	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -102,4 +103,32 @@ func TestWebSocketWrongSubprotocolRefused(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(h.accessLog(), "no MQTT subprotocol") },
 		"access log has the refusal:\n%s", h.accessLog())
+}
+
+// TestWebSocketClientCloseLogged: a WebSocket client that ends with a close
+// frame closed its side, as a TCP client's FIN does: the access log says
+// client_closed.
+func TestWebSocketClientCloseLogged(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1, listeners: "  - { name: ws, address: \"127.0.0.1:0\", upstream: brokers, websocket: {} }\n"})
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+	ws, _, err := d.Dial("ws://"+h.lb.ListenerAddr("ws")+"/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	connect := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, ClientID: "ws-closer", CleanStart: true, KeepAlive: 30})
+	if err := ws.WriteMessage(websocket.BinaryMessage, connect); err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, m, err := ws.ReadMessage(); err != nil || len(m) < 4 || m[0] != 0x20 || m[3] != 0 {
+		t.Fatalf("CONNACK: % x, %v", m, err)
+	}
+	ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
+	ws.ReadMessage() // the LB's close frame, or the end
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(h.accessLog(), `client_id="ws-closer"`) },
+		"no access log record:\n%s", h.accessLog())
+	if l := grepLines(h.accessLog(), `client_id="ws-closer"`); !strings.Contains(l, `reason="client_closed"`) {
+		t.Errorf("a client's close frame logged as:\n%s", l)
+	}
 }

@@ -40,10 +40,16 @@ type Conn struct {
 func New(ws *websocket.Conn) *Conn { return &Conn{Conn: ws.UnderlyingConn(), WS: ws} }
 
 // Read reads across message boundaries; a non-binary message is an error.
+// The client's close frame is the end of its stream, io.EOF, as a TCP
+// client's FIN is (gorilla has answered it with one of ours).
 func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		if c.r == nil {
 			op, r, err := c.WS.NextReader()
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return 0, io.EOF
+			}
 			if err != nil {
 				return 0, err
 			}
