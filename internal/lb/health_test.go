@@ -72,18 +72,28 @@ func TestJSONAccessLog(t *testing.T) {
 	pkt := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 5, ClientID: "json-1", CleanStart: true, KeepAlive: 30,
 		Username: "alice", HasUsername: true, Password: []byte("hunter2"), HasPassword: true})
 	connackOf(t, h.addr, pkt)
-	var rec map[string]any
-	testutil.Eventually(t, 5*time.Second, func() bool {
-		f, _ := os.Open(h.access)
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["client_id"] == "json-1" {
-				return true
+	connackOf(t, h.addr, mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, ClientID: "json-2", CleanStart: true, KeepAlive: 30}))
+	record := func(id string) map[string]any {
+		var rec map[string]any
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			f, _ := os.Open(h.access)
+			defer f.Close()
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				rec = nil // a fresh map per line: Unmarshal keeps a map's other keys
+				if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["client_id"] == id {
+					return true
+				}
 			}
-		}
-		return false
-	}, "a JSON record for json-1")
+			return false
+		}, "a JSON record for %s", id)
+		return rec
+	}
+	// Like the text format, a record without a username says so.
+	if u, ok := record("json-2")["username"]; !ok || u != "" {
+		t.Errorf("json-2 (no username): username %v, %v; want \"\"", u, ok)
+	}
+	rec := record("json-1")
 	for _, k := range []string{"time", "remote", "listener", "username", "protocol", "server", "bytes_in", "bytes_out", "duration", "result", "reason"} {
 		if _, ok := rec[k]; !ok {
 			t.Errorf("record lacks %q: %v", k, rec)

@@ -18,7 +18,7 @@ type Record struct {
 	Remote     string        `json:"remote"`
 	Listener   string        `json:"listener"`
 	ClientID   string        `json:"client_id"`
-	Username   string        `json:"username,omitempty"`
+	Username   string        `json:"username"`
 	CertCN     string        `json:"cert_cn,omitempty"`
 	Identity   string        `json:"identity,omitempty"` // the certificate identity (tls.identity)
 	Version    byte          `json:"protocol"`
