@@ -131,6 +131,34 @@ func disconnectCode(code byte) byte {
 	return packets.ErrUnspecifiedError.Code
 }
 
+// emptyWill stands in for a zero-length will payload from OnPacketRead to
+// OnConnect (connectAsSent, restoreWill); it is recognised by its address.
+var emptyWill = []byte{0}
+
+// connectAsSent lets through two CONNECTs that mochi v2.7.9 refuses as
+// protocol violations, with CONNACK 0x82 (no 3.1.x code at all), although
+// both versions allow them: a zero-length password and a zero-length will
+// payload (each "0 to 65,535 bytes", §3.1.3.5 and §3.1.3.3 of 3.1.1). An
+// empty password is taken as none: it matches no user either way. An
+// empty will payload passes mochi's check as one byte, and OnConnect puts
+// it back (restoreWill), so the will is published empty, as sent.
+func connectAsSent(pk packets.Packet) packets.Packet {
+	if pk.Connect.PasswordFlag && len(pk.Connect.Password) == 0 {
+		pk.Connect.PasswordFlag = false
+	}
+	if pk.Connect.WillFlag && len(pk.Connect.WillPayload) == 0 {
+		pk.Connect.WillPayload = emptyWill
+	}
+	return pk
+}
+
+// restoreWill undoes connectAsSent's stand-in for an empty will payload.
+func restoreWill(cl *mqtt.Client) {
+	if p := cl.Properties.Will.Payload; len(p) == 1 && &p[0] == &emptyWill[0] {
+		cl.Properties.Will.Payload = []byte{}
+	}
+}
+
 // OnPacketRead answers a QoS 1/2 PUBLISH to a $SYS topic, which mochi drops
 // without an acknowledgement (the client waits for ever): v5 gets PUBACK or
 // PUBREC 0x87 not authorized, as from mosquitto; 3.1.1, which has no
@@ -140,6 +168,9 @@ func disconnectCode(code byte) byte {
 // Acknowledgements from the client free room in its send window (see flow),
 // and QoS 2 steps of durable sessions are recorded (see session/qos2.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Connect {
+		return connectAsSent(pk), nil
+	}
 	h.n.flow.read(cl, pk)
 	clientPID := pk.PacketID
 	pk = h.pids.read(cl, pk)

@@ -43,6 +43,7 @@ func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 
 // session.Tracker.Resumable). It also caps the client's keep-alive (see
 // capKeepAlive).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	restoreWill(cl)
 	if isMesh(cl) {
 		return nil
 	}

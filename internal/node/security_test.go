@@ -434,3 +434,40 @@ func TestV5ConnectTooLargeAnswered(t *testing.T) {
 		t.Fatalf("3.1.1: read %x; want a close without an answer", got)
 	}
 }
+
+// TestEmptyPasswordAndWillPayloadAccepted: a zero-length password and a
+// zero-length will payload are valid in 3.1.1 and 5 (each "0 to 65,535
+// bytes"), which mochi refuses with CONNACK 0x82, no 3.1.x code at all. An
+// empty password matches no user (0x05 for a username); without a username
+// it is anonymous. An empty will is accepted and published empty.
+func TestEmptyPasswordAndWillPayloadAccepted(t *testing.T) {
+	n := soloNode(t, nil) // anonymous clients allowed, no users
+	addr := n.ListenerAddr("tcp")
+	connect := func(c mqttwire.Connect) byte {
+		conn := rawDial(t, addr)
+		write(t, conn, mqttwire.AppendConnect(nil, &c))
+		return readConnack(t, conn, c.Version)
+	}
+	if code := connect(mqttwire.Connect{Version: 4, ClientID: "empty-pw-user", CleanStart: true, KeepAlive: 30,
+		Username: "someone", HasUsername: true, HasPassword: true}); code != 0x05 {
+		t.Errorf("3.1.1, a username and an empty password: CONNACK 0x%02x, want 0x05 not authorized", code)
+	}
+	if code := connect(mqttwire.Connect{Version: 5, ClientID: "empty-pw-anon", CleanStart: true, KeepAlive: 30,
+		HasPassword: true}); code != 0 {
+		t.Errorf("v5, no username and an empty password (anonymous allowed): CONNACK 0x%02x, want 0", code)
+	}
+
+	sub := dialV5(t, addr, "empty-will-sub", true, 0)
+	sub.sub(t, "empty/will", 1)
+	conn := rawDial(t, addr)
+	write(t, conn, mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, ClientID: "empty-will", CleanStart: true, KeepAlive: 30,
+		WillFlag: true, WillQoS: 1, WillTopic: "empty/will"}))
+	if code := readConnack(t, conn, 4); code != 0 {
+		t.Fatalf("3.1.1 with an empty will payload: CONNACK 0x%02x, want 0", code)
+	}
+	conn.Close() // no DISCONNECT: the will goes out
+	m := sub.wait(t, 1)[0]
+	if m.topic != "empty/will" || m.payload != "" {
+		t.Errorf("will received as %q on %s; want an empty payload on empty/will", m.payload, m.topic)
+	}
+}
