@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -54,3 +56,19 @@ func (b *redisBackend) Authenticate(ctx context.Context, r Request) (Decision, e
 }
 
 func (b *redisBackend) Close() error { return b.client.Close() }
+
+// redisLogger takes go-redis's own lines (its pool's dial retries, which
+// it prints to stderr unformatted) into the node's log, at debug: what
+// matters, the refused client, is logged where the hook refuses it. The
+// logger is go-redis's, global, so this is too; the hook sets it.
+type redisLogger struct{ l atomic.Pointer[slog.Logger] }
+
+func (r *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if l := r.l.Load(); l != nil {
+		l.Debug(fmt.Sprintf(format, v...))
+	}
+}
+
+var redisLog = new(redisLogger)
+
+func init() { redis.SetLogger(redisLog) }

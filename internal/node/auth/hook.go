@@ -316,6 +316,14 @@ func (st *state) allowed(own []rule, clientID, username, topic string, write boo
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// SetOpts keeps the logger mochi gives the hook, and gives it to go-redis.
+func (h *Hook) SetOpts(l *slog.Logger, o *mqtt.HookOptions) {
+	h.HookBase.SetOpts(l, o)
+	if l != nil {
+		redisLog.l.Store(l.With("component", "redis"))
+	}
+}
+
 // logger returns the logger mochi set through SetOpts, or a discarding one.
 func (h *Hook) logger() *slog.Logger {
 	if h.Log == nil {
