@@ -79,10 +79,10 @@ type Conn struct {
 	wrote   atomic.Bool
 }
 
-// v5 DISCONNECT and CONNACK with reason 0x95, without properties.
+// v5 DISCONNECT and CONNACK with reason 0x95 (packet too large).
 var (
-	disconnectTooLarge = []byte{0xe0, 0x01, 0x95}
-	connackTooLarge    = []byte{0x20, 0x03, 0x00, 0x95, 0x00}
+	disconnectTooLarge = mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.Code5PacketTooLarge)
+	connackTooLarge    = mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Code5PacketTooLarge)
 )
 
 // Write writes to the connection. The first write is the CONNACK: the node
