@@ -64,8 +64,8 @@ func cmdCtl(ctx context.Context, args []string) error {
 func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	k := &ctl{out: stdout}
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // -h prints ctlUsage to stdout; a bad flag says so on stderr
+	fs.SetOutput(io.Discard) // -h prints ctlUsage to stdout; a bad flag is said below, as by the other commands
+	fs.Usage = func() {}
 	admin := fs.String("admin", cmp.Or(os.Getenv("MQLB_ADMIN"), "http://127.0.0.1:9090"), "admin API URL")
 	token := fs.String("token", os.Getenv("MQLB_TOKEN"), "admin bearer token")
 	fs.BoolVar(&k.json, "json", false, "print JSON")
@@ -83,6 +83,7 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	if err != nil {
+		fmt.Fprintf(stderr, "mqlb ctl: %v\n", err)
 		fmt.Fprintln(stderr, "mqlb ctl -h lists the commands and flags")
 		return exitCode(2)
 	}

@@ -85,7 +85,7 @@ func TestCtlLoadBalancer(t *testing.T) {
 	ctlFails(t, admin, 1, `no server "zz"`, "drain", "zz")
 	ctlFails(t, admin, 1, "already has a server", "add", "c", b3.Addr)
 	ctlFails(t, admin, 2, "unknown command", "frobnicate")
-	ctlFails(t, admin, 2, "flag provided but not defined: -bogus", "servers", "--bogus")
+	ctlFails(t, admin, 2, "mqlb ctl: flag provided but not defined: -bogus", "servers", "--bogus")
 	ctlOK(t, admin, []string{"-h"}, "usage: mqlb ctl", "evacuate SERVER")
 	ctlFails(t, admin, 2, "want weight SERVER N", "weight", "a")
 	ctlFails(t, "127.0.0.1:1", 1, "connection refused", "servers")

@@ -39,7 +39,7 @@ var commands = map[string]command{
 	"up":      {cmdUp, "run the whole system on this machine (LB + 3 nodes + admin)"},
 	"bench":   {cmdBench, "load generator: mqlb bench conn|pubsub --url mqtt://HOST:PORT ..."},
 	"version": {cmdVersion, "print version, commit and Go version"},
-	"ctl":     {cmdCtl, "operate a running load balancer or node: mqlb ctl servers|drain|weight|kick|... (ctl.go)"},
+	"ctl":     {cmdCtl, "operate a running load balancer or node: mqlb ctl servers|drain|weight|kick|..."},
 }
 
 var order = []string{"up", "run", "node", "ctl", "check", "bench", "version"}
