@@ -13,8 +13,9 @@ func (ck *check) admin(a *Admin) {
 		return
 	}
 	// Only an address that parses is judged for loopback: "127.0.0.1"
-	// alone is one error, not two.
-	if ck.hostPort("admin.address", a.Address, true) && a.Token == "" && !a.Insecure && !IsLoopback(a.Address) {
+	// alone is one error, not two; nor is a token_file that could not be
+	// read (its own error says so) a missing token.
+	if ck.hostPort("admin.address", a.Address, true) && a.Token == "" && a.TokenFile == "" && !a.Insecure && !IsLoopback(a.Address) {
 		ck.errorf("admin.address", "%s is reachable beyond loopback and admin.token is empty: set a token, or admin.insecure: true to accept that anyone who reaches it can drain servers", a.Address)
 	}
 	for i, h := range a.AllowedHosts {

@@ -264,3 +264,12 @@ func TestAdminAddressWithoutPortOneError(t *testing.T) {
 		t.Fatalf("error = %v\nwant only: admin.address (line 9): want host:port", err)
 	}
 }
+
+// TestAdminTokenFileUnreadableOneError: an admin token_file that cannot be
+// read is that error, not also "admin.token is empty".
+func TestAdminTokenFileUnreadableOneError(t *testing.T) {
+	_, err := ParseNode([]byte(minimalNode + "admin: { address: \"0.0.0.0:9091\", token_file: /nonexistent/token }\n"))
+	if err == nil || !strings.Contains(err.Error(), "admin.token_file") || strings.Contains(err.Error(), "beyond loopback") {
+		t.Fatalf("error = %v\nwant only the token_file error", err)
+	}
+}
