@@ -433,8 +433,12 @@ func (n *Node) Summary() string {
 		n.MQTT.MaxPacketSize, n.MQTT.MaxSubscriptionsPerClient)
 	fmt.Fprintf(&b, "  shared subscriptions %s; sessions (%s) keep up to %d offline messages, expire after at most %s\n",
 		n.SharedSubscriptions.Policy, n.Sessions.Durability, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
-	fmt.Fprintf(&b, "  auth: anonymous %v, users file %q, %d ACL rules, default %s\n",
-		n.Auth.AllowsAnonymous(), n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
+	unverified := ""
+	if n.Auth.AllowsAnonymous() && n.Auth.UsersFile == "" && len(n.Auth.Backends) == 0 {
+		unverified = " (no credential store: usernames are not verified)"
+	}
+	fmt.Fprintf(&b, "  auth: anonymous %v%s, users file %q, %d ACL rules, default %s\n",
+		n.Auth.AllowsAnonymous(), unverified, n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
 	for i, be := range n.Auth.Backends {
 		fmt.Fprintf(&b, "  auth store %d: %s (timeout %s, cache %s)\n", i, be.Type, be.Timeout, be.CacheTTL)
 	}

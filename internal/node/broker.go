@@ -52,8 +52,20 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 		}
 	}
 	n.auth = authHook
+	n.warnUnverified()
 	addSentinel(s)
 	return s, nil
+}
+
+// warnUnverified says, at start and after a reload, that usernames are
+// taken unchecked while ACL rules give rights by username: any client can
+// claim them.
+func (n *Node) warnUnverified() {
+	if n.auth.Unverified() && n.auth.NamesUsers() {
+		n.log.Warn("auth: no credential store and allow_anonymous is true: usernames are not verified, " +
+			"so any client can claim the rights of the ACL rules that name users or use %u; " +
+			"configure auth.users_file or auth.backends, or set auth.allow_anonymous: false")
+	}
 }
 
 func authOptions(a config.NodeAuth) auth.Options {

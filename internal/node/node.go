@@ -296,6 +296,7 @@ func (n *Node) Reload(cfg *config.Node) error {
 	if err := n.auth.Reload(authOptions(cfg.Auth)); err != nil {
 		return err
 	}
+	n.warnUnverified()
 	if n.mesh != nil {
 		n.mesh.policy.Store(cfg.SharedSubscriptions.Policy)
 		n.mesh.maxDelay.Store(int64(cfg.Mesh.QoS0MaxDelay))

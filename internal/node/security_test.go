@@ -441,7 +441,8 @@ func TestV5ConnectTooLargeAnswered(t *testing.T) {
 // empty password matches no user (0x05 for a username); without a username
 // it is anonymous. An empty will is accepted and published empty.
 func TestEmptyPasswordAndWillPayloadAccepted(t *testing.T) {
-	n := soloNode(t, nil) // anonymous clients allowed, no users
+	users := usersFile(t, "alice", "secret")
+	n := soloNode(t, func(c *config.Node) { c.Auth.UsersFile = users }) // anonymous clients allowed, one user
 	addr := n.ListenerAddr("tcp")
 	connect := func(c mqttwire.Connect) byte {
 		conn := rawDial(t, addr)

@@ -45,7 +45,12 @@ type Options struct {
 
 // state is one immutable set of stores and rules.
 type state struct {
-	anonymous  bool
+	anonymous bool
+	// unverified: anonymous clients are allowed and there is no credential
+	// store at all, so a username cannot be checked: it is taken as given
+	// (mosquitto's allow_anonymous without a password_file, EMQX and
+	// VerneMQ without an authenticator).
+	unverified bool
 	backends   []backendEntry
 	rules      []rule
 	aclDefault bool
@@ -69,7 +74,23 @@ func buildState(o Options) (*state, error) {
 			backends[i].b = o.Wrap(backends[i].b)
 		}
 	}
-	return &state{anonymous: o.AllowAnonymous, backends: backends, rules: rules, aclDefault: o.ACLDefault}, nil
+	return &state{anonymous: o.AllowAnonymous, unverified: o.AllowAnonymous && len(o.Backends) == 0 && o.UsersFile == "",
+		backends: backends, rules: rules, aclDefault: o.ACLDefault}, nil
+}
+
+// Unverified reports whether usernames are taken unchecked: anonymous
+// clients are allowed and no credential store is configured.
+func (h *Hook) Unverified() bool { return h.state.Load().unverified }
+
+// NamesUsers reports whether an ACL rule applies to named users or
+// substitutes %u: with Unverified, any client can claim those rights.
+func (h *Hook) NamesUsers() bool {
+	for _, r := range h.state.Load().rules {
+		if len(r.users) > 0 || r.subst && strings.Contains(strings.Join(r.levels, "/"), "%u") {
+			return true
+		}
+	}
+	return false
 }
 
 // Hook implements mqtt.Hook: OnConnectAuthenticate, OnACLCheck and
@@ -190,6 +211,9 @@ func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) verdict {
 	cn, hasCN := listen.CertIdentity(cl)
 	if hasCN && cn == user && user != "" {
 		return verdict{ok: true, how: "certificate"}
+	}
+	if st.unverified {
+		return verdict{ok: true, how: "unverified (no credential store)"}
 	}
 	if user == "" && !pk.Connect.PasswordFlag {
 		return verdict{how: "anonymous not allowed"}

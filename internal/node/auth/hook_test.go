@@ -37,6 +37,30 @@ func TestAnonymous(t *testing.T) {
 	}
 }
 
+// TestUsernameWithoutCredentialStore: with no credential store at all (no
+// users file, no backends) and anonymous clients allowed, a client that
+// sends a username (and maybe a password) is let in unverified, as
+// mosquitto, EMQX and VerneMQ do: nothing could check it. With anonymous
+// clients refused, or with a store, it is checked as before.
+func TestUsernameWithoutCredentialStore(t *testing.T) {
+	_, open := startBroker(t, mustNew(t, Options{AllowAnonymous: true}))
+	if _, ack, err := connectV5(t, open["tcp"], nil, paho.Connect{ClientID: "u5", Username: "bob", Password: []byte("x")}); err != nil {
+		t.Errorf("no store, anonymous allowed: v5 with a username refused: connack %+v err %v", ack, err)
+	}
+	if _, code := connectV311(t, open["tcp"], "u3", "bob", ""); code != 0 {
+		t.Errorf("no store, anonymous allowed: v3.1.1 with a username: return code %#x, want 0", code)
+	}
+
+	_, closed := startBroker(t, mustNew(t, Options{AllowAnonymous: false}))
+	if _, ack, err := connectV5(t, closed["tcp"], nil, paho.Connect{ClientID: "u5", Username: "bob", Password: []byte("x")}); ack == nil || ack.ReasonCode != v5BadCredentials {
+		t.Errorf("no store, anonymous refused: v5 connack %+v err %v, want %#x", ack, err, v5BadCredentials)
+	}
+
+	_, withStore := startBroker(t, mustNew(t, Options{AllowAnonymous: true, UsersFile: usersFile(t, hashLine(t, "alice", "right"))}))
+	if _, code := connectV311(t, withStore["tcp"], "u3", "bob", "x"); code != v3NotAuthorized {
+		t.Errorf("users file, anonymous allowed: unknown user: return code %#x, want %#x", code, v3NotAuthorized)
+	}
+}
 func TestPasswords(t *testing.T) {
 	h := mustNew(t, Options{UsersFile: usersFile(t, hashLine(t, "alice", "right"))})
 	_, addrs := startBroker(t, h)
@@ -145,5 +169,27 @@ func TestReloadConcurrent(t *testing.T) {
 	}
 	if h.OnACLCheck(cl, "t", true) {
 		t.Error("after the last reload (deny all) a publish is still allowed")
+	}
+}
+
+func TestUnverifiedNamesUsers(t *testing.T) {
+	cases := []struct {
+		name       string
+		o          Options
+		unverified bool
+		names      bool
+	}{
+		{"no rules", Options{AllowAnonymous: true}, true, false},
+		{"client rule", Options{AllowAnonymous: true, ACL: []Rule{{Allow: true, Access: "all", Topic: "d/%c/#"}}}, true, false},
+		{"%u in a level", Options{AllowAnonymous: true, ACL: []Rule{{Allow: true, Access: "all", Topic: "d/u-%u/#"}}}, true, true},
+		{"named users", Options{AllowAnonymous: true, ACL: []Rule{{Allow: true, Access: "all", Topic: "#", Users: []string{"admin"}}}}, true, true},
+		{"anonymous refused", Options{ACL: []Rule{{Allow: true, Access: "all", Topic: "#", Users: []string{"admin"}}}}, false, true},
+		{"users file", Options{AllowAnonymous: true, UsersFile: usersFile(t, hashLine(t, "a", "b"))}, false, false},
+	}
+	for _, tc := range cases {
+		h := mustNew(t, tc.o)
+		if h.Unverified() != tc.unverified || h.NamesUsers() != tc.names {
+			t.Errorf("%s: Unverified %v NamesUsers %v, want %v %v", tc.name, h.Unverified(), h.NamesUsers(), tc.unverified, tc.names)
+		}
 	}
 }
