@@ -48,6 +48,10 @@ func cmdBench(ctx context.Context, args []string) error {
 	case "report":
 		return benchReport(args[1:])
 	}
+	if strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(os.Stderr, "mqlb bench: %s before the mode: the mode (conn, pubsub or report) comes first\n\n%s", args[0], benchUsage)
+		return exitCode(2)
+	}
 	fmt.Fprintf(os.Stderr, "mqlb bench: unknown mode %q\n\n%s", args[0], benchUsage)
 	return exitCode(2)
 }

@@ -45,11 +45,15 @@ func TestHelpToStdout(t *testing.T) {
 		t.Errorf("help up lacks its flags: %s", out)
 	}
 	// Help nobody asked for is an error: stderr, status 2.
-	for _, args := range [][]string{{}, {"run", "-x"}, {"bench"}} {
+	for _, args := range [][]string{{}, {"run", "-x"}, {"bench"}, {"bench", "nope"}, {"bench", "--bogus-flag"}} {
 		out, errOut, code := runMQLB(t, args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, "usage: mqlb") {
 			t.Errorf("mqlb %s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
 		}
+	}
+	// A flag where the mode belongs is named as such, not as a mode.
+	if _, errOut, _ := runMQLB(t, "bench", "--clients", "5"); !strings.Contains(errOut, "--clients before the mode") {
+		t.Errorf("mqlb bench --clients 5: stderr %q", errOut)
 	}
 }
 
