@@ -36,6 +36,9 @@ type ServerJSON struct {
 	BytesIn  int64      `json:"bytes_in_closed"`
 	BytesOut int64      `json:"bytes_out_closed"`
 	Health   HealthJSON `json:"health"`
+	// StateChanged is when State last changed; absent when it has not
+	// since the server was created (HAProxy's lastchg).
+	StateChanged *time.Time `json:"state_changed,omitempty"`
 }
 
 // HealthJSON is a server's last health check.
@@ -55,9 +58,13 @@ func serverJSON(s *upstream.Server) ServerJSON {
 		hj.LastCheck = &h.LastCheck
 	}
 	in, out := s.ClosedBytes()
-	return ServerJSON{Name: s.Name(), Address: s.Address(), Weight: s.Weight(), State: s.State().String(),
+	sj := ServerJSON{Name: s.Name(), Address: s.Address(), Weight: s.Weight(), State: s.State().String(),
 		Healthy: s.Healthy(), Active: s.Active(), Total: s.Total(), Failures: s.Failures(),
 		BytesIn: in, BytesOut: out, Health: hj}
+	if c := s.StateChanged(); !c.IsZero() {
+		sj.StateChanged = &c
+	}
+	return sj
 }
 
 func (s *Server) listUpstreams(w http.ResponseWriter, _ *http.Request) {

@@ -78,7 +78,7 @@ func (s *Server) sample(st Stats, now time.Time) Sample {
 	sm := Sample{T: now.UnixMilli(), Clients: st.ClientConnections(), Servers: map[string]ServerSample{},
 		Refused: map[string]uint64{}, Accepted: map[string]uint64{}}
 	live := st.ServerBytes()
-	states := map[string]string{}
+	states := map[string]serverState{}
 	for _, u := range s.b.Upstreams().All() {
 		for _, sv := range u.Servers {
 			key := u.Name + "/" + sv.Name()
@@ -86,7 +86,7 @@ func (s *Server) sample(st Stats, now time.Time) Sample {
 			in, out := sv.ClosedBytes()
 			sm.Servers[key] = ServerSample{Active: sv.Active(), Total: sv.Total(), Failures: sv.Failures(),
 				BytesIn: in + b[0], BytesOut: out + b[1]}
-			states[key] = sv.State().String()
+			states[key] = serverState{sv.State().String(), sv.StateChanged()}
 		}
 	}
 	st.Results(func(l, r string, n uint64) {
@@ -100,7 +100,14 @@ func (s *Server) sample(st Stats, now time.Time) Sample {
 	return sm
 }
 
-func (h *history) track(sm Sample, states map[string]string, now time.Time) {
+// serverState is a server's state at a sample and when it last changed
+// (zero: not since the server was created).
+type serverState struct {
+	state   string
+	changed time.Time
+}
+
+func (h *history) track(sm Sample, states map[string]serverState, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for key := range h.servers {
@@ -108,14 +115,22 @@ func (h *history) track(sm Sample, states map[string]string, now time.Time) {
 			delete(h.servers, key) // removed
 		}
 	}
-	for key, state := range states {
+	for key, st := range states {
 		sh := h.servers[key]
 		if sh == nil {
-			sh = &ServerHistory{State: state, StateSince: now}
+			sh = &ServerHistory{State: st.state, StateSince: now}
+			if !st.changed.IsZero() {
+				sh.StateSince, sh.LastChanged = st.changed, true
+			}
 			h.servers[key] = sh
 		}
-		if sh.State != state {
-			sh.State, sh.StateSince, sh.LastChanged = state, now, true
+		switch {
+		case !st.changed.IsZero() && !st.changed.Equal(sh.StateSince):
+			// The server says when: a change and its undoing between two
+			// samples count too.
+			sh.State, sh.StateSince, sh.LastChanged = st.state, st.changed, true
+		case sh.State != st.state:
+			sh.State, sh.StateSince, sh.LastChanged = st.state, now, true
 		}
 		sh.MaxActive = max(sh.MaxActive, sm.Servers[key].Active)
 	}

@@ -82,7 +82,8 @@ func TestAdminAPI(t *testing.T) {
 		srv := h.lb.Upstreams().Get("brokers").Server("b2")
 		for _, tc := range []struct{ action, state string }{{"drain", "drain"}, {"disable", "disabled"}, {"enable", "up"}} {
 			code, body := apiDo(t, "POST", base+"/api/v1/upstreams/brokers/servers/b2/"+tc.action, "")
-			if code != 200 || srv.State().String() != tc.state || !strings.Contains(body, `"state": "`+tc.state+`"`) {
+			if code != 200 || srv.State().String() != tc.state || !strings.Contains(body, `"state": "`+tc.state+`"`) ||
+				!strings.Contains(body, `"state_changed": "`) {
 				t.Errorf("%s: %d %s, state %s", tc.action, code, body, srv.State())
 			}
 		}

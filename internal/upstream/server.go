@@ -59,8 +59,12 @@ type Server struct {
 	total   atomic.Uint64
 	fails   atomic.Uint64 // failed dials
 
-	pace    atomic.Pointer[pacer] // max_connect_rate, nil = no limit
-	upSince atomic.Int64          // unix ns it came up (slow start); 0 = from the start
+	pace atomic.Pointer[pacer] // max_connect_rate, nil = no limit
+	// changed is when State last changed (unix ns; 0 = not since the
+	// server was created), so a change and its undoing between two looks
+	// are still seen.
+	changed atomic.Int64
+	upSince atomic.Int64 // unix ns it came up (slow start); 0 = from the start
 
 	// bytes* accumulate the bytes of finished connections (Lease.Release);
 	// whoever reports totals adds the live connections' own.
@@ -132,6 +136,18 @@ func (s *Server) State() State {
 	return StateUp
 }
 
+// StateChanged returns when State last changed: health flipped or the
+// operator set another state. Zero when it has not changed since the
+// server was created.
+func (s *Server) StateChanged() time.Time {
+	if ns := s.changed.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+func (s *Server) stateChanged() { s.changed.Store(time.Now().UnixNano()) }
+
 // Drain stops new connections; existing ones stay.
 func (s *Server) Drain() { s.setAdmin(adminDrain, "drain") }
 
@@ -148,6 +164,7 @@ func (s *Server) Enable() {
 
 func (s *Server) setAdmin(v uint32, name string) {
 	if s.admin.Swap(v) != v {
+		s.stateChanged()
 		s.log.Info("server state set", "state", name)
 	}
 }
@@ -192,6 +209,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 		if !s.healthy.Load() && s.okRun >= rise {
 			s.cameUp()
 			s.healthy.Store(true)
+			s.stateChanged()
 			s.log.Info("server up", "successes", s.okRun)
 		}
 		return
@@ -202,6 +220,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 	s.lastErr = err.Error()
 	if s.healthy.Load() && s.failRun >= fall {
 		s.healthy.Store(false)
+		s.stateChanged()
 		s.log.Warn("server down", "failures", s.failRun, "error", err, "passive", !check)
 	}
 }
@@ -227,6 +246,7 @@ func (s *Server) markUp() {
 	if !s.healthy.Load() {
 		s.cameUp()
 		s.healthy.Store(true)
+		s.stateChanged()
 		s.log.Info("server up", "after", "fail timeout")
 	}
 }

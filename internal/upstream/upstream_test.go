@@ -62,6 +62,30 @@ func TestOperatorStates(t *testing.T) {
 	}
 }
 
+// TestStateChangedStamped: every change of State is dated, health flips
+// and the operator's states alike; a check that changes nothing is not.
+func TestStateChangedStamped(t *testing.T) {
+	s := newServer("u", "s", "127.0.0.1:1", 1, quiet)
+	if !s.StateChanged().IsZero() {
+		t.Fatalf("new server: changed %v", s.StateChanged())
+	}
+	s.report(nil, 1, 1, true, 0)
+	s.Enable()
+	if !s.StateChanged().IsZero() {
+		t.Fatalf("changed by a passing check or an enable of an enabled server: %v", s.StateChanged())
+	}
+	last := s.StateChanged()
+	for i, step := range []func(){s.Drain, s.Enable, func() { s.report(errors.New("boom"), 1, 1, true, 0) },
+		func() { s.report(nil, 1, 1, true, 0) }} {
+		step()
+		c := s.StateChanged()
+		if c.IsZero() || c.Before(last) {
+			t.Fatalf("step %d (state %s): changed %v, last %v", i, s.State(), c, last)
+		}
+		last = c
+	}
+}
+
 // TestBuildReusesServers: a reload keeps the *Server (health, counts,
 // operator state) of servers whose name and address are unchanged, applies a
 // changed weight, and applies a config state only when the file changed it.
