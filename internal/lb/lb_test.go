@@ -95,13 +95,25 @@ func TestDeadServerIsRetriedPast(t *testing.T) {
 		upstream: "    balance: client_id\n    health_check: { type: none, fall: 2, interval: 1h }\n"})
 	for i := range 30 {
 		id := fmt.Sprintf("retry-%d", i)
-		if _, _, err := connectV5(t, h.addr, id, nil); err != nil {
+		c, _, err := connectV5(t, h.addr, id, nil)
+		if err != nil {
 			t.Fatalf("%s: %v (a dead server must not reach the client)", id, err)
 		}
+		c.Disconnect(&paho.Disconnect{})
 	}
 	srv := h.lb.Upstreams().Get("brokers").Server("b0")
 	if srv.Failures() == 0 || srv.Healthy() {
 		t.Errorf("dead server: failures %d healthy %v; want failures and marked down", srv.Failures(), srv.Healthy())
+	}
+	// The access log says which clients were retried (HAProxy's %rc): as
+	// many records with retries=1 as failed attempts, none on b0.
+	want := int(srv.Failures())
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Count(h.accessLog(), "\n") == 30 }, "30 access-log records")
+	if got := strings.Count(h.accessLog(), " retries=1 "); got != want {
+		t.Errorf("%d records with retries=1, want %d (failed attempts):\n%s", got, want, h.accessLog())
+	}
+	if strings.Contains(h.accessLog(), "server=b0 ") {
+		t.Error("a record names the dead server")
 	}
 }
 

@@ -25,6 +25,7 @@ type Record struct {
 	Upstream   string        `json:"upstream,omitempty"`
 	Server     string        `json:"server,omitempty"`
 	ServerAddr string        `json:"server_addr,omitempty"`
+	Retries    int           `json:"retries,omitempty"` // servers tried after the first (connect_retries)
 	Connack    Connack       `json:"connack,omitzero"`
 	BytesIn    int64         `json:"bytes_in"`
 	BytesOut   int64         `json:"bytes_out"`
@@ -134,6 +135,10 @@ func appendText(b []byte, r *Record) []byte {
 	b = appendField(b, " upstream=", r.Upstream)
 	b = appendField(b, " server=", r.Server)
 	b = appendField(b, " server_addr=", r.ServerAddr)
+	if r.Retries > 0 {
+		b = append(b, " retries="...)
+		b = strconv.AppendInt(b, int64(r.Retries), 10)
+	}
 	if r.Connack.Sent {
 		b = append(b, " connack="...)
 		b = strconv.AppendInt(b, int64(r.Connack.Code), 10)

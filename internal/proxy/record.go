@@ -12,7 +12,7 @@ import (
 func (c *Conn) Record() Record {
 	r := Record{Start: c.start, Remote: c.remote(), Listener: c.listenerName(),
 		ClientID: c.lease.Key.ClientID, Username: c.lease.Key.Username, Version: c.version,
-		Upstream: c.upstreamName(), BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load(),
+		Upstream: c.upstreamName(), Retries: c.lease.Retries(), BytesIn: c.Stats.In.Load(), BytesOut: c.Stats.Out.Load(),
 		Duration: time.Since(c.start)}
 	if c.cert != nil {
 		r.CertCN, r.Identity = c.cert.cn, c.cert.identity

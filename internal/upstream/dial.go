@@ -54,6 +54,7 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 		}
 		attempts++
 		s.active.Add(1) // counted before dialling, so concurrent picks see it
+		l.retries = uint16(attempts - 1)
 		conn, reply, err := u.attempt(ctx, s, first, hs)
 		if err == nil {
 			u.place(l, s)

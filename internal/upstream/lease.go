@@ -21,7 +21,13 @@ type Lease struct {
 	server   *Server   // nil until Connect placed it
 	u        *Upstream // whose policy placed it
 	released atomic.Bool
+	retries  uint16 // Connect's attempts after the first (in the Bool's padding)
 }
+
+// Retries returns how many servers Connect tried after the first: the
+// attempts that failed before the one that placed the connection, or all
+// but one when none did.
+func (l *Lease) Retries() int { return int(l.retries) }
 
 // Server returns the server the connection is placed on: nil before
 // Connect placed it.
