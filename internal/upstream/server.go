@@ -71,6 +71,10 @@ type Server struct {
 	bytesIn  atomic.Int64
 	bytesOut atomic.Int64
 
+	// unchecked: added to a running upstream with health checks, so down
+	// until its first check passes (one is enough: NGINX Plus's
+	// "mandatory"), not optimistic as at start.
+	unchecked atomic.Bool
 	failing   atomic.Bool // failRun > 0, read without the lock on every dial
 	mu        sync.Mutex  // guards the health fields below
 	okRun     int
@@ -199,6 +203,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 	if check {
 		s.lastCheck, s.lastDur = time.Now(), dur
 	}
+	first := check && s.unchecked.Swap(false)
 	if err == nil {
 		s.okRun++
 		s.failRun = 0
@@ -206,7 +211,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 		if check {
 			s.lastErr = ""
 		}
-		if !s.healthy.Load() && s.okRun >= rise {
+		if !s.healthy.Load() && (s.okRun >= rise || first) {
 			s.cameUp()
 			s.healthy.Store(true)
 			s.stateChanged()
@@ -218,6 +223,9 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 	s.failing.Store(true)
 	s.okRun = 0
 	s.lastErr = err.Error()
+	if first {
+		s.log.Warn("server down: its first check failed", "error", err)
+	}
 	if s.healthy.Load() && s.failRun >= fall {
 		s.healthy.Store(false)
 		s.stateChanged()

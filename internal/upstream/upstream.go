@@ -81,6 +81,11 @@ func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserve
 			applyState(s, sc.State)
 			if old != nil {
 				s.cameUp() // added to a running upstream: slow start
+				if uc.HealthCheck.Type != "none" {
+					// and checked before it takes a client
+					s.healthy.Store(false)
+					s.unchecked.Store(true)
+				}
 			}
 		} else if prevState(old, sc.Name) != sc.State {
 			applyState(s, sc.State) // the config's state changed: it wins

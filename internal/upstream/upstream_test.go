@@ -107,8 +107,8 @@ func TestBuildReusesServers(t *testing.T) {
 	if u.Server("a") != a || a.Active() != 3 || a.Weight() != 5 {
 		t.Errorf("a not reused with its count and new weight: same=%v active=%d weight=%d", u.Server("a") == a, a.Active(), a.Weight())
 	}
-	if u.Server("b") == b || u.Server("b").State() != StateUp {
-		t.Errorf("b moved address: want a new server, up; got same=%v state %s", u.Server("b") == b, u.Server("b").State())
+	if u.Server("b") == b || u.Server("b").State() != StateDown {
+		t.Errorf("b moved address: want a new server, down until its first check; got same=%v state %s", u.Server("b") == b, u.Server("b").State())
 	}
 	if u.Server("c").State() != StateDisabled {
 		t.Errorf("c: state %s, want disabled from config", u.Server("c").State())
@@ -117,6 +117,52 @@ func TestBuildReusesServers(t *testing.T) {
 	set3, _ := Build(c2, set2, nil, quiet)
 	if set3.Get("u").Server("a").State() != StateDrain {
 		t.Error("an operator's drain did not survive a reload with an unchanged file")
+	}
+}
+
+// TestAddedServerCheckedFirst: a server added to a running upstream with
+// health checks takes no client before a check passes, and one passing
+// check is enough whatever rise is; a failed first check leaves it to rise.
+// Without checks it is up at once, and servers at start are optimistic.
+func TestAddedServerCheckedFirst(t *testing.T) {
+	const servers = "      - { name: a, address: \"127.0.0.1:1001\" }\n"
+	const added = servers + "      - { name: n, address: \"127.0.0.1:1002\" }\n"
+	const hc = "    health_check: { type: mqtt, rise: 3, fall: 2 }\n"
+	set1, err := Build(parse(t, servers, hc), nil, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := set1.Get("u").Server("a"); !s.Available() {
+		t.Fatalf("a server at start: state %s, want up (optimistic)", s.State())
+	}
+	set2, _ := Build(parse(t, added, hc), set1, nil, quiet)
+	n := set2.Get("u").Server("n")
+	if n.Available() {
+		t.Fatalf("added server before its first check: state %s, want down", n.State())
+	}
+	n.report(nil, 3, 2, true, 0)
+	if !n.Available() {
+		t.Fatalf("added server after a passing first check: state %s, want up (rise 3 not needed)", n.State())
+	}
+
+	set3, _ := Build(parse(t, added+"      - { name: m, address: \"127.0.0.1:1003\" }\n", hc), set2, nil, quiet)
+	m := set3.Get("u").Server("m")
+	m.report(errors.New("refused"), 3, 2, true, 0)
+	m.report(nil, 3, 2, true, 0)
+	if m.Available() {
+		t.Fatal("added server whose first check failed: up after one success, want rise 3")
+	}
+	m.report(nil, 3, 2, true, 0)
+	m.report(nil, 3, 2, true, 0)
+	if !m.Available() {
+		t.Fatalf("after rise successes: state %s", m.State())
+	}
+
+	noChecks := "    health_check: { type: none }\n"
+	set4, _ := Build(parse(t, servers, noChecks), nil, nil, quiet)
+	set5, _ := Build(parse(t, added, noChecks), set4, nil, quiet)
+	if s := set5.Get("u").Server("n"); !s.Available() {
+		t.Errorf("added without health checks: state %s, want up", s.State())
 	}
 }
 
