@@ -5,12 +5,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 )
 
 // ServerConfig builds the server side of a tls section (load balancer and
-// node listeners alike): TLS 1.2 or 1.3 minimum, ALPN "mqtt", and client
-// certificates asked for as client_auth says — request verifies one if given
-// (and only asks, when there is no client_ca), require demands a verified one.
+// node listeners alike): TLS 1.2 or 1.3 minimum, ALPN "mqtt" for clients
+// that offer it (see acceptAnyALPN), and client certificates verified as
+// client_auth says — request verifies one if given, require demands one.
 func (t *TLS) ServerConfig() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
 	if err != nil {
@@ -27,14 +28,28 @@ func (t *TLS) ServerConfig() (*tls.Config, error) {
 	}
 	switch t.ClientAuth {
 	case "request":
-		cfg.ClientAuth = tls.RequestClientCert
-		if cfg.ClientCAs != nil {
-			cfg.ClientAuth = tls.VerifyClientCertIfGiven
-		}
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	case "require":
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
+	acceptAnyALPN(cfg)
 	return cfg, nil
+}
+
+// acceptAnyALPN makes cfg answer ALPN "mqtt" to a client that offers it
+// and negotiate no protocol with one that offers only others, instead of
+// Go's refusal (alert no_application_protocol) — a browser opening wss://
+// offers h2 and http/1.1, and AWS IoT's clients x-amzn-mqtt-ca. HAProxy
+// and NGINX without an alpn setting never refuse a client over ALPN.
+func acceptAnyALPN(cfg *tls.Config) {
+	none := cfg.Clone()
+	none.NextProtos = nil
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(hello.SupportedProtos) == 0 || slices.Contains(hello.SupportedProtos, cfg.NextProtos[0]) {
+			return nil, nil
+		}
+		return none, nil
+	}
 }
 
 // LoadCertPool reads PEM certificates from file into a pool.
@@ -64,8 +79,8 @@ func (ck *check) tls(p string, t *TLS) {
 		if _, err := LoadCertPool(t.ClientCA); err != nil {
 			ck.errorf(p+".client_ca", "%v", err)
 		}
-	} else if t.ClientAuth == "require" {
-		ck.errorf(p+".client_ca", "client_auth: require needs a client_ca to verify certificates against")
+	} else if t.ClientAuth == "require" || t.ClientAuth == "request" {
+		ck.errorf(p+".client_ca", "client_auth: %s needs a client_ca to verify certificates against", t.ClientAuth)
 	}
 }
 

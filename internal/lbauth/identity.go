@@ -21,7 +21,8 @@ func newIdentity(c *config.Identity) *identity {
 
 // of returns the identity in the verified leaf certificate: its subject CN,
 // or its first DNS or URI subject alternative name. An unverified
-// certificate (client_auth: request without a CA) is no identity.
+// certificate is no identity (the config check makes client_auth verify,
+// but this does not rely on it).
 func (id *identity) of(st *tls.ConnectionState) string {
 	if st == nil || len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
 		return ""

@@ -159,7 +159,7 @@ func (o *Options) validateCertIdentity() error {
 		}
 	default:
 		verifies := o.TLS.ClientAuth == tls.VerifyClientCertIfGiven || o.TLS.ClientAuth == tls.RequireAndVerifyClientCert
-		if !verifies && o.TLS.GetConfigForClient == nil {
+		if !verifies {
 			return fmt.Errorf("listen: listener %q: username_from_cert needs TLS client auth that verifies certificates (VerifyClientCertIfGiven or RequireAndVerifyClientCert)", o.ID)
 		}
 	}

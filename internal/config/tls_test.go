@@ -1,0 +1,81 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// TestServerConfigALPN: a client offering ALPN "mqtt" gets it; one offering
+// only other protocols (a browser opening wss://: h2, http/1.1; AWS IoT's
+// x-amzn-mqtt-ca) is served with no protocol, not refused; one offering
+// none gets none.
+func TestServerConfigALPN(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srv := ca.Server("lb")
+	sc, err := (&TLS{Cert: srv.CertFile, Key: srv.KeyFile, ClientAuth: "none"}).ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		offer []string
+		want  string
+	}{{[]string{"mqtt"}, "mqtt"}, {[]string{"h2", "http/1.1"}, ""}, {[]string{"x-amzn-mqtt-ca"}, ""}, {[]string{"http/1.1", "mqtt"}, "mqtt"}, {nil, ""}} {
+		got, err := handshake(t, sc, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: tc.offer})
+		if err != nil || got != tc.want {
+			t.Errorf("client offering %q: negotiated %q, err %v; want %q", tc.offer, got, err, tc.want)
+		}
+	}
+}
+
+// handshake runs one TLS handshake over a pipe and returns the client's
+// negotiated protocol.
+func handshake(t *testing.T, sc, cc *tls.Config) (string, error) {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	errc := make(chan error, 1)
+	go func() {
+		s := tls.Server(a, sc)
+		err := s.Handshake()
+		if err == nil {
+			_, err = s.Write([]byte{0}) // TLS 1.3: the client's error arrives with data
+		}
+		errc <- err
+	}()
+	c := tls.Client(b, cc)
+	if err := c.Handshake(); err != nil {
+		return "", err
+	}
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		return "", err
+	}
+	if err := <-errc; err != nil {
+		return "", fmt.Errorf("server: %w", err)
+	}
+	return c.ConnectionState().NegotiatedProtocol, nil
+}
+
+// TestClientAuthNeedsCA: request, like require, needs a client_ca: a
+// certificate nobody verifies identifies no one.
+func TestClientAuthNeedsCA(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srv := ca.Server("lb")
+	for _, auth := range []string{"request", "require"} {
+		y := strings.Replace(minimal, "upstream: brokers\n",
+			fmt.Sprintf("upstream: brokers\n    tls: { cert: %s, key: %s, client_auth: %s }\n", srv.CertFile, srv.KeyFile, auth), 1)
+		_, err := Parse([]byte(y))
+		if want := "client_auth: " + auth + " needs a client_ca"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("client_auth %s without client_ca: %v, want %q", auth, err, want)
+		}
+		y = strings.Replace(y, "client_auth:", "client_ca: "+ca.CAFile()+", client_auth:", 1)
+		if _, err := Parse([]byte(y)); err != nil {
+			t.Errorf("client_auth %s with client_ca: %v", auth, err)
+		}
+	}
+}
