@@ -208,16 +208,20 @@ func serverToClient(dst, src net.Conn, n *atomic.Int64, fin time.Duration) end {
 // error it closes both connections, which ends the other direction.
 func pump(dst, src net.Conn, n *atomic.Int64, fin time.Duration) end {
 	err := copyBuffered(dst, src, n)
+	// Dated before the closes it causes: the other direction's end, which
+	// they cause, must not look earlier (a WebSocket client's close frame
+	// was logged server_closed when this goroutine lost the CPU here).
+	at := time.Now()
 	if err != nil {
 		src.Close()
 		dst.Close()
-		return end{err: err, at: time.Now()}
+		return end{err: err, at: at}
 	}
 	closeWrite(dst)
 	if fin > 0 {
 		_ = dst.SetReadDeadline(time.Now().Add(fin))
 	}
-	return end{at: time.Now()}
+	return end{at: at}
 }
 
 type closeWriter interface{ CloseWrite() error }
