@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/netip"
 	"strconv"
@@ -45,9 +46,11 @@ type SSL struct {
 }
 
 // VerifiedCN returns the client certificate CN when the proxy says a
-// certificate was presented on this connection and verified.
+// certificate was presented — on this connection (CERT_CONN) or earlier in
+// the TLS session it resumed (CERT_SESS, what HAProxy sends for a resumed
+// session) — and verified.
 func (s SSL) VerifiedCN() (string, bool) {
-	if !s.Present || s.Client&0x02 == 0 || s.Verify != 0 || s.CN == "" {
+	if !s.Present || s.Client&(clientCertConn|clientCertSess) == 0 || s.Verify != 0 || s.CN == "" {
 		return "", false
 	}
 	return s.CN, true
@@ -108,7 +111,12 @@ func parseV1(b []byte) (Header, int, error) {
 	if n := min(len(b), len(prefix)); !bytes.Equal(b[:n], []byte(prefix)[:n]) {
 		return Header{}, 0, fmt.Errorf("%w: bad v1 prefix", ErrInvalid)
 	}
-	end := bytes.Index(b[:min(len(b), v1MaxLen)], []byte("\r\n"))
+	line := b[:min(len(b), v1MaxLen)]
+	if lf := bytes.IndexByte(line, '\n'); lf >= 0 && (lf == 0 || line[lf-1] != '\r') {
+		// A bare LF cannot start a CRLF later: refuse now, not at the timeout.
+		return Header{}, 0, fmt.Errorf("%w: v1 line ends in LF, want CRLF", ErrInvalid)
+	}
+	end := bytes.Index(line, []byte("\r\n"))
 	if end < 0 {
 		if len(b) >= v1MaxLen {
 			return Header{}, 0, fmt.Errorf("%w: v1 line longer than %d bytes", ErrInvalid, v1MaxLen)
@@ -184,6 +192,9 @@ func parseV2(b []byte) (Header, int, error) {
 		}
 		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
 		h.Dest = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[4:8])), binary.BigEndian.Uint16(body[10:12]))
+		if err := checkCRC(b[:16+length], 16+12); err != nil {
+			return Header{}, 0, err
+		}
 		h.SSL = findSSL(body[12:])
 	case 0x21, 0x22: // TCP or UDP over IPv6
 		if len(body) < 36 {
@@ -191,6 +202,9 @@ func parseV2(b []byte) (Header, int, error) {
 		}
 		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
 		h.Dest = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[16:32])), binary.BigEndian.Uint16(body[34:36]))
+		if err := checkCRC(b[:16+length], 16+36); err != nil {
+			return Header{}, 0, err
+		}
 		h.SSL = findSSL(body[36:])
 	case 0x00, 0x31, 0x32: // UNSPEC or unix sockets: no usable client address
 		h.Local = true
@@ -200,8 +214,45 @@ func parseV2(b []byte) (Header, int, error) {
 	return h, 16 + length, nil
 }
 
+// checkCRC verifies a PP2_TYPE_CRC32C TLV among the TLVs that start at
+// off in the whole header hdr (section 2.2.3): the CRC32c of the header with
+// the checksum's own 4 bytes zeroed. A receiver that can check it must drop
+// a connection whose checksum is wrong. A header without one, or whose TLV
+// list is malformed (ignored, see findSSL), passes.
+func checkCRC(hdr []byte, off int) error {
+	tlvs := hdr[off:]
+	if !wellFormed(tlvs) {
+		return nil
+	}
+	for pos := off; pos < len(hdr); {
+		typ, v, rest, _ := nextTLV(hdr[pos:])
+		if typ == tlvCRC32C && len(v) == 4 {
+			want := binary.BigEndian.Uint32(v)
+			at := pos + 3
+			c := crc32.Update(0, castagnoli, hdr[:at])
+			c = crc32.Update(c, castagnoli, []byte{0, 0, 0, 0})
+			c = crc32.Update(c, castagnoli, hdr[at+4:])
+			if c != want {
+				return fmt.Errorf("%w: v2 CRC32c 0x%08x, header sums to 0x%08x", ErrInvalid, want, c)
+			}
+			return nil
+		}
+		pos = len(hdr) - len(rest)
+	}
+	return nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// PP2_CLIENT_* bits of the SSL TLV (section 2.2.5).
+const (
+	clientCertConn = 0x02
+	clientCertSess = 0x04
+)
+
 // TLV types read here (section 2.2).
 const (
+	tlvCRC32C     = 0x03
 	tlvSSL        = 0x20
 	tlvSSLVersion = 0x21
 	tlvSSLCN      = 0x22

@@ -3,7 +3,9 @@ package proxyhdr
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/netip"
@@ -93,12 +95,37 @@ func TestParseRejects(t *testing.T) {
 		{"v2 family", string(append(append([]byte{}, v2TCP4[:12]...), 0x21, 0x41, 0, 0))},
 		{"v2 short addresses", string(append(append([]byte{}, v2TCP4[:12]...), 0x21, 0x11, 0, 4, 1, 2, 3, 4))},
 		{"v2 too long", string(big)},
+		{"v1 bare LF", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"},
+		{"v2 CRC32c wrong", string(withCRC(t, 0xdeadbeef))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := Parse([]byte(tc.in)); !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Parse(%q) error %v, want ErrInvalid", tc.in, err)
 			}
 		})
+	}
+}
+
+// withCRC is v2TCP4 with a PP2_TYPE_CRC32C TLV holding sum, or the right
+// checksum when sum is 0.
+func withCRC(t testing.TB, sum uint32) []byte {
+	t.Helper()
+	b := append([]byte{}, v2TCP4...)
+	b[15] += 7 // the TLV's 7 bytes
+	b = append(b, 0x03, 0x00, 0x04, 0, 0, 0, 0)
+	if sum == 0 {
+		sum = crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
+	}
+	binary.BigEndian.PutUint32(b[len(b)-4:], sum)
+	return b
+}
+
+// TestCRC32c: a header whose checksum is right is read; a wrong one is
+// refused (TestParseRejects), as the spec asks of a receiver that checks.
+func TestCRC32c(t *testing.T) {
+	h, n, err := Parse(withCRC(t, 0))
+	if err != nil || n != len(v2TCP4)+7 || h.Source.String() != "203.0.113.7:4242" {
+		t.Fatalf("%+v %d %v", h, n, err)
 	}
 }
 
@@ -171,7 +198,7 @@ func differentialSSL(t *testing.T, in []byte, h Header, ref *proxyproto.Header) 
 	}
 	var want string
 	var wantOK bool
-	if ssl, found := tlvparse.FindSSL(tlvs); found && ssl.ClientCertConn() && ssl.Verified() {
+	if ssl, found := tlvparse.FindSSL(tlvs); found && (ssl.ClientCertConn() || ssl.ClientCertSess()) && ssl.Verified() {
 		want, wantOK = ssl.ClientCN()
 		wantOK = wantOK && want != ""
 	}
@@ -207,6 +234,7 @@ func TestSSLTLV(t *testing.T) {
 		ok     bool
 	}{{0, tlvparse.PP2_BITFIELD_CLIENT_SSL | tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN, true},
 		{1, tlvparse.PP2_BITFIELD_CLIENT_SSL | tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN, false},
+		{0, tlvparse.PP2_BITFIELD_CLIENT_SSL | tlvparse.PP2_BITFIELD_CLIENT_CERT_SESS, true}, // a resumed session (HAProxy)
 		{0, tlvparse.PP2_BITFIELD_CLIENT_SSL, false}} {
 		ssl := tlvparse.PP2SSL{Client: tc.client, Verify: tc.verify, TLV: []proxyproto.TLV{
 			{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte("TLSv1.3")},
