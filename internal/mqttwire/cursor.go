@@ -80,6 +80,10 @@ func (c *cursor) varint(field string) (int, error) {
 	return v, nil
 }
 
+// ValidString reports whether s can be an MQTT UTF-8 Encoded String: at
+// most 65,535 bytes of well-formed UTF-8 without U+0000.
+func ValidString(s string) bool { return len(s) <= 65535 && validUTF8([]byte(s)) }
+
 // validUTF8 reports whether s is well-formed UTF-8 (no surrogates, no
 // overlong forms) without U+0000: [MQTT-1.5.3-1] [MQTT-1.5.3-2] (v3.1.1),
 // [MQTT-1.5.4-1] [MQTT-1.5.4-2] (v5). A BOM is kept as is [MQTT-1.5.3-3].

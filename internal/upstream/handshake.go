@@ -131,12 +131,19 @@ func sslTLV(st *tls.ConnectionState) tlvparse.PP2SSL {
 	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1}
 	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersion(st.Version))})
 	if len(st.PeerCertificates) > 0 {
-		ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN
+		// Presented in this TLS session; on this connection too unless it
+		// was resumed (HAProxy sends the same bits).
+		ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_SESS
+		if !st.DidResume {
+			ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN
+		}
 	}
 	if len(st.VerifiedChains) > 0 {
 		ssl.Verify = 0 // zero: a certificate was presented and verified
-		cn := st.VerifiedChains[0][0].Subject.CommonName
-		ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cn)})
+		if cn := st.VerifiedChains[0][0].Subject.CommonName; cn != "" {
+			// no CN: no sub-TLV rather than an empty one (HAProxy)
+			ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cn)})
+		}
 	}
 	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.CipherSuiteName(st.CipherSuite))})
 	return ssl

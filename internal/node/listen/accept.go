@@ -11,6 +11,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	frontdoor "github.com/mqlb/mqlb/internal/listener"
+	"github.com/mqlb/mqlb/internal/mqttwire"
 )
 
 // settings are the shared front door's settings for o: the same PROXY
@@ -51,6 +52,10 @@ func (l *listener) identity(cl *frontdoor.Client) identity {
 		id.ok = id.cn != ""
 	case cl.Proxied:
 		id.cn, id.ok = cl.ProxySSL.VerifiedCN()
+	}
+	if id.ok && !mqttwire.ValidString(id.cn) {
+		// A CN holding U+0000 cannot be an MQTT username.
+		id.cn, id.ok = "", false
 	}
 	return id
 }

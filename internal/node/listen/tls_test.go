@@ -100,9 +100,18 @@ func TestProxyV2SSLTLVIdentity(t *testing.T) {
 		t.Errorf("username %q identity %q/%v; want bob and device-43/true", got.Username, got.CN, got.CertOK)
 	}
 
+	// A session HAProxy resumed: the certificate came earlier in it.
+	c = dial(t, ts.addr["cn"])
+	writeHeader(t, c, sslHeader(t, "device-47", tlvparse.PP2_BITFIELD_CLIENT_SSL|tlvparse.PP2_BITFIELD_CLIENT_CERT_SESS, 0))
+	mustConnectV5(t, c, paho.Connect{ClientID: "d47"})
+	if got := ts.rec.wait(t, "d47"); got.Username != "device-47" {
+		t.Errorf("resumed session (CERT_SESS): username %q, want device-47", got.Username)
+	}
+
 	for name, h := range map[string]*proxyproto.Header{
 		"verify failed":  sslHeader(t, "device-44", certConn, 1),
 		"no client cert": sslHeader(t, "device-45", tlvparse.PP2_BITFIELD_CLIENT_SSL, 0),
+		"CN with U+0000": sslHeader(t, "device\x0046", certConn, 0), // no MQTT string can hold it
 	} {
 		c := dial(t, ts.addr["cn"])
 		writeHeader(t, c, h)
