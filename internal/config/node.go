@@ -101,6 +101,10 @@ type MQTTLimits struct {
 	ReceiveMaximum int   `yaml:"receive_maximum"` // QoS 1/2 publishes a client may have unacknowledged
 	MaxInflight    int   `yaml:"max_inflight"`    // QoS 1/2 messages the broker keeps per session
 	MaxQoS         int   `yaml:"max_qos"`         // 0, 1 or 2
+	// MaxTopicAlias is the Topic Alias Maximum announced to v5 clients
+	// (each alias holds a topic name for the connection); default 10,
+	// mosquitto's max_topic_alias; 0 = no aliases.
+	MaxTopicAlias int `yaml:"max_topic_alias"`
 	// MaxKeepAlive caps a v5 client's keep-alive (CONNACK Server Keep
 	// Alive); 0 = no cap.
 	MaxKeepAlive Duration `yaml:"max_keep_alive"`
@@ -232,6 +236,9 @@ func (n *Node) setMQTTDefaults() {
 	if q.MaxInflight == 0 {
 		q.MaxInflight = 8192
 	}
+	if q.MaxTopicAlias == 0 && !n.Lines.Set("mqtt.max_topic_alias") {
+		q.MaxTopicAlias = DefaultMaxTopicAlias
+	}
 	if q.MaxQoS == 0 && !n.Lines.Set("mqtt.max_qos") {
 		q.MaxQoS = 2
 	}
@@ -239,6 +246,9 @@ func (n *Node) setMQTTDefaults() {
 
 // DefaultMaxPacketSize is mqtt.max_packet_size when left out: 1 MiB.
 const DefaultMaxPacketSize = 1 << 20
+
+// DefaultMaxTopicAlias is mqtt.max_topic_alias when left out.
+const DefaultMaxTopicAlias = 10
 
 // DefaultMaxSubscriptions is mqtt.max_subscriptions_per_client when left out.
 const DefaultMaxSubscriptions = 1000
@@ -389,6 +399,9 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	}
 	if q.MaxQoS < 0 || q.MaxQoS > 2 {
 		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)
+	}
+	if q.MaxTopicAlias < 0 || q.MaxTopicAlias > 65535 {
+		ck.errorf("mqtt.max_topic_alias", "want 0 (no aliases) to 65535, got %d", q.MaxTopicAlias)
 	}
 	if k := q.MaxKeepAlive.D(); k != 0 && (k < time.Second || k > 65535*time.Second || k%time.Second != 0) {
 		ck.errorf("mqtt.max_keep_alive", "want 0 (no cap) or whole seconds from 1s to 65535s, got %s", k)

@@ -30,6 +30,7 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	caps.ReceiveMaximum = uint16(c.MQTT.ReceiveMaximum)
 	caps.MaximumInflight = uint16(c.MQTT.MaxInflight)
 	caps.MaximumQos = byte(c.MQTT.MaxQoS)
+	caps.TopicAliasMaximum = uint16(c.MQTT.MaxTopicAlias) // mochi refuses aliases above it (0x94) but does not announce it
 	caps.MaximumSessionExpiryInterval = uint32(c.Sessions.MaxExpiry.D() / time.Second)
 	// No cap of mochi's own on message lifetimes: retained messages live until
 	// cleared, queued ones until their session or their own expiry ends.

@@ -49,6 +49,9 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			// mochi refuses packets over it but does not say so [MQTT-3.2.2-15]:
 			// without the property a client may send up to the protocol's limit.
 			pk.Properties.MaximumPacketSize = uint32(h.n.cfg.MQTT.MaxPacketSize)
+			// Without it a client may use no alias [MQTT-3.2.2-17], and
+			// mochi took any up to 65,535 without saying so.
+			pk.Properties.TopicAliasMaximum = uint16(h.n.cfg.MQTT.MaxTopicAlias)
 		}
 		if why, refused := h.n.durable.Refused(cl); refused {
 			pk.SessionPresent = false

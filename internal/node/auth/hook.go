@@ -309,6 +309,15 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cl.Net.Inline || !pk.Properties.TopicAliasFlag && pk.TopicName != "" {
 		return pk, nil
 	}
+	if pk.TopicName == "" {
+		// An alias this connection never set: a protocol error (MQTT 5
+		// §3.3.2.3.4), DISCONNECT 0x82. mochi resolves it to "" and drops
+		// the message silently, leaving a QoS 1/2 packet id unanswered.
+		_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
+			ReasonCode: packets.ErrProtocolViolation.Code})
+		cl.Stop(packets.ErrProtocolViolation)
+		return pk, packets.ErrRejectPacket
+	}
 	user := string(cl.Properties.Username)
 	if h.state.Load().allowed(h.clientRules(cl), cl.ID, user, pk.TopicName, true) {
 		return pk, nil
