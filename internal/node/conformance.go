@@ -32,6 +32,12 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	h.n.flow.sending(cl, pk)
 	pk = h.pids.write(cl, pk)
 	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.Connect.WillProperties.WillDelayInterval > 0 {
+			// mochi keeps a delayed will's due time in Expiry, which
+			// WritePacket turned into a Message Expiry Interval of 1 s.
+			pk.Properties.MessageExpiryInterval = 0
+		}
 	case packets.Puback:
 		if pk.ReasonCode == packets.CodeGrantedQos1.Code {
 			pk.ReasonCode = packets.CodeSuccess.Code

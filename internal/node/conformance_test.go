@@ -596,3 +596,40 @@ func resumeSession(rm uint16) func(*packets.Packet) {
 		pk.Properties.ReceiveMaximum = rm
 	}
 }
+
+// TestDelayedWillWaitsForReceiveMaximum: a delayed will that has to wait
+// for a subscriber's Receive Maximum is still delivered, with no Message
+// Expiry Interval of its own. mochi keeps the time the will was due in the
+// message's expiry, so the node dropped it as expired (message_expired)
+// and a will sent at once carried an expiry of 1 s.
+func TestDelayedWillWaitsForReceiveMaximum(t *testing.T) {
+	n := soloNode(t, nil)
+	addr := n.ListenerAddr("tcp")
+	sub := dialManualAcks(t, addr, "dw-sub", 1, 0, "dw/#")
+	free := dialV5(t, addr, "dw-free", true, 0) // takes the will at once
+	free.sub(t, "dw/will", 1)
+	pub := dialV5(t, addr, "dw-pub", true, 0)
+	pub.send(t, "dw/first", 1, "first") // holds the subscriber's one slot
+	testutil.Eventually(t, waitFor, func() bool { return len(sub.received()) == 1 }, "the first message")
+	delay := uint32(1)
+	dying := dialV5(t, addr, "dw-dying", true, 60, func(cp *paho.Connect) {
+		cp.WillMessage = &paho.WillMessage{Topic: "dw/will", QoS: 1, Payload: []byte("will")}
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
+	})
+	dying.TerminateConnectionForTest()
+	due := time.Now().Add(time.Duration(delay) * time.Second)
+	// Past due, and past the second in which the node's queue would have
+	// judged the will expired.
+	testutil.Eventually(t, waitFor, func() bool { return time.Now().After(due.Add(3 * time.Second)) }, "past the will delay")
+	sub.ackAll(t, 2)
+	got := sub.received()
+	if len(got) != 2 || got[1].Topic != "dw/will" {
+		t.Fatalf("received %d messages, the second %+v; want the will", len(got), got[len(got)-1])
+	}
+	if e := got[1].Properties.MessageExpiry; e != nil {
+		t.Errorf("the will carries Message Expiry Interval %d; it set none", *e)
+	}
+	if w := free.wait(t, 1)[0]; w.v5 == nil || w.v5.Properties.MessageExpiry != nil {
+		t.Errorf("the will sent at once: %+v; want no Message Expiry Interval", w.v5)
+	}
+}

@@ -237,6 +237,9 @@ func willPacket(pk packets.Packet) packets.Packet {
 }
 
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	// A delayed will's Expiry is the time it was due, already past: the
+	// queues below would drop it as expired (it is no message expiry).
+	pk = willPacket(pk)
 	h.n.sessions.Queued(cl, pk)
 	h.n.flow.queued(cl, pk)
 }
