@@ -633,3 +633,28 @@ func TestDelayedWillWaitsForReceiveMaximum(t *testing.T) {
 		t.Errorf("the will sent at once: %+v; want no Message Expiry Interval", w.v5)
 	}
 }
+
+// TestWillAtSessionEndAcrossNodes: a will whose delay is longer than its
+// session's expiry is due when the session ends [MQTT-3.1.3-9]; it reaches
+// subscribers on every node, and a retained one is kept on every node.
+// mochi published it only to the node's own subscribers: it drops the
+// client when the session expires, then skips OnWillSent and the retain.
+func TestWillAtSessionEndAcrossNodes(t *testing.T) {
+	c := shared(t)
+	sub := dialV5(t, c.addr(1), "se-sub", true, 0)
+	sub.sub(t, "se-will/#", 1)
+	delay := uint32(30)
+	dying := dialV5(t, c.addr(0), "se-dying", true, 1, func(cp *paho.Connect) {
+		cp.WillMessage = &paho.WillMessage{Topic: "se-will/w", QoS: 1, Retain: true, Payload: []byte("gone")}
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &delay}
+	})
+	dying.TerminateConnectionForTest() // the session ends a second later, the will with it
+	sub.waitPayload(t, "gone")
+	later := dialV5(t, c.addr(1), "se-later", true, 0)
+	later.sub(t, "se-will/w", 1)
+	if got := later.wait(t, 1)[0]; got.payload != "gone" || !got.retain {
+		t.Errorf("a subscriber on another node after the will: %+v; want the retained will", got)
+	}
+	cl := dialV5(t, c.addr(0), "se-clear", true, 0)
+	cl.pub(t, &paho.Publish{Topic: "se-will/w", QoS: 1, Retain: true}) // clears it for other tests
+}

@@ -147,9 +147,29 @@ func (h *hook) OnSelectSubscribers(subs *mqtt.Subscribers, pk packets.Packet) *m
 			SharedSelected: map[string]packets.Subscription{}, Subscriptions: map[string]packets.Subscription{},
 			InlineSubscriptions: map[int]mqtt.InlineSubscription{}}
 	}
-	subs = h.n.mesh.selectSubscribers(subs, pk)
+	subs = h.n.mesh.selectSubscribers(subs, pk) // notes the shared groups served here, for sendWill
 	h.n.durable.FilterOut(subs, pk)
+	if pk.Connect.WillProperties.WillDelayInterval > 0 && pk.Origin != "" {
+		if _, ok := h.n.broker.Clients.Get(pk.Origin); !ok {
+			h.willAtSessionEnd(pk)
+		}
+	}
 	return subs
+}
+
+// willAtSessionEnd does for a delayed will due at its session's end what
+// mochi skips: a will delay longer than the session expiry is cut to it
+// (clients.go), and mochi expires the session, dropping the client, in the
+// same tick as it publishes the will, then neither retains it nor calls
+// OnWillSent for a client it no longer has. Only subscribers on this node
+// got it: it now goes to the other nodes and, when retained, is kept.
+func (h *hook) willAtSessionEnd(pk packets.Packet) {
+	if pk.FixedHeader.Retain {
+		r := willPacket(pk.Copy(false))
+		h.n.broker.Topics.RetainMessage(r)
+		h.n.retained.store(r)
+	}
+	h.sendWill(pk.Origin, pk)
 }
 
 // OnPublish gives each publish from a local client its mesh message id.
@@ -207,16 +227,20 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 
 // OnWillSent sends a will message to the other nodes: mochi publishes wills
 // itself, without OnPublish.
-func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
-	id := h.n.mesh.nextID()
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) { h.sendWill(cl.ID, pk) }
+
+// sendWill stores client id's will in the durable queues of the sessions
+// it is for, and publishes it on the mesh.
+func (h *hook) sendWill(id string, pk packets.Packet) {
+	msgID := h.n.mesh.nextID()
 	if h.n.durable.On() && pk.FixedHeader.Qos > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), h.n.cfg.Mesh.Timeout.D())
-		if err := h.n.durable.Store(ctx, cl.ID, willPacket(pk), id); err != nil {
+		if err := h.n.durable.Store(ctx, id, willPacket(pk), msgID); err != nil {
 			h.n.warnEvery("session queue unavailable: will not stored", "error", err)
 		}
 		cancel()
 	}
-	h.n.mesh.publish(willPacket(pk), id, h.n.mesh.takeHandled(willKey(cl.ID)))
+	h.n.mesh.publish(willPacket(pk), msgID, h.n.mesh.takeHandled(willKey(id)))
 }
 
 // OnRetainMessage writes a local retained publish (or will) to the bucket.
