@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -10,6 +11,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/node/auth"
@@ -114,13 +116,32 @@ func (d demote) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level == slog.LevelInfo {
 		r.Level = slog.LevelDebug
 	}
-	if strings.Contains(r.Message, "keepalive is below minimum") {
+	if strings.Contains(r.Message, "keepalive is below minimum") || r.Level == slog.LevelWarn && willDisconnect(r) {
 		r.Level = slog.LevelDebug
 	}
 	if !d.Handler.Enabled(ctx, r.Level) {
 		return nil
 	}
 	return d.Handler.Handle(ctx, r)
+}
+
+// willDisconnect reports whether r is mochi's "error processing packet"
+// for a client's DISCONNECT 0x04 (disconnect with will message): a normal
+// end the client chose, not an error.
+func willDisconnect(r slog.Record) bool {
+	if r.Message != "error processing packet" {
+		return false
+	}
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			err, ok := a.Value.Any().(error)
+			found = ok && errors.Is(err, packets.CodeDisconnectWillMessage)
+			return false
+		}
+		return true
+	})
+	return found
 }
 
 func (d demote) WithAttrs(a []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(a)} }
