@@ -317,6 +317,26 @@ func TestBinaryIsStatic(t *testing.T) {
 	}
 }
 
+// TestSystemdSyscallFilterErrors: a unit that filters system calls makes a
+// filtered call fail with an error. systemd's default kills the process
+// with SIGSYS, and mqlb run calls sched_setattr (in @resources) at start
+// for process.scheduling: the service died at once and looped on restarts.
+func TestSystemdSyscallFilterErrors(t *testing.T) {
+	for _, unit := range []string{"mqlb.service", "mqlb-node@.service"} {
+		b, err := os.ReadFile(filepath.Join("systemd", unit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		if strings.Contains(s, "\nSystemCallFilter=") && !strings.Contains(s, "\nSystemCallErrorNumber=EPERM") {
+			t.Errorf("%s filters system calls without SystemCallErrorNumber=EPERM: a filtered call kills the process", unit)
+		}
+		if strings.Contains(s, "\nDynamicUser=yes") && strings.Contains(s, "ConfigurationDirectoryMode=0750") {
+			t.Errorf("%s: the dynamic user cannot read a root-owned /etc/mqlb with mode 0750", unit)
+		}
+	}
+}
+
 // TestSystemdUnits runs systemd-analyze verify on the units, with ExecStart
 // pointing at a real binary; any complaint fails.
 func TestSystemdUnits(t *testing.T) {
