@@ -38,6 +38,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			// WritePacket turned into a Message Expiry Interval of 1 s.
 			pk.Properties.MessageExpiryInterval = 0
 		}
+		pk = restoreWillProperties(pk, false) // a will's own properties (willprops.go)
 	case packets.Puback:
 		if pk.ReasonCode == packets.CodeGrantedQos1.Code {
 			pk.ReasonCode = packets.CodeSuccess.Code

@@ -658,3 +658,44 @@ func TestWillAtSessionEndAcrossNodes(t *testing.T) {
 	cl := dialV5(t, c.addr(0), "se-clear", true, 0)
 	cl.pub(t, &paho.Publish{Topic: "se-will/w", QoS: 1, Retain: true}) // clears it for other tests
 }
+
+// TestWillProperties: a will's Content Type, Correlation Data, Response
+// Topic, Payload Format Indicator and Message Expiry Interval reach its
+// subscribers, on its node and on others, with its user properties as the
+// client sent them. mochi kept only the user properties.
+func TestWillProperties(t *testing.T) {
+	c := shared(t)
+	var subs []*v5
+	for i := range 2 {
+		s := dialV5(t, c.addr(i), fmt.Sprintf("wp-sub%d", i), true, 0)
+		s.sub(t, "wp-will/#", 1)
+		subs = append(subs, s)
+	}
+	// paho.golang writes a will's properties as a CONNECT's, leaving out
+	// all but the user properties: the CONNECT is mochi's encoding.
+	const expiry = 300
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5, Mods: packets.Mods{AllowResponseInfo: true},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "wp-dying", Clean: true, Keepalive: 30,
+			WillFlag: true, WillQos: 1, WillTopic: "wp-will/w", WillPayload: []byte("bye"),
+			WillProperties: packets.Properties{ContentType: "text/plain", ResponseTopic: "wp-reply", CorrelationData: []byte{0, 1, 2},
+				PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: expiry, User: []packets.UserProperty{{Key: "a", Val: "b"}}}}}
+	var buf bytes.Buffer
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	conn := rawDial(t, c.addr(0))
+	write(t, conn, buf.Bytes())
+	if code := readConnack(t, conn, 5); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	conn.Close() // no DISCONNECT: the will goes out
+	for i, s := range subs {
+		m := s.wait(t, 1)[0].v5
+		p := m.Properties
+		if p == nil || p.ContentType != "text/plain" || p.ResponseTopic != "wp-reply" || !bytes.Equal(p.CorrelationData, []byte{0, 1, 2}) ||
+			p.PayloadFormat == nil || *p.PayloadFormat != 1 || p.MessageExpiry == nil || *p.MessageExpiry > expiry || *p.MessageExpiry < expiry-30 ||
+			len(p.User) != 1 || p.User[0] != (paho.UserProperty{Key: "a", Value: "b"}) {
+			t.Errorf("will on node %d: %+v", i, p)
+		}
+	}
+}

@@ -44,6 +44,7 @@ func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 
 // capKeepAlive).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	restoreWill(cl)
+	stashWillProperties(cl, pk)
 	if isMesh(cl) {
 		return nil
 	}
@@ -257,7 +258,7 @@ func willPacket(pk packets.Packet) packets.Packet {
 	if pk.Connect.WillProperties.WillDelayInterval > 0 {
 		pk.Expiry = 0
 	}
-	return pk
+	return restoreWillProperties(pk, true) // and its own properties back (willprops.go)
 }
 
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
