@@ -64,6 +64,7 @@ func (n *Node) openStoreRetrying(plan store.Plan) *store.Store {
 		if err == nil {
 			return st
 		}
+		n.storeErr.Store(&err)
 		n.log.Debug("store not available yet", "error", err)
 		if !n.pause(backoff) {
 			return nil

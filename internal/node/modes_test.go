@@ -2,9 +2,13 @@ package node
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -126,5 +130,61 @@ func TestStartFailsCleanly(t *testing.T) {
 	unstarted.Close()
 	if _, err := New(&config.Node{Node: config.NodeIdentity{Name: "x"}}, nil); err == nil {
 		t.Error("New accepted a config without listeners")
+	}
+}
+
+// TestExternalNATSTooOld: a node refuses an external nats-server older than
+// 2.10 (Debian 12's is 2.9.10) at start, saying why. It used to start, say
+// it was healthy, and fail every persistent session's queue for ever
+// ("multiple consumer filter subjects not supported").
+func TestExternalNATSTooOld(t *testing.T) {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("nats-server not found on PATH in CI (apt-get install -y nats-server)")
+		}
+		t.Skip("nats-server not found on PATH (apt-get install -y nats-server)")
+	}
+	out, _ := exec.Command(bin, "--version").Output()
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), " v")
+	if versionAtLeast(v, minNATS) {
+		t.Skipf("nats-server %s is new enough; this test needs one older than %s", v, minNATS)
+	}
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", t.TempDir())
+	logs := new(testutil.SyncBuffer)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	listening := regexp.MustCompile(`Listening for client connections on (\S+)`)
+	var addr string
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		m := listening.FindStringSubmatch(logs.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	}, "nats-server listening: %s", logs)
+	cfg := nodeConfig("old", 0, t.TempDir())
+	cfg.Mesh.Listen, cfg.Mesh.URL = "", "nats://"+addr
+	n, err := startNode(cfg)
+	if err == nil {
+		n.Close()
+		t.Fatalf("a node started on nats-server %s", v)
+	}
+	if !strings.Contains(err.Error(), "nats-server "+v+" is too old") {
+		t.Errorf("error %q; want it to say nats-server %s is too old", err, v)
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want bool
+	}{{"2.9.10", false}, {"2.10.0", true}, {"2.10.22", true}, {"2.11.0-RC.1", true}, {"v2.12.1", true}, {"3.0.0", true}, {"1.99.99", false}, {"garbage", false}, {"", false}} {
+		if got := versionAtLeast(tc.v, minNATS); got != tc.want {
+			t.Errorf("versionAtLeast(%q, %s) = %v", tc.v, minNATS, got)
+		}
 	}
 }

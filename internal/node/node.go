@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +54,7 @@ type Node struct {
 
 	st          atomic.Pointer[store.Store]
 	storeReady  chan struct{}         // closed once the store is open and retained messages are loaded
+	storeErr    atomic.Pointer[error] // why the store could not be opened yet (openStoreRetrying)
 	quorum      atomic.Pointer[error] // the store's streams without a leader at the last check (watchQuorum)
 	listenersUp atomic.Bool
 	admin       *http.Server
@@ -146,7 +150,11 @@ func (n *Node) start(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
-			n.log.Warn("store not ready: serving without replicated retained messages and sessions until it is", "waited", wait)
+			var cause error
+			if p := n.storeErr.Load(); p != nil {
+				cause = *p
+			}
+			n.log.Warn("store not ready: serving without replicated retained messages and sessions until it is", "waited", wait, "error", cause)
 		}
 	}
 	for _, lc := range n.cfg.Listeners {
@@ -182,8 +190,14 @@ func (n *Node) joinMesh(ctx context.Context) error {
 		}
 	}
 	onErr := nats.ErrorHandler(n.natsError)
-	if n.data, err = connect(ctx, n.cfg, n.ns, n.token, "data", nats.NoEcho(), onErr); err != nil {
+	lost, back := nats.DisconnectErrHandler(n.meshLost), nats.ReconnectHandler(n.meshBack)
+	if n.data, err = connect(ctx, n.cfg, n.ns, n.token, "data", nats.NoEcho(), onErr, lost, back); err != nil {
 		return err
+	}
+	if n.ns == nil {
+		if err := checkServerVersion(n.data.ConnectedServerVersion()); err != nil {
+			return fmt.Errorf("mesh.url %s: %w", n.data.ConnectedUrlRedacted(), err)
+		}
 	}
 	if n.queue, err = connect(ctx, n.cfg, n.ns, n.token, "queue", onErr); err != nil {
 		return err
@@ -201,6 +215,64 @@ func (n *Node) joinMesh(ctx context.Context) error {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second) // nats.go wants a deadline
 	defer cancel()
 	return n.ctrl.FlushWithContext(fctx)
+}
+
+// minNATS is the oldest nats-server the node works with: the session
+// anchors are consumers with several filter subjects (nats-server 2.10).
+const minNATS = "2.10.0"
+
+// checkServerVersion refuses an external nats-server older than minNATS:
+// with 2.9 every persistent session's queue failed to open ("multiple
+// consumer filter subjects not supported"), retried for ever, while the
+// node said it was healthy and its sessions got nothing.
+func checkServerVersion(v string) error {
+	if !versionAtLeast(v, minNATS) {
+		return fmt.Errorf("nats-server %s is too old: mqlb needs %s or later (consumers with several filter subjects)", v, minNATS)
+	}
+	return nil
+}
+
+// versionAtLeast compares dotted release numbers ("2.9.10" < "2.10.0");
+// a pre-release or build suffix is ignored, and what does not parse is not
+// at least anything.
+func versionAtLeast(v, min string) bool {
+	parse := func(s string) ([3]int, bool) {
+		var out [3]int
+		s = strings.TrimPrefix(s, "v")
+		if i := strings.IndexAny(s, "-+"); i >= 0 {
+			s = s[:i]
+		}
+		parts := strings.Split(s, ".")
+		if len(parts) != 3 {
+			return out, false
+		}
+		for i, p := range parts {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 0 {
+				return out, false
+			}
+			out[i] = n
+		}
+		return out, true
+	}
+	a, ok := parse(v)
+	b, _ := parse(min)
+	return ok && slices.Compare(a[:], b[:]) >= 0
+}
+
+// meshLost and meshBack log the data connection to the mesh going and
+// coming back (/healthz and mqlb_node_up follow it too); quiet while the
+// node closes.
+func (n *Node) meshLost(nc *nats.Conn, err error) {
+	if !n.closing.Load() {
+		n.log.Warn("mesh connection lost: reconnecting", "error", err)
+	}
+}
+
+func (n *Node) meshBack(nc *nats.Conn) {
+	if !n.closing.Load() {
+		n.log.Info("mesh connection restored", "server", nc.ConnectedUrlRedacted())
+	}
 }
 
 // natsError counts messages a slow mesh subscription dropped.
