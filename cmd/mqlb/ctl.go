@@ -71,7 +71,14 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&k.json, "json", false, "print JSON")
 	fs.StringVar(&k.client, "client", "", "conns: only this client id")
 	fs.StringVar(&k.q, "q", "", "conns, clients: client ids containing this")
-	fs.IntVar(&k.rate, "rate", 0, "evacuate: connections closed per second (0: the server's default)")
+	fs.Func("rate", "evacuate: connections closed per second, 1 or more (default: the load balancer's, 100)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return errors.New("want a whole number of connections per second, 1 or more")
+		}
+		k.rate = n
+		return nil
+	})
 	fs.IntVar(&k.weight, "weight", 1, "add: the new server's weight")
 	fs.BoolVar(&k.clear, "clear", false, "sticky: clear the table (or --key's entry)")
 	fs.StringVar(&k.key, "key", "", "sticky --clear: only this key")

@@ -88,6 +88,9 @@ func TestCtlLoadBalancer(t *testing.T) {
 	ctlFails(t, admin, 2, "mqlb ctl: flag provided but not defined: -bogus", "servers", "--bogus")
 	ctlOK(t, admin, []string{"-h"}, "usage: mqlb ctl", "evacuate SERVER")
 	ctlFails(t, admin, 2, "want weight SERVER N", "weight", "a")
+	for _, rate := range []string{"-5", "0", "many"} { // the API refuses them: so does ctl, before asking it
+		ctlFails(t, admin, 2, "want a whole number of connections per second, 1 or more", "evacuate", "a", "--rate", rate)
+	}
 	ctlFails(t, "127.0.0.1:1", 1, "connection refused", "servers")
 
 	c := testutil.ConnectRaw(t, lbAddr, "ctl-client")
