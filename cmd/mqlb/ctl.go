@@ -22,7 +22,8 @@ const ctlUsage = `usage: mqlb ctl [--admin URL] [--token T] [--json] COMMAND [AR
 Operate a running load balancer or broker node through its admin API.
 
 The load balancer (mqlb run, mqlb up):
-  status                     health, upstreams and listeners at a glance
+  status                     each upstream's servers up, down, drained and their connections
+                             (a node: the cluster, as cluster)
   servers                    every server: state, weight, connections, last check
   drain|enable|disable SERVER
   evacuate SERVER [--rate N] drain and close the server's connections at N/s
@@ -112,10 +113,17 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stderr, "mqlb ctl %s: %v\n\n%s", pos[0], err, ctlUsage)
 			return exitCode(2)
 		}
+		if adminclient.IsNoRoute(err) && lbCommands[pos[0]] {
+			return fmt.Errorf("%s: %s has no load balancer API (is it a broker node's admin API?): a node answers status, cluster, clients and kick", pos[0], k.c.Base())
+		}
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	return nil
 }
+
+// lbCommands are the commands only a load balancer's admin API answers.
+var lbCommands = map[string]bool{"servers": true, "drain": true, "enable": true, "disable": true, "evacuate": true,
+	"weight": true, "add": true, "remove": true, "conns": true, "sticky": true, "reload": true}
 
 // ctlMisuse is a command used the wrong way (exit status 2).
 type ctlMisuse string

@@ -156,6 +156,9 @@ func TestCtlCluster(t *testing.T) {
 		if strings.Contains(out, "ctl-up-1") {
 			ctlOK(t, n, []string{"kick", "ctl-up-1"}, "ctl-up-1: disconnected")
 			ctlOK(t, n, []string{"status"}, "node", "ok")
+			for _, lbOnly := range [][]string{{"servers"}, {"reload"}, {"drain", "x"}} {
+				ctlFails(t, n, 1, "has no load balancer API (is it a broker node's admin API?)", lbOnly...)
+			}
 			return
 		}
 	}
