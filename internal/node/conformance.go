@@ -46,6 +46,10 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	case packets.Disconnect:
 		pk.ReasonCode = disconnectCode(pk.ReasonCode)
 	case packets.Connack:
+		if v := cl.Properties.ProtocolVersion; v != 5 && pk.ReasonCode >= 0x80 {
+			pk = v3Refusal(v, pk)
+			break
+		}
 		// mochi then resends a resumed session's messages before the
 		// connection is closed (Durable.Start); the client, or the load
 		// balancer reading the CONNACK, discards them.
@@ -69,6 +73,29 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			}
 		}
 	}
+	return pk
+}
+
+// v3Refusal turns the v5 reason code mochi puts in a refusing CONNACK to
+// a client of another protocol level into what 3.1.1 allows (mosquitto
+// answers the same): an unknown level gets 0x01 unacceptable protocol
+// level [MQTT-3.1.2-2]; an empty client id with clean session 0 (mochi's
+// 0x80) 0x02 identifier rejected [MQTT-3.1.3-8]; a malformed CONNECT or a
+// protocol violation (a reserved flag set [MQTT-3.1.2-3]) no answer, only
+// the close (the packet gets a type nothing encodes, so mochi writes
+// nothing); anything else 0x03 server unavailable.
+func v3Refusal(version byte, pk packets.Packet) packets.Packet {
+	switch {
+	case version != 3 && version != 4:
+		pk.ReasonCode = packets.Err3UnsupportedProtocolVersion.Code
+	case pk.ReasonCode == packets.ErrUnspecifiedError.Code:
+		pk.ReasonCode = packets.Err3ClientIdentifierNotValid.Code
+	case pk.ReasonCode == packets.ErrMalformedPacket.Code || pk.ReasonCode == packets.ErrProtocolViolation.Code:
+		pk.FixedHeader.Type = 0
+	default:
+		pk.ReasonCode = packets.Err3ServerUnavailable.Code
+	}
+	pk.Properties = packets.Properties{}
 	return pk
 }
 
