@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -40,7 +41,7 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	caps.Compatibilities.NoInheritedPropertiesOnAck = true // acks do not echo the PUBLISH's user properties
 	s := mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
-		Logger:                 slog.New(demote{n.log.With("component", "mochi").Handler()}),
+		Logger:                 slog.New(demote{n.log.With("component", "mochi").Handler(), newPerMessage(10 * time.Second)}),
 		SysTopicResendInterval: 10,
 	})
 	authHook, err := auth.New(authOptions(c.Auth))
@@ -103,7 +104,42 @@ func newListener(l config.NodeListener, s *mqtt.Server, log *slog.Logger) (liste
 
 // demote logs mochi's info messages (hooks added, listeners attached, server
 // started) at debug: the node logs its own start-up.
-type demote struct{ slog.Handler }
+type demote struct {
+	slog.Handler
+	every *perMessage // mochi's warnings per delivery: one line per interval each
+}
+
+// perDelivery are mochi warnings written once per dropped message: one
+// QoS 1 subscription to 50,000 retained messages wrote 41,808 lines on each
+// node. The drops are counted (mqlb_node_dropped_total); the log says so
+// once per interval, with how many were not written.
+var perDelivery = map[string]bool{"client store quota reached": true, "packet ids exhausted": true}
+
+// perMessage lets one record of each message through per interval.
+type perMessage struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+	quiet map[string]int // records not written since
+}
+
+func newPerMessage(every time.Duration) *perMessage {
+	return &perMessage{every: every, last: map[string]time.Time{}, quiet: map[string]int{}}
+}
+
+// allow reports whether a record of msg may be written now, and how many
+// were held back before it.
+func (p *perMessage) allow(msg string, now time.Time) (bool, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.last[msg]) < p.every {
+		p.quiet[msg]++
+		return false, 0
+	}
+	n := p.quiet[msg]
+	p.last[msg], p.quiet[msg] = now, 0
+	return true, n
+}
 
 func (d demote) Enabled(ctx context.Context, l slog.Level) bool {
 	if l == slog.LevelInfo {
@@ -118,6 +154,14 @@ func (d demote) Handle(ctx context.Context, r slog.Record) error {
 	}
 	if strings.Contains(r.Message, "keepalive is below minimum") || r.Level == slog.LevelWarn && willDisconnect(r) {
 		r.Level = slog.LevelDebug
+	}
+	if r.Level >= slog.LevelWarn && perDelivery[r.Message] && d.every != nil {
+		ok, held := d.every.allow(r.Message, r.Time)
+		if !ok {
+			r.Level = slog.LevelDebug
+		} else if held > 0 {
+			r.AddAttrs(slog.Int("not_logged_since", held))
+		}
 	}
 	if !d.Handler.Enabled(ctx, r.Level) {
 		return nil
@@ -144,5 +188,5 @@ func willDisconnect(r slog.Record) bool {
 	return found
 }
 
-func (d demote) WithAttrs(a []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(a)} }
-func (d demote) WithGroup(g string) slog.Handler      { return demote{d.Handler.WithGroup(g)} }
+func (d demote) WithAttrs(a []slog.Attr) slog.Handler { return demote{d.Handler.WithAttrs(a), d.every} }
+func (d demote) WithGroup(g string) slog.Handler      { return demote{d.Handler.WithGroup(g), d.every} }
