@@ -73,6 +73,19 @@ func (s *Server) Listen(address string) error {
 	return nil
 }
 
+// SetToken replaces the bearer token at once (see adminhttp.Guard.SetToken).
+func (s *Server) SetToken(token string) error { return s.guard.SetToken(token, s.addr()) }
+
+// CheckToken reports whether SetToken would take token.
+func (s *Server) CheckToken(token string) error { return s.guard.CheckToken(token, s.addr()) }
+
+func (s *Server) addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
 // Addr returns the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 

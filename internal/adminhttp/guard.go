@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // Options is the admin section's access policy.
@@ -24,6 +25,7 @@ type Options struct {
 // Guard applies Options to handlers.
 type Guard struct {
 	o     Options
+	token atomic.Pointer[[]byte] // the bearer token now (SetToken); empty = none
 	hosts map[string]bool
 	any   bool
 	csrf  *http.CrossOriginProtection
@@ -32,6 +34,8 @@ type Guard struct {
 // New returns the guard for o.
 func New(o Options) *Guard {
 	g := &Guard{o: o, hosts: map[string]bool{}, csrf: http.NewCrossOriginProtection()}
+	tok := []byte(o.Token)
+	g.token.Store(&tok)
 	for _, h := range o.AllowedHosts {
 		if h == "*" {
 			g.any = true
@@ -60,7 +64,7 @@ func (g *Guard) Listen(address string) (net.Listener, error) {
 
 // CheckAddr is the rule Listen applies to the bound address.
 func (g *Guard) CheckAddr(a net.Addr) error {
-	if g.o.Token != "" || g.o.Insecure || IsLoopback(a) {
+	if len(*g.token.Load()) > 0 || g.o.Insecure || IsLoopback(a) {
 		return nil
 	}
 	return fmt.Errorf("refusing to serve the admin API on %s, beyond loopback, without a token: set admin.token, or admin.insecure: true to accept the risk", a)
@@ -81,20 +85,38 @@ func (g *Guard) Site(h http.Handler) http.Handler {
 
 // Token requires "Authorization: Bearer TOKEN" (scheme in any case) when a
 // token is set.
+// The token is read on every request, so SetToken applies at once.
 func (g *Guard) Token(h http.Handler) http.Handler {
-	if g.o.Token == "" {
-		return h
-	}
-	want := []byte(g.o.Token)
 	realm := g.o.Realm
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare(bearer(r), want) != 1 {
+		want := *g.token.Load()
+		if len(want) > 0 && subtle.ConstantTimeCompare(bearer(r), want) != 1 {
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", realm))
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// SetToken replaces the bearer token (a reload rotating a leaked one).
+// Removing it is refused while the server listens on addr beyond loopback
+// without Insecure, as Listen would refuse to start so.
+func (g *Guard) SetToken(token string, addr net.Addr) error {
+	if err := g.CheckToken(token, addr); err != nil {
+		return err
+	}
+	tok := []byte(token)
+	g.token.Store(&tok)
+	return nil
+}
+
+// CheckToken is SetToken's rule: no removal beyond loopback.
+func (g *Guard) CheckToken(token string, addr net.Addr) error {
+	if token == "" && !g.o.Insecure && addr != nil && !IsLoopback(addr) {
+		return fmt.Errorf("admin.token: the admin API listens on %s, beyond loopback: a reload cannot remove its token", addr)
+	}
+	return nil
 }
 
 // bearer returns the credentials of an Authorization header with the Bearer

@@ -130,6 +130,30 @@ func TestAdminToken(t *testing.T) {
 	}
 }
 
+// TestAdminTokenRotatedByReload: a reload applies a new admin.token at
+// once (an operator rotating a leaked one); the old one is refused from
+// then on. It was kept until a restart, with a warning naming only the
+// address, on the first reload after the change only.
+func TestAdminTokenRotatedByReload(t *testing.T) {
+	o := harnessOpts{brokers: 1, top: "admin: { address: \"127.0.0.1:0\", token: old-token }\n"}
+	h := newHarness(t, o)
+	base := "http://" + h.admin + "/api/v1/upstreams"
+	if code, _ := apiDo(t, "GET", base, "old-token"); code != 200 {
+		t.Fatalf("old token before the reload: %d", code)
+	}
+	o.top = "admin: { address: \"127.0.0.1:0\", token: new-token }\n"
+	h.write(h.yaml([]string{h.brokers[0].Addr}, o))
+	if err := h.lb.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := apiDo(t, "GET", base, "old-token"); code != 401 {
+		t.Errorf("old token after the reload: %d, want 401", code)
+	}
+	if code, _ := apiDo(t, "GET", base, "new-token"); code != 200 {
+		t.Errorf("new token after the reload: %d, want 200", code)
+	}
+}
+
 func TestHealthzDuringShutdown(t *testing.T) {
 	h := newHarness(t, harnessOpts{brokers: 1, top: "limits: { shutdown_grace: 5s }\n"})
 	c := openRaw(t, h.addr, "holder")

@@ -42,6 +42,7 @@ type LB struct {
 	coll        *proxy.Collector
 	authMetrics *lbauth.Metrics
 	admin       *admin.Server
+	adminRun    config.Admin // the admin settings the admin server runs with (the token follows reloads)
 	metrics     *lbMetrics
 	moves       *rebalance.Manager // rebalancing and evacuations
 	serving     atomic.Bool
@@ -107,7 +108,7 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 	l.checkCerts(cfg)
 	l.setScheduling(cfg.Process)
 	if cfg.Admin.Address != "" {
-		l.admin = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log)
+		l.admin, l.adminRun = admin.New(l, adminOptions(cfg.Admin), l.Registry, o.Log), cfg.Admin
 		if err := l.admin.Listen(cfg.Admin.Address); err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("admin.address: %w", err)

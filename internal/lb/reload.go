@@ -3,7 +3,8 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/lbauth"
@@ -40,6 +41,11 @@ func (l *LB) Apply(file *config.Config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cfg, ov, dropped := l.ov.apply(file)
+	if l.admin != nil && cfg.Admin.Token != l.adminRun.Token {
+		if err := l.admin.CheckToken(cfg.Admin.Token); err != nil {
+			return l.refuse(err)
+		}
+	}
 	ups, err := upstream.Build(cfg, l.ups, l.coll.ObserveCheck, l.log)
 	if err != nil {
 		return l.refuse(err)
@@ -74,9 +80,7 @@ func (l *LB) Apply(file *config.Config) error {
 	plan.commit(l)
 	l.ups.Stop()
 	l.ups = ups
-	if !reflect.DeepEqual(cfg.Admin, l.cfg.Admin) {
-		l.log.Warn("admin settings change on restart, not on reload", "address", cfg.Admin.Address)
-	}
+	l.applyAdmin(cfg.Admin)
 	if l.level != nil {
 		l.level.Set(cfg.Log.SlogLevel())
 	}
@@ -86,6 +90,36 @@ func (l *LB) Apply(file *config.Config) error {
 	logDropped(l.log, dropped)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
 	return nil
+}
+
+// applyAdmin applies a new admin token at once (rotating a leaked one);
+// the admin server's other settings change on restart, and every reload
+// that finds them changed says which.
+func (l *LB) applyAdmin(a config.Admin) {
+	if l.admin == nil {
+		if a.Address != "" {
+			l.log.Warn("admin settings change on restart, not on reload: the admin API is off", "admin.address", a.Address)
+		}
+		return
+	}
+	if a.Token != l.adminRun.Token {
+		_ = l.admin.SetToken(a.Token) // checked before the commit
+		l.adminRun.Token = a.Token
+		l.log.Info("admin token replaced")
+	}
+	var keys []string
+	if a.Address != l.adminRun.Address {
+		keys = append(keys, "admin.address")
+	}
+	if !slices.Equal(a.AllowedHosts, l.adminRun.AllowedHosts) {
+		keys = append(keys, "admin.allowed_hosts")
+	}
+	if a.Insecure != l.adminRun.Insecure {
+		keys = append(keys, "admin.insecure")
+	}
+	if len(keys) > 0 {
+		l.log.Warn("admin settings change on restart, not on reload", "changed", strings.Join(keys, ", "), "running_address", l.adminRun.Address)
+	}
 }
 
 func (l *LB) refuse(err error) error {
