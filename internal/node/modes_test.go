@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,24 @@ func TestVersionAtLeast(t *testing.T) {
 		if got := versionAtLeast(tc.v, minNATS); got != tc.want {
 			t.Errorf("versionAtLeast(%q, %s) = %v", tc.v, minNATS, got)
 		}
+	}
+}
+
+// TestReloadNamesRestartOnlyChanges: a reload that changes what applies
+// only on restart (a listener, a packet size limit) says which sections;
+// one that changes only what Reload applies says nothing. The node said
+// "config reloaded" and kept the old port and limit without a word.
+func TestReloadNamesRestartOnlyChanges(t *testing.T) {
+	cur := nodeConfig("r", 0, t.TempDir())
+	next := *cur
+	next.Auth.ACLDefault = "deny"
+	next.Sessions.MaxOfflineMessages = 7
+	if keys := restartOnly(cur, &next); len(keys) != 0 {
+		t.Errorf("reloadable changes named as restart-only: %v", keys)
+	}
+	next.Listeners = []config.NodeListener{{Name: "tcp", Address: "127.0.0.1:18953"}}
+	next.MQTT.MaxPacketSize = 2048
+	if keys := restartOnly(cur, &next); !slices.Equal(keys, []string{"listeners", "mqtt"}) {
+		t.Errorf("restart-only changes: %v, want [listeners mqtt]", keys)
 	}
 }

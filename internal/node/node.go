@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,8 +360,8 @@ func (n *Node) storeUp() error {
 }
 
 // Reload applies what can change while the node runs: users and ACL rules
-// (auth), the shared subscription policy and max_offline_messages. Other
-// changes need a restart.
+// (auth), the shared subscription policy, max_offline_messages and
+// qos0_max_delay. Other changes need a restart, and a warning names them.
 func (n *Node) Reload(cfg *config.Node) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -374,7 +375,36 @@ func (n *Node) Reload(cfg *config.Node) error {
 		n.mesh.maxDelay.Store(int64(cfg.Mesh.QoS0MaxDelay))
 	}
 	n.sessions.SetMaxOffline(cfg.Sessions.MaxOfflineMessages)
+	if keys := restartOnly(n.cfg, cfg); len(keys) > 0 {
+		n.log.Warn("config changes that apply on restart only: the node runs with the old values", "changed", strings.Join(keys, ", "))
+	}
 	return nil
+}
+
+// restartOnly names the sections of the config that changed from the
+// running one (cur, as the node started) in ways Reload does not apply.
+// Reload applies auth, shared_subscriptions, sessions.max_offline_messages
+// and mesh.qos0_max_delay; mqlb node applies log.level and
+// process.gc_headroom.
+func restartOnly(cur, next *config.Node) []string {
+	var keys []string
+	differ := func(key string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			keys = append(keys, key)
+		}
+	}
+	differ("node", cur.Node, next.Node)
+	differ("listeners", cur.Listeners, next.Listeners)
+	m1, m2 := cur.Mesh, next.Mesh
+	m1.QoS0MaxDelay, m2.QoS0MaxDelay = 0, 0
+	differ("mesh", m1, m2)
+	s1, s2 := cur.Sessions, next.Sessions
+	s1.MaxOfflineMessages, s2.MaxOfflineMessages = 0, 0
+	differ("sessions", s1, s2)
+	differ("mqtt", cur.MQTT, next.MQTT)
+	differ("admin", cur.Admin, next.Admin)
+	differ("log.format", cur.Log.Format, next.Log.Format)
+	return keys
 }
 
 // Close stops the node: listeners close and clients are disconnected
