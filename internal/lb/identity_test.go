@@ -151,6 +151,25 @@ func TestIdentityRewriteUsernameMochi(t *testing.T) {
 	}
 }
 
+// TestIdentityRewriteClientIDMQTT31: rewrite_client_id cannot give an
+// MQTT 3.1 client an identity longer than that level's 23 characters: the
+// client is refused with 0x02 identifier rejected, as a 3.1 broker would
+// refuse the CONNECT the load balancer would otherwise send it; 3.1.1 and
+// 5 take it.
+func TestIdentityRewriteClientIDMQTT31(t *testing.T) {
+	h := newIdentityHarness(t, "require_match: none, rewrite_client_id: true", harnessOpts{brokers: 1})
+	long := "device-with-a-rather-long-name" // 30 characters
+	if got := rawConnack(t, h.dial(t, long), &mqttwire.Connect{Version: mqttwire.V31, ClientID: "x", CleanStart: true, KeepAlive: 30}); got != mqttwire.Code3IdentifierRejected {
+		t.Errorf("MQTT 3.1, a 30-character identity: CONNACK 0x%02x, want 0x02", got)
+	}
+	if got := rawConnack(t, h.dial(t, long), &mqttwire.Connect{Version: mqttwire.V311, ClientID: "x", CleanStart: true, KeepAlive: 30}); got != 0 {
+		t.Errorf("MQTT 3.1.1: CONNACK 0x%02x", got)
+	}
+	if got := rawConnack(t, h.dial(t, "short-id"), &mqttwire.Connect{Version: mqttwire.V31, ClientID: "x", CleanStart: true, KeepAlive: 30}); got != 0 {
+		t.Errorf("MQTT 3.1, a short identity: CONNACK 0x%02x", got)
+	}
+}
+
 // TestIdentityRewriteMosquitto: mosquitto accepts the rewritten CONNECT
 // (3.1.1 and 5.0, with a will) and logs the certificate CN as the user name.
 func TestIdentityRewriteMosquitto(t *testing.T) {

@@ -65,6 +65,11 @@ func (id *identity) apply(c *Conn) Verdict {
 	}
 	var idp, userp *string
 	if id.rewriteID {
+		if cn.Version == mqttwire.V31 && len(name) > 23 {
+			// MQTT 3.1 allows 1 to 23 characters: the broker would refuse it.
+			return deny(ResultNotAuthorized, mqttwire.RefuseIdentifier,
+				fmt.Errorf("certificate identity %q is longer than MQTT 3.1's 23 characters for a client id", name), name)
+		}
 		idp, v.ClientID = &name, name
 	}
 	if id.rewriteUser {

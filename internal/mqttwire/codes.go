@@ -51,6 +51,7 @@ const (
 	RefuseTooLarge                     // CONNECT larger than the limit
 	RefuseNotAuthorized                // admission denied
 	RefuseBadVersion                   // protocol level not supported
+	RefuseIdentifier                   // client identifier not acceptable
 )
 
 var refusalNames = [...]string{
@@ -60,6 +61,7 @@ var refusalNames = [...]string{
 	RefuseTooLarge:      "too large",
 	RefuseNotAuthorized: "not authorized",
 	RefuseBadVersion:    "bad version",
+	RefuseIdentifier:    "identifier rejected",
 }
 
 func (r Refusal) String() string {
@@ -82,6 +84,7 @@ var refusalCodes = [...]struct {
 	RefuseTooLarge:      {0, false, Code5PacketTooLarge},
 	RefuseNotAuthorized: {Code3NotAuthorized, true, Code5NotAuthorized},
 	RefuseBadVersion:    {Code3UnacceptableVersion, true, Code5UnsupportedProtocolVersion},
+	RefuseIdentifier:    {Code3IdentifierRejected, true, Code5ClientIdentifierNotValid},
 }
 
 // RefusalCode returns the CONNACK code that tells a client of the given

@@ -20,6 +20,7 @@ func TestRefusalCode(t *testing.T) {
 		{RefuseTooLarge, 0, false, 0x95, packets.ErrPacketTooLarge},
 		{RefuseNotAuthorized, 0x05, true, 0x87, packets.ErrNotAuthorized},
 		{RefuseBadVersion, 0x01, true, 0x84, packets.ErrUnsupportedProtocolVersion},
+		{RefuseIdentifier, 0x02, true, 0x85, packets.ErrClientIdentifierNotValid},
 	}
 	for _, tt := range tests {
 		for _, v := range []byte{V31, V311, 6} {
@@ -34,7 +35,7 @@ func TestRefusalCode(t *testing.T) {
 			t.Errorf("%d has no name", tt.r)
 		}
 	}
-	for _, r := range []Refusal{-1, RefuseBadVersion + 1} {
+	for _, r := range []Refusal{-1, RefuseIdentifier + 1} {
 		if _, ok := RefusalCode(V5, r); ok || r.String() != "unknown refusal" {
 			t.Errorf("Refusal %d: ok = %v, name %q", r, ok, r.String())
 		}
