@@ -142,7 +142,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	s.log.Info("POST /-/reload: reloading", "remote", r.RemoteAddr)
 	if err := s.b.Reload(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -202,9 +203,13 @@ func (l *LB) shutdown() error {
 	l.log.Info("shutting down: waiting for open connections", "connections", l.proxy.Conns().Len(), "grace", grace)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	start := time.Now()
 	err := l.proxy.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
+		l.log.Info("shutdown grace over: remaining connections closed", "waited", time.Since(start).Round(time.Millisecond))
 		err = nil // the remaining connections were closed; that is the documented outcome
+	} else {
+		l.log.Info("open connections all ended", "waited", time.Since(start).Round(time.Millisecond))
 	}
 	l.ups.Stop()
 	l.proxy.Runtime().AccessLog.Close()

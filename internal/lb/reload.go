@@ -178,5 +178,6 @@ func (p *listenerPlan) commit(l *LB) {
 	for key, ln := range p.close {
 		ln.Close() // its accepted connections go on
 		delete(l.listeners, key)
+		l.log.Info("listener closed by reload: its connections stay", "address", ln.Addr().String())
 	}
 }

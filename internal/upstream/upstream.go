@@ -69,7 +69,24 @@ func Build(cfg *config.Config, prev *Set, onCheck CheckObserver, log *slog.Logge
 		}
 		set.byName[name] = u
 	}
+	if prev != nil {
+		logRemoved(prev, set, log)
+	}
 	return set, nil
+}
+
+// logRemoved says which servers of prev the new set no longer has (or has
+// at another address): they take no new connection, and their open ones
+// stay until they close.
+func logRemoved(prev, set *Set, log *slog.Logger) {
+	for name, old := range prev.byName {
+		u := set.byName[name]
+		for _, s := range old.Servers {
+			if u == nil || u.byName[s.name] != s {
+				log.Info("server removed: its connections stay until they close", "upstream", name, "server", s.name, "address", s.addr)
+			}
+		}
+	}
 }
 
 func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserver, log *slog.Logger) (*Upstream, error) {
