@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // nodeCluster is a node's GET /api/v1/cluster.
@@ -156,6 +157,29 @@ func store(v nodeCluster) string {
 	return strings.Join(out, "; ")
 }
 
+// clientsFooter counts the clients, and says how to see the others when
+// the table shows a page of them.
+func clientsFooter(total, shown int) string {
+	if shown >= total {
+		return fmt.Sprintf("%d client(s)", total)
+	}
+	return fmt.Sprintf("%d client(s), %d shown: --offset and --limit (at most 1000 per node) page through them, --q narrows them", total, shown)
+}
+
+// cell shortens a long value for a table cell (a client id may have
+// 65,535 bytes); --json has it whole.
+func cell(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 func (k *ctl) clients(ctx context.Context, args []string) error {
 	if err := nargs(args, 0, "clients [--q TEXT] [--limit N] [--offset N]"); err != nil {
 		return err
@@ -175,17 +199,18 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 		return err
 	}
 	return k.print(body, func() error {
-		total := 0
+		total, shown := 0, 0
 		err := k.table(func(w *tabwriter.Writer) {
 			fmt.Fprintln(w, "CLIENT ID\tNODE\tCONNECTED\tPROTOCOL\tUSERNAME\tREMOTE\tSUBSCRIPTIONS")
 			for _, p := range pages {
 				total += p.Total
+				shown += len(p.Clients)
 				for _, c := range p.Clients {
-					fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%s\t%s\t%d\n", c.ClientID, p.Node, c.Connected, c.Protocol, c.Username, c.Remote, c.Subscriptions)
+					fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%s\t%s\t%d\n", cell(c.ClientID), p.Node, c.Connected, c.Protocol, cell(c.Username), c.Remote, c.Subscriptions)
 				}
 			}
 		})
-		fmt.Fprintf(k.out, "%d client(s)\n", total)
+		fmt.Fprintln(k.out, clientsFooter(total, shown))
 		k.notAnswering(unanswered)
 		return err
 	})

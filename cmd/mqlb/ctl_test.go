@@ -181,3 +181,21 @@ func TestCtlTokenAndNoNodes(t *testing.T) {
 	ctlFails(t, admin, 1, "knows no broker nodes", "cluster", "--token", "s3cret")
 	ctlOK(t, admin, []string{"cluster", "--json", "--token", "s3cret"}, `"nodes": []`)
 }
+
+// TestClientsTableCells: a long client id (up to 65,535 bytes) is cut in
+// the table, on a character boundary; the footer says when the table
+// shows a page of the clients.
+func TestClientsTableCells(t *testing.T) {
+	if got := cell(strings.Repeat("é", 40)); got != strings.Repeat("é", 32)+"…" {
+		t.Errorf("cut: %q", got)
+	}
+	if got := cell("short"); got != "short" {
+		t.Errorf("short: %q", got)
+	}
+	if got := clientsFooter(1503, 100); !strings.Contains(got, "1503 client(s), 100 shown: --offset and --limit") {
+		t.Errorf("paged footer: %q", got)
+	}
+	if got := clientsFooter(2, 2); got != "2 client(s)" {
+		t.Errorf("whole footer: %q", got)
+	}
+}
