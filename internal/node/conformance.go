@@ -209,6 +209,11 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return connectAsSent(pk), nil
 	}
 	h.n.flow.read(cl, pk)
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion < 5 {
+		// Half the receive quota: a 3.1.1 client is never disconnected for
+		// pipelining, it is read more slowly (Durable.WaitBacklog).
+		h.n.durable.WaitBacklog(cl, max(1, h.n.cfg.MQTT.ReceiveMaximum/2))
+	}
 	clientPID := pk.PacketID
 	pk = h.pids.read(cl, pk)
 	switch pk.FixedHeader.Type {

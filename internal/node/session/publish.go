@@ -90,7 +90,8 @@ func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
 type handBacks struct {
 	mu      sync.Mutex
 	queue   []*storing
-	running bool // handBackLoop runs
+	running bool       // handBackLoop runs
+	room    *sync.Cond // on mu: signalled as the queue shrinks (WaitBacklog)
 }
 
 // handBack queues s to be handed back to mochi once settled.
@@ -123,6 +124,9 @@ func (d *Durable) handBackLoop(cl *mqtt.Client, hb *handBacks) {
 		s := hb.queue[0]
 		hb.queue[0] = nil
 		hb.queue = hb.queue[1:]
+		if hb.room != nil {
+			hb.room.Broadcast()
+		}
 		return s
 	}
 	for {
