@@ -284,3 +284,16 @@ func TestShutdownGraceClosesStragglers(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return !c.IsConnectionOpen() }, "client closed after grace")
 }
+
+// TestProxyHeaderToPlainBrokerHinted: a broker that does not take the PROXY
+// protocol (mosquitto without it) hangs up after the header; the health
+// check's error says what is likely wrong instead of only "connection
+// reset by peer".
+func TestProxyHeaderToPlainBrokerHinted(t *testing.T) {
+	m := testutil.StartMosquitto(t, "")
+	h := newHarness(t, harnessOpts{servers: []string{m.Addr}, upstream: "    proxy_protocol: v2\n"})
+	srv := h.lb.Upstreams().Get("brokers").Server("b0")
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(srv.Health().LastError, "does it accept the PROXY protocol?")
+	}, "health check error with the hint; last: %q", srv.Health().LastError)
+}

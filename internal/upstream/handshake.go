@@ -3,9 +3,12 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -65,6 +68,7 @@ func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, hs *Han
 	}
 	c.SetDeadline(deadline)
 	rp, err := mqttHandshake(c, first, version)
+	err = proxyHint(err, u.cfg.ProxyProtocol)
 	if err == nil && rp.Size > 0 && retryable(version, rp.Code) {
 		err = fmt.Errorf("%w: CONNACK 0x%02x", ErrDeclined, rp.Code)
 	}
@@ -88,6 +92,19 @@ func mqttHandshake(c net.Conn, b []byte, version byte) (mqttwire.Reply, error) {
 		return rp, fmt.Errorf("waiting for CONNACK: %w", err)
 	}
 	return rp, nil
+}
+
+// proxyHint adds to a server's hang-up before its CONNACK, when a PROXY
+// header went first, the likeliest cause: a broker that does not accept
+// the PROXY protocol (mosquitto without it resets the connection).
+func proxyHint(err error, mode string) error {
+	if err == nil || mode == "off" || mode == "" {
+		return err
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w (the server hung up after the PROXY %s header: does it accept the PROXY protocol? see proxy_protocol)", err, mode)
+	}
+	return err
 }
 
 // retryable reports a CONNACK code that says "not here, try elsewhere".

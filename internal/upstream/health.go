@@ -96,7 +96,7 @@ func (u *Upstream) checkOnce(ctx context.Context, s *Server) error {
 		return err
 	}
 	hc.ClientID = checkClientID(hc, s.name)
-	return mqttCheck(c, hdr, hc)
+	return proxyHint(mqttCheck(c, hdr, hc), u.cfg.ProxyProtocol)
 }
 
 // checkClientID is the check's client id for server name: "{server}" in
