@@ -34,6 +34,10 @@ type Settings struct {
 	ProxyTimeout time.Duration
 	// WSPath, when set, makes clients speak MQTT over WebSocket on that path.
 	WSPath string
+	// OwnWrites: the caller takes the socket's writes over after Prepare
+	// (Client.SetOut). The WebSocket layer is then given the stream without
+	// writev, which would reach the socket around the Out.
+	OwnWrites bool
 }
 
 // Listener is one bound front-end address.

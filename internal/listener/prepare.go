@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"time"
@@ -85,7 +86,11 @@ func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 		cl.TLS, cl.Conn = &st, tc
 	}
 	if s.WSPath != "" {
-		wc, err := wsconn.Upgrade(cl.Conn, s.WSPath)
+		under := cl.Conn
+		if s.OwnWrites {
+			under = noWritev{under}
+		}
+		wc, err := wsconn.Upgrade(under, s.WSPath)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrWebSocket, err)
 		}
@@ -202,6 +207,7 @@ type prefixConn struct {
 	relay.Socket
 	buf    []byte
 	remote net.Addr
+	out    Out // see Client.SetOut
 }
 
 func (c *prefixConn) RemoteAddr() net.Addr {
@@ -210,6 +216,82 @@ func (c *prefixConn) RemoteAddr() net.Addr {
 	}
 	return c.TCPConn.RemoteAddr()
 }
+
+// Out takes the writing end of a prepared client's socket over (see
+// Client.SetOut): what TLS, WebSocket or the caller write to the client's
+// stream reaches the socket through it.
+type Out interface {
+	io.Writer
+	// CloseWrite shuts the socket's write side down after what was written.
+	CloseWrite() error
+	// Close closes the socket, after what was written if that can leave
+	// soon.
+	Close() error
+}
+
+// SetOut makes o take every write to the client's socket from now on, under
+// TLS and WebSocket: cl.Conn's writes, CloseWrite and Close reach o, and
+// write deadlines set through cl.Conn are dropped (o has its own; read
+// deadlines still apply). The socket's write deadline is cleared. It is
+// called once, after Prepare and before cl.Conn is used by anyone else, with
+// Settings.OwnWrites set (see there); it reports false, doing nothing, for a
+// client over a *relay.ClientConn.
+func (cl *Client) SetOut(o Out) bool {
+	if cl.pre == nil {
+		return false
+	}
+	_ = cl.pre.TCPConn.SetWriteDeadline(time.Time{})
+	cl.pre.out = o
+	return true
+}
+
+func (c *prefixConn) Write(p []byte) (int, error) {
+	if c.out != nil {
+		return c.out.Write(p)
+	}
+	return c.TCPConn.Write(p)
+}
+
+// ReadFrom keeps io.Copy to the connection (the socket's splice) from
+// going around the Out.
+func (c *prefixConn) ReadFrom(r io.Reader) (int64, error) {
+	if c.out != nil {
+		return io.Copy(struct{ io.Writer }{c.out}, r)
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+func (c *prefixConn) CloseWrite() error {
+	if c.out != nil {
+		return c.out.CloseWrite()
+	}
+	return c.TCPConn.CloseWrite()
+}
+
+func (c *prefixConn) Close() error {
+	if c.out != nil {
+		return c.out.Close()
+	}
+	return c.TCPConn.Close()
+}
+
+func (c *prefixConn) SetDeadline(t time.Time) error {
+	if c.out != nil {
+		return c.TCPConn.SetReadDeadline(t)
+	}
+	return c.TCPConn.SetDeadline(t)
+}
+
+func (c *prefixConn) SetWriteDeadline(t time.Time) error {
+	if c.out != nil {
+		return nil
+	}
+	return c.TCPConn.SetWriteDeadline(t)
+}
+
+// noWritev is a connection without the socket's writev (net.Buffers.WriteTo
+// finds it on a type embedding a *net.TCPConn, as prefixConn does).
+type noWritev struct{ net.Conn }
 
 func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.buf) > 0 {
