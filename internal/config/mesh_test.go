@@ -12,15 +12,23 @@ func TestNodeSecurityKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := n.MQTT; q.MaxPacketSize != 1<<20 || q.MaxSubscriptionsPerClient != 1000 {
-		t.Errorf("defaults: max_packet_size %d, max_subscriptions_per_client %d", q.MaxPacketSize, q.MaxSubscriptionsPerClient)
+	if q := n.MQTT; q.MaxPacketSize != 1<<20 || q.MaxSubscriptionsPerClient != 1000 || q.MaxQueuedBytes != 8<<20 {
+		t.Errorf("defaults: max_packet_size %d, max_subscriptions_per_client %d, max_queued_bytes %d",
+			q.MaxPacketSize, q.MaxSubscriptionsPerClient, q.MaxQueuedBytes)
 	}
 	n, err = ParseNode([]byte(minimalNode + "mqtt: { max_packet_size: 0, max_subscriptions_per_client: 0 }\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := n.MQTT; q.MaxPacketSize != 0 || q.MaxSubscriptionsPerClient != 0 {
-		t.Errorf("explicit zeros (no limit) not kept: %+v", q)
+	if q := n.MQTT; q.MaxPacketSize != 0 || q.MaxSubscriptionsPerClient != 0 || q.MaxQueuedBytes != 2*268_435_455 {
+		t.Errorf("explicit zeros (no limit) not kept, or max_queued_bytes not twice the largest packet: %+v", q)
+	}
+	n, err = ParseNode([]byte(minimalNode + "mqtt: { max_packet_size: 8388608 }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := n.MQTT; q.MaxQueuedBytes != 16<<20 {
+		t.Errorf("max_queued_bytes %d with 8 MiB packets, want twice that", q.MaxQueuedBytes)
 	}
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"short token", minimalNode + "  token: abc\n", `mesh.token (line 9): want at least 32 characters`},
@@ -30,6 +38,10 @@ func TestNodeSecurityKeys(t *testing.T) {
 			`mesh.tls.ca (line 9): a file is required`},
 		{"subscriptions", minimalNode + "mqtt:\n  max_subscriptions_per_client: -1\n",
 			`mqtt.max_subscriptions_per_client (line 10): want 0 (no limit) or more, got -1`},
+		{"queued bytes zero", minimalNode + "mqtt:\n  max_queued_bytes: 0\n",
+			`mqtt.max_queued_bytes (line 10): want at least 1048576 bytes`},
+		{"queued bytes below a packet", minimalNode + "mqtt:\n  max_packet_size: 65536\n  max_queued_bytes: 65535\n",
+			`mqtt.max_queued_bytes (line 11): want at least 65536 bytes`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseNode([]byte(tc.yaml))

@@ -110,6 +110,12 @@ type MQTTLimits struct {
 	MaxKeepAlive Duration `yaml:"max_keep_alive"`
 
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"` // default 1000; 0 = no limit
+
+	// MaxQueuedBytes bounds what waits in the node to be written to one
+	// client connection beyond what its socket took; over it the client is
+	// disconnected as a slow consumer. Default DefaultMaxQueuedBytes, or
+	// twice max_packet_size where that is more; at least max_packet_size.
+	MaxQueuedBytes int `yaml:"max_queued_bytes"`
 }
 
 // NodeAuth configures client authentication and topic ACLs.
@@ -230,6 +236,9 @@ func (n *Node) setMQTTDefaults() {
 	if q.MaxSubscriptionsPerClient == 0 && !n.Lines.Set("mqtt.max_subscriptions_per_client") {
 		q.MaxSubscriptionsPerClient = DefaultMaxSubscriptions
 	}
+	if q.MaxQueuedBytes == 0 && !n.Lines.Set("mqtt.max_queued_bytes") {
+		q.MaxQueuedBytes = max(DefaultMaxQueuedBytes, 2*q.packetCap())
+	}
 	if q.ReceiveMaximum == 0 {
 		q.ReceiveMaximum = 1024
 	}
@@ -246,6 +255,22 @@ func (n *Node) setMQTTDefaults() {
 
 // DefaultMaxPacketSize is mqtt.max_packet_size when left out: 1 MiB.
 const DefaultMaxPacketSize = 1 << 20
+
+// DefaultMaxQueuedBytes is mqtt.max_queued_bytes when left out (unless
+// twice max_packet_size is more): 8 MiB.
+const DefaultMaxQueuedBytes = 8 << 20
+
+// minQueuedBytes is the lowest mqtt.max_queued_bytes.
+const minQueuedBytes = 64 << 10
+
+// packetCap is the largest packet a client may send: max_packet_size, or
+// the protocol's largest for 0.
+func (q *MQTTLimits) packetCap() int {
+	if q.MaxPacketSize == 0 {
+		return 268_435_455
+	}
+	return q.MaxPacketSize
+}
 
 // DefaultMaxTopicAlias is mqtt.max_topic_alias when left out.
 const DefaultMaxTopicAlias = 10
@@ -388,6 +413,10 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	if q.MaxPacketSize != 0 && (q.MaxPacketSize < 64 || q.MaxPacketSize > 268_435_455) {
 		ck.errorf("mqtt.max_packet_size", "want 0 (no limit) or 64 to 268435455 bytes, got %d", q.MaxPacketSize)
 	}
+	if q.MaxQueuedBytes < max(minQueuedBytes, q.packetCap()) {
+		ck.errorf("mqtt.max_queued_bytes", "want at least %d bytes (64 KiB, and no less than mqtt.max_packet_size: a packet that size must fit), got %d",
+			max(minQueuedBytes, q.packetCap()), q.MaxQueuedBytes)
+	}
 	if q.ReceiveMaximum < 1 || q.ReceiveMaximum > 65535 {
 		ck.errorf("mqtt.receive_maximum", "want 1 to 65535, got %d", q.ReceiveMaximum)
 	}
@@ -442,8 +471,8 @@ func (n *Node) Summary() string {
 		replicas = fmt.Sprint(m.Replicas)
 	}
 	fmt.Fprintf(&b, "  mesh %s: %s; store replicas %s; %s\n", m.ClusterName, mesh, replicas, m.security())
-	fmt.Fprintf(&b, "  limits: max_packet_size %d, max_subscriptions_per_client %d\n",
-		n.MQTT.MaxPacketSize, n.MQTT.MaxSubscriptionsPerClient)
+	fmt.Fprintf(&b, "  limits: max_packet_size %d, max_subscriptions_per_client %d, max_queued_bytes %d\n",
+		n.MQTT.MaxPacketSize, n.MQTT.MaxSubscriptionsPerClient, n.MQTT.MaxQueuedBytes)
 	fmt.Fprintf(&b, "  shared subscriptions %s; sessions (%s) keep up to %d offline messages, expire after at most %s\n",
 		n.SharedSubscriptions.Policy, n.Sessions.Durability, n.Sessions.MaxOfflineMessages, n.Sessions.MaxExpiry)
 	unverified := ""

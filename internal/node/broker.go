@@ -82,9 +82,10 @@ func authOptions(a config.NodeAuth) auth.Options {
 }
 
 // newListener builds one MQTT listener from its config.
-func newListener(l config.NodeListener, s *mqtt.Server, log *slog.Logger) (listeners.Listener, error) {
+func (n *Node) newListener(l config.NodeListener) (listeners.Listener, error) {
+	s, log := n.broker, n.log
 	o := listen.Options{ID: l.Name, Type: l.Type, Address: l.Address, Path: l.Path, UsernameFromCert: l.UsernameFromCert,
-		CloseClients: listen.ClientCloser(s)}
+		CloseClients: listen.ClientCloser(s), MaxQueuedBytes: n.cfg.MQTT.MaxQueuedBytes, SlowConsumer: n.slowConsumer(l.Name)}
 	if l.TLS != nil {
 		tc, err := l.TLS.ServerConfig()
 		if err != nil {

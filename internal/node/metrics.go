@@ -21,6 +21,7 @@ type metrics struct {
 	meshBatches       atomic.Int64 // mesh batches sent (meshOut)
 	meshSharedSkipped atomic.Int64 // shared copies already served on the publishing node
 	retainedUnstored  atomic.Int64 // retained publishes not written to the bucket
+	slowConsumers     atomic.Int64 // client connections closed at mqtt.max_queued_bytes
 	takeovers         *labelled
 	drops             *labelled
 }
@@ -78,6 +79,7 @@ func newMetrics(n *Node) *metrics {
 	m.counter("queue_replica_misses_total", "Session queue messages read from the stream's leader because the replica read lacked them.", labels, func() int64 {
 		return n.durable.ReplicaMisses() // (n.durable is set after the metrics)
 	})
+	m.counter("slow_consumers_total", "Client connections closed as slow consumers: more than mqtt.max_queued_bytes waited to be written to them.", labels, m.slowConsumers.Load)
 	m.counter("retained_unstored_total", "Retained publishes that could not be written to the cluster store.", labels, m.retainedUnstored.Load)
 	for _, r := range dropReasons {
 		get := m.drops.With(r).Load

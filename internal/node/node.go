@@ -159,7 +159,7 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 	for _, lc := range n.cfg.Listeners {
-		l, err := newListener(lc, n.broker, n.log)
+		l, err := n.newListener(lc)
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,7 @@ import (
 // settings are the shared front door's settings for o: the same PROXY
 // reader, TLS handshake and WebSocket upgrade as the load balancer's.
 func (o *Options) settings() *frontdoor.Settings {
-	s := &frontdoor.Settings{Name: o.ID, TLS: o.TLS}
+	s := &frontdoor.Settings{Name: o.ID, TLS: o.TLS, OwnWrites: true}
 	if o.ProxyProtocol {
 		s.Trusted, s.ProxyTimeout = o.Trusted, o.ProxyTimeout
 	}
@@ -37,7 +37,31 @@ func (l *listener) handle(establish listeners.EstablishFn, ln *frontdoor.Listene
 		return
 	}
 	ln.Settled(tcp) // mochi owns it now; Close reaches it through closeClients or abortEstablishing
-	l.establish(establish, &conn{Conn: cl.Conn, id: l.identity(cl), raw: tcp, done: make(chan struct{})})
+	c := &conn{Conn: cl.Conn, id: l.identity(cl), raw: tcp, done: make(chan struct{})}
+	if err := l.sendWithoutWaiting(cl, tcp); err != nil {
+		tcp.Close()
+		l.log.Info("connection refused: its socket cannot be written without waiting", "remote", cl.Remote.String(), "error", err)
+		return
+	}
+	l.establish(establish, c)
+}
+
+// sendWithoutWaiting makes the writes to cl's stream go to its socket
+// through a sender (send.go): they never wait for the client.
+func (l *listener) sendWithoutWaiting(cl *frontdoor.Client, tcp *net.TCPConn) error {
+	var slow func(int)
+	if f := l.o.SlowConsumer; f != nil {
+		remote := cl.Remote
+		slow = func(queued int) { f(remote, queued) }
+	}
+	s, err := newSender(tcp, l.o.MaxQueuedBytes, slow)
+	if err != nil {
+		return err
+	}
+	if !cl.SetOut(s) {
+		return errors.New("not over a TCP socket")
+	}
+	return nil
 }
 
 // identity is the verified client certificate's CN: from the node's own

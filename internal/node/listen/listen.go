@@ -74,6 +74,15 @@ type Options struct {
 	// CloseClients, when set, disconnects the listener's clients on Close
 	// instead of the CloseFn mochi passes: see ClientCloser.
 	CloseClients func(id string)
+
+	// MaxQueuedBytes bounds what waits to be written to one client beyond
+	// what its socket took (send.go); over it the connection is closed as a
+	// slow consumer. Default DefaultMaxQueuedBytes.
+	MaxQueuedBytes int
+	// SlowConsumer, when set, is told of each connection closed at
+	// MaxQueuedBytes: the client's address and the bytes that would have
+	// waited.
+	SlowConsumer func(remote netip.AddrPort, queued int)
 }
 
 // ClientCloser disconnects the clients of one listener of s (MQTT 5:
