@@ -214,6 +214,11 @@ func (s *sender) drain() {
 		s.dp = nil
 
 		s.mu.Lock()
+		if s.err != nil { // closed meanwhile (slow consumer): the queue is gone
+			s.draining = false
+			s.mu.Unlock()
+			return
+		}
 		s.off += n
 		if err != nil {
 			s.draining = false
