@@ -12,7 +12,7 @@ func TestNodeSecurityKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := n.MQTT; q.MaxPacketSize != 1<<20 || q.MaxSubscriptionsPerClient != 1000 || q.MaxQueuedBytes != 8<<20 {
+	if q := n.MQTT; q.MaxPacketSize != 1<<20 || q.MaxSubscriptionsPerClient != 1000 || q.MaxQueuedBytes != 32<<20 {
 		t.Errorf("defaults: max_packet_size %d, max_subscriptions_per_client %d, max_queued_bytes %d",
 			q.MaxPacketSize, q.MaxSubscriptionsPerClient, q.MaxQueuedBytes)
 	}
@@ -23,12 +23,12 @@ func TestNodeSecurityKeys(t *testing.T) {
 	if q := n.MQTT; q.MaxPacketSize != 0 || q.MaxSubscriptionsPerClient != 0 || q.MaxQueuedBytes != 2*268_435_455 {
 		t.Errorf("explicit zeros (no limit) not kept, or max_queued_bytes not twice the largest packet: %+v", q)
 	}
-	n, err = ParseNode([]byte(minimalNode + "mqtt: { max_packet_size: 8388608 }\n"))
+	n, err = ParseNode([]byte(minimalNode + "mqtt: { max_packet_size: 33554432 }\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := n.MQTT; q.MaxQueuedBytes != 16<<20 {
-		t.Errorf("max_queued_bytes %d with 8 MiB packets, want twice that", q.MaxQueuedBytes)
+	if q := n.MQTT; q.MaxQueuedBytes != 64<<20 {
+		t.Errorf("max_queued_bytes %d with 32 MiB packets, want twice that", q.MaxQueuedBytes)
 	}
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"short token", minimalNode + "  token: abc\n", `mesh.token (line 9): want at least 32 characters`},

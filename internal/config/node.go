@@ -257,8 +257,9 @@ func (n *Node) setMQTTDefaults() {
 const DefaultMaxPacketSize = 1 << 20
 
 // DefaultMaxQueuedBytes is mqtt.max_queued_bytes when left out (unless
-// twice max_packet_size is more): 8 MiB.
-const DefaultMaxQueuedBytes = 8 << 20
+// twice max_packet_size is more): 32 MiB, which a burst of retained
+// messages to a client reading at full speed stays under (see docs/node.md).
+const DefaultMaxQueuedBytes = 32 << 20
 
 // minQueuedBytes is the lowest mqtt.max_queued_bytes.
 const minQueuedBytes = 64 << 10

@@ -29,7 +29,7 @@ import (
 // the next, or the stream ends — never a part of a packet and then more.
 
 // DefaultMaxQueuedBytes is Options.MaxQueuedBytes when left zero.
-const DefaultMaxQueuedBytes = 8 << 20
+const DefaultMaxQueuedBytes = 32 << 20
 
 // ErrSlowConsumer is the write error of a connection closed because its
 // queue went over Options.MaxQueuedBytes.
