@@ -33,6 +33,12 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	pk = h.pids.write(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
+		// A client asking for no problem information (Request Problem
+		// Information 0, what paho.golang sends by default) still gets a
+		// PUBLISH's user properties: only packets other than PUBLISH,
+		// CONNACK and DISCONNECT lose them [MQTT-3.1.2-29]. mochi dropped
+		// them from every packet.
+		pk.Mods.DisallowProblemInfo = false
 		if pk.Connect.WillProperties.WillDelayInterval > 0 {
 			// mochi keeps a delayed will's due time in Expiry, which
 			// WritePacket turned into a Message Expiry Interval of 1 s.

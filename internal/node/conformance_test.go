@@ -634,6 +634,45 @@ func TestDelayedWillWaitsForReceiveMaximum(t *testing.T) {
 	}
 }
 
+// TestDelayedWillKeepsItsExpiry: a delayed will with a Message Expiry
+// Interval of its own keeps it on its way to a subscriber with a Receive
+// Maximum, whose messages go through the node's queue (the outside check
+// of the fix above found it cleared: "exp=" on the will's node, 99 on the
+// other), and to one without.
+func TestDelayedWillKeepsItsExpiry(t *testing.T) {
+	n := soloNode(t, nil)
+	addr := n.ListenerAddr("tcp")
+	// It also asks for no problem information (paho.golang's default),
+	// which must not cost a PUBLISH its user properties [MQTT-3.1.2-29]:
+	// mochi dropped them.
+	limited := dialV5(t, addr, "dwe-limited", true, 0, func(cp *paho.Connect) {
+		rm := uint16(20)
+		cp.Properties = &paho.ConnectProperties{ReceiveMaximum: &rm, RequestProblemInfo: false}
+	})
+	limited.sub(t, "dwe/#", 1)
+	plain := dialV5(t, addr, "dwe-plain", true, 0)
+	plain.sub(t, "dwe/#", 1)
+	const expiry = 300
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5, Mods: packets.Mods{AllowResponseInfo: true},
+		Properties: packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true},
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "dwe-dying", Clean: true, Keepalive: 30,
+			WillFlag: true, WillQos: 1, WillTopic: "dwe/will", WillPayload: []byte("bye"),
+			WillProperties: packets.Properties{ContentType: "text/plain", ResponseTopic: "wp-reply", CorrelationData: []byte{0, 1, 2},
+				PayloadFormat: 1, PayloadFormatFlag: true, MessageExpiryInterval: expiry, WillDelayInterval: 1,
+				User: []packets.UserProperty{{Key: "a", Val: "b"}}}}}
+	var buf bytes.Buffer
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	conn := rawDial(t, addr)
+	write(t, conn, buf.Bytes())
+	if code := readConnack(t, conn, 5); code != 0 {
+		t.Fatalf("CONNACK 0x%02x", code)
+	}
+	conn.Close()
+	checkWillProps(t, []*v5{limited, plain}, expiry)
+}
+
 // TestWillAtSessionEndAcrossNodes: a will whose delay is longer than its
 // session's expiry is due when the session ends [MQTT-3.1.3-9]; it reaches
 // subscribers on every node, and a retained one is kept on every node.
@@ -689,6 +728,13 @@ func TestWillProperties(t *testing.T) {
 		t.Fatalf("CONNACK 0x%02x", code)
 	}
 	conn.Close() // no DISCONNECT: the will goes out
+	checkWillProps(t, subs, expiry)
+}
+
+// checkWillProps checks that each subscriber got TestWillProperties' will
+// with every property, its expiry counted down from expiry.
+func checkWillProps(t *testing.T, subs []*v5, expiry uint32) {
+	t.Helper()
 	for i, s := range subs {
 		m := s.wait(t, 1)[0].v5
 		p := m.Properties
@@ -697,5 +743,24 @@ func TestWillProperties(t *testing.T) {
 			len(p.User) != 1 || p.User[0] != (paho.UserProperty{Key: "a", Value: "b"}) {
 			t.Errorf("will on node %d: %+v", i, p)
 		}
+	}
+}
+
+// TestUserPropertiesWithoutProblemInfo: a subscriber that asks for no
+// problem information (Request Problem Information 0, paho.golang's
+// default) still gets a PUBLISH's user properties [MQTT-3.1.2-29]; mochi
+// left them out.
+func TestUserPropertiesWithoutProblemInfo(t *testing.T) {
+	n := soloNode(t, nil)
+	addr := n.ListenerAddr("tcp")
+	sub := dialV5(t, addr, "upi-sub", true, 0, func(cp *paho.Connect) {
+		cp.Properties = &paho.ConnectProperties{RequestProblemInfo: false}
+	})
+	sub.sub(t, "upi/t", 1)
+	pub := dialV5(t, addr, "upi-pub", true, 0)
+	pub.pub(t, &paho.Publish{Topic: "upi/t", QoS: 1, Payload: []byte("x"),
+		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}})
+	if m := sub.wait(t, 1)[0].v5; m == nil || m.Properties == nil || len(m.Properties.User) != 1 || m.Properties.User[0].Key != "k" {
+		t.Errorf("received %+v; want user property k=v", m)
 	}
 }

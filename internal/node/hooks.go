@@ -255,10 +255,18 @@ func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, _ int64) {
 // willPacket clears what mochi keeps in Expiry for a delayed will: the time
 // it was due [MQTT-3.1.3-9], not a message expiry.
 func willPacket(pk packets.Packet) packets.Packet {
-	if pk.Connect.WillProperties.WillDelayInterval > 0 {
+	delayed := pk.Connect.WillProperties.WillDelayInterval > 0
+	if delayed {
 		pk.Expiry = 0
 	}
-	return restoreWillProperties(pk, true) // and its own properties back (willprops.go)
+	pk = restoreWillProperties(pk, true) // and its own properties back (willprops.go), with its own expiry
+	if delayed {
+		// Now an ordinary message: OnPacketEncode must not take its own
+		// expiry for mochi's due time and clear it.
+		pk.Connect.WillProperties = pk.Connect.WillProperties.Copy(false)
+		pk.Connect.WillProperties.WillDelayInterval = 0
+	}
+	return pk
 }
 
 func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
