@@ -217,7 +217,9 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	h.n.flow.read(cl, pk)
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion < 5 {
 		// Half the receive quota: a 3.1.1 client is never disconnected for
-		// pipelining, it is read more slowly (Durable.WaitBacklog).
+		// pipelining QoS 1, it is read more slowly (Durable.WaitBacklog). A
+		// QoS 2 one waits on what is stored only: its PUBRELs, which free
+		// the rest, come after it on the same connection.
 		h.n.durable.WaitBacklog(cl, max(1, h.n.cfg.MQTT.ReceiveMaximum/2))
 	}
 	clientPID := pk.PacketID
