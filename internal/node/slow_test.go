@@ -30,15 +30,7 @@ import (
 // the node writes to a client that does not read stays in the node.
 func slowDial(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	d := net.Dialer{Timeout: 2 * time.Second, Control: testutil.SmallWindow}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,4 +47,18 @@ func Serve(t testing.TB, handle func(net.Conn)) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// SmallWindow is a net.Dialer Control that gives the socket a receive
+// buffer of a few KiB before it connects, so the window it announces stays
+// that small: what is written to it and not read stays with the writer
+// (a client that stops reading).
+func SmallWindow(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

@@ -26,19 +26,6 @@ import (
 
 const waitFor = 10 * time.Second
 
-// smallWindow is a dialer control giving the socket a receive buffer of a
-// few KiB before it connects: what is written to it and not read stays
-// with the writer.
-func smallWindow(_, _ string, rc syscall.RawConn) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
 // senderPair is a connected pair whose server end writes through a sender:
 // the client end has a small receive buffer.
 func senderPair(t *testing.T, max int, slow func(int)) (peer net.Conn, s *sender) {
@@ -48,7 +35,7 @@ func senderPair(t *testing.T, max int, slow func(int)) (peer net.Conn, s *sender
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	d := net.Dialer{Control: smallWindow}
+	d := net.Dialer{Control: testutil.SmallWindow}
 	peer, err = d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +212,7 @@ func TestSenderWriteErrorCloses(t *testing.T) {
 // byte stream (under TLS and WebSocket as the listener has them).
 func stuckStream(t *testing.T, typ, addr, id, filter string) io.ReadWriter {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second, Control: smallWindow}
+	d := &net.Dialer{Timeout: 5 * time.Second, Control: testutil.SmallWindow}
 	var rw io.ReadWriter
 	tlsCfg := &tls.Config{InsecureSkipVerify: true}
 	switch typ {
