@@ -296,7 +296,13 @@ func TestSubscriptionCap(t *testing.T) {
 // tests can play clients on different addresses.
 func dialFrom(t *testing.T, local, addr string) net.Conn {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 2 * time.Second}
+	return dialWith(t, net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 2 * time.Second}, addr)
+}
+
+// dialWith opens a TCP connection with d, closed when the test ends, with
+// waitFor as its deadline.
+func dialWith(t *testing.T, d net.Dialer, addr string) net.Conn {
+	t.Helper()
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -30,14 +30,7 @@ import (
 // the node writes to a client that does not read stays in the node.
 func slowDial(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: 2 * time.Second, Control: testutil.SmallWindow}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(waitFor))
-	return c
+	return dialWith(t, net.Dialer{Timeout: 2 * time.Second, Control: testutil.SmallWindow}, addr)
 }
 
 // connectV4 sends a 3.1.1 CONNECT (clean session, keepAlive seconds) and
