@@ -180,50 +180,54 @@ func parseV2(b []byte) (Header, int, error) {
 		return Header{}, 0, ErrShort
 	}
 	h := Header{Version: 2, Local: verCmd&0x0F == 0}
-	if h.Local {
+	body := b[16 : 16+length]
+	addrLen, known := v2AddrLen[fam]
+	if h.Local && (!known || len(body) < addrLen) {
 		// LOCAL: use the real endpoints; the address block is discarded.
 		return h, 16 + length, nil
 	}
-	body := b[16 : 16+length]
-	switch fam {
-	case 0x11, 0x12: // TCP or UDP over IPv4
-		if len(body) < 12 {
-			return Header{}, 0, fmt.Errorf("%w: v2 IPv4 addresses need 12 bytes", ErrInvalid)
-		}
-		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
-		h.Dest = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[4:8])), binary.BigEndian.Uint16(body[10:12]))
-		if err := checkCRC(b[:16+length], 16+12); err != nil {
-			return Header{}, 0, err
-		}
-		h.SSL = findSSL(body[12:])
-	case 0x21, 0x22: // TCP or UDP over IPv6
-		if len(body) < 36 {
-			return Header{}, 0, fmt.Errorf("%w: v2 IPv6 addresses need 36 bytes", ErrInvalid)
-		}
-		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
-		h.Dest = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[16:32])), binary.BigEndian.Uint16(body[34:36]))
-		if err := checkCRC(b[:16+length], 16+36); err != nil {
-			return Header{}, 0, err
-		}
-		h.SSL = findSSL(body[36:])
-	case 0x00, 0x31, 0x32: // UNSPEC or unix sockets: no usable client address
-		h.Local = true
-	default:
+	if !known {
 		return Header{}, 0, fmt.Errorf("%w: v2 family 0x%02x", ErrInvalid, fam)
 	}
+	if len(body) < addrLen {
+		return Header{}, 0, fmt.Errorf("%w: v2 family 0x%02x needs %d address bytes, has %d", ErrInvalid, fam, addrLen, len(body))
+	}
+	// TLVs follow the addresses, LOCAL or not: a list that does not split
+	// into whole TLVs is refused (as HAProxy does), and so is a wrong CRC32c.
+	if !wellFormed(body[addrLen:]) {
+		return Header{}, 0, fmt.Errorf("%w: v2 TLVs truncated", ErrInvalid)
+	}
+	if err := checkCRC(b[:16+length], 16+addrLen); err != nil {
+		return Header{}, 0, err
+	}
+	if h.Local {
+		return h, 16 + length, nil
+	}
+	switch fam {
+	case 0x11, 0x12: // TCP or UDP over IPv4
+		h.Source = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[0:4])), binary.BigEndian.Uint16(body[8:10]))
+		h.Dest = netip.AddrPortFrom(netip.AddrFrom4([4]byte(body[4:8])), binary.BigEndian.Uint16(body[10:12]))
+	case 0x21, 0x22: // TCP or UDP over IPv6
+		h.Source = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[0:16])), binary.BigEndian.Uint16(body[32:34]))
+		h.Dest = netip.AddrPortFrom(netip.AddrFrom16([16]byte(body[16:32])), binary.BigEndian.Uint16(body[34:36]))
+	default: // UNSPEC or unix sockets: no usable client address
+		h.Local = true
+		return h, 16 + length, nil
+	}
+	h.SSL = findSSL(body[addrLen:])
 	return h, 16 + length, nil
 }
+
+// v2AddrLen is the size of a v2 header's address block by family
+// (section 2.2): IPv4, IPv6, unix sockets, UNSPEC.
+var v2AddrLen = map[byte]int{0x11: 12, 0x12: 12, 0x21: 36, 0x22: 36, 0x31: 216, 0x32: 216, 0x00: 0}
 
 // checkCRC verifies a PP2_TYPE_CRC32C TLV among the TLVs that start at
 // off in the whole header hdr (section 2.2.3): the CRC32c of the header with
 // the checksum's own 4 bytes zeroed. A receiver that can check it must drop
-// a connection whose checksum is wrong. A header without one, or whose TLV
-// list is malformed (ignored, see findSSL), passes.
+// a connection whose checksum is wrong. A header without one passes. The
+// TLVs must be well formed (parseV2 checks first).
 func checkCRC(hdr []byte, off int) error {
-	tlvs := hdr[off:]
-	if !wellFormed(tlvs) {
-		return nil
-	}
 	for pos := off; pos < len(hdr); {
 		typ, v, rest, _ := nextTLV(hdr[pos:])
 		if typ == tlvCRC32C && len(v) == 4 {
@@ -259,13 +263,10 @@ const (
 	tlvSSLCipher  = 0x23
 )
 
-// findSSL returns the first well-formed PP2_TYPE_SSL TLV among tlvs. TLVs
-// are optional metadata: a malformed list or TLV is no error for the header
-// (a receiver ignores what it does not understand), only no SSL TLV.
+// findSSL returns the first well-formed PP2_TYPE_SSL TLV among tlvs, a
+// well-formed list (parseV2 checks first). A malformed SSL TLV value is no
+// error for the header, only no SSL TLV.
 func findSSL(tlvs []byte) SSL {
-	if !wellFormed(tlvs) {
-		return SSL{}
-	}
 	for len(tlvs) > 0 {
 		typ, v, rest, _ := nextTLV(tlvs)
 		if typ == tlvSSL {

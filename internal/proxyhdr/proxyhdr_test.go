@@ -96,7 +96,13 @@ func TestParseRejects(t *testing.T) {
 		{"v2 short addresses", string(append(append([]byte{}, v2TCP4[:12]...), 0x21, 0x11, 0, 4, 1, 2, 3, 4))},
 		{"v2 too long", string(big)},
 		{"v1 bare LF", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"},
-		{"v2 CRC32c wrong", string(withCRC(t, 0xdeadbeef))},
+		{"v2 CRC32c wrong", string(withCRC(t, v2TCP4, 0xdeadbeef))},
+		{"v2 LOCAL CRC32c wrong", string(withCRC(t, v2Local, 0xdeadbeef))},
+		{"v2 LOCAL IPv4 CRC32c wrong", string(withCRC(t, localTCP4(), 0xdeadbeef))},
+		{"v2 TLV truncated", string(withTLV(v2TCP4, 0x04, 0x00, 0x05, 'a'))},
+		{"v2 TLV header truncated", string(withTLV(v2TCP4, 0x04, 0x00))},
+		{"v2 LOCAL TLV truncated", string(withTLV(v2Local, 0x04, 0x00, 0x05, 'a'))},
+		{"v2 unix short", string(append(append([]byte{}, v2TCP4[:12]...), 0x21, 0x31, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := Parse([]byte(tc.in)); !errors.Is(err, ErrInvalid) {
@@ -106,13 +112,25 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
-// withCRC is v2TCP4 with a PP2_TYPE_CRC32C TLV holding sum, or the right
-// checksum when sum is 0.
-func withCRC(t testing.TB, sum uint32) []byte {
-	t.Helper()
+// withTLV is the v2 header base with tlv appended and counted in its length.
+func withTLV(base []byte, tlv ...byte) []byte {
+	b := append(append([]byte{}, base...), tlv...)
+	binary.BigEndian.PutUint16(b[14:16], binary.BigEndian.Uint16(b[14:16])+uint16(len(tlv)))
+	return b
+}
+
+// localTCP4 is v2TCP4 with the LOCAL command: its addresses are discarded.
+func localTCP4() []byte {
 	b := append([]byte{}, v2TCP4...)
-	b[15] += 7 // the TLV's 7 bytes
-	b = append(b, 0x03, 0x00, 0x04, 0, 0, 0, 0)
+	b[12] = 0x20
+	return b
+}
+
+// withCRC is the v2 header base with a PP2_TYPE_CRC32C TLV holding sum, or
+// the right checksum when sum is 0.
+func withCRC(t testing.TB, base []byte, sum uint32) []byte {
+	t.Helper()
+	b := withTLV(base, 0x03, 0x00, 0x04, 0, 0, 0, 0)
 	if sum == 0 {
 		sum = crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
 	}
@@ -123,9 +141,17 @@ func withCRC(t testing.TB, sum uint32) []byte {
 // TestCRC32c: a header whose checksum is right is read; a wrong one is
 // refused (TestParseRejects), as the spec asks of a receiver that checks.
 func TestCRC32c(t *testing.T) {
-	h, n, err := Parse(withCRC(t, 0))
+	h, n, err := Parse(withCRC(t, v2TCP4, 0))
 	if err != nil || n != len(v2TCP4)+7 || h.Source.String() != "203.0.113.7:4242" {
 		t.Fatalf("%+v %d %v", h, n, err)
+	}
+	// LOCAL (a proxy's health check) is checked too, and its addresses
+	// discarded.
+	for _, base := range [][]byte{v2Local, localTCP4()} {
+		h, n, err = Parse(withCRC(t, base, 0))
+		if err != nil || n != len(base)+7 || h != (Header{Version: 2, Local: true}) {
+			t.Fatalf("LOCAL: %+v %d %v", h, n, err)
+		}
 	}
 }
 
