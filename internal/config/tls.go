@@ -78,6 +78,11 @@ func (ck *check) tls(p string, t *TLS) {
 	if t.ClientCA != "" {
 		if _, err := LoadCertPool(t.ClientCA); err != nil {
 			ck.errorf(p+".client_ca", "%v", err)
+		} else if t.ClientAuth == "" || t.ClientAuth == "none" {
+			// A CA that verifies nothing: clients are never asked for a
+			// certificate, which is rarely what setting one meant.
+			ck.errorf(p+".client_ca", "set, but client_auth is none, so no client certificate is asked for: "+
+				"set client_auth to request or require, or remove client_ca")
 		}
 	} else if t.ClientAuth == "require" || t.ClientAuth == "request" {
 		ck.errorf(p+".client_ca", "client_auth: %s needs a client_ca to verify certificates against", t.ClientAuth)

@@ -78,4 +78,12 @@ func TestClientAuthNeedsCA(t *testing.T) {
 			t.Errorf("client_auth %s with client_ca: %v", auth, err)
 		}
 	}
+	// and a client_ca with client_auth none verifies nothing: refused too.
+	for _, auth := range []string{"", ", client_auth: none"} {
+		y := strings.Replace(minimal, "upstream: brokers\n",
+			fmt.Sprintf("upstream: brokers\n    tls: { cert: %s, key: %s, client_ca: %s%s }\n", srv.CertFile, srv.KeyFile, ca.CAFile(), auth), 1)
+		if _, err := Parse([]byte(y)); err == nil || !strings.Contains(err.Error(), "client_auth is none") {
+			t.Errorf("client_ca with client_auth %q: %v, want an error", auth, err)
+		}
+	}
 }
