@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -271,4 +272,29 @@ func (n *Node) peerNames() map[string]struct{} {
 		}
 	}
 	return peers
+}
+
+// aclSweepEvery is how often the auth hook forgets the own ACL rules of
+// sessions that are gone (expired, taken over, moved to another node).
+const aclSweepEvery = time.Minute
+
+// forgetACLs runs the auth hook's Forget every aclSweepEvery: a client's
+// rules stay while mochi holds its session, so that messages queued for it
+// offline are checked as while it was connected.
+func (n *Node) forgetACLs() {
+	defer n.wg.Done()
+	tick := time.NewTicker(aclSweepEvery)
+	defer tick.Stop()
+	held := func(cl *mqtt.Client) bool {
+		cur, ok := n.broker.Clients.Get(cl.ID)
+		return ok && cur == cl
+	}
+	for {
+		select {
+		case <-tick.C:
+			n.auth.Forget(held, aclSweepEvery)
+		case <-n.ctx.Done():
+			return
+		}
+	}
 }

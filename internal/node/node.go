@@ -142,8 +142,9 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.joinMesh(ctx); err != nil {
 		return err
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.runStore()
+	go n.forgetACLs()
 	if n.waitsForStore() {
 		wait := 10 * n.cfg.Mesh.Timeout.D()
 		select {

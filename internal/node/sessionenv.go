@@ -3,6 +3,7 @@ package node
 import (
 	"net"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/mqlb/mqlb/internal/node/listen"
@@ -14,6 +15,7 @@ func (n *Node) sessionEnv() session.Env {
 	c := n.cfg
 	return session.Env{
 		Broker: n.broker, Store: n.liveStore, Mesh: sessionMesh{n}, Log: n.log, Warn: n.warnEvery,
+		MayRead:  func(cl *mqtt.Client, topic string) bool { return n.auth.OnACLCheck(cl, topic, false) },
 		Drop:     n.metrics.droppedN,
 		TookOver: func(result string) { n.metrics.takeovers.With(result).Add(1) },
 		Cork:     func(c net.Conn) session.Cork { return listen.Cork(c) },

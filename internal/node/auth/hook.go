@@ -100,7 +100,7 @@ func (h *Hook) NamesUsers() bool {
 type Hook struct {
 	mqtt.HookBase
 	state atomic.Pointer[state]
-	acls  sync.Map // *mqtt.Client → []rule given by the backend that allowed it
+	acls  sync.Map // *mqtt.Client → ownRules: the rules of the backend that allowed it
 }
 
 var _ mqtt.Hook = (*Hook)(nil)
@@ -147,13 +147,47 @@ func (h *Hook) Provides(b byte) bool {
 	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish || b == mqtt.OnDisconnect
 }
 
-// OnDisconnect forgets the client's own ACL rules.
-func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.acls.Delete(cl) }
+// OnDisconnect forgets the client's own ACL rules when its session ends
+// with the connection. A session that stays keeps them: mochi checks every
+// message it queues for the offline client with OnACLCheck, which must
+// decide as it did while the client was connected (as mosquitto does). The
+// rules of sessions that end later, expire or move go with Forget.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire {
+		h.acls.Delete(cl)
+	}
+}
+
+// Held returns how many clients' own ACL rules the hook keeps.
+func (h *Hook) Held() (n int) {
+	h.acls.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// ownRules are the ACL rules a credential store gave a client, and when.
+type ownRules struct {
+	rules []rule
+	at    time.Time
+}
+
+// Forget drops the own ACL rules of every client for which held is false,
+// given more than grace ago (a client is held only once its session is
+// established, after it authenticated): the node calls it now and then with
+// "is cl still the session mochi holds for its id", which covers sessions
+// that expired, were taken over or moved to another node.
+func (h *Hook) Forget(held func(*mqtt.Client) bool, grace time.Duration) {
+	h.acls.Range(func(k, v any) bool {
+		if cl := k.(*mqtt.Client); time.Since(v.(ownRules).at) > grace && !held(cl) {
+			h.acls.Delete(cl)
+		}
+		return true
+	})
+}
 
 // clientRules returns the rules the allowing backend gave cl.
 func (h *Hook) clientRules(cl *mqtt.Client) []rule {
 	if v, ok := h.acls.Load(cl); ok {
-		return v.([]rule)
+		return v.(ownRules).rules
 	}
 	return nil
 }
@@ -186,7 +220,7 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		return false
 	}
 	if len(v.acl) > 0 {
-		h.acls.Store(cl, v.acl)
+		h.acls.Store(cl, ownRules{rules: v.acl, at: time.Now()})
 	}
 	log.Debug("client authenticated", "method", v.how)
 	st.checkWill(cl, v.acl, log)

@@ -498,7 +498,8 @@ func waitRoom(ds *dsession, cl *mqtt.Client) int {
 }
 
 // packet builds the PUBLISH of a queued message for cl, or false when it is
-// not for cl (no matching subscription any more, NoLocal, expired).
+// not for cl (no matching subscription any more, NoLocal, not readable by
+// cl's ACL, expired).
 func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, it item) (packets.Packet, bool) {
 	var qos byte
 	var ids []int
@@ -516,6 +517,9 @@ func (d *Durable) packet(ds *dsession, cl *mqtt.Client, e *meshwire.Envelope, it
 		}
 	}
 	if !found || (noLocal && it.from == cl.ID) {
+		return packets.Packet{}, false
+	}
+	if d.env.MayRead != nil && !d.env.MayRead(cl, e.Topic) {
 		return packets.Packet{}, false
 	}
 	pk := packets.Packet{

@@ -23,6 +23,11 @@ type Env struct {
 	Log    *slog.Logger                  // node logger
 	Warn   func(msg string, args ...any) // rate-limited warning, for hot paths
 
+	// MayRead is the read ACL check (the auth hook's OnACLCheck): a queued
+	// message goes to a client only if it may read the topic at the time of
+	// delivery, as mochi checks each message it delivers itself. Nil: all.
+	MayRead func(cl *mqtt.Client, topic string) bool
+
 	Drop     func(reason string, n int) // counts dropped messages (mqlb_node_dropped_total)
 	TookOver func(result string)        // counts takeovers (mqlb_node_takeovers_total)
 
