@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/certinfo"
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/node"
 )
 
 // cmdCheck validates config files (load balancer or node, told apart by
@@ -83,6 +84,9 @@ func printSummary(w io.Writer, c *config.Config) {
 		var extra []string
 		if l.TLS != nil {
 			extra = append(extra, "TLS (client certificates: "+l.TLS.ClientAuth+")")
+			if l.TLS.Identity != nil {
+				extra = append(extra, l.TLS.Identity.Summary())
+			}
 		}
 		if l.ProxyProtocol != nil && l.ProxyProtocol.Accept {
 			extra = append(extra, "PROXY from "+strings.Join(l.ProxyProtocol.Trusted, ","))
@@ -95,6 +99,9 @@ func printSummary(w io.Writer, c *config.Config) {
 		h := u.HealthCheck
 		fmt.Fprintf(w, "  %s: balance %s, proxy_protocol %s, connect_retries %d, health %s every %s (timeout %s, rise %d, fall %d)\n",
 			name, u.Balance, u.ProxyProtocol, u.ConnectRetries, h.Type, h.Interval, h.Timeout, h.Rise, h.Fall)
+		if u.Auth != nil {
+			fmt.Fprintf(w, "    %s\n", u.Auth.Summary())
+		}
 		if r := u.Rebalance; r.Rate > 0 || u.SlowStart > 0 || u.MaxConnectRate > 0 {
 			fmt.Fprintf(w, "    rebalance %g/s (tolerance %g, min_age %s), slow_start %s, max_connect_rate %g/s per server\n",
 				r.Rate, r.Tolerance, r.MinAge, u.SlowStart, u.MaxConnectRate)
@@ -121,6 +128,11 @@ func printSummary(w io.Writer, c *config.Config) {
 func checkNode(file string) error {
 	cfg, err := config.LoadNode(file)
 	if err != nil {
+		return configError(file, err)
+	}
+	// What the node loads at start beyond the config file (users files, JWT
+	// keys, connection strings), by the node's own code, contacting no store.
+	if err := node.CheckAuth(cfg.Auth); err != nil {
 		return configError(file, err)
 	}
 	fmt.Printf("%s: valid node config\n%s", file, cfg.Summary())

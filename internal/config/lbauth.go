@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 )
 
@@ -75,4 +76,37 @@ func (ck *check) upstreamAuth(p string, a *UpstreamAuth) {
 	if a.MaxConcurrent < 1 {
 		ck.errorf(p+".max_concurrent", "must be 1 or more")
 	}
+}
+
+// Summary describes the identity for mqlb check.
+func (id *Identity) Summary() string {
+	s := "identity from " + id.From + ", require_match " + id.RequireMatch
+	if id.RewriteUsername {
+		s += ", rewrite_username"
+	}
+	if id.RewriteClientID {
+		s += ", rewrite_client_id"
+	}
+	return s
+}
+
+// Summary describes the auth service for mqlb check; the URL's user
+// information and query (which may hold credentials) are left out.
+func (a *UpstreamAuth) Summary() string {
+	u := a.URL
+	if p, err := url.Parse(a.URL); err == nil {
+		hidden := p.User != nil || p.RawQuery != ""
+		p.User, p.RawQuery, p.ForceQuery = nil, "", false
+		u = p.String()
+		if hidden {
+			u += " (user info and query hidden)"
+		}
+	} else {
+		u = hideUserinfo(u)
+	}
+	cache := "off"
+	if a.CacheTTL > 0 {
+		cache = fmt.Sprintf("%s (at most %d)", a.CacheTTL, a.CacheSize)
+	}
+	return fmt.Sprintf("auth %s %s, timeout %s, cache_ttl %s, max_concurrent %d", a.Type, u, a.Timeout, cache, a.MaxConcurrent)
 }

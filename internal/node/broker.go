@@ -72,6 +72,18 @@ func (n *Node) warnUnverified() {
 	}
 }
 
+// CheckAuth builds the credential stores and ACL rules of a as the node does
+// at start — users files and JWT keys read, connection strings parsed, no
+// store contacted — and closes them: for mqlb check. Its errors are the
+// node's.
+func CheckAuth(a config.NodeAuth) error {
+	h, err := auth.New(authOptions(a))
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	return h.Stop()
+}
+
 func authOptions(a config.NodeAuth) auth.Options {
 	o := auth.Options{AllowAnonymous: a.AllowsAnonymous(), UsersFile: a.UsersFile, ACLDefault: a.ACLDefault == "allow",
 		Backends: a.Backends}

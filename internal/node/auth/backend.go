@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -124,7 +125,8 @@ func chain(bs []backendEntry, r Request) (Decision, string, error) {
 }
 
 // cached keeps a backend's decisions (not its errors) for ttl, keyed by a
-// hash of the whole request, password included.
+// hash of the request (password, client IP and protocol version included;
+// see requestKey).
 type cached struct {
 	b    Backend
 	ttl  time.Duration
@@ -169,10 +171,18 @@ func (c *cached) Authenticate(ctx context.Context, r Request) (Decision, error) 
 	return d, nil
 }
 
+// requestKey is a SHA-256 over everything a store may decide on, as the load
+// balancer's cache keys (lbauth): client id, user name, password,
+// certificate identity, client IP and protocol version. The remote's port is
+// left out: it changes with every connection and would defeat the cache.
 func requestKey(r *Request) [sha256.Size]byte {
 	h := sha256.New()
 	var n [4]byte
-	for _, f := range []string{r.ClientID, r.Username, r.Password, r.CertIdentity} {
+	remote := r.Remote
+	if ap, err := netip.ParseAddrPort(r.Remote); err == nil {
+		remote = ap.Addr().String()
+	}
+	for _, f := range []string{r.ClientID, r.Username, r.Password, r.CertIdentity, remote, string(rune(r.ProtocolVersion))} {
 		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
 		h.Write(n[:])
 		h.Write([]byte(f))

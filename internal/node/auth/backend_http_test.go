@@ -1,15 +1,19 @@
 package auth
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/mqlb/mqlb/internal/authhttp"
 	"github.com/mqlb/mqlb/internal/config"
 )
 
@@ -71,5 +75,53 @@ func TestHTTPStoreFailsClosed(t *testing.T) {
 	}
 	if code := c.publish1(t, "own/alice"); code != 0 {
 		t.Errorf("connected client after the service went down: PUBACK 0x%02x", code)
+	}
+}
+
+// TestCacheKeysOnAddressAndVersion: a cached http store whose service
+// allows user x from 127.0.0.1 over MQTT 5 only. A reconnect from 127.0.0.1
+// (another port) is answered from the cache; the same credentials from
+// 127.0.0.2, or over MQTT 3.1.1, ask the service again and are refused.
+func TestCacheKeysOnAddressAndVersion(t *testing.T) {
+	var asked atomic.Int32
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		var req authhttp.Request
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		host, _, _ := net.SplitHostPort(req.Remote)
+		if host == "127.0.0.1" && req.ProtocolVersion == 5 {
+			fmt.Fprint(w, `{"result":"allow"}`)
+			return
+		}
+		fmt.Fprint(w, `{"result":"deny"}`)
+	}))
+	defer svc.Close()
+	h := mustNew(t, Options{ACLDefault: true, Backends: []config.AuthBackend{
+		{Type: "http", URL: svc.URL, Timeout: config.Duration(5 * time.Second), CacheTTL: config.Duration(time.Minute)}}})
+	_, addrs := startBroker(t, h)
+	cp := paho.Connect{ClientID: "x", Username: "x", Password: []byte("pw")}
+	for i := range 2 {
+		c, ack, err := connectV5From(t, "127.0.0.1", addrs["tcp"], cp)
+		if err != nil {
+			t.Fatalf("from 127.0.0.1 (%d): %v %+v", i, err, ack)
+		}
+		_ = c.conn.Close()
+	}
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("service asked %d times for two connects from 127.0.0.1, want 1 (the port is not in the key)", n)
+	}
+	if _, ack, err := connectV5From(t, "127.0.0.2", addrs["tcp"], cp); ack == nil {
+		t.Errorf("from 127.0.0.2: no CONNACK: %v", err)
+	} else if ack.ReasonCode != 0x86 {
+		t.Errorf("from 127.0.0.2: CONNACK 0x%02x, want 0x86 (denied by the service, not allowed from the cache)", ack.ReasonCode)
+	}
+	if _, code := connectV311(t, addrs["tcp"], "x", "x", "pw"); code != 5 {
+		t.Errorf("MQTT 3.1.1 from 127.0.0.1: CONNACK code %d, want 5 (denied by the service, not allowed from the cache)", code)
+	}
+	if n := asked.Load(); n != 3 {
+		t.Errorf("service asked %d times, want 3", n)
 	}
 }

@@ -16,8 +16,9 @@ import (
 // jwtBackend takes the password as a JSON Web Token signed with an HMAC
 // secret or verified with a public key. Its username claim must equal the
 // CONNECT user name; its acl claim (optional) lists the client's rules.
-// A password that is not a JWT is ignored; a JWT that does not verify
-// (signature, exp, nbf) or names another user is denied.
+// A password that is not a JWT (malformed) is ignored; a JWT that does not
+// verify (signature, algorithm, exp, nbf) or names another user is denied;
+// a verified JWT with a malformed acl claim is an error.
 type jwtBackend struct {
 	key       any
 	methods   []string
@@ -69,22 +70,29 @@ func (b *jwtBackend) Authenticate(_ context.Context, r Request) (Decision, error
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(r.Password, claims, func(*jwt.Token) (any, error) { return b.key, nil },
 		jwt.WithValidMethods(b.methods))
+	if errors.Is(err, jwt.ErrTokenMalformed) {
+		// Not three base64url parts with JSON header and claims: a password
+		// that only looks like a token (v1.2.3); the next store is asked.
+		return Decision{Result: Ignore}, nil
+	}
 	if err != nil {
 		return Decision{Result: Deny}, nil
 	}
 	if u, _ := claims[b.userClaim].(string); u == "" || u != r.Username {
 		return Decision{Result: Deny}, nil
 	}
+	// A verified token with a malformed ACL is a bad answer from the store,
+	// as for http, redis and postgres: an error (server unavailable).
 	var es []aclEntry
 	if raw, ok := claims[b.aclClaim]; ok {
 		j, _ := json.Marshal(raw)
 		if err := json.Unmarshal(j, &es); err != nil {
-			return Decision{Result: Deny}, nil
+			return Decision{}, fmt.Errorf("%s claim: %w", b.aclClaim, err)
 		}
 	}
 	rules, err := toRules(es)
 	if err != nil {
-		return Decision{Result: Deny}, nil
+		return Decision{}, fmt.Errorf("%s claim: %w", b.aclClaim, err)
 	}
 	return Decision{Result: Allow, ACL: rules}, nil
 }

@@ -5,12 +5,15 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mqlb/mqlb/internal/config"
@@ -44,21 +47,76 @@ func TestJWTBackendPublicKey(t *testing.T) {
 	for _, tc := range []struct {
 		name, user, token string
 		want              Result
+		wantErr           bool
 	}{
-		{"valid", "dev", good, Allow},
-		{"other user", "dev2", good, Deny},
-		{"expired", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "exp": time.Now().Add(-time.Minute).Unix()}), Deny},
+		{"valid", "dev", good, Allow, false},
+		{"other user", "dev2", good, Deny, false},
+		{"expired", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "exp": time.Now().Add(-time.Minute).Unix()}), Deny, false},
 		// An HMAC token keyed with the public key's bytes: algorithm confusion.
-		{"hmac with the public key", "dev", sign(jwt.SigningMethodHS256, pemBytes, jwt.MapClaims{"sub": "dev", "exp": exp}), Deny},
-		{"bad acl", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "acl": []map[string]any{{"access": "x", "topic": "a"}}}), Deny},
-		{"not a token", "dev", "hunter2", Ignore},
+		{"hmac with the public key", "dev", sign(jwt.SigningMethodHS256, pemBytes, jwt.MapClaims{"sub": "dev", "exp": exp}), Deny, false},
+		{"unknown alg", "dev", withHeader(t, good, `{"alg":"XX99","typ":"JWT"}`), Deny, false},
+		{"bad signature", "dev", good[:len(good)-4] + "AAAA", Deny, false},
+		// A verified token with a malformed ACL is an error (0x88), as a
+		// malformed ACL from http, redis or postgres is.
+		{"bad acl", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "acl": []map[string]any{{"access": "x", "topic": "a"}}}), Ignore, true},
+		{"acl not a list", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "acl": "all"}), Ignore, true},
+		{"not a token", "dev", "hunter2", Ignore, false},
+		{"two dots, not a token", "dev", "v1.2.3", Ignore, false},
+		{"json header, claims not base64", "dev", withHeader(t, "x.!!.y", `{"alg":"EdDSA"}`), Ignore, false},
 	} {
 		d, err := b.Authenticate(context.Background(), Request{Username: tc.user, Password: tc.token})
-		if err != nil || d.Result != tc.want {
-			t.Errorf("%s: %v %v, want %v", tc.name, d.Result, err, tc.want)
+		if (err != nil) != tc.wantErr || d.Result != tc.want {
+			t.Errorf("%s: %v %v, want %v (error %v)", tc.name, d.Result, err, tc.want, tc.wantErr)
 		}
 		if tc.name == "valid" && (len(d.ACL) != 1 || d.ACL[0].Topic != "cmd/%c" || d.ACL[0].Access != AccessSubscribe) {
 			t.Errorf("acl: %+v", d.ACL)
+		}
+	}
+}
+
+// withHeader replaces a token's header with a base64url-encoded JSON one.
+func withHeader(t *testing.T, token, header string) string {
+	t.Helper()
+	parts := strings.SplitN(token, ".", 2)
+	if len(parts) != 2 {
+		t.Fatalf("token %q", token)
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + parts[1]
+}
+
+// TestJWTThenUsersFile: a jwt store before a users file, through a real
+// broker. A users-file password with two dots (v1.2.3) is not a JWT: the
+// jwt store does not know it and the file lets the user in. A token with a
+// bad signature is refused (0x86) without asking the file; a correctly
+// signed token with a malformed acl claim is a bad answer: 0x88.
+func TestJWTThenUsersFile(t *testing.T) {
+	secret := "s3cret-for-tests"
+	h := mustNew(t, Options{ACLDefault: true, Backends: []config.AuthBackend{
+		{Type: "jwt", Secret: secret, UsernameClaim: "username", ACLClaim: "acl", Timeout: config.Duration(time.Second)},
+		{Type: "file", UsersFile: usersFile(t, hashLine(t, "dotted", "v1.2.3"), hashLine(t, "forged", "x")), Timeout: config.Duration(time.Second)},
+	}})
+	_, addrs := startBroker(t, h)
+	sign := func(key string, claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name, user, pw string
+		want           byte
+	}{
+		{"users-file password v1.2.3", "dotted", "v1.2.3", 0},
+		{"token signed with another key", "forged", sign("other", jwt.MapClaims{"username": "forged"}), 0x86},
+		{"token with a malformed acl", "dev", sign(secret, jwt.MapClaims{"username": "dev", "acl": []map[string]any{{"allow": true, "access": "zz", "topic": "a"}}}), 0x88},
+		{"valid token", "dev", sign(secret, jwt.MapClaims{"username": "dev"}), 0},
+	} {
+		_, ack, err := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "c-" + tc.user, Username: tc.user, Password: []byte(tc.pw)})
+		if ack == nil {
+			t.Errorf("%s: no CONNACK: %v", tc.name, err)
+		} else if ack.ReasonCode != tc.want {
+			t.Errorf("%s: CONNACK 0x%02x, want 0x%02x", tc.name, ack.ReasonCode, tc.want)
 		}
 	}
 }

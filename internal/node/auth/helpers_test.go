@@ -94,7 +94,19 @@ type v5 struct {
 // CONNACK is returned whether or not the server accepted.
 func connectV5(t *testing.T, addr string, cfg *tls.Config, cp paho.Connect) (*v5, *paho.Connack, error) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return connectV5With(t, net.Dialer{Timeout: 5 * time.Second}, addr, cfg, cp)
+}
+
+// connectV5From is connectV5 over plain TCP from a local address (another
+// loopback address plays another client host).
+func connectV5From(t *testing.T, local, addr string, cp paho.Connect) (*v5, *paho.Connack, error) {
+	t.Helper()
+	return connectV5With(t, net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}, addr, nil, cp)
+}
+
+func connectV5With(t *testing.T, d net.Dialer, addr string, cfg *tls.Config, cp paho.Connect) (*v5, *paho.Connack, error) {
+	t.Helper()
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
