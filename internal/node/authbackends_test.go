@@ -96,7 +96,7 @@ func startAuthStores(t *testing.T) *authStores {
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"username": "jwt-user", "acl": userACL,
 		"exp": time.Now().Add(time.Hour).Unix()})
 	var err error
-	if s.token, err = tok.SignedString([]byte("jwt-secret")); err != nil {
+	if s.token, err = tok.SignedString([]byte("jwt-secret-of-at-least-32-bytes!")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -105,7 +105,7 @@ func startAuthStores(t *testing.T) *authStores {
 		{Type: "postgres", DSN: s.pg.DSN, Query: "SELECT password_hash FROM mqtt_user WHERE username = @username",
 			ACLQuery: "SELECT allow, access, topic FROM mqtt_acl WHERE username = @username"},
 		{Type: "redis", Address: s.redis.Socket, Key: "mqtt_user:%u"},
-		{Type: "jwt", Secret: "jwt-secret"},
+		{Type: "jwt", Secret: "jwt-secret-of-at-least-32-bytes!"},
 		{Type: "http", URL: s.httpSvc.URL, CacheTTL: config.Duration(time.Minute)},
 	}
 	for i := range s.backends {

@@ -46,8 +46,17 @@ func newJWTBackend(c config.AuthBackend) (*jwtBackend, error) {
 			return nil, fmt.Errorf("public_key_file: %w", err)
 		}
 	}
+	// An empty HMAC key verifies any token signed with an empty key, and a
+	// short one is guessable: RFC 7518 §3.2 asks for one at least as long
+	// as the hash's output.
+	if k, ok := b.key.([]byte); ok && len(k) < minHMACKey {
+		return nil, fmt.Errorf("HMAC secret of %d bytes: use at least %d (RFC 7518 section 3.2)", len(k), minHMACKey)
+	}
 	return b, nil
 }
+
+// minHMACKey is the shortest HMAC secret taken: HS256's output size.
+const minHMACKey = 32
 
 // publicKey parses a PEM public key and the algorithms it verifies.
 func publicKey(pem []byte) (any, []string, error) {

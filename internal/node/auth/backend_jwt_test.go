@@ -90,7 +90,7 @@ func withHeader(t *testing.T, token, header string) string {
 // bad signature is refused (0x86) without asking the file; a correctly
 // signed token with a malformed acl claim is a bad answer: 0x88.
 func TestJWTThenUsersFile(t *testing.T) {
-	secret := "s3cret-for-tests"
+	secret := "s3cret-for-tests-at-least-32-bytes"
 	h := mustNew(t, Options{ACLDefault: true, Backends: []config.AuthBackend{
 		{Type: "jwt", Secret: secret, UsernameClaim: "username", ACLClaim: "acl", Timeout: config.Duration(time.Second)},
 		{Type: "file", UsersFile: usersFile(t, hashLine(t, "dotted", "v1.2.3"), hashLine(t, "forged", "x")), Timeout: config.Duration(time.Second)},
@@ -181,5 +181,31 @@ func TestCachedStore(t *testing.T) {
 	}
 	if len(c.m) > 10 {
 		t.Fatalf("cache holds %d, bound 10", len(c.m))
+	}
+}
+
+// TestJWTSecretLength: an empty secret (an empty or blank secret_file) would
+// verify any token signed with an empty key; a short one is guessable. Both
+// are refused at start, as RFC 7518 section 3.2 asks.
+func TestJWTSecretLength(t *testing.T) {
+	blank := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(blank, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []config.AuthBackend{{Type: "jwt", SecretFile: blank, UsernameClaim: "username"}, {Type: "jwt", Secret: "short", UsernameClaim: "username"}} {
+		b, err := newJWTBackend(c)
+		if err == nil || !strings.Contains(err.Error(), "use at least 32") {
+			t.Errorf("%+v: %v, want a refusal", c, err)
+		}
+		if b != nil {
+			forged, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"username": "admin"}).SignedString([]byte{})
+			d, _ := b.Authenticate(context.Background(), Request{Username: "admin", Password: forged})
+			if d.Result == Allow {
+				t.Errorf("%+v: a token signed with an empty key is allowed", c)
+			}
+		}
+	}
+	if _, err := newJWTBackend(config.AuthBackend{Type: "jwt", Secret: strings.Repeat("k", 32)}); err != nil {
+		t.Fatal(err)
 	}
 }
