@@ -43,15 +43,15 @@ func TestCheckNodeAuthStores(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, auth, want string }{
 		{"jwt key not a PEM key", fmt.Sprintf("  backends: [{ type: jwt, public_key_file: %q }]\n", notKey),
-			"auth: auth.backends[0] (jwt): public_key_file: not a PEM RSA, ECDSA or Ed25519 public key"},
+			"auth.backends[0] (jwt): public_key_file: not a PEM RSA, ECDSA or Ed25519 public key"},
 		{"jwt private key as the public key", fmt.Sprintf("  backends: [{ type: jwt, public_key_file: %q }]\n", privFile),
-			"auth: auth.backends[0] (jwt): public_key_file: not a PEM RSA, ECDSA or Ed25519 public key"},
+			"auth.backends[0] (jwt): public_key_file: not a PEM RSA, ECDSA or Ed25519 public key"},
 		{"users file with a mosquitto hash", fmt.Sprintf("  backends: [{ type: file, users_file: %q }]\n", mosquittoUsers),
 			`users file ` + mosquittoUsers + `:1: user "dev": not a bcrypt hash`},
 		{"auth.users_file with a mosquitto hash", fmt.Sprintf("  users_file: %q\n", mosquittoUsers),
-			`users file ` + mosquittoUsers + `:1: user "dev": not a bcrypt hash`},
+			`auth.users_file: users file ` + mosquittoUsers + `:1: user "dev": not a bcrypt hash`},
 		{"postgres dsn", "  backends: [{ type: postgres, dsn: \"host=/tmp/x port=notaport\", query: \"SELECT h FROM u WHERE name = @username\" }]\n",
-			"auth: auth.backends[0] (postgres): dsn: cannot parse the connection string"},
+			"auth.backends[0] (postgres): dsn: cannot parse the connection string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := nodeConfig(tc.auth)

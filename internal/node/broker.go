@@ -46,7 +46,7 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	})
 	authHook, err := auth.New(authOptions(c.Auth))
 	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+		return nil, err
 	}
 	limits := &limitsHook{maxSubs: c.MQTT.MaxSubscriptionsPerClient}
 	n.hook = &hook{n: n}
@@ -79,7 +79,7 @@ func (n *Node) warnUnverified() {
 func CheckAuth(a config.NodeAuth) error {
 	h, err := auth.New(authOptions(a))
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err
 	}
 	return h.Stop()
 }

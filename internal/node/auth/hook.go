@@ -10,6 +10,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -66,6 +67,10 @@ func buildState(o Options) (*state, error) {
 		cfgs = []config.AuthBackend{{Type: "file", UsersFile: o.UsersFile, Timeout: config.Duration(time.Minute)}}
 	}
 	backends, err := buildBackends(cfgs, o.UsersFile)
+	if err != nil && len(o.Backends) == 0 {
+		// the users file alone, not a configured store: name its key
+		return nil, fmt.Errorf("auth.users_file: %w", errors.Unwrap(err))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func loadUsers(path string) (map[string][]byte, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("auth: users file: %w", err)
+		return nil, fmt.Errorf("users file: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -70,15 +70,15 @@ func loadUsers(path string) (map[string][]byte, error) {
 		}
 		user, hash, err := parseUserLine(line)
 		if err != nil {
-			return nil, fmt.Errorf("auth: users file %s:%d: %w", path, n, err)
+			return nil, fmt.Errorf("users file %s:%d: %w", path, n, err)
 		}
 		if _, dup := users[user]; dup {
-			return nil, fmt.Errorf("auth: users file %s:%d: duplicate user %q", path, n, user)
+			return nil, fmt.Errorf("users file %s:%d: duplicate user %q", path, n, user)
 		}
 		users[user] = hash
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("auth: users file %s: %w", path, err)
+		return nil, fmt.Errorf("users file %s: %w", path, err)
 	}
 	return users, nil
 }
