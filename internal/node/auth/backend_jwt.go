@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,17 +74,13 @@ func publicKey(pem []byte) (any, []string, error) {
 }
 
 func (b *jwtBackend) Authenticate(_ context.Context, r Request) (Decision, error) {
-	if strings.Count(r.Password, ".") != 2 {
+	if !looksLikeJWT(r.Password) {
+		// a password such as v1.2.3: the next store is asked
 		return Decision{Result: Ignore}, nil
 	}
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(r.Password, claims, func(*jwt.Token) (any, error) { return b.key, nil },
 		jwt.WithValidMethods(b.methods))
-	if errors.Is(err, jwt.ErrTokenMalformed) {
-		// Not three base64url parts with JSON header and claims: a password
-		// that only looks like a token (v1.2.3); the next store is asked.
-		return Decision{Result: Ignore}, nil
-	}
 	if err != nil {
 		return Decision{Result: Deny}, nil
 	}
@@ -104,4 +101,23 @@ func (b *jwtBackend) Authenticate(_ context.Context, r Request) (Decision, error
 		return Decision{}, fmt.Errorf("%s claim: %w", b.aclClaim, err)
 	}
 	return Decision{Result: Allow, ACL: rules}, nil
+}
+
+// looksLikeJWT reports whether p is three dot-separated parts whose first is
+// base64url JSON naming an "alg": a token, valid or not. A token whose
+// claims or signature are damaged is still one, and denied; anything else
+// is a password for the next store.
+func looksLikeJWT(p string) bool {
+	head, rest, ok := strings.Cut(p, ".")
+	if !ok || strings.Count(rest, ".") != 1 {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(head, "="))
+	if err != nil {
+		return false
+	}
+	var h struct {
+		Alg *string `json:"alg"`
+	}
+	return json.Unmarshal(raw, &h) == nil && h.Alg != nil
 }

@@ -62,7 +62,10 @@ func TestJWTBackendPublicKey(t *testing.T) {
 		{"acl not a list", "dev", sign(jwt.SigningMethodEdDSA, priv, jwt.MapClaims{"sub": "dev", "acl": "all"}), Ignore, true},
 		{"not a token", "dev", "hunter2", Ignore, false},
 		{"two dots, not a token", "dev", "v1.2.3", Ignore, false},
-		{"json header, claims not base64", "dev", withHeader(t, "x.!!.y", `{"alg":"EdDSA"}`), Ignore, false},
+		// A token with damaged claims or signature is still a token: denied,
+		// not passed on as a password.
+		{"json header, claims not base64", "dev", withHeader(t, "x.!!.y", `{"alg":"EdDSA"}`), Deny, false},
+		{"signature not base64", "dev", good + "-wrong", Deny, false},
 	} {
 		d, err := b.Authenticate(context.Background(), Request{Username: tc.user, Password: tc.token})
 		if (err != nil) != tc.wantErr || d.Result != tc.want {
