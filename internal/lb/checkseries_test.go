@@ -61,3 +61,23 @@ func TestRemovedServerHealthSeriesDropped(t *testing.T) {
 	gone("brokers", "b1", "server removed by reload")
 	waitSeries("brokers", "b0")
 }
+
+// TestRemovedServerMovedSeriesDropped: a server evacuated and then removed
+// (the usual way to retire one) leaves no mqlb_rebalance_moved_total series.
+func TestRemovedServerMovedSeriesDropped(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 2})
+	openRaw(t, h.addr, "moved-1")
+	placed := h.lb.Connections().List("moved-1")[0].Record().Server
+	base := "http://" + h.admin + "/api/v1/upstreams/brokers/servers/" + placed
+	if code, body := testutil.HTTP(t, "POST", base+"/evacuate?rate=100", ""); code != 202 {
+		t.Fatalf("evacuate: %d %s", code, body)
+	}
+	moved := fmt.Sprintf(`mqlb_rebalance_moved_total{server=%q,upstream="brokers"} 1`, placed)
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(metricsText(t, h), moved) }, "no %s", moved)
+	if code, body := testutil.HTTP(t, "DELETE", base, ""); code != 200 {
+		t.Fatalf("remove: %d %s", code, body)
+	}
+	if m := metricsText(t, h); strings.Contains(m, `server="`+placed+`"`) {
+		t.Errorf("series of the removed %s stay:\n%s", placed, grepLines(m, `server="`+placed+`"`))
+	}
+}
