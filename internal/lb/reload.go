@@ -79,6 +79,7 @@ func (l *LB) Apply(file *config.Config) error {
 	l.proxy.Swap(rt)
 	plan.commit(l)
 	l.ups.Stop()
+	l.coll.Forget(l.ups, ups)
 	l.ups = ups
 	l.applyAdmin(cfg.Admin)
 	if l.level != nil {

@@ -122,6 +122,7 @@ func (l *LB) change(r serverRef, edit func(ov *override, file *config.Server) er
 	ups.Start()
 	l.proxy.Swap(rt)
 	l.ups.Stop()
+	l.coll.Forget(l.ups, ups)
 	l.ups, l.cfg, l.ov = ups, eff, ov
 	l.log.Info("runtime change: "+msg, append([]any{"upstream", r.upstream, "server", r.server}, args...)...)
 	return nil

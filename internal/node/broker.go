@@ -48,6 +48,7 @@ func newBroker(n *Node) (*mqtt.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	authHook.SetLogger(n.log.With("component", "auth")) // not mochi's: refused logins are info, not debug
 	limits := &limitsHook{maxSubs: c.MQTT.MaxSubscriptionsPerClient}
 	n.hook = &hook{n: n}
 	for _, h := range []mqtt.Hook{listen.NewIdentityHook(), auth.NewThrottle(authHook), limits, n.hook} {

@@ -52,6 +52,25 @@ func (c *Collector) ObserveCheck(s *upstream.Server, d time.Duration, err error)
 	c.checks.WithLabelValues(s.Upstream(), s.Name(), result).Observe(d.Seconds())
 }
 
+// Forget drops the health check series of every server prev has and next
+// has not (removed through the admin API or by a reload, or its whole
+// upstream removed): the other per-server metrics are made from the live
+// servers at scrape time, so without this only these series would stay.
+// Call it after prev's checks stopped, so none is recorded again.
+func (c *Collector) Forget(prev, next *upstream.Set) {
+	if prev == nil {
+		return
+	}
+	for _, u := range prev.All() {
+		nu := next.Get(u.Name)
+		for _, s := range u.Servers {
+			if nu == nil || nu.Server(s.Name()) == nil {
+				c.checks.DeletePartialMatch(prometheus.Labels{"upstream": u.Name, "server": s.Name()})
+			}
+		}
+	}
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descActive, descTotal, descBytes, descUp, descState, descDialFails, descServerTotal, descClients} {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/mqlb/mqlb/internal/listener"
@@ -18,7 +19,7 @@ import (
 const (
 	ResultOK             = "ok"
 	ResultRefused        = "refused_by_server"  // the server answered the CONNECT with a refusal (code in connack)
-	ResultEOF            = "eof"                // closed before sending anything (port probe)
+	ResultEOF            = "eof"                // the client closed (or reset) before a whole CONNECT: a port probe, or a client gone mid-handshake
 	ResultTimeout        = "timeout"            // no complete CONNECT within connect_timeout
 	ResultNotMQTT        = "not_mqtt"           // first packet not a CONNECT (HTTP, TLS on the plain port...)
 	ResultMalformed      = "malformed"          // a CONNECT that breaks the spec
@@ -90,8 +91,16 @@ func (s *session) inspectResult(err error) string {
 		return ResultNotMQTT
 	case errors.Is(err, mqttwire.ErrMalformed):
 		return ResultMalformed
+	case clientGone(err):
+		return ResultEOF // the client went away mid-CONNECT: its doing, not the LB's
 	}
 	return ResultError
+}
+
+// clientGone reports an error that says the client closed or reset the
+// connection: EOF, EOF inside a record, header or packet, or a reset.
+func clientGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // isTimeout reports a deadline that passed; the WebSocket library reports
@@ -101,10 +110,15 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
+// prepareResult labels a failed PROXY header, TLS handshake or WebSocket
+// upgrade; a client that closed in the middle of one is eof (the reason,
+// the error, says which stage), not the stage's error.
 func prepareResult(err error) string {
 	switch {
 	case isTimeout(err):
 		return ResultTimeout
+	case clientGone(err):
+		return ResultEOF
 	case errors.Is(err, listener.ErrProxyHeader):
 		return ResultProxyError
 	case errors.Is(err, listener.ErrTLS):
@@ -122,7 +136,15 @@ func (s *session) fail(result string, err error) {
 		result = ResultOverPending // the gate closed it: that is why it failed
 	}
 	c.result = result
-	if err != nil && result != ResultEOF {
+	switch {
+	case err == nil:
+	case result == ResultEOF && s.cl != nil && len(s.data) == 0:
+		if !errors.Is(err, io.EOF) { // a reset; a plain close is a port probe: no reason
+			c.reason = err.Error()
+		}
+	case result == ResultEOF && s.cl != nil:
+		c.reason = "CONNECT incomplete: " + err.Error()
+	default:
 		c.reason = err.Error()
 		s.p.log.Debug("connection refused", "remote", c.remote(), "listener", s.set.Name, "result", result, "error", err)
 	}

@@ -5,10 +5,16 @@
 package ratelog
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
 )
+
+// maxKeys bounds the keys a Log remembers (keys may be client addresses):
+// beyond it, keys last written an interval ago or more are forgotten, and
+// if none is, all of them.
+const maxKeys = 1 << 14
 
 // Log logs a message at most once per interval per key.
 type Log struct {
@@ -28,8 +34,17 @@ func New(every time.Duration) *Log {
 }
 
 // Warn logs msg with args at warning level unless key was logged less than
-// every ago; the next line written says how many were suppressed.
+// every ago; the next line written for key carries suppressed=N.
 func (r *Log) Warn(log *slog.Logger, key, msg string, args ...any) {
+	r.log(log, slog.LevelWarn, key, msg, args)
+}
+
+// Info is Warn at info level.
+func (r *Log) Info(log *slog.Logger, key, msg string, args ...any) {
+	r.log(log, slog.LevelInfo, key, msg, args)
+}
+
+func (r *Log) log(log *slog.Logger, level slog.Level, key, msg string, args []any) {
 	now := time.Now()
 	r.mu.Lock()
 	e := r.last[key]
@@ -39,6 +54,9 @@ func (r *Log) Warn(log *slog.Logger, key, msg string, args ...any) {
 		return
 	}
 	if e == nil {
+		if len(r.last) >= maxKeys {
+			r.prune(now)
+		}
 		e = &rateEntry{}
 		r.last[key] = e
 	}
@@ -48,5 +66,17 @@ func (r *Log) Warn(log *slog.Logger, key, msg string, args ...any) {
 	if n > 0 {
 		args = append(args, "suppressed", n)
 	}
-	log.Warn(msg, args...)
+	log.Log(context.Background(), level, msg, args...)
+}
+
+// prune forgets keys last written every ago or more, or all of them.
+func (r *Log) prune(now time.Time) {
+	for k, e := range r.last {
+		if now.Sub(e.at) >= r.every {
+			delete(r.last, k)
+		}
+	}
+	if len(r.last) >= maxKeys {
+		clear(r.last)
+	}
 }

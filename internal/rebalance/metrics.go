@@ -24,12 +24,14 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ups := c.m.ups()
+	c.m.prune(func(u, s string) bool { return ups.Get(u) != nil && ups.Get(u).Server(s) != nil })
 	seen := map[[2]string]bool{}
 	c.m.Moved(func(u, s string, n uint64) {
 		seen[[2]string{u, s}] = true
 		ch <- prometheus.MustNewConstMetric(descMoved, prometheus.CounterValue, float64(n), u, s)
 	})
-	for _, u := range c.m.ups().All() {
+	for _, u := range ups.All() {
 		for _, s := range u.Servers { // at 0 until a first move: increase() needs the series
 			if !seen[[2]string{u.Name, s.Name()}] {
 				ch <- prometheus.MustNewConstMetric(descMoved, prometheus.CounterValue, 0, u.Name, s.Name())

@@ -140,6 +140,19 @@ func (m *Manager) count(upstream, server string) {
 	}
 }
 
+// prune forgets the count of every server keep says no longer exists
+// (removed through the API or by a reload), so its series leaves /metrics
+// with the server's other ones.
+func (m *Manager) prune(keep func(upstream, server string) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.moved {
+		if !keep(k[0], k[1]) {
+			delete(m.moved, k)
+		}
+	}
+}
+
 // Moved calls f with every (upstream, server, connections moved off it).
 func (m *Manager) Moved(f func(upstream, server string, n uint64)) {
 	m.mu.Lock()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/node/listen"
+	"github.com/mqlb/mqlb/internal/ratelog"
 
 	mqtttopic "github.com/mqlb/mqlb/internal/topic"
 )
@@ -104,9 +105,15 @@ func (h *Hook) NamesUsers() bool {
 // hooks that forward publishes: mochi stops the OnPublish chain at a refusal.
 type Hook struct {
 	mqtt.HookBase
-	state atomic.Pointer[state]
-	acls  sync.Map // *mqtt.Client → ownRules: the rules of the backend that allowed it
+	state    atomic.Pointer[state]
+	acls     sync.Map     // *mqtt.Client → ownRules: the rules of the backend that allowed it
+	own      *slog.Logger // SetLogger's; set before the hook is added
+	refusals *ratelog.Log // "connection refused" lines, by client address and username
 }
+
+// RefusalLogEvery is how often one client address and username may write a
+// "connection refused" line; the next one says how many were not written.
+const RefusalLogEvery = 10 * time.Second
 
 var _ mqtt.Hook = (*Hook)(nil)
 
@@ -116,7 +123,7 @@ func New(opts Options) (*Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := new(Hook)
+	h := &Hook{refusals: ratelog.New(RefusalLogEvery)}
 	h.state.Store(st)
 	return h, nil
 }
@@ -221,7 +228,11 @@ func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		return false
 	}
 	if !v.ok {
-		log.Info("connection refused", "reason", v.how)
+		// at info, like mosquitto's and EMQX's failed logins; repeated
+		// failures write one line per RefusalLogEvery per address and
+		// username (and the throttle refuses a guesser before this after
+		// FailureBurst failures)
+		h.refusals.Info(log, host(cl.Net.Remote)+" "+string(cl.Properties.Username), "connection refused", "reason", v.how)
 		return false
 	}
 	if len(v.acl) > 0 {
@@ -396,8 +407,17 @@ func (h *Hook) SetOpts(l *slog.Logger, o *mqtt.HookOptions) {
 	}
 }
 
-// logger returns the logger mochi set through SetOpts, or a discarding one.
+// SetLogger gives the hook a logger of its own, used instead of mochi's
+// (which the node writes at debug for mochi's info lines): call it before
+// adding the hook.
+func (h *Hook) SetLogger(l *slog.Logger) { h.own = l }
+
+// logger returns SetLogger's logger, else the one mochi set through
+// SetOpts, else a discarding one.
 func (h *Hook) logger() *slog.Logger {
+	if h.own != nil {
+		return h.own
+	}
 	if h.Log == nil {
 		return discard
 	}

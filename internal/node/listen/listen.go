@@ -104,9 +104,10 @@ func ClientCloser(s *mqtt.Server) func(id string) {
 // listener implements mochi's listeners.Listener over the shared front
 // door (internal/listener).
 type listener struct {
-	o   Options
-	log *slog.Logger
-	set *frontdoor.Settings
+	o    Options
+	base *slog.Logger // without the listener attribute, which the front door adds itself
+	log  *slog.Logger // base with listener=ID
+	set  *frontdoor.Settings
 
 	mu     sync.Mutex
 	ln     *frontdoor.Listener
@@ -125,9 +126,7 @@ func New(o Options, log *slog.Logger) (listeners.Listener, error) {
 	}
 	o.setDefaults()
 	l := &listener{o: o, set: o.settings()}
-	if log != nil {
-		l.log = log.With("listener", o.ID)
-	}
+	l.base = log
 	return l, nil
 }
 
@@ -211,13 +210,14 @@ func (l *listener) Address() string {
 
 // Init binds the address. mochi calls it from AddListener.
 func (l *listener) Init(log *slog.Logger) error {
-	if l.log == nil {
-		l.log = log
+	if l.base == nil {
+		l.base = log
 	}
-	if l.log == nil {
-		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if l.base == nil {
+		l.base = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	ln, err := frontdoor.Listen(l.o.Address, l.o.ID, l.log)
+	l.log = l.base.With("listener", l.o.ID)
+	ln, err := frontdoor.Listen(l.o.Address, l.o.ID, l.base) // it adds listener=ID: once per line
 	if err != nil {
 		return fmt.Errorf("listen: listener %q: %w", l.o.ID, err)
 	}
