@@ -140,7 +140,12 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	all := s.b.Connections().List(r.URL.Query().Get("client_id"))
+	var all []*proxy.Conn
+	if r.URL.Query().Has("client_id") { // client_id= is the empty client id, not every client
+		all = s.b.Connections().List(r.URL.Query().Get("client_id"))
+	} else {
+		all = s.b.Connections().All()
+	}
 	if q := r.URL.Query().Get("q"); q != "" { // prefix or substring of the client id
 		all = slices.DeleteFunc(all, func(c *proxy.Conn) bool { return !strings.Contains(c.ClientID(), q) })
 	}

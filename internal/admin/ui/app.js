@@ -225,9 +225,10 @@ async function refreshConns() {
   const tb = $("conns");
   tb.replaceChildren();
   for (const c of res.connections) {
-    const kick = el("button", { class: "danger", onclick: () => confirmThen(`Kick ${c.client_id}? Its connection(s) through the load balancer are closed; the client may reconnect.`,
+    const who = c.client_id === "" ? "the client(s) with an empty client id" : c.client_id;
+    const kick = el("button", { class: "danger", onclick: () => confirmThen(`Kick ${who}? Its connection(s) through the load balancer are closed; the client may reconnect.`,
       () => api("/api/v1/connections?client_id=" + encodeURIComponent(c.client_id), "DELETE")) }, "kick");
-    tb.append(el("tr", {}, td(c.client_id), td(c.username || ""), td(c.remote), td(c.upstream + "/" + c.server),
+    tb.append(el("tr", {}, c.client_id === "" ? td("(empty)", "muted") : td(c.client_id), td(c.username || ""), td(c.remote), td(c.upstream + "/" + c.server),
       td(fmtDur(Date.now() - Date.parse(c.since))), td(fmtBytes(c.bytes_in), "num"), td(fmtBytes(c.bytes_out), "num"), el("td", {}, kick)));
   }
 }

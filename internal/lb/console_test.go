@@ -1,0 +1,38 @@
+package lb
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqlb/mqlb/internal/testutil"
+)
+
+// TestKickEmptyClientID: client_id= names the clients that sent an empty
+// client id (legal in MQTT), not every connection.
+func TestKickEmptyClientID(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 2})
+	base := "http://" + h.admin + "/api/v1"
+	anon := openRaw(t, h.addr, "")
+	named := openRaw(t, h.addr, "named")
+	other := openRaw(t, h.addr, "other")
+
+	if _, body := testutil.HTTP(t, "GET", base+"/connections", ""); !strings.Contains(body, `"total": 3`) {
+		t.Fatalf("GET without client_id lists all: %s", body)
+	}
+	if _, body := testutil.HTTP(t, "GET", base+"/connections?client_id=", ""); !strings.Contains(body, `"total": 1`) || strings.Contains(body, "named") {
+		t.Fatalf("GET client_id= lists only the empty client id: %s", body)
+	}
+	if code, body := testutil.HTTP(t, "DELETE", base+"/connections?client_id=", ""); code != 200 || !strings.Contains(body, `"closed": 1`) {
+		t.Fatalf("kick client_id=: %d %s", code, body)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return anon.alive() != nil }, "empty-id connection closed")
+	for _, c := range []*rawClient{named, other} {
+		if err := c.alive(); err != nil {
+			t.Fatalf("%s: kicking the empty client id closed it: %v", c.id, err)
+		}
+	}
+	if code, body := testutil.HTTP(t, "DELETE", base+"/connections?client_id=", ""); code != 404 {
+		t.Fatalf("kick client_id= with none left: %d %s", code, body)
+	}
+}
