@@ -108,3 +108,39 @@ func TestListenBeyondLoopback(t *testing.T) {
 	}
 	ln.Close()
 }
+
+// TestSecurityHeaders: every answer, refusals included, forbids framing
+// (clickjacking), type sniffing and the Referer.
+func TestSecurityHeaders(t *testing.T) {
+	base := serve(t, Options{Token: "s3cret"})
+	for _, c := range []struct {
+		name, method, path string
+		hdr                map[string]string
+	}{
+		{"open route", "GET", "/open", nil},
+		{"no token (401)", "GET", "/api", nil},
+		{"foreign origin (403)", "POST", "/api", map[string]string{"Origin": "http://evil.example"}},
+		{"foreign Host (421)", "GET", "/open", map[string]string{"Host": "evil.example"}},
+		{"unknown path (404)", "GET", "/nothing", nil},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), c.method, base+c.path, nil)
+		for k, v := range c.hdr {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k, want := range map[string]string{"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+			"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+			if got := resp.Header.Get(k); got != want {
+				t.Errorf("%s (%d): %s: %q, want %q", c.name, resp.StatusCode, k, got, want)
+			}
+		}
+	}
+}

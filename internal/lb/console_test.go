@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -34,5 +35,27 @@ func TestKickEmptyClientID(t *testing.T) {
 	}
 	if code, body := testutil.HTTP(t, "DELETE", base+"/connections?client_id=", ""); code != 404 {
 		t.Fatalf("kick client_id= with none left: %d %s", code, body)
+	}
+}
+
+// TestAdminSecurityHeaders: the load balancer's admin answers (the
+// dashboard, the API, errors) cannot be framed by another site; the
+// dashboard runs under a policy of its own files only.
+func TestAdminSecurityHeaders(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1})
+	for _, path := range []string{"/ui/", "/ui/app.js", "/api/v1/upstreams", "/api/v1/nothing", "/healthz", "/metrics"} {
+		resp, err := http.Get("http://" + h.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		hd := resp.Header
+		if hd.Get("X-Frame-Options") != "DENY" || !strings.Contains(hd.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
+			hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s (%d): headers %v", path, resp.StatusCode, hd)
+		}
+		if strings.HasPrefix(path, "/ui/") && !strings.Contains(hd.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("%s: CSP %q, want default-src 'self'", path, hd.Get("Content-Security-Policy"))
+		}
 	}
 }

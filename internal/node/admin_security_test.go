@@ -47,3 +47,21 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 		t.Fatalf("a node admin beyond loopback without a token started: %v", err)
 	}
 }
+
+// TestAdminSecurityHeaders: the node's admin answers cannot be framed by
+// another site (clickjacking), nor sniffed, nor leak a Referer.
+func TestAdminSecurityHeaders(t *testing.T) {
+	c := shared(t)
+	for _, path := range []string{"/metrics", "/healthz", "/api/v1/clients", "/nothing"} {
+		resp, err := http.Get("http://" + c.nodes[0].AdminAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		hd := resp.Header
+		if hd.Get("X-Frame-Options") != "DENY" || hd.Get("Content-Security-Policy") != "frame-ancestors 'none'" ||
+			hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s (%d): headers %v", path, resp.StatusCode, hd)
+		}
+	}
+}

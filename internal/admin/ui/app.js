@@ -167,7 +167,7 @@ function renderUpstreams(list, r) {
       const h = serverHist[key] || {};
       const rt = r.servers[key] || { connects: 0, in: 0, out: 0 };
       const tr = el("tr", { class: s.state, "data-server": key });
-      const weight = el("input", { type: "number", min: 1, max: 256, value: s.weight, style: "width:3.5rem", "aria-label": "weight of " + s.name });
+      const weight = el("input", { type: "number", min: 1, max: 256, value: s.weight, class: "weight", "aria-label": "weight of " + s.name });
       weight.onchange = () => {
         const w = Number(weight.value);
         confirmThen(`Set ${key}'s weight from ${s.weight} to ${w}?`, () => api(serverPath(u.name, s.name) + "/weight", "PUT", { weight: w }));
@@ -195,7 +195,7 @@ function renderUpstreams(list, r) {
 }
 
 function addForm(u) {
-  const name = el("input", { placeholder: "name" }), addr = el("input", { placeholder: "host:port" }), w = el("input", { type: "number", min: 1, max: 256, value: 1, style: "width:3.5rem" });
+  const name = el("input", { placeholder: "name" }), addr = el("input", { placeholder: "host:port" }), w = el("input", { type: "number", min: 1, max: 256, value: 1, class: "weight" });
   const add = el("button", { onclick: () => {
     if (!addr.value) { showError(new Error("add a server: the address is required")); return; }
     confirmThen(`Add server ${name.value || addr.value} (${addr.value}, weight ${w.value}) to ${u.name}?`,
