@@ -55,9 +55,23 @@ type Server struct {
 func New(b Backend, o adminhttp.Options, reg *prometheus.Registry, log *slog.Logger) *Server {
 	o.Realm = "mqlb"
 	s := &Server{b: b, guard: adminhttp.New(o), reg: reg, log: log, hist: newHistory(), stop: make(chan struct{})}
-	s.srv = &http.Server{Handler: s.guard.Site(s.routes()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	s.srv = &http.Server{Handler: s.guard.Site(s.routes()),
+		// A request (headers and body) must arrive within readTimeout and an
+		// idle keep-alive connection is closed after idleTimeout, so neither
+		// a slow body nor an idle client holds a connection (as the node's
+		// admin). The profiler's profile and trace extend the write
+		// deadline by the seconds they were asked for (net/http/pprof).
+		ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, WriteTimeout: writeTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s
 }
+
+// The admin server's timeouts (variables for tests).
+var (
+	readTimeout  = 10 * time.Second
+	idleTimeout  = 60 * time.Second
+	writeTimeout = 30 * time.Second
+)
 
 // Listen binds address. A non-loopback address without a token is refused
 // unless the options say Insecure (then it is logged as a warning).
