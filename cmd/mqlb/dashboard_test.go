@@ -328,3 +328,35 @@ func TestDashboardCSP(t *testing.T) {
 		t.Errorf("console errors:\n%s", e)
 	}
 }
+
+// TestDashboardKeepsActionError: an action the API refuses shows why, and
+// the message stays through the polls that follow, until the next action.
+func TestDashboardKeepsActionError(t *testing.T) {
+	ctx, _, _ := dashboardRun(t)
+	// Add a server with a bad address: the API answers 400 and says why.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ok, _ := eval[bool](ctx, `(f => f ? (f.querySelector('input[placeholder="name"]').value = "bad",
+			f.querySelector('input[placeholder="host:port"]').value = "nohostport", f.querySelector("button").click(), true) : false)(document.querySelector(".addform"))`)
+		return ok && exists(ctx, "dialog[open] #confirm-ok")
+	}, "add form submitted")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(text(ctx, "#err"), "400") }, "error shown: %q", text(ctx, "#err"))
+	// Two more polls (the history moves on by 4 s): the error is still there.
+	last := func() float64 {
+		v, _ := eval[float64](ctx, `samples.length ? samples[samples.length - 1].t : 0`)
+		return v
+	}
+	t0 := last()
+	testutil.Eventually(t, 20*time.Second, func() bool { return last() > t0+4500 }, "dashboard polls on")
+	if e := text(ctx, "#err"); !strings.Contains(e, "400") || !strings.Contains(e, "address") {
+		t.Fatalf("the refused action's error was cleared by a refresh: %q", e)
+	}
+	// The next action that succeeds clears it.
+	clickRow(t, ctx, `tr[data-server="brokers/a"] button[data-action="drain"]`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return text(ctx, "#err") == "" }, "error cleared by the next action: %q", text(ctx, "#err"))
+}

@@ -15,7 +15,7 @@ let haveNodes = false; // the brokers are mqlb nodes (mqlb up): their sessions a
 // The token lives in sessionStorage: it survives a reload of the page but not
 // the browser session, and is never sent anywhere but this admin API.
 $("token").value = sessionStorage.getItem("mqlb-token") || "";
-$("token").onchange = () => { sessionStorage.setItem("mqlb-token", $("token").value); refresh(); };
+$("token").onchange = () => { sessionStorage.setItem("mqlb-token", $("token").value); actionError = ""; refresh(); };
 $("q").oninput = () => Promise.all([refreshConns(), refreshNodeClients()]).catch(showError);
 
 async function api(path, method, body) {
@@ -31,7 +31,12 @@ async function api(path, method, body) {
   return data;
 }
 
-function showError(e) { $("err").textContent = e.message || String(e); }
+// A failed poll's error shows until a poll succeeds; a failed action's
+// (actionError) stays through the polls until the next action, so the
+// operator can read why it was refused.
+let actionError = "";
+function showError(e) { $("err").textContent = [actionError, e.message || String(e)].filter(Boolean).join(" — "); }
+function showActionError(e) { actionError = e.message || String(e); $("err").textContent = actionError; }
 
 // confirmThen asks in the page's dialog, then runs fn and refreshes.
 function confirmThen(text, fn) {
@@ -40,7 +45,8 @@ function confirmThen(text, fn) {
   d.returnValue = "";
   d.onclose = async () => {
     if (d.returnValue !== "ok") return;
-    try { await fn(); $("err").textContent = ""; } catch (e) { showError(e); }
+    actionError = "";
+    try { await fn(); $("err").textContent = ""; } catch (e) { showActionError(e); }
     refresh();
   };
   d.showModal();
@@ -197,7 +203,7 @@ function renderUpstreams(list, r) {
 function addForm(u) {
   const name = el("input", { placeholder: "name" }), addr = el("input", { placeholder: "host:port" }), w = el("input", { type: "number", min: 1, max: 256, value: 1, class: "weight" });
   const add = el("button", { onclick: () => {
-    if (!addr.value) { showError(new Error("add a server: the address is required")); return; }
+    if (!addr.value) { showActionError(new Error("add a server: the address is required")); return; }
     confirmThen(`Add server ${name.value || addr.value} (${addr.value}, weight ${w.value}) to ${u.name}?`,
       () => api(`/api/v1/upstreams/${encodeURIComponent(u.name)}/servers`, "POST", { name: name.value, address: addr.value, weight: Number(w.value) }));
   } }, "add server");
@@ -309,7 +315,7 @@ async function refresh() {
     await refreshSticky(ups.upstreams);
     if (Date.now() - lastCluster > 5000) { lastCluster = Date.now(); await refreshCluster(); }
     await refreshNodeClients();
-    $("err").textContent = "";
+    $("err").textContent = actionError;
   } catch (e) { showError(e); }
 }
 
