@@ -281,7 +281,9 @@ func (k *ctl) setWeight(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return k.done(body, "%s/%s: weight %d", u, s, w)
+	var sv serverJSON
+	json.Unmarshal(body, &sv)
+	return k.done(body, "%s/%s: weight %d", u, s, sv.Weight)
 }
 
 func (k *ctl) add(ctx context.Context, args []string) error {
@@ -301,7 +303,9 @@ func (k *ctl) add(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return k.done(body, "%s/%s: added (%s, weight %d)", u, s, args[1], k.weight)
+	var sv serverJSON // what the load balancer took, not what was asked
+	json.Unmarshal(body, &sv)
+	return k.done(body, "%s/%s: added (%s, weight %d)", u, cmp.Or(sv.Name, s), sv.Address, sv.Weight)
 }
 
 func (k *ctl) remove(ctx context.Context, args []string) error {

@@ -199,3 +199,12 @@ func TestClientsTableCells(t *testing.T) {
 		t.Errorf("whole footer: %q", got)
 	}
 }
+
+// TestCtlAddWeight: ctl add says what the load balancer took, and a weight
+// the API refuses (0) fails instead of printing it.
+func TestCtlAddWeight(t *testing.T) {
+	b1, b2 := testutil.StartMochi(t), testutil.StartMochi(t)
+	admin := startRun(t, stickyConfig(b1.Addr))
+	ctlFails(t, admin, 1, "want a weight from 1 to 256, got 0", "add", "z", b2.Addr, "--weight", "0")
+	ctlOK(t, admin, []string{"add", "c", b2.Addr, "--weight", "3"}, "brokers/c: added ("+b2.Addr+", weight 3)")
+}

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -57,5 +58,36 @@ func TestAdminSecurityHeaders(t *testing.T) {
 		if strings.HasPrefix(path, "/ui/") && !strings.Contains(hd.Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Errorf("%s: CSP %q, want default-src 'self'", path, hd.Get("Content-Security-Policy"))
 		}
+	}
+}
+
+// TestRuntimeAPIRefusals: the runtime API answers bad input with 400 and
+// a JSON error that says what is wrong, and changes nothing.
+func TestRuntimeAPIRefusals(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1})
+	base := "http://" + h.admin + "/api/v1"
+	addr := h.brokers[0].Addr
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		msg                string
+	}{
+		{"POST", "/upstreams/brokers/servers", `{"name":"w0","address":"` + addr + `","weight":0}`, 400, "weight: want a weight from 1 to 256, got 0"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"w257","address":"` + addr + `","weight":257}`, 400, "got 257"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"wneg","address":"` + addr + `","weight":-1}`, 400, "got -1"},
+	} {
+		code, body := testutil.HTTP(t, tc.method, base+tc.path, tc.body)
+		var e struct{ Error string }
+		json.Unmarshal([]byte(body), &e)
+		if code != tc.code || !strings.Contains(e.Error, tc.msg) {
+			t.Errorf("%s %s %s: %d %s, want %d %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.msg)
+		}
+	}
+	if n := len(h.lb.Upstreams().Get("brokers").Servers); n != 1 {
+		t.Errorf("%d servers after refused adds, want 1", n)
+	}
+	// Without a weight, the default 1.
+	if code, body := testutil.HTTP(t, "POST", base+"/upstreams/brokers/servers", `{"name":"dflt","address":"`+addr+`"}`); code != 201 || !strings.Contains(body, `"weight": 1`) {
+		t.Errorf("add without a weight: %d %s", code, body)
 	}
 }
