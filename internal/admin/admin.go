@@ -126,7 +126,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	mux.Handle("GET /api/v1/upstreams", s.auth(http.HandlerFunc(s.listUpstreams)))
-	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
+	for _, action := range []string{"drain", "enable", "disable"} { // each its own route: POST .../weight is a 405 (PUT)
+		mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/"+action, s.auth(http.HandlerFunc(s.serverAction)))
+	}
 	s.rebalanceRoutes(mux)
 	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
@@ -142,7 +144,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
-	return mux
+	return adminhttp.Routes(mux)
 }
 
 // auth requires the bearer token when one is set (see adminhttp.Guard.Token).

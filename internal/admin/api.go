@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,7 +98,7 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no server "+strconv.Quote(r.PathValue("s"))+" in upstream "+u.Name)
 		return
 	}
-	switch action := r.PathValue("action"); action {
+	switch action := path.Base(r.URL.Path); action {
 	case "drain":
 		sv.Drain()
 	case "enable":

@@ -63,6 +63,10 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "body: want JSON: "+err.Error())
 		return false
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "body: want one JSON object, got more after it")
+		return false
+	}
 	return true
 }
 

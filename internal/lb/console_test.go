@@ -75,6 +75,13 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 		{"POST", "/upstreams/brokers/servers", `{"name":"w0","address":"` + addr + `","weight":0}`, 400, "weight: want a weight from 1 to 256, got 0"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"w257","address":"` + addr + `","weight":257}`, 400, "got 257"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"wneg","address":"` + addr + `","weight":-1}`, 400, "got -1"},
+		{"PUT", "/upstreams/brokers/servers/b0/weight", `{"weight":3} xx`, 400, "want one JSON object"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"t","address":"` + addr + `"}{}`, 400, "want one JSON object"},
+		{"POST", "/upstreams/brokers/servers/b0/weight", `{"weight":3}`, 405, "method POST not allowed on /api/v1/upstreams/brokers/servers/b0/weight; allowed: PUT"},
+		{"GET", "/upstreams/brokers/servers/b0/weight", ``, 405, "allowed: PUT"},
+		{"POST", "/upstreams/brokers/servers/b0/bogus", ``, 404, "no such endpoint"},
+		{"DELETE", "/upstreams", ``, 405, "allowed: GET"},
+		{"GET", "/nothing", ``, 404, "no such endpoint: GET /api/v1/nothing"},
 	} {
 		code, body := testutil.HTTP(t, tc.method, base+tc.path, tc.body)
 		var e struct{ Error string }
@@ -82,6 +89,18 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 		if code != tc.code || !strings.Contains(e.Error, tc.msg) {
 			t.Errorf("%s %s %s: %d %s, want %d %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.msg)
 		}
+	}
+	if code, _ := testutil.HTTP(t, "POST", base+"/upstreams/brokers/servers/b0/drain", ""); code != 200 {
+		t.Errorf("drain: %d", code)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"/upstreams/brokers/servers/b0/weight", strings.NewReader(`{"weight":3}`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.Header.Get("Allow") != "PUT" || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("POST .../weight: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if w := h.lb.Upstreams().Get("brokers").Server("b0").Weight(); w != 1 {
+		t.Errorf("weight %d after refused changes, want 1", w)
 	}
 	if n := len(h.lb.Upstreams().Get("brokers").Servers); n != 1 {
 		t.Errorf("%d servers after refused adds, want 1", n)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,6 +63,34 @@ func TestAdminSecurityHeaders(t *testing.T) {
 		if hd.Get("X-Frame-Options") != "DENY" || hd.Get("Content-Security-Policy") != "frame-ancestors 'none'" ||
 			hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "no-referrer" {
 			t.Errorf("%s (%d): headers %v", path, resp.StatusCode, hd)
+		}
+	}
+}
+
+// TestAdminJSONErrors: the node's 404 and 405 are JSON errors too.
+func TestAdminJSONErrors(t *testing.T) {
+	c := shared(t)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"GET", "/api/v1/nothing", 404, ""},
+		{"POST", "/api/v1/clients", 405, "GET, HEAD"},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), tc.method, "http://"+c.nodes[0].AdminAddr()+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Error   string
+			NoRoute bool `json:"no_route"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || err != nil || e.Error == "" || !e.NoRoute || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q %+v %v", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), e, err)
 		}
 	}
 }
