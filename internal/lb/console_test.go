@@ -75,6 +75,13 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 		{"POST", "/upstreams/brokers/servers", `{"name":"w0","address":"` + addr + `","weight":0}`, 400, "weight: want a weight from 1 to 256, got 0"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"w257","address":"` + addr + `","weight":257}`, 400, "got 257"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"wneg","address":"` + addr + `","weight":-1}`, 400, "got -1"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"..","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":".","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"a/b","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"a b","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"` + strings.Repeat("n", 129) + `","address":"` + addr + `"}`, 400, "at most 128 bytes"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"sp","address":"host with space:1883"}`, 400, "the host has a space"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"bp","address":"127.0.0.1:99999"}`, 400, "bad port"},
 		{"PUT", "/upstreams/brokers/servers/b0/weight", `{"weight":3} xx`, 400, "want one JSON object"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"t","address":"` + addr + `"}{}`, 400, "want one JSON object"},
 		{"POST", "/upstreams/brokers/servers/b0/weight", `{"weight":3}`, 405, "method POST not allowed on /api/v1/upstreams/brokers/servers/b0/weight; allowed: PUT"},
@@ -104,6 +111,10 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 	}
 	if n := len(h.lb.Upstreams().Get("brokers").Servers); n != 1 {
 		t.Errorf("%d servers after refused adds, want 1", n)
+	}
+	// A name taken from an address (IPv6 included) is a good name.
+	if code, body := testutil.HTTP(t, "POST", base+"/upstreams/brokers/servers", `{"address":"[::1]:1"}`); code != 201 {
+		t.Errorf("add an IPv6 address without a name: %d %s", code, body)
 	}
 	// Without a weight, the default 1.
 	if code, body := testutil.HTTP(t, "POST", base+"/upstreams/brokers/servers", `{"name":"dflt","address":"`+addr+`"}`); code != 201 || !strings.Contains(body, `"weight": 1`) {
