@@ -223,6 +223,28 @@ func (k *ctl) onlyUpstream(ctx context.Context) (string, error) {
 	return all.Upstreams[0].Name, nil
 }
 
+// onlySticky returns the upstream that balances with sticky when there is
+// one such upstream, for sticky without UPSTREAM.
+func (k *ctl) onlySticky(ctx context.Context) (string, error) {
+	_, all, err := k.upstreams(ctx)
+	if err != nil {
+		return "", err
+	}
+	var sticky []string
+	for _, u := range all.Upstreams {
+		if u.Balance == "sticky" {
+			sticky = append(sticky, u.Name)
+		}
+	}
+	switch len(sticky) {
+	case 1:
+		return sticky[0], nil
+	case 0:
+		return "", errors.New("no upstream balances with sticky")
+	}
+	return "", ctlMisuse("several sticky upstreams (" + strings.Join(sticky, ", ") + "): name one")
+}
+
 func serverPath(u, s string) string {
 	return "/api/v1/upstreams/" + url.PathEscape(u) + "/servers/" + url.PathEscape(s)
 }

@@ -158,7 +158,7 @@ func (k *ctl) sticky(ctx context.Context, args []string) error {
 		u = args[0]
 	} else {
 		var err error
-		if u, err = k.onlyUpstream(ctx); err != nil {
+		if u, err = k.onlySticky(ctx); err != nil {
 			return err
 		}
 	}

@@ -231,3 +231,13 @@ func TestCtlEscapesClientValues(t *testing.T) {
 		}
 	}
 }
+
+// TestCtlStickyPicksTheStickyUpstream: with two upstreams of which one is
+// sticky, mqlb ctl sticky needs no UPSTREAM.
+func TestCtlStickyPicksTheStickyUpstream(t *testing.T) {
+	b := testutil.StartMochi(t)
+	cfg := strings.Replace(stickyConfig(b.Addr), "upstreams:\n", "upstreams:\n  plain:\n    balance: least_conn\n    servers: [{ name: p, address: \""+b.Addr+"\" }]\n", 1)
+	admin := startRun(t, cfg)
+	ctlOK(t, admin, []string{"sticky"}, "0 entries")
+	ctlOK(t, admin, []string{"sticky", "--clear"}, "brokers: 0 sticky entries removed")
+}
