@@ -317,6 +317,10 @@ func TestDashboardCSP(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Fatalf("/ui/ CSP %q", csp)
 	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		l := text(ctx, "#limits")
+		return strings.Contains(l, "max_connections_per_ip ∞") && strings.Contains(l, "max_pending 10000") && strings.Contains(l, "shutdown_grace")
+	}, "every limit shown: %q", text(ctx, "#limits"))
 	// Two polls later (the history moves on by 4 s), still nothing blocked.
 	last := func() float64 {
 		v, _ := eval[float64](ctx, `samples.length ? samples[samples.length - 1].t : 0`)

@@ -121,3 +121,22 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 		t.Errorf("add without a weight: %d %s", code, body)
 	}
 }
+
+// TestListenersLimits: GET /api/v1/listeners shows every limit.
+func TestListenersLimits(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1})
+	var res struct{ Limits map[string]any }
+	_, body := testutil.HTTP(t, "GET", "http://"+h.admin+"/api/v1/listeners", "")
+	if err := json.Unmarshal([]byte(body), &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"max_connections", "max_connections_per_ip", "max_pending", "connect_rate_per_ip", "connect_burst_per_ip",
+		"connect_timeout_ms", "max_connect_packet", "shutdown_grace_ms"} {
+		if _, ok := res.Limits[k]; !ok {
+			t.Errorf("limits lack %s: %s", k, body)
+		}
+	}
+	if res.Limits["max_pending"] != float64(10000) {
+		t.Errorf("max_pending %v, want the default 10000", res.Limits["max_pending"])
+	}
+}

@@ -213,7 +213,9 @@ function addForm(u) {
 function renderListeners(res) {
   const l = res.limits;
   $("limits").textContent = `limits: max_connections ${l.max_connections || "∞"} (open ${l.client_connections}), ` +
-    `connect_rate_per_ip ${l.connect_rate_per_ip || "∞"}/s burst ${l.connect_burst_per_ip}, connect_timeout ${l.connect_timeout_ms} ms, max_connect_packet ${l.max_connect_packet} B`;
+    `max_connections_per_ip ${l.max_connections_per_ip || "∞"}, max_pending ${l.max_pending || "∞"}, ` +
+    `connect_rate_per_ip ${l.connect_rate_per_ip || "∞"}/s burst ${l.connect_burst_per_ip}, connect_timeout ${l.connect_timeout_ms} ms, max_connect_packet ${l.max_connect_packet} B, ` +
+    `shutdown_grace ${l.shutdown_grace_ms} ms`;
   const tb = $("listeners");
   tb.replaceChildren();
   for (const x of res.listeners) {
