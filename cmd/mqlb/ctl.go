@@ -223,6 +223,28 @@ func (k *ctl) onlyUpstream(ctx context.Context) (string, error) {
 	return all.Upstreams[0].Name, nil
 }
 
+// onlySticky returns the upstream that balances with sticky when there is
+// one such upstream, for sticky without UPSTREAM.
+func (k *ctl) onlySticky(ctx context.Context) (string, error) {
+	_, all, err := k.upstreams(ctx)
+	if err != nil {
+		return "", err
+	}
+	var sticky []string
+	for _, u := range all.Upstreams {
+		if u.Balance == "sticky" {
+			sticky = append(sticky, u.Name)
+		}
+	}
+	switch len(sticky) {
+	case 1:
+		return sticky[0], nil
+	case 0:
+		return "", errors.New("no upstream balances with sticky")
+	}
+	return "", ctlMisuse("several sticky upstreams (" + strings.Join(sticky, ", ") + "): name one")
+}
+
 func serverPath(u, s string) string {
 	return "/api/v1/upstreams/" + url.PathEscape(u) + "/servers/" + url.PathEscape(s)
 }
@@ -281,7 +303,9 @@ func (k *ctl) setWeight(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return k.done(body, "%s/%s: weight %d", u, s, w)
+	var sv serverJSON
+	json.Unmarshal(body, &sv)
+	return k.done(body, "%s/%s: weight %d", u, s, sv.Weight)
 }
 
 func (k *ctl) add(ctx context.Context, args []string) error {
@@ -301,7 +325,9 @@ func (k *ctl) add(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return k.done(body, "%s/%s: added (%s, weight %d)", u, s, args[1], k.weight)
+	var sv serverJSON // what the load balancer took, not what was asked
+	json.Unmarshal(body, &sv)
+	return k.done(body, "%s/%s: added (%s, weight %d)", u, cmp.Or(sv.Name, s), sv.Address, sv.Weight)
 }
 
 func (k *ctl) remove(ctx context.Context, args []string) error {

@@ -166,9 +166,14 @@ func clientsFooter(total, shown int) string {
 	return fmt.Sprintf("%d client(s), %d shown: --offset and --limit (at most 1000 per node) page through them, --q narrows them", total, shown)
 }
 
-// cell shortens a long value for a table cell (a client id may have
-// 65,535 bytes); --json has it whole.
+// cell makes a value from a client (a client id, a username, a sticky
+// key) safe for a table cell: one with a control character (ESC, CR, a
+// tab), another rune that does not print or bytes that are not UTF-8 is
+// shown quoted and escaped, as the access log writes it, so it cannot move
+// the terminal's cursor or rewrite what was printed before; a long one (a
+// client id may have 65,535 bytes) is cut. --json has it whole.
 func cell(s string) string {
+	s = printable(s)
 	const max = 64
 	if len(s) <= max {
 		return s
@@ -178,6 +183,15 @@ func cell(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// printable is s, or strconv.Quote(s) when s is not UTF-8 or has a rune
+// that does not print.
+func printable(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func (k *ctl) clients(ctx context.Context, args []string) error {

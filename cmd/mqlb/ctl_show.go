@@ -96,7 +96,7 @@ func (k *ctl) servers(ctx context.Context, args []string) error {
 					case s.Health.LastCheck == nil:
 						check = "-"
 					case s.Health.LastError != "":
-						check = fmt.Sprintf("failed %dx: %s", s.Health.Failures, s.Health.LastError)
+						check = fmt.Sprintf("failed %dx: %s", s.Health.Failures, printable(s.Health.LastError))
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", u.Name, s.Name, s.Address, s.State, s.Weight, s.Active, s.Total, s.Failures, check)
 				}
@@ -137,7 +137,7 @@ func (k *ctl) conns(ctx context.Context, args []string) error {
 		err := k.table(func(w *tabwriter.Writer) {
 			fmt.Fprintln(w, "CLIENT ID\tUSERNAME\tREMOTE\tSERVER\tFOR\tIN\tOUT")
 			for _, c := range r.Connections {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%s\t%d\t%d\n", c.ClientID, c.Username, c.Remote, c.Upstream, c.Server,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s/%s\t%s\t%d\t%d\n", cell(c.ClientID), cell(c.Username), c.Remote, c.Upstream, c.Server,
 					time.Since(c.Since).Truncate(time.Second), c.BytesIn, c.BytesOut)
 			}
 		})
@@ -158,7 +158,7 @@ func (k *ctl) sticky(ctx context.Context, args []string) error {
 		u = args[0]
 	} else {
 		var err error
-		if u, err = k.onlyUpstream(ctx); err != nil {
+		if u, err = k.onlySticky(ctx); err != nil {
 			return err
 		}
 	}
@@ -199,7 +199,7 @@ func (k *ctl) sticky(ctx context.Context, args []string) error {
 				if !e.Expires.IsZero() {
 					exp = time.Until(e.Expires).Truncate(time.Second).String()
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\n", e.Key, e.Server, e.Active, time.Since(e.LastUsed).Truncate(time.Second), exp)
+				fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\n", cell(e.Key), e.Server, e.Active, time.Since(e.LastUsed).Truncate(time.Second), exp)
 			}
 		})
 		fmt.Fprintf(k.out, "%d entr%s\n", r.Size, map[bool]string{true: "y", false: "ies"}[r.Size == 1])

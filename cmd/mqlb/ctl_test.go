@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,45 @@ func TestClientsTableCells(t *testing.T) {
 	if got := clientsFooter(2, 2); got != "2 client(s)" {
 		t.Errorf("whole footer: %q", got)
 	}
+}
+
+// TestCtlAddWeight: ctl add says what the load balancer took, and a weight
+// the API refuses (0) fails instead of printing it.
+func TestCtlAddWeight(t *testing.T) {
+	b1, b2 := testutil.StartMochi(t), testutil.StartMochi(t)
+	admin := startRun(t, stickyConfig(b1.Addr))
+	ctlFails(t, admin, 1, "want a weight from 1 to 256, got 0", "add", "z", b2.Addr, "--weight", "0")
+	ctlOK(t, admin, []string{"add", "c", b2.Addr, "--weight", "3"}, "brokers/c: added ("+b2.Addr+", weight 3)")
+}
+
+// TestCtlEscapesClientValues: a client id with terminal escapes (ESC, CR)
+// is printed quoted, as the access log writes it, in every table that
+// shows it; never raw.
+func TestCtlEscapesClientValues(t *testing.T) {
+	b := testutil.StartMochi(t)
+	admin := startRun(t, stickyConfig(b.Addr))
+	id := "evil\x1b[2J\rok\ttab"
+	testutil.ConnectRaw(t, mqttAddr(t, admin), id)
+	quoted := strconv.Quote(id)
+	for _, args := range [][]string{{"conns"}, {"sticky"}} {
+		out := ctlOK(t, admin, args, quoted)
+		if strings.ContainsAny(out, "\x1b\r") {
+			t.Errorf("mqlb ctl %s prints the client id raw: %q", args[0], out)
+		}
+	}
+	for in, want := range map[string]string{"plain-id": "plain-id", "é ü": "é ü", "a\x1bb": `"a\x1bb"`, "\xff": `"\xff"`, "a\u202eb": `"a\u202eb"`} {
+		if got := cell(in); got != want {
+			t.Errorf("cell(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCtlStickyPicksTheStickyUpstream: with two upstreams of which one is
+// sticky, mqlb ctl sticky needs no UPSTREAM.
+func TestCtlStickyPicksTheStickyUpstream(t *testing.T) {
+	b := testutil.StartMochi(t)
+	cfg := strings.Replace(stickyConfig(b.Addr), "upstreams:\n", "upstreams:\n  plain:\n    balance: least_conn\n    servers: [{ name: p, address: \""+b.Addr+"\" }]\n", 1)
+	admin := startRun(t, cfg)
+	ctlOK(t, admin, []string{"sticky"}, "0 entries")
+	ctlOK(t, admin, []string{"sticky", "--clear"}, "brokers: 0 sticky entries removed")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,4 +289,78 @@ func traffic(t *testing.T, addr string) {
 			}
 		}
 	}()
+}
+
+// dashboardRun opens the dashboard of a `mqlb run` with one server in
+// headless Chromium, once the server is shown; it returns the admin address.
+func dashboardRun(t *testing.T) (context.Context, *consoleErrors, string) {
+	ctx, errs := chromium(t)
+	b := testutil.StartMochi(t)
+	admin := startRun(t, stickyConfig(b.Addr))
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+admin+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return exists(ctx, `tr[data-server="brokers/a"]`) }, "servers shown; console: %s", errs)
+	return ctx, errs, admin
+}
+
+// TestDashboardCSP: the dashboard works under its Content-Security-Policy
+// (default-src 'self'): nothing it does is blocked, which Chromium would
+// say on the console.
+func TestDashboardCSP(t *testing.T) {
+	ctx, errs, admin := dashboardRun(t)
+	resp, err := http.Get("http://" + admin + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("/ui/ CSP %q", csp)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		l := text(ctx, "#limits")
+		return strings.Contains(l, "max_connections_per_ip ∞") && strings.Contains(l, "max_pending 10000") && strings.Contains(l, "shutdown_grace")
+	}, "every limit shown: %q", text(ctx, "#limits"))
+	// Two polls later (the history moves on by 4 s), still nothing blocked.
+	last := func() float64 {
+		v, _ := eval[float64](ctx, `samples.length ? samples[samples.length - 1].t : 0`)
+		return v
+	}
+	t0 := last()
+	testutil.Eventually(t, 20*time.Second, func() bool { return last() > t0+4500 }, "dashboard polls on")
+	if e := errs.String(); e != "" {
+		t.Errorf("console errors:\n%s", e)
+	}
+}
+
+// TestDashboardKeepsActionError: an action the API refuses shows why, and
+// the message stays through the polls that follow, until the next action.
+func TestDashboardKeepsActionError(t *testing.T) {
+	ctx, _, _ := dashboardRun(t)
+	// Add a server with a bad address: the API answers 400 and says why.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		ok, _ := eval[bool](ctx, `(f => f ? (f.querySelector('input[placeholder="name"]').value = "bad",
+			f.querySelector('input[placeholder="host:port"]').value = "nohostport", f.querySelector("button").click(), true) : false)(document.querySelector(".addform"))`)
+		return ok && exists(ctx, "dialog[open] #confirm-ok")
+	}, "add form submitted")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(text(ctx, "#err"), "400") }, "error shown: %q", text(ctx, "#err"))
+	// Two more polls (the history moves on by 4 s): the error is still there.
+	last := func() float64 {
+		v, _ := eval[float64](ctx, `samples.length ? samples[samples.length - 1].t : 0`)
+		return v
+	}
+	t0 := last()
+	testutil.Eventually(t, 20*time.Second, func() bool { return last() > t0+4500 }, "dashboard polls on")
+	if e := text(ctx, "#err"); !strings.Contains(e, "400") || !strings.Contains(e, "address") {
+		t.Fatalf("the refused action's error was cleared by a refresh: %q", e)
+	}
+	// The next action that succeeds clears it.
+	clickRow(t, ctx, `tr[data-server="brokers/a"] button[data-action="drain"]`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return text(ctx, "#err") == "" }, "error cleared by the next action: %q", text(ctx, "#err"))
 }

@@ -55,9 +55,23 @@ type Server struct {
 func New(b Backend, o adminhttp.Options, reg *prometheus.Registry, log *slog.Logger) *Server {
 	o.Realm = "mqlb"
 	s := &Server{b: b, guard: adminhttp.New(o), reg: reg, log: log, hist: newHistory(), stop: make(chan struct{})}
-	s.srv = &http.Server{Handler: s.guard.Site(s.routes()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	s.srv = &http.Server{Handler: s.guard.Site(s.routes()),
+		// A request (headers and body) must arrive within readTimeout and an
+		// idle keep-alive connection is closed after idleTimeout, so neither
+		// a slow body nor an idle client holds a connection (as the node's
+		// admin). The profiler's profile and trace extend the write
+		// deadline by the seconds they were asked for (net/http/pprof).
+		ReadHeaderTimeout: readTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, WriteTimeout: writeTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s
 }
+
+// The admin server's timeouts (variables for tests).
+var (
+	readTimeout  = 10 * time.Second
+	idleTimeout  = 60 * time.Second
+	writeTimeout = 30 * time.Second
+)
 
 // Listen binds address. A non-loopback address without a token is refused
 // unless the options say Insecure (then it is logged as a warning).
@@ -112,7 +126,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	mux.Handle("GET /api/v1/upstreams", s.auth(http.HandlerFunc(s.listUpstreams)))
-	mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/{action}", s.auth(http.HandlerFunc(s.serverAction)))
+	for _, action := range []string{"drain", "enable", "disable"} { // each its own route: POST .../weight is a 405 (PUT)
+		mux.Handle("POST /api/v1/upstreams/{u}/servers/{s}/"+action, s.auth(http.HandlerFunc(s.serverAction)))
+	}
 	s.rebalanceRoutes(mux)
 	mux.Handle("GET /api/v1/connections", s.auth(http.HandlerFunc(s.listConnections)))
 	mux.Handle("GET /api/v1/sticky/{u}", s.auth(http.HandlerFunc(s.stickyTable)))
@@ -128,7 +144,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/trace", s.auth(http.HandlerFunc(pprof.Trace)))
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
-	return mux
+	return adminhttp.Routes(mux)
 }
 
 // auth requires the bearer token when one is set (see adminhttp.Guard.Token).

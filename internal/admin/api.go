@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,7 +98,7 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no server "+strconv.Quote(r.PathValue("s"))+" in upstream "+u.Name)
 		return
 	}
-	switch action := r.PathValue("action"); action {
+	switch action := path.Base(r.URL.Path); action {
 	case "drain":
 		sv.Drain()
 	case "enable":
@@ -140,7 +141,12 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	all := s.b.Connections().List(r.URL.Query().Get("client_id"))
+	var all []*proxy.Conn
+	if r.URL.Query().Has("client_id") { // client_id= is the empty client id, not every client
+		all = s.b.Connections().List(r.URL.Query().Get("client_id"))
+	} else {
+		all = s.b.Connections().All()
+	}
 	if q := r.URL.Query().Get("q"); q != "" { // prefix or substring of the client id
 		all = slices.DeleteFunc(all, func(c *proxy.Conn) bool { return !strings.Contains(c.ClientID(), q) })
 	}

@@ -63,6 +63,10 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "body: want JSON: "+err.Error())
 		return false
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "body: want one JSON object, got more after it")
+		return false
+	}
 	return true
 }
 
@@ -90,7 +94,7 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Name    string `json:"name"`
 		Address string `json:"address"`
-		Weight  int    `json:"weight"`
+		Weight  *int   `json:"weight"` // nil: absent, the default 1; 0 is refused as PUT .../weight does
 		State   string `json:"state"`
 	}
 	if rt == nil || !readJSON(w, r, &body) {
@@ -100,8 +104,16 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "address: required (host:port)")
 		return
 	}
+	weight := 1
+	if body.Weight != nil {
+		weight = *body.Weight
+		if weight < 1 || weight > 256 {
+			writeError(w, http.StatusBadRequest, "weight: want a weight from 1 to 256, got "+strconv.Itoa(weight))
+			return
+		}
+	}
 	u := r.PathValue("u")
-	err := rt.AddServer(u, config.Server{Name: body.Name, Address: body.Address, Weight: body.Weight, State: body.State})
+	err := rt.AddServer(u, config.Server{Name: body.Name, Address: body.Address, Weight: weight, State: body.State})
 	if err != nil {
 		runtimeError(w, err)
 		return

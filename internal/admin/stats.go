@@ -38,6 +38,9 @@ type LimitsJSON struct {
 	ConnectBurstPerIP int     `json:"connect_burst_per_ip"`
 	ConnectTimeoutMS  int64   `json:"connect_timeout_ms"`
 	MaxConnectPacket  int     `json:"max_connect_packet"`
+	MaxPerIP          int     `json:"max_connections_per_ip"` // 0: no limit
+	MaxPending        int     `json:"max_pending"`            // connections in their handshake; 0: no limit
+	ShutdownGraceMS   int64   `json:"shutdown_grace_ms"`
 	ClientConnections int64   `json:"client_connections"` // open now, in any phase
 }
 
@@ -77,5 +80,6 @@ func (s *Server) listListeners(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"listeners": ls, "limits": LimitsJSON{
 		MaxConnections: lim.MaxConnections, ConnectRatePerIP: lim.ConnectRatePerIP, ConnectBurstPerIP: lim.ConnectBurst,
 		ConnectTimeoutMS: lim.ConnectTimeout.D().Milliseconds(), MaxConnectPacket: lim.MaxConnectPacket,
+		MaxPerIP: lim.MaxPerIP, MaxPending: lim.MaxPending, ShutdownGraceMS: lim.ShutdownGrace.D().Milliseconds(),
 		ClientConnections: st.ClientConnections()}})
 }

@@ -109,12 +109,13 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 
 func apiError(status int, b []byte) *Error {
 	var e struct {
-		Error string `json:"error"`
+		Error   string `json:"error"`
+		NoRoute bool   `json:"no_route"` // the server has no such path, or not for this method
 	}
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return &Error{Status: status, Message: e.Error}
+		return &Error{Status: status, Message: e.Error, NoRoute: e.NoRoute}
 	}
-	msg := strings.TrimSpace(string(b))
+	msg := strings.TrimSpace(string(b)) // an older server's net/http text
 	return &Error{Status: status, Message: msg,
 		NoRoute: status == http.StatusNotFound && msg == "404 page not found" || status == http.StatusMethodNotAllowed}
 }

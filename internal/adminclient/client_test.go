@@ -37,3 +37,27 @@ func TestErrors(t *testing.T) {
 		t.Error("ftp accepted")
 	}
 }
+
+// TestNoRouteJSON: an admin server's JSON 404/405 for a path it does not
+// have (adminhttp.Routes) is a missing route; its JSON 404 for a thing it
+// does not have (an unknown client) is not.
+func TestNoRouteJSON(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/gone", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(404)
+		w.Write([]byte(`{"error": "no client \"x\""}`))
+	})
+	mux.HandleFunc("GET /api/v1/none", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(404)
+		w.Write([]byte(`{"error": "no such endpoint: GET /api/v1/none", "no_route": true}`))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	c, _ := New(srv.URL, "")
+	if _, err := c.Do(t.Context(), "GET", "/api/v1/none", nil); !IsNoRoute(err) {
+		t.Errorf("JSON no_route: %v", err)
+	}
+	if _, err := c.Do(t.Context(), "GET", "/api/v1/gone", nil); err == nil || IsNoRoute(err) {
+		t.Errorf("unknown client: %v", err)
+	}
+}

@@ -70,17 +70,73 @@ func (g *Guard) CheckAddr(a net.Addr) error {
 	return fmt.Errorf("refusing to serve the admin API on %s, beyond loopback, without a token: set admin.token, or admin.insecure: true to accept the risk", a)
 }
 
-// Site wraps every route: it answers only allowed Host headers and refuses
-// state-changing requests from another origin.
+// Site wraps every route: it answers only allowed Host headers, refuses
+// state-changing requests from another origin and sends SecurityHeaders.
 func (g *Guard) Site(h http.Handler) http.Handler {
 	h = g.csrf.Handler(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		SecurityHeaders(w.Header())
 		if !g.hostAllowed(r.Host) {
 			writeError(w, http.StatusMisdirectedRequest, "unexpected Host header; add it to admin.allowed_hosts if this name is yours")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// Routes wraps mux so that its own answers, for a path it has no route
+// for (404) and for a method a path does not take (405, with the Allow
+// header), are JSON errors like every other admin error, not
+// net/http's text. They carry "no_route": true, which tells mqlb ctl the
+// server is not the kind it expected (a node's API asked for a load
+// balancer's path, or the other way round).
+func Routes(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{h: http.Header{}, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		msg := "no such endpoint: " + r.Method + " " + r.URL.Path
+		switch rec.code {
+		case http.StatusMethodNotAllowed:
+			allow := rec.h.Get("Allow")
+			w.Header().Set("Allow", allow)
+			msg = "method " + r.Method + " not allowed on " + r.URL.Path + "; allowed: " + allow
+		case http.StatusNotFound:
+		default: // not the mux's own 404 or 405: answer as it did
+			mux.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rec.code)
+		json.NewEncoder(w).Encode(map[string]any{"error": msg, "no_route": true})
+	})
+}
+
+// headerRecorder keeps the status and headers of a mux's 404 or 405 answer.
+type headerRecorder struct {
+	h    http.Header
+	code int
+}
+
+func (r *headerRecorder) Header() http.Header         { return r.h }
+func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *headerRecorder) WriteHeader(code int)        { r.code = code }
+
+// SecurityHeaders sets the headers every admin answer carries: no page of
+// another site may frame it (clickjacking: a framed tokenless dashboard
+// would click its buttons for the attacker), browsers do not sniff a type
+// other than the one sent, and no Referer leaves it. A handler may replace
+// Content-Security-Policy with a stricter one (the dashboard's, which keeps
+// frame-ancestors 'none').
+func SecurityHeaders(h http.Header) {
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 }
 
 // Token requires "Authorization: Bearer TOKEN" (scheme in any case) when a

@@ -1,6 +1,7 @@
 package adminhttp
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -107,4 +108,73 @@ func TestListenBeyondLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+// TestSecurityHeaders: every answer, refusals included, forbids framing
+// (clickjacking), type sniffing and the Referer.
+func TestSecurityHeaders(t *testing.T) {
+	base := serve(t, Options{Token: "s3cret"})
+	for _, c := range []struct {
+		name, method, path string
+		hdr                map[string]string
+	}{
+		{"open route", "GET", "/open", nil},
+		{"no token (401)", "GET", "/api", nil},
+		{"foreign origin (403)", "POST", "/api", map[string]string{"Origin": "http://evil.example"}},
+		{"foreign Host (421)", "GET", "/open", map[string]string{"Host": "evil.example"}},
+		{"unknown path (404)", "GET", "/nothing", nil},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), c.method, base+c.path, nil)
+		for k, v := range c.hdr {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k, want := range map[string]string{"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'",
+			"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+			if got := resp.Header.Get(k); got != want {
+				t.Errorf("%s (%d): %s: %q, want %q", c.name, resp.StatusCode, k, got, want)
+			}
+		}
+	}
+}
+
+// TestRoutesJSON: the mux's own 404 and 405 are JSON errors (with Allow
+// and no_route); routes that match answer as before.
+func TestRoutesJSON(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /w", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	mux.HandleFunc("GET /dir/", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("dir")) })
+	srv := httptest.NewServer(Routes(mux))
+	t.Cleanup(srv.Close)
+	for _, c := range []struct {
+		method, path string
+		code         int
+		allow, body  string
+	}{
+		{"PUT", "/w", 200, "", "ok"},
+		{"POST", "/w", 405, "PUT", `"error":"method POST not allowed on /w; allowed: PUT","no_route":true`},
+		{"GET", "/nothing", 404, "", `"error":"no such endpoint: GET /nothing","no_route":true`},
+		{"GET", "/dir", 200, "", "dir"}, // the mux's redirect to /dir/, followed
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), c.method, srv.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || resp.Header.Get("Allow") != c.allow || !strings.Contains(string(b), c.body) ||
+			c.code >= 400 && resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: %d Allow %q %s %q, want %d Allow %q %s", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"),
+				resp.Header.Get("Content-Type"), b, c.code, c.allow, c.body)
+		}
+	}
 }

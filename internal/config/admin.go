@@ -8,6 +8,15 @@ import (
 // admin checks an admin section (load balancer and node alike): an address
 // beyond loopback needs a token, or insecure: true said out loud.
 func (ck *check) admin(a *Admin) {
+	// The API trims the bearer credentials it is sent: a token that is
+	// blank, or has spaces around it, could never be matched.
+	if a.Token != "" && !a.tokenRead {
+		if strings.TrimSpace(a.Token) == "" {
+			ck.errorf("admin.token", "is blank (only spaces): no request could ever match it; set a real token, or remove the key for none")
+		} else if strings.TrimSpace(a.Token) != a.Token {
+			ck.errorf("admin.token", "has spaces around it: no request could ever match it; remove them")
+		}
+	}
 	ck.tokenFile(a)
 	if a.Address == "" {
 		return

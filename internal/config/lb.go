@@ -351,6 +351,9 @@ func (ck *check) upstream(p string, u *Upstream) {
 	for i, s := range u.Servers {
 		sp := fmt.Sprintf("%s.servers[%d]", p, i)
 		ck.hostPort(sp+".address", s.Address, false)
+		if !ValidServerName(s.Name) {
+			ck.errorf(sp+".name", "want a name of letters, digits, '.', '_', '-' (and ':', '[', ']', as a name taken from the address has), at most %d bytes, not \".\" or \"..\"; got %q", maxServerName, s.Name)
+		}
 		if seen[s.Name] {
 			ck.errorf(sp+".name", "duplicate server name %q", s.Name)
 		}
@@ -360,6 +363,28 @@ func (ck *check) upstream(p string, u *Upstream) {
 		}
 		ck.oneOf(sp+".state", s.State, "enabled", "drain", "disabled")
 	}
+}
+
+// maxServerName bounds a server's name.
+const maxServerName = 128
+
+// ValidServerName reports whether name may name a server: it appears in
+// URL paths (/api/v1/upstreams/U/servers/NAME), in mqlb ctl's
+// UPSTREAM/NAME, in metric labels and logs. A name defaults to the
+// server's address, so ':' and the brackets of an IPv6 literal are allowed.
+func ValidServerName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > maxServerName {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("._-:[]", r):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (ck *check) limits(l *Limits) {

@@ -273,3 +273,20 @@ func TestAdminTokenFileUnreadableOneError(t *testing.T) {
 		t.Fatalf("error = %v\nwant only the token_file error", err)
 	}
 }
+
+// TestAdminBlankToken: a whitespace-only admin.token (or one with spaces
+// around it) can never match the trimmed bearer credentials: refused, on
+// the load balancer and on a node.
+func TestAdminBlankToken(t *testing.T) {
+	for _, tok := range []string{`"  "`, `"\t"`, `" s3cret "`} {
+		if _, err := ParseNode([]byte(minimalNode + "admin: { token: " + tok + " }\n")); err == nil || !strings.Contains(err.Error(), "admin.token (line 9)") {
+			t.Errorf("node, token %s: %v", tok, err)
+		}
+		if _, err := Parse([]byte(minimal + "admin: { token: " + tok + " }\n")); err == nil || !strings.Contains(err.Error(), "admin.token") {
+			t.Errorf("load balancer, token %s: %v", tok, err)
+		}
+	}
+	if _, err := Parse([]byte(minimal + "admin: { token: s3cret }\n")); err != nil {
+		t.Errorf("a real token: %v", err)
+	}
+}

@@ -58,6 +58,10 @@ func (c *check) hostPort(path, addr string, listen bool) bool {
 		return false
 	}
 	ok := true
+	if strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		c.errorf(path, "want host:port, got %q: the host has a space or control character", addr)
+		ok = false
+	}
 	if !listen && host == "" {
 		c.errorf(path, "want host:port with a host, got %q", addr)
 		ok = false

@@ -29,7 +29,7 @@ func TestRebalanceScaleOut(t *testing.T) {
 	before := map[string]string{} // client → server, and whether on its key's
 	offHome := map[string]bool{}
 	keyed3 := h.lb.Upstreams().Get("brokers").Policy.(balance.Keyed)
-	for _, c := range h.lb.Connections().List("") {
+	for _, c := range h.lb.Connections().All() {
 		r := c.Record()
 		before[r.ClientID] = r.Server
 		offHome[r.ClientID] = keyed3.Home(&balance.Conn{ClientID: r.ClientID}).Name() != r.Server

@@ -45,9 +45,9 @@ func (n *Node) startAdmin() error {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", n.serveHealth) // probes cannot send a token
 	root.HandleFunc("GET /livez", n.serveLive)
-	root.Handle("/", guard.Token(mux))
+	root.Handle("/", guard.Token(adminhttp.Routes(mux)))
 	n.admin = &http.Server{
-		Handler:           guard.Site(root),
+		Handler:           guard.Site(adminhttp.Routes(root)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -45,5 +46,51 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 	cfg.Admin.Address = "0.0.0.0:0"
 	if _, err := startNode(cfg); err == nil || !strings.Contains(err.Error(), "admin.insecure") {
 		t.Fatalf("a node admin beyond loopback without a token started: %v", err)
+	}
+}
+
+// TestAdminSecurityHeaders: the node's admin answers cannot be framed by
+// another site (clickjacking), nor sniffed, nor leak a Referer.
+func TestAdminSecurityHeaders(t *testing.T) {
+	c := shared(t)
+	for _, path := range []string{"/metrics", "/healthz", "/api/v1/clients", "/nothing"} {
+		resp, err := http.Get("http://" + c.nodes[0].AdminAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		hd := resp.Header
+		if hd.Get("X-Frame-Options") != "DENY" || hd.Get("Content-Security-Policy") != "frame-ancestors 'none'" ||
+			hd.Get("X-Content-Type-Options") != "nosniff" || hd.Get("Referrer-Policy") != "no-referrer" {
+			t.Errorf("%s (%d): headers %v", path, resp.StatusCode, hd)
+		}
+	}
+}
+
+// TestAdminJSONErrors: the node's 404 and 405 are JSON errors too.
+func TestAdminJSONErrors(t *testing.T) {
+	c := shared(t)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		allow        string
+	}{
+		{"GET", "/api/v1/nothing", 404, ""},
+		{"POST", "/api/v1/clients", 405, "GET, HEAD"},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), tc.method, "http://"+c.nodes[0].AdminAddr()+tc.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct {
+			Error   string
+			NoRoute bool `json:"no_route"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || err != nil || e.Error == "" || !e.NoRoute || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q %+v %v", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Allow"), e, err)
+		}
 	}
 }

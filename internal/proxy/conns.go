@@ -51,12 +51,20 @@ func (t *Table) Each(f func(*Conn)) {
 	}
 }
 
-// List returns live connections (all, or those with clientID when it is
-// not empty), oldest first.
+// List returns the live connections whose client id is clientID, oldest
+// first. An empty clientID matches the clients that sent an empty client
+// id (legal in MQTT), not every connection: All lists those.
 func (t *Table) List(clientID string) []*Conn {
+	return t.list(func(c *Conn) bool { return c.lease.Key.ClientID == clientID })
+}
+
+// All returns every live connection, oldest first.
+func (t *Table) All() []*Conn { return t.list(func(*Conn) bool { return true }) }
+
+func (t *Table) list(match func(*Conn) bool) []*Conn {
 	var out []*Conn
 	t.Each(func(c *Conn) {
-		if clientID == "" || c.lease.Key.ClientID == clientID {
+		if match(c) {
 			out = append(out, c)
 		}
 	})

@@ -15,7 +15,7 @@ let haveNodes = false; // the brokers are mqlb nodes (mqlb up): their sessions a
 // The token lives in sessionStorage: it survives a reload of the page but not
 // the browser session, and is never sent anywhere but this admin API.
 $("token").value = sessionStorage.getItem("mqlb-token") || "";
-$("token").onchange = () => { sessionStorage.setItem("mqlb-token", $("token").value); refresh(); };
+$("token").onchange = () => { sessionStorage.setItem("mqlb-token", $("token").value); actionError = ""; refresh(); };
 $("q").oninput = () => Promise.all([refreshConns(), refreshNodeClients()]).catch(showError);
 
 async function api(path, method, body) {
@@ -31,7 +31,12 @@ async function api(path, method, body) {
   return data;
 }
 
-function showError(e) { $("err").textContent = e.message || String(e); }
+// A failed poll's error shows until a poll succeeds; a failed action's
+// (actionError) stays through the polls until the next action, so the
+// operator can read why it was refused.
+let actionError = "";
+function showError(e) { $("err").textContent = [actionError, e.message || String(e)].filter(Boolean).join(" — "); }
+function showActionError(e) { actionError = e.message || String(e); $("err").textContent = actionError; }
 
 // confirmThen asks in the page's dialog, then runs fn and refreshes.
 function confirmThen(text, fn) {
@@ -40,7 +45,8 @@ function confirmThen(text, fn) {
   d.returnValue = "";
   d.onclose = async () => {
     if (d.returnValue !== "ok") return;
-    try { await fn(); $("err").textContent = ""; } catch (e) { showError(e); }
+    actionError = "";
+    try { await fn(); $("err").textContent = ""; } catch (e) { showActionError(e); }
     refresh();
   };
   d.showModal();
@@ -167,7 +173,7 @@ function renderUpstreams(list, r) {
       const h = serverHist[key] || {};
       const rt = r.servers[key] || { connects: 0, in: 0, out: 0 };
       const tr = el("tr", { class: s.state, "data-server": key });
-      const weight = el("input", { type: "number", min: 1, max: 256, value: s.weight, style: "width:3.5rem", "aria-label": "weight of " + s.name });
+      const weight = el("input", { type: "number", min: 1, max: 256, value: s.weight, class: "weight", "aria-label": "weight of " + s.name });
       weight.onchange = () => {
         const w = Number(weight.value);
         confirmThen(`Set ${key}'s weight from ${s.weight} to ${w}?`, () => api(serverPath(u.name, s.name) + "/weight", "PUT", { weight: w }));
@@ -195,9 +201,9 @@ function renderUpstreams(list, r) {
 }
 
 function addForm(u) {
-  const name = el("input", { placeholder: "name" }), addr = el("input", { placeholder: "host:port" }), w = el("input", { type: "number", min: 1, max: 256, value: 1, style: "width:3.5rem" });
+  const name = el("input", { placeholder: "name" }), addr = el("input", { placeholder: "host:port" }), w = el("input", { type: "number", min: 1, max: 256, value: 1, class: "weight" });
   const add = el("button", { onclick: () => {
-    if (!addr.value) { showError(new Error("add a server: the address is required")); return; }
+    if (!addr.value) { showActionError(new Error("add a server: the address is required")); return; }
     confirmThen(`Add server ${name.value || addr.value} (${addr.value}, weight ${w.value}) to ${u.name}?`,
       () => api(`/api/v1/upstreams/${encodeURIComponent(u.name)}/servers`, "POST", { name: name.value, address: addr.value, weight: Number(w.value) }));
   } }, "add server");
@@ -207,7 +213,9 @@ function addForm(u) {
 function renderListeners(res) {
   const l = res.limits;
   $("limits").textContent = `limits: max_connections ${l.max_connections || "∞"} (open ${l.client_connections}), ` +
-    `connect_rate_per_ip ${l.connect_rate_per_ip || "∞"}/s burst ${l.connect_burst_per_ip}, connect_timeout ${l.connect_timeout_ms} ms, max_connect_packet ${l.max_connect_packet} B`;
+    `max_connections_per_ip ${l.max_connections_per_ip || "∞"}, max_pending ${l.max_pending || "∞"}, ` +
+    `connect_rate_per_ip ${l.connect_rate_per_ip || "∞"}/s burst ${l.connect_burst_per_ip}, connect_timeout ${l.connect_timeout_ms} ms, max_connect_packet ${l.max_connect_packet} B, ` +
+    `shutdown_grace ${l.shutdown_grace_ms} ms`;
   const tb = $("listeners");
   tb.replaceChildren();
   for (const x of res.listeners) {
@@ -225,9 +233,10 @@ async function refreshConns() {
   const tb = $("conns");
   tb.replaceChildren();
   for (const c of res.connections) {
-    const kick = el("button", { class: "danger", onclick: () => confirmThen(`Kick ${c.client_id}? Its connection(s) through the load balancer are closed; the client may reconnect.`,
+    const who = c.client_id === "" ? "the client(s) with an empty client id" : c.client_id;
+    const kick = el("button", { class: "danger", onclick: () => confirmThen(`Kick ${who}? Its connection(s) through the load balancer are closed; the client may reconnect.`,
       () => api("/api/v1/connections?client_id=" + encodeURIComponent(c.client_id), "DELETE")) }, "kick");
-    tb.append(el("tr", {}, td(c.client_id), td(c.username || ""), td(c.remote), td(c.upstream + "/" + c.server),
+    tb.append(el("tr", {}, c.client_id === "" ? td("(empty)", "muted") : td(c.client_id), td(c.username || ""), td(c.remote), td(c.upstream + "/" + c.server),
       td(fmtDur(Date.now() - Date.parse(c.since))), td(fmtBytes(c.bytes_in), "num"), td(fmtBytes(c.bytes_out), "num"), el("td", {}, kick)));
   }
 }
@@ -308,7 +317,7 @@ async function refresh() {
     await refreshSticky(ups.upstreams);
     if (Date.now() - lastCluster > 5000) { lastCluster = Date.now(); await refreshCluster(); }
     await refreshNodeClients();
-    $("err").textContent = "";
+    $("err").textContent = actionError;
   } catch (e) { showError(e); }
 }
 
