@@ -192,14 +192,19 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil
 	}
 	var id meshwire.MsgID
+	var released bool
 	var err error
 	if pk.FixedHeader.Qos == 2 && h.n.durable.Persistent(cl) {
-		id, err = h.n.durable.ReceivedID(cl, pk, h.pids.clientID(cl, pk.PacketID), h.n.mesh.nextID) // exactly once across a crash (session/qos2.go)
+		id, released, err = h.n.durable.ReceivedID(cl, pk, h.pids.clientID(cl, pk.PacketID), h.n.mesh.nextID) // exactly once across a crash (session/qos2.go)
 	} else {
 		id = h.n.mesh.nextID()
 	}
 	if err != nil {
 		h.n.durable.RefusePublish(cl, pk, err)
+		return pk, packets.ErrRejectPacket
+	}
+	if released {
+		h.n.durable.Released(cl, pk)
 		return pk, packets.ErrRejectPacket
 	}
 	meshwire.SetTag(&pk, meshwire.Tag{ID: id})

@@ -46,6 +46,9 @@ type storing struct {
 	env  []byte        // its envelope, in a batch
 	done chan struct{} // closed once err is set
 	err  error         // nil: stored on the replicas
+	// released: a QoS 2 PUBLISH resent after its exchange completed
+	// (Durable.Released): answered PUBREC, not stored or delivered again
+	released bool
 }
 
 func (s *storing) settle(err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -86,6 +87,17 @@ func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
 	d.enqueue(d.subj.QueueTopic(pk.TopicName), s)
 }
 
+// Released answers a QoS 2 PUBLISH that ReceivedID found to be a resend of
+// an exchange already completed (released) with PUBREC, in its turn among
+// the client's publishes [MQTT-4.6.0-3], and stores and delivers nothing:
+// the message went out the first time.
+func (d *Durable) Released(cl *mqtt.Client, pk packets.Packet) {
+	cl.State.Inflight.DecreaseReceiveQuota() // given back in handOne
+	s := &storing{from: cl.ID, pk: pk, done: make(chan struct{}), released: true}
+	d.handBack(cl, s)
+	s.settle(nil)
+}
+
 // handBacks is a client's publishes being stored, in its order.
 type handBacks struct {
 	mu      sync.Mutex
@@ -152,6 +164,14 @@ func (d *Durable) handOne(cl *mqtt.Client, s *storing) {
 	cl.State.Inflight.IncreaseReceiveQuota()
 	if s.err != nil {
 		d.RefusePublish(cl, s.pk, s.err)
+		return
+	}
+	if s.released { // mochi completes it on the PUBREL
+		rec := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: s.pk.PacketID}
+		if cl.State.Inflight.Set(rec) {
+			atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
+		}
+		_ = cl.WritePacket(rec)
 		return
 	}
 	pk := s.pk

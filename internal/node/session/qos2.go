@@ -3,9 +3,12 @@ package session
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +31,8 @@ import (
 //	                    position pos (see posOf), so the node owes it a PUBREL,
 //	                    never the PUBLISH again
 //	i.<consumer>.<pid>  incoming: the client's PUBLISH pid was stored under this
-//	                    mesh message id (also the stream's); PUBREL pending
+//	                    mesh message id (also the stream's), with a digest of
+//	                    the message; PUBREL pending, or released (see ReceivedID)
 //
 // Outgoing: the record is written before mochi answers the PUBREC with
 // PUBREL. A node that reads the message again for the session after a
@@ -189,35 +193,82 @@ func (d *Durable) expire(key string) {
 // duplicate; else a fresh one, recorded first. It fails when the record
 // cannot be written.
 //
+// released is true for a DUP PUBLISH, the same message (topic and payload)
+// as one whose exchange completed with a PUBREL under this packet id less
+// than recordLinger ago: paho.mqtt.golang (1.5) keeps the PUBLISH, not the
+// PUBREL it sent, and sends the PUBLISH again if the connection drops
+// before the PUBCOMP. The protocol makes that a new message; the node
+// answers it PUBREC and stores and delivers nothing (see Released).
+//
 // clientPID is the packet id the client used: the node may hand mochi the
 // PUBLISH under another (node/pids.go), and a DUP resent to another node
 // after a crash comes with the client's.
-func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, clientPID uint16, fresh func() meshwire.MsgID) (meshwire.MsgID, error) {
+func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, clientPID uint16, fresh func() meshwire.MsgID) (id meshwire.MsgID, released bool, err error) {
 	st, kv, err := d.qos2Bucket()
 	if err != nil {
-		return meshwire.MsgID{}, err // refused: the client sends it again
+		return meshwire.MsgID{}, false, err // refused: the client sends it again
 	}
 	if kv == nil {
-		return fresh(), nil
+		return fresh(), false, nil
 	}
 	ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
 	defer cancel()
 	key := receivedKey(cl.ID, clientPID)
+	digest := publishDigest(pk)
 	if pk.FixedHeader.Dup {
 		v, found, err := readRecord(ctx, st, kv, key)
 		if err != nil {
-			return meshwire.MsgID{}, st.Note(err)
+			return meshwire.MsgID{}, false, st.Note(err)
 		}
-		var id meshwire.MsgID
-		if found && id.UnmarshalText(v) == nil && !id.IsZero() {
-			return id, nil
+		if rec, ok := parseReceived(v); found && ok && (rec.digest == "" || rec.digest == digest) {
+			return rec.id, rec.released, nil
 		}
 	}
-	id := fresh()
-	if _, err := kv.Put(ctx, key, []byte(id.String())); err != nil {
-		return meshwire.MsgID{}, st.Note(err)
+	id = fresh()
+	if _, err := kv.Put(ctx, key, []byte(receivedRecord{id: id, digest: digest}.String())); err != nil {
+		return meshwire.MsgID{}, false, st.Note(err)
 	}
-	return id, nil
+	return id, false, nil
+}
+
+// receivedRecord is the value of an i.<consumer>.<pid> record: "<id>
+// <digest>", and " r" once the client's PUBREL came. Records written before
+// the digest was added hold the id alone.
+type receivedRecord struct {
+	id       meshwire.MsgID
+	digest   string // publishDigest of the PUBLISH
+	released bool
+}
+
+func (r receivedRecord) String() string {
+	s := r.id.String() + " " + r.digest
+	if r.released {
+		s += " r"
+	}
+	return s
+}
+
+func parseReceived(v []byte) (receivedRecord, bool) {
+	f := strings.Fields(string(v))
+	var r receivedRecord
+	if len(f) == 0 || r.id.UnmarshalText([]byte(f[0])) != nil || r.id.IsZero() {
+		return r, false
+	}
+	if len(f) > 1 {
+		r.digest = f[1]
+	}
+	r.released = len(f) > 2 && f[2] == "r"
+	return r, true
+}
+
+// publishDigest tells a resent PUBLISH from another message under the same
+// packet id: a hash of its topic and payload.
+func publishDigest(pk packets.Packet) string {
+	h := sha256.New()
+	h.Write([]byte(pk.TopicName))
+	h.Write([]byte{0})
+	h.Write(pk.Payload)
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // Pubrel completes a client's QoS 2 publish (OnPacketRead). When mochi does
@@ -232,9 +283,12 @@ func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet, clientPID uint16) {
 		return
 	}
 	key := receivedKey(cl.ID, clientPID)
+	var v []byte
 	if _, held := cl.State.Inflight.Get(pk.PacketID); !held {
 		ctx, cancel := context.WithTimeout(d.env.Ctx, d.env.Timeout)
-		_, found, err := readRecord(ctx, st, kv, key)
+		var found bool
+		var err error
+		v, found, err = readRecord(ctx, st, kv, key)
 		cancel()
 		if !found {
 			st.Note(err)
@@ -245,7 +299,32 @@ func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet, clientPID uint16) {
 			atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 		}
 	}
-	d.expire(key)
+	d.expireReceived(key, v)
+}
+
+// expireReceived marks a received record released and lets it expire
+// after recordLinger (see ReceivedID); v is its value when known.
+func (d *Durable) expireReceived(key string, v []byte) {
+	st, kv, _ := d.qos2Bucket()
+	if kv == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(d.env.Ctx, 2*d.env.Timeout)
+		defer cancel()
+		if v == nil {
+			v, _, _ = readRecord(ctx, st, kv, key)
+		}
+		rec, ok := parseReceived(v)
+		if !ok || !st.TTL {
+			_ = kv.Purge(ctx, key) // left over: expires with the bucket's max age
+			return
+		}
+		rec.released = true
+		msg := &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Header: nats.Header{}, Data: []byte(rec.String())}
+		msg.Header.Set(jetstream.MsgTTLHeader, recordLinger.String())
+		_, _ = st.JS.PublishMsg(ctx, msg)
+	}()
 }
 
 // noMessageFound is JetStream's error code for a message get that found
