@@ -170,6 +170,9 @@ func (s *Server) setAdmin(v uint32, name string) {
 	if s.admin.Swap(v) != v {
 		s.stateChanged()
 		s.log.Info("server state set", "state", name)
+		if v != adminEnabled {
+			s.releaseWaiters()
+		}
 	}
 }
 
@@ -230,6 +233,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 		s.healthy.Store(false)
 		s.stateChanged()
 		s.log.Warn("server down", "failures", s.failRun, "error", err, "passive", !check)
+		s.releaseWaiters()
 	}
 }
 
