@@ -248,6 +248,20 @@ func (s *Server) dialOK() {
 	}
 }
 
+// rejoin puts back a server that was removed while it had connections as
+// if it were added now: slow start, and with health checks down until its
+// first check passes (its last results are from before it left).
+func (s *Server) rejoin(checked bool) {
+	s.mu.Lock()
+	s.okRun, s.failRun = 0, 0
+	s.failing.Store(false)
+	s.healthy.Store(!checked)
+	s.unchecked.Store(checked)
+	s.mu.Unlock()
+	s.cameUp()
+	s.stateChanged()
+}
+
 // markUp forces the server healthy (used when checks are off and a passive
 // failure's timeout has passed).
 func (s *Server) markUp() {
