@@ -29,7 +29,10 @@ var ErrDeclined = errors.New("server declined the connection")
 // up to 1+connect_retries attempts, so a client never sees a dead server
 // while another is up. Under max_connect_rate the client first waits for
 // the picked server's turn; a server whose turn would come after ctx's
-// deadline is passed over without counting as an attempt. A server in slow
+// deadline, or that goes out of service while the client waits (or as its
+// turn comes), is passed over without counting as an attempt, and a turn
+// whose attempt failed before the broker's answer is given back to the
+// clients behind. A server in slow
 // start takes only its share (see Admits). On success l has the connection
 // counted on its server until Release; the caller gets the server
 // connection and the server's answer to the CONNECT with whatever arrived
@@ -48,8 +51,16 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 			break
 		}
 		tried = append(tried, s)
-		if err := u.pace(ctx, s); err != nil {
+		t, err := u.pace(ctx, s)
+		if errors.Is(err, errReleased) {
+			continue // s went out of service while the client waited: pick again
+		}
+		if err != nil {
 			busy = true
+			continue
+		}
+		if !s.Available() { // went out of service as the turn came
+			t.refund()
 			continue
 		}
 		attempts++
@@ -62,7 +73,8 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 		}
 		s.active.Add(-1)
 		if !errors.Is(err, ErrDeclined) {
-			u.passiveFailure(s, err)
+			u.passiveFailure(s, err) // (which may take s down and release its waiters)
+			t.refund()               // nothing placed: the next client need not wait for it
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		if ctx.Err() != nil {

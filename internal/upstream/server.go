@@ -170,6 +170,9 @@ func (s *Server) setAdmin(v uint32, name string) {
 	if s.admin.Swap(v) != v {
 		s.stateChanged()
 		s.log.Info("server state set", "state", name)
+		if v != adminEnabled {
+			s.releaseWaiters()
+		}
 	}
 }
 
@@ -230,6 +233,7 @@ func (s *Server) report(err error, rise, fall int, check bool, dur time.Duration
 		s.healthy.Store(false)
 		s.stateChanged()
 		s.log.Warn("server down", "failures", s.failRun, "error", err, "passive", !check)
+		s.releaseWaiters()
 	}
 }
 
@@ -242,6 +246,20 @@ func (s *Server) dialOK() {
 		s.failing.Store(false)
 		s.mu.Unlock()
 	}
+}
+
+// rejoin puts back a server that was removed while it had connections as
+// if it were added now: slow start, and with health checks down until its
+// first check passes (its last results are from before it left).
+func (s *Server) rejoin(checked bool) {
+	s.mu.Lock()
+	s.okRun, s.failRun = 0, 0
+	s.failing.Store(false)
+	s.healthy.Store(!checked)
+	s.unchecked.Store(checked)
+	s.mu.Unlock()
+	s.cameUp()
+	s.stateChanged()
 }
 
 // markUp forces the server healthy (used when checks are off and a passive

@@ -3,13 +3,18 @@
 // active health checks with rise/fall thresholds, and dialling with retries
 // through the upstream's balance policy. A config reload builds a new Set
 // that reuses the *Server of every server whose upstream, name and address
-// are unchanged, so health, counts and operator state survive it.
+// are unchanged, so health, counts and operator state survive it. A server
+// removed while it still has connections is kept aside (Removed) until they
+// close, and a server added back with its name and address is that same
+// *Server, its connections counted on it again.
 package upstream
 
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +27,12 @@ type Upstream struct {
 	Name    string
 	Servers []*Server
 	Policy  balance.Policy
+
+	// removed are servers taken out of the upstream (reload, runtime API)
+	// that still had connections when it was built: their leases point to
+	// them, so they keep the count until the connections close, and a
+	// server added back with the same name and address is the same one.
+	removed []*Server
 
 	cfg     config.Upstream
 	byName  map[string]*Server
@@ -83,7 +94,7 @@ func logRemoved(prev, set *Set, log *slog.Logger) {
 		u := set.byName[name]
 		for _, s := range old.Servers {
 			if u == nil || u.byName[s.name] != s {
-				log.Info("server removed: its connections stay until they close", "upstream", name, "server", s.name, "address", s.addr)
+				log.Info("server removed: its connections stay until they close", "upstream", name, "server", s.name, "address", s.addr, "connections", s.Active())
 			}
 		}
 	}
@@ -92,8 +103,15 @@ func logRemoved(prev, set *Set, log *slog.Logger) {
 func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserver, log *slog.Logger) (*Upstream, error) {
 	u := &Upstream{Name: name, cfg: *uc, byName: map[string]*Server{}, log: log.With("upstream", name), onCheck: onCheck}
 	for i, sc := range uc.Servers {
-		s := reuse(old, sc)
-		if s == nil {
+		s, back := reuse(old, sc)
+		switch {
+		case back:
+			// removed earlier and added back while its connections live:
+			// they count on it again; otherwise it joins as an added server
+			s.rejoin(uc.HealthCheck.Type != "none")
+			applyState(s, sc.State)
+			s.log.Info("server added back: its open connections count on it again", "connections", s.Active())
+		case s == nil:
 			s = newServer(name, sc.Name, sc.Address, sc.Weight, log)
 			applyState(s, sc.State)
 			if old != nil {
@@ -104,13 +122,16 @@ func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserve
 					s.unchecked.Store(true)
 				}
 			}
-		} else if prevState(old, sc.Name) != sc.State {
+		case prevState(old, sc.Name) != sc.State:
 			applyState(s, sc.State) // the config's state changed: it wins
 		}
 		s.weight.Store(int32(uc.Servers[i].Weight))
 		s.setPace(uc.MaxConnectRate)
 		u.Servers = append(u.Servers, s)
 		u.byName[s.name] = s
+	}
+	if old != nil {
+		u.keepRemoved(old)
 	}
 	bs := make([]balance.Server, len(u.Servers))
 	for i, s := range u.Servers {
@@ -129,16 +150,68 @@ func build(name string, uc *config.Upstream, old *Upstream, onCheck CheckObserve
 	return u, nil
 }
 
-// reuse returns old's server with the same name and address, if any. A
-// weight change keeps the server (weight is not part of its identity).
-func reuse(old *Upstream, sc config.Server) *Server {
+// reuse returns old's server with the same name and address, if any, and
+// whether it is one removed earlier (back). A weight change keeps the
+// server (weight is not part of its identity).
+func reuse(old *Upstream, sc config.Server) (s *Server, back bool) {
 	if old == nil {
-		return nil
+		return nil, false
 	}
 	if s := old.byName[sc.Name]; s != nil && s.addr == sc.Address {
-		return s
+		return s, false
 	}
-	return nil
+	for _, s := range old.removed {
+		if s.name == sc.Name && s.addr == sc.Address {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// keepRemoved sets aside old's servers that u no longer has (removed, or
+// replaced by a server of the same name at another address) and that still
+// have connections, with those old had set aside; the others are
+// forgotten. Clients waiting for the turn of a server leaving pick again.
+func (u *Upstream) keepRemoved(old *Upstream) {
+	for _, s := range old.Servers {
+		if u.byName[s.name] != s {
+			s.releaseWaiters()
+		}
+	}
+	for _, s := range slices.Concat(old.Servers, old.removed) {
+		if u.byName[s.name] != s && s.Active() > 0 {
+			u.removed = append(u.removed, s)
+		}
+	}
+}
+
+// Removed returns the servers removed from the upstream (by a reload or
+// the runtime API) whose connections are still open, by name: they take
+// no new connection; Active, Total and the bytes are theirs as before.
+// Their connections' leases count on them until they close; once none is
+// left, the server is forgotten at the next change of the upstreams.
+func (u *Upstream) Removed() []*Server {
+	out := make([]*Server, 0, len(u.removed))
+	for _, s := range u.removed {
+		if s.Active() > 0 {
+			out = append(out, s)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *Server) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+// RemovedServer returns the removed server with this name that still has
+// connections (see Removed), or nil; when servers of that name were
+// removed at several addresses, the one with the most connections.
+func (u *Upstream) RemovedServer(name string) *Server {
+	var best *Server
+	for _, s := range u.removed {
+		if s.name == name && s.Active() > 0 && (best == nil || s.Active() > best.Active()) {
+			best = s
+		}
+	}
+	return best
 }
 
 func prevState(old *Upstream, name string) string {

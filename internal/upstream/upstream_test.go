@@ -232,3 +232,75 @@ func TestCheckClientID(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedServerAddedBack: a server removed while it has connections is
+// kept aside with them (Removed, RemovedServer) until they close; added
+// back with its name and address it is the same server, its connections
+// counted on it (a new one would count 0 while they live), down until its
+// first check passes as any added server. Added back at another address
+// it is a new server and the old one stays aside. Reload and the runtime
+// API both go through Build.
+func TestRemovedServerAddedBack(t *testing.T) {
+	a, b := testutil.StartMochi(t).Addr, testutil.StartMochi(t).Addr
+	both := "      - { name: a, address: \"" + a + "\" }\n      - { name: b, address: \"" + b + "\" }\n"
+	onlyA := "      - { name: a, address: \"" + a + "\" }\n"
+	const hc = "    balance: round_robin\n    health_check: { type: tcp, rise: 2 }\n"
+	set1, err := Build(parse(t, both, hc), nil, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u1 := set1.Get("u")
+	var leases []*Lease
+	for i := range 4 {
+		l := new(Lease)
+		conn, _, err := u1.Connect(context.Background(), l, connectOf(fmt.Sprint("c", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		leases = append(leases, l)
+	}
+	sb := u1.Server("b")
+	if sb.Active() != 2 {
+		t.Fatalf("b holds %d connections, want 2", sb.Active())
+	}
+
+	set2, _ := Build(parse(t, onlyA, hc), set1, nil, quiet)
+	u2 := set2.Get("u")
+	if u2.Server("b") != nil || len(u2.Removed()) != 1 || u2.Removed()[0] != sb || u2.RemovedServer("b") != sb || sb.Active() != 2 {
+		t.Fatalf("removed b with 2 connections: Server %v, Removed %v, RemovedServer %v, active %d", u2.Server("b"), u2.Removed(), u2.RemovedServer("b"), sb.Active())
+	}
+
+	set3, _ := Build(parse(t, both, hc), set2, nil, quiet)
+	u3 := set3.Get("u")
+	if got := u3.Server("b"); got != sb || got.Active() != 2 || len(u3.Removed()) != 0 {
+		t.Fatalf("b added back: same server %v, active %d (want 2: its connections live), removed %v", got == sb, u3.Server("b").Active(), u3.Removed())
+	}
+	if sb.State() != StateDown {
+		t.Errorf("b added back: state %s, want down until its first check", sb.State())
+	}
+	sb.report(nil, 2, 3, true, 0)
+	if !sb.Available() {
+		t.Errorf("b added back: state %s after a passing first check, want up", sb.State())
+	}
+
+	// At another address: a new server; the old one stays aside.
+	moved := "      - { name: a, address: \"" + a + "\" }\n      - { name: b, address: \"127.0.0.1:1\" }\n"
+	set4, _ := Build(parse(t, moved, hc), set3, nil, quiet)
+	u4 := set4.Get("u")
+	if u4.Server("b") == sb || u4.Server("b").Active() != 0 || u4.RemovedServer("b") != sb {
+		t.Fatalf("b moved: new server %v, its active %d, removed b %v", u4.Server("b") != sb, u4.Server("b").Active(), u4.RemovedServer("b"))
+	}
+
+	// Once its connections closed, it is forgotten.
+	for _, l := range leases {
+		l.Release(0, 0)
+	}
+	if len(u4.Removed()) != 0 || u4.RemovedServer("b") != nil {
+		t.Errorf("removed b without connections still listed: %v", u4.Removed())
+	}
+	set5, _ := Build(parse(t, moved, hc), set4, nil, quiet)
+	if len(set5.Get("u").removed) != 0 {
+		t.Errorf("removed b without connections kept by a rebuild")
+	}
+}
