@@ -5,7 +5,8 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/mqlb/mqlb/internal/config")
+	"github.com/mqlb/mqlb/internal/config"
+)
 
 // expect reads packets until one of type typ with packet id pid, failing on
 // a read error.
