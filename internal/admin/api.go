@@ -21,7 +21,17 @@ type UpstreamJSON struct {
 	HealthCheck    string       `json:"health_check"`
 	ConnectRetries int          `json:"connect_retries"`
 	Servers        []ServerJSON `json:"servers"`
-	ChangesJSON                 // rebalancing state and evacuations (rebalance.go)
+	// Removed are the servers removed from the upstream (runtime API or
+	// reload) whose connections are still open; absent when there is none.
+	Removed     []RemovedJSON `json:"removed,omitempty"`
+	ChangesJSON               // rebalancing state and evacuations (rebalance.go)
+}
+
+// RemovedJSON is a removed server that still has connections.
+type RemovedJSON struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Active  int64  `json:"active"`
 }
 
 // ServerJSON is one server's state.
@@ -82,6 +92,9 @@ func (s *Server) upstreamJSON(u *upstream.Upstream) UpstreamJSON {
 		HealthCheck: c.HealthCheck.Type, ConnectRetries: c.ConnectRetries, Servers: []ServerJSON{}}
 	for _, sv := range u.Servers {
 		uj.Servers = append(uj.Servers, serverJSON(sv))
+	}
+	for _, sv := range u.Removed() {
+		uj.Removed = append(uj.Removed, RemovedJSON{Name: sv.Name(), Address: sv.Address(), Active: sv.Active()})
 	}
 	s.changes(&uj)
 	return uj
