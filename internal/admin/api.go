@@ -111,6 +111,7 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no server "+strconv.Quote(r.PathValue("s"))+" in upstream "+u.Name)
 		return
 	}
+	from := sv.State().String()
 	switch action := path.Base(r.URL.Path); action {
 	case "drain":
 		sv.Drain()
@@ -122,7 +123,9 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+"; want drain, enable or disable")
 		return
 	}
-	s.log.Info("server state changed through the admin API", "upstream", u.Name, "server", sv.Name(), "state", sv.State().String())
+	// The one line of the change (the server's own is at debug).
+	s.log.Info("server state changed through the admin API", "upstream", u.Name, "server", sv.Name(),
+		"from", from, "to", sv.State().String(), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, serverJSON(sv))
 }
 

@@ -109,7 +109,7 @@ func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) {
 	answers := s.sendNodes(r.Context(), http.MethodDelete, "/api/v1/clients/"+url.PathEscape(id))
 	for _, a := range answers {
 		if a.Error == "" {
-			s.log.Info("client kicked on a node through the admin API", "client_id", id, "node", a.Name)
+			s.log.Info("client kicked on a node through the admin API", "client_id", id, "node", a.Name, "remote", r.RemoteAddr)
 			writeJSON(w, http.StatusOK, map[string]any{"client_id": id, "node": a.Name, "kicked": true})
 			return
 		}

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -32,8 +33,10 @@ func TestServerRemovedAndAddedBack(t *testing.T) {
 		name          string
 		remove, readd func() error
 	}{
-		{"runtime API", func() error { return h.lb.RemoveServer("brokers", "b2") },
-			func() error { return h.lb.AddServer("brokers", config.Server{Name: "b2", Address: addr}) }},
+		{"runtime API", func() error { return h.lb.RemoveServer(context.Background(), "brokers", "b2") },
+			func() error {
+				return h.lb.AddServer(context.Background(), "brokers", config.Server{Name: "b2", Address: addr})
+			}},
 		{"reload", func() error {
 			h.write(h.yaml([]string{h.brokers[0].Addr, h.brokers[1].Addr}, harnessOpts{upstream: "    balance: least_conn\n"}))
 			return h.lb.Reload()
