@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -191,10 +192,10 @@ func (k *ctl) server(ctx context.Context, arg string) (string, string, error) {
 	}
 	var found []string
 	for _, u := range all.Upstreams {
-		for _, s := range u.Servers {
-			if s.Name == arg {
-				found = append(found, u.Name)
-			}
+		in := slices.ContainsFunc(u.Servers, func(s serverJSON) bool { return s.Name == arg }) ||
+			slices.ContainsFunc(u.Removed, func(s removedJSON) bool { return s.Name == arg }) // evacuate takes one
+		if in {
+			found = append(found, u.Name)
 		}
 	}
 	switch len(found) {

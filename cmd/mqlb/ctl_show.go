@@ -18,7 +18,12 @@ type (
 		Upstreams []struct {
 			Name, Balance string
 			Servers       []serverJSON
+			Removed       []removedJSON // removed, their connections still open
 		}
+	}
+	removedJSON struct {
+		Name, Address string
+		Active        int64
 	}
 	serverJSON struct {
 		Name, Address, State string
@@ -72,6 +77,9 @@ func (k *ctl) status(ctx context.Context, args []string) error {
 					n[s.State]++
 					active += s.Active
 				}
+				for _, s := range u.Removed { // relayed until they close
+					active += s.Active
+				}
 				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%d\t%d\t%d\n", u.Name, u.Balance, n["up"], len(u.Servers), n["down"], n["drain"]+n["disabled"], active)
 			}
 		})
@@ -99,6 +107,9 @@ func (k *ctl) servers(ctx context.Context, args []string) error {
 						check = fmt.Sprintf("failed %dx: %s", s.Health.Failures, printable(s.Health.LastError))
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", u.Name, s.Name, s.Address, s.State, s.Weight, s.Active, s.Total, s.Failures, check)
+				}
+				for _, s := range u.Removed {
+					fmt.Fprintf(w, "%s\t%s\t%s\tremoved\t-\t%d\t-\t-\t-\n", u.Name, s.Name, s.Address, s.Active)
 				}
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -240,4 +241,47 @@ func TestCtlStickyPicksTheStickyUpstream(t *testing.T) {
 	admin := startRun(t, cfg)
 	ctlOK(t, admin, []string{"sticky"}, "0 entries")
 	ctlOK(t, admin, []string{"sticky", "--clear"}, "brokers: 0 sticky entries removed")
+}
+
+// TestCtlRemovedServer: a server removed while it relays clients still
+// counts in `ctl status` (the audit's 209 shown for 300 relayed), is a
+// "removed" row of `ctl servers`, and `ctl evacuate` closes its connections.
+func TestCtlRemovedServer(t *testing.T) {
+	b1, b2 := testutil.StartMochi(t), testutil.StartMochi(t)
+	admin := startRun(t, stickyConfig(b1.Addr, b2.Addr))
+	lbAddr := mqttAddr(t, admin)
+	var conns []net.Conn
+	for i := range 4 {
+		conns = append(conns, testutil.ConnectRaw(t, lbAddr, fmt.Sprint("rm-", i)))
+	}
+	var list struct {
+		Connections []struct{ ClientID, Server string } `json:"connections"`
+	}
+	getJSON(t, "http://"+admin+"/api/v1/connections", &list)
+	gone := list.Connections[0].Server
+	var theirs []net.Conn
+	for _, c := range list.Connections {
+		if c.Server == gone {
+			var i int
+			fmt.Sscanf(c.ClientID, "rm-%d", &i)
+			theirs = append(theirs, conns[i])
+		}
+	}
+	ctlOK(t, admin, []string{"remove", gone}, "brokers/"+gone+": removed")
+	out := ctlOK(t, admin, []string{"status"})
+	if !regexp.MustCompile(`(?m)^brokers\s+sticky\s+1/1\s+0\s+0\s+4\s*$`).MatchString(out) {
+		t.Errorf("status after removing %s (%d of 4 relayed there): want 4 connections:\n%s", gone, len(theirs), out)
+	}
+	out = ctlOK(t, admin, []string{"servers"})
+	if !regexp.MustCompile(`(?m)^brokers\s+` + gone + `\s+\S+\s+removed\s+-\s+` + fmt.Sprint(len(theirs)) + `\s`).MatchString(out) {
+		t.Errorf("servers: want %s as removed with %d active:\n%s", gone, len(theirs), out)
+	}
+	ctlOK(t, admin, []string{"evacuate", gone, "--rate", "50"}, "brokers/"+gone+": evacuating")
+	for _, c := range theirs {
+		testutil.Eventually(t, 10*time.Second, func() bool { return closedByPeer(c) }, "removed server's client evacuated")
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		out, _, _ := ctlRun(t, admin, "servers")
+		return !strings.Contains(out, "removed")
+	}, "removed server gone once evacuated")
 }

@@ -364,3 +364,38 @@ func TestDashboardKeepsActionError(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return text(ctx, "#err") == "" }, "error cleared by the next action: %q", text(ctx, "#err"))
 }
+
+// TestDashboardRemovedServer: a server removed while it relays a client is
+// a "removed" row of the servers table with its connection, and its
+// evacuate button closes it.
+func TestDashboardRemovedServer(t *testing.T) {
+	ctx, errs := chromium(t)
+	b1, b2 := testutil.StartMochi(t), testutil.StartMochi(t)
+	admin := startRun(t, stickyConfig(b1.Addr, b2.Addr))
+	c := testutil.ConnectRaw(t, mqttAddr(t, admin), "dash-rm")
+	var list struct {
+		Connections []struct{ Server string } `json:"connections"`
+	}
+	getJSON(t, "http://"+admin+"/api/v1/connections?client_id=dash-rm", &list)
+	gone := list.Connections[0].Server
+	if code, body := testutil.HTTP(t, "DELETE", "http://"+admin+"/api/v1/upstreams/brokers/servers/"+gone, ""); code != 200 {
+		t.Fatalf("remove %s: %d %s", gone, code, body)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+admin+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	row := `tr.removed[data-server="brokers/` + gone + `"]`
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		tx := text(ctx, row)
+		return strings.Contains(tx, "removed") && strings.Contains(tx, "1")
+	}, "removed row shown: %q; console: %s", text(ctx, row), errs)
+	clickRow(t, ctx, row+` button[data-action="evacuate"]`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm-ok"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return closedByPeer(c) }, "client of the removed server evacuated")
+	testutil.Eventually(t, 10*time.Second, func() bool { return !exists(ctx, row) }, "removed row gone once evacuated")
+	if e := errs.String(); e != "" {
+		t.Errorf("console errors:\n%s", e)
+	}
+}

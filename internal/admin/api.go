@@ -21,7 +21,17 @@ type UpstreamJSON struct {
 	HealthCheck    string       `json:"health_check"`
 	ConnectRetries int          `json:"connect_retries"`
 	Servers        []ServerJSON `json:"servers"`
-	ChangesJSON                 // rebalancing state and evacuations (rebalance.go)
+	// Removed are the servers removed from the upstream (runtime API or
+	// reload) whose connections are still open; absent when there is none.
+	Removed     []RemovedJSON `json:"removed,omitempty"`
+	ChangesJSON               // rebalancing state and evacuations (rebalance.go)
+}
+
+// RemovedJSON is a removed server that still has connections.
+type RemovedJSON struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	Active  int64  `json:"active"`
 }
 
 // ServerJSON is one server's state.
@@ -83,6 +93,9 @@ func (s *Server) upstreamJSON(u *upstream.Upstream) UpstreamJSON {
 	for _, sv := range u.Servers {
 		uj.Servers = append(uj.Servers, serverJSON(sv))
 	}
+	for _, sv := range u.Removed() {
+		uj.Removed = append(uj.Removed, RemovedJSON{Name: sv.Name(), Address: sv.Address(), Active: sv.Active()})
+	}
 	s.changes(&uj)
 	return uj
 }
@@ -98,6 +111,7 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no server "+strconv.Quote(r.PathValue("s"))+" in upstream "+u.Name)
 		return
 	}
+	from := sv.State().String()
 	switch action := path.Base(r.URL.Path); action {
 	case "drain":
 		sv.Drain()
@@ -109,7 +123,9 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+"; want drain, enable or disable")
 		return
 	}
-	s.log.Info("server state changed through the admin API", "upstream", u.Name, "server", sv.Name(), "state", sv.State().String())
+	// The one line of the change (the server's own is at debug).
+	s.log.Info("server state changed through the admin API", "upstream", u.Name, "server", sv.Name(),
+		"from", from, "to", sv.State().String(), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, serverJSON(sv))
 }
 

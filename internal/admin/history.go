@@ -88,6 +88,17 @@ func (s *Server) sample(st Stats, now time.Time) Sample {
 				BytesIn: in + b[0], BytesOut: out + b[1]}
 			states[key] = serverState{sv.State().String(), sv.StateChanged()}
 		}
+		for _, sv := range u.Removed() { // its connections still open
+			key := u.Name + "/" + sv.Name()
+			if _, ok := sm.Servers[key]; ok {
+				continue // the name is taken again: the charts show the server in service
+			}
+			b := live[[2]string{u.Name, sv.Name()}]
+			in, out := sv.ClosedBytes()
+			sm.Servers[key] = ServerSample{Active: sv.Active(), Total: sv.Total(), Failures: sv.Failures(),
+				BytesIn: in + b[0], BytesOut: out + b[1]}
+			states[key] = serverState{state: "removed"} // since it is first seen removed
+		}
 	}
 	st.Results(func(l, r string, n uint64) {
 		if r == "ok" {

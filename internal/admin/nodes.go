@@ -90,13 +90,26 @@ func (s *Server) cluster(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": s.askNodes(r.Context(), "/api/v1/cluster")})
 }
 
-// clients is GET /api/v1/clients?q=… on the load balancer: every node's
-// clients matching q.
+// clients is GET /api/v1/clients?q=…&offset=N&limit=N on the load
+// balancer: every node's clients matching q. offset and limit are checked
+// as a node checks them (internal/node's apiClients) before any node is
+// asked: a bad one is this request's 400, not each node's inside a 200.
 func (s *Server) clients(w http.ResponseWriter, r *http.Request) {
 	v := url.Values{}
 	for _, k := range []string{"q", "offset", "limit"} {
 		if x := r.URL.Query().Get(k); x != "" {
 			v.Set(k, x)
+		}
+	}
+	for _, p := range []struct {
+		name  string
+		least int
+	}{{"offset", 0}, {"limit", 1}} {
+		if x := v.Get(p.name); x != "" {
+			if n, err := strconv.Atoi(x); err != nil || n < p.least {
+				writeError(w, http.StatusBadRequest, p.name+": want a whole number of at least "+strconv.Itoa(p.least))
+				return
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"nodes": s.askNodes(r.Context(), "/api/v1/clients?"+v.Encode())})
@@ -109,7 +122,7 @@ func (s *Server) kickClient(w http.ResponseWriter, r *http.Request) {
 	answers := s.sendNodes(r.Context(), http.MethodDelete, "/api/v1/clients/"+url.PathEscape(id))
 	for _, a := range answers {
 		if a.Error == "" {
-			s.log.Info("client kicked on a node through the admin API", "client_id", id, "node", a.Name)
+			s.log.Info("client kicked on a node through the admin API", "client_id", id, "node", a.Name, "remote", r.RemoteAddr)
 			writeJSON(w, http.StatusOK, map[string]any{"client_id": id, "node": a.Name, "kicked": true})
 			return
 		}

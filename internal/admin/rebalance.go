@@ -72,7 +72,7 @@ func (s *Server) evacuate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	s.log.Info("evacuation started through the admin API", "upstream", ev.Upstream, "server", ev.Server, "rate", rate)
+	s.log.Info("evacuation started through the admin API", "upstream", ev.Upstream, "server", ev.Server, "rate", rate, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, ev)
 }
 

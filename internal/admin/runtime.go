@@ -2,6 +2,7 @@ package admin
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,11 +16,26 @@ import (
 
 // Runtime is the part of the backend that changes upstreams at runtime
 // (POST/DELETE .../servers, PUT .../weight). Its errors wrap ErrNotFound,
-// ErrConflict or ErrBadRequest, which pick the HTTP status.
+// ErrConflict or ErrBadRequest, which pick the HTTP status. The context
+// carries who asked (Remote), for the backend's log of the change.
 type Runtime interface {
-	AddServer(upstream string, s config.Server) error
-	RemoveServer(upstream, server string) error
-	SetWeight(upstream, server string, weight int) error
+	AddServer(ctx context.Context, upstream string, s config.Server) error
+	RemoveServer(ctx context.Context, upstream, server string) error
+	SetWeight(ctx context.Context, upstream, server string, weight int) error
+}
+
+type remoteKey struct{}
+
+// withRemote returns ctx carrying the address of the HTTP peer that asked.
+func withRemote(ctx context.Context, remote string) context.Context {
+	return context.WithValue(ctx, remoteKey{}, remote)
+}
+
+// Remote returns the address of the admin API client whose request ctx
+// comes from (the HTTP peer), or "" for a change made in process.
+func Remote(ctx context.Context) string {
+	r, _ := ctx.Value(remoteKey{}).(string)
+	return r
 }
 
 // Errors a Runtime wraps.
@@ -113,7 +129,7 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	u := r.PathValue("u")
-	err := rt.AddServer(u, config.Server{Name: body.Name, Address: body.Address, Weight: weight, State: body.State})
+	err := rt.AddServer(withRemote(r.Context(), r.RemoteAddr), u, config.Server{Name: body.Name, Address: body.Address, Weight: weight, State: body.State})
 	if err != nil {
 		runtimeError(w, err)
 		return
@@ -127,7 +143,7 @@ func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		return
 	}
-	if err := rt.RemoveServer(r.PathValue("u"), r.PathValue("s")); err != nil {
+	if err := rt.RemoveServer(withRemote(r.Context(), r.RemoteAddr), r.PathValue("u"), r.PathValue("s")); err != nil {
 		runtimeError(w, err)
 		return
 	}
@@ -147,7 +163,7 @@ func (s *Server) setWeight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `body: want {"weight": N}`)
 		return
 	}
-	if err := rt.SetWeight(r.PathValue("u"), r.PathValue("s"), *body.Weight); err != nil {
+	if err := rt.SetWeight(withRemote(r.Context(), r.RemoteAddr), r.PathValue("u"), r.PathValue("s"), *body.Weight); err != nil {
 		runtimeError(w, err)
 		return
 	}
@@ -181,7 +197,7 @@ func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no connection with client id "+strconv.Quote(id))
 		return
 	}
-	s.log.Info("client kicked through the admin API", "client_id", id, "connections", len(conns))
+	s.log.Info("client kicked through the admin API", "client_id", id, "connections", len(conns), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]any{"client_id": id, "closed": len(conns), "kicked_total": s.kicked.Load()})
 }
 
@@ -197,6 +213,6 @@ func (s *Server) clearSticky(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no sticky entry "+strconv.Quote(key)+" in upstream "+u.Name)
 		return
 	}
-	s.log.Info("sticky entries cleared through the admin API", "upstream", u.Name, "key", key, "removed", n)
+	s.log.Info("sticky entries cleared through the admin API", "upstream", u.Name, "key", key, "removed", n, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]any{"upstream": u.Name, "removed": n})
 }

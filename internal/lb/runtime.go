@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/mqlb/mqlb/internal/admin"
@@ -12,7 +13,7 @@ var _ admin.Runtime = (*LB)(nil)
 
 // AddServer implements admin.Runtime: the server joins upstream u for new
 // connections (health checks decide when it takes them).
-func (l *LB) AddServer(u string, s config.Server) error {
+func (l *LB) AddServer(ctx context.Context, u string, s config.Server) error {
 	if s.Name == "" {
 		s.Name = s.Address
 	}
@@ -22,7 +23,7 @@ func (l *LB) AddServer(u string, s config.Server) error {
 	if s.State == "" {
 		s.State = "enabled"
 	}
-	return l.change(serverRef{u, s.Name}, func(ov *override, file *config.Server) error {
+	return l.change(ctx, serverRef{u, s.Name}, func(ov *override, file *config.Server) error {
 		if l.hasServer(u, s.Name) {
 			return fmt.Errorf("%w: upstream %s already has a server %q", admin.ErrConflict, u, s.Name)
 		}
@@ -44,8 +45,8 @@ func (l *LB) AddServer(u string, s config.Server) error {
 
 // RemoveServer implements admin.Runtime: no new connections go to the
 // server; its connections stay until they close (or are evacuated).
-func (l *LB) RemoveServer(u, name string) error {
-	return l.change(serverRef{u, name}, func(ov *override, file *config.Server) error {
+func (l *LB) RemoveServer(ctx context.Context, u, name string) error {
+	return l.change(ctx, serverRef{u, name}, func(ov *override, file *config.Server) error {
 		if !l.hasServer(u, name) {
 			return fmt.Errorf("%w: no server %q in upstream %s", admin.ErrNotFound, name, u)
 		}
@@ -58,11 +59,11 @@ func (l *LB) RemoveServer(u, name string) error {
 }
 
 // SetWeight implements admin.Runtime.
-func (l *LB) SetWeight(u, name string, weight int) error {
+func (l *LB) SetWeight(ctx context.Context, u, name string, weight int) error {
 	if weight < 1 || weight > 256 {
 		return fmt.Errorf("%w: want a weight from 1 to 256, got %d", admin.ErrBadRequest, weight)
 	}
-	return l.change(serverRef{u, name}, func(ov *override, file *config.Server) error {
+	return l.change(ctx, serverRef{u, name}, func(ov *override, file *config.Server) error {
 		if !l.hasServer(u, name) {
 			return fmt.Errorf("%w: no server %q in upstream %s", admin.ErrNotFound, name, u)
 		}
@@ -90,8 +91,8 @@ func (l *LB) hasServer(u, name string) bool {
 // change applies one runtime change: the overrides with it are laid over
 // the config file and the upstreams rebuilt as a reload would (servers keep
 // their state; policies take over from the old ones), without touching
-// listeners or connections.
-func (l *LB) change(r serverRef, edit func(ov *override, file *config.Server) error, msg string, args ...any) error {
+// listeners or connections. The log line names who asked (admin.Remote).
+func (l *LB) change(ctx context.Context, r serverRef, edit func(ov *override, file *config.Server) error, msg string, args ...any) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cfg.Upstreams[r.upstream] == nil {
@@ -124,6 +125,6 @@ func (l *LB) change(r serverRef, edit func(ov *override, file *config.Server) er
 	l.ups.Stop()
 	l.coll.Forget(l.ups, ups)
 	l.ups, l.cfg, l.ov = ups, eff, ov
-	l.log.Info("runtime change: "+msg, append([]any{"upstream", r.upstream, "server", r.server}, args...)...)
+	l.log.Info("runtime change: "+msg, append([]any{"upstream", r.upstream, "server", r.server}, append(args, "remote", admin.Remote(ctx))...)...)
 	return nil
 }

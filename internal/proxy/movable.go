@@ -8,8 +8,8 @@ import "github.com/mqlb/mqlb/internal/rebalance"
 func (t *Table) Movable(u string) []rebalance.Conn {
 	var out []rebalance.Conn
 	t.Each(func(c *Conn) {
-		if c.upstream != nil && c.upstream.Name == u && !c.closing.Load() && c.lease.Server() != nil {
-			out = append(out, rebalance.Conn{Server: c.serverName(), Since: c.start, Key: &c.lease.Key, Close: func() { c.Close() }})
+		if sv := c.lease.Server(); c.upstream != nil && c.upstream.Name == u && !c.closing.Load() && sv != nil {
+			out = append(out, rebalance.Conn{Server: sv.Name(), Of: sv, Since: c.start, Key: &c.lease.Key, Close: func() { c.Close() }})
 		}
 	})
 	return out

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/upstream"
 )
 
 // Evacuation is the progress of one evacuation, as the admin API shows it.
@@ -25,7 +27,7 @@ type Evacuation struct {
 const (
 	EvacRunning   = "running"
 	EvacDone      = "done"
-	EvacCancelled = "cancelled" // the server left drain (enabled, disabled) or went away
+	EvacCancelled = "cancelled" // the server left drain (enabled, disabled) or was added back enabled
 )
 
 // ErrNotFound is returned by Evacuate for an unknown upstream or server.
@@ -35,20 +37,30 @@ type evacuee struct {
 	mu   sync.Mutex
 	e    Evacuation
 	pace pacer
+	sv   *upstream.Server // the server evacuated; nil once finished
 }
 
 // Evacuate drains server s of upstream u and closes its connections at
 // perSecond until none is left; their clients reconnect to the other
 // servers. Evacuating a server that is being evacuated changes the rate.
+// A server removed from the upstream (RemovedServer) whose connections are
+// still open is evacuated too: it takes no new connection, so it needs no
+// drain.
 func (m *Manager) Evacuate(u, s string, perSecond float64) (Evacuation, error) {
 	if !(perSecond > 0) {
 		return Evacuation{}, fmt.Errorf("rate: want connections per second, more than zero")
 	}
 	up := m.upstream(u)
-	if up == nil || up.Server(s) == nil {
+	var sv *upstream.Server
+	if up != nil {
+		sv = up.Server(s)
+		if sv == nil {
+			sv = up.RemovedServer(s)
+		}
+	}
+	if sv == nil {
 		return Evacuation{}, fmt.Errorf("%w: no server %q in upstream %q", ErrNotFound, s, u)
 	}
-	sv := up.Server(s)
 	k := [2]string{u, s}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -61,11 +73,14 @@ func (m *Manager) Evacuate(u, s string, perSecond float64) (Evacuation, error) {
 	if m.stopped {
 		return Evacuation{}, errors.New("shutting down")
 	}
-	sv.Drain()
-	ev := &evacuee{e: Evacuation{Upstream: u, Server: s, Rate: perSecond,
+	removed := up.Server(s) != sv
+	if !removed {
+		sv.Drain()
+	}
+	ev := &evacuee{sv: sv, e: Evacuation{Upstream: u, Server: s, Rate: perSecond,
 		Status: EvacRunning, Started: time.Now(), Initial: sv.Active(), Remaining: sv.Active()}}
 	m.evacs[k] = ev
-	m.log.Info("evacuating server", "upstream", u, "server", s, "rate", perSecond, "connections", sv.Active())
+	m.log.Info("evacuating server", "upstream", u, "server", s, "rate", perSecond, "connections", sv.Active(), "removed", removed)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -75,20 +90,20 @@ func (m *Manager) Evacuate(u, s string, perSecond float64) (Evacuation, error) {
 }
 
 // evacuate closes the server's connections at the rate until it has none,
-// or it leaves drain.
+// or, while it is one of the upstream's servers, it leaves drain. A server
+// removed from the upstream (before or during the evacuation) keeps its
+// connections until they close: they are evacuated all the same.
 func (m *Manager) evacuate(ev *evacuee) {
-	u, s := ev.e.Upstream, ev.e.Server
+	u, s, sv := ev.e.Upstream, ev.e.Server, ev.sv
 	for {
-		up := m.upstream(u)
-		if up == nil || up.Server(s) == nil || up.Server(s).State().String() != "drain" {
+		if up := m.upstream(u); up != nil && up.Server(s) == sv && sv.State().String() != "drain" {
 			ev.finish(EvacCancelled, -1, time.Now())
 			m.log.Info("evacuation cancelled: the server left drain", "upstream", u, "server", s)
 			return
 		}
-		sv := up.Server(s)
 		var mine []Conn
 		for _, c := range m.conns(u) {
-			if c.Server == s {
+			if c.Of == sv {
 				mine = append(mine, c)
 			}
 		}
@@ -100,13 +115,15 @@ func (m *Manager) evacuate(ev *evacuee) {
 		sort.Slice(mine, func(i, j int) bool { return mine[i].Since.After(mine[j].Since) })
 		for _, c := range mine {
 			if !ev.pace.wait(m.ctx, ev.currentRate()) {
+				ev.finish(EvacCancelled, -1, time.Now())
 				return
 			}
 			c.Close()
 			m.count(u, s)
 			ev.step(sv.Active())
 		}
-		if len(mine) == 0 && !sleep(m.ctx, 50*time.Millisecond) { // connections being dialled
+		if len(mine) == 0 && !sleep(m.ctx, 50*time.Millisecond) { // connections being dialled or closing
+			ev.finish(EvacCancelled, -1, time.Now())
 			return
 		}
 	}
@@ -129,6 +146,7 @@ func (ev *evacuee) finish(status string, remaining int64, now time.Time) {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
 	ev.e.Status, ev.e.Finished = status, &now
+	ev.sv = nil // a finished evacuation does not hold its server (a removed one is forgotten)
 	if remaining >= 0 {
 		ev.e.Remaining = remaining
 	}

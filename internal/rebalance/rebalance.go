@@ -19,10 +19,11 @@ import (
 
 // Conn is what the mover sees of one relayed connection.
 type Conn struct {
-	Server string        // the server it is relayed to
-	Since  time.Time     // when the client connected
-	Key    *balance.Conn // what the policy placed it by
-	Close  func()        // ends it (both sides); the client reconnects
+	Server string           // the server it is relayed to
+	Of     *upstream.Server // that server (a removed one too: its name may be taken again)
+	Since  time.Time        // when the client connected
+	Key    *balance.Conn    // what the policy placed it by
+	Close  func()           // ends it (both sides); the client reconnects
 }
 
 // Source lists the live connections of an upstream, skipping those already

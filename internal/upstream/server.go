@@ -169,7 +169,8 @@ func (s *Server) Enable() {
 func (s *Server) setAdmin(v uint32, name string) {
 	if s.admin.Swap(v) != v {
 		s.stateChanged()
-		s.log.Info("server state set", "state", name)
+		// at debug: who set it logs the change (the admin API, with the requester)
+		s.log.Debug("server state set", "state", name)
 		if v != adminEnabled {
 			s.releaseWaiters()
 		}

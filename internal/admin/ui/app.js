@@ -195,6 +195,14 @@ function renderUpstreams(list, r) {
         td(h.changed ? new Date(h.state_since).toLocaleTimeString() : "none seen", h.changed ? "" : "muted"), acts);
       tb.append(tr);
     }
+    // Removed servers whose connections are still open: no actions but evacuate.
+    for (const s of u.removed || []) {
+      const key = u.name + "/" + s.name;
+      const acts = el("td", {}, el("button", { "data-action": "evacuate", onclick: () => confirmThen(`Evacuate ${key} (removed)? Its ${s.active} open connection(s) are closed at 100/s; the clients reconnect to the other servers.`,
+        () => api(serverPath(u.name, s.name) + "/evacuate", "POST")) }, "evacuate"));
+      tb.append(el("tr", { class: "removed", "data-server": key, "data-removed": "true" }, td(s.name), td(s.address), td("removed", "st removed"), td("-"),
+        num(s.active), td("-"), td("-"), td("-"), td("-"), td("-"), td("-"), td("open connections stay until they close", "muted"), td("-"), td("-"), acts));
+    }
     const table = el("table", {}, el("thead", {}, el("tr", {}, ...head.map((x, i) => el("th", i >= 4 && i <= 10 ? { class: "num" } : {}, x)))), tb);
     root.append(table, addForm(u));
   }
