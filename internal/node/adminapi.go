@@ -119,7 +119,7 @@ func (n *Node) apiKick(w http.ResponseWriter, r *http.Request) {
 	} else {
 		cl.Stop(packets.ErrAdministrativeAction)
 	}
-	n.log.Info("client kicked through the admin API", "client_id", cl.ID)
+	n.log.Info("client kicked through the admin API", "client_id", cl.ID, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]any{"client_id": cl.ID, "node": n.name, "kicked": true})
 }
 
