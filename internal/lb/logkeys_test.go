@@ -14,6 +14,21 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
+// runJSONLogged runs a load balancer on cfg logging JSON at info into logs.
+func runJSONLogged(t *testing.T, cfg *config.Config) (*LB, *testutil.SyncBuffer) {
+	t.Helper()
+	logs := new(testutil.SyncBuffer)
+	l, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l, logs
+}
+
 // TestJSONLogNoDuplicateKeys: the load balancer's JSON log lines, the
 // "listening" line included, have each key once.
 func TestJSONLogNoDuplicateKeys(t *testing.T) {
@@ -25,26 +40,10 @@ access_log: { path: "off" }
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := new(testutil.SyncBuffer)
-	l, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	_, logs := runJSONLogged(t, cfg)
 	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), `"msg":"listening"`) },
 		"no listening line:\n%s", logs)
-	for _, line := range bytes.Split(bytes.TrimSpace([]byte(logs.String())), []byte("\n")) {
-		dups, err := testutil.DuplicateKeys(line)
-		if err != nil {
-			t.Errorf("not JSON: %v: %s", err, line)
-		}
-		if len(dups) > 0 {
-			t.Errorf("duplicate keys %v in %s", dups, line)
-		}
-	}
+	testutil.NoDuplicateKeys(t, logs.String())
 }
 
 // TestAdminAuditLogNamesRequester: every change made through the admin API
@@ -61,15 +60,7 @@ access_log: { path: "off" }
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := new(testutil.SyncBuffer)
-	l, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	l, logs := runJSONLogged(t, cfg)
 	testutil.Eventually(t, 5*time.Second, l.Serving, "lb serving")
 	testutil.ConnectRaw(t, l.ListenerAddr("mqtt"), "audit-1")
 	base := "http://" + l.AdminAddr() + "/api/v1"

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // TestAdminForeignOriginAndHost is issue 11 item 5 on the node: the same
@@ -21,22 +23,9 @@ func TestAdminForeignOriginAndHost(t *testing.T) {
 		{"POST", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
 		{"GET", map[string]string{"Host": "localhost"}, http.StatusOK},
 	} {
-		req, _ := http.NewRequestWithContext(t.Context(), tc.method, base+"/metrics", nil)
-		for k, v := range tc.hdr {
-			if k == "Host" {
-				req.Host = v
-			} else {
-				req.Header.Set(k, v)
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
 		// A refused POST gets 403; an accepted one reaches the mux (405: GET only).
-		if resp.StatusCode != tc.want {
-			t.Errorf("%s %v: %d, want %d", tc.method, tc.hdr, resp.StatusCode, tc.want)
+		if code, _ := testutil.HTTPWith(t, tc.method, base+"/metrics", "", tc.hdr); code != tc.want {
+			t.Errorf("%s %v: %d, want %d", tc.method, tc.hdr, code, tc.want)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -30,13 +29,5 @@ func TestJSONLogNoDuplicateKeys(t *testing.T) {
 	t.Cleanup(func() { quiesce(); n.Close() })
 	testutil.Eventually(t, waitFor, func() bool { return strings.Contains(logs.String(), `"msg":"listening"`) },
 		"no listening line:\n%s", logs.String())
-	for _, line := range bytes.Split(bytes.TrimSpace([]byte(logs.String())), []byte("\n")) {
-		dups, err := testutil.DuplicateKeys(line)
-		if err != nil {
-			t.Errorf("not JSON: %v: %s", err, line)
-		}
-		if len(dups) > 0 {
-			t.Errorf("duplicate keys %v in %s", dups, line)
-		}
-	}
+	testutil.NoDuplicateKeys(t, logs.String())
 }

@@ -17,6 +17,13 @@ func HTTP(t testing.TB, method, url, body string) (int, string) {
 // HTTPWith is HTTP with extra headers ("Host" sets the Host header).
 func HTTPWith(t testing.TB, method, url, body string, hdr map[string]string) (int, string) {
 	t.Helper()
+	code, _, b := HTTPDo(t, method, url, body, hdr)
+	return code, b
+}
+
+// HTTPDo is HTTPWith that also returns the answer's headers.
+func HTTPDo(t testing.TB, method, url, body string, hdr map[string]string) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -34,5 +41,5 @@ func HTTPWith(t testing.TB, method, url, body string, hdr map[string]string) (in
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"testing"
 )
 
 // DuplicateKeys returns the keys that appear more than once in one object
@@ -50,4 +51,19 @@ func DuplicateKeys(line []byte) ([]string, error) {
 	}
 	err := walk("")
 	return dups, err
+}
+
+// NoDuplicateKeys fails the test for every line of a JSON log that is not
+// JSON or has a key twice.
+func NoDuplicateKeys(t testing.TB, log string) {
+	t.Helper()
+	for _, line := range bytes.Split(bytes.TrimSpace([]byte(log)), []byte("\n")) {
+		dups, err := DuplicateKeys(line)
+		if err != nil {
+			t.Errorf("not JSON: %v: %s", err, line)
+		}
+		if len(dups) > 0 {
+			t.Errorf("duplicate keys %v in %s", dups, line)
+		}
+	}
 }
