@@ -14,11 +14,10 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
-// runJSONLogged runs a load balancer on cfg logging JSON at info into logs.
-func runJSONLogged(t *testing.T, cfg *config.Config) (*LB, *testutil.SyncBuffer) {
+// runLB runs a load balancer on cfg until the test ends.
+func runLB(t *testing.T, cfg *config.Config, o Options) *LB {
 	t.Helper()
-	logs := new(testutil.SyncBuffer)
-	l, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	l, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,6 +25,14 @@ func runJSONLogged(t *testing.T, cfg *config.Config) (*LB, *testutil.SyncBuffer)
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+// runJSONLogged runs a load balancer on cfg logging JSON at info into logs.
+func runJSONLogged(t *testing.T, cfg *config.Config) (*LB, *testutil.SyncBuffer) {
+	t.Helper()
+	logs := new(testutil.SyncBuffer)
+	l := runLB(t, cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	return l, logs
 }
 

@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -39,14 +38,7 @@ func TestCertificateWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := new(testutil.SyncBuffer)
-	l, err := New(cfg, Options{File: file, Log: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	l := runLB(t, cfg, Options{File: file, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if !strings.Contains(logs.String(), `level=WARN msg="TLS certificate not valid now" problem="certificate \"expired.example\"`) {
 		t.Errorf("no warning at start:\n%s", logs)
 	}
