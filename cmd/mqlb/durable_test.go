@@ -45,10 +45,14 @@ type nodeProc struct {
 
 // startNodeProc starts `mqlb node` and waits for its "node started" line,
 // which reports the addresses it bound (every port is 0).
-func startNodeProc(t *testing.T, dir, name, durability string, peers []string) *nodeProc {
+func startNodeProc(t *testing.T, dir, name, durability string, peers []string, nodeKeys ...string) *nodeProc {
 	t.Helper()
 	peerList, _ := json.Marshal(peers)
-	cfg := fmt.Sprintf(`node: { name: %s, data_dir: %q }
+	extra := ""
+	for _, k := range nodeKeys {
+		extra += ", " + k
+	}
+	cfg := fmt.Sprintf(`node: { name: %s, data_dir: %q%s }
 listeners:
   - { name: tcp, address: "127.0.0.1:0" }
   - { name: lb, address: "127.0.0.1:0", proxy_protocol: { accept: true, trusted: ["127.0.0.1/32"] } }
@@ -56,7 +60,7 @@ mesh: { cluster_name: dur, listen: "127.0.0.1:0", peers: %s, replicas: 3, timeou
 sessions: { durability: %s, max_offline_messages: 0 }
 admin: { address: "127.0.0.1:0" }
 log: { format: json, level: info }
-`, name, filepath.Join(dir, name), peerList, durability)
+`, name, filepath.Join(dir, name), extra, peerList, durability)
 	p := &nodeProc{name: name, configFile: filepath.Join(dir, name+".yaml"), durability: durability,
 		log: new(testutil.SyncBuffer), done: make(chan struct{})}
 	if err := os.WriteFile(p.configFile, []byte(cfg), 0o600); err != nil {

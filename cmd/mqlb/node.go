@@ -54,11 +54,35 @@ func cmdNode(ctx context.Context, args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
+			drain(n, cfg.Node, log)
 			return n.Close()
 		case <-hup:
 			reloadNode(n, *file, level, &gc, log)
 		}
 	}
+}
+
+// drain sends the node's clients to other nodes before it stops
+// (node.drain_rate, node.drain_timeout; a timeout of 0 skips it); another
+// SIGINT or SIGTERM cuts it short.
+func drain(n *node.Node, c config.NodeIdentity, log *slog.Logger) {
+	if c.DrainTimeout.D() <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.DrainTimeout.D())
+	defer cancel()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			log.Info("second signal: stopping without waiting for the drain")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	n.Drain(ctx, c.DrainRate)
 }
 
 // reloadNode applies a changed config file; if it is invalid the node keeps

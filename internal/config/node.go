@@ -46,6 +46,10 @@ const DefaultGCHeadroom = 64 << 20
 type NodeIdentity struct {
 	Name    string `yaml:"name"`     // unique in the cluster
 	DataDir string `yaml:"data_dir"` // JetStream store; default ./data/<name>
+	// On SIGTERM the node disconnects its clients at DrainRate per second
+	// (0: all at once), for at most DrainTimeout, before it stops.
+	DrainRate    float64  `yaml:"drain_rate"`
+	DrainTimeout Duration `yaml:"drain_timeout"`
 }
 
 // NodeListener is one MQTT listener of a broker node.
@@ -156,6 +160,12 @@ func (n *Node) SetDefaults() {
 	set := n.Lines.Set
 	if n.Node.DataDir == "" && n.Node.Name != "" {
 		n.Node.DataDir = filepath.Join("data", n.Node.Name)
+	}
+	if n.Node.DrainRate == 0 && !set("node.drain_rate") {
+		n.Node.DrainRate = 500
+	}
+	if n.Node.DrainTimeout == 0 && !set("node.drain_timeout") {
+		n.Node.DrainTimeout = Duration(20 * time.Second)
 	}
 	for i := range n.Listeners {
 		n.Listeners[i].setDefaults(i)
@@ -299,6 +309,12 @@ func (n *Node) Validate() error {
 	}
 	if n.Node.DataDir == "" {
 		ck.errorf("node.data_dir", "a data directory is required")
+	}
+	if r := n.Node.DrainRate; r < 0 || r > 1e6 {
+		ck.errorf("node.drain_rate", "want 0 (all clients at once) to 1000000 per second, got %g", r)
+	}
+	if d := n.Node.DrainTimeout.D(); d < 0 {
+		ck.errorf("node.drain_timeout", "want a duration of 0 or more, got %s", d)
 	}
 	ck.nodeListeners(n.Listeners)
 	ck.mesh(&n.Mesh)

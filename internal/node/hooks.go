@@ -49,6 +49,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return nil
 	}
 	capKeepAlive(cl, h.n.cfg.MQTT.MaxKeepAlive.D())
+	if h.n.draining.Load() {
+		return refuseDraining(cl)
+	}
 	err := h.n.sessions.Resumable(cl, pk)
 	if err == nil {
 		return nil

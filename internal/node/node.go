@@ -66,6 +66,7 @@ type Node struct {
 	wg        sync.WaitGroup
 	started   atomic.Bool
 	closing   atomic.Bool
+	draining  atomic.Bool // Drain: new clients refused, connected ones sent away
 	closeOnce sync.Once
 	stopOnce  sync.Once // StopClients
 	slow      sync.Map  // *nats.Subscription → messages it had dropped when last seen
@@ -336,6 +337,8 @@ func (n *Node) healthy() error {
 	switch {
 	case !n.listenersUp.Load():
 		return errors.New("listeners not up")
+	case n.draining.Load():
+		return errors.New("draining: clients are being sent to other nodes")
 	case n.data == nil || !n.data.IsConnected() || !n.queue.IsConnected() || !n.ctrl.IsConnected():
 		return errors.New("mesh not connected")
 	}
