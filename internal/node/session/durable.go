@@ -61,7 +61,8 @@ type Durable struct {
 	subj     meshwire.Subjects // the queue's subject space: mqlb.<c>.q
 	on       bool
 
-	chains sync.Map // *mqtt.Client → *handBacks: its publishes being stored (publish.go)
+	chains   sync.Map      // *mqtt.Client → *handBacks: its publishes being stored (publish.go)
+	received receivedCache // QoS 2 received records written here, until their PUBREL (qos2.go)
 
 	mu      sync.Mutex
 	byID    map[string]*dsession

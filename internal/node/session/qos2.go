@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -225,10 +226,39 @@ func (d *Durable) ReceivedID(cl *mqtt.Client, pk packets.Packet, clientPID uint1
 		}
 	}
 	id = fresh()
-	if _, err := kv.Put(ctx, key, []byte(receivedRecord{id: id, digest: digest}.String())); err != nil {
+	v := []byte(receivedRecord{id: id, digest: digest}.String())
+	if _, err := kv.Put(ctx, key, v); err != nil {
 		return meshwire.MsgID{}, false, st.Note(err)
 	}
+	d.received.keep(key, v)
 	return id, false, nil
+}
+
+// receivedCache keeps the value of the received records this node wrote
+// until their PUBREL, so that marking one released needs no read. An
+// exchange whose PUBREL goes to another node leaves its entry behind: past
+// maxReceivedCached entries the cache is emptied (a record not found in it
+// is read).
+type receivedCache struct {
+	m sync.Map // key → []byte
+	n atomic.Int64
+}
+
+const maxReceivedCached = 1 << 16
+
+func (c *receivedCache) keep(key string, v []byte) {
+	if _, had := c.m.Swap(key, v); !had && c.n.Add(1) > maxReceivedCached {
+		c.m.Clear()
+		c.n.Store(0)
+	}
+}
+
+func (c *receivedCache) take(key string) []byte {
+	if v, ok := c.m.LoadAndDelete(key); ok {
+		c.n.Add(-1)
+		return v.([]byte)
+	}
+	return nil
 }
 
 // receivedRecord is the value of an i.<consumer>.<pid> record: "<id>
@@ -298,6 +328,11 @@ func (d *Durable) Pubrel(cl *mqtt.Client, pk packets.Packet, clientPID uint16) {
 		if cl.State.Inflight.Set(rec) {
 			atomic.AddInt64(&d.env.Broker.Info.Inflight, 1)
 		}
+	}
+	if v == nil {
+		v = d.received.take(key)
+	} else {
+		d.received.take(key)
 	}
 	d.expireReceived(key, v)
 }
