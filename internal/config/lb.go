@@ -352,7 +352,7 @@ func (ck *check) upstream(p string, u *Upstream) {
 		sp := fmt.Sprintf("%s.servers[%d]", p, i)
 		ck.hostPort(sp+".address", s.Address, false)
 		if !ValidServerName(s.Name) {
-			ck.errorf(sp+".name", "want a name of letters, digits, '.', '_', '-' (and ':', '[', ']', as a name taken from the address has), at most %d bytes, not \".\" or \"..\"; got %q", maxServerName, s.Name)
+			ck.errorf(sp+".name", serverNameRule, maxServerName, s.Name)
 		}
 		if seen[s.Name] {
 			ck.errorf(sp+".name", "duplicate server name %q", s.Name)
@@ -367,6 +367,20 @@ func (ck *check) upstream(p string, u *Upstream) {
 
 // maxServerName bounds a server's name.
 const maxServerName = 128
+
+const serverNameRule = "want a name of letters, digits, '.', '_', '-' (and ':', '[', ']', as a name taken from the address has), at most %d bytes, not \".\" or \"..\"; got %q"
+
+// ServerError says what is wrong with a server's name and dial address
+// (the config file's rules) for a server added at run time, with "name"
+// and "address" as the paths; nil if nothing.
+func ServerError(name, address string) error {
+	ck := &check{}
+	ck.hostPort("address", address, false)
+	if !ValidServerName(name) {
+		ck.errorf("name", serverNameRule, maxServerName, name)
+	}
+	return errors.Join(ck.errs...)
+}
 
 // ValidServerName reports whether name may name a server: it appears in
 // URL paths (/api/v1/upstreams/U/servers/NAME), in mqlb ctl's

@@ -75,10 +75,10 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 		{"POST", "/upstreams/brokers/servers", `{"name":"w0","address":"` + addr + `","weight":0}`, 400, "weight: want a weight from 1 to 256, got 0"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"w257","address":"` + addr + `","weight":257}`, 400, "got 257"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"wneg","address":"` + addr + `","weight":-1}`, 400, "got -1"},
-		{"POST", "/upstreams/brokers/servers", `{"name":"..","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
-		{"POST", "/upstreams/brokers/servers", `{"name":".","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
-		{"POST", "/upstreams/brokers/servers", `{"name":"a/b","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
-		{"POST", "/upstreams/brokers/servers", `{"name":"a b","address":"` + addr + `"}`, 400, ".name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"..","address":"` + addr + `"}`, 400, "name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":".","address":"` + addr + `"}`, 400, "name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"a/b","address":"` + addr + `"}`, 400, "name: want a name of letters"},
+		{"POST", "/upstreams/brokers/servers", `{"name":"a b","address":"` + addr + `"}`, 400, "name: want a name of letters"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"` + strings.Repeat("n", 129) + `","address":"` + addr + `"}`, 400, "at most 128 bytes"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"sp","address":"host with space:1883"}`, 400, "the host has a space"},
 		{"POST", "/upstreams/brokers/servers", `{"name":"bp","address":"127.0.0.1:99999"}`, 400, "bad port"},
@@ -95,6 +95,9 @@ func TestRuntimeAPIRefusals(t *testing.T) {
 		json.Unmarshal([]byte(body), &e)
 		if code != tc.code || !strings.Contains(e.Error, tc.msg) {
 			t.Errorf("%s %s %s: %d %s, want %d %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.msg)
+		}
+		if strings.Contains(e.Error, "upstreams.brokers.servers[") { // a request, not a config file
+			t.Errorf("%s %s %s: %s names a config path", tc.method, tc.path, tc.body, e.Error)
 		}
 	}
 	if code, _ := testutil.HTTP(t, "POST", base+"/upstreams/brokers/servers/b0/drain", ""); code != 200 {

@@ -23,6 +23,9 @@ func (l *LB) AddServer(ctx context.Context, u string, s config.Server) error {
 	if s.State == "" {
 		s.State = "enabled"
 	}
+	if err := config.ServerError(s.Name, s.Address); err != nil {
+		return fmt.Errorf("%w: %v", admin.ErrBadRequest, err) // said as for a request, not a config file
+	}
 	return l.change(ctx, serverRef{u, s.Name}, func(ov *override, file *config.Server) error {
 		if l.hasServer(u, s.Name) {
 			return fmt.Errorf("%w: upstream %s already has a server %q", admin.ErrConflict, u, s.Name)
