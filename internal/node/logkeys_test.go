@@ -1,11 +1,10 @@
 package node
 
 import (
-	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mqlb/mqlb/internal/testutil"
 )
@@ -16,17 +15,9 @@ import (
 func TestJSONLogNoDuplicateKeys(t *testing.T) {
 	cfg := nodeConfig("jsonkeys", 0, t.TempDir())
 	cfg.Mesh.Listen = ""
-	logs := &logCapture{}
-	n, err := New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { quiesce(); n.Close() })
+	_, logs := startLoggedBy(t, cfg, func(w io.Writer) slog.Handler {
+		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+	})
 	testutil.Eventually(t, waitFor, func() bool { return strings.Contains(logs.String(), `"msg":"listening"`) },
 		"no listening line:\n%s", logs.String())
 	testutil.NoDuplicateKeys(t, logs.String())

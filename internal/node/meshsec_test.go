@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -71,8 +72,16 @@ func TestRouteWithoutTLSRefused(t *testing.T) {
 // startLogged starts a node whose log, from level up, the test reads.
 func startLogged(t *testing.T, cfg *config.Node, level slog.Level) (*Node, *logCapture) {
 	t.Helper()
+	return startLoggedBy(t, cfg, func(w io.Writer) slog.Handler {
+		return slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	})
+}
+
+// startLoggedBy is startLogged with the log handler handler makes.
+func startLoggedBy(t *testing.T, cfg *config.Node, handler func(io.Writer) slog.Handler) (*Node, *logCapture) {
+	t.Helper()
 	logs := &logCapture{}
-	n, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})))
+	n, err := New(cfg, slog.New(handler(logs)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,14 +18,7 @@ import (
 func TestClientsQueryChecked(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	sys, err := Start(ctx, Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- sys.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	sys := runSystem(t, ctx, cancel, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	base := "http://" + sys.LB.AdminAddr() + "/api/v1/clients"
 	for _, tc := range []struct{ query, msg string }{
 		{"limit=abc", "limit: want a whole number of at least 1"},

@@ -25,14 +25,7 @@ func TestNodeStoppedClientsResumeThroughLB(t *testing.T) {
 	if os.Getenv("MQLB_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	sys, err := Start(ctx, Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- sys.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	sys := runSystem(t, ctx, cancel, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	lbAddr := sys.LB.ListenerAddr("mqtt")
 
 	got := &received{m: map[string]bool{}}
@@ -114,4 +107,18 @@ func persistentClient(t *testing.T, addr, id string, onMsg mqtt3.MessageHandler)
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
+}
+
+// runSystem starts the whole system on free ports and runs it until the
+// test ends (cancel stops it; the test waits for it).
+func runSystem(t *testing.T, ctx context.Context, cancel context.CancelFunc, log *slog.Logger) *System {
+	t.Helper()
+	sys, err := Start(ctx, Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sys.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return sys
 }
