@@ -115,6 +115,12 @@ type MQTTLimits struct {
 
 	MaxSubscriptionsPerClient int `yaml:"max_subscriptions_per_client"` // default 1000; 0 = no limit
 
+	// MaxRetainedMessages bounds the cluster's retained messages (each node
+	// holds all of them in memory, and the store on disk): past it a new
+	// retained topic is delivered but not retained. Default
+	// DefaultMaxRetained; 0 = no limit.
+	MaxRetainedMessages int `yaml:"max_retained_messages"`
+
 	// MaxQueuedBytes bounds what waits in the node to be written to one
 	// client connection beyond what its socket took; over it the client is
 	// disconnected as a slow consumer. Default DefaultMaxQueuedBytes, or
@@ -246,6 +252,9 @@ func (n *Node) setMQTTDefaults() {
 	if q.MaxSubscriptionsPerClient == 0 && !n.Lines.Set("mqtt.max_subscriptions_per_client") {
 		q.MaxSubscriptionsPerClient = DefaultMaxSubscriptions
 	}
+	if q.MaxRetainedMessages == 0 && !n.Lines.Set("mqtt.max_retained_messages") {
+		q.MaxRetainedMessages = DefaultMaxRetained
+	}
 	if q.MaxQueuedBytes == 0 && !n.Lines.Set("mqtt.max_queued_bytes") {
 		q.MaxQueuedBytes = max(DefaultMaxQueuedBytes, 2*q.packetCap())
 	}
@@ -288,6 +297,11 @@ const DefaultMaxTopicAlias = 10
 
 // DefaultMaxSubscriptions is mqtt.max_subscriptions_per_client when left out.
 const DefaultMaxSubscriptions = 1000
+
+// DefaultMaxRetained is mqtt.max_retained_messages' default: a million
+// retained topics, a few hundred MB on each node at a few hundred bytes
+// each.
+const DefaultMaxRetained = 1_000_000
 
 // AllowsAnonymous reports auth.allow_anonymous (true when unset).
 func (a NodeAuth) AllowsAnonymous() bool { return a.AllowAnonymous == nil || *a.AllowAnonymous }
@@ -442,6 +456,9 @@ func (ck *check) mqttLimits(q *MQTTLimits) {
 	}
 	if q.MaxSubscriptionsPerClient < 0 {
 		ck.errorf("mqtt.max_subscriptions_per_client", "want 0 (no limit) or more, got %d", q.MaxSubscriptionsPerClient)
+	}
+	if q.MaxRetainedMessages < 0 {
+		ck.errorf("mqtt.max_retained_messages", "want 0 (no limit) or more, got %d", q.MaxRetainedMessages)
 	}
 	if q.MaxQoS < 0 || q.MaxQoS > 2 {
 		ck.errorf("mqtt.max_qos", "want 0, 1 or 2, got %d", q.MaxQoS)

@@ -190,6 +190,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil // stored already: no client PUBLISH carries a tag
 	}
 	h.n.metrics.messagesIn.Add(1)
+	if pk.FixedHeader.Retain && h.n.retainedFull(pk) {
+		// delivered, not retained (as EMQX past max_retained_messages)
+		pk.FixedHeader.Retain = false
+		h.n.metrics.droppedN("retained_limit", 1)
+		h.n.warnEvery("retained message not kept: mqtt.max_retained_messages reached", "client_id", cl.ID,
+			"max", h.n.cfg.MQTT.MaxRetainedMessages)
+	}
 	if !h.n.durable.On() || pk.FixedHeader.Qos == 0 || strings.HasPrefix(pk.TopicName, "$SYS") {
 		meshwire.SetTag(&pk, meshwire.Tag{ID: h.n.mesh.nextID()})
 		return pk, nil

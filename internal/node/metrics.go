@@ -28,7 +28,7 @@ type metrics struct {
 
 // Reasons a message is dropped (mqlb_node_dropped_total{reason}).
 var dropReasons = []string{
-	"offline_queue_full", "client_queue_full", "message_expired", "session_expired",
+	"offline_queue_full", "client_queue_full", "message_expired", "session_expired", "retained_limit",
 	"too_large", "malformed", "mesh_unavailable", "mesh_slow_consumer", "qos0_late", "no_shared_member",
 	"handover_too_large", "inflight_full",
 }

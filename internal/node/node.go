@@ -61,15 +61,17 @@ type Node struct {
 	admin       *http.Server
 	adminAddr   string
 
-	ctx       context.Context // background work, cancelled by Close
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	started   atomic.Bool
-	closing   atomic.Bool
-	draining  atomic.Bool // Drain: new clients refused, connected ones sent away
-	closeOnce sync.Once
-	stopOnce  sync.Once // StopClients
-	slow      sync.Map  // *nats.Subscription → messages it had dropped when last seen
+	ctx      context.Context // background work, cancelled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	started  atomic.Bool
+	closing  atomic.Bool
+	draining atomic.Bool // Drain: new clients refused, connected ones sent away
+
+	sysCount, sysCountedAt atomic.Int64 // mochi's retained $SYS topics, and when counted (retainedFull)
+	closeOnce              sync.Once
+	stopOnce               sync.Once // StopClients
+	slow                   sync.Map  // *nats.Subscription → messages it had dropped when last seen
 
 	syncMu      sync.Mutex // interest sync rounds (background.go)
 	syncWaiting []chan struct{}

@@ -252,3 +252,33 @@ func retainedCount(s *mqtt.Server) int {
 	}
 	return n
 }
+
+// retainedFull reports whether pk would add a retained topic past
+// mqtt.max_retained_messages. Replacing or clearing one is always taken.
+func (n *Node) retainedFull(pk packets.Packet) bool {
+	limit := n.cfg.MQTT.MaxRetainedMessages
+	all := n.broker.Topics.Retained.Len() // mochi's own $SYS topics included
+	if limit <= 0 || len(pk.Payload) == 0 || all < limit || all-n.sysRetained() < limit {
+		return false
+	}
+	_, replaces := n.broker.Topics.Retained.Get(pk.TopicName)
+	return !replaces
+}
+
+// sysRetained counts the $SYS topics mochi keeps retained (a fixed set of
+// about 25), at most every 10 s: only a node at its retained limit asks.
+func (n *Node) sysRetained() int {
+	now := time.Now().UnixNano()
+	if at := n.sysCountedAt.Load(); at != 0 && now-at < int64(10*time.Second) {
+		return int(n.sysCount.Load())
+	}
+	k := 0
+	for topic := range n.broker.Topics.Retained.GetAll() {
+		if strings.HasPrefix(topic, "$SYS") {
+			k++
+		}
+	}
+	n.sysCount.Store(int64(k))
+	n.sysCountedAt.Store(now)
+	return k
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
@@ -168,5 +169,52 @@ func TestRetainedReadAfterAcknowledgedWrite(t *testing.T) {
 	}
 	if stale > 0 {
 		t.Errorf("%d of %d reads after an acknowledged write returned an older value", stale, trials)
+	}
+}
+
+// TestRetainedLimit: past mqtt.max_retained_messages a publish that would
+// add a retained topic is delivered but not retained (counted as
+// retained_limit); replacing and clearing retained messages is always
+// taken, and clearing one makes room again. Without the limit a client
+// could fill every node's memory and the store's disk with retained topics.
+func TestRetainedLimit(t *testing.T) {
+	cl, err := startCluster("retainedlimit", 2, func(c *config.Node) { c.MQTT.MaxRetainedMessages = 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	cl.ready(t)
+	live := dialV5(t, cl.addr(1), "rl-live", true, 0)
+	live.sub(t, "rl/#", 1)
+	pub := dialV5(t, cl.addr(0), "rl-pub", true, 0)
+	retain := func(topic, payload string) {
+		t.Helper()
+		pub.pub(t, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte(payload)})
+	}
+	for _, topic := range []string{"rl/1", "rl/2", "rl/3"} {
+		retain(topic, "v")
+	}
+	for _, n := range cl.nodes {
+		retainedAt(t, n, "rl/3", "v")
+	}
+	retain("rl/4", "over")
+	live.waitPayload(t, "over") // delivered
+	retain("rl/1", "replaced")
+	for _, n := range cl.nodes {
+		retainedAt(t, n, "rl/1", "replaced")
+		if _, ok := n.broker.Topics.Retained.Get("rl/4"); ok {
+			t.Errorf("node %s retained a 4th topic past max_retained_messages 3", n.Name())
+		}
+	}
+	if got := cl.nodes[0].metrics.drops.With("retained_limit").Load(); got != 1 {
+		t.Errorf("retained_limit drops: %d, want 1", got)
+	}
+	retain("rl/2", "") // cleared: room for one more
+	for _, n := range cl.nodes {
+		retainedAt(t, n, "rl/2", "")
+	}
+	retain("rl/4", "now")
+	for _, n := range cl.nodes {
+		retainedAt(t, n, "rl/4", "now")
 	}
 }
