@@ -44,12 +44,16 @@ type WebSocket struct {
 
 // TLS terminates TLS on a listener.
 type TLS struct {
-	Cert       string    `yaml:"cert"`
-	Key        string    `yaml:"key"`
-	ClientCA   string    `yaml:"client_ca"`
-	ClientAuth string    `yaml:"client_auth"` // none | request | require
-	MinVersion string    `yaml:"min_version"` // "1.2" | "1.3"
-	Identity   *Identity `yaml:"identity"`    // load balancer listeners only
+	Cert       string `yaml:"cert"`
+	Key        string `yaml:"key"`
+	ClientCA   string `yaml:"client_ca"`
+	ClientAuth string `yaml:"client_auth"` // none | request | require
+	MinVersion string `yaml:"min_version"` // "1.2" | "1.3"
+	// Ciphers are the TLS 1.2 cipher suites offered, by their IANA names
+	// (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 …); empty: Go's defaults.
+	// TLS 1.3's suites are not configurable.
+	Ciphers  []string  `yaml:"ciphers"`
+	Identity *Identity `yaml:"identity"` // load balancer listeners only
 }
 
 // ProxyAccept accepts inbound PROXY protocol v1/v2 headers from trusted peers.

@@ -21,6 +21,11 @@ func (t *TLS) ServerConfig() (*tls.Config, error) {
 	if t.MinVersion == "1.3" {
 		cfg.MinVersion = tls.VersionTLS13
 	}
+	if len(t.Ciphers) > 0 {
+		if cfg.CipherSuites, err = cipherSuites(t.Ciphers); err != nil {
+			return nil, err
+		}
+	}
 	if t.ClientCA != "" {
 		if cfg.ClientCAs, err = LoadCertPool(t.ClientCA); err != nil {
 			return nil, err
@@ -75,6 +80,11 @@ func (ck *check) tls(p string, t *TLS) {
 	}
 	ck.oneOf(p+".client_auth", t.ClientAuth, "none", "request", "require")
 	ck.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
+	if _, err := cipherSuites(t.Ciphers); err != nil {
+		ck.errorf(p+".ciphers", "%v", err)
+	} else if len(t.Ciphers) > 0 && t.MinVersion == "1.3" {
+		ck.errorf(p+".ciphers", "TLS 1.2 suites, but min_version is 1.3 (whose suites are not configurable)")
+	}
 	if t.ClientCA != "" {
 		if _, err := LoadCertPool(t.ClientCA); err != nil {
 			ck.errorf(p+".client_ca", "%v", err)
@@ -100,4 +110,26 @@ func (ck *check) proxyAccept(p string, pp *ProxyAccept) {
 		ck.errorf(p+".trusted", "%v", err)
 	}
 	ck.positive(p+".timeout", pp.Timeout)
+}
+
+// cipherSuites maps TLS 1.2 cipher suite names (IANA, as crypto/tls names
+// them) to their ids. Suites Go deems insecure and TLS 1.3's (which Go does
+// not let one choose) are refused.
+func cipherSuites(names []string) ([]uint16, error) {
+	var ids []uint16
+	for _, name := range names {
+		i := slices.IndexFunc(tls.CipherSuites(), func(c *tls.CipherSuite) bool { return c.Name == name })
+		switch {
+		case i < 0 && slices.ContainsFunc(tls.InsecureCipherSuites(), func(c *tls.CipherSuite) bool { return c.Name == name }):
+			return nil, fmt.Errorf("%s is insecure (crypto/tls InsecureCipherSuites)", name)
+		case i < 0:
+			return nil, fmt.Errorf("unknown cipher suite %q; want IANA names such as TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", name)
+		}
+		c := tls.CipherSuites()[i]
+		if !slices.Contains(c.SupportedVersions, tls.VersionTLS12) {
+			return nil, fmt.Errorf("%s is a TLS 1.3 suite: Go does not let TLS 1.3's be chosen", name)
+		}
+		ids = append(ids, c.ID)
+	}
+	return ids, nil
 }

@@ -87,3 +87,36 @@ func TestClientAuthNeedsCA(t *testing.T) {
 		}
 	}
 }
+
+// TestCiphers: tls.ciphers limits the TLS 1.2 suites a listener takes (a
+// client offering none of them fails the handshake); unknown, insecure
+// and TLS 1.3 names are refused with the key's path.
+func TestCiphers(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srv := ca.Server("lb")
+	want := tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+	sc, err := (&TLS{Cert: srv.CertFile, Key: srv.KeyFile, Ciphers: []string{tls.CipherSuiteName(want)}}).ServerConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(suites ...uint16) *tls.Config {
+		return &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: suites}
+	}
+	if _, err := handshake(t, sc, client(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)); err == nil {
+		t.Errorf("a client offering only AES_128_GCM completed a handshake with a listener limited to %s", tls.CipherSuiteName(want))
+	}
+	if _, err := handshake(t, sc, client(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, want)); err != nil {
+		t.Errorf("a client offering %s: %v", tls.CipherSuiteName(want), err)
+	}
+	for _, tc := range []struct{ cipher, msg string }{
+		{"ECDHE-ECDSA-AES128-GCM-SHA256", "unknown cipher suite"},
+		{"TLS_RSA_WITH_RC4_128_SHA", "is insecure"},
+		{"TLS_AES_128_GCM_SHA256", "TLS 1.3 suite"},
+	} {
+		y := strings.Replace(minimal, "upstream: brokers\n",
+			fmt.Sprintf("upstream: brokers\n    tls: { cert: %s, key: %s, ciphers: [%s] }\n", srv.CertFile, srv.KeyFile, tc.cipher), 1)
+		if _, err := Parse([]byte(y)); err == nil || !strings.Contains(err.Error(), "tls.ciphers") || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("ciphers [%s]: %v, want %q at tls.ciphers", tc.cipher, err, tc.msg)
+		}
+	}
+}
