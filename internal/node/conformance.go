@@ -56,6 +56,13 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			pk = v3Refusal(v, pk)
 			break
 		}
+		if pk.ReasonCode == packets.ErrProtocolViolationReservedBit.Code &&
+			pk.Properties.ReasonString == packets.ErrProtocolViolationReservedBit.Reason {
+			// a reserved flag set makes the CONNECT malformed [MQTT-3.1.2-3]:
+			// 0x81, not mochi's 0x82 protocol error
+			pk.ReasonCode = packets.ErrMalformedPacket.Code
+			pk.Properties.ReasonString = "malformed CONNECT: reserved flag set"
+		}
 		// mochi then resends a resumed session's messages before the
 		// connection is closed (Durable.Start); the client, or the load
 		// balancer reading the CONNACK, discards them.

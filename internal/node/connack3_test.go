@@ -37,3 +37,18 @@ func TestV311ConnackCodes(t *testing.T) {
 		})
 	}
 }
+
+// TestV5ReservedFlagMalformed: a v5 CONNECT whose reserved flag is set is a
+// Malformed Packet [MQTT-3.1.2-3]: CONNACK 0x81 (mochi answered 0x82
+// protocol error).
+func TestV5ReservedFlagMalformed(t *testing.T) {
+	n := soloNode(t, nil)
+	connect := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 5, ClientID: "r5", CleanStart: true, KeepAlive: 30})
+	connect[9] |= 0x01 // the connect flags' reserved bit
+	c := rawDial(t, n.ListenerAddr("tcp"))
+	write(t, c, connect)
+	got := readUntilClosed(t, c)
+	if len(got) < 4 || got[0] != 0x20 || got[3] != 0x81 {
+		t.Errorf("answered % x; want CONNACK 0x81 malformed packet", got)
+	}
+}
