@@ -23,6 +23,7 @@ type nodeCluster struct {
 	Retained int
 	Store    []struct {
 		Bucket   string
+		Stream   string
 		Replicas int
 		Leader   string
 		Peers    []struct {
@@ -137,13 +138,18 @@ func members(v nodeCluster) string {
 	return strings.Join(names, ",")
 }
 
-// store sums up the replicated buckets: R3 node1 2/2 means three replicas,
-// node1 leads, both followers are current.
+// store sums up the replicated buckets and the session queue stream:
+// "queue R3 node1 2/2" means three replicas, node1 leads, both followers
+// are current.
 func store(v nodeCluster) string {
 	var out []string
 	for _, s := range v.Store {
+		kind := "store" // not open yet
+		if name := s.Bucket + s.Stream; name != "" {
+			kind = name[strings.LastIndexByte(name, '_')+1:] // mqlb_<cluster>_<kind>
+		}
 		if s.Error != "" {
-			out = append(out, s.Bucket+": "+s.Error)
+			out = append(out, kind+": "+s.Error)
 			continue
 		}
 		cur := 0
@@ -152,7 +158,7 @@ func store(v nodeCluster) string {
 				cur++
 			}
 		}
-		out = append(out, fmt.Sprintf("R%d %s %d/%d", s.Replicas, s.Leader, cur, len(s.Peers)))
+		out = append(out, fmt.Sprintf("%s R%d %s %d/%d", kind, s.Replicas, s.Leader, cur, len(s.Peers)))
 	}
 	return strings.Join(out, "; ")
 }

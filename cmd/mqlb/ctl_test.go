@@ -146,7 +146,7 @@ func TestCtlCluster(t *testing.T) {
 	testutil.ConnectRaw(t, s.lb, "ctl-up-2")
 	out := ctlOK(t, s.admin, []string{"cluster"}, "node1", "node2", "node3")
 	// The store's buckets: replicas (2, or 3 once scaled up), a leader, current followers.
-	if !regexp.MustCompile(`R[23] node\d [12]/[12]`).MatchString(out) || strings.Count(out, " ok ") < 3 {
+	if !regexp.MustCompile(`queue R[23] node\d [12]/[12]`).MatchString(out) || strings.Count(out, " ok ") < 3 {
 		t.Errorf("every node healthy:\n%s", out)
 	}
 	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)")

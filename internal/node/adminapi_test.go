@@ -89,6 +89,7 @@ func TestAdminClusterAPI(t *testing.T) {
 		Members       []struct{ Name, State string }
 		Store         []struct {
 			Bucket   string
+			Stream   string
 			Replicas int
 			Leader   string
 			Peers    []struct{ Name string }
@@ -101,8 +102,20 @@ func TestAdminClusterAPI(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &got); err != nil || code != 200 {
 		t.Fatalf("%d %v %s", code, err, body)
 	}
-	if !got.Healthy || len(got.Members) != len(c.nodes) || len(got.Store) != 2 || got.Store[0].Replicas < 2 ||
-		got.Store[0].Leader == "" || len(got.Store[0].Peers) == 0 || got.Mesh.Subscriptions == 0 {
+	// retained and sessions; with replicated durability the QoS 2 bucket and the queue stream too
+	want := 2
+	if c.nodes[1].durable.On() {
+		want = 4
+	}
+	if !got.Healthy || len(got.Members) != len(c.nodes) || len(got.Store) != want || got.Mesh.Subscriptions == 0 {
 		t.Errorf("cluster: %s", body)
+	}
+	for _, s := range got.Store {
+		if s.Bucket == "" && s.Stream == "" || s.Replicas < 2 || s.Leader == "" || len(s.Peers) == 0 {
+			t.Errorf("store entry %+v: want a name, replicas, a leader and peers", s)
+		}
+	}
+	if want == 4 && !strings.HasSuffix(got.Store[3].Stream, "_queue") {
+		t.Errorf("last store entry %+v, want the session queue stream", got.Store[3])
 	}
 }

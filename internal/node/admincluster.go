@@ -42,7 +42,8 @@ type memberJSON struct {
 
 // storeJSON is one replicated bucket: its replicas and whether they are current.
 type storeJSON struct {
-	Bucket   string        `json:"bucket"`
+	Bucket   string        `json:"bucket,omitempty"`
+	Stream   string        `json:"stream,omitempty"` // the session queue (sessions.durability replicated)
 	Values   uint64        `json:"values"`
 	Bytes    uint64        `json:"bytes"`
 	Replicas int           `json:"replicas"`
@@ -112,14 +113,15 @@ func (n *Node) members() []memberJSON {
 	return out
 }
 
-// storeStatus reports the replicated buckets (retained messages, sessions).
+// storeStatus reports the replicated buckets (retained messages, sessions,
+// QoS 2 exchanges) and the session queue stream.
 func (n *Node) storeStatus(ctx context.Context) []storeJSON {
 	st := n.store()
 	if st == nil {
 		return []storeJSON{{Error: "store not open"}}
 	}
 	var out []storeJSON
-	for _, kv := range []jetstream.KeyValue{st.Retained, st.Sessions} {
+	for _, kv := range []jetstream.KeyValue{st.Retained, st.Sessions, st.QoS2} {
 		if kv == nil {
 			continue
 		}
@@ -132,14 +134,30 @@ func (n *Node) storeStatus(ctx context.Context) []storeJSON {
 		}
 		s.Values, s.Bytes, s.Replicas = status.Values(), status.Bytes(), status.Config().Replicas
 		if bs, ok := status.(*jetstream.KeyValueBucketStatus); ok {
-			if ci := bs.StreamInfo().Cluster; ci != nil {
-				s.Leader = ci.Leader
-				for _, p := range ci.Replicas {
-					s.Peers = append(s.Peers, replicaJSON{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag})
-				}
-			}
+			s.cluster(bs.StreamInfo().Cluster)
+		}
+		out = append(out, s)
+	}
+	if st.Queue != nil {
+		s := storeJSON{Stream: st.Queue.CachedInfo().Config.Name}
+		if info, err := st.Queue.Info(ctx); err != nil {
+			s.Error = err.Error()
+		} else {
+			s.Values, s.Bytes, s.Replicas = info.State.Msgs, info.State.Bytes, info.Config.Replicas
+			s.cluster(info.Cluster)
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// cluster fills in the leader and replicas of a replicated stream.
+func (s *storeJSON) cluster(ci *jetstream.ClusterInfo) {
+	if ci == nil {
+		return
+	}
+	s.Leader = ci.Leader
+	for _, p := range ci.Replicas {
+		s.Peers = append(s.Peers, replicaJSON{Name: p.Name, Current: p.Current, Offline: p.Offline, Lag: p.Lag})
+	}
 }

@@ -68,13 +68,16 @@ func newMetrics(n *Node) *metrics {
 	m.counter("mesh_batches_out_total", "Mesh batches sent: NATS messages that carried several publishes to one topic (mesh.batch).", labels, m.meshBatches.Load)
 	m.counter("mesh_duplicates_total", "Mesh copies dropped because the message was already delivered here.", labels, m.meshDuplicates.Load)
 	m.counter("mesh_shared_skipped_total", "Shared-subscription copies skipped: the publishing node served the group.", labels, m.meshSharedSkipped.Load)
-	m.counter("queue_publishes_total", "QoS 1/2 publishes sent to the replicated session queue (sessions.durability replicated).", labels, func() int64 {
+	m.counter("queue_publishes_total", "QoS 1/2 publishes stored in the replicated session queue (sessions.durability replicated).", labels, func() int64 {
 		p, _ := n.durable.Stored()
 		return p
 	})
 	m.counter("queue_messages_total", "Session queue stream messages those publishes went in: a batch holds several publishes to one topic.", labels, func() int64 {
 		_, msgs := n.durable.Stored()
 		return msgs
+	})
+	m.counter("queue_retries_total", "Session queue writes tried again after failing while the stream had no leader (an election): the publishes waited instead of being refused.", labels, func() int64 {
+		return n.durable.Retried()
 	})
 	m.counter("queue_replica_misses_total", "Session queue messages read from the stream's leader because the replica read lacked them.", labels, func() int64 {
 		return n.durable.ReplicaMisses() // (n.durable is set after the metrics)

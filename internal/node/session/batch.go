@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -119,31 +120,18 @@ func (d *Durable) enqueue(subject string, s *storing) {
 // sendBatch publishes one batch and, once the stream answers, settles its
 // publishes and sends what waited meanwhile.
 func (d *Durable) sendBatch(subject string, items []*storing) {
-	st, err := d.env.Store()
-	if err == nil && st.Queue == nil {
-		err = store.ErrNotReady
+	msg := batchMessage(subject, items)
+	if d.batchIDs(items) {
+		// A retry after a timeout must not store the QoS 2 publishes twice
+		// (the stream drops a message whose id it has seen).
+		msg.Header.Set(jetstream.MsgIDHeader, d.env.Instance+"."+strconv.FormatUint(d.batchSeq.Add(1), 36))
 	}
-	var fut jetstream.PubAckFuture
-	if err == nil {
-		fut, err = st.JS.PublishMsgAsync(batchMessage(subject, items))
-	}
-	if err == nil {
-		d.storedMsgs.Add(1)
-		d.stored.Add(int64(len(items)))
-	}
+	w := d.send(msg)
 	go func() {
+		err := d.held(msg, w)
 		if err == nil {
-			timeout := time.NewTimer(d.env.Timeout)
-			select {
-			case <-fut.Ok():
-			case err = <-fut.Err():
-			case <-timeout.C:
-				err = context.DeadlineExceeded
-			}
-			timeout.Stop()
-		}
-		if err != nil && st != nil {
-			st.Note(err)
+			d.storedMsgs.Add(1)
+			d.stored.Add(int64(len(items)))
 		}
 		for _, s := range items {
 			s.settle(err)
@@ -164,6 +152,118 @@ func (d *Durable) sendBatch(subject string, items []*storing) {
 			d.sendBatch(subject, next)
 		}
 	}()
+}
+
+// batchIDs reports whether a batch needs a message id: it holds a QoS 2
+// publish.
+func (d *Durable) batchIDs(items []*storing) bool {
+	for _, s := range items {
+		if s.pk.FixedHeader.Qos == 2 {
+			return true
+		}
+	}
+	return false
+}
+
+// Holding publishes through a store election.
+//
+// When the node leading the queue stream dies, the stream has no leader
+// until the others elect one (2-9 s), and every store write fails or
+// times out meanwhile. Refusing those publishes sends every MQTT 3.1.1
+// publisher of the cluster away (it has no negative PUBACK) and makes v5
+// publishers handle a refusal, on nodes that are healthy. A write that
+// failed in a way an election explains is tried again instead, for up to
+// storeHold × mesh.timeout since it was first sent: the publisher waits
+// for its acknowledgement meanwhile (its Receive Maximum stops it from
+// sending more than that). Only then is it refused. A batch is retried in
+// its turn: the publishes behind it on its topic wait, so their order is
+// kept. A write that timed out may have been stored after all: retried,
+// a QoS 1 publish may then be delivered twice (as after the publisher's
+// own resend); QoS 2 ones are stored under a message id, which the stream
+// keeps once.
+
+// storeHold is how many times mesh.timeout a publish waits for the queue
+// stream before it is refused.
+const storeHold = 5
+
+// attempt is a write to the queue stream under way.
+type attempt struct {
+	st  *store.Store
+	fut jetstream.PubAckFuture
+	err error // the write could not be sent
+	at  time.Time
+}
+
+// send starts writing msg to the queue stream.
+func (d *Durable) send(msg *nats.Msg) attempt {
+	a := attempt{at: time.Now()}
+	a.st, a.err = d.env.Store()
+	if a.err == nil && a.st.Queue == nil {
+		a.err = store.ErrNotReady
+	}
+	if a.err == nil {
+		a.fut, a.err = a.st.JS.PublishMsgAsync(msg)
+	}
+	return a
+}
+
+// wait returns once the write is acknowledged (nil) or failed.
+func (d *Durable) wait(a attempt) error {
+	err := a.err
+	if err == nil {
+		timeout := time.NewTimer(d.env.Timeout)
+		select {
+		case <-a.fut.Ok():
+		case err = <-a.fut.Err():
+		case <-timeout.C:
+			err = context.DeadlineExceeded
+		}
+		timeout.Stop()
+	}
+	if err != nil && a.st != nil {
+		a.st.Note(err)
+	}
+	return err
+}
+
+// held waits for the write under way and writes msg again while it fails
+// in a way an election explains, until storeHold × mesh.timeout since the
+// first.
+func (d *Durable) held(msg *nats.Msg, a attempt) error {
+	deadline := a.at.Add(storeHold * d.env.Timeout)
+	backoff := 100 * time.Millisecond
+	for {
+		err := d.wait(a)
+		if err == nil || !electionError(err) || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-d.env.Ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+		d.retried.Add(1)
+		a = d.send(msg)
+	}
+}
+
+// electionError reports whether err is what writes get while the store's
+// streams have no leader, or this node cannot reach it: the write may
+// succeed later.
+func electionError(err error) bool {
+	var api *jetstream.APIError
+	switch {
+	case errors.Is(err, store.ErrDown), errors.Is(err, store.ErrNotReady),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionReconnecting):
+		return true
+	case errors.As(err, &api):
+		return api.Code == 503 // JetStream temporarily unavailable
+	}
+	return false
 }
 
 // batchMessage is the stream message of a batch: a single publish as
@@ -189,9 +289,13 @@ func batchMessage(subject string, items []*storing) *nats.Msg {
 	return msg
 }
 
-// Stored returns how many publishes were sent to the queue stream, and in
-// how many stream messages (mqlb_node_queue_publishes_total,
+// Stored returns how many publishes were stored in the queue stream, and
+// in how many stream messages (mqlb_node_queue_publishes_total,
 // mqlb_node_queue_messages_total).
 func (d *Durable) Stored() (publishes, messages int64) {
 	return d.stored.Load(), d.storedMsgs.Load()
 }
+
+// Retried returns how many queue stream writes were tried again after a
+// failure an election explains (mqlb_node_queue_retries_total).
+func (d *Durable) Retried() int64 { return d.retried.Load() }

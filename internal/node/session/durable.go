@@ -72,8 +72,10 @@ type Durable struct {
 	replies replyMux // answers to direct gets (reader.go)
 	batches batcher  // publishes waiting to be stored together (batch.go)
 
-	stored, storedMsgs atomic.Int64 // publishes sent to the queue stream, and the stream messages they went in
-	replicaMisses      atomic.Int64 // queue messages read from the leader: the replica lacked them (reader.go)
+	stored, storedMsgs atomic.Int64  // publishes stored in the queue stream, and the stream messages they went in
+	retried            atomic.Int64  // queue stream writes tried again (held through an election)
+	batchSeq           atomic.Uint64 // message ids of batches holding QoS 2 publishes
+	replicaMisses      atomic.Int64  // queue messages read from the leader: the replica lacked them (reader.go)
 }
 
 // dsession is one persistent session's anchor and reader on this node.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -46,38 +45,18 @@ func (d *Durable) StoreAsync(cl *mqtt.Client, pk packets.Packet) {
 	cl.State.Inflight.DecreaseReceiveQuota() // given back just before mochi counts it again
 	s := &storing{from: cl.ID, pk: pk, done: make(chan struct{})}
 	d.handBack(cl, s) // in line before it can be settled
-	st, err := d.env.Store()
-	if err == nil && st.Queue == nil {
-		err = store.ErrNotReady
-	}
-	if err != nil {
-		s.settle(err)
-		return
-	}
 	id := meshwire.IDOf(&pk)
 	if pk.FixedHeader.Qos == 2 && d.Persistent(cl) {
 		// Stored alone, so that a resent PUBLISH is discarded (see qos2.go)
 		// and nothing else with it.
 		msg := d.message(cl.ID, pk, id)
 		msg.Header.Set(jetstream.MsgIDHeader, id.String())
-		fut, err := st.JS.PublishMsgAsync(msg)
-		if err != nil {
-			s.settle(st.Note(err))
-			return
-		}
-		d.stored.Add(1)
-		d.storedMsgs.Add(1)
+		w := d.send(msg)
 		go func() {
-			timeout := time.NewTimer(d.env.Timeout)
-			defer timeout.Stop()
-			select {
-			case <-fut.Ok():
-			case err = <-fut.Err():
-			case <-timeout.C:
-				err = context.DeadlineExceeded
-			}
-			if err != nil {
-				st.Note(err)
+			err := d.held(msg, w)
+			if err == nil {
+				d.stored.Add(1)
+				d.storedMsgs.Add(1)
 			}
 			s.settle(err)
 		}()
