@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -144,5 +146,44 @@ func TestNodeDrainOnSIGTERM(t *testing.T) {
 	case <-n1.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("d1 did not stop after its clients were gone")
+	}
+}
+
+// TestNodeDrainKeysReloaded: node.drain_timeout and node.drain_rate changed
+// by a SIGHUP apply to the next SIGTERM. Before, they were restart-only: a
+// node started without a drain (drain_timeout 0) still stopped at once.
+func TestNodeDrainKeysReloaded(t *testing.T) {
+	dir := t.TempDir()
+	n := startNodeProc(t, dir, "r1", "memory", nil, "drain_timeout: 0s")
+	c, _ := dialDrained(t, n.tcp, "reload-a", true, 0, "")
+	cfg, err := os.ReadFile(n.configFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := strings.Replace(string(cfg), "drain_timeout: 0s", "drain_timeout: 30s, drain_rate: 1", 1)
+	if next == string(cfg) {
+		t.Fatalf("no drain_timeout in the config:\n%s", cfg)
+	}
+	if err := os.WriteFile(n.configFile, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(n.log.String(), "SIGHUP: config reloaded") },
+		"reloaded; log:\n%s", n.log.String())
+	if strings.Contains(n.log.String(), "apply on restart only") {
+		t.Errorf("the drain keys were reported as restart-only:\n%s", n.log.String())
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-c.reason:
+		if r != 0x9C {
+			t.Errorf("DISCONNECT 0x%02x, want 0x9C use another server", r)
+		}
+	case <-n.done:
+		t.Fatal("the node stopped without draining: the reloaded drain_timeout was not applied")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the client got no DISCONNECT")
 	}
 }

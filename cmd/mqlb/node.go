@@ -20,7 +20,7 @@ const nodeStartTimeout = 2 * time.Minute
 // cmdNode runs one broker node until ctx is done (SIGINT/SIGTERM), then
 // closes it gracefully. SIGHUP reloads what can change at run time (users,
 // ACL rules, shared subscription policy, max_offline_messages,
-// process.gc_headroom, log level).
+// process.gc_headroom, log level, the drain keys).
 func cmdNode(ctx context.Context, args []string) error {
 	fs := newFlags("node", "mqlb node [-c node.yaml]")
 	file := fs.String("c", "node.yaml", "node config file")
@@ -57,7 +57,9 @@ func cmdNode(ctx context.Context, args []string) error {
 			drain(n, cfg.Node, log)
 			return n.Close()
 		case <-hup:
-			reloadNode(n, *file, level, &gc, log)
+			if next := reloadNode(n, *file, level, &gc, log); next != nil {
+				cfg.Node.DrainRate, cfg.Node.DrainTimeout = next.Node.DrainRate, next.Node.DrainTimeout
+			}
 		}
 	}
 }
@@ -85,19 +87,21 @@ func drain(n *node.Node, c config.NodeIdentity, log *slog.Logger) {
 	n.Drain(ctx, c.DrainRate)
 }
 
-// reloadNode applies a changed config file; if it is invalid the node keeps
-// running on the old one.
-func reloadNode(n *node.Node, file string, level *slog.LevelVar, gc *gcPacing, log *slog.Logger) {
+// reloadNode applies a changed config file and returns it; if it is
+// invalid the node keeps running on the old one (nil). The drain keys
+// (node.drain_rate, node.drain_timeout) apply to the next SIGTERM.
+func reloadNode(n *node.Node, file string, level *slog.LevelVar, gc *gcPacing, log *slog.Logger) *config.Node {
 	cfg, err := config.LoadNode(file)
 	if err != nil {
 		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
-		return
+		return nil
 	}
 	if err := n.Reload(cfg); err != nil {
 		log.Error("SIGHUP: config not reloaded", "config", file, "error", err)
-		return
+		return nil
 	}
 	level.Set(cfg.Log.SlogLevel())
 	gc.set(cfg.Process.GCHeadroom, log)
 	log.Info("SIGHUP: config reloaded", "config", file)
+	return cfg
 }

@@ -390,8 +390,8 @@ func (n *Node) Reload(cfg *config.Node) error {
 // restartOnly names the sections of the config that changed from the
 // running one (cur, as the node started) in ways Reload does not apply.
 // Reload applies auth, shared_subscriptions, sessions.max_offline_messages
-// and mesh.qos0_max_delay; mqlb node applies log.level and
-// process.gc_headroom.
+// and mesh.qos0_max_delay; mqlb node applies log.level,
+// process.gc_headroom, node.drain_rate and node.drain_timeout.
 func restartOnly(cur, next *config.Node) []string {
 	var keys []string
 	differ := func(key string, a, b any) {
@@ -399,7 +399,9 @@ func restartOnly(cur, next *config.Node) []string {
 			keys = append(keys, key)
 		}
 	}
-	differ("node", cur.Node, next.Node)
+	n1, n2 := cur.Node, next.Node
+	n1.DrainRate, n1.DrainTimeout, n2.DrainRate, n2.DrainTimeout = 0, 0, 0, 0 // mqlb node applies them
+	differ("node", n1, n2)
 	differ("listeners", cur.Listeners, next.Listeners)
 	m1, m2 := cur.Mesh, next.Mesh
 	m1.QoS0MaxDelay, m2.QoS0MaxDelay = 0, 0
