@@ -130,3 +130,25 @@ func TestCheckWarnsAboutCertificates(t *testing.T) {
 		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }
+
+// TestCheckCertificates: mqlb check says what is wrong with an entry of
+// tls.certificates at its key path, as the load balancer would refuse it,
+// and warns about an expired certificate in the list as about cert.
+func TestCheckCertificates(t *testing.T) {
+	ca := testutil.NewCA(t)
+	a, b := ca.ServerFor("a.example", "a.example"), ca.ServerFor("b.example", "b.example")
+	expired := ca.ServerValid("old.example", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	doc := func(second testutil.Issued, key string) string {
+		return fmt.Sprintf("listeners:\n  - name: mqtts\n    address: \"127.0.0.1:0\"\n    upstream: u\n    tls:\n      cert: %q\n      key: %q\n"+
+			"      certificates:\n        - { cert: %q, key: %q }\nupstreams: { u: { servers: [{ address: \"127.0.0.1:1\" }] } }\n",
+			a.CertFile, a.KeyFile, second.CertFile, key)
+	}
+	_, errOut, code := runMQLB(t, "check", writeFile(t, "bad.yaml", doc(b, a.KeyFile)))
+	if want := "listeners[0].tls.certificates[0].cert (line 9): cannot load the certificate and key: tls: private key does not match public key"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("mismatched pair: exit %d\nstderr %s\nwant %s", code, errOut, want)
+	}
+	out, errOut, code := runMQLB(t, "check", writeFile(t, "old.yaml", doc(expired, expired.KeyFile)))
+	if code != 0 || !strings.Contains(out, "valid load balancer config") || !strings.Contains(errOut, `warning: certificate "old.example"`) {
+		t.Errorf("expired in certificates: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+}

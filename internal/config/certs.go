@@ -20,10 +20,15 @@ func (n *Node) CertSources() []certinfo.Source {
 	return out
 }
 
-// appendSource adds the certificate t serves on listener, if any.
+// appendSource adds the certificates t serves on listener, if any.
 func (t *TLS) appendSource(out []certinfo.Source, listener string) []certinfo.Source {
-	if t != nil && t.Cert != "" {
-		out = append(out, certinfo.Source{Listener: listener, File: t.Cert})
+	if t == nil {
+		return out
+	}
+	for _, c := range t.pairs() {
+		if c.Cert != "" {
+			out = append(out, certinfo.Source{Listener: listener, File: c.Cert})
+		}
 	}
 	return out
 }

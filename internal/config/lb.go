@@ -44,16 +44,26 @@ type WebSocket struct {
 
 // TLS terminates TLS on a listener.
 type TLS struct {
-	Cert       string `yaml:"cert"`
-	Key        string `yaml:"key"`
-	ClientCA   string `yaml:"client_ca"`
-	ClientAuth string `yaml:"client_auth"` // none | request | require
-	MinVersion string `yaml:"min_version"` // "1.2" | "1.3"
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// Certificates are more certificates for the listener, after cert and
+	// key when those are set; crypto/tls picks one per client by its SNI
+	// name and the algorithms it supports, and the first one otherwise.
+	Certificates []CertKey `yaml:"certificates"`
+	ClientCA     string    `yaml:"client_ca"`
+	ClientAuth   string    `yaml:"client_auth"` // none | request | require
+	MinVersion   string    `yaml:"min_version"` // "1.2" | "1.3"
 	// Ciphers are the TLS 1.2 cipher suites offered, by their IANA names
 	// (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 …); empty: Go's defaults.
 	// TLS 1.3's suites are not configurable.
 	Ciphers  []string  `yaml:"ciphers"`
 	Identity *Identity `yaml:"identity"` // load balancer listeners only
+}
+
+// CertKey is a certificate (PEM, leaf first, then intermediates) and its key.
+type CertKey struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // ProxyAccept accepts inbound PROXY protocol v1/v2 headers from trusted peers.

@@ -12,12 +12,23 @@ import (
 // node listeners alike): TLS 1.2 or 1.3 minimum, ALPN "mqtt" for clients
 // that offer it (see acceptAnyALPN), and client certificates verified as
 // client_auth says — request verifies one if given, require demands one.
+//
+// With several certificates crypto/tls chooses (Config.getCertificate)
+// the first one valid for the client's SNI name, if it sent one, that the
+// client can use (ClientHelloInfo.SupportsCertificate: of an RSA and an
+// ECDSA certificate for the same names, each client gets one it takes),
+// and the first one when none is.
 func (t *TLS) ServerConfig() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-	if err != nil {
-		return nil, err
+	var certs []tls.Certificate
+	for _, c := range t.pairs() {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %w", c.Cert, err)
+		}
+		certs = append(certs, cert)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"mqtt"}}
+	var err error
+	cfg := &tls.Config{Certificates: certs, MinVersion: tls.VersionTLS12, NextProtos: []string{"mqtt"}}
 	if t.MinVersion == "1.3" {
 		cfg.MinVersion = tls.VersionTLS13
 	}
@@ -70,13 +81,22 @@ func LoadCertPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// pairs lists the certificates t serves, the default first: cert and key
+// when either is set, then certificates.
+func (t *TLS) pairs() []CertKey {
+	var out []CertKey
+	if t.Cert != "" || t.Key != "" {
+		out = append(out, CertKey{Cert: t.Cert, Key: t.Key})
+	}
+	return append(out, t.Certificates...)
+}
+
 func (ck *check) tls(p string, t *TLS) {
-	ck.readable(p+".cert", t.Cert)
-	ck.readable(p+".key", t.Key)
-	if t.Cert != "" && t.Key != "" {
-		if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
-			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
-		}
+	if t.Cert != "" || t.Key != "" || len(t.Certificates) == 0 {
+		ck.certKey(p, CertKey{Cert: t.Cert, Key: t.Key})
+	}
+	for i, c := range t.Certificates {
+		ck.certKey(fmt.Sprintf("%s.certificates[%d]", p, i), c)
 	}
 	ck.oneOf(p+".client_auth", t.ClientAuth, "none", "request", "require")
 	ck.oneOf(p+".min_version", t.MinVersion, "1.2", "1.3")
@@ -96,6 +116,18 @@ func (ck *check) tls(p string, t *TLS) {
 		}
 	} else if t.ClientAuth == "require" || t.ClientAuth == "request" {
 		ck.errorf(p+".client_ca", "client_auth: %s needs a client_ca to verify certificates against", t.ClientAuth)
+	}
+}
+
+// certKey checks that a certificate and its key (at p.cert, p.key) are
+// readable and a pair.
+func (ck *check) certKey(p string, c CertKey) {
+	ck.readable(p+".cert", c.Cert)
+	ck.readable(p+".key", c.Key)
+	if c.Cert != "" && c.Key != "" {
+		if _, err := tls.LoadX509KeyPair(c.Cert, c.Key); err != nil {
+			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
+		}
 	}
 }
 

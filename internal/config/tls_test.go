@@ -25,16 +25,16 @@ func TestServerConfigALPN(t *testing.T) {
 		offer []string
 		want  string
 	}{{[]string{"mqtt"}, "mqtt"}, {[]string{"h2", "http/1.1"}, ""}, {[]string{"x-amzn-mqtt-ca"}, ""}, {[]string{"http/1.1", "mqtt"}, "mqtt"}, {nil, ""}} {
-		got, err := handshake(t, sc, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: tc.offer})
-		if err != nil || got != tc.want {
+		st, err := handshake(t, sc, &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", NextProtos: tc.offer})
+		if got := st.NegotiatedProtocol; err != nil || got != tc.want {
 			t.Errorf("client offering %q: negotiated %q, err %v; want %q", tc.offer, got, err, tc.want)
 		}
 	}
 }
 
 // handshake runs one TLS handshake over a pipe and returns the client's
-// negotiated protocol.
-func handshake(t *testing.T, sc, cc *tls.Config) (string, error) {
+// view of the connection.
+func handshake(t *testing.T, sc, cc *tls.Config) (tls.ConnectionState, error) {
 	t.Helper()
 	a, b := net.Pipe()
 	defer a.Close()
@@ -50,15 +50,15 @@ func handshake(t *testing.T, sc, cc *tls.Config) (string, error) {
 	}()
 	c := tls.Client(b, cc)
 	if err := c.Handshake(); err != nil {
-		return "", err
+		return tls.ConnectionState{}, err
 	}
 	if _, err := c.Read(make([]byte, 1)); err != nil {
-		return "", err
+		return tls.ConnectionState{}, err
 	}
 	if err := <-errc; err != nil {
-		return "", fmt.Errorf("server: %w", err)
+		return tls.ConnectionState{}, fmt.Errorf("server: %w", err)
 	}
-	return c.ConnectionState().NegotiatedProtocol, nil
+	return c.ConnectionState(), nil
 }
 
 // TestClientAuthNeedsCA: request, like require, needs a client_ca: a

@@ -90,6 +90,32 @@ func TestMutualTLSCarriesCNInProxyV2(t *testing.T) {
 	}
 }
 
+// TestProxyV2CipherOpenSSLName: behind a TLS listener, a broker gets the
+// negotiated cipher in the PROXY v2 SSL TLV by OpenSSL's name, as HAProxy
+// sends it (ECDHE-ECDSA-AES128-GCM-SHA256, not Go's
+// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256).
+func TestProxyV2CipherOpenSSLName(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srvCert := ca.Server("lb")
+	h := newHarness(t, harnessOpts{brokers: 1, brokerOpt: []testutil.BrokerOption{testutil.WithProxyProtocol()},
+		upstream: "    proxy_protocol: v2\n", listeners: tlsListener(srvCert.CertFile, srvCert.KeyFile, "", "none")})
+	c, err := tls.Dial("tcp", h.lb.ListenerAddr("mqtts"), &tls.Config{RootCAs: ca.Pool, ServerName: "localhost",
+		MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: 4, ClientID: "cipher", CleanStart: true}))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rp, err := mqttwire.ReadConnack(c, 4, nil); err != nil || rp.Code != 0 {
+		t.Fatalf("connack %d %v", rp.Code, err)
+	}
+	seen := h.brokers[0].ConnectsOf("cipher")
+	if len(seen) != 1 || !seen[0].ProxySSL || seen[0].ProxyCipher != "ECDHE-ECDSA-AES128-GCM-SHA256" {
+		t.Fatalf("broker saw %+v; want SSL with cipher ECDHE-ECDSA-AES128-GCM-SHA256", seen)
+	}
+}
+
 // accessLogWait waits for the access-log record of a closed connection.
 func accessLogWait(t *testing.T, h *harness, clientID string) string {
 	var log string

@@ -1,9 +1,11 @@
 package testutil
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -117,37 +119,45 @@ func (ca *CA) issue(cn string, usage ...x509.ExtKeyUsage) Issued {
 }
 
 func (ca *CA) issueValid(cn string, usage []x509.ExtKeyUsage, notBefore, notAfter time.Time) Issued {
+	ca.t.Helper()
+	return ca.issueSpec(spec{cn: cn, usage: usage, notBefore: notBefore, notAfter: notAfter,
+		dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}})
+}
+
+// spec is what a certificate is issued for.
+type spec struct {
+	cn                  string
+	usage               []x509.ExtKeyUsage
+	notBefore, notAfter time.Time
+	dns                 []string
+	ips                 []net.IP
+	rsa                 bool // an RSA key instead of ECDSA P-256
+}
+
+func (ca *CA) issueSpec(sp spec) Issued {
 	t := ca.t
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, keyPEM := newKey(t, sp.rsa)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1) + 1),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
+		Subject:      pkix.Name{CommonName: sp.cn},
+		NotBefore:    sp.notBefore,
+		NotAfter:     sp.notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		ExtKeyUsage:  sp.usage,
+		DNSNames:     sp.dns,
+		IPAddresses:  sp.ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	is := Issued{TLS: pair, CertFile: filepath.Join(ca.dir, cn+".pem"), KeyFile: filepath.Join(ca.dir, cn+".key")}
+	is := Issued{TLS: pair, CertFile: filepath.Join(ca.dir, sp.cn+".pem"), KeyFile: filepath.Join(ca.dir, sp.cn+".key")}
 	if err := os.WriteFile(is.CertFile, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -157,9 +167,48 @@ func (ca *CA) issueValid(cn string, usage []x509.ExtKeyUsage, notBefore, notAfte
 	return is
 }
 
+// newKey makes a private key, ECDSA P-256 or RSA 2048, and returns its
+// public half and its PEM.
+func newKey(t testing.TB, useRSA bool) (crypto.PublicKey, []byte) {
+	t.Helper()
+	if useRSA {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &key.PublicKey, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &key.PublicKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
 // ServerValid issues a server certificate valid from notBefore to notAfter
 // (to test expired and not-yet-valid certificates).
 func (ca *CA) ServerValid(name string, notBefore, notAfter time.Time) Issued {
 	ca.t.Helper()
 	return ca.issueValid(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, notBefore, notAfter)
+}
+
+// ServerFor issues a server certificate for the DNS names only (no
+// addresses), to test choosing a certificate by SNI; cn names its files.
+func (ca *CA) ServerFor(cn string, names ...string) Issued {
+	ca.t.Helper()
+	return ca.issueSpec(spec{cn: cn, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		notBefore: time.Now().Add(-time.Minute), notAfter: time.Now().Add(time.Hour), dns: names})
+}
+
+// ServerRSA is Server with an RSA key (Server's are ECDSA), to test a
+// listener serving both kinds.
+func (ca *CA) ServerRSA(name string) Issued {
+	ca.t.Helper()
+	return ca.issueSpec(spec{cn: name, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		notBefore: time.Now().Add(-time.Minute), notAfter: time.Now().Add(time.Hour),
+		dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, rsa: true})
 }

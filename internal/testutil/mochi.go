@@ -41,6 +41,8 @@ type ConnectSeen struct {
 	ProxyCN string
 	// ProxySSL is true when the PROXY v2 header said the client used TLS.
 	ProxySSL bool
+	// ProxyCipher is the PROXY v2 SSL TLV's cipher name, when it had one.
+	ProxyCipher string
 	// At is when the broker accepted its TCP connection (the CONNECT is
 	// read a moment later, later still on a loaded machine).
 	At time.Time
@@ -180,6 +182,7 @@ func (h *recordHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		if tlvs, err := pc.ProxyHeader().TLVs(); err == nil {
 			if ssl, ok := tlvparse.FindSSL(tlvs); ok {
 				seen.ProxySSL = ssl.ClientSSL()
+				seen.ProxyCipher, _ = ssl.SSLCipher()
 				if cn, ok := ssl.ClientCN(); ok && ssl.Verified() {
 					seen.ProxyCN = cn
 				}

@@ -120,8 +120,8 @@ func retryable(version byte, code byte) bool {
 }
 
 // proxyHeader builds the PROXY header for mode (off, v1, v2). v2 carries the
-// TLS TLVs (version, and the client certificate CN when one was verified)
-// when TLS was terminated here.
+// TLS TLVs (version, cipher, and the client certificate CN when one was
+// verified) when TLS was terminated here.
 func proxyHeader(mode string, src, dst netip.AddrPort, st *tls.ConnectionState) ([]byte, error) {
 	if mode == "off" || mode == "" {
 		return nil, nil
@@ -143,7 +143,8 @@ func proxyHeader(mode string, src, dst netip.AddrPort, st *tls.ConnectionState) 
 	return h.Format()
 }
 
-// sslTLV describes the client's TLS session as PROXY v2's PP2_TYPE_SSL.
+// sslTLV describes the client's TLS session as PROXY v2's PP2_TYPE_SSL, as
+// HAProxy does: the cipher by OpenSSL's name (cipherName).
 func sslTLV(st *tls.ConnectionState) tlvparse.PP2SSL {
 	ssl := tlvparse.PP2SSL{Client: tlvparse.PP2_BITFIELD_CLIENT_SSL, Verify: 1}
 	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tlsVersion(st.Version))})
@@ -162,7 +163,7 @@ func sslTLV(st *tls.ConnectionState) tlvparse.PP2SSL {
 			ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(cn)})
 		}
 	}
-	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.CipherSuiteName(st.CipherSuite))})
+	ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(cipherName(st.CipherSuite))})
 	return ssl
 }
 

@@ -46,3 +46,24 @@ func TestSSLTLVClientBits(t *testing.T) {
 		}
 	}
 }
+
+// TestSSLTLVCipherOpenSSLName: the cipher sub-TLV names the suite as
+// OpenSSL (and so HAProxy) does, not as Go does; TLS 1.3's names are the
+// same in both; an id without an OpenSSL name keeps Go's.
+func TestSSLTLVCipherOpenSSLName(t *testing.T) {
+	for _, tc := range []struct {
+		version, suite uint16
+		want           string
+	}{
+		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "ECDHE-RSA-AES128-GCM-SHA256"},
+		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, "ECDHE-ECDSA-CHACHA20-POLY1305"},
+		{tls.VersionTLS12, tls.TLS_RSA_WITH_AES_128_GCM_SHA256, "AES128-GCM-SHA256"},
+		{tls.VersionTLS13, tls.TLS_AES_256_GCM_SHA384, "TLS_AES_256_GCM_SHA384"},
+		{tls.VersionTLS12, 0x00FF, "0x00FF"},
+	} {
+		got, ok := sslTLV(&tls.ConnectionState{Version: tc.version, CipherSuite: tc.suite}).SSLCipher()
+		if !ok || got != tc.want {
+			t.Errorf("suite 0x%04X: cipher sub-TLV %q (%v), want %q", tc.suite, got, ok, tc.want)
+		}
+	}
+}
