@@ -50,9 +50,15 @@ type clientJSON struct {
 }
 
 func (n *Node) clientJSON(cl *mqtt.Client) clientJSON {
-	return clientJSON{ID: cl.ID, Username: string(cl.Properties.Username), Remote: cl.Net.Remote,
+	c := clientJSON{ID: cl.ID, Username: string(cl.Properties.Username), Remote: cl.Net.Remote,
 		Listener: cl.Net.Listener, Protocol: cl.Properties.ProtocolVersion, Connected: !cl.Closed(),
 		Subscriptions: cl.State.Subscriptions.Len(), Inflight: cl.State.Inflight.Len(), Node: n.name}
+	if !c.Connected {
+		if v := n.sessions.RecordedVersion(cl); v != 0 {
+			c.Protocol = v // an offline session restored from the registry
+		}
+	}
+	return c
 }
 
 // apiClients lists clients (and offline sessions held here) whose id

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -34,7 +35,11 @@ func TestNodeLossRestartAndClusterRestart(t *testing.T) {
 	retainer.send(t, "life/r2", 1, true, "while node 3 was down")
 
 	restartNode(t, c, 2)
-	// The restarted node holds its earlier run's offline session again.
+	// The restarted node holds its earlier run's offline sessions again,
+	// and its admin API says which protocol their clients speak.
+	if got := offlineProtocol(t, c.nodes[2], "life-away3"); got != 4 {
+		t.Errorf("restored offline 3.1.1 session: protocol %d in the clients API, want 4", got)
+	}
 	pub.send(t, "life/a", 1, "while away")
 	queuedAt(t, c.nodes[2], "life-away", 1)
 	back := dialV5(t, c.addr(1), "life-away", false, 600)
@@ -89,6 +94,9 @@ func loseNodeUnderClients(t *testing.T, c *cluster) *v5 {
 	away := dialV5(t, c.addr(2), "life-away", true, 600)
 	away.sub(t, "life/a", 1)
 	_ = away.Disconnect(&paho.Disconnect{})
+	away3 := dialV3(t, c.addr(2), "life-away3", false)
+	away3.sub(t, "life/a3", 1)
+	away3.Disconnect(100)
 
 	closeNode(t, c, 2, sub)
 
@@ -338,4 +346,28 @@ func TestQuorumLossUnhealthy(t *testing.T) {
 	if code, _ := get(t, admin+"/healthz", ""); code != 200 {
 		t.Errorf("/healthz with a peer back: %d", code)
 	}
+}
+
+// offlineProtocol returns the protocol the node's clients API gives for the
+// offline session id (0 if not listed).
+func offlineProtocol(t *testing.T, n *Node, id string) byte {
+	t.Helper()
+	code, body := do(t, "GET", "http://"+n.AdminAddr()+"/api/v1/clients?q="+id)
+	var got struct {
+		Clients []struct {
+			ID        string `json:"client_id"`
+			Protocol  byte
+			Connected bool
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || code != 200 {
+		t.Fatalf("clients API: %d %v %s", code, err, body)
+	}
+	for _, c := range got.Clients {
+		if c.ID == id && !c.Connected {
+			return c.Protocol
+		}
+	}
+	t.Errorf("offline session %s not listed: %s", id, body)
+	return 0
 }

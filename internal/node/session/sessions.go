@@ -498,6 +498,18 @@ func (s *Tracker) track(cl *mqtt.Client, rec Record, rev uint64) {
 	}
 }
 
+// RecordedVersion returns the protocol version cl's session was recorded
+// with, 0 if it is not tracked here. A session adopted from an earlier run
+// is held by a client marked v5 (for mochi's expiry, see adopt), whatever
+// its client speaks.
+func (s *Tracker) RecordedVersion(cl *mqtt.Client) byte {
+	rec, _, ok := s.current(cl)
+	if !ok {
+		return 0
+	}
+	return rec.Version
+}
+
 // current returns the record state if cl is the client this node tracks.
 func (s *Tracker) current(cl *mqtt.Client) (Record, uint64, bool) {
 	s.mu.Lock()
