@@ -3,6 +3,7 @@ package lb
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func answerTo(t testing.TB, addr string, pkt []byte) []byte {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(c)
 	if err != nil {
-		t.Fatalf("read: %v (want the LB to close after its answer)", err)
+		t.Fatalf("read % x, then %v (want the LB to close after its answer)", b, err)
 	}
 	return b
 }
@@ -91,4 +92,68 @@ var connectGood = []byte{
 	0, 4, 'M', 'Q', 'T', 'T', // protocol name
 	4, 0x02, 0, 30, // level 4, clean session, keep alive 30
 	0, 4, 'g', 'o', 'o', 'd', // client id "good"
+}
+
+// CONNECTs whose strings the load balancer refuses before any broker sees
+// them, with the CONNACK each version has for them.
+var disallowedChars = []struct {
+	name   string
+	pkt    []byte
+	answer string // "": closed without a CONNACK
+}{
+	{"v3.1.1 client id", connectIDControl, "\x20\x02\x00\x02"},
+	{"v5 client id", []byte{
+		0x10, 15, // CONNECT, remaining length 15
+		0, 4, 'M', 'Q', 'T', 'T', // protocol name
+		5, 0x02, 0, 30, // level 5, clean start, keep alive 30
+		0,                // properties: none
+		0, 2, 0xc2, 0x85, // client id: U+0085, a C1 control character
+	}, "\x20\x03\x00\x85\x00"},
+	{"v3.1.1 user name", []byte{
+		0x10, 18, // CONNECT, remaining length 18
+		0, 4, 'M', 'Q', 'T', 'T', // protocol name
+		4, 0x82, 0, 30, // level 4, user name, clean session, keep alive 30
+		0, 1, 'u', // client id "u"
+		0, 3, 'a', '\t', 'b', // user name "a\tb"
+	}, "\x20\x02\x00\x04"},
+	{"v5 will topic", []byte{
+		0x10, 23, // CONNECT, remaining length 23
+		0, 4, 'M', 'Q', 'T', 'T', // protocol name
+		5, 0x06, 0, 30, // level 5, will, clean start, keep alive 30
+		0,         // properties: none
+		0, 1, 'w', // client id "w"
+		0,                    // will properties: none
+		0, 3, 'a', '/', 0x1b, // will topic "a/\x1b"
+		0, 1, 'x', // will payload "x"
+	}, "\x20\x03\x00\x90\x00"},
+	{"v3.1.1 will topic", []byte{
+		0x10, 22, // CONNECT, remaining length 22
+		0, 4, 'M', 'Q', 'T', 'T', // protocol name
+		4, 0x06, 0, 30, // level 4, will, clean session, keep alive 30
+		0, 1, 'w', // client id "w"
+		0, 4, 'a', 0xef, 0xbf, 0xbf, // will topic "a\uffff": a non-character
+		0, 1, 'x', // will payload "x"
+	}, ""}, // 3.1.1 has no code for it: closed [v3.1.1 §1.5.3]
+}
+
+// TestDisallowedCharsRefused: a client id, user name or will topic holding
+// a control character or a non-character is refused by the load balancer
+// with the CONNACK its version has for it (none for a 3.1.1 will topic:
+// closed), before any broker is dialled, with its own result.
+func TestDisallowedCharsRefused(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 1, upstream: noHealth})
+	for _, tc := range disallowedChars {
+		if got := answerTo(t, h.addr, tc.pkt); string(got) != tc.answer {
+			t.Errorf("%s: answered % x; want % x", tc.name, got, tc.answer)
+		}
+	}
+	if n := h.brokers[0].ConnectCount(); n != 0 {
+		t.Errorf("the broker saw %d CONNECTs; want none", n)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return strings.Count(h.accessLog(), "result=disallowed_char") == len(disallowedChars)
+	}, "%d access-log records with result=disallowed_char:\n%s", len(disallowedChars), h.accessLog())
+	if !strings.Contains(h.accessLog(), `reason="mqttwire: control character or non-character in the user name"`) {
+		t.Errorf("no reason naming the user name:\n%s", h.accessLog())
+	}
 }

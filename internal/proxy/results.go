@@ -23,6 +23,7 @@ const (
 	ResultTimeout        = "timeout"            // no complete CONNECT within connect_timeout
 	ResultNotMQTT        = "not_mqtt"           // first packet not a CONNECT (HTTP, TLS on the plain port...)
 	ResultMalformed      = "malformed"          // a CONNECT that breaks the spec
+	ResultDisallowedChar = "disallowed_char"    // a control character or non-character in the client id, user name or will topic
 	ResultTooLarge       = "too_large"          // over max_connect_packet
 	ResultBadVersion     = "bad_version"        // unsupported protocol level (answered 0x01)
 	ResultProxyError     = "proxy_error"        // trusted peer sent no or a bad PROXY header
@@ -39,11 +40,18 @@ const (
 )
 
 // inspectFailed records why the CONNECT was not read; an unsupported
-// protocol level is answered 0x01, and a v5 CONNECT over
-// limits.max_connect_packet 0x95 (v3.x has no code for it: closed).
+// protocol level is answered 0x01, a string brokers such as mosquitto close
+// on (mqttwire.ErrDisallowedChar) the code for its field, and a v5 CONNECT
+// over limits.max_connect_packet 0x95 (v3.x has no code for the last two:
+// closed).
 func (s *session) inspectFailed(err error) {
 	if errors.Is(err, mqttwire.ErrUnsupportedVersion) {
 		s.refuse(mqttwire.RefuseBadVersion, ResultBadVersion)
+		return
+	}
+	if why, ok := mqttwire.RefusalOf(err); ok {
+		s.refuse(why, ResultDisallowedChar)
+		s.c.reason = err.Error()
 		return
 	}
 	s.fail(s.inspectResult(err), err)
