@@ -47,15 +47,29 @@ var (
 	ErrWebSocket   = errors.New("WebSocket handshake failed")
 )
 
-// Prepare reads the PROXY header (trusted peers only), does the TLS
-// handshake and the WebSocket upgrade when the listener has them, all before
-// deadline. The deadline stays set: the caller keeps
-// it for reading the CONNECT and clears it after.
+// Prepare opens c (Open) and does its handshakes (Client.Handshake), all
+// before deadline, which stays set: the caller keeps it for reading the
+// CONNECT and clears it after.
+func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
+	cl, err := Open(c, s, deadline)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Handshake(s, deadline); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Open sets deadline on c and reads the PROXY header when the peer is
+// trusted, so that the client's address (Remote) is known before any
+// handshake: a caller counts and logs the connection by it from then on,
+// as HAProxy's accept-proxy does. The deadline stays set.
 //
 // c is a *net.TCPConn or a *relay.ClientConn; the latter is moved to Go's
 // poller for TLS or WebSocket (a reload may have given its listener either
 // since it was accepted).
-func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
+func Open(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 	if cc, ok := c.(*relay.ClientConn); ok && (s.TLS != nil || s.WSPath != "") {
 		tcp, err := cc.TCPConn() // Close of cc closes it too
 		if err != nil {
@@ -77,10 +91,16 @@ func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 			return nil, err
 		}
 	}
+	return cl, nil
+}
+
+// Handshake does the TLS handshake and the WebSocket upgrade when the
+// listener has them, before deadline, on a client Open returned.
+func (cl *Client) Handshake(s *Settings, deadline time.Time) error {
 	if s.TLS != nil {
 		tc := tls.Server(cl.pre, s.TLS)
 		if err := tc.Handshake(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrTLS, err)
+			return fmt.Errorf("%w: %w", ErrTLS, err)
 		}
 		st := tc.ConnectionState()
 		cl.TLS, cl.Conn = &st, tc
@@ -92,16 +112,16 @@ func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 		}
 		wc, err := wsconn.Upgrade(under, s.WSPath)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrWebSocket, err)
+			return fmt.Errorf("%w: %w", ErrWebSocket, err)
 		}
 		// The WebSocket library clears the socket's deadline after the
 		// upgrade: set it again, so it covers the whole CONNECT.
-		if err := c.SetDeadline(deadline); err != nil {
-			return nil, err
+		if err := cl.Raw.SetDeadline(deadline); err != nil {
+			return err
 		}
 		cl.Conn = wc
 	}
-	return cl, nil
+	return nil
 }
 
 // Plain reports whether the client's stream is the TCP socket itself (no
