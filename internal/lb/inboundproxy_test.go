@@ -11,14 +11,15 @@ import (
 	"github.com/mqlb/mqlb/internal/testutil"
 )
 
-// proxiedTLSHarness is an LB with a TLS listener and a plain one, each
-// taking PROXY headers from 127.0.0.2 only.
+// proxiedTLSHarness is an LB with a TLS listener, a plain one and a
+// WebSocket one, each taking PROXY headers from 127.0.0.2 only.
 func proxiedTLSHarness(t *testing.T, top string) (h *harness, tlsAddr, plainAddr string) {
 	srv := testutil.NewCA(t).Server("lb")
 	pp := "    proxy_protocol: { accept: true, trusted: [\"127.0.0.2\"] }\n"
 	listeners := "  - name: tls-pp\n    address: \"127.0.0.1:0\"\n    upstream: brokers\n" + pp +
 		fmt.Sprintf("    tls: { cert: %q, key: %q }\n", srv.CertFile, srv.KeyFile) +
-		"  - name: plain-pp\n    address: \"127.0.0.1:0\"\n    upstream: brokers\n" + pp
+		"  - name: plain-pp\n    address: \"127.0.0.1:0\"\n    upstream: brokers\n" + pp +
+		"  - name: ws-pp\n    address: \"127.0.0.1:0\"\n    upstream: brokers\n    websocket: {}\n" + pp
 	h = newHarness(t, harnessOpts{brokers: 1, upstream: noHealth, listeners: listeners, top: top})
 	return h, h.lb.ListenerAddr("tls-pp"), h.lb.ListenerAddr("plain-pp")
 }
@@ -96,5 +97,40 @@ func TestProxiedAddressBeforeTLS(t *testing.T) {
 	dialFrom(t, "127.0.0.2", tlsAddr, []byte("PROXY TCP4 198.51.100.10 192.0.2.1 6000 8883\r\nhello, not TLS\r\n"))
 	if rec := accessRecord(t, h, "result=tls_error"); !strings.Contains(rec, "remote=198.51.100.10:6000") {
 		t.Errorf("failed handshake's record: %s; want remote=198.51.100.10:6000 (the header's client)", rec)
+	}
+}
+
+// TestUntrustedProxyHeaderNamed: a PROXY header from a peer the listener
+// does not trust (a front load balancer left out of proxy_protocol.trusted,
+// or a listener without proxy_protocol) is reported as such, on a TLS or
+// WebSocket listener as on a plain one, v1 and v2: not as a failed
+// handshake or a packet that is not MQTT.
+func TestUntrustedProxyHeaderNamed(t *testing.T) {
+	h, tlsAddr, plainAddr := proxiedTLSHarness(t, "")
+	v1 := []byte("PROXY TCP4 198.51.100.20 192.0.2.1 7000 8883\r\n")
+	v2 := []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + // signature, PROXY, TCP4, 12 bytes
+		"\xc6\x33\x64\x15\xc0\x00\x02\x01\x1b\x59\x22\xb3") // 198.51.100.21:7001 → 192.0.2.1:8883
+	const notListed, noPP = "not in proxy_protocol.trusted", "the listener takes no PROXY headers (proxy_protocol)"
+	for _, tc := range []struct {
+		name, addr, from string
+		hdr              []byte
+		why              string
+	}{
+		{"tls v1", tlsAddr, "127.0.0.3", v1, notListed},
+		{"tls v2", tlsAddr, "127.0.0.4", v2, notListed},
+		{"plain v1", plainAddr, "127.0.0.5", v1, notListed},
+		{"plain v2", plainAddr, "127.0.0.6", v2, notListed},
+		{"websocket v1", h.lb.ListenerAddr("ws-pp"), "127.0.0.8", v1, notListed},
+		{"no proxy_protocol", h.addr, "127.0.0.7", v1, noPP},
+	} {
+		c := dialFrom(t, tc.from, tc.addr, tc.hdr)
+		if !closedWithin(c, 3*time.Second) {
+			t.Errorf("%s: still open", tc.name)
+		}
+		rec := accessRecord(t, h, "remote="+tc.from+":")
+		if !strings.Contains(rec, "result=proxy_untrusted") ||
+			!strings.Contains(rec, `reason="PROXY header from an untrusted peer `+tc.from+`: `+tc.why+`"`) {
+			t.Errorf("%s: %s; want result=proxy_untrusted, the reason naming the peer", tc.name, rec)
+		}
 	}
 }

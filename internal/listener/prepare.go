@@ -43,8 +43,11 @@ type Client struct {
 // Errors from Prepare, for result labels.
 var (
 	ErrProxyHeader = errors.New("bad or missing PROXY header from a trusted peer")
-	ErrTLS         = errors.New("TLS handshake failed")
-	ErrWebSocket   = errors.New("WebSocket handshake failed")
+	// ErrProxyUntrusted: a PROXY header from a peer the listener does not
+	// take one from (see Settings.Untrusted).
+	ErrProxyUntrusted = errors.New("PROXY header from an untrusted peer")
+	ErrTLS            = errors.New("TLS handshake failed")
+	ErrWebSocket      = errors.New("WebSocket handshake failed")
 )
 
 // Prepare opens c (Open) and does its handshakes (Client.Handshake), all
@@ -90,8 +93,47 @@ func Open(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 		if err := cl.readProxy(s.ProxyTimeout, deadline); err != nil {
 			return nil, err
 		}
+	} else if s.TLS != nil || s.WSPath != "" {
+		if err := cl.sniff(s); err != nil {
+			return nil, err
+		}
 	}
 	return cl, nil
+}
+
+// sniff reads the first bytes an untrusted peer sends a TLS or WebSocket
+// listener, kept for the handshake, and refuses a PROXY header there
+// (ErrProxyUntrusted), which the handshake would call garbage. On a plain
+// listener the CONNECT reader's bytes tell (the caller asks Untrusted).
+func (cl *Client) sniff(s *Settings) error {
+	b := make([]byte, 16)
+	n, err := cl.pre.TCPConn.Read(b)
+	if n == 0 {
+		stage := ErrWebSocket
+		if s.TLS != nil {
+			stage = ErrTLS
+		}
+		return fmt.Errorf("%w: %w", stage, err) // what the handshake would have said
+	}
+	if err := s.Untrusted(cl.Remote.Addr(), b[:n]); err != nil {
+		return err
+	}
+	cl.pre.buf = b[:n]
+	return nil
+}
+
+// Untrusted returns ErrProxyUntrusted, saying why, when first (a
+// connection's first bytes, from peer) begin like a PROXY header and the
+// listener does not take one from peer: an operator who left the front
+// load balancer out of proxy_protocol.trusted is told so. Else nil.
+func (s *Settings) Untrusted(peer netip.Addr, first []byte) error {
+	if !proxyhdr.LooksLike(first) {
+		return nil
+	}
+	if s.Trusted == nil {
+		return fmt.Errorf("%w %s: the listener takes no PROXY headers (proxy_protocol)", ErrProxyUntrusted, peer)
+	}
+	return fmt.Errorf("%w %s: not in proxy_protocol.trusted", ErrProxyUntrusted, peer)
 }
 
 // Handshake does the TLS handshake and the WebSocket upgrade when the

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -27,7 +28,7 @@ const (
 	ResultTooLarge       = "too_large"          // over max_connect_packet
 	ResultBadVersion     = "bad_version"        // unsupported protocol level (answered 0x01)
 	ResultProxyError     = "proxy_error"        // trusted peer sent no or a bad PROXY header
-	ResultProxyUntrusted = "proxy_untrusted"    // PROXY header from a peer not trusted
+	ResultProxyUntrusted = "proxy_untrusted"    // PROXY header from a peer not trusted (or to a listener without proxy_protocol)
 	ResultTLSError       = "tls_error"          // TLS handshake failed
 	ResultWSError        = "ws_error"           // WebSocket handshake failed
 	ResultOverLimit      = "over_limit"         // max_connections reached
@@ -53,6 +54,9 @@ func (s *session) inspectFailed(err error) {
 		s.refuse(why, ResultDisallowedChar)
 		s.c.reason = err.Error()
 		return
+	}
+	if errors.Is(err, mqttwire.ErrNotConnect) {
+		err = cmp.Or(s.set.Untrusted(s.cl.Remote.Addr(), s.data), err)
 	}
 	s.fail(s.inspectResult(err), err)
 	if s.c.result == ResultTooLarge && s.connect.Version == mqttwire.V5 {
@@ -92,10 +96,9 @@ func (s *session) inspectResult(err error) string {
 		return ResultTimeout
 	case errors.Is(err, mqttwire.ErrTooLarge):
 		return ResultTooLarge
+	case errors.Is(err, listener.ErrProxyUntrusted):
+		return ResultProxyUntrusted
 	case errors.Is(err, mqttwire.ErrNotConnect):
-		if s.set.Trusted != nil && len(s.data) > 0 && (s.data[0] == 'P' || s.data[0] == '\r') {
-			return ResultProxyUntrusted
-		}
 		return ResultNotMQTT
 	case errors.Is(err, mqttwire.ErrMalformed):
 		return ResultMalformed
@@ -129,6 +132,8 @@ func prepareResult(err error) string {
 		return ResultEOF
 	case errors.Is(err, listener.ErrProxyHeader):
 		return ResultProxyError
+	case errors.Is(err, listener.ErrProxyUntrusted):
+		return ResultProxyUntrusted
 	case errors.Is(err, listener.ErrTLS):
 		return ResultTLSError
 	case errors.Is(err, listener.ErrWebSocket):
