@@ -170,6 +170,31 @@ func TestIdentityRewriteClientIDMQTT31(t *testing.T) {
 	}
 }
 
+// TestIdentityRewriteControlChar: an identity with a control character is
+// not written into a CONNECT (mosquitto would close on it, and the load
+// balancer refuses such strings from clients): the client is refused with
+// the code for the field it would have gone to, and no broker sees it.
+func TestIdentityRewriteControlChar(t *testing.T) {
+	for _, tc := range []struct {
+		identity string
+		v3, v5   byte
+	}{
+		{"rewrite_username: true", mqttwire.Code3BadUsernameOrPassword, mqttwire.Code5BadUsernameOrPassword},
+		{"rewrite_client_id: true, rewrite_username: true", mqttwire.Code3IdentifierRejected, mqttwire.Code5ClientIdentifierNotValid},
+	} {
+		h := newIdentityHarness(t, "require_match: none, "+tc.identity, harnessOpts{brokers: 1})
+		for v, want := range map[byte]byte{mqttwire.V311: tc.v3, mqttwire.V5: tc.v5} {
+			c := &mqttwire.Connect{Version: v, ClientID: "x", CleanStart: true, KeepAlive: 30}
+			if got := rawConnack(t, h.dial(t, "dev\x01ice"), c); got != want {
+				t.Errorf("%s, v%d: CONNACK 0x%02x; want 0x%02x", tc.identity, v, got, want)
+			}
+		}
+		if n := brokerConnects(h.harness); n != 0 {
+			t.Errorf("%s: the broker saw %d CONNECTs; want none", tc.identity, n)
+		}
+	}
+}
+
 // TestIdentityRewriteMosquitto: mosquitto accepts the rewritten CONNECT
 // (3.1.1 and 5.0, with a will) and logs the certificate CN as the user name.
 func TestIdentityRewriteMosquitto(t *testing.T) {

@@ -63,9 +63,24 @@ func (id *identity) apply(c *Conn) Verdict {
 	if !id.rewriteUser && !id.rewriteID {
 		return v
 	}
+	return id.rewrite(c, v, name)
+}
+
+// rewrite writes the identity name into the client's CONNECT, as its client
+// id or user name or both, refusing the client with the code for that field
+// when the broker would refuse the result.
+func (id *identity) rewrite(c *Conn, v Verdict, name string) Verdict {
+	field := mqttwire.RefuseUsername
+	if id.rewriteID {
+		field = mqttwire.RefuseIdentifier
+	}
+	if !mqttwire.AllowedString(name) { // as ParseConnect refuses from clients (mqttwire.ErrDisallowedChar)
+		return deny(ResultNotAuthorized, field,
+			fmt.Errorf("certificate identity %q holds a control character or non-character", name), name)
+	}
 	var idp, userp *string
 	if id.rewriteID {
-		if cn.Version == mqttwire.V31 && len(name) > 23 {
+		if c.Connect.Version == mqttwire.V31 && len(name) > 23 {
 			// MQTT 3.1 allows 1 to 23 characters: the broker would refuse it.
 			return deny(ResultNotAuthorized, mqttwire.RefuseIdentifier,
 				fmt.Errorf("certificate identity %q is longer than MQTT 3.1's 23 characters for a client id", name), name)

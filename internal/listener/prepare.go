@@ -43,19 +43,36 @@ type Client struct {
 // Errors from Prepare, for result labels.
 var (
 	ErrProxyHeader = errors.New("bad or missing PROXY header from a trusted peer")
-	ErrTLS         = errors.New("TLS handshake failed")
-	ErrWebSocket   = errors.New("WebSocket handshake failed")
+	// ErrProxyUntrusted: a PROXY header from a peer the listener does not
+	// take one from (see Settings.Untrusted).
+	ErrProxyUntrusted = errors.New("PROXY header from an untrusted peer")
+	ErrTLS            = errors.New("TLS handshake failed")
+	ErrWebSocket      = errors.New("WebSocket handshake failed")
 )
 
-// Prepare reads the PROXY header (trusted peers only), does the TLS
-// handshake and the WebSocket upgrade when the listener has them, all before
-// deadline. The deadline stays set: the caller keeps
-// it for reading the CONNECT and clears it after.
+// Prepare opens c (Open) and does its handshakes (Client.Handshake), all
+// before deadline, which stays set: the caller keeps it for reading the
+// CONNECT and clears it after.
+func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
+	cl, err := Open(c, s, deadline)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Handshake(s, deadline); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Open sets deadline on c and reads the PROXY header when the peer is
+// trusted, so that the client's address (Remote) is known before any
+// handshake: a caller counts and logs the connection by it from then on,
+// as HAProxy's accept-proxy does. The deadline stays set.
 //
 // c is a *net.TCPConn or a *relay.ClientConn; the latter is moved to Go's
 // poller for TLS or WebSocket (a reload may have given its listener either
 // since it was accepted).
-func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
+func Open(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 	if cc, ok := c.(*relay.ClientConn); ok && (s.TLS != nil || s.WSPath != "") {
 		tcp, err := cc.TCPConn() // Close of cc closes it too
 		if err != nil {
@@ -76,11 +93,56 @@ func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 		if err := cl.readProxy(s.ProxyTimeout, deadline); err != nil {
 			return nil, err
 		}
+	} else if s.TLS != nil || s.WSPath != "" {
+		if err := cl.sniff(s); err != nil {
+			return nil, err
+		}
 	}
+	return cl, nil
+}
+
+// sniff reads the first bytes an untrusted peer sends a TLS or WebSocket
+// listener, kept for the handshake, and refuses a PROXY header there
+// (ErrProxyUntrusted), which the handshake would call garbage. On a plain
+// listener the CONNECT reader's bytes tell (the caller asks Untrusted).
+func (cl *Client) sniff(s *Settings) error {
+	b := make([]byte, 16)
+	n, err := cl.pre.TCPConn.Read(b)
+	if n == 0 {
+		stage := ErrWebSocket
+		if s.TLS != nil {
+			stage = ErrTLS
+		}
+		return fmt.Errorf("%w: %w", stage, err) // what the handshake would have said
+	}
+	if err := s.Untrusted(cl.Remote.Addr(), b[:n]); err != nil {
+		return err
+	}
+	cl.pre.buf = b[:n]
+	return nil
+}
+
+// Untrusted returns ErrProxyUntrusted, saying why, when first (a
+// connection's first bytes, from peer) begin like a PROXY header and the
+// listener does not take one from peer: an operator who left the front
+// load balancer out of proxy_protocol.trusted is told so. Else nil.
+func (s *Settings) Untrusted(peer netip.Addr, first []byte) error {
+	if !proxyhdr.LooksLike(first) {
+		return nil
+	}
+	if s.Trusted == nil {
+		return fmt.Errorf("%w %s: the listener takes no PROXY headers (proxy_protocol)", ErrProxyUntrusted, peer)
+	}
+	return fmt.Errorf("%w %s: not in proxy_protocol.trusted", ErrProxyUntrusted, peer)
+}
+
+// Handshake does the TLS handshake and the WebSocket upgrade when the
+// listener has them, before deadline, on a client Open returned.
+func (cl *Client) Handshake(s *Settings, deadline time.Time) error {
 	if s.TLS != nil {
 		tc := tls.Server(cl.pre, s.TLS)
 		if err := tc.Handshake(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrTLS, err)
+			return fmt.Errorf("%w: %w", ErrTLS, err)
 		}
 		st := tc.ConnectionState()
 		cl.TLS, cl.Conn = &st, tc
@@ -92,16 +154,16 @@ func Prepare(c net.Conn, s *Settings, deadline time.Time) (*Client, error) {
 		}
 		wc, err := wsconn.Upgrade(under, s.WSPath)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrWebSocket, err)
+			return fmt.Errorf("%w: %w", ErrWebSocket, err)
 		}
 		// The WebSocket library clears the socket's deadline after the
 		// upgrade: set it again, so it covers the whole CONNECT.
-		if err := c.SetDeadline(deadline); err != nil {
-			return nil, err
+		if err := cl.Raw.SetDeadline(deadline); err != nil {
+			return err
 		}
 		cl.Conn = wc
 	}
-	return cl, nil
+	return nil
 }
 
 // Plain reports whether the client's stream is the TCP socket itself (no

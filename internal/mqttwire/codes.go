@@ -30,6 +30,7 @@ const (
 	Code5BadAuthenticationMethod     byte = 0x8c
 	Code5KeepAliveTimeout            byte = 0x8d
 	Code5SessionTakenOver            byte = 0x8e
+	Code5TopicNameInvalid            byte = 0x90
 	Code5PacketTooLarge              byte = 0x95
 	Code5QuotaExceeded               byte = 0x97
 	Code5AdministrativeAction        byte = 0x98
@@ -52,6 +53,8 @@ const (
 	RefuseNotAuthorized                // admission denied
 	RefuseBadVersion                   // protocol level not supported
 	RefuseIdentifier                   // client identifier not acceptable
+	RefuseUsername                     // user name not acceptable
+	RefuseWillTopic                    // will topic not acceptable
 )
 
 var refusalNames = [...]string{
@@ -62,6 +65,8 @@ var refusalNames = [...]string{
 	RefuseNotAuthorized: "not authorized",
 	RefuseBadVersion:    "bad version",
 	RefuseIdentifier:    "identifier rejected",
+	RefuseUsername:      "bad user name",
+	RefuseWillTopic:     "will topic invalid",
 }
 
 func (r Refusal) String() string {
@@ -72,7 +77,8 @@ func (r Refusal) String() string {
 }
 
 // refusalCodes holds the v3.x and v5 code of each refusal; v3.x has no code
-// for a packet too large, so the client is closed without an answer.
+// for a packet too large or a will topic, so the client is closed without
+// an answer.
 var refusalCodes = [...]struct {
 	v3   byte
 	v3ok bool
@@ -85,6 +91,8 @@ var refusalCodes = [...]struct {
 	RefuseNotAuthorized: {Code3NotAuthorized, true, Code5NotAuthorized},
 	RefuseBadVersion:    {Code3UnacceptableVersion, true, Code5UnsupportedProtocolVersion},
 	RefuseIdentifier:    {Code3IdentifierRejected, true, Code5ClientIdentifierNotValid},
+	RefuseUsername:      {Code3BadUsernameOrPassword, true, Code5BadUsernameOrPassword},
+	RefuseWillTopic:     {0, false, Code5TopicNameInvalid},
 }
 
 // RefusalCode returns the CONNACK code that tells a client of the given

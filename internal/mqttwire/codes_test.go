@@ -21,6 +21,8 @@ func TestRefusalCode(t *testing.T) {
 		{RefuseNotAuthorized, 0x05, true, 0x87, packets.ErrNotAuthorized},
 		{RefuseBadVersion, 0x01, true, 0x84, packets.ErrUnsupportedProtocolVersion},
 		{RefuseIdentifier, 0x02, true, 0x85, packets.ErrClientIdentifierNotValid},
+		{RefuseUsername, 0x04, true, 0x86, packets.ErrBadUsernameOrPassword},
+		{RefuseWillTopic, 0, false, 0x90, packets.ErrTopicNameInvalid},
 	}
 	for _, tt := range tests {
 		for _, v := range []byte{V31, V311, 6} {
@@ -35,7 +37,7 @@ func TestRefusalCode(t *testing.T) {
 			t.Errorf("%d has no name", tt.r)
 		}
 	}
-	for _, r := range []Refusal{-1, RefuseIdentifier + 1} {
+	for _, r := range []Refusal{-1, RefuseWillTopic + 1} {
 		if _, ok := RefusalCode(V5, r); ok || r.String() != "unknown refusal" {
 			t.Errorf("Refusal %d: ok = %v, name %q", r, ok, r.String())
 		}
@@ -61,6 +63,7 @@ func TestCodesMatchMochi(t *testing.T) {
 		{Code5ImplementationSpecificError, packets.ErrImplementationSpecificError},
 		{Code5ClientIdentifierNotValid, packets.ErrClientIdentifierNotValid},
 		{Code5BadUsernameOrPassword, packets.ErrBadUsernameOrPassword},
+		{Code5TopicNameInvalid, packets.ErrTopicNameInvalid},
 		{Code5Banned, packets.ErrBanned},
 		{Code5ServerShuttingDown, packets.ErrServerShuttingDown},
 		{Code5BadAuthenticationMethod, packets.ErrBadAuthenticationMethod},

@@ -2,6 +2,7 @@ package mqttwire
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -95,10 +96,13 @@ func (c *Connect) decodeBody(body []byte, keepWill bool) error {
 	if err != nil {
 		return err
 	}
+	odd := disallowed(id, "client identifier", RefuseIdentifier)
 	if c.WillFlag { // [MQTT-3.1.2-9]
-		if err := c.decodeWill(&r, keepWill); err != nil {
+		topic, err := c.decodeWill(&r, keepWill)
+		if err != nil {
 			return err
 		}
+		odd = cmp.Or(odd, disallowed(topic, "will topic", RefuseWillTopic))
 	}
 	user, err := c.decodeCredentials(&r)
 	if err != nil {
@@ -106,6 +110,9 @@ func (c *Connect) decodeBody(body []byte, keepWill bool) error {
 	}
 	if r.left() != 0 { // the remaining length must be what the fields use
 		return malformed("payload", errTrailing)
+	}
+	if odd = cmp.Or(odd, disallowed(user, "user name", RefuseUsername)); odd != nil {
+		return odd // only once the packet is known to be well formed
 	}
 	c.ClientID, c.Username = twoStrings(id, user)
 	return nil
@@ -177,28 +184,29 @@ func (c *Connect) decodeFlags(r *cursor) error {
 	return nil
 }
 
-// decodeWill reads the will properties (v5), topic and payload.
-func (c *Connect) decodeWill(r *cursor, keep bool) error {
+// decodeWill reads the will properties (v5), topic and payload, and
+// returns the topic.
+func (c *Connect) decodeWill(r *cursor, keep bool) ([]byte, error) {
 	if c.Version == V5 {
 		if err := decodeProperties(r, "will properties", &willProperties, nil); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	topic, err := r.str("will topic") // [MQTT-3.1.3-10] v3.1.1, [MQTT-3.1.3-9] v5
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkTopicName(topic); err != nil {
-		return malformed("will topic", err)
+		return nil, malformed("will topic", err)
 	}
 	payload, ok := r.binary()
 	if !ok {
-		return malformed("will payload", errPastEnd)
+		return nil, malformed("will payload", errPastEnd)
 	}
 	if keep {
 		c.WillTopic, c.WillPayload = string(topic), bytes.Clone(payload)
 	}
-	return nil
+	return topic, nil
 }
 
 // twoStrings copies a and b into one allocation: the CONNECT costs one

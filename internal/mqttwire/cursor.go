@@ -84,6 +84,33 @@ func (c *cursor) varint(field string) (int, error) {
 // most 65,535 bytes of well-formed UTF-8 without U+0000.
 func ValidString(s string) bool { return len(s) <= 65535 && validUTF8([]byte(s)) }
 
+// AllowedString reports whether s is a valid MQTT UTF-8 Encoded String
+// (ValidString) without the code points ParseConnect refuses in a client
+// identifier, user name or will topic (ErrDisallowedChar).
+func AllowedString(s string) bool { return ValidString(s) && allowedChars([]byte(s)) }
+
+// allowedChars reports whether s, valid UTF-8, holds none of the code points
+// strings SHOULD NOT hold (v3.1.1 §1.5.3, v5 §1.5.4): control characters
+// U+0001–U+001F and U+007F–U+009F, and non-characters U+FDD0–U+FDEF and
+// the last two of every plane (U+nFFFE, U+nFFFF).
+func allowedChars(s []byte) bool {
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(s[i:])
+		if r <= 0x9f || r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe {
+			return false
+		}
+		i += n
+	}
+	return true
+}
+
 // validUTF8 reports whether s is well-formed UTF-8 (no surrogates, no
 // overlong forms) without U+0000: [MQTT-1.5.3-1] [MQTT-1.5.3-2] (v3.1.1),
 // [MQTT-1.5.4-1] [MQTT-1.5.4-2] (v5). A BOM is kept as is [MQTT-1.5.3-3].

@@ -103,6 +103,10 @@ var disagreements = []disagreement{
 		reason: "a property value crossing the end of the property list: the Property Length counts the properties (v5 §2.2.2.1); mochi reads values past it"},
 	{ours: errPastEnd, field: "will properties", check: always,
 		reason: "a will property value crossing the end of the will property list (v5 §3.1.3.2.1); mochi reads values past it"},
+	{ours: ErrDisallowedChar, check: func(m *mochiResult) bool {
+		c := &m.pk.Connect
+		return !allowedChars([]byte(c.ClientIdentifier)) || !allowedChars(c.Username) || c.WillFlag && !allowedChars([]byte(c.WillTopic))
+	}, reason: "a control character (U+0001–U+001F, U+007F–U+009F) or a non-character in the client identifier, user name or will topic: strings SHOULD NOT hold them and a receiver MAY close (v3.1.1 §1.5.3) or take the packet as malformed (v5 §1.5.4), as mosquitto does; we refuse with a CONNACK before a broker sees it, mochi accepts"},
 	{mochi: packets.ErrProtocolViolationWillFlagNoPayload, check: func(m *mochiResult) bool { return len(m.pk.Connect.WillPayload) == 0 && m.pk.Connect.WillTopic != "" },
 		reason: "zero-length will payload: [MQTT-3.1.2-9] requires the field, and it is 0–65,535 bytes of binary data (v3.1.1 §3.1.3.3, v5 §3.1.3.4); mochi requires bytes"},
 	{mochi: packets.ErrProtocolViolationFlagNoPassword, check: func(m *mochiResult) bool { return len(m.pk.Connect.Password) == 0 },

@@ -24,6 +24,15 @@ var (
 	ErrUnsupportedVersion = errors.New("mqttwire: unsupported protocol version")
 	// ErrShort: the bytes given end before the packet does; read more.
 	ErrShort = errors.New("mqttwire: need more bytes")
+	// ErrDisallowedChar: the client identifier, user name or will topic
+	// holds a code point a UTF-8 Encoded String should not: a control
+	// character (U+0001–U+001F, U+007F–U+009F) or a non-character (U+FDD0–
+	// U+FDEF, U+nFFFE, U+nFFFF). The receiver MAY close the connection
+	// (v3.1.1 §1.5.3) or take the packet as malformed (v5 §1.5.4), and
+	// brokers such as mosquitto close. The packet is otherwise valid: answer
+	// it with the CONNACK of the refusal RefusalOf returns, and close.
+	// Connect.Version is set.
+	ErrDisallowedChar = errors.New("mqttwire: control character or non-character")
 )
 
 // Problems a fieldError reports; each is also an ErrMalformed.
@@ -64,6 +73,37 @@ func (e *fieldError) Unwrap() []error { return []error{ErrMalformed, e.err} }
 
 func malformed(field string, problem error) error {
 	return &fieldError{field: field, err: problem}
+}
+
+// charError says which string of a CONNECT holds a disallowed code point
+// and how the client is refused for it. It matches ErrDisallowedChar.
+type charError struct {
+	field string
+	why   Refusal
+}
+
+func (e *charError) Error() string { return fmt.Sprintf("%v in the %s", ErrDisallowedChar, e.field) }
+
+func (e *charError) Unwrap() error { return ErrDisallowedChar }
+
+// disallowed returns a *charError for field when s holds a code point
+// AllowedString refuses, else nil.
+func disallowed(s []byte, field string, why Refusal) error {
+	if allowedChars(s) {
+		return nil
+	}
+	return &charError{field: field, why: why}
+}
+
+// RefusalOf returns how to refuse a CONNECT that ParseConnect or
+// ReadConnect refused with err, when that refusal has a CONNACK
+// (ErrDisallowedChar); ok is false for every other error.
+func RefusalOf(err error) (why Refusal, ok bool) {
+	var ce *charError
+	if errors.As(err, &ce) {
+		return ce.why, true
+	}
+	return 0, false
 }
 
 // errVarint is static so that rejecting a bad length header does not allocate.

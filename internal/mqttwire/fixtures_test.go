@@ -35,7 +35,7 @@ func (f fixture) readErr() error {
 }
 
 func allFixtures() []fixture {
-	return slices.Concat(validFixtures, framingFixtures, flagFixtures, v5Fixtures)
+	return slices.Concat(validFixtures, framingFixtures, flagFixtures, v5Fixtures, charFixtures)
 }
 
 var validFixtures = []fixture{

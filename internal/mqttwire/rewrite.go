@@ -1,9 +1,6 @@
 package mqttwire
 
-import (
-	"errors"
-	"math"
-)
+import "errors"
 
 // connectLayout locates the fields of a valid CONNECT that RewriteConnect
 // replaces and ConnectPassword reads: offsets into the whole packet, each
@@ -70,8 +67,9 @@ func skipProperties(r *cursor) {
 }
 
 // ErrRewrite: the value to write into a CONNECT is not a valid UTF-8
-// Encoded String (over 65,535 bytes, invalid UTF-8 or U+0000), or the
-// packet would exceed MaxVarint.
+// Encoded String (over 65,535 bytes, invalid UTF-8 or U+0000) or holds a
+// code point ParseConnect refuses (ErrDisallowedChar), or the packet would
+// exceed MaxVarint.
 var ErrRewrite = errors.New("mqttwire: cannot rewrite CONNECT field")
 
 // RewriteConnect appends to dst the CONNECT pkt (exactly one valid packet,
@@ -87,7 +85,7 @@ func RewriteConnect(dst, pkt []byte, clientID, username *string) ([]byte, error)
 		return dst, err
 	}
 	for _, v := range []*string{clientID, username} {
-		if v != nil && (len(*v) > math.MaxUint16 || !validUTF8([]byte(*v))) {
+		if v != nil && !AllowedString(*v) { // what ParseConnect takes
 			return dst, ErrRewrite
 		}
 	}

@@ -136,7 +136,7 @@ func TestRewriteConnectBytes(t *testing.T) {
 
 func TestRewriteConnectRefuses(t *testing.T) {
 	good := AppendConnect(nil, &Connect{Version: V311, ClientID: "c"})
-	for _, v := range []string{"a\x00b", "\xff", strings.Repeat("x", 65536)} {
+	for _, v := range []string{"a\x00b", "\xff", strings.Repeat("x", 65536), "a\x01b", "\ufffe"} {
 		if _, err := RewriteConnect(nil, good, nil, ptr(v)); !errors.Is(err, ErrRewrite) {
 			t.Errorf("username %.10q: %v, want ErrRewrite", v, err)
 		}
@@ -156,9 +156,9 @@ func FuzzRewriteConnect(f *testing.F) {
 		f.Add(s, "cn", uint8(1))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, v string, which uint8) {
-		if !validUTF8([]byte(v)) {
+		if !AllowedString(v) {
 			if out, err := RewriteConnect(nil, b, ptr(v), nil); err == nil {
-				t.Fatalf("invalid UTF-8 %q written: % x", v, out)
+				t.Fatalf("%q, which ParseConnect refuses, written: % x", v, out)
 			}
 			return
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -23,10 +24,11 @@ const (
 	ResultTimeout        = "timeout"            // no complete CONNECT within connect_timeout
 	ResultNotMQTT        = "not_mqtt"           // first packet not a CONNECT (HTTP, TLS on the plain port...)
 	ResultMalformed      = "malformed"          // a CONNECT that breaks the spec
+	ResultDisallowedChar = "disallowed_char"    // a control character or non-character in the client id, user name or will topic
 	ResultTooLarge       = "too_large"          // over max_connect_packet
 	ResultBadVersion     = "bad_version"        // unsupported protocol level (answered 0x01)
 	ResultProxyError     = "proxy_error"        // trusted peer sent no or a bad PROXY header
-	ResultProxyUntrusted = "proxy_untrusted"    // PROXY header from a peer not trusted
+	ResultProxyUntrusted = "proxy_untrusted"    // PROXY header from a peer not trusted (or to a listener without proxy_protocol)
 	ResultTLSError       = "tls_error"          // TLS handshake failed
 	ResultWSError        = "ws_error"           // WebSocket handshake failed
 	ResultOverLimit      = "over_limit"         // max_connections reached
@@ -39,12 +41,22 @@ const (
 )
 
 // inspectFailed records why the CONNECT was not read; an unsupported
-// protocol level is answered 0x01, and a v5 CONNECT over
-// limits.max_connect_packet 0x95 (v3.x has no code for it: closed).
+// protocol level is answered 0x01, a string brokers such as mosquitto close
+// on (mqttwire.ErrDisallowedChar) the code for its field, and a v5 CONNECT
+// over limits.max_connect_packet 0x95 (v3.x has no code for the last two:
+// closed).
 func (s *session) inspectFailed(err error) {
 	if errors.Is(err, mqttwire.ErrUnsupportedVersion) {
 		s.refuse(mqttwire.RefuseBadVersion, ResultBadVersion)
 		return
+	}
+	if why, ok := mqttwire.RefusalOf(err); ok {
+		s.refuse(why, ResultDisallowedChar)
+		s.c.reason = err.Error()
+		return
+	}
+	if errors.Is(err, mqttwire.ErrNotConnect) {
+		err = cmp.Or(s.set.Untrusted(s.cl.Remote.Addr(), s.data), err)
 	}
 	s.fail(s.inspectResult(err), err)
 	if s.c.result == ResultTooLarge && s.connect.Version == mqttwire.V5 {
@@ -84,10 +96,9 @@ func (s *session) inspectResult(err error) string {
 		return ResultTimeout
 	case errors.Is(err, mqttwire.ErrTooLarge):
 		return ResultTooLarge
+	case errors.Is(err, listener.ErrProxyUntrusted):
+		return ResultProxyUntrusted
 	case errors.Is(err, mqttwire.ErrNotConnect):
-		if s.set.Trusted != nil && len(s.data) > 0 && (s.data[0] == 'P' || s.data[0] == '\r') {
-			return ResultProxyUntrusted
-		}
 		return ResultNotMQTT
 	case errors.Is(err, mqttwire.ErrMalformed):
 		return ResultMalformed
@@ -121,6 +132,8 @@ func prepareResult(err error) string {
 		return ResultEOF
 	case errors.Is(err, listener.ErrProxyHeader):
 		return ResultProxyError
+	case errors.Is(err, listener.ErrProxyUntrusted):
+		return ResultProxyUntrusted
 	case errors.Is(err, listener.ErrTLS):
 		return ResultTLSError
 	case errors.Is(err, listener.ErrWebSocket):

@@ -73,23 +73,31 @@ func (s *session) serve() bool {
 }
 
 // prepare reads the PROXY header, does the TLS handshake and the WebSocket
-// upgrade, under the deadline that also covers the CONNECT.
+// upgrade, under the deadline that also covers the CONNECT. The client
+// address a header names is the connection's from the moment it is read:
+// the handshakes after it are logged and counted against
+// limits.max_connections_per_ip by it.
 func (s *session) prepare() bool {
 	c := s.c
-	cl, err := listener.Prepare(s.conn, s.set, c.start.Add(c.rt.Limits.ConnectTimeout.D()))
+	deadline := c.start.Add(c.rt.Limits.ConnectTimeout.D())
+	cl, err := listener.Open(s.conn, s.set, deadline)
 	if err != nil {
 		s.fail(prepareResult(err), err)
 		return false
 	}
-	s.cl = cl
 	if cl.Proxied { // else it is the address Handle recorded
 		c.setRemote(cl.Remote)
+		if !c.ticket.CountIP(cl.Remote.Addr(), c.rt.Limits.MaxPerIP) {
+			c.result = ResultOverIPLimit
+			return false
+		}
 	}
-	c.setCert(cl.CertCN(), "")
-	if cl.Proxied && !c.ticket.CountIP(cl.Remote.Addr(), c.rt.Limits.MaxPerIP) {
-		c.result = ResultOverIPLimit
+	if err := cl.Handshake(s.set, deadline); err != nil {
+		s.fail(prepareResult(err), err)
 		return false
 	}
+	s.cl = cl
+	c.setCert(cl.CertCN(), "")
 	return true
 }
 

@@ -64,6 +64,23 @@ const v1MaxLen = 107 // "PROXY" line including CRLF, section 2.1
 
 var v2Sig = []byte("\r\n\r\n\x00\r\nQUIT\n")
 
+// LooksLike reports whether b, the first bytes of a stream, begins like a
+// PROXY header: v1's "PROXY " or v2's signature, as far as b goes. One
+// byte is enough to tell it from MQTT (0x10), TLS (0x16) and HTTP ("GET").
+func LooksLike(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, sig := range [][]byte{v1Sig, v2Sig} {
+		if n := min(len(b), len(sig)); bytes.Equal(b[:n], sig[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+var v1Sig = []byte("PROXY ")
+
 // Parse parses one header at the start of b and returns it with its length.
 func Parse(b []byte) (Header, int, error) {
 	if len(b) == 0 {

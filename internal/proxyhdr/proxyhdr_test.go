@@ -304,3 +304,16 @@ func FuzzParse(f *testing.F) {
 		differential(t, in)
 	})
 }
+
+func TestLooksLike(t *testing.T) {
+	for b, want := range map[string]bool{
+		"PROXY TCP4 1.2.3.4": true, "PROXY ": true, "PRO": true, "P": true,
+		"\r\n\r\n\x00\r\nQUIT\n\x21": true, "\r\n\r": true, "\r": true,
+		"": false, "PROXZ": false, "\x10\x0c\x00\x04MQTT": false, "\x16\x03\x01": false, "GET / HTTP/1.1": false,
+		"\r\n\r\n\x00\r\nQUIX": false,
+	} {
+		if got := LooksLike([]byte(b)); got != want {
+			t.Errorf("LooksLike(%q) = %v; want %v", b, got, want)
+		}
+	}
+}

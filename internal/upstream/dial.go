@@ -27,7 +27,8 @@ var ErrDeclined = errors.New("server declined the connection")
 // handshake there (dial, PROXY header, the client's CONNECT, the broker's
 // CONNACK). On failure the server is excluded and the next choice is tried,
 // up to 1+connect_retries attempts, so a client never sees a dead server
-// while another is up. Under max_connect_rate the client first waits for
+// while another is up; which failures count against their servers is
+// blame's call. Under max_connect_rate the client first waits for
 // the picked server's turn; a server whose turn would come after ctx's
 // deadline, or that goes out of service while the client waits (or as its
 // turn comes), is passed over without counting as an attempt, and a turn
@@ -45,6 +46,7 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 	var tried []*Server
 	var errs []error
 	busy := false
+	b := blame{u: u}
 	for attempts := 0; attempts <= u.cfg.ConnectRetries; {
 		s := u.pick(&l.Key, tried)
 		if s == nil {
@@ -68,13 +70,14 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 		l.retries = uint16(attempts - 1)
 		conn, reply, err := u.attempt(ctx, s, first, hs)
 		if err == nil {
+			b.answer()
 			u.place(l, s)
 			return conn, reply, nil
 		}
 		s.active.Add(-1)
+		b.failed(s, err) // a passive failure may take s down and release its waiters
 		if !errors.Is(err, ErrDeclined) {
-			u.passiveFailure(s, err) // (which may take s down and release its waiters)
-			t.refund()               // nothing placed: the next client need not wait for it
+			t.refund() // nothing placed: the next client need not wait for it
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		if ctx.Err() != nil {
