@@ -30,10 +30,17 @@ func (o *Options) settings() *frontdoor.Settings {
 // handle prepares one accepted connection (PROXY header, TLS, WebSocket
 // upgrade, all within HandshakeTimeout) and hands it to mochi.
 func (l *listener) handle(establish listeners.EstablishFn, ln *frontdoor.Listener, tcp *net.TCPConn) {
-	cl, err := frontdoor.Prepare(tcp, l.set, time.Now().Add(l.o.HandshakeTimeout))
+	deadline := time.Now().Add(l.o.HandshakeTimeout)
+	cl, err := frontdoor.Open(tcp, l.set, deadline)
 	if err != nil {
 		tcp.Close()
 		logPreambleError(l.log.With("remote", tcp.RemoteAddr().String()), err)
+		return
+	}
+	// from the PROXY header on, the client is known by the address it names
+	if err := cl.Handshake(l.set, deadline); err != nil {
+		tcp.Close()
+		logPreambleError(l.log.With("remote", cl.Remote.String()), err)
 		return
 	}
 	ln.Settled(tcp) // mochi owns it now; Close reaches it through closeClients or abortEstablishing

@@ -1,12 +1,19 @@
 package listen
 
 import (
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	mochiauth "github.com/mochi-mqtt/server/v2/hooks/auth"
+
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 func TestProxyHeaderFromTrustedPeerSetsRemote(t *testing.T) {
@@ -101,5 +108,42 @@ func waitClosedNoFail(c interface {
 			}
 			return time.Since(start)
 		}
+	}
+}
+
+// TestHandshakeFailureLoggedByProxiedAddress: behind a trusted peer's
+// PROXY header, a TLS handshake that fails is logged with the client
+// address the header names, not the peer's (HAProxy's accept-proxy applies
+// it before the handshake too). Before, the node logged the load
+// balancer's address.
+func TestHandshakeFailureLoggedByProxiedAddress(t *testing.T) {
+	ca := testutil.NewCA(t)
+	out := new(testutil.SyncBuffer)
+	s := mqtt.New(&mqtt.Options{Logger: discardLogger()})
+	if err := s.AddHook(new(mochiauth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(Options{ID: "tlspp", Type: TypeTLS, Address: "127.0.0.1:0", TLS: ca.ServerConfig(t, tls.NoClientCert),
+		ProxyProtocol: true, Trusted: loopback, CloseClients: ClientCloser(s)}, slog.New(slog.NewTextHandler(out, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddListener(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c := dial(t, l.Address())
+	writeHeader(t, c, headerFrom(1, "198.51.100.7:4242"))
+	if _, err := c.Write([]byte("\x10\x0cnot a TLS ClientHello")); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, c, 5*time.Second)
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Contains(out.String(), "preamble failed") },
+		"the failed handshake logged; log:\n%s", out.String())
+	if line := out.String(); !strings.Contains(line, "remote=198.51.100.7:4242") {
+		t.Errorf("failed handshake logged without the address the PROXY header named:\n%s", line)
 	}
 }
