@@ -156,10 +156,11 @@ func TestDashboard(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		return exists(ctx, "#chart-active svg polyline") && exists(ctx, "#chart-connects svg polyline")
 	}, "charts drawn")
-	// The cluster view under mqlb up: every node, healthy.
+	// The cluster view under mqlb up: every node, healthy, with the
+	// session queue stream beside the buckets.
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		c := text(ctx, "#cluster")
-		return strings.Count(c, "✓ ok") == 3 && strings.Contains(c, "node3")
+		return strings.Count(c, "✓ ok") == 3 && strings.Contains(c, "node3") && strings.Contains(c, "queue: R")
 	}, "cluster view: %q", text(ctx, "#cluster"))
 
 	// The token survives a reload of the page.

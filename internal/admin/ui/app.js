@@ -303,8 +303,10 @@ async function refreshCluster() {
       tb.append(el("tr", { class: "down" }, td(n.name), td("unreachable: " + n.error, "fail")));
       continue;
     }
-    const store = (d.store || []).map((s) => s.error ? `${s.bucket || "store"}: ${s.error}` :
-      `${s.bucket.replace(/^mqlb_[^_]*_/, "")}: R${s.replicas}, ${s.leader || "no leader"}, ${(s.peers || []).filter((p) => p.current).length}/${(s.peers || []).length} current`).join("; ");
+    // buckets (retained, sessions, qos2) and the session queue stream, by kind
+    const kind = (s) => (s.bucket || s.stream || "store").replace(/^mqlb_.*_/, "");
+    const store = (d.store || []).map((s) => s.error ? `${kind(s)}: ${s.error}` :
+      `${kind(s)}: R${s.replicas}, ${s.leader || "no leader"}, ${(s.peers || []).filter((p) => p.current).length}/${(s.peers || []).length} current`).join("; ");
     tb.append(el("tr", { class: d.healthy ? "" : "down", "data-node": d.node }, td(d.node), td(d.healthy ? "✓ ok" : "✗ " + d.problem, d.healthy ? "st up" : "fail"),
       td(d.members.map((m) => m.name).join(", ")), num(d.clients), td(`${d.sessions.online}/${d.sessions.offline}`, "num"), num(d.retained),
       td(store), num(d.mesh.nats_subscriptions), td(d.mesh.slow_consumer_drops, "num" + (d.mesh.slow_consumer_drops ? " fail" : ""))));
