@@ -57,17 +57,27 @@ func fromX509(listener, file string, x *x509.Certificate) Cert {
 		NotBefore: x.NotBefore, NotAfter: x.NotAfter}
 }
 
-// Problem says what is wrong with c at now: "" when it is valid.
+// Problem says what is wrong with c at now: "" when it is valid. The date
+// comes first, then how far it is.
 func (c Cert) Problem(now time.Time) string {
 	switch {
 	case now.After(c.NotAfter):
-		return fmt.Sprintf("certificate %q (serial %s) of listener %s expired %s ago, on %s", c.Subject, c.Serial, c.Listener,
-			now.Sub(c.NotAfter).Round(time.Second), c.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("certificate %q (serial %s) of listener %s expired on %s, %s ago", c.Subject, c.Serial, c.Listener,
+			c.NotAfter.UTC().Format(time.RFC3339), span(now.Sub(c.NotAfter)))
 	case now.Before(c.NotBefore):
 		return fmt.Sprintf("certificate %q (serial %s) of listener %s is not valid until %s, in %s", c.Subject, c.Serial, c.Listener,
-			c.NotBefore.UTC().Format(time.RFC3339), c.NotBefore.Sub(now).Round(time.Second))
+			c.NotBefore.UTC().Format(time.RFC3339), span(c.NotBefore.Sub(now)))
 	}
 	return ""
+}
+
+// span says d in whole days past 48 hours ("2502 days", not "60048h46m24s"),
+// to the second below.
+func span(d time.Duration) string {
+	if d > 48*time.Hour {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.Round(time.Second).String()
 }
 
 // Source is one listener's certificate file.

@@ -27,11 +27,30 @@ func TestProblems(t *testing.T) {
 	if len(errs) != 2 {
 		t.Fatalf("problems: %v", errs)
 	}
-	if !strings.Contains(errs[0].Error(), `certificate "expired.example"`) || !strings.Contains(errs[0].Error(), "of listener b expired 1h0m0s ago") {
-		t.Errorf("expired: %v", errs[0])
+	if want := "of listener b expired on " + now.Add(-time.Hour).UTC().Format(time.RFC3339) + ", 1h0m0s ago"; !strings.Contains(errs[0].Error(), `certificate "expired.example"`) ||
+		!strings.Contains(errs[0].Error(), want) {
+		t.Errorf("expired: %v\nwant …%s", errs[0], want)
 	}
-	if !strings.Contains(errs[1].Error(), "of listener c is not valid until") {
-		t.Errorf("not yet valid: %v", errs[1])
+	if want := "of listener c is not valid until " + now.Add(time.Hour).UTC().Format(time.RFC3339) + ", in 1h0m0s"; !strings.Contains(errs[1].Error(), want) {
+		t.Errorf("not yet valid: %v\nwant …%s", errs[1], want)
+	}
+}
+
+// TestProblemsInDays: past 48 hours the distance to the date is said in
+// days (the audit's "expired 60048h46m24s ago"), after the date.
+func TestProblemsInDays(t *testing.T) {
+	ca := testutil.NewCA(t)
+	end := time.Date(2020, 2, 1, 0, 0, 0, 0, time.UTC)
+	old := ca.ServerValid("old.example", end.AddDate(-1, 0, 0), end)
+	late := ca.ServerValid("late.example", end.AddDate(0, 0, 10), end.AddDate(1, 0, 0))
+	now := end.Add(2502*24*time.Hour + 18*time.Hour)
+	errs := Problems(LoadAll([]Source{{"a", old.CertFile}}), now)
+	if want := "of listener a expired on 2020-02-01T00:00:00Z, 2502 days ago"; len(errs) != 1 || !strings.HasSuffix(errs[0].Error(), want) {
+		t.Errorf("long expired: %v\nwant …%s", errs, want)
+	}
+	errs = Problems(LoadAll([]Source{{"b", late.CertFile}}), end)
+	if want := "of listener b is not valid until 2020-02-11T00:00:00Z, in 10 days"; len(errs) != 1 || !strings.HasSuffix(errs[0].Error(), want) {
+		t.Errorf("valid in 10 days: %v\nwant …%s", errs, want)
 	}
 }
 
