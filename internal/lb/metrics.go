@@ -45,11 +45,11 @@ func (m *lbMetrics) reloaded(err error) {
 }
 
 // checkCerts loads the served certificates, warns about any that is expired
-// or not yet valid, and exports their expiry.
+// or not yet valid or that tls.ciphers cannot use, and exports their expiry.
 func (l *LB) checkCerts(cfg *config.Config) {
 	certs := certinfo.LoadAll(cfg.CertSources())
-	for _, err := range certinfo.Problems(certs, time.Now()) {
-		l.log.Warn("TLS certificate not valid now", "problem", err.Error())
+	for _, p := range certinfo.Problems(certs, time.Now()) {
+		l.log.Warn(p.Msg, "problem", p.Text)
 	}
 	l.metrics.certs.Set(certs)
 }
