@@ -45,11 +45,15 @@ func (m *lbMetrics) reloaded(err error) {
 }
 
 // checkCerts loads the served certificates, warns about any that is expired
-// or not yet valid or that tls.ciphers cannot use, and exports their expiry.
-func (l *LB) checkCerts(cfg *config.Config) {
+// or not yet valid or that tls.ciphers cannot use (and returns the
+// warnings), and exports their expiry.
+func (l *LB) checkCerts(cfg *config.Config) []string {
 	certs := certinfo.LoadAll(cfg.CertSources())
+	var warnings []string
 	for _, p := range certinfo.Problems(certs, time.Now()) {
 		l.log.Warn(p.Msg, "problem", p.Text)
+		warnings = append(warnings, p.Text)
 	}
 	l.metrics.certs.Set(certs)
+	return warnings
 }
