@@ -56,10 +56,12 @@ func checkFile(file string) error {
 }
 
 // warnCerts prints a warning for every served certificate that is expired or
-// not yet valid (the config is still valid: the file may be renewed in time).
+// not yet valid (the config is still valid: the file may be renewed in time)
+// or that none of its listener's tls.ciphers can use (TLS 1.3 clients still
+// connect).
 func warnCerts(file string, srcs []certinfo.Source) {
-	for _, err := range certinfo.Problems(certinfo.LoadAll(srcs), time.Now()) {
-		fmt.Fprintf(os.Stderr, "%s: warning: %v\n", file, err)
+	for _, p := range certinfo.Problems(certinfo.LoadAll(srcs), time.Now()) {
+		fmt.Fprintf(os.Stderr, "%s: warning: %s\n", file, p.Text)
 	}
 }
 

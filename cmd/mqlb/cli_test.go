@@ -152,3 +152,26 @@ func TestCheckCertificates(t *testing.T) {
 		t.Errorf("expired in certificates: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }
+
+// TestCheckWarnsAboutCiphers: tls.ciphers with no suite the certificate's
+// key can use (ECDSA suites, an RSA certificate) is valid, as an expired
+// certificate is, but warned about, on a load balancer's listener and a
+// node's.
+func TestCheckWarnsAboutCiphers(t *testing.T) {
+	ca := testutil.NewCA(t)
+	rsa := ca.ServerRSA("rsa.example")
+	tlsYAML := fmt.Sprintf("{ cert: %q, key: %q, ciphers: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256] }", rsa.CertFile, rsa.KeyFile)
+	for kind, doc := range map[string]string{
+		"load balancer": "listeners:\n  - { name: mqtts, address: \"127.0.0.1:0\", upstream: u, tls: " + tlsYAML + " }\n" +
+			"upstreams: { u: { servers: [{ address: \"127.0.0.1:1\" }] } }\n",
+		"node": "node: { name: n1 }\nlisteners:\n  - { name: mqtts, address: \"127.0.0.1:0\", tls: " + tlsYAML + " }\n" +
+			"mesh: { listen: \"127.0.0.1:0\", peers: [\"127.0.0.1:6223\"] }\n",
+	} {
+		out, errOut, code := runMQLB(t, "check", writeFile(t, "ciphers.yaml", doc))
+		want := `warning: certificate "rsa.example" (serial `
+		if code != 0 || !strings.Contains(out, "valid "+kind+" config") || !strings.Contains(errOut, want) ||
+			!strings.Contains(errOut, "of listener mqtts has an RSA key, which none of tls.ciphers (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) can use") {
+			t.Errorf("%s: exit %d\nstdout %s\nstderr %s", kind, code, out, errOut)
+		}
+	}
+}

@@ -48,6 +48,7 @@ http://127.0.0.1:9090, --token to $MQLB_TOKEN. Tables are for people;
 type ctl struct {
 	c      *adminclient.Client
 	out    io.Writer
+	errw   io.Writer // warnings
 	json   bool
 	client string
 	q      string
@@ -64,7 +65,7 @@ func cmdCtl(ctx context.Context, args []string) error {
 }
 
 func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	k := &ctl{out: stdout}
+	k := &ctl{out: stdout, errw: stderr}
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // -h prints ctlUsage to stdout; a bad flag is said below, as by the other commands
 	fs.Usage = func() {}
@@ -374,5 +375,13 @@ func (k *ctl) reload(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return k.done(body, "reloaded")
+	var r struct{ Warnings []string }
+	json.Unmarshal(body, &r)
+	if err := k.done(body, "reloaded"); err != nil || k.json {
+		return err
+	}
+	for _, w := range r.Warnings { // the reload applied: warnings, as mqlb check's, on stderr
+		fmt.Fprintf(k.errw, "warning: %s\n", w)
+	}
+	return nil
 }

@@ -285,3 +285,23 @@ func TestCtlRemovedServer(t *testing.T) {
 		return !strings.Contains(out, "removed")
 	}, "removed server gone once evacuated")
 }
+
+// TestCtlReloadWarnings: mqlb ctl reload says "reloaded" and then, on
+// stderr, each warning of the reload answer (an expired certificate);
+// --json prints the answer with them.
+func TestCtlReloadWarnings(t *testing.T) {
+	ca := testutil.NewCA(t)
+	old := ca.ServerValid("old.example", time.Now().Add(-72*time.Hour), time.Now().Add(-49*time.Hour))
+	admin := startRun(t, fmt.Sprintf("listeners:\n  - { name: mqtts, address: \"127.0.0.1:0\", upstream: u, tls: { cert: %q, key: %q } }\n"+
+		"upstreams: { u: { servers: [{ address: \"127.0.0.1:1\" }] } }\nadmin: { address: \"127.0.0.1:0\" }\naccess_log: { path: \"off\" }\n",
+		old.CertFile, old.KeyFile))
+	out, errOut, code := ctlRun(t, admin, "reload")
+	want := `warning: certificate "old.example" (serial `
+	if code != 0 || out != "reloaded\n" || !strings.Contains(errOut, want) || !strings.Contains(errOut, "of listener mqtts expired on ") ||
+		!strings.HasSuffix(errOut, ", 2 days ago\n") {
+		t.Errorf("ctl reload: exit %d\nstdout %q\nstderr %q\nwant %s… expired on …, 2 days ago", code, out, errOut, want)
+	}
+	if out := ctlOK(t, admin, []string{"reload", "--json"}, `"status": "reloaded"`, `"warnings": [`); !strings.Contains(out, "of listener mqtts expired on ") {
+		t.Errorf("ctl reload --json: %s", out)
+	}
+}

@@ -31,8 +31,8 @@ import (
 type Backend interface {
 	Upstreams() *upstream.Set
 	Connections() *proxy.Table
-	Reload() error
-	Serving() bool // false while shutting down
+	ReloadWarnings() ([]string, error) // reload the config file; what it warned about
+	Serving() bool                     // false while shutting down
 }
 
 // Server is the admin HTTP server.
@@ -160,11 +160,15 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("POST /-/reload: reloading", "remote", r.RemoteAddr)
-	if err := s.b.Reload(); err != nil {
+	warnings, err := s.b.ReloadWarnings()
+	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+	writeJSON(w, http.StatusOK, struct {
+		Status   string   `json:"status"`
+		Warnings []string `json:"warnings,omitempty"` // as in the log: an expired certificate…
+	}{"reloaded", warnings})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -19,10 +19,10 @@ import (
 
 type fakeBackend struct{}
 
-func (fakeBackend) Upstreams() *upstream.Set  { return &upstream.Set{} }
-func (fakeBackend) Connections() *proxy.Table { return &proxy.Table{} }
-func (fakeBackend) Reload() error             { return nil }
-func (fakeBackend) Serving() bool             { return true }
+func (fakeBackend) Upstreams() *upstream.Set          { return &upstream.Set{} }
+func (fakeBackend) Connections() *proxy.Table         { return &proxy.Table{} }
+func (fakeBackend) ReloadWarnings() ([]string, error) { return nil, nil }
+func (fakeBackend) Serving() bool                     { return true }
 
 // serveAdmin starts a real admin server on loopback for b with token.
 func serveAdmin(t *testing.T, b Backend, token string) string {

@@ -20,14 +20,15 @@ func (n *Node) CertSources() []certinfo.Source {
 	return out
 }
 
-// appendSource adds the certificates t serves on listener, if any.
+// appendSource adds the certificates t serves on listener, if any, with
+// the listener's TLS 1.2 suites.
 func (t *TLS) appendSource(out []certinfo.Source, listener string) []certinfo.Source {
 	if t == nil {
 		return out
 	}
 	for _, c := range t.pairs() {
 		if c.Cert != "" {
-			out = append(out, certinfo.Source{Listener: listener, File: c.Cert})
+			out = append(out, certinfo.Source{Listener: listener, File: c.Cert, Ciphers: t.Ciphers})
 		}
 	}
 	return out

@@ -47,10 +47,8 @@ func (ck *check) meshSecurity(m *Mesh) {
 	if t == nil {
 		return
 	}
-	ck.readable("mesh.tls.cert", t.Cert)
-	ck.readable("mesh.tls.key", t.Key)
-	ck.readable("mesh.tls.ca", t.CA)
-	if t.Cert != "" && t.Key != "" && t.CA != "" {
+	cert, key, ca := ck.readable("mesh.tls.cert", t.Cert), ck.readable("mesh.tls.key", t.Key), ck.readable("mesh.tls.ca", t.CA)
+	if cert && key && ca { // a file that cannot be read is that one error
 		if _, err := t.Config(); err != nil {
 			ck.errorf("mesh.tls", "%v", err)
 		}

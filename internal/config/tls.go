@@ -120,11 +120,10 @@ func (ck *check) tls(p string, t *TLS) {
 }
 
 // certKey checks that a certificate and its key (at p.cert, p.key) are
-// readable and a pair.
+// readable and a pair: a file that cannot be read is that one error.
 func (ck *check) certKey(p string, c CertKey) {
-	ck.readable(p+".cert", c.Cert)
-	ck.readable(p+".key", c.Key)
-	if c.Cert != "" && c.Key != "" {
+	cert, key := ck.readable(p+".cert", c.Cert), ck.readable(p+".key", c.Key)
+	if cert && key {
 		if _, err := tls.LoadX509KeyPair(c.Cert, c.Key); err != nil {
 			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
 		}

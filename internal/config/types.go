@@ -103,17 +103,18 @@ func (c *check) positive(path string, d Duration) {
 }
 
 // readable checks that a file can be read (certificates, keys, user files).
-func (c *check) readable(path, file string) {
+func (c *check) readable(path, file string) bool {
 	if file == "" {
 		c.errorf(path, "a file is required")
-		return
+		return false
 	}
 	f, err := os.Open(file)
 	if err != nil {
 		c.errorf(path, "cannot read: %v", err)
-		return
+		return false
 	}
 	f.Close()
+	return true
 }
 
 // ParsePrefixes parses CIDRs or bare addresses (as /32 or /128).

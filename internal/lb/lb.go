@@ -121,18 +121,19 @@ func New(cfg *config.Config, o Options) (*LB, error) {
 // setScheduling puts every thread of the process under the configured
 // policy, when the load balancer is the process and the policy changed. A
 // policy that cannot be set (a seccomp filter, a non-Linux system) is
-// logged and the process goes on as it is.
-func (l *LB) setScheduling(p config.Process) {
+// logged (and the warning returned) and the process goes on as it is.
+func (l *LB) setScheduling(p config.Process) []string {
 	if !l.process || p.Scheduling == l.scheduling {
-		return
+		return nil
 	}
 	r, err := procsched.Set(procsched.Policy(p.Scheduling))
 	if err != nil {
 		l.log.Warn("process.scheduling not applied", "policy", p.Scheduling, "error", err)
-		return
+		return []string{fmt.Sprintf("process.scheduling %s not applied: %v", p.Scheduling, err)}
 	}
 	l.scheduling = p.Scheduling
 	l.log.Info("scheduling policy set", "policy", p.Scheduling, "threads", r.Set, "left_as_set_outside", r.Foreign)
+	return nil
 }
 
 // listenKey identifies a listener across reloads: its address, so a renamed

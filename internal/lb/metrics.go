@@ -45,11 +45,15 @@ func (m *lbMetrics) reloaded(err error) {
 }
 
 // checkCerts loads the served certificates, warns about any that is expired
-// or not yet valid, and exports their expiry.
-func (l *LB) checkCerts(cfg *config.Config) {
+// or not yet valid or that tls.ciphers cannot use (and returns the
+// warnings), and exports their expiry.
+func (l *LB) checkCerts(cfg *config.Config) []string {
 	certs := certinfo.LoadAll(cfg.CertSources())
-	for _, err := range certinfo.Problems(certs, time.Now()) {
-		l.log.Warn("TLS certificate not valid now", "problem", err.Error())
+	var warnings []string
+	for _, p := range certinfo.Problems(certs, time.Now()) {
+		l.log.Warn(p.Msg, "problem", p.Text)
+		warnings = append(warnings, p.Text)
 	}
 	l.metrics.certs.Set(certs)
+	return warnings
 }

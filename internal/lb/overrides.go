@@ -2,6 +2,7 @@ package lb
 
 import (
 	"cmp"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -76,10 +77,15 @@ func (o overrides) apply(file *config.Config) (*config.Config, overrides, []serv
 	return eff, kept, dropped
 }
 
-func logDropped(log *slog.Logger, dropped []serverRef) {
+// logDropped warns about the runtime changes a reload dropped, and returns
+// the warnings.
+func logDropped(log *slog.Logger, dropped []serverRef) []string {
+	var out []string
 	for _, r := range dropped {
 		log.Warn("runtime change dropped: the config file changed this server", "upstream", r.upstream, "server", r.server)
+		out = append(out, fmt.Sprintf("runtime change dropped: the config file changed server %s of upstream %s", r.server, r.upstream))
 	}
+	return out
 }
 
 func cmpRef(a, b serverRef) int {

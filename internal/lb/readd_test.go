@@ -156,3 +156,45 @@ func TestRemovedServerShownAndEvacuated(t *testing.T) {
 		t.Errorf("evacuate b2 with no connection left: %d %s, want 404", code, body)
 	}
 }
+
+// TestReaddedServerKeptByReload: a file's server removed through the
+// runtime API, evacuated while removed and added back with its name and
+// address is one of the upstream's servers again: a reload of the
+// unchanged file leaves it there (the audit's "unrelated SIGHUP evacuates
+// it"), and its evacuation stops at the re-add instead of closing every
+// connection it had listed (it went on at its rate until none was left).
+func TestReaddedServerKeptByReload(t *testing.T) {
+	h := newHarness(t, harnessOpts{brokers: 3, upstream: "    balance: least_conn\n"})
+	for i := range 12 {
+		openRaw(t, h.addr, fmt.Sprint("keep-", i))
+	}
+	u := func() *upstream.Upstream { return h.lb.Upstreams().Get("brokers") }
+	testutil.Eventually(t, 5*time.Second, func() bool { return u().Server("b2").Active() == 4 }, "b2 holds 4 of 12")
+	b2 := u().Server("b2")
+	base := "http://" + h.admin + "/api/v1/upstreams/brokers/servers"
+	if code, body := testutil.HTTP(t, "DELETE", base+"/b2", ""); code != 200 {
+		t.Fatalf("remove b2: %d %s", code, body)
+	}
+	if code, body := testutil.HTTP(t, "POST", base+"/b2/evacuate?rate=1", ""); code != 202 {
+		t.Fatalf("evacuate removed b2: %d %s", code, body)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return b2.Active() == 3 }, "the evacuation's first close")
+	if code, body := testutil.HTTP(t, "POST", base, fmt.Sprintf(`{"name":"b2","address":%q}`, b2.Address())); code != 201 {
+		t.Fatalf("add b2 back: %d %s", code, body)
+	}
+	if err := h.lb.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if u().Server("b2") != b2 || len(u().Removed()) != 0 || len(h.lb.ov) != 0 {
+		t.Fatalf("after the reload: b2 %p (want %p), removed %v, runtime changes %v", u().Server("b2"), b2, u().Removed(), h.lb.ov)
+	}
+	var ev struct{ Status string }
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, body := testutil.HTTP(t, "GET", base+"/b2/evacuate", "")
+		json.Unmarshal([]byte(body), &ev)
+		return ev.Status != "running"
+	}, "the evacuation ends")
+	if ev.Status != "cancelled" || b2.Active() < 2 {
+		t.Errorf("evacuation %s, b2 keeps %d connections; want cancelled at the re-add with 3 (2 if a close was under way)", ev.Status, b2.Active())
+	}
+}

@@ -16,19 +16,28 @@ import (
 // Reload reads the config file again and applies it (SIGHUP, POST /-/reload).
 // An invalid file is refused with the error, and the running config stays.
 func (l *LB) Reload() error {
+	_, err := l.ReloadWarnings()
+	return err
+}
+
+// ReloadWarnings is Reload, and returns what the reload it made warned
+// about in the log (POST /-/reload answers them): certificates expired, not
+// yet valid or unusable with tls.ciphers, runtime changes the file
+// overrode, settings that change on restart only.
+func (l *LB) ReloadWarnings() ([]string, error) {
 	if l.file == "" {
-		return errors.New("no config file to reload (the config was built in code)")
+		return nil, errors.New("no config file to reload (the config was built in code)")
 	}
 	cfg, err := config.Load(l.file)
 	if err != nil {
 		l.log.Error("reload refused: the running config stays", "file", l.file, "error", err)
 		l.metrics.reloaded(err)
-		return err
+		return nil, err
 	}
 	cfg.File = l.file
-	err = l.Apply(cfg)
+	warnings, err := l.apply(cfg)
 	l.metrics.reloaded(err)
-	return err
+	return warnings, err
 }
 
 // Apply switches to cfg without touching established connections: servers
@@ -38,38 +47,44 @@ func (l *LB) Reload() error {
 //
 // Runtime API changes (overrides.go) are laid over cfg.
 func (l *LB) Apply(file *config.Config) error {
+	_, err := l.apply(file)
+	return err
+}
+
+// apply is Apply, returning what it warned about.
+func (l *LB) apply(file *config.Config) ([]string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cfg, ov, dropped := l.ov.apply(file)
 	if l.admin != nil && cfg.Admin.Token != l.adminRun.Token {
 		if err := l.admin.CheckToken(cfg.Admin.Token); err != nil {
-			return l.refuse(err)
+			return nil, l.refuse(err)
 		}
 	}
 	ups, err := upstream.Build(cfg, l.ups, l.coll.ObserveCheck, l.log)
 	if err != nil {
-		return l.refuse(err)
+		return nil, l.refuse(err)
 	}
 	plan, err := l.planListeners(cfg)
 	if err != nil {
-		return l.refuse(err)
+		return nil, l.refuse(err)
 	}
 	alog, err := proxy.OpenAccessLog(cfg.AccessLog)
 	if err != nil {
 		plan.abort()
-		return l.refuse(err)
+		return nil, l.refuse(err)
 	}
 	gate, err := lbauth.New(cfg, l.authMetrics, l.log)
 	if err != nil {
 		plan.abort()
 		alog.Close()
-		return l.refuse(err)
+		return nil, l.refuse(err)
 	}
 	rt, err := proxy.NewRuntime(ups, plan.routes, cfg.Limits, alog, l.proxy.Runtime())
 	if err != nil {
 		plan.abort()
 		alog.Close()
-		return l.refuse(err)
+		return nil, l.refuse(err)
 	}
 	rt.Auth = gate
 	// Commit: nothing below can fail. One swap changes what every new
@@ -81,27 +96,28 @@ func (l *LB) Apply(file *config.Config) error {
 	l.ups.Stop()
 	l.coll.Forget(l.ups, ups)
 	l.ups = ups
-	l.applyAdmin(cfg.Admin)
+	warnings := l.applyAdmin(cfg.Admin)
 	if l.level != nil {
 		l.level.Set(cfg.Log.SlogLevel())
 	}
-	l.checkCerts(cfg)
-	l.setScheduling(cfg.Process)
+	warnings = append(warnings, l.checkCerts(cfg)...)
+	warnings = append(warnings, l.setScheduling(cfg.Process)...)
 	l.cfg, l.base, l.ov = cfg, file, ov
-	logDropped(l.log, dropped)
+	warnings = append(warnings, logDropped(l.log, dropped)...)
 	l.log.Info("config reloaded", "file", cfg.File, "listeners", len(l.listeners), "upstreams", len(cfg.Upstreams))
-	return nil
+	return warnings, nil
 }
 
 // applyAdmin applies a new admin token at once (rotating a leaked one);
 // the admin server's other settings change on restart, and every reload
-// that finds them changed says which.
-func (l *LB) applyAdmin(a config.Admin) {
+// that finds them changed says which (the warning is returned too).
+func (l *LB) applyAdmin(a config.Admin) []string {
 	if l.admin == nil {
 		if a.Address != "" {
 			l.log.Warn("admin settings change on restart, not on reload: the admin API is off", "admin.address", a.Address)
+			return []string{"admin settings change on restart, not on reload: the admin API is off (admin.address " + a.Address + ")"}
 		}
-		return
+		return nil
 	}
 	if a.Token != l.adminRun.Token {
 		_ = l.admin.SetToken(a.Token) // checked before the commit
@@ -118,9 +134,11 @@ func (l *LB) applyAdmin(a config.Admin) {
 	if a.Insecure != l.adminRun.Insecure {
 		keys = append(keys, "admin.insecure")
 	}
-	if len(keys) > 0 {
-		l.log.Warn("admin settings change on restart, not on reload", "changed", strings.Join(keys, ", "), "running_address", l.adminRun.Address)
+	if len(keys) == 0 {
+		return nil
 	}
+	l.log.Warn("admin settings change on restart, not on reload", "changed", strings.Join(keys, ", "), "running_address", l.adminRun.Address)
+	return []string{"admin settings change on restart, not on reload: " + strings.Join(keys, ", ")}
 }
 
 func (l *LB) refuse(err error) error {

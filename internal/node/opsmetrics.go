@@ -13,7 +13,8 @@ import (
 // opsMetrics adds what operators alert on to the node's registry:
 // mqlb_build_info, mqlb_node_store_available (the replicated store is
 // formed and has a quorum) and mqlb_tls_cert_expiry_seconds. It warns about
-// a served certificate that is expired or not yet valid.
+// a served certificate that is expired or not yet valid, or that none of its
+// listener's tls.ciphers can use.
 func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 	m.gauge("store_available", "1 when the replicated store (retained messages, sessions) is formed and usable, 0 without quorum.", labels, func() float64 {
 		if n.storeUp() != nil {
@@ -23,8 +24,8 @@ func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 	})
 	certs := certinfo.NewCollector(labels)
 	loaded := certinfo.LoadAll(n.cfg.CertSources())
-	for _, err := range certinfo.Problems(loaded, time.Now()) {
-		n.log.Warn("TLS certificate not valid now", "problem", err.Error())
+	for _, p := range certinfo.Problems(loaded, time.Now()) {
+		n.log.Warn(p.Msg, "problem", p.Text)
 	}
 	certs.Set(loaded)
 	m.reg.MustRegister(certs, version.BuildInfo(labels),

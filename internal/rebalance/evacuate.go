@@ -96,9 +96,7 @@ func (m *Manager) Evacuate(u, s string, perSecond float64) (Evacuation, error) {
 func (m *Manager) evacuate(ev *evacuee) {
 	u, s, sv := ev.e.Upstream, ev.e.Server, ev.sv
 	for {
-		if up := m.upstream(u); up != nil && up.Server(s) == sv && sv.State().String() != "drain" {
-			ev.finish(EvacCancelled, -1, time.Now())
-			m.log.Info("evacuation cancelled: the server left drain", "upstream", u, "server", s)
+		if m.leftDrain(ev) {
 			return
 		}
 		var mine []Conn
@@ -118,6 +116,9 @@ func (m *Manager) evacuate(ev *evacuee) {
 				ev.finish(EvacCancelled, -1, time.Now())
 				return
 			}
+			if m.leftDrain(ev) { // enabled or added back while it waited
+				return
+			}
 			c.Close()
 			m.count(u, s)
 			ev.step(sv.Active())
@@ -127,6 +128,19 @@ func (m *Manager) evacuate(ev *evacuee) {
 			return
 		}
 	}
+}
+
+// leftDrain cancels the evacuation, and says so, when its server is one of
+// the upstream's servers and not in drain (an operator enabled or disabled
+// it, or added it back after a remove).
+func (m *Manager) leftDrain(ev *evacuee) bool {
+	u, s, sv := ev.e.Upstream, ev.e.Server, ev.sv
+	if up := m.upstream(u); up == nil || up.Server(s) != sv || sv.State().String() == "drain" {
+		return false
+	}
+	ev.finish(EvacCancelled, -1, time.Now())
+	m.log.Info("evacuation cancelled: the server left drain", "upstream", u, "server", s)
+	return true
 }
 
 func (ev *evacuee) currentRate() float64 {
