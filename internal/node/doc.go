@@ -116,8 +116,10 @@
 // reason is 0x00 (mochi wrote the granted-QoS code 0x01) and acks echo no
 // properties (NoInheritedPropertiesOnAck); a QoS 1/2 PUBLISH to $SYS is
 // answered (v5 0x87, 3.1.1 acknowledged and dropped) where mochi dropped it
-// silently. A delayed will that mochi's timer holds for a session that moved
-// to another node is dropped by the select hook (session.Tracker.WillMoved).
+// silently; one to a $share topic is refused (v5 0x90) rather than
+// delivered and retained, and a will to one dropped. A delayed will that
+// mochi's timer holds for a session that moved to another node is dropped
+// by the select hook (session.Tracker.WillMoved).
 // A clean session reconnecting to the same node waits, in
 // OnSessionEstablish, until mochi has ended its previous connection
 // (reconnect.go): mochi's cleanup could otherwise remove the new client by

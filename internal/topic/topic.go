@@ -47,6 +47,14 @@ func SplitShared(f string) (group, inner string, ok bool) {
 	return group, inner, true
 }
 
+// ShareName reports whether a topic name's first level is "$share" (in any
+// case, as SplitShared takes it): the syntax of shared subscription filters
+// [MQTT-4.8.2-1], not a name to publish to.
+func ShareName(name string) bool {
+	first, _, _ := strings.Cut(name, "/")
+	return strings.EqualFold(first, "$share")
+}
+
 // Match reports whether the topic name matches the topic filter: '+' one
 // level, '#' the rest (and "a/#" matches "a"), no wildcard first level for a
 // name starting with '$' [MQTT-4.7.2-1]; a shared subscription matches by

@@ -32,3 +32,14 @@ func TestSplitShared(t *testing.T) {
 		}
 	}
 }
+
+func TestShareName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"$share/g/t": true, "$SHARE/g/t": true, "$share": true, "$share/": true,
+		"$shared/g/t": false, "a/$share/t": false, "$SYS/x": false, "share/g/t": false,
+	} {
+		if got := ShareName(name); got != want {
+			t.Errorf("ShareName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
