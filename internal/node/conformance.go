@@ -28,13 +28,17 @@ import (
 // It puts a client's packet id back into a SUBACK/UNSUBACK (see pidSwap)
 // and counts the QoS 1/2 PUBLISHes in flight to a client held to its
 // Receive Maximum (see flow). Nothing is written to a client before its
-// CONNACK (see connacks).
+// CONNACK (see connacks). A QoS 1/2 PUBLISH has DUP set only when it was
+// written to the client before (session/sent.go): mochi set it on every
+// message it resent on resumption, those queued while the session was
+// offline included [MQTT-3.3.1-1].
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	h.n.connacks.wait(cl, pk)
 	h.n.flow.sending(cl, pk)
 	pk = h.pids.write(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
+		pk.FixedHeader.Dup = h.n.sessions.Writing(cl, pk)
 		// A client asking for no problem information (Request Problem
 		// Information 0, what paho.golang sends by default) still gets a
 		// PUBLISH's user properties: only packets other than PUBLISH,

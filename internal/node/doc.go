@@ -117,7 +117,9 @@
 // properties (NoInheritedPropertiesOnAck); a QoS 1/2 PUBLISH to $SYS is
 // answered (v5 0x87, 3.1.1 acknowledged and dropped) where mochi dropped it
 // silently; one to a $share topic is refused (v5 0x90) rather than
-// delivered and retained, and a will to one dropped. A delayed will that
+// delivered and retained, and a will to one dropped. A QoS 1/2 delivery
+// has DUP set only if it was written to the client before (mochi set it on
+// a resumed session's whole queue: session/sent.go). A delayed will that
 // mochi's timer holds for a session that moved to another node is dropped
 // by the select hook (session.Tracker.WillMoved).
 // A clean session reconnecting to the same node waits, in
