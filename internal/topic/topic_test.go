@@ -43,3 +43,15 @@ func TestShareName(t *testing.T) {
 		}
 	}
 }
+
+func TestValidSubscription(t *testing.T) {
+	for f, ok := range map[string]bool{
+		"a/b": true, "$share/g/a/#": true, "$SHARE/g/+": true, "$share/g//": true, "$share/g/$share/t": true, "$shared": true,
+		"a/#/b": false, "a+": false, "": false, "$share": false, "$share/": false, "$share/g": false, "$share/g/": false,
+		"$share//x": false, "$share/+/x": false, "$share/#": false, "$share/g+/x": false, "$share/g/a+": false,
+	} {
+		if err := ValidSubscription(f); (err == nil) != ok {
+			t.Errorf("ValidSubscription(%q) = %v, want ok=%v", f, err, ok)
+		}
+	}
+}
