@@ -138,7 +138,9 @@
 // Every listener's connections reach mochi through package inbound
 // (guard.go): mochi sees whole packets only, the first must be a CONNECT of
 // at most 256 KiB, and sizes are refused from the fixed header, because mochi
-// v2.7.9 allocates whatever a header announces. The auth hook is wrapped in
+// v2.7.9 allocates whatever a header announces; a malformed SUBSCRIBE or
+// UNSUBSCRIBE (an invalid topic filter, ...) is refused there too, a v5
+// client told why (DISCONNECT 0x81 or 0x82). The auth hook is wrapped in
 // auth.Throttle (failed attempts per address and username; bcrypt capped).
 // limits.go caps a client's subscriptions and keeps mochi from sending
 // DISCONNECT to 3.1.1 clients. Every log record, mochi's included, passes
