@@ -6,7 +6,8 @@
 // for MQTT 3.1 ("MQIsdp", level 3), 3.1.1 ("MQTT", level 4) or 5.0 ("MQTT",
 // level 5), and encoding the few packets mqlb sends itself: CONNECT (health
 // checks, load generator), CONNACK (refusals in the client's own version),
-// DISCONNECT and PINGREQ.
+// DISCONNECT and PINGREQ. For the broker node it also checks a client's
+// SUBSCRIBE and UNSUBSCRIBE before the broker reads them (subscribe.go).
 //
 // Decoders read untrusted bytes: they never panic, check every length against
 // the bytes present, and work directly on the caller's slice. A decoded

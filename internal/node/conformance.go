@@ -8,6 +8,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // Fixes of what mochi v2.7.9 writes, made by hooks.
@@ -26,13 +28,17 @@ import (
 // It puts a client's packet id back into a SUBACK/UNSUBACK (see pidSwap)
 // and counts the QoS 1/2 PUBLISHes in flight to a client held to its
 // Receive Maximum (see flow). Nothing is written to a client before its
-// CONNACK (see connacks).
+// CONNACK (see connacks). A QoS 1/2 PUBLISH has DUP set only when it was
+// written to the client before (session/sent.go): mochi set it on every
+// message it resent on resumption, those queued while the session was
+// offline included [MQTT-3.3.1-1].
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	h.n.connacks.wait(cl, pk)
 	h.n.flow.sending(cl, pk)
 	pk = h.pids.write(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
+		pk.FixedHeader.Dup = h.n.sessions.Writing(cl, pk)
 		// A client asking for no problem information (Request Problem
 		// Information 0, what paho.golang sends by default) still gets a
 		// PUBLISH's user properties: only packets other than PUBLISH,
@@ -242,18 +248,61 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		len(pk.TopicName) < len(mqtt.SysPrefix) || !strings.EqualFold(pk.TopicName[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
 		return pk, nil
 	}
+	if err := refusePublish(cl, pk, packets.ErrNotAuthorized, ""); err != nil {
+		return pk, err
+	}
+	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
+	return pk, nil
+}
+
+// refuseShareName answers a client's PUBLISH to a topic whose first level
+// is $share (OnPublish, after mochi resolved a topic alias), which mochi
+// v2.7.9 took as any other topic: retained, and delivered to the
+// subscriptions it matched ("$share/x/$share/g/t", a shared one). "$share/"
+// is the syntax of shared subscription filters [MQTT-4.8.2-1], and a server
+// should keep clients from exchanging messages on topics beginning with $
+// (§4.7.2). mosquitto 2.0 refuses such a publish as not authorized (its
+// acl__check_dollar); EMQX 5 takes it, and refuses every filter that could
+// match it. Nothing is delivered or retained: a v5 QoS 1/2 one gets
+// PUBACK/PUBREC 0x90 topic name invalid ("not accepted by this Server",
+// v5 §3.4.2.1); a 3.1.1 one, which has no negative acknowledgement, is
+// acknowledged and dropped, and a QoS 0 one dropped, as mosquitto does.
+func (h *hook) refuseShareName(cl *mqtt.Client, pk packets.Packet) {
+	h.n.log.Debug("publish to a $share topic refused", "client_id", cl.ID, "topic", pk.TopicName)
+	_ = refusePublish(cl, pk, packets.ErrTopicNameInvalid, "$share/ starts a shared subscription filter, not a topic name")
+}
+
+// dropShareWill drops a will whose topic's first level is $share, which
+// would be published as one (see refuseShareName); the connection is taken,
+// as mosquitto 2.0 takes it and then never publishes the will (its ACL
+// check at the will's sending refuses $share topics), and as the auth hook
+// drops a will its ACL does not allow. 3.1.1 has no CONNACK code for it
+// anyway; v5's 0x90 would refuse the whole connection for it.
+func (h *hook) dropShareWill(cl *mqtt.Client) {
+	if cl.Properties.Will.Flag == 0 || !topic.ShareName(cl.Properties.Will.TopicName) {
+		return
+	}
+	h.n.noisy.Info(h.n.log, "share-will", "will message dropped: its topic starts with $share/, which only filters may",
+		"client_id", cl.ID, "topic", cl.Properties.Will.TopicName)
+	cl.Properties.Will = mqtt.Will{}
+}
+
+// refusePublish acknowledges a client's QoS 1/2 PUBLISH that is dropped:
+// a v5 PUBACK or PUBREC with code (and reason, if not empty); a 3.1.1
+// one, which has no negative acknowledgement, as if it were taken (its
+// PUBREL is answered: mochi holds no such id). A QoS 0 one gets nothing.
+func refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Code, reason string) error {
+	if pk.FixedHeader.Qos == 0 {
+		return nil
+	}
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
 	if pk.FixedHeader.Qos == 2 {
 		ack.FixedHeader.Type = packets.Pubrec
 	}
 	if cl.Properties.ProtocolVersion == 5 {
-		ack.ReasonCode = packets.ErrNotAuthorized.Code
+		ack.ReasonCode, ack.Properties.ReasonString = code.Code, reason
 	}
-	if err := cl.WritePacket(ack); err != nil {
-		return pk, err
-	}
-	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
-	return pk, nil
+	return cl.WritePacket(ack)
 }
 
 // capKeepAlive lowers a v5 client's keep-alive to max (0: no cap), a

@@ -116,8 +116,12 @@
 // reason is 0x00 (mochi wrote the granted-QoS code 0x01) and acks echo no
 // properties (NoInheritedPropertiesOnAck); a QoS 1/2 PUBLISH to $SYS is
 // answered (v5 0x87, 3.1.1 acknowledged and dropped) where mochi dropped it
-// silently. A delayed will that mochi's timer holds for a session that moved
-// to another node is dropped by the select hook (session.Tracker.WillMoved).
+// silently; one to a $share topic is refused (v5 0x90) rather than
+// delivered and retained, and a will to one dropped. A QoS 1/2 delivery
+// has DUP set only if it was written to the client before (mochi set it on
+// a resumed session's whole queue: session/sent.go). A delayed will that
+// mochi's timer holds for a session that moved to another node is dropped
+// by the select hook (session.Tracker.WillMoved).
 // A clean session reconnecting to the same node waits, in
 // OnSessionEstablish, until mochi has ended its previous connection
 // (reconnect.go): mochi's cleanup could otherwise remove the new client by
@@ -134,7 +138,9 @@
 // Every listener's connections reach mochi through package inbound
 // (guard.go): mochi sees whole packets only, the first must be a CONNECT of
 // at most 256 KiB, and sizes are refused from the fixed header, because mochi
-// v2.7.9 allocates whatever a header announces. The auth hook is wrapped in
+// v2.7.9 allocates whatever a header announces; a malformed SUBSCRIBE or
+// UNSUBSCRIBE (an invalid topic filter, ...) is refused there too, a v5
+// client told why (DISCONNECT 0x81 or 0x82). The auth hook is wrapped in
 // auth.Throttle (failed attempts per address and username; bcrypt capped).
 // limits.go caps a client's subscriptions and keeps mochi from sending
 // DISCONNECT to 3.1.1 clients. Every log record, mochi's included, passes

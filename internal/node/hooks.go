@@ -9,6 +9,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/mqlb/mqlb/internal/node/meshwire"
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // hook connects mochi's events to the mesh, the retained store and the
@@ -41,10 +42,11 @@ func (h *hook) Provides(b byte) bool { return bytes.IndexByte(provided, b) >= 0 
 // that code) comes back when the store is, and finds its session (with
 // durable sessions the session is looked up after authentication instead:
 // session.Tracker.Resumable). It also caps the client's keep-alive (see
-// capKeepAlive).
+// capKeepAlive), and drops a will to a $share topic (see dropShareWill).
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	restoreWill(cl)
 	stashWillProperties(cl, pk)
+	h.dropShareWill(cl)
 	if isMesh(cl) {
 		return nil
 	}
@@ -181,13 +183,18 @@ func (h *hook) willAtSessionEnd(pk packets.Packet) {
 // first: mochi drops it for now, and it comes back through InjectPacket once
 // stored (session.Durable.StoreAsync), when mochi acknowledges and delivers it. A
 // PUBACK/PUBREC means stored; a client's publishes are stored concurrently
-// and handled in their order.
+// and handled in their order. A publish to a $share topic is refused (see
+// refuseShareName).
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if isMesh(cl) {
 		return pk, nil
 	}
 	if _, tagged := meshwire.TagOf(&pk); tagged {
 		return pk, nil // stored already: no client PUBLISH carries a tag
+	}
+	if topic.ShareName(pk.TopicName) {
+		h.refuseShareName(cl, pk) // conformance.go
+		return pk, packets.ErrRejectPacket
 	}
 	h.n.metrics.messagesIn.Add(1)
 	if pk.FixedHeader.Retain && h.n.retainedFull(pk) {

@@ -107,7 +107,7 @@ func (s *pidSwap) write(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		if !ok {
 			return pk
 		}
-		if t != packets.Pubrec { // the exchange is over
+		if t != packets.Pubrec || pk.ReasonCode >= packets.ErrUnspecifiedError.Code { // the exchange is over [MQTT-4.3.3-4]
 			delete(ps.toClient, pk.PacketID)
 			delete(ps.toInner, id)
 		}

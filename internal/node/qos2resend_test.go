@@ -10,7 +10,7 @@ import (
 
 // expect reads packets until one of type typ with packet id pid, failing on
 // a read error.
-func (c *rawV5) expect(t *testing.T, typ byte, pid uint16) packets.Packet {
+func (c *rawConn) expect(t *testing.T, typ byte, pid uint16) packets.Packet {
 	t.Helper()
 	for {
 		pk, err := c.next()
@@ -44,7 +44,7 @@ func TestQoS2ResentAfterPubrel(t *testing.T) {
 		t.Fatalf("subscribe: 0x%02x", code)
 	}
 
-	publish := func(c *rawV5, pid uint16, payload string, dup bool) {
+	publish := func(c *rawConn, pid uint16, payload string, dup bool) {
 		t.Helper()
 		c.send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Dup: dup},
 			PacketID: pid, TopicName: "resend/t", Payload: []byte(payload)})

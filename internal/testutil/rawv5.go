@@ -11,18 +11,30 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// RawV5 is an MQTT v5 connection driven packet by packet, for what a
+// Raw is an MQTT 5 or 3.1.1 connection driven packet by packet, for what a
 // library client will not send (or hides): packets encoded and decoded by
 // mochi's packets package.
-type RawV5 struct {
+type Raw struct {
 	net.Conn
-	r *bufio.Reader
+	r       *bufio.Reader
+	version byte // 5, or 4 for 3.1.1
 }
 
-// DialV5 sends a CONNECT (changed by opts) and returns the connection and
-// the CONNACK; the connection's deadline is now + wait, and it closes when
-// the test ends.
-func DialV5(t testing.TB, addr, id string, wait time.Duration, opts ...func(*packets.Packet)) (*RawV5, packets.Packet) {
+// DialV5 sends a v5 CONNECT (changed by opts) and returns the connection
+// and the CONNACK; the connection's deadline is now + wait, and it closes
+// when the test ends.
+func DialV5(t testing.TB, addr, id string, wait time.Duration, opts ...func(*packets.Packet)) (*Raw, packets.Packet) {
+	t.Helper()
+	return dialRaw(t, 5, addr, id, wait, opts...)
+}
+
+// DialV311 is DialV5 for MQTT 3.1.1.
+func DialV311(t testing.TB, addr, id string, wait time.Duration, opts ...func(*packets.Packet)) (*Raw, packets.Packet) {
+	t.Helper()
+	return dialRaw(t, 4, addr, id, wait, opts...)
+}
+
+func dialRaw(t testing.TB, version byte, addr, id string, wait time.Duration, opts ...func(*packets.Packet)) (*Raw, packets.Packet) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -32,8 +44,8 @@ func DialV5(t testing.TB, addr, id string, wait time.Duration, opts ...func(*pac
 	if err := conn.SetDeadline(time.Now().Add(wait)); err != nil {
 		t.Fatal(err)
 	}
-	c := &RawV5{Conn: conn, r: bufio.NewReader(conn)}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+	c := &Raw{Conn: conn, r: bufio.NewReader(conn), version: version}
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: version,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: 30, ClientIdentifier: id}}
 	for _, o := range opts {
 		o(&pk)
@@ -47,9 +59,9 @@ func DialV5(t testing.TB, addr, id string, wait time.Duration, opts ...func(*pac
 }
 
 // Send writes one packet.
-func (c *RawV5) Send(t testing.TB, pk packets.Packet) {
+func (c *Raw) Send(t testing.TB, pk packets.Packet) {
 	t.Helper()
-	pk.ProtocolVersion = 5
+	pk.ProtocolVersion = c.version
 	var buf bytes.Buffer
 	var err error
 	switch pk.FixedHeader.Type {
@@ -89,8 +101,8 @@ func (c *RawV5) Send(t testing.TB, pk packets.Packet) {
 
 // Next reads one packet (CONNACK, PUBLISH, the acknowledgements and
 // DISCONNECT decoded; others with their fixed header only).
-func (c *RawV5) Next() (packets.Packet, error) {
-	pk := packets.Packet{ProtocolVersion: 5}
+func (c *Raw) Next() (packets.Packet, error) {
+	pk := packets.Packet{ProtocolVersion: c.version}
 	b, err := c.r.ReadByte()
 	if err != nil {
 		return pk, err
@@ -126,6 +138,9 @@ func (c *RawV5) Next() (packets.Packet, error) {
 		err = pk.UnsubackDecode(body)
 	case packets.Disconnect:
 		err = pk.DisconnectDecode(body)
+		if n == 1 && c.version == 5 {
+			pk.ReasonCode = body[0] // a reason code without properties, which mochi skips
+		}
 	}
 	return pk, err
 }

@@ -31,6 +31,28 @@ func ValidFilter(f string) error {
 	}
 }
 
+// ValidSubscription checks a filter of a SUBSCRIBE or UNSUBSCRIBE: a valid
+// filter (ValidFilter), and when its first level is "$share" (in any case,
+// as SplitShared) one of the form $share/{name}/{filter}, with a name of at
+// least one character and no wildcard [MQTT-4.8.2-1] [MQTT-4.8.2-2] (v5)
+// and a filter that is not empty.
+func ValidSubscription(f string) error {
+	if err := ValidFilter(f); err != nil {
+		return err
+	}
+	if !ShareName(f) {
+		return nil
+	}
+	group, _, ok := SplitShared(f)
+	switch {
+	case !ok:
+		return errors.New("a shared subscription is $share/{name}/{filter}, name and filter not empty")
+	case strings.ContainsAny(group, "+#"):
+		return errors.New("'+' or '#' in a share name")
+	}
+	return nil
+}
+
 // SplitShared splits a shared subscription's filter "$share/{group}/{filter}"
 // [MQTT-4.8.2] into its group and inner filter. "$share" is matched in any
 // case, as mochi-mqtt accepts it. For any other filter, or a shared one
@@ -45,6 +67,14 @@ func SplitShared(f string) (group, inner string, ok bool) {
 		return "", f, false
 	}
 	return group, inner, true
+}
+
+// ShareName reports whether a topic name's first level is "$share" (in any
+// case, as SplitShared takes it): the syntax of shared subscription filters
+// [MQTT-4.8.2-1], not a name to publish to.
+func ShareName(name string) bool {
+	first, _, _ := strings.Cut(name, "/")
+	return strings.EqualFold(first, "$share")
 }
 
 // Match reports whether the topic name matches the topic filter: '+' one

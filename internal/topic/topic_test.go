@@ -32,3 +32,26 @@ func TestSplitShared(t *testing.T) {
 		}
 	}
 }
+
+func TestShareName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"$share/g/t": true, "$SHARE/g/t": true, "$share": true, "$share/": true,
+		"$shared/g/t": false, "a/$share/t": false, "$SYS/x": false, "share/g/t": false,
+	} {
+		if got := ShareName(name); got != want {
+			t.Errorf("ShareName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestValidSubscription(t *testing.T) {
+	for f, ok := range map[string]bool{
+		"a/b": true, "$share/g/a/#": true, "$SHARE/g/+": true, "$share/g//": true, "$share/g/$share/t": true, "$shared": true,
+		"a/#/b": false, "a+": false, "": false, "$share": false, "$share/": false, "$share/g": false, "$share/g/": false,
+		"$share//x": false, "$share/+/x": false, "$share/#": false, "$share/g+/x": false, "$share/g/a+": false,
+	} {
+		if err := ValidSubscription(f); (err == nil) != ok {
+			t.Errorf("ValidSubscription(%q) = %v, want ok=%v", f, err, ok)
+		}
+	}
+}

@@ -18,6 +18,14 @@
 // [MQTT-3.2.2-15] (v5 §4.13), once its CONNACK is out; one whose CONNECT
 // is over Limits.First, CONNACK 0x95, as the load balancer answers.
 //
+// A SUBSCRIBE or UNSUBSCRIBE that is malformed or a protocol error
+// (mqttwire.CheckSubscription: an invalid topic filter, reserved option
+// bits, ...) is refused too, the packets before it delivered: an MQTT 5
+// client is sent DISCONNECT 0x81 (malformed packet) or 0x82 (protocol
+// error) first [MQTT-4.13.1-1], as from mosquitto; a 3.1.1 one is closed
+// [MQTT-4.8.0-1]. mochi v2.7.9 closed without a word on what it could not
+// decode, and granted filters such as "a+".
+//
 // An idle connection holds no buffer of this package: while no packet is
 // partly received, Conn reads straight into the caller's buffer.
 package inbound
@@ -39,6 +47,9 @@ var (
 	ErrNotConnect = errors.New("inbound: first packet is not a CONNECT")
 	ErrTooLarge   = errors.New("inbound: packet too large")
 	ErrMalformed  = errors.New("inbound: malformed fixed header")
+	// ErrSubscription wraps the mqttwire.CheckSubscription error of a
+	// SUBSCRIBE or UNSUBSCRIBE refused.
+	ErrSubscription = errors.New("inbound: SUBSCRIBE or UNSUBSCRIBE refused")
 )
 
 // connectByte is a CONNECT's first byte: type 1, flags 0 [MQTT-2.2.2-2].
@@ -79,10 +90,13 @@ type Conn struct {
 	wrote   atomic.Bool
 }
 
-// v5 DISCONNECT and CONNACK with reason 0x95 (packet too large).
+// v5 DISCONNECT and CONNACK with reason 0x95 (packet too large), and
+// DISCONNECT 0x81 (malformed packet) and 0x82 (protocol error).
 var (
-	disconnectTooLarge = mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.Code5PacketTooLarge)
-	connackTooLarge    = mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Code5PacketTooLarge)
+	disconnectTooLarge  = mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.Code5PacketTooLarge)
+	connackTooLarge     = mqttwire.AppendConnack(nil, mqttwire.V5, false, mqttwire.Code5PacketTooLarge)
+	disconnectMalformed = mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.Code5MalformedPacket)
+	disconnectProtocol  = mqttwire.AppendDisconnect(nil, mqttwire.V5, mqttwire.Code5ProtocolError)
 )
 
 // Write writes to the connection. The first write is the CONNACK: the node
@@ -94,22 +108,34 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// tell answers a v5 client whose packet is too large, once: a CONNECT
-// with CONNACK 0x95; a later packet with DISCONNECT 0x95, only after its
+// tell answers a v5 client whose packet is refused, once: a CONNECT too
+// large with CONNACK 0x95; a later packet with DISCONNECT (0x95 too large,
+// 0x81 or 0x82 a SUBSCRIBE or UNSUBSCRIBE refused), only after its
 // CONNACK, as nothing may come before it [MQTT-3.2.0-1]. Other clients are
 // just closed. (The node's connections close gracefully, listen/linger.go:
 // what the client still sends does not turn the close into a reset.)
 func (c *Conn) tell() {
-	if c.told || c.version != 5 || !errors.Is(c.err, ErrTooLarge) {
+	if c.told || c.version != 5 {
+		return
+	}
+	var connack, disconnect []byte
+	switch {
+	case errors.Is(c.err, ErrTooLarge):
+		connack, disconnect = connackTooLarge, disconnectTooLarge
+	case errors.Is(c.err, mqttwire.ErrProtocol):
+		disconnect = disconnectProtocol
+	case errors.Is(c.err, ErrSubscription):
+		disconnect = disconnectMalformed
+	default:
 		return
 	}
 	c.told = true
 	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	switch {
 	case !c.started:
-		c.Conn.Write(connackTooLarge)
+		c.Conn.Write(connack)
 	case c.wrote.Load():
-		c.Conn.Write(disconnectTooLarge)
+		c.Conn.Write(disconnect)
 	}
 }
 
@@ -277,8 +303,14 @@ func (c *Conn) scan(b []byte) (whole int, err error) {
 		if err != nil || size == 0 || len(b)-whole < size {
 			return whole, err
 		}
-		if !c.started {
-			c.version, _ = mqttwire.PeekVersion(b[whole : whole+size])
+		pkt := b[whole : whole+size]
+		switch {
+		case !c.started:
+			c.version, _ = mqttwire.PeekVersion(pkt)
+		case mqttwire.IsSubscription(pkt[0]):
+			if err := mqttwire.CheckSubscription(pkt, c.version); err != nil {
+				return whole, fmt.Errorf("%w: %w", ErrSubscription, err)
+			}
 		}
 		whole += size
 		c.started = true

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/mqlb/mqlb/internal/mqttwire"
 )
 
 // chunks is a net.Conn whose Read returns the input in the given pieces.
@@ -60,6 +62,7 @@ func readAll(t *testing.T, c *Conn, sizes []byte, bound int) ([]byte, error) {
 // reference is a plain reading of the rules: the length of the whole packets
 // that start data, and whether the packet after them is refused.
 func reference(data []byte, lim Limits) (whole int, refused bool) {
+	var version byte
 	for first := true; whole < len(data); first = false {
 		b := data[whole:]
 		if first && b[0] != 0x10 {
@@ -89,6 +92,13 @@ func reference(data []byte, lim Limits) (whole int, refused bool) {
 		if size > len(b) {
 			return whole, false
 		}
+		if first {
+			version, _ = mqttwire.PeekVersion(b[:size])
+		} else if b[0]>>4 == 8 || b[0]>>4 == 10 {
+			if mqttwire.CheckSubscription(b[:size], version) != nil {
+				return whole, true
+			}
+		}
 		whole += size
 	}
 	return whole, false
@@ -109,7 +119,8 @@ func check(t *testing.T, data, sizes []byte, lim Limits) {
 	if !bytes.Equal(out, data[:whole]) {
 		t.Fatalf("delivered %x, want the whole packets %x", out, data[:whole])
 	}
-	isRefusal := errors.Is(err, ErrNotConnect) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrMalformed)
+	isRefusal := errors.Is(err, ErrNotConnect) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrMalformed) ||
+		errors.Is(err, ErrSubscription)
 	if refused != isRefusal || !refused && err != io.EOF {
 		t.Fatalf("error %v, want refused=%v", err, refused)
 	}
@@ -122,6 +133,12 @@ var (
 )
 
 func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+
+// subscribe is a 3.1.1 SUBSCRIBE to filter at QoS 1 (connect is 3.1.1).
+func subscribe(filter string) []byte {
+	body := append([]byte{0, 1, 0, byte(len(filter))}, filter...)
+	return append([]byte{0x82, byte(len(body) + 1)}, append(body, 1)...)
+}
 
 func TestConn(t *testing.T) {
 	lim := Limits{First: 64, Max: 2048}
@@ -137,6 +154,9 @@ func TestConn(t *testing.T) {
 		{"five-byte length", cat(connect, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f})},
 		{"cut in the header", cat(connect, []byte{0x30, 0x80})},
 		{"cut in the body", cat(connect, publishBig[:700])},
+		{"subscribe", cat(connect, subscribe("a/+"), pingreq)},
+		{"subscribe refused", cat(connect, pingreq, subscribe("a/#/b"), pingreq)},
+		{"unsubscribe refused", cat(connect, []byte{0xa2, 4, 0, 1, 0, 0})},
 		{"empty", nil},
 	} {
 		for _, sizes := range [][]byte{{1}, {2}, {3, 200}, {255}, {7, 1, 13}} {
@@ -166,6 +186,7 @@ func FuzzConn(f *testing.F) {
 	f.Add(cat(connect, []byte{0x30, 0x80, 0x80, 0x01}), []byte{1}, uint16(64), uint16(100))
 	f.Add([]byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x01}, []byte{2}, uint16(0), uint16(0))
 	f.Add(cat(pingreq, connect), []byte{1}, uint16(64), uint16(64))
+	f.Add(cat(connect, subscribe("a/#"), subscribe("a+")), []byte{5}, uint16(64), uint16(64))
 	f.Fuzz(func(t *testing.T, data, sizes []byte, first, maxSize uint16) {
 		check(t, data, sizes, Limits{First: int(first), Max: int(maxSize)})
 	})

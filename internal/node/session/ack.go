@@ -145,6 +145,19 @@ func (d *Durable) DeliveryIDs(cl *mqtt.Client) map[uint16]bool {
 	return out
 }
 
+// delivering reports whether packet id pid is a delivery from cl's queue
+// the client has not acknowledged.
+func (d *Durable) delivering(cl *mqtt.Client, pid uint16) bool {
+	ds := d.get(cl.ID)
+	if ds == nil {
+		return false
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	_, ok := ds.inflight[pid]
+	return ok
+}
+
 // Floor returns the stream sequence id's anchor floor was last moved to
 // on this node (tests).
 func (d *Durable) Floor(id string) uint64 {

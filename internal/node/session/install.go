@@ -89,6 +89,7 @@ func (s *Tracker) install(id string, h *handover, hold *mqtt.Client) {
 	// second, so give each its own second, oldest first, all in the past.
 	created := time.Now().Unix() - int64(len(h.Msgs)) - 1
 	seen := map[meshwire.MsgID]bool{}
+	var sent []uint16 // the old owner wrote them to the client (DUP on resend: sent.go)
 	for _, m := range h.Msgs {
 		pk, ok := m.packet()
 		if !ok {
@@ -98,7 +99,11 @@ func (s *Tracker) install(id string, h *handover, hold *mqtt.Client) {
 		created++
 		s.enqueue(cl, pk)
 		seen[m.Tag] = !m.Tag.IsZero()
+		if m.Type == packets.Publish && !m.Unsent {
+			sent = append(sent, m.ID)
+		}
 	}
+	s.setSent(id, sent)
 	changed := s.subscribeDetached(cl, h.Subs)
 	s.env.Broker.Clients.Add(cl)
 	if hold != nil {

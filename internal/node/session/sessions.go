@@ -18,8 +18,8 @@ import (
 
 // Tracker follows every client session on this node: its registry record,
 // the order its QoS 1/2 messages were queued in (mochi keeps them in a map),
-// and the max_offline_messages bound. Takeover between nodes is in
-// takeover.go.
+// which of them were sent (their DUP flag: sent.go), and the
+// max_offline_messages bound. Takeover between nodes is in takeover.go.
 type Tracker struct {
 	env        Env
 	subj       meshwire.Subjects // the mesh's: takeover requests
@@ -40,6 +40,7 @@ type Tracker struct {
 	movedWills sync.Map                  // client id → movedWill: its session moved away, a delayed will of it maybe pending here
 	prunedAt   atomic.Int64              // unix second movedWills was last pruned
 	adoptWaits atomic.Int64              // connections that waited for an adoption of their id
+	sent       sync.Map                  // client id → *sentIDs: deliveries written since queued (sent.go)
 }
 
 // Delayed wills of sessions that moved away.
@@ -720,8 +721,9 @@ func (s *Tracker) removeRecord(cl *mqtt.Client) {
 func (s *Tracker) forget(cl *mqtt.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ss := s.byID[cl.ID]; ss != nil && (ss.cl == cl || ss.cl == nil) {
+	if ss := s.byID[cl.ID]; ss == nil || ss.cl == cl || ss.cl == nil {
 		delete(s.byID, cl.ID)
+		s.sent.Delete(cl.ID)
 	}
 }
 
@@ -776,6 +778,9 @@ func (s *Tracker) Expired(cl *mqtt.Client) (owned bool) {
 func (s *Tracker) Queued(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Type != packets.Publish {
 		return
+	}
+	if !pk.FixedHeader.Dup { // a new message under this id (mochi's resend has DUP set)
+		s.unsent(cl.ID, pk.PacketID)
 	}
 	limit := int(s.maxOffline.Load())
 	if isHold(cl.ID) {
@@ -833,6 +838,9 @@ func containsID(ids []uint16, id uint16) bool {
 // Settled forgets a message that left the inflight store (OnQosComplete,
 // OnQosDropped) and counts drops.
 func (s *Tracker) Settled(cl *mqtt.Client, pk packets.Packet, dropped bool) {
+	if !cl.IsTakenOver() { // mochi empties a taken-over connection's copy of the store
+		s.unsent(cl.ID, pk.PacketID)
+	}
 	s.mu.Lock()
 	if ss := s.byID[cl.ID]; ss != nil {
 		delete(ss.order, pk.PacketID)

@@ -56,6 +56,9 @@ type handoverMsg struct {
 	ID   uint16         `json:"id"`
 	Tag  meshwire.MsgID `json:"tag,omitzero"` // "origin/seq"
 	Env  []byte         `json:"env,omitempty"`
+	// Unsent: a PUBLISH never written to the client, resent with DUP 0.
+	// Nodes before it leave it out: their messages go with DUP 1.
+	Unsent bool `json:"unsent,omitempty"`
 }
 
 // takeOver runs on the connecting node, inside Establish.
@@ -197,6 +200,7 @@ func (s *Tracker) snapshot(cl *mqtt.Client, skip map[uint16]bool) []handoverMsg 
 		}
 		m := handoverMsg{Type: pk.FixedHeader.Type, ID: pk.PacketID, Tag: meshwire.IDOf(&pk)}
 		if pk.FixedHeader.Type == packets.Publish {
+			m.Unsent = !s.wasSent(cl.ID, pk.PacketID)
 			e := meshwire.Envelope{Topic: pk.TopicName, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 				Props: meshwire.Props(pk.Properties), Payload: pk.Payload}
 			if pk.Expiry > 0 {
@@ -252,8 +256,9 @@ func (s *Tracker) remove(cl *mqtt.Client) {
 		s.env.Broker.Clients.Delete(cl.ID)
 	}
 	s.mu.Lock()
-	if ss := s.byID[cl.ID]; ss != nil && ss.cl == cl {
+	if ss := s.byID[cl.ID]; ss == nil || ss.cl == cl {
 		delete(s.byID, cl.ID)
+		s.sent.Delete(cl.ID)
 	}
 	s.mu.Unlock()
 }
