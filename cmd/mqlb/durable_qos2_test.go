@@ -68,9 +68,9 @@ func TestDurableQoS2PublisherNodeKilled(t *testing.T) {
 // connectPersistentV5 connects id with a session that outlives the
 // connection, retrying while the node cannot serve it yet (a JetStream
 // election after a kill); it wants the session present after the first.
-func connectPersistentV5(t *testing.T, addr, id string) *testutil.RawV5 {
+func connectPersistentV5(t *testing.T, addr, id string) *testutil.Raw {
 	t.Helper()
-	var c *testutil.RawV5
+	var c *testutil.Raw
 	testutil.Eventually(t, 30*time.Second, func() bool {
 		var ack packets.Packet
 		c, ack = testutil.DialV5(t, addr, id, 30*time.Second, func(pk *packets.Packet) {
@@ -85,7 +85,7 @@ func connectPersistentV5(t *testing.T, addr, id string) *testutil.RawV5 {
 	return c
 }
 
-func publishQoS2(t *testing.T, c *testutil.RawV5, pid uint16, n int, dup bool) packets.Packet {
+func publishQoS2(t *testing.T, c *testutil.Raw, pid uint16, n int, dup bool) packets.Packet {
 	t.Helper()
 	rec, err := tryQoS2(t, c, pid, n, dup)
 	if err != nil {
@@ -95,21 +95,21 @@ func publishQoS2(t *testing.T, c *testutil.RawV5, pid uint16, n int, dup bool) p
 }
 
 // tryQoS2 sends a QoS 2 PUBLISH of n and returns the PUBREC.
-func tryQoS2(t *testing.T, c *testutil.RawV5, pid uint16, n int, dup bool) (packets.Packet, error) {
+func tryQoS2(t *testing.T, c *testutil.Raw, pid uint16, n int, dup bool) (packets.Packet, error) {
 	t.Helper()
 	c.Send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2, Dup: dup},
 		TopicName: durableTopic, PacketID: pid, Payload: []byte(strconv.Itoa(n))})
 	return nextOf(c, packets.Pubrec)
 }
 
-func pubrel(t *testing.T, c *testutil.RawV5, pid uint16) packets.Packet {
+func pubrel(t *testing.T, c *testutil.Raw, pid uint16) packets.Packet {
 	t.Helper()
 	c.Send(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel}, PacketID: pid})
 	return expectPacket(t, c, packets.Pubcomp)
 }
 
 // expectPacket reads packets until one of type typ.
-func expectPacket(t *testing.T, c *testutil.RawV5, typ byte) packets.Packet {
+func expectPacket(t *testing.T, c *testutil.Raw, typ byte) packets.Packet {
 	t.Helper()
 	pk, err := nextOf(c, typ)
 	if err != nil {
@@ -119,7 +119,7 @@ func expectPacket(t *testing.T, c *testutil.RawV5, typ byte) packets.Packet {
 }
 
 // nextOf reads packets until one of type typ; a DISCONNECT is an error.
-func nextOf(c *testutil.RawV5, typ byte) (packets.Packet, error) {
+func nextOf(c *testutil.Raw, typ byte) (packets.Packet, error) {
 	for {
 		pk, err := c.Next()
 		switch {
