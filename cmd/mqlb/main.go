@@ -26,7 +26,7 @@ import (
 )
 
 // command is one subcommand: it parses its own flags from args and runs until
-// ctx is cancelled (SIGINT/SIGTERM) or its work is done.
+// ctx is cancelled (SIGINT/SIGTERM; mqlb up also SIGHUP) or its work is done.
 type command struct {
 	run     func(ctx context.Context, args []string) error
 	summary string
@@ -66,7 +66,7 @@ func main() {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
-	ctx, stop := stopOnSignals()
+	ctx, stop := stopOnSignals(stopSignals(args[0])...)
 	defer stop()
 	if err := cmd.run(ctx, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -81,23 +81,44 @@ func main() {
 	}
 }
 
-// stopOnSignals returns a context cancelled by the first SIGINT or SIGTERM
-// (graceful stop: connections get their grace period). A second one during
-// the grace period ends the process at once, as operators who press Ctrl-C
-// twice expect.
-func stopOnSignals() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+// stopOnSignals returns a context cancelled by the first of sigs (graceful
+// stop: connections get their grace period), with the signal as its cause.
+// A second SIGINT or SIGTERM during the grace period ends the process at
+// once, as operators who press Ctrl-C twice expect; a second SIGHUP does
+// not (a shell passes its terminal's hangup on to its jobs).
+func stopOnSignals(sigs ...os.Signal) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, sigs...)
 	go func() {
-		<-sigs
-		cancel()
-		s := <-sigs
-		fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
-		os.Exit(1)
+		cancel(signalled{<-ch})
+		for s := range ch {
+			if s == syscall.SIGHUP {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
+			os.Exit(1)
+		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
+
+// stopSignals are the signals that stop cmd gracefully. mqlb up stops on
+// SIGHUP too: it has no config file to reload, and a hangup is what closing
+// its terminal sends. run and node reload on SIGHUP; the other commands
+// keep Go's default (a hangup ends them).
+func stopSignals(cmd string) []os.Signal {
+	if cmd == "up" {
+		return []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+	}
+	return []os.Signal{os.Interrupt, syscall.SIGTERM}
+}
+
+// signalled is the cause of a context a signal cancelled: "interrupt",
+// "terminated", "hangup".
+type signalled struct{ os.Signal }
+
+func (s signalled) Error() string { return s.Signal.String() }
 
 // exitCode ends the process with a status and nothing printed (the command
 // already said what it had to).
