@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mqlb/mqlb/internal/version"
@@ -97,11 +98,18 @@ func stopOnSignals(sigs ...os.Signal) (context.Context, func()) {
 				continue
 			}
 			fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
+			if f := stopNow.Load(); f != nil {
+				(*f)()
+			}
 			os.Exit(1)
 		}
 	}()
 	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
+
+// stopNow, when set, is what a second signal still does before it ends the
+// process: mqlb up removes its temporary data directory. It must be quick.
+var stopNow atomic.Pointer[func()]
 
 // stopSignals are the signals that stop cmd gracefully. mqlb up stops on
 // SIGHUP too: it has no config file to reload, and a hangup is what closing

@@ -78,3 +78,24 @@ func TestUpStopsOnHangup(t *testing.T) {
 		t.Errorf("temporary data directory %s left behind: %v", dir, err)
 	}
 }
+
+// TestUpSecondSignalRemovesDataDir: a second Ctrl-C during mqlb up's
+// shutdown (held by an open connection) ends the process at once, and
+// still removes its temporary data directory.
+func TestUpSecondSignalRemovesDataDir(t *testing.T) {
+	p := start(t, "up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--node-port", "0")
+	dir := upDataDir(t, p)
+	lb := waitMatch(t, p.stdout.String, `load balancer +mqtt://(\S+)`, "mqlb up banner")
+	waitMatch(t, p.stdout.String, `(Ctrl-C) stops everything`, "mqlb up banner")
+	testutil.ConnectRaw(t, lb, "held-open") // the load balancer waits up to 5 s for it
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.logged(t, 10*time.Second, `mqlb up: .*stopping \(open connections`)
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if code := p.exited(t, 10*time.Second); code != 1 {
+		t.Errorf("exit status %d, want 1:\n%s", code, p.stderr)
+	}
+	p.logged(t, time.Second, `second interrupt during shutdown: stopping now`)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("temporary data directory %s left behind: %v", dir, err)
+	}
+}

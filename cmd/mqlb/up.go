@@ -37,6 +37,18 @@ func cmdUp(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Log, _ = newLogger(config.Log{Level: *level, Format: "text"}, os.Stderr)
+	if o.DataDir == "" {
+		// Made here, not by up.Start, so that a second Ctrl-C removes it
+		// whenever it comes, during the start too.
+		dir, err := os.MkdirTemp("", "mqlb-up-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.DataDir, o.TempDataDir = dir, true
+		removeNow := func() { removeSoon(dir) }
+		stopNow.Store(&removeNow)
+	}
 	sys, err := up.Start(ctx, o)
 	if err != nil {
 		return err
@@ -59,8 +71,18 @@ const upAbout = `Runs the load balancer, N clustered broker nodes and the admin 
 process, with no config file. Ctrl-C, SIGTERM or SIGHUP (what closing its
 terminal sends: there is no config file to reload) stops everything cleanly:
 open connections get 5s, then the nodes stop and a temporary data directory
-is removed. A second Ctrl-C or SIGTERM stops at once.
+is removed. A second Ctrl-C or SIGTERM stops at once (and still removes it).
 `
+
+// removeSoon removes dir while the nodes may still write in it, as a second
+// Ctrl-C ends the process: a few tries, no waiting.
+func removeSoon(dir string) {
+	for range 3 {
+		if os.RemoveAll(dir) == nil {
+			return
+		}
+	}
+}
 
 // checkUpFlags validates mqlb up's flags before anything starts, naming the
 // flag the user typed.
