@@ -107,6 +107,9 @@ func benchConn(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usageError("bench conn", "unexpected argument %q (mqlb bench conn takes flags only)", fs.Arg(0))
+	}
 	t, err := tf.target(tf.url)
 	if err != nil {
 		return err
@@ -150,6 +153,9 @@ func benchPubSub(ctx context.Context, args []string) error {
 	persistent := fs.Bool("persistent", false, "subscribers keep persistent sessions (3.1.1 clean session 0, 5.0 session expiry 300 s)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("bench pubsub", "unexpected argument %q (mqlb bench pubsub takes flags only)", fs.Arg(0))
 	}
 	pt, err := tf.target(or(*pubURL, tf.url))
 	if err != nil {
@@ -217,10 +223,11 @@ func benchReport(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.SetOutput(os.Stderr)
-		fs.Usage()
-		return exitCode(2)
+	switch {
+	case fs.NArg() == 0:
+		return usageError("bench report", "want the results directory: mqlb bench report [--targets A,B,C] DIR")
+	case fs.NArg() > 1:
+		return usageError("bench report", "unexpected argument %q after DIR (flags come before it)", fs.Arg(1))
 	}
 	return bench.Report(os.Stdout, fs.Arg(0), strings.Split(*targets, ","))
 }

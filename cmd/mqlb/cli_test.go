@@ -152,3 +152,36 @@ func TestCheckCertificates(t *testing.T) {
 		t.Errorf("expired in certificates: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }
+
+// TestStrayArgumentsRefused: Go's flag parsing stops at the first argument
+// that is not a flag, so every flag after a stray word was ignored (the
+// audit's `bench conn foo --url … --clients 2` ran 100 connections against
+// the default URL). Each command refuses it with exit status 2.
+func TestStrayArgumentsRefused(t *testing.T) {
+	f := writeFile(t, "lb.yaml", "listeners: [{ name: mqtt, address: \"127.0.0.1:0\", upstream: u }]\n"+
+		"upstreams: { u: { servers: [{ name: a, address: \"127.0.0.1:1\" }] } }\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// The flags before the stray word aim at a closed port, should it run.
+		{[]string{"bench", "conn", "--url", "mqtt://127.0.0.1:1", "--clients", "1", "foo", "--clients", "2"},
+			`mqlb bench conn: unexpected argument "foo" (mqlb bench conn takes flags only)`},
+		{[]string{"bench", "pubsub", "--url", "mqtt://127.0.0.1:1", "--duration", "1s", "foo", "--qos", "1"},
+			`mqlb bench pubsub: unexpected argument "foo" (mqlb bench pubsub takes flags only)`},
+		{[]string{"bench", "report", t.TempDir(), "--targets", "a,b"},
+			`mqlb bench report: unexpected argument "--targets" after DIR (flags come before it)`},
+		{[]string{"bench", "report"}, "mqlb bench report: want the results directory"},
+		{[]string{"version", "extra"}, `mqlb version: unexpected argument "extra"`},
+		{[]string{"check", f, "-c", f}, `mqlb check: "-c" after the file names: flags come first`},
+	} {
+		out, errOut, code := runMQLB(t, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("mqlb %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.want)
+		}
+	}
+	// The way out the errors name: mqlb help bench conn is bench conn's help.
+	if out, _, code := runMQLB(t, "help", "bench", "conn"); code != 0 || !strings.Contains(out, "-concurrency int") {
+		t.Errorf("mqlb help bench conn: exit %d:\n%s", code, out)
+	}
+}

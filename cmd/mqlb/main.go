@@ -9,7 +9,7 @@
 //	mqlb check FILE            validate a config (also -c FILE)
 //	mqlb version               version, commit, Go version (also --version)
 //
-// mqlb -h, mqlb help and mqlb help COMMAND print to stdout and exit 0.
+// mqlb -h, mqlb help and mqlb help COMMAND [MODE] print to stdout and exit 0.
 package main
 
 import (
@@ -57,7 +57,7 @@ func main() {
 			usage(os.Stdout)
 			os.Exit(0)
 		}
-		args = []string{args[1], "-h"} // help CMD: the command's own help
+		args = append(args[1:], "-h") // help CMD [MODE]: the command's own help
 	case "-version", "--version", "-v":
 		args = []string{"version"}
 	}
@@ -183,6 +183,9 @@ func cmdVersion(_ context.Context, args []string) error {
 	fs := newFlags("version", "mqlb version (or mqlb --version)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("version", "unexpected argument %q", fs.Arg(0))
 	}
 	fmt.Println(version.String())
 	return nil
