@@ -208,7 +208,7 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 	if k.q != "" {
 		v.Set("q", k.q)
 	}
-	if k.limit > 0 {
+	if k.limit > 0 { // given: --limit refuses less than 1
 		v.Set("limit", strconv.Itoa(k.limit))
 	}
 	if k.offset > 0 {

@@ -285,3 +285,18 @@ func TestCtlRemovedServer(t *testing.T) {
 		return !strings.Contains(out, "removed")
 	}, "removed server gone once evacuated")
 }
+
+// TestCtlClientsPageFlags: --limit 0 and --offset -1 were dropped (sent
+// only when above 0) and the first page shown, while the API answers 400
+// for them: ctl refuses them in the API's words, before asking it. -h says
+// that under mqlb up the page is per node.
+func TestCtlClientsPageFlags(t *testing.T) {
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--limit", "0", "invalid value \"0\" for flag -limit: want a whole number of at least 1"},
+		{"--limit", "ten", "invalid value \"ten\" for flag -limit: want a whole number of at least 1"},
+		{"--offset", "-1", "invalid value \"-1\" for flag -offset: want a whole number of at least 0"},
+	} {
+		ctlFails(t, "127.0.0.1:1", 2, tc.want, "clients", tc.flag, tc.value)
+	}
+	ctlOK(t, "127.0.0.1:1", []string{"-h"}, "--limit and --offset page each node")
+}
