@@ -185,3 +185,19 @@ func TestStrayArgumentsRefused(t *testing.T) {
 		t.Errorf("mqlb help bench conn: exit %d:\n%s", code, out)
 	}
 }
+
+// TestBenchSharedGroupChecked: --shared "" (no group) and --shared a/b
+// (group "a" of $share/a/b/bench/+) are refused with exit 2, not run with
+// nothing shared or nothing delivered.
+func TestBenchSharedGroupChecked(t *testing.T) {
+	for g, want := range map[string]string{
+		"":    `invalid value "" for flag -shared: a share name has at least one character`,
+		"a/b": `invalid value "a/b" for flag -shared: a share name must not contain '/', '+' or '#'`,
+	} {
+		// A closed port, should it run.
+		out, errOut, code := runMQLB(t, "bench", "pubsub", "--url", "mqtt://127.0.0.1:1", "--duration", "1s", "--shared", g)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("--shared %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", g, code, out, errOut, want)
+		}
+	}
+}
