@@ -44,6 +44,8 @@ Broker nodes (a node's admin API, or the load balancer under mqlb up):
 SERVER is NAME or UPSTREAM/NAME. --admin defaults to $MQLB_ADMIN or
 http://127.0.0.1:9090, --token to $MQLB_TOKEN. Tables are for people;
 --json prints the API's answer for scripts.
+Under mqlb up there is no config file: reload answers 400 (the config is
+built in code).
 `
 
 // ctl is one mqlb ctl invocation.

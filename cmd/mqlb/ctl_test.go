@@ -150,6 +150,7 @@ func TestCtlCluster(t *testing.T) {
 		t.Errorf("every node healthy:\n%s", out)
 	}
 	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)")
+	ctlFails(t, s.admin, 1, "no config file to reload", "reload") // as ctl -h says
 	// A node's own admin API: find the node holding ctl-up-1, kick it there.
 	var said []string
 	for _, n := range s.nodes {
@@ -299,4 +300,10 @@ func TestCtlClientsPageFlags(t *testing.T) {
 		ctlFails(t, "127.0.0.1:1", 2, tc.want, "clients", tc.flag, tc.value)
 	}
 	ctlOK(t, "127.0.0.1:1", []string{"-h"}, "--limit and --offset page each node")
+}
+
+// TestCtlHelpSaysReloadIsNotUnderUp: under mqlb up the load balancer's
+// config is built in code and reload always answers 400; -h says so.
+func TestCtlHelpSaysReloadIsNotUnderUp(t *testing.T) {
+	ctlOK(t, "127.0.0.1:1", []string{"-h"}, "Under mqlb up there is no config file: reload answers 400")
 }
