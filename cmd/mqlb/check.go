@@ -100,8 +100,14 @@ func printSummary(w io.Writer, c *config.Config) {
 	fmt.Fprintln(w, "listeners:")
 	for _, l := range c.Listeners {
 		var extra []string
+		if l.WebSocket != nil {
+			extra = append(extra, "WebSocket, path "+l.WebSocket.Path)
+		}
 		if l.TLS != nil {
 			extra = append(extra, "TLS (client certificates: "+l.TLS.ClientAuth+")")
+			if n := l.TLS.CertCount(); n > 1 {
+				extra = append(extra, fmt.Sprintf("%d certificates chosen by SNI", n))
+			}
 			if l.TLS.Identity != nil {
 				extra = append(extra, l.TLS.Identity.Summary())
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +200,35 @@ func TestBenchSharedGroupChecked(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, want) {
 			t.Errorf("--shared %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", g, code, out, errOut, want)
 		}
+	}
+}
+
+// TestCheckSummaryListenerKinds: the load balancer's summary says a
+// listener speaks WebSocket and on which path (it printed "ws
+// 127.0.0.1:8083 → brokers" as for plain MQTT), and how many certificates
+// a TLS listener chooses from by SNI; a node's summary says the latter too.
+func TestCheckSummaryListenerKinds(t *testing.T) {
+	ca := testutil.NewCA(t)
+	a, b, c := ca.ServerFor("a.example", "a.example"), ca.ServerFor("b.example", "b.example"), ca.ServerFor("c.example", "c.example")
+	tlsBlock := fmt.Sprintf("{ cert: %q, key: %q, certificates: [{ cert: %q, key: %q }, { cert: %q, key: %q }] }",
+		a.CertFile, a.KeyFile, b.CertFile, b.KeyFile, c.CertFile, c.KeyFile)
+	lb := writeFile(t, "lb.yaml", "listeners:\n"+
+		"  - { name: ws, address: \"127.0.0.1:8083\", upstream: u, websocket: { path: /live } }\n"+
+		"  - { name: mqtts, address: \"127.0.0.1:8883\", upstream: u, tls: "+tlsBlock+" }\n"+
+		"upstreams: { u: { servers: [{ name: s, address: \"127.0.0.1:1\" }] } }\n")
+	out, errOut, code := runMQLB(t, "check", lb)
+	for _, want := range []string{
+		`(?m)^  ws +127\.0\.0\.1:8083 +→ u WebSocket, path /live$`,
+		`(?m)^  mqtts +127\.0\.0\.1:8883 +→ u TLS \(client certificates: none\), 3 certificates chosen by SNI$`,
+	} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("load balancer: exit %d, stdout lacks %s:\n%s%s", code, want, out, errOut)
+		}
+	}
+	node := writeFile(t, "node.yaml", fmt.Sprintf("node: { name: n1, data_dir: %q }\n", t.TempDir())+
+		"listeners:\n  - { name: mqtts, type: tls, address: \"127.0.0.1:8883\", tls: "+tlsBlock+" }\n")
+	out, errOut, code = runMQLB(t, "check", node)
+	if want := "listener mqtts: tls 127.0.0.1:8883, 3 certificates chosen by SNI"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("node: exit %d, stdout lacks %q:\n%s%s", code, want, out, errOut)
 	}
 }
