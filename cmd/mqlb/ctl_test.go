@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -149,7 +153,7 @@ func TestCtlCluster(t *testing.T) {
 	if !regexp.MustCompile(`queue R[23] node\d [12]/[12]`).MatchString(out) || strings.Count(out, " ok ") < 3 {
 		t.Errorf("every node healthy:\n%s", out)
 	}
-	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)")
+	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)", "INFLIGHT")
 	ctlFails(t, s.admin, 1, "no config file to reload", "reload") // as ctl -h says
 	// A node's own admin API: find the node holding ctl-up-1, kick it there.
 	var said []string
@@ -306,4 +310,27 @@ func TestCtlClientsPageFlags(t *testing.T) {
 // config is built in code and reload always answers 400; -h says so.
 func TestCtlHelpSaysReloadIsNotUnderUp(t *testing.T) {
 	ctlOK(t, "127.0.0.1:1", []string{"-h"}, "Under mqlb up there is no config file: reload answers 400")
+}
+
+// TestCtlClientsInflight: the clients table has the inflight count a
+// node's API gives (docs/node.md lists it; the table left it out).
+func TestCtlClientsInflight(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/clients" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"node": "node1", "total": 1, "offset": 0, "clients": [{"client_id": "busy", "remote": "127.0.0.1:5",`+
+			` "listener": "mqtt", "protocol": 4, "connected": true, "subscriptions": 2, "inflight": 7, "node": "node1"}]}`)
+	}))
+	defer api.Close()
+	var out, errOut bytes.Buffer
+	if err := runCtl(context.Background(), []string{"--admin", api.URL, "clients"}, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	for _, want := range []string{`(?m)^CLIENT ID\s.*\sSUBSCRIPTIONS\s+INFLIGHT$`, `(?m)^busy\s+node1\s+true\s+4\s+127\.0\.0\.1:5\s+2\s+7$`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("clients table lacks %s:\n%s", want, out.String())
+		}
+	}
 }
