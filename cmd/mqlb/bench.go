@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mqlb/mqlb/internal/bench"
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 const benchUsage = `usage: mqlb bench <mode> [flags]
@@ -107,6 +108,9 @@ func benchConn(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usageError("bench conn", "unexpected argument %q (mqlb bench conn takes flags only)", fs.Arg(0))
+	}
 	t, err := tf.target(tf.url)
 	if err != nil {
 		return err
@@ -143,13 +147,18 @@ func benchPubSub(ctx context.Context, args []string) error {
 	rate := fs.Float64("rate", 0, "messages per second per publisher (0: as fast as possible)")
 	duration := fs.Duration("duration", 10*time.Second, "how long to publish")
 	topics := fs.Int("topics", 1, "topics bench/0..K-1: publisher and subscriber i use topic i mod K")
-	shared := fs.String("shared", "", "subscribe all subscribers to $share/`GROUP`/bench/+ (each message to one of them)")
+	var shared string
+	fs.Func("shared", "subscribe all subscribers to $share/`GROUP`/bench/+ (each message to one of them); GROUP has no '/', '+' or '#'",
+		func(g string) error { shared = g; return topic.ValidShareName(g) })
 	inflight := fs.Int("inflight", 20, "unacknowledged QoS 1/2 publishes per publisher (with MQTT 5.0 at most the server's Receive Maximum; paho.golang uses that alone)")
 	clientKind := fs.String("client", bench.ClientLite, "MQTT client: lite (the bench's own, buffered) or paho (paho.mqtt.golang for 3.1.1, paho.golang for 5.0)")
 	drain := fs.Duration("drain", 3*time.Second, "after publishing, wait up to this long for deliveries")
 	persistent := fs.Bool("persistent", false, "subscribers keep persistent sessions (3.1.1 clean session 0, 5.0 session expiry 300 s)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("bench pubsub", "unexpected argument %q (mqlb bench pubsub takes flags only)", fs.Arg(0))
 	}
 	pt, err := tf.target(or(*pubURL, tf.url))
 	if err != nil {
@@ -168,7 +177,7 @@ func benchPubSub(ctx context.Context, args []string) error {
 	}
 	res, err := bench.RunPubSub(ctx, bench.PubSubConfig{
 		PubTarget: pt, SubTarget: st, Publishers: *pubs, Subscribers: *subs, QoS: byte(*qos), Size: *size,
-		Rate: *rate, Duration: bench.D(*duration), Topics: *topics, Shared: *shared, Inflight: *inflight,
+		Rate: *rate, Duration: bench.D(*duration), Topics: *topics, Shared: shared, Inflight: *inflight,
 		Drain: bench.D(*drain), Timeout: bench.D(tf.timeout), Prefix: tf.prefix, Client: *clientKind, Persistent: *persistent,
 		Watch: watch, Progress: progressOut(),
 	})
@@ -217,10 +226,11 @@ func benchReport(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		fs.SetOutput(os.Stderr)
-		fs.Usage()
-		return exitCode(2)
+	switch {
+	case fs.NArg() == 0:
+		return usageError("bench report", "want the results directory: mqlb bench report [--targets A,B,C] DIR")
+	case fs.NArg() > 1:
+		return usageError("bench report", "unexpected argument %q after DIR (flags come before it)", fs.Arg(1))
 	}
 	return bench.Report(os.Stdout, fs.Arg(0), strings.Split(*targets, ","))
 }

@@ -23,6 +23,9 @@ func cmdCheck(_ context.Context, args []string) error {
 		return err
 	}
 	files := fs.Args()
+	if err := flagAfterFiles(args, files); err != nil {
+		return err
+	}
 	if *file != "" {
 		files = append([]string{*file}, files...)
 	}
@@ -39,6 +42,21 @@ func cmdCheck(_ context.Context, args []string) error {
 		}
 	}
 	return failed
+}
+
+// flagAfterFiles refuses a flag after the file names (flag parsing stops
+// at the first file: it would be taken for a file), unless "--" ended the
+// flags.
+func flagAfterFiles(args, files []string) error {
+	if len(files) == 0 || len(args) > len(files) && args[len(args)-len(files)-1] == "--" {
+		return nil
+	}
+	for _, f := range files[1:] {
+		if strings.HasPrefix(f, "-") {
+			return usageError("check", "%q after the file names: flags come first (mqlb check [-c FILE] FILE...)", f)
+		}
+	}
+	return nil
 }
 
 func checkFile(file string) error {
@@ -84,8 +102,14 @@ func printSummary(w io.Writer, c *config.Config) {
 	fmt.Fprintln(w, "listeners:")
 	for _, l := range c.Listeners {
 		var extra []string
+		if l.WebSocket != nil {
+			extra = append(extra, "WebSocket, path "+l.WebSocket.Path)
+		}
 		if l.TLS != nil {
 			extra = append(extra, "TLS (client certificates: "+l.TLS.ClientAuth+")")
+			if n := l.TLS.CertCount(); n > 1 {
+				extra = append(extra, fmt.Sprintf("%d certificates chosen by SNI", n))
+			}
 			if l.TLS.Identity != nil {
 				extra = append(extra, l.TLS.Identity.Summary())
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +174,84 @@ func TestCheckWarnsAboutCiphers(t *testing.T) {
 			!strings.Contains(errOut, "of listener mqtts has an RSA key, which none of tls.ciphers (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256) can use") {
 			t.Errorf("%s: exit %d\nstdout %s\nstderr %s", kind, code, out, errOut)
 		}
+	}
+}
+
+// TestStrayArgumentsRefused: Go's flag parsing stops at the first argument
+// that is not a flag, so every flag after a stray word was ignored (the
+// audit's `bench conn foo --url … --clients 2` ran 100 connections against
+// the default URL). Each command refuses it with exit status 2.
+func TestStrayArgumentsRefused(t *testing.T) {
+	f := writeFile(t, "lb.yaml", "listeners: [{ name: mqtt, address: \"127.0.0.1:0\", upstream: u }]\n"+
+		"upstreams: { u: { servers: [{ name: a, address: \"127.0.0.1:1\" }] } }\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		// The flags before the stray word aim at a closed port, should it run.
+		{[]string{"bench", "conn", "--url", "mqtt://127.0.0.1:1", "--clients", "1", "foo", "--clients", "2"},
+			`mqlb bench conn: unexpected argument "foo" (mqlb bench conn takes flags only)`},
+		{[]string{"bench", "pubsub", "--url", "mqtt://127.0.0.1:1", "--duration", "1s", "foo", "--qos", "1"},
+			`mqlb bench pubsub: unexpected argument "foo" (mqlb bench pubsub takes flags only)`},
+		{[]string{"bench", "report", t.TempDir(), "--targets", "a,b"},
+			`mqlb bench report: unexpected argument "--targets" after DIR (flags come before it)`},
+		{[]string{"bench", "report"}, "mqlb bench report: want the results directory"},
+		{[]string{"version", "extra"}, `mqlb version: unexpected argument "extra"`},
+		{[]string{"check", f, "-c", f}, `mqlb check: "-c" after the file names: flags come first`},
+	} {
+		out, errOut, code := runMQLB(t, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("mqlb %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.want)
+		}
+	}
+	// The way out the errors name: mqlb help bench conn is bench conn's help.
+	if out, _, code := runMQLB(t, "help", "bench", "conn"); code != 0 || !strings.Contains(out, "-concurrency int") {
+		t.Errorf("mqlb help bench conn: exit %d:\n%s", code, out)
+	}
+}
+
+// TestBenchSharedGroupChecked: --shared "" (no group) and --shared a/b
+// (group "a" of $share/a/b/bench/+) are refused with exit 2, not run with
+// nothing shared or nothing delivered.
+func TestBenchSharedGroupChecked(t *testing.T) {
+	for g, want := range map[string]string{
+		"":    `invalid value "" for flag -shared: a share name has at least one character`,
+		"a/b": `invalid value "a/b" for flag -shared: a share name must not contain '/', '+' or '#'`,
+	} {
+		// A closed port, should it run.
+		out, errOut, code := runMQLB(t, "bench", "pubsub", "--url", "mqtt://127.0.0.1:1", "--duration", "1s", "--shared", g)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("--shared %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", g, code, out, errOut, want)
+		}
+	}
+}
+
+// TestCheckSummaryListenerKinds: the load balancer's summary says a
+// listener speaks WebSocket and on which path (it printed "ws
+// 127.0.0.1:8083 → brokers" as for plain MQTT), and how many certificates
+// a TLS listener chooses from by SNI; a node's summary says the latter too.
+func TestCheckSummaryListenerKinds(t *testing.T) {
+	ca := testutil.NewCA(t)
+	a, b, c := ca.ServerFor("a.example", "a.example"), ca.ServerFor("b.example", "b.example"), ca.ServerFor("c.example", "c.example")
+	tlsBlock := fmt.Sprintf("{ cert: %q, key: %q, certificates: [{ cert: %q, key: %q }, { cert: %q, key: %q }] }",
+		a.CertFile, a.KeyFile, b.CertFile, b.KeyFile, c.CertFile, c.KeyFile)
+	lb := writeFile(t, "lb.yaml", "listeners:\n"+
+		"  - { name: ws, address: \"127.0.0.1:8083\", upstream: u, websocket: { path: /live } }\n"+
+		"  - { name: mqtts, address: \"127.0.0.1:8883\", upstream: u, tls: "+tlsBlock+" }\n"+
+		"upstreams: { u: { servers: [{ name: s, address: \"127.0.0.1:1\" }] } }\n")
+	out, errOut, code := runMQLB(t, "check", lb)
+	for _, want := range []string{
+		`(?m)^  ws +127\.0\.0\.1:8083 +→ u WebSocket, path /live$`,
+		`(?m)^  mqtts +127\.0\.0\.1:8883 +→ u TLS \(client certificates: none\), 3 certificates chosen by SNI$`,
+	} {
+		if code != 0 || !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("load balancer: exit %d, stdout lacks %s:\n%s%s", code, want, out, errOut)
+		}
+	}
+	node := writeFile(t, "node.yaml", fmt.Sprintf("node: { name: n1, data_dir: %q }\n", t.TempDir())+
+		"listeners:\n  - { name: mqtts, type: tls, address: \"127.0.0.1:8883\", tls: "+tlsBlock+" }\n")
+	out, errOut, code = runMQLB(t, "check", node)
+	if want := "listener mqtts: tls 127.0.0.1:8883, 3 certificates chosen by SNI"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("node: exit %d, stdout lacks %q:\n%s%s", code, want, out, errOut)
 	}
 }

@@ -38,10 +38,14 @@ The load balancer (mqlb run, mqlb up):
 Broker nodes (a node's admin API, or the load balancer under mqlb up):
   cluster                    members, store replicas, retained, mesh interest
   clients [--q TEXT] [--limit N] [--offset N]
+                             under mqlb up, --limit and --offset page each node:
+                             with 3 nodes, --limit 10 shows up to 30 clients
 
 SERVER is NAME or UPSTREAM/NAME. --admin defaults to $MQLB_ADMIN or
 http://127.0.0.1:9090, --token to $MQLB_TOKEN. Tables are for people;
 --json prints the API's answer for scripts.
+Under mqlb up there is no config file: reload answers 400 (the config is
+built in code).
 `
 
 // ctl is one mqlb ctl invocation.
@@ -85,8 +89,10 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&k.weight, "weight", 1, "add: the new server's weight")
 	fs.BoolVar(&k.clear, "clear", false, "sticky: clear the table (or --key's entry)")
 	fs.StringVar(&k.key, "key", "", "sticky --clear: only this key")
-	fs.IntVar(&k.limit, "limit", 0, "clients: page size")
-	fs.IntVar(&k.offset, "offset", 0, "clients: skip this many")
+	// The API's bounds, checked here as for --rate: a value it would refuse
+	// is not dropped for the default.
+	fs.Func("limit", "clients: page size, 1 or more (default: the API's, 100)", wholeAtLeast(&k.limit, 1))
+	fs.Func("offset", "clients: skip this many", wholeAtLeast(&k.offset, 0))
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) || err == nil && len(pos) > 0 && pos[0] == "help" {
 		fmt.Fprint(stdout, ctlUsage)
@@ -121,6 +127,19 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
 	return nil
+}
+
+// wholeAtLeast parses a flag's whole number of at least least into n, and
+// refuses another in the admin API's words.
+func wholeAtLeast(n *int, least int) func(string) error {
+	return func(v string) error {
+		i, err := strconv.Atoi(v)
+		if err != nil || i < least {
+			return fmt.Errorf("want a whole number of at least %d", least)
+		}
+		*n = i
+		return nil
+	}
 }
 
 // lbCommands are the commands only a load balancer's admin API answers.

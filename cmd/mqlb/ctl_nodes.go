@@ -43,10 +43,10 @@ type clientPage struct {
 	Node    string
 	Total   int
 	Clients []struct {
-		ClientID                string `json:"client_id"`
-		Username, Remote        string
-		Connected               bool
-		Subscriptions, Protocol int
+		ClientID                          string `json:"client_id"`
+		Username, Remote                  string
+		Connected                         bool
+		Subscriptions, Protocol, Inflight int
 	}
 }
 
@@ -208,7 +208,7 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 	if k.q != "" {
 		v.Set("q", k.q)
 	}
-	if k.limit > 0 {
+	if k.limit > 0 { // given: --limit refuses less than 1
 		v.Set("limit", strconv.Itoa(k.limit))
 	}
 	if k.offset > 0 {
@@ -221,12 +221,13 @@ func (k *ctl) clients(ctx context.Context, args []string) error {
 	return k.print(body, func() error {
 		total, shown := 0, 0
 		err := k.table(func(w *tabwriter.Writer) {
-			fmt.Fprintln(w, "CLIENT ID\tNODE\tCONNECTED\tPROTOCOL\tUSERNAME\tREMOTE\tSUBSCRIPTIONS")
+			fmt.Fprintln(w, "CLIENT ID\tNODE\tCONNECTED\tPROTOCOL\tUSERNAME\tREMOTE\tSUBSCRIPTIONS\tINFLIGHT")
 			for _, p := range pages {
 				total += p.Total
 				shown += len(p.Clients)
 				for _, c := range p.Clients {
-					fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%s\t%s\t%d\n", cell(c.ClientID), p.Node, c.Connected, c.Protocol, cell(c.Username), c.Remote, c.Subscriptions)
+					fmt.Fprintf(w, "%s\t%s\t%t\t%d\t%s\t%s\t%d\t%d\n", cell(c.ClientID), p.Node, c.Connected, c.Protocol,
+						cell(c.Username), c.Remote, c.Subscriptions, c.Inflight)
 				}
 			}
 		})

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -149,7 +153,8 @@ func TestCtlCluster(t *testing.T) {
 	if !regexp.MustCompile(`queue R[23] node\d [12]/[12]`).MatchString(out) || strings.Count(out, " ok ") < 3 {
 		t.Errorf("every node healthy:\n%s", out)
 	}
-	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)")
+	ctlOK(t, s.admin, []string{"clients", "--q", "ctl-up"}, "ctl-up-1", "ctl-up-2", "2 client(s)", "INFLIGHT")
+	ctlFails(t, s.admin, 1, "no config file to reload", "reload") // as ctl -h says
 	// A node's own admin API: find the node holding ctl-up-1, kick it there.
 	var said []string
 	for _, n := range s.nodes {
@@ -303,5 +308,49 @@ func TestCtlReloadWarnings(t *testing.T) {
 	}
 	if out := ctlOK(t, admin, []string{"reload", "--json"}, `"status": "reloaded"`, `"warnings": [`); !strings.Contains(out, "of listener mqtts expired on ") {
 		t.Errorf("ctl reload --json: %s", out)
+	}
+}
+
+// TestCtlClientsPageFlags: --limit 0 and --offset -1 were dropped (sent
+// only when above 0) and the first page shown, while the API answers 400
+// for them: ctl refuses them in the API's words, before asking it. -h says
+// that under mqlb up the page is per node.
+func TestCtlClientsPageFlags(t *testing.T) {
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--limit", "0", "invalid value \"0\" for flag -limit: want a whole number of at least 1"},
+		{"--limit", "ten", "invalid value \"ten\" for flag -limit: want a whole number of at least 1"},
+		{"--offset", "-1", "invalid value \"-1\" for flag -offset: want a whole number of at least 0"},
+	} {
+		ctlFails(t, "127.0.0.1:1", 2, tc.want, "clients", tc.flag, tc.value)
+	}
+	ctlOK(t, "127.0.0.1:1", []string{"-h"}, "--limit and --offset page each node")
+}
+
+// TestCtlHelpSaysReloadIsNotUnderUp: under mqlb up the load balancer's
+// config is built in code and reload always answers 400; -h says so.
+func TestCtlHelpSaysReloadIsNotUnderUp(t *testing.T) {
+	ctlOK(t, "127.0.0.1:1", []string{"-h"}, "Under mqlb up there is no config file: reload answers 400")
+}
+
+// TestCtlClientsInflight: the clients table has the inflight count a
+// node's API gives (docs/node.md lists it; the table left it out).
+func TestCtlClientsInflight(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/clients" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"node": "node1", "total": 1, "offset": 0, "clients": [{"client_id": "busy", "remote": "127.0.0.1:5",`+
+			` "listener": "mqtt", "protocol": 4, "connected": true, "subscriptions": 2, "inflight": 7, "node": "node1"}]}`)
+	}))
+	defer api.Close()
+	var out, errOut bytes.Buffer
+	if err := runCtl(context.Background(), []string{"--admin", api.URL, "clients"}, &out, &errOut); err != nil {
+		t.Fatalf("%v: %s", err, errOut.String())
+	}
+	for _, want := range []string{`(?m)^CLIENT ID\s.*\sSUBSCRIPTIONS\s+INFLIGHT$`, `(?m)^busy\s+node1\s+true\s+4\s+127\.0\.0\.1:5\s+2\s+7$`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("clients table lacks %s:\n%s", want, out.String())
+		}
 	}
 }

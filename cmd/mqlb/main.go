@@ -9,7 +9,7 @@
 //	mqlb check FILE            validate a config (also -c FILE)
 //	mqlb version               version, commit, Go version (also --version)
 //
-// mqlb -h, mqlb help and mqlb help COMMAND print to stdout and exit 0.
+// mqlb -h, mqlb help and mqlb help COMMAND [MODE] print to stdout and exit 0.
 package main
 
 import (
@@ -20,13 +20,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mqlb/mqlb/internal/version"
 )
 
 // command is one subcommand: it parses its own flags from args and runs until
-// ctx is cancelled (SIGINT/SIGTERM) or its work is done.
+// ctx is cancelled (SIGINT/SIGTERM; mqlb up also SIGHUP) or its work is done.
 type command struct {
 	run     func(ctx context.Context, args []string) error
 	summary string
@@ -56,7 +57,7 @@ func main() {
 			usage(os.Stdout)
 			os.Exit(0)
 		}
-		args = []string{args[1], "-h"} // help CMD: the command's own help
+		args = append(args[1:], "-h") // help CMD [MODE]: the command's own help
 	case "-version", "--version", "-v":
 		args = []string{"version"}
 	}
@@ -66,7 +67,7 @@ func main() {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
-	ctx, stop := stopOnSignals()
+	ctx, stop := stopOnSignals(stopSignals(args[0])...)
 	defer stop()
 	if err := cmd.run(ctx, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -81,23 +82,51 @@ func main() {
 	}
 }
 
-// stopOnSignals returns a context cancelled by the first SIGINT or SIGTERM
-// (graceful stop: connections get their grace period). A second one during
-// the grace period ends the process at once, as operators who press Ctrl-C
-// twice expect.
-func stopOnSignals() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+// stopOnSignals returns a context cancelled by the first of sigs (graceful
+// stop: connections get their grace period), with the signal as its cause.
+// A second SIGINT or SIGTERM during the grace period ends the process at
+// once, as operators who press Ctrl-C twice expect; a second SIGHUP does
+// not (a shell passes its terminal's hangup on to its jobs).
+func stopOnSignals(sigs ...os.Signal) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, sigs...)
 	go func() {
-		<-sigs
-		cancel()
-		s := <-sigs
-		fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
-		os.Exit(1)
+		cancel(signalled{<-ch})
+		for s := range ch {
+			if s == syscall.SIGHUP {
+				continue
+			}
+			fmt.Fprintf(os.Stderr, "mqlb: second %v during shutdown: stopping now\n", s)
+			if f := stopNow.Load(); f != nil {
+				(*f)()
+			}
+			os.Exit(1)
+		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
+
+// stopNow, when set, is what a second signal still does before it ends the
+// process: mqlb up removes its temporary data directory. It must be quick.
+var stopNow atomic.Pointer[func()]
+
+// stopSignals are the signals that stop cmd gracefully. mqlb up stops on
+// SIGHUP too: it has no config file to reload, and a hangup is what closing
+// its terminal sends. run and node reload on SIGHUP; the other commands
+// keep Go's default (a hangup ends them).
+func stopSignals(cmd string) []os.Signal {
+	if cmd == "up" {
+		return []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+	}
+	return []os.Signal{os.Interrupt, syscall.SIGTERM}
+}
+
+// signalled is the cause of a context a signal cancelled: "interrupt",
+// "terminated", "hangup".
+type signalled struct{ os.Signal }
+
+func (s signalled) Error() string { return s.Signal.String() }
 
 // exitCode ends the process with a status and nothing printed (the command
 // already said what it had to).
@@ -154,6 +183,9 @@ func cmdVersion(_ context.Context, args []string) error {
 	fs := newFlags("version", "mqlb version (or mqlb --version)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("version", "unexpected argument %q", fs.Arg(0))
 	}
 	fmt.Println(version.String())
 	return nil

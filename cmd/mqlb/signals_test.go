@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -46,5 +47,55 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 			t.Logf("stopped %v after the second signal", time.Since(began))
 			p.logged(t, time.Second, `second \S+ during shutdown: stopping now`)
 		})
+	}
+}
+
+// upDataDir returns the data directory `mqlb up` printed in its banner.
+func upDataDir(t *testing.T, p *proc) string {
+	t.Helper()
+	return waitMatch(t, p.stdout.String, `(?m)^  data +(\S+) \(temporary\)$`, "mqlb up banner")
+}
+
+// TestUpStopsOnHangup: SIGHUP (what closing the terminal sends) stops
+// `mqlb up` as Ctrl-C does, and its temporary data directory goes with it.
+// Go's default action for SIGHUP ended the process at once and left the
+// directory behind. A second hangup (the shell passes its terminal's on to
+// its jobs) does not cut the stop short.
+func TestUpStopsOnHangup(t *testing.T) {
+	p := start(t, "up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--node-port", "0")
+	dir := upDataDir(t, p)
+	lb := waitMatch(t, p.stdout.String, `load balancer +mqtt://(\S+)`, "mqlb up banner")
+	waitMatch(t, p.stdout.String, `(Ctrl-C) stops everything`, "mqlb up banner")
+	testutil.ConnectRaw(t, lb, "held-open") // the load balancer waits up to 5 s for it
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.logged(t, 10*time.Second, `mqlb up: hangup: stopping`)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	if code := p.exited(t, 60*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0:\n%s", code, p.stderr)
+	}
+	p.logged(t, time.Second, `mqlb up: stopped`)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("temporary data directory %s left behind: %v", dir, err)
+	}
+}
+
+// TestUpSecondSignalRemovesDataDir: a second Ctrl-C during mqlb up's
+// shutdown (held by an open connection) ends the process at once, and
+// still removes its temporary data directory.
+func TestUpSecondSignalRemovesDataDir(t *testing.T) {
+	p := start(t, "up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--node-port", "0")
+	dir := upDataDir(t, p)
+	lb := waitMatch(t, p.stdout.String, `load balancer +mqtt://(\S+)`, "mqlb up banner")
+	waitMatch(t, p.stdout.String, `(Ctrl-C) stops everything`, "mqlb up banner")
+	testutil.ConnectRaw(t, lb, "held-open") // the load balancer waits up to 5 s for it
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.logged(t, 10*time.Second, `mqlb up: .*stopping \(open connections`)
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if code := p.exited(t, 10*time.Second); code != 1 {
+		t.Errorf("exit status %d, want 1:\n%s", code, p.stderr)
+	}
+	p.logged(t, time.Second, `second interrupt during shutdown: stopping now`)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("temporary data directory %s left behind: %v", dir, err)
 	}
 }

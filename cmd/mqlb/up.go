@@ -15,7 +15,12 @@ import (
 )
 
 func cmdUp(ctx context.Context, args []string) error {
-	fs := newFlags("up", "mqlb up [--nodes N] [--listen HOST:PORT] [--admin HOST:PORT] ...")
+	const line = "mqlb up [--nodes N] [--listen HOST:PORT] [--admin HOST:PORT] ..."
+	fs := newFlags("up", line)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n\n%s\nflags:\n", line, upAbout)
+		fs.PrintDefaults()
+	}
 	o := up.Options{}
 	fs.IntVar(&o.Nodes, "nodes", 3, "how many clustered broker nodes")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:1883", "the load balancer's MQTT address")
@@ -32,6 +37,18 @@ func cmdUp(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Log, _ = newLogger(config.Log{Level: *level, Format: "text"}, os.Stderr)
+	if o.DataDir == "" {
+		// Made here, not by up.Start, so that a second Ctrl-C removes it
+		// whenever it comes, during the start too.
+		dir, err := os.MkdirTemp("", "mqlb-up-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.DataDir, o.TempDataDir = dir, true
+		removeNow := func() { removeSoon(dir) }
+		stopNow.Store(&removeNow)
+	}
 	sys, err := up.Start(ctx, o)
 	if err != nil {
 		return err
@@ -40,7 +57,7 @@ func cmdUp(ctx context.Context, args []string) error {
 	gc.set(config.DefaultGCHeadroom, o.Log)
 	sys.Describe(os.Stdout)
 	stop := context.AfterFunc(ctx, func() {
-		fmt.Fprintln(os.Stderr, "mqlb up: stopping (open connections get 5s, then the nodes stop)")
+		fmt.Fprintf(os.Stderr, "mqlb up: %v: stopping (open connections get 5s, then the nodes stop)\n", context.Cause(ctx))
 	})
 	defer stop()
 	if err := sys.Run(ctx); err != nil {
@@ -48,6 +65,23 @@ func cmdUp(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(os.Stderr, "mqlb up: stopped")
 	return nil
+}
+
+const upAbout = `Runs the load balancer, N clustered broker nodes and the admin API in this
+process, with no config file. Ctrl-C, SIGTERM or SIGHUP (what closing its
+terminal sends: there is no config file to reload) stops everything cleanly:
+open connections get 5s, then the nodes stop and a temporary data directory
+is removed. A second Ctrl-C or SIGTERM stops at once (and still removes it).
+`
+
+// removeSoon removes dir while the nodes may still write in it, as a second
+// Ctrl-C ends the process: a few tries, no waiting.
+func removeSoon(dir string) {
+	for range 3 {
+		if os.RemoveAll(dir) == nil {
+			return
+		}
+	}
 }
 
 // checkUpFlags validates mqlb up's flags before anything starts, naming the

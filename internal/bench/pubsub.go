@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mqlb/mqlb/internal/topic"
 )
 
 // PubSubConfig is a publish/subscribe run: Subscribers subscribe (each to
@@ -53,6 +55,11 @@ func (c *PubSubConfig) check() error {
 		return errors.New("--inflight must be between 1 and 65535")
 	case c.Client != ClientLite && c.Client != ClientPaho:
 		return fmt.Errorf("--client must be %s or %s", ClientLite, ClientPaho)
+	}
+	if c.Shared != "" {
+		if err := topic.ValidShareName(c.Shared); err != nil {
+			return fmt.Errorf("--shared %q: %w", c.Shared, err)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -86,6 +87,9 @@ func Report(w io.Writer, dir string, targets []string) error {
 	if len(targets) < 1 {
 		return fmt.Errorf("no targets")
 	}
+	if err := rs.covers(dir, targets); err != nil {
+		return err
+	}
 	subject := targets[len(targets)-1]
 	others := targets[:len(targets)-1]
 	fmt.Fprintf(w, "| metric (median of %s) |", roundsText(rs, targets))
@@ -101,6 +105,28 @@ func Report(w io.Writer, dir string, targets []string) error {
 	}
 	printNotes(w, rs)
 	return nil
+}
+
+// covers checks that dir held result files, and some of targets'.
+func (rs *results) covers(dir string, targets []string) error {
+	have := map[string]bool{} // keys are "workload/target"
+	for key := range rs.conn {
+		have[key[strings.IndexByte(key, '/')+1:]] = true
+	}
+	for key := range rs.pubsub {
+		have[key[strings.IndexByte(key, '/')+1:]] = true
+	}
+	found := slices.Sorted(maps.Keys(have))
+	if len(found) == 0 {
+		return fmt.Errorf("%s: no result files named ROUND-TARGET-WORKLOAD.json (such as r1-mqlb-q1.json; workloads conn, idle, q0, q1, lat)", dir)
+	}
+	for _, t := range targets {
+		if slices.Contains(found, t) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: no results of targets %s (the files have %s): --targets names them",
+		dir, strings.Join(targets, ", "), strings.Join(found, ", "))
 }
 
 func printRow(w io.Writer, rs *results, m metric, targets []string) {

@@ -106,3 +106,25 @@ func TestReportRoundsOfQoS1Only(t *testing.T) {
 		t.Errorf("header: %s", strings.SplitN(out.String(), "\n", 2)[0])
 	}
 }
+
+// TestReportWithoutResults: a directory with no result files, or none of
+// the targets asked for, is an error naming what was looked for; it printed
+// an empty table "median of 0 rounds" and succeeded.
+func TestReportWithoutResults(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "mqlb-q1.json"), []byte("{}"), 0o644) // no round
+	var out bytes.Buffer
+	err := Report(&out, dir, []string{"direct", "haproxy", "mqlb"})
+	if err == nil || !strings.Contains(err.Error(), "no result files named ROUND-TARGET-WORKLOAD.json") {
+		t.Errorf("empty directory: err = %v, output:\n%s", err, out.String())
+	}
+	writeResult(t, dir, "r1-nginx-q1.json", &PubSubResult{Counts: Counts{Received: 10}})
+	out.Reset()
+	err = Report(&out, dir, []string{"direct", "mqlb"})
+	if err == nil || !strings.Contains(err.Error(), "no results of targets direct, mqlb (the files have nginx): --targets names them") {
+		t.Errorf("other targets: err = %v, output:\n%s", err, out.String())
+	}
+	if out.Len() != 0 {
+		t.Errorf("a table printed:\n%s", out.String())
+	}
+}

@@ -317,3 +317,19 @@ func TestPubSubPersistentSessionsEnded(t *testing.T) {
 		}
 	}
 }
+
+// TestPubSubRefusesBadShareName: --shared a/b subscribed to
+// $share/a/b/bench/+ (group "a", filter b/bench/+), got nothing and, at QoS
+// 0, exited 0. A group name with '/', '+' or '#' is refused before any
+// client connects.
+func TestPubSubRefusesBadShareName(t *testing.T) {
+	for _, g := range []string{"a/b", "+", "#", "g#", "x+y"} {
+		cfg := pubsubConfig(target(t, "127.0.0.1:1", false), ClientLite, 0)
+		cfg.Shared = g
+		_, err := RunPubSub(context.Background(), cfg)
+		want := fmt.Sprintf("--shared %q: a share name must not contain '/', '+' or '#'", g)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--shared %q: err = %v, want %q", g, err, want)
+		}
+	}
+}

@@ -537,5 +537,8 @@ func (l NodeListener) summary() string {
 	if l.Type == "ws" || l.Type == "wss" {
 		s += ", path " + l.Path
 	}
+	if l.TLS != nil && l.TLS.CertCount() > 1 {
+		s += fmt.Sprintf(", %d certificates chosen by SNI", l.TLS.CertCount())
+	}
 	return s
 }

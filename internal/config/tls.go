@@ -91,6 +91,10 @@ func (t *TLS) pairs() []CertKey {
 	return append(out, t.Certificates...)
 }
 
+// CertCount is how many certificates t serves; with more than one, a
+// client's SNI name chooses.
+func (t *TLS) CertCount() int { return len(t.pairs()) }
+
 func (ck *check) tls(p string, t *TLS) {
 	if t.Cert != "" || t.Key != "" || len(t.Certificates) == 0 {
 		ck.certKey(p, CertKey{Cert: t.Cert, Key: t.Key})

@@ -77,6 +77,18 @@ func ShareName(name string) bool {
 	return strings.EqualFold(first, "$share")
 }
 
+// ValidShareName checks a shared subscription's group name: at least one
+// character [MQTT-4.8.2-1], and no '/', '+' or '#' [MQTT-4.8.2-2].
+func ValidShareName(g string) error {
+	if g == "" {
+		return errors.New("a share name has at least one character")
+	}
+	if strings.ContainsAny(g, "/+#") {
+		return errors.New("a share name must not contain '/', '+' or '#'")
+	}
+	return nil
+}
+
 // Match reports whether the topic name matches the topic filter: '+' one
 // level, '#' the rest (and "a/#" matches "a"), no wildcard first level for a
 // name starting with '$' [MQTT-4.7.2-1]; a shared subscription matches by

@@ -55,3 +55,14 @@ func TestValidSubscription(t *testing.T) {
 		}
 	}
 }
+
+func TestValidShareName(t *testing.T) {
+	for g, ok := range map[string]bool{
+		"g": true, "group-1": true, "$x": true, "é": true,
+		"": false, "a/b": false, "+": false, "#": false, "g+": false, "g#": false,
+	} {
+		if err := ValidShareName(g); (err == nil) != ok {
+			t.Errorf("ValidShareName(%q) = %v, want ok=%v", g, err, ok)
+		}
+	}
+}

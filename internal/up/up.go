@@ -33,7 +33,10 @@ type Options struct {
 	// Durability is the nodes' sessions.durability ("" = the node default:
 	// replicated with several nodes).
 	Durability string
-	Log        *slog.Logger
+	// TempDataDir says DataDir was made for this run: Close removes it
+	// (mqlb up makes it itself, to remove it on every way out).
+	TempDataDir bool
+	Log         *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -77,7 +80,10 @@ func Start(ctx context.Context, o Options) (*System, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.opt.DataDir, s.tmp = dir, dir
+		s.opt.DataDir, s.opt.TempDataDir = dir, true
+	}
+	if s.opt.TempDataDir {
+		s.tmp = s.opt.DataDir
 	}
 	if err := s.startNodes(ctx); err != nil {
 		s.Close()
