@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,27 +15,7 @@ import (
 
 // queueLeader returns the node leading the session queue stream, as node
 // p's admin API reports it ("" while none).
-func queueLeader(p *nodeProc) string {
-	resp, err := http.Get("http://" + p.admin + "/api/v1/cluster")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	var c struct {
-		Store []struct {
-			Stream, Leader string
-		}
-	}
-	if json.NewDecoder(resp.Body).Decode(&c) != nil {
-		return ""
-	}
-	for _, s := range c.Store {
-		if strings.HasSuffix(s.Stream, "_queue") {
-			return s.Leader
-		}
-	}
-	return ""
-}
+func queueLeader(p *nodeProc) string { return storeLeader(p, "_queue") }
 
 // TestQueueLeaderKilledPublishersStay: kill -9 of the node leading the
 // session queue stream disconnects no MQTT 3.1.1 QoS 1 publisher on the

@@ -18,7 +18,12 @@ import (
 
 // registryLeader returns the node leading the session registry's stream, as
 // node p's admin API reports it ("" while none).
-func registryLeader(p *nodeProc) string {
+func registryLeader(p *nodeProc) string { return storeLeader(p, "_sessions") }
+
+// storeLeader returns the leader of node p's store entry (a bucket, or the
+// queue stream) whose name ends with suffix, as p's admin API reports it
+// ("" while none).
+func storeLeader(p *nodeProc, suffix string) string {
 	resp, err := http.Get("http://" + p.admin + "/api/v1/cluster")
 	if err != nil {
 		return ""
@@ -26,14 +31,14 @@ func registryLeader(p *nodeProc) string {
 	defer resp.Body.Close()
 	var c struct {
 		Store []struct {
-			Bucket, Leader string
+			Bucket, Stream, Leader string
 		}
 	}
 	if json.NewDecoder(resp.Body).Decode(&c) != nil {
 		return ""
 	}
 	for _, s := range c.Store {
-		if strings.HasSuffix(s.Bucket, "_sessions") {
+		if strings.HasSuffix(s.Bucket+s.Stream, suffix) {
 			return s.Leader
 		}
 	}
