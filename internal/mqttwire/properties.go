@@ -63,20 +63,30 @@ var willProperties = propertySet{
 	propUser:            kindPair,
 }
 
+// propertyList reads a property list's length and returns a cursor over
+// the list, which must lie within r; r moves past it.
+func propertyList(r *cursor, field string) (cursor, error) {
+	n, err := r.varint(field)
+	if err != nil {
+		return cursor{}, err
+	}
+	if n > r.left() {
+		return cursor{}, malformed(field, errPastEnd)
+	}
+	p := cursor{b: r.b[r.off : r.off+n]}
+	r.off += n
+	return p, nil
+}
+
 // decodeProperties reads a property list: its length, then properties that
 // must lie within it. Each property but User Property may appear once (v5
 // §3.1.2.11.2–.10, §3.1.3.2.2–.7: "It is a Protocol Error to include ... more
 // than once"). c receives the session expiry when not nil.
 func decodeProperties(r *cursor, field string, set *propertySet, c *Connect) error {
-	n, err := r.varint(field)
+	p, err := propertyList(r, field)
 	if err != nil {
 		return err
 	}
-	if n > r.left() {
-		return malformed(field, errPastEnd)
-	}
-	p := cursor{b: r.b[r.off : r.off+n]}
-	r.off += n
 	var seen uint64
 	for p.left() > 0 {
 		id, _ := p.u8()

@@ -138,15 +138,10 @@ const propSubscriptionID byte = 0x0b
 // Anything else makes the packet malformed (v5 §2.2.2.2).
 func checkSubscriptionProperties(r *cursor, name string) error {
 	field := name + " properties"
-	n, err := r.varint(field)
+	p, err := propertyList(r, field)
 	if err != nil {
 		return err
 	}
-	if n > r.left() {
-		return malformed(field, errPastEnd)
-	}
-	p := cursor{b: r.b[r.off : r.off+n]}
-	r.off += n
 	seenID := false
 	for p.left() > 0 {
 		id, _ := p.u8()
