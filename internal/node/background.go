@@ -46,7 +46,7 @@ func (n *Node) runStore() {
 }
 
 func (n *Node) storePlan() store.Plan {
-	p := store.Plan{Cluster: n.cfg.Mesh.ClusterName, Replicas: n.cfg.Mesh.Replicas}
+	p := store.Plan{Cluster: n.cfg.Mesh.ClusterName, Replicas: n.cfg.Mesh.Replicas, AckTimeout: n.cfg.Mesh.Timeout.D()}
 	if n.cfg.Sessions.Durability == "replicated" {
 		p.QueueAge = n.cfg.Sessions.MaxExpiry.D()
 	}

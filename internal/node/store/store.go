@@ -71,6 +71,10 @@ type Plan struct {
 	Replicas int           // configured; 0 = automatic
 	Peers    func() int    // servers in the cluster (embedded NATS), nil when external
 	QueueAge time.Duration // > 0: keep the session queue stream, its messages at most this long
+	// AckTimeout is how long an asynchronous write waits for the stream's
+	// answer before nats.go gives it up (ErrAsyncPublishTimeout) and
+	// forgets it; 0: it waits, and is remembered, forever.
+	AckTimeout time.Duration
 }
 
 // want returns the replica count the buckets should have now.
@@ -90,7 +94,14 @@ func (p Plan) bucket(kind string) string { return "mqlb_" + p.Cluster + "_" + ki
 // Open binds (creating if needed) both buckets. It fails while
 // JetStream is not available yet; callers retry.
 func Open(ctx context.Context, nc *nats.Conn, p Plan) (*Store, error) {
-	js, err := jetstream.New(nc)
+	var opts []jetstream.JetStreamOpt
+	if p.AckTimeout > 0 {
+		// A write sent to a leader that died is never answered: without a
+		// timeout it stays in nats.go's pending table, and at 4,000 of them
+		// every later write stalls and fails.
+		opts = append(opts, jetstream.WithPublishAsyncTimeout(p.AckTimeout))
+	}
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		return nil, err
 	}
