@@ -34,6 +34,11 @@ func cmdNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return configError(*file, err)
 	}
+	// SIGHUP is taken from here on: Go's default ends the process, and an
+	// operator (or a test) may send one as soon as "node started" is logged.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log, level := newLogger(cfg.Log, os.Stderr)
 	log.Info("starting node", "version", version.String(), "config", *file, "node", cfg.Node.Name)
 	n, err := node.New(cfg, log)
@@ -48,9 +53,6 @@ func cmdNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():

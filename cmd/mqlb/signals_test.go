@@ -99,3 +99,22 @@ func TestUpSecondSignalRemovesDataDir(t *testing.T) {
 		t.Errorf("temporary data directory %s left behind: %v", dir, err)
 	}
 }
+
+// TestNodeHangupDuringStart: a SIGHUP that comes while a node starts (a
+// config management tool reloading every node it just started) is applied
+// once the node runs. Before, the node took SIGHUP only after its start,
+// and Go's default action for it ended the process.
+func TestNodeHangupDuringStart(t *testing.T) {
+	cfg := writeFile(t, "node.yaml", fmt.Sprintf("node: { name: h1, data_dir: %q }\n", t.TempDir())+
+		"listeners: [{ name: tcp, address: \"127.0.0.1:0\" }]\n"+
+		"mesh: { listen: \"127.0.0.1:0\" }\nadmin: { address: \"127.0.0.1:0\" }\n")
+	p := start(t, "node", "-c", cfg)
+	p.logged(t, 10*time.Second, `msg="starting node"`)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.logged(t, 30*time.Second, `msg="node started"`)
+	p.logged(t, 10*time.Second, `msg="SIGHUP: config reloaded"`)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.exited(t, 30*time.Second); code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+}
