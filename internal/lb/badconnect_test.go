@@ -134,12 +134,14 @@ var disallowedChars = []struct {
 		0, 4, 'a', 0xef, 0xbf, 0xbf, // will topic "a\uffff": a non-character
 		0, 1, 'x', // will payload "x"
 	}, ""}, // 3.1.1 has no code for it: closed [v3.1.1 §1.5.3]
+	{"v5 user property", connectPropControl, "\x20\x03\x00\x81\x00"}, // malformed (v5 §1.5.4)
 }
 
-// TestDisallowedCharsRefused: a client id, user name or will topic holding
-// a control character or a non-character is refused by the load balancer
-// with the CONNACK its version has for it (none for a 3.1.1 will topic:
-// closed), before any broker is dialled, with its own result.
+// TestDisallowedCharsRefused: a client id, user name, will topic or v5
+// string property holding a control character or a non-character is
+// refused by the load balancer with the CONNACK its version has for it
+// (none for a 3.1.1 will topic: closed), before any broker is dialled, with
+// its own result.
 func TestDisallowedCharsRefused(t *testing.T) {
 	h := newHarness(t, harnessOpts{brokers: 1, upstream: noHealth})
 	for _, tc := range disallowedChars {

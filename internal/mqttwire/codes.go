@@ -55,6 +55,7 @@ const (
 	RefuseIdentifier                   // client identifier not acceptable
 	RefuseUsername                     // user name not acceptable
 	RefuseWillTopic                    // will topic not acceptable
+	RefuseMalformed                    // a string property the brokers would close on (v5 only)
 )
 
 var refusalNames = [...]string{
@@ -67,6 +68,7 @@ var refusalNames = [...]string{
 	RefuseIdentifier:    "identifier rejected",
 	RefuseUsername:      "bad user name",
 	RefuseWillTopic:     "will topic invalid",
+	RefuseMalformed:     "malformed",
 }
 
 func (r Refusal) String() string {
@@ -77,8 +79,8 @@ func (r Refusal) String() string {
 }
 
 // refusalCodes holds the v3.x and v5 code of each refusal; v3.x has no code
-// for a packet too large or a will topic, so the client is closed without
-// an answer.
+// for a packet too large, a will topic or a malformed packet, so the client
+// is closed without an answer.
 var refusalCodes = [...]struct {
 	v3   byte
 	v3ok bool
@@ -93,6 +95,7 @@ var refusalCodes = [...]struct {
 	RefuseIdentifier:    {Code3IdentifierRejected, true, Code5ClientIdentifierNotValid},
 	RefuseUsername:      {Code3BadUsernameOrPassword, true, Code5BadUsernameOrPassword},
 	RefuseWillTopic:     {0, false, Code5TopicNameInvalid},
+	RefuseMalformed:     {0, false, Code5MalformedPacket},
 }
 
 // RefusalCode returns the CONNACK code that tells a client of the given

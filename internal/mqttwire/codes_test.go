@@ -23,6 +23,7 @@ func TestRefusalCode(t *testing.T) {
 		{RefuseIdentifier, 0x02, true, 0x85, packets.ErrClientIdentifierNotValid},
 		{RefuseUsername, 0x04, true, 0x86, packets.ErrBadUsernameOrPassword},
 		{RefuseWillTopic, 0, false, 0x90, packets.ErrTopicNameInvalid},
+		{RefuseMalformed, 0, false, 0x81, packets.ErrMalformedPacket},
 	}
 	for _, tt := range tests {
 		for _, v := range []byte{V31, V311, 6} {
@@ -37,7 +38,7 @@ func TestRefusalCode(t *testing.T) {
 			t.Errorf("%d has no name", tt.r)
 		}
 	}
-	for _, r := range []Refusal{-1, RefuseWillTopic + 1} {
+	for _, r := range []Refusal{-1, RefuseMalformed + 1} {
 		if _, ok := RefusalCode(V5, r); ok || r.String() != "unknown refusal" {
 			t.Errorf("Refusal %d: ok = %v, name %q", r, ok, r.String())
 		}

@@ -87,8 +87,10 @@ func (c *Connect) decodeBody(body []byte, keepWill bool) error {
 	if err := c.decodeFlags(&r); err != nil {
 		return err
 	}
+	var odd error // the first disallowed string, refused once the packet is known to be well formed
 	if c.Version == V5 {
-		if err := decodeProperties(&r, "properties", &connectProperties, c); err != nil {
+		var err error
+		if odd, err = decodeProperties(&r, "properties", &connectProperties, c); err != nil {
 			return err
 		}
 	}
@@ -96,13 +98,13 @@ func (c *Connect) decodeBody(body []byte, keepWill bool) error {
 	if err != nil {
 		return err
 	}
-	odd := disallowed(id, "client identifier", RefuseIdentifier)
+	odd = cmp.Or(odd, disallowed(id, "client identifier", RefuseIdentifier))
 	if c.WillFlag { // [MQTT-3.1.2-9]
-		topic, err := c.decodeWill(&r, keepWill)
+		topic, willOdd, err := c.decodeWill(&r, keepWill)
 		if err != nil {
 			return err
 		}
-		odd = cmp.Or(odd, disallowed(topic, "will topic", RefuseWillTopic))
+		odd = cmp.Or(odd, willOdd, disallowed(topic, "will topic", RefuseWillTopic))
 	}
 	user, err := c.decodeCredentials(&r)
 	if err != nil {
@@ -185,28 +187,28 @@ func (c *Connect) decodeFlags(r *cursor) error {
 }
 
 // decodeWill reads the will properties (v5), topic and payload, and
-// returns the topic.
-func (c *Connect) decodeWill(r *cursor, keep bool) ([]byte, error) {
+// returns the topic, and odd as decodeProperties does.
+func (c *Connect) decodeWill(r *cursor, keep bool) (topic []byte, odd, err error) {
 	if c.Version == V5 {
-		if err := decodeProperties(r, "will properties", &willProperties, nil); err != nil {
-			return nil, err
+		if odd, err = decodeProperties(r, "will properties", &willProperties, nil); err != nil {
+			return nil, nil, err
 		}
 	}
-	topic, err := r.str("will topic") // [MQTT-3.1.3-10] v3.1.1, [MQTT-3.1.3-9] v5
+	topic, err = r.str("will topic") // [MQTT-3.1.3-10] v3.1.1, [MQTT-3.1.3-9] v5
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkTopicName(topic); err != nil {
-		return nil, malformed("will topic", err)
+		return nil, nil, malformed("will topic", err)
 	}
 	payload, ok := r.binary()
 	if !ok {
-		return nil, malformed("will payload", errPastEnd)
+		return nil, nil, malformed("will payload", errPastEnd)
 	}
 	if keep {
 		c.WillTopic, c.WillPayload = string(topic), bytes.Clone(payload)
 	}
-	return topic, nil
+	return topic, odd, nil
 }
 
 // twoStrings copies a and b into one allocation: the CONNECT costs one

@@ -75,6 +75,16 @@ type disagreement struct {
 
 func always(*mochiResult) bool { return true }
 
+// propertiesAllowed reports whether the string properties a CONNECT or its
+// will may hold are free of the code points AllowedString refuses.
+func propertiesAllowed(p packets.Properties) bool {
+	ok := allowedChars([]byte(p.AuthenticationMethod)) && allowedChars([]byte(p.ContentType)) && allowedChars([]byte(p.ResponseTopic))
+	for _, u := range p.User {
+		ok = ok && allowedChars([]byte(u.Key)) && allowedChars([]byte(u.Val))
+	}
+	return ok
+}
+
 var disagreements = []disagreement{
 	{ours: errTrailing, field: "payload", check: always, reason: "bytes after the last field: the Remaining Length is the bytes of the variable header and payload (v3.1.1 §2.2.3, v5 §2.1.4), so leftovers break [MQTT-3.1.4-1]; mochi ignores them"},
 	{ours: errWillFlags, check: func(m *mochiResult) bool { return !m.pk.Connect.WillFlag && m.pk.Connect.WillQos != 0 },
@@ -105,8 +115,9 @@ var disagreements = []disagreement{
 		reason: "a will property value crossing the end of the will property list (v5 §3.1.3.2.1); mochi reads values past it"},
 	{ours: ErrDisallowedChar, check: func(m *mochiResult) bool {
 		c := &m.pk.Connect
-		return !allowedChars([]byte(c.ClientIdentifier)) || !allowedChars(c.Username) || c.WillFlag && !allowedChars([]byte(c.WillTopic))
-	}, reason: "a control character (U+0001–U+001F, U+007F–U+009F) or a non-character in the client identifier, user name or will topic: strings SHOULD NOT hold them and a receiver MAY close (v3.1.1 §1.5.3) or take the packet as malformed (v5 §1.5.4), as mosquitto does; we refuse with a CONNACK before a broker sees it, mochi accepts"},
+		return !allowedChars([]byte(c.ClientIdentifier)) || !allowedChars(c.Username) || c.WillFlag && !allowedChars([]byte(c.WillTopic)) ||
+			!propertiesAllowed(m.pk.Properties) || c.WillFlag && !propertiesAllowed(c.WillProperties)
+	}, reason: "a control character (U+0001–U+001F, U+007F–U+009F) or a non-character in the client identifier, user name, will topic or a string property: strings SHOULD NOT hold them and a receiver MAY close (v3.1.1 §1.5.3) or take the packet as malformed (v5 §1.5.4), as mosquitto does; we refuse with a CONNACK before a broker sees it, mochi accepts"},
 	{mochi: packets.ErrProtocolViolationWillFlagNoPayload, check: func(m *mochiResult) bool { return len(m.pk.Connect.WillPayload) == 0 && m.pk.Connect.WillTopic != "" },
 		reason: "zero-length will payload: [MQTT-3.1.2-9] requires the field, and it is 0–65,535 bytes of binary data (v3.1.1 §3.1.3.3, v5 §3.1.3.4); mochi requires bytes"},
 	{mochi: packets.ErrProtocolViolationFlagNoPassword, check: func(m *mochiResult) bool { return len(m.pk.Connect.Password) == 0 },

@@ -115,6 +115,65 @@ var charFixtures = []fixture{
 		err: ErrDisallowedChar,
 	},
 	{
+		name: "v5 user property value with U+0001",
+		raw: []byte{
+			0x10, 21, // fixed header: CONNECT, remaining length 21
+			0x00, 0x04, 'M', 'Q', 'T', 'T', // protocol name "MQTT"
+			0x05,       // protocol level 5
+			0x02,       // connect flags: clean start
+			0x00, 0x3c, // keep alive 60 s
+			0x07,                                    // properties: 7 bytes
+			0x26, 0x00, 0x01, 'k', 0x00, 0x01, 0x01, // user property "k" = "\x01"
+			0x00, 0x01, 'c', // client identifier "c"
+		},
+		err: ErrDisallowedChar,
+	},
+	{
+		name: "v5 authentication method with U+009F",
+		raw: []byte{
+			0x10, 19, // fixed header: CONNECT, remaining length 19
+			0x00, 0x04, 'M', 'Q', 'T', 'T', // protocol name "MQTT"
+			0x05,       // protocol level 5
+			0x02,       // connect flags: clean start
+			0x00, 0x3c, // keep alive 60 s
+			0x05,                         // properties: 5 bytes
+			0x15, 0x00, 0x02, 0xc2, 0x9f, // authentication method: APC, a C1 control character
+			0x00, 0x01, 'c', // client identifier "c"
+		},
+		err: ErrDisallowedChar,
+	},
+	{
+		name: "v5 will content type with a newline",
+		raw: []byte{
+			0x10, 26, // fixed header: CONNECT, remaining length 26
+			0x00, 0x04, 'M', 'Q', 'T', 'T', // protocol name "MQTT"
+			0x05,       // protocol level 5
+			0x06,       // connect flags: will, clean start
+			0x00, 0x3c, // keep alive 60 s
+			0x00,            // properties: none
+			0x00, 0x01, 'c', // client identifier "c"
+			0x05,                        // will properties: 5 bytes
+			0x03, 0x00, 0x02, 'a', '\n', // content type "a\n"
+			0x00, 0x01, 't', // will topic "t"
+			0x00, 0x01, 'x', // will payload "x"
+		},
+		err: ErrDisallowedChar,
+	},
+	{
+		name: "v5 user property key with U+FFFE after a malformed field: malformed first",
+		raw: []byte{
+			0x10, 22, // fixed header: CONNECT, remaining length 22
+			0x00, 0x04, 'M', 'Q', 'T', 'T', // protocol name "MQTT"
+			0x05,       // protocol level 5
+			0x02,       // connect flags: clean start
+			0x00, 0x3c, // keep alive 60 s
+			0x08,                                           // properties: 8 bytes
+			0x26, 0x00, 0x03, 0xef, 0xbf, 0xbe, 0x00, 0x00, // user property U+FFFE = ""
+			0x00, 0x01, 0x00, // client identifier with U+0000 [MQTT-1.5.4-2]
+		},
+		err: ErrMalformed, why: errBadUTF8,
+	},
+	{
 		name: "control character and a malformed field: malformed first",
 		raw: []byte{
 			0x10, 18, // fixed header: CONNECT, remaining length 18
@@ -144,14 +203,17 @@ var charFixtures = []fixture{
 // TestDisallowedCharRefusal: each string has its CONNACK.
 func TestDisallowedCharRefusal(t *testing.T) {
 	want := map[string]Refusal{
-		"client identifier with U+0001":    RefuseIdentifier,
-		"client identifier with U+007F":    RefuseIdentifier,
-		"v5 client identifier with U+0085": RefuseIdentifier,
-		"v5 client identifier with U+FFFF": RefuseIdentifier,
-		"client identifier with U+1FFFE":   RefuseIdentifier,
-		"user name with a tab":             RefuseUsername,
-		"v5 will topic with U+001B":        RefuseWillTopic,
-		"will topic with U+FDD0":           RefuseWillTopic,
+		"client identifier with U+0001":        RefuseIdentifier,
+		"client identifier with U+007F":        RefuseIdentifier,
+		"v5 client identifier with U+0085":     RefuseIdentifier,
+		"v5 client identifier with U+FFFF":     RefuseIdentifier,
+		"client identifier with U+1FFFE":       RefuseIdentifier,
+		"user name with a tab":                 RefuseUsername,
+		"v5 will topic with U+001B":            RefuseWillTopic,
+		"will topic with U+FDD0":               RefuseWillTopic,
+		"v5 user property value with U+0001":   RefuseMalformed,
+		"v5 authentication method with U+009F": RefuseMalformed,
+		"v5 will content type with a newline":  RefuseMalformed,
 	}
 	for _, f := range charFixtures {
 		_, _, err := ParseConnect(f.raw)

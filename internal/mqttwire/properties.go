@@ -81,61 +81,71 @@ func propertyList(r *cursor, field string) (cursor, error) {
 // decodeProperties reads a property list: its length, then properties that
 // must lie within it. Each property but User Property may appear once (v5
 // §3.1.2.11.2–.10, §3.1.3.2.2–.7: "It is a Protocol Error to include ... more
-// than once"). c receives the session expiry when not nil.
-func decodeProperties(r *cursor, field string, set *propertySet, c *Connect) error {
+// than once"). c receives the session expiry when not nil. odd is the first
+// string property holding a code point AllowedString refuses (a *charError,
+// RefuseMalformed): brokers such as mosquitto close on those in any string,
+// and the caller refuses the CONNECT for it once the packet is known to be
+// well formed.
+func decodeProperties(r *cursor, field string, set *propertySet, c *Connect) (odd, err error) {
 	p, err := propertyList(r, field)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var seen uint64
 	for p.left() > 0 {
 		id, _ := p.u8()
 		if id >= byte(len(set)) || set[id] == kindNone {
-			return propError(field, id, errUnknownProperty)
+			return nil, propError(field, id, errUnknownProperty)
 		}
 		if id != propUser && seen&(1<<id) != 0 {
-			return propError(field, id, errDuplicate)
+			return nil, propError(field, id, errDuplicate)
 		}
 		seen |= 1 << id
-		if err := decodeProperty(&p, id, set[id], c); err != nil {
-			return propError(field, id, err)
+		allowed, err := decodeProperty(&p, id, set[id], c)
+		if err != nil {
+			return nil, propError(field, id, err)
+		}
+		if !allowed && odd == nil {
+			odd = &charError{field: fmt.Sprintf("%s: property 0x%02x", field, id), why: RefuseMalformed}
 		}
 	}
 	if seen&(1<<propAuthData) != 0 && seen&(1<<propAuthMethod) == 0 { // v5 §3.1.2.11.10
-		return propError(field, propAuthData, errAuthNoMethod)
+		return nil, propError(field, propAuthData, errAuthNoMethod)
 	}
-	return nil
+	return odd, nil
 }
 
-// decodeProperty reads one property's value and checks it.
-func decodeProperty(p *cursor, id byte, kind propKind, c *Connect) error {
-	num, s, err := propertyValue(p, kind)
+// decodeProperty reads one property's value and checks it; allowed is
+// false when a string in it holds a code point AllowedString refuses.
+func decodeProperty(p *cursor, id byte, kind propKind, c *Connect) (allowed bool, err error) {
+	num, s, allowed, err := propertyValue(p, kind)
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch id {
 	case propReceiveMaximum, propMaximumPacketSize: // v5 §3.1.2.11.3, §3.1.2.11.4
 		if num == 0 {
-			return errBadValue
+			return false, errBadValue
 		}
 	case propRequestResponseInfo, propRequestProblemInfo, propPayloadFormat: // v5 §3.1.2.11.6, §3.1.2.11.7, §3.1.3.2.3
 		if num > 1 {
-			return errBadValue
+			return false, errBadValue
 		}
 	case propResponseTopic: // a Topic Name [MQTT-3.3.2-14] (v5)
-		return checkTopicName(s)
+		return allowed, checkTopicName(s)
 	case propSessionExpiry:
 		if c != nil {
 			c.SessionExpiry = num
 		}
 	}
-	return nil
+	return allowed, nil
 }
 
 // propertyValue reads a value of the given kind: numbers in num, strings and
-// binary data in s (the value of a pair).
-func propertyValue(p *cursor, kind propKind) (num uint32, s []byte, err error) {
-	ok := true
+// binary data in s (the value of a pair). allowed is false when a string
+// holds a code point AllowedString refuses.
+func propertyValue(p *cursor, kind propKind) (num uint32, s []byte, allowed bool, err error) {
+	ok, allowed := true, true
 	switch kind {
 	case kindByte:
 		var v byte
@@ -150,20 +160,21 @@ func propertyValue(p *cursor, kind propKind) (num uint32, s []byte, err error) {
 	case kindBinary:
 		s, ok = p.binary()
 	case kindString:
-		err = stringValue(p, &s)
+		err = stringValue(p, &s, &allowed)
 	case kindPair: // [MQTT-1.5.7-1]
-		if err = stringValue(p, &s); err == nil {
-			err = stringValue(p, &s)
+		if err = stringValue(p, &s, &allowed); err == nil {
+			err = stringValue(p, &s, &allowed)
 		}
 	}
 	if !ok {
 		err = errPastEnd
 	}
-	return num, s, err
+	return num, s, allowed, err
 }
 
-// stringValue reads a UTF-8 Encoded String into *s.
-func stringValue(p *cursor, s *[]byte) error {
+// stringValue reads a UTF-8 Encoded String into *s; *allowed becomes false
+// when it holds a code point AllowedString refuses.
+func stringValue(p *cursor, s *[]byte, allowed *bool) error {
 	v, ok := p.binary()
 	switch {
 	case !ok:
@@ -172,6 +183,7 @@ func stringValue(p *cursor, s *[]byte) error {
 		return errBadUTF8
 	}
 	*s = v
+	*allowed = *allowed && allowedChars(v)
 	return nil
 }
 

@@ -147,7 +147,7 @@ func checkSubscriptionProperties(r *cursor, name string) error {
 		id, _ := p.u8()
 		switch {
 		case id == propUser:
-			if _, _, err := propertyValue(&p, kindPair); err != nil {
+			if _, _, _, err := propertyValue(&p, kindPair); err != nil {
 				return propError(field, id, err)
 			}
 		case id == propSubscriptionID && name == "SUBSCRIBE":

@@ -24,7 +24,7 @@ const (
 	ResultTimeout        = "timeout"            // no complete CONNECT within connect_timeout
 	ResultNotMQTT        = "not_mqtt"           // first packet not a CONNECT (HTTP, TLS on the plain port...)
 	ResultMalformed      = "malformed"          // a CONNECT that breaks the spec
-	ResultDisallowedChar = "disallowed_char"    // a control character or non-character in the client id, user name or will topic
+	ResultDisallowedChar = "disallowed_char"    // a control character or non-character in the client id, user name, will topic or a v5 string property
 	ResultTooLarge       = "too_large"          // over max_connect_packet
 	ResultBadVersion     = "bad_version"        // unsupported protocol level (answered 0x01)
 	ResultProxyError     = "proxy_error"        // trusted peer sent no or a bad PROXY header
