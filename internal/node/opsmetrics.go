@@ -1,10 +1,8 @@
 package node
 
 import (
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mqlb/mqlb/internal/certinfo"
 	"github.com/mqlb/mqlb/internal/version"
@@ -22,13 +20,9 @@ func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 		}
 		return 1
 	})
-	certs := certinfo.NewCollector(labels)
-	loaded := certinfo.LoadAll(n.cfg.CertSources())
-	for _, p := range certinfo.Problems(loaded, time.Now()) {
-		n.log.Warn(p.Msg, "problem", p.Text)
-	}
-	certs.Set(loaded)
-	m.reg.MustRegister(certs, version.BuildInfo(labels),
+	m.certs = certinfo.NewCollector(labels)
+	m.certs.Check(n.cfg.CertSources(), n.log)
+	m.reg.MustRegister(m.certs, version.BuildInfo(labels),
 		// the process's: its heap, collector pacing (process.gc_headroom), goroutines, CPU, file descriptors
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
