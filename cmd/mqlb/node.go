@@ -20,7 +20,8 @@ const nodeStartTimeout = 2 * time.Minute
 // cmdNode runs one broker node until ctx is done (SIGINT/SIGTERM), then
 // closes it gracefully. SIGHUP reloads what can change at run time (users,
 // ACL rules, shared subscription policy, max_offline_messages,
-// process.gc_headroom, log level, the drain keys).
+// process.gc_headroom, log level, the drain keys, the TLS listeners'
+// certificates).
 func cmdNode(ctx context.Context, args []string) error {
 	fs := newFlags("node", "mqlb node [-c node.yaml]")
 	file := fs.String("c", "node.yaml", "node config file")

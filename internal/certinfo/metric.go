@@ -1,7 +1,9 @@
 package certinfo
 
 import (
+	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,4 +48,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, ct := range *c.certs.Load() {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(ct.NotAfter.Unix()), ct.Listener, ct.Subject, ct.Serial)
 	}
+}
+
+// Check loads the certificates of srcs, logs a warning for each of their
+// Problems now and returns them, and exports the certificates' expiry in
+// place of the ones set before: what the load balancer and a node do at
+// start and on every reload.
+func (c *Collector) Check(srcs []Source, log *slog.Logger) []string {
+	certs := LoadAll(srcs)
+	var warnings []string
+	for _, p := range Problems(certs, time.Now()) {
+		log.Warn(p.Msg, "problem", p.Text)
+		warnings = append(warnings, p.Text)
+	}
+	c.Set(certs)
+	return warnings
 }

@@ -70,7 +70,8 @@ func TestCertificatesErrors(t *testing.T) {
 		{"no key", "      certificates:\n" + entry(a.CertFile, a.KeyFile) + fmt.Sprintf("        - { cert: %q }\n", b.CertFile),
 			"listeners[0].tls.certificates[1].key (line 9): a file is required"},
 		{"not a pair", "      certificates:\n" + entry(a.CertFile, a.KeyFile) + entry(b.CertFile, a.KeyFile),
-			"listeners[0].tls.certificates[1].cert (line 9): cannot load the certificate and key: tls: private key does not match public key"},
+			"listeners[0].tls.certificates[1].cert (line 9): cannot load the certificate and key: tls: private key does not match public key (cert " +
+				b.CertFile + ", key " + a.KeyFile + ")"},
 		{"unreadable", "      certificates:\n" + entry(a.CertFile, "/nonexistent/a.key"),
 			"listeners[0].tls.certificates[0].key (line 8): cannot read: open /nonexistent/a.key: no such file or directory"},
 		{"key without cert", fmt.Sprintf("      key: %q\n      certificates:\n", a.KeyFile) + entry(b.CertFile, b.KeyFile),

@@ -91,6 +91,21 @@ func (t *TLS) pairs() []CertKey {
 	return append(out, t.Certificates...)
 }
 
+// Reloaded is t, the tls section of a running listener, with what a reload
+// applies of next, the same listener's in the new config: the certificate
+// and key files (cert, key, certificates) and, when t verifies client
+// certificates and next names one, the client CA file. Its other keys
+// (client_auth, min_version, ciphers) stay t's: they change on restart
+// only. t is not changed.
+func (t *TLS) Reloaded(next *TLS) *TLS {
+	r := *t
+	r.Cert, r.Key, r.Certificates = next.Cert, next.Key, slices.Clone(next.Certificates)
+	if (t.ClientAuth == "request" || t.ClientAuth == "require") && next.ClientCA != "" {
+		r.ClientCA = next.ClientCA
+	}
+	return &r
+}
+
 // CertCount is how many certificates t serves; with more than one, a
 // client's SNI name chooses.
 func (t *TLS) CertCount() int { return len(t.pairs()) }
@@ -129,7 +144,7 @@ func (ck *check) certKey(p string, c CertKey) {
 	cert, key := ck.readable(p+".cert", c.Cert), ck.readable(p+".key", c.Key)
 	if cert && key {
 		if _, err := tls.LoadX509KeyPair(c.Cert, c.Key); err != nil {
-			ck.errorf(p+".cert", "cannot load the certificate and key: %v", err)
+			ck.errorf(p+".cert", "cannot load the certificate and key: %v (cert %s, key %s)", err, c.Cert, c.Key)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -118,5 +119,34 @@ func TestCiphers(t *testing.T) {
 		if _, err := Parse([]byte(y)); err == nil || !strings.Contains(err.Error(), "tls.ciphers") || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("ciphers [%s]: %v, want %q at tls.ciphers", tc.cipher, err, tc.msg)
 		}
+	}
+}
+
+// TestTLSReloaded: a reload takes a listener's certificate files, and its
+// client CA when it verifies client certificates and the new config names
+// one; client_auth, min_version and ciphers stay (restart only).
+func TestTLSReloaded(t *testing.T) {
+	run := &TLS{Cert: "a.pem", Key: "a.key", Certificates: []CertKey{{Cert: "b.pem", Key: "b.key"}}, ClientAuth: "require",
+		ClientCA: "ca1.pem", MinVersion: "1.2", Ciphers: []string{"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"}}
+	next := &TLS{Cert: "c.pem", Key: "c.key", Certificates: []CertKey{{Cert: "d.pem", Key: "d.key"}}, ClientAuth: "request",
+		ClientCA: "ca2.pem", MinVersion: "1.3"}
+	got := run.Reloaded(next)
+	want := &TLS{Cert: "c.pem", Key: "c.key", Certificates: []CertKey{{Cert: "d.pem", Key: "d.key"}}, ClientAuth: "require",
+		ClientCA: "ca2.pem", MinVersion: "1.2", Ciphers: run.Ciphers}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Reloaded:\n%+v\nwant\n%+v", got, want)
+	}
+	if next.Certificates[0].Cert = "e.pem"; got.Certificates[0].Cert != "d.pem" || run.Cert != "a.pem" {
+		t.Error("Reloaded shares its certificates with next, or changed the running section")
+	}
+	// Without a client CA in next (client_auth none there: restart only),
+	// or on a listener that does not verify client certificates, the
+	// running one stays.
+	if got := run.Reloaded(&TLS{Cert: "c.pem", Key: "c.key", ClientAuth: "none"}); got.ClientCA != "ca1.pem" {
+		t.Errorf("client CA %q, want ca1.pem kept", got.ClientCA)
+	}
+	plain := &TLS{Cert: "a.pem", Key: "a.key", ClientAuth: "none"}
+	if got := plain.Reloaded(&TLS{Cert: "a.pem", Key: "a.key", ClientAuth: "require", ClientCA: "ca2.pem"}); got.ClientCA != "" {
+		t.Errorf("client CA %q taken by a listener that does not verify client certificates", got.ClientCA)
 	}
 }

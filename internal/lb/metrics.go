@@ -1,8 +1,6 @@
 package lb
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mqlb/mqlb/internal/certinfo"
@@ -48,12 +46,5 @@ func (m *lbMetrics) reloaded(err error) {
 // or not yet valid or that tls.ciphers cannot use (and returns the
 // warnings), and exports their expiry.
 func (l *LB) checkCerts(cfg *config.Config) []string {
-	certs := certinfo.LoadAll(cfg.CertSources())
-	var warnings []string
-	for _, p := range certinfo.Problems(certs, time.Now()) {
-		l.log.Warn(p.Msg, "problem", p.Text)
-		warnings = append(warnings, p.Text)
-	}
-	l.metrics.certs.Set(certs)
-	return warnings
+	return l.metrics.certs.Check(cfg.CertSources(), l.log)
 }

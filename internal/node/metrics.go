@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mqlb/mqlb/internal/certinfo"
 )
 
 // metrics are the node's counters, kept in atomics on the hot paths and
@@ -24,6 +26,7 @@ type metrics struct {
 	slowConsumers     atomic.Int64 // client connections closed at mqtt.max_queued_bytes
 	takeovers         *labelled
 	drops             *labelled
+	certs             *certinfo.Collector // mqlb_tls_cert_expiry_seconds, set at start and on reload
 }
 
 // Reasons a message is dropped (mqlb_node_dropped_total{reason}).

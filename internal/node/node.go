@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -58,6 +59,8 @@ type Node struct {
 	storeErr    atomic.Pointer[error] // why the store could not be opened yet (openStoreRetrying)
 	quorum      atomic.Pointer[error] // the store's streams without a leader at the last check (watchQuorum)
 	listenersUp atomic.Bool
+	tls         tlsListeners // certreload.go
+	reloadMu    sync.Mutex   // Reload
 	admin       *http.Server
 	adminAddr   string
 
@@ -101,6 +104,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 		log: slog.New(redact{log.Handler()}).With("node", cfg.Node.Name), storeReady: make(chan struct{}), noisy: ratelog.New(10 * time.Second),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.tls = tlsListeners{byName: map[string]listeners.Listener{}, running: slices.Clone(cfg.Listeners)}
 	n.retained = &retained{n: n}
 	n.flow = &flow{n: n, maxInflight: uint16(cfg.MQTT.MaxInflight)}
 	n.metrics = newMetrics(n)
@@ -166,6 +170,11 @@ func (n *Node) start(ctx context.Context) error {
 		l, err := n.newListener(lc)
 		if err != nil {
 			return err
+		}
+		if lc.TLS != nil {
+			n.reloadMu.Lock()
+			n.tls.byName[lc.Name] = l
+			n.reloadMu.Unlock()
 		}
 		if err := n.broker.AddListener(guard(l, n.cfg.MQTT.MaxPacketSize, n.ended, &n.conns)); err != nil {
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
@@ -366,31 +375,44 @@ func (n *Node) storeUp() error {
 }
 
 // Reload applies what can change while the node runs: users and ACL rules
-// (auth), the shared subscription policy, max_offline_messages and
-// qos0_max_delay. Other changes need a restart, and a warning names them.
+// (auth), the shared subscription policy, max_offline_messages,
+// qos0_max_delay, and the TLS listeners' certificates, keys and client CA,
+// read again (applyTLS). Other changes need a restart, and a warning names
+// them. An error changes nothing.
 func (n *Node) Reload(cfg *config.Node) error {
 	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	certs, err := n.planTLS(cfg)
+	if err != nil {
 		return err
 	}
 	if err := n.auth.Reload(authOptions(cfg.Auth)); err != nil {
 		return err
 	}
+	n.applyTLS(certs)
 	n.warnUnverified()
 	if n.mesh != nil {
 		n.mesh.policy.Store(cfg.SharedSubscriptions.Policy)
 		n.mesh.maxDelay.Store(int64(cfg.Mesh.QoS0MaxDelay))
 	}
 	n.sessions.SetMaxOffline(cfg.Sessions.MaxOfflineMessages)
-	if keys := restartOnly(n.cfg, cfg); len(keys) > 0 {
+	running := *n.cfg
+	running.Listeners = n.tls.running
+	if keys := restartOnly(&running, cfg); len(keys) > 0 {
 		n.log.Warn("config changes that apply on restart only: the node runs with the old values", "changed", strings.Join(keys, ", "))
 	}
 	return nil
 }
 
 // restartOnly names the sections of the config that changed from the
-// running one (cur, as the node started) in ways Reload does not apply.
-// Reload applies auth, shared_subscriptions, sessions.max_offline_messages
-// and mesh.qos0_max_delay; mqlb node applies log.level,
+// running one (cur: as the node started, with the listeners' tls sections
+// as reloads applied them) in ways Reload does not apply. Reload applies
+// auth, shared_subscriptions, sessions.max_offline_messages,
+// mesh.qos0_max_delay and the TLS listeners' certificate files and client
+// CA (config.TLS.Reloaded); mqlb node applies log.level,
 // process.gc_headroom, node.drain_rate and node.drain_timeout.
 func restartOnly(cur, next *config.Node) []string {
 	var keys []string

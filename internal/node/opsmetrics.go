@@ -1,10 +1,8 @@
 package node
 
 import (
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mqlb/mqlb/internal/certinfo"
 	"github.com/mqlb/mqlb/internal/version"
@@ -14,7 +12,7 @@ import (
 // mqlb_build_info, mqlb_node_store_available (the replicated store is
 // formed and has a quorum) and mqlb_tls_cert_expiry_seconds. It warns about
 // a served certificate that is expired or not yet valid, or that none of its
-// listener's tls.ciphers can use.
+// listener's tls.ciphers can use (and so does each reload: applyTLS).
 func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 	m.gauge("store_available", "1 when the replicated store (retained messages, sessions) is formed and usable, 0 without quorum.", labels, func() float64 {
 		if n.storeUp() != nil {
@@ -22,13 +20,9 @@ func (m *metrics) opsMetrics(n *Node, labels prometheus.Labels) {
 		}
 		return 1
 	})
-	certs := certinfo.NewCollector(labels)
-	loaded := certinfo.LoadAll(n.cfg.CertSources())
-	for _, p := range certinfo.Problems(loaded, time.Now()) {
-		n.log.Warn(p.Msg, "problem", p.Text)
-	}
-	certs.Set(loaded)
-	m.reg.MustRegister(certs, version.BuildInfo(labels),
+	m.certs = certinfo.NewCollector(labels)
+	m.certs.Check(n.cfg.CertSources(), n.log) // and on each reload (Node.Reload)
+	m.reg.MustRegister(m.certs, version.BuildInfo(labels),
 		// the process's: its heap, collector pacing (process.gc_headroom), goroutines, CPU, file descriptors
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }

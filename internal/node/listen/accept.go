@@ -31,14 +31,15 @@ func (o *Options) settings() *frontdoor.Settings {
 // upgrade, all within HandshakeTimeout) and hands it to mochi.
 func (l *listener) handle(establish listeners.EstablishFn, ln *frontdoor.Listener, tcp *net.TCPConn) {
 	deadline := time.Now().Add(l.o.HandshakeTimeout)
-	cl, err := frontdoor.Open(tcp, l.set, deadline)
+	set := l.set.Load() // one connection, one TLS config, whatever SetTLS does meanwhile
+	cl, err := frontdoor.Open(tcp, set, deadline)
 	if err != nil {
 		tcp.Close()
 		logPreambleError(l.log.With("remote", tcp.RemoteAddr().String()), err)
 		return
 	}
 	// from the PROXY header on, the client is known by the address it names
-	if err := cl.Handshake(l.set, deadline); err != nil {
+	if err := cl.Handshake(set, deadline); err != nil {
 		tcp.Close()
 		logPreambleError(l.log.With("remote", cl.Remote.String()), err)
 		return

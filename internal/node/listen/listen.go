@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -105,9 +106,9 @@ func ClientCloser(s *mqtt.Server) func(id string) {
 // door (internal/listener).
 type listener struct {
 	o    Options
-	base *slog.Logger // without the listener attribute, which the front door adds itself
-	log  *slog.Logger // base with listener=ID
-	set  *frontdoor.Settings
+	base *slog.Logger                       // without the listener attribute, which the front door adds itself
+	log  *slog.Logger                       // base with listener=ID
+	set  atomic.Pointer[frontdoor.Settings] // replaced by SetTLS
 
 	mu     sync.Mutex
 	ln     *frontdoor.Listener
@@ -125,9 +126,36 @@ func New(o Options, log *slog.Logger) (listeners.Listener, error) {
 		return nil, err
 	}
 	o.setDefaults()
-	l := &listener{o: o, set: o.settings()}
-	l.base = log
+	l := &listener{o: o, base: log}
+	l.set.Store(o.settings())
 	return l, nil
+}
+
+// SetTLS replaces the TLS config of l, a tls or wss listener made by New,
+// for the handshakes that begin from then on: the connections already made
+// go on with the certificates they were given. It is how a reload gives a
+// listener new certificates (or a new client CA) without closing it. It
+// changes nothing else, and refuses a listener that does not do TLS and a
+// config with another client auth (UsernameFromCert was checked against
+// the listener's).
+func SetTLS(l listeners.Listener, cfg *tls.Config) error {
+	ln, ok := l.(*listener)
+	switch {
+	case !ok:
+		return fmt.Errorf("listen: %s is not a listener of this package", l.ID())
+	case ln.o.TLS == nil:
+		return fmt.Errorf("listen: listener %q: type %s does not do TLS", ln.o.ID, ln.o.Type)
+	case cfg == nil:
+		return fmt.Errorf("listen: listener %q: no TLS config", ln.o.ID)
+	case cfg.ClientAuth != ln.o.TLS.ClientAuth: // UsernameFromCert was validated against it
+		return fmt.Errorf("listen: listener %q: its TLS client auth changes on restart only", ln.o.ID)
+	}
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	s := *ln.set.Load()
+	s.TLS = cfg
+	ln.set.Store(&s)
+	return nil
 }
 
 func (o *Options) validate() error {

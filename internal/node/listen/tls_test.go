@@ -2,6 +2,7 @@ package listen
 
 import (
 	"crypto/tls"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,4 +161,37 @@ func connectV311(t *testing.T, broker string, cfg *tls.Config) byte {
 		c.Disconnect(0)
 	}
 	return tok.(*mqttv3.ConnectToken).ReturnCode()
+}
+
+// TestSetTLS: SetTLS gives a TLS listener the certificate new handshakes
+// get, and refuses a plain listener and a change of client auth (which
+// UsernameFromCert was checked against).
+func TestSetTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	ts := startServer(t, Options{ID: "tls", Type: TypeTLS, TLS: ca.ServerConfig(t, tls.NoClientCert)}, Options{ID: "tcp", Type: TypeTCP})
+	cn := func() string {
+		c := dialTLS(t, ts.addr["tls"], &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"}, nil)
+		return c.(*tls.Conn).ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if got := cn(); got != "mqlb test server" {
+		t.Fatalf("served %q at start", got)
+	}
+	l, _ := ts.srv.Listeners.Get("tls")
+	rotated := &tls.Config{Certificates: []tls.Certificate{ca.Server("rotated").TLS}}
+	if err := SetTLS(l, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if got := cn(); got != "rotated" {
+		t.Errorf("served %q after SetTLS, want rotated", got)
+	}
+	if err := SetTLS(l, ca.ServerConfig(t, tls.RequireAndVerifyClientCert)); err == nil || !strings.Contains(err.Error(), "client auth changes on restart only") {
+		t.Errorf("client auth changed: %v", err)
+	}
+	plain, _ := ts.srv.Listeners.Get("tcp")
+	if err := SetTLS(plain, rotated); err == nil || !strings.Contains(err.Error(), "does not do TLS") {
+		t.Errorf("plain listener: %v", err)
+	}
+	if got := cn(); got != "rotated" {
+		t.Errorf("served %q after the refused SetTLS, want rotated", got)
+	}
 }
