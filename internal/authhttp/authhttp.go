@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // Request is the JSON body POSTed to the authentication service.
@@ -28,6 +29,17 @@ type Request struct {
 type Answer struct {
 	Result string          `json:"result"`
 	ACL    json.RawMessage `json:"acl"`
+}
+
+// NewClient returns the client both sides ask their service with. It follows
+// no redirect: a 3xx is "another status", which fails closed. Followed, a
+// 302 to any URL answering {"result":"allow"} let a client in, and a 307
+// re-POSTed the body, password included, to whatever origin it named.
+func NewClient(maxIdlePerHost int) *http.Client {
+	return &http.Client{
+		Transport:     &http.Transport{MaxIdleConnsPerHost: maxIdlePerHost, IdleConnTimeout: time.Minute},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // Ask POSTs r to url and reads at most limit bytes of the answer. Errors
@@ -57,6 +69,9 @@ func Ask(ctx context.Context, client *http.Client, url string, r *Request, limit
 // Parse reads a service's answer: true for allow, false for deny, an error
 // for anything else (fail closed).
 func Parse(status int, body []byte) (bool, Answer, error) {
+	if status >= 300 && status < 400 {
+		return false, Answer{}, fmt.Errorf("HTTP status %d: a redirect, not followed (want 200 with allow or deny)", status)
+	}
 	if status != http.StatusOK {
 		return false, Answer{}, fmt.Errorf("HTTP status %d", status)
 	}

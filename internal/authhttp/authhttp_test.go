@@ -15,6 +15,7 @@ func TestParse(t *testing.T) {
 		{200, `{}`, false, true},
 		{200, `allow`, false, true},
 		{403, `{"result":"allow"}`, false, true},
+		{302, `{"result":"allow"}`, false, true},
 		{500, ``, false, true},
 	} {
 		allow, _, err := Parse(tc.status, []byte(tc.body))

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -123,5 +124,36 @@ func TestCacheKeysOnAddressAndVersion(t *testing.T) {
 	}
 	if n := asked.Load(); n != 3 {
 		t.Errorf("service asked %d times, want 3", n)
+	}
+}
+
+// TestHTTPStoreDoesNotFollowRedirects: a service answering a redirect (to
+// another origin that would allow anyone) fails closed: the client is
+// refused as server unavailable, the error names the redirect, and the
+// other origin never sees the request, nor the password a 307 or 308
+// would have re-POSTed.
+func TestHTTPStoreDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Add(1)
+		fmt.Fprint(w, `{"result":"allow"}`)
+	}))
+	defer other.Close()
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/allow-all", code)
+		}))
+		b := newHTTPBackend(svc.URL)
+		d, err := b.Authenticate(context.Background(), Request{ClientID: "c", Username: "mallory", Password: "secret-pw"})
+		b.Close()
+		svc.Close()
+		if err == nil || d.Result == Allow {
+			t.Errorf("redirect %d: %v %v, want an error (fail closed)", code, d.Result, err)
+		} else if !strings.Contains(err.Error(), fmt.Sprintf("HTTP status %d", code)) || !strings.Contains(err.Error(), "redirect") {
+			t.Errorf("redirect %d: error %q does not name the redirect", code, err)
+		}
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("the redirect's target was asked %d times", n)
 	}
 }
