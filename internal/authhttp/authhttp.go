@@ -9,9 +9,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"time"
 )
 
@@ -43,7 +45,9 @@ func NewClient(maxIdlePerHost int) *http.Client {
 }
 
 // Ask POSTs r to url and reads at most limit bytes of the answer. Errors
-// never quote the body sent (it holds the password).
+// never quote the body sent (it holds the password), nor the URL's user
+// info, query or fragment (an API key in ?api_key=...): they are logged, by
+// the LB in its warning and every refused client's access-log record.
 func Ask(ctx context.Context, client *http.Client, url string, r *Request, limit int64) (bool, Answer, error) {
 	body, err := json.Marshal(r)
 	if err != nil {
@@ -51,12 +55,12 @@ func Ask(ctx context.Context, client *http.Client, url string, r *Request, limit
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return false, Answer{}, err
+		return false, Answer{}, redactError(err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(hr)
 	if err != nil {
-		return false, Answer{}, err
+		return false, Answer{}, redactError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
@@ -64,6 +68,35 @@ func Ask(ctx context.Context, client *http.Client, url string, r *Request, limit
 		return false, Answer{}, err
 	}
 	return Parse(resp.StatusCode, data)
+}
+
+// redactError rewrites the URL that net/http's errors quote ("Post
+// \"http://user:***@host/path?api_key=...\": context deadline exceeded") to
+// RedactURL's form; the error still unwraps to its cause.
+func redactError(err error) error {
+	var ue *neturl.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	c := *ue
+	c.URL = RedactURL(ue.URL)
+	if ue == err {
+		return &c
+	}
+	// Not at the top (not so in net/http today): the text cannot be
+	// trusted, so only the cause is kept.
+	return fmt.Errorf("%s %q: %w", c.Op, c.URL, c.Err)
+}
+
+// RedactURL returns u without user info, query and fragment: scheme, host
+// and path only. A URL that does not parse is not quoted at all.
+func RedactURL(u string) string {
+	p, err := neturl.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	p.User, p.RawQuery, p.ForceQuery, p.Fragment, p.RawFragment = nil, "", false, "", ""
+	return p.String()
 }
 
 // Parse reads a service's answer: true for allow, false for deny, an error

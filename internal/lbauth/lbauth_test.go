@@ -189,3 +189,32 @@ func TestServiceDoesNotFollowRedirects(t *testing.T) {
 		t.Errorf("the redirect's target was asked %d times", n)
 	}
 }
+
+// TestServiceErrorsHideURLSecrets: a service over its timeout refuses the
+// client as server unavailable; neither the warning logged nor the
+// refusal's reason (the access log's) quotes the URL's query (an API key)
+// or user info.
+func TestServiceErrorsHideURLSecrets(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done() // slower than the timeout
+	}))
+	defer svc.Close()
+	logs := new(strings.Builder)
+	u := strings.Replace(svc.URL, "http://", "http://svcuser:url-password@", 1) + "/mqtt/auth?api_key=query-secret"
+	g := gateFor(t, u, 200*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)))
+	v := g.Admit(context.Background(), connWith("dev", "pw"))
+	if v.OK || v.Result != ResultAuthError || v.Err == nil {
+		t.Fatalf("service over its timeout: %+v, want refused as server unavailable", v)
+	}
+	for what, text := range map[string]string{"refusal reason": v.Err.Error(), "log": logs.String()} {
+		for _, secret := range []string{"query-secret", "svcuser", "url-password"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s quotes %q: %s", what, secret, text)
+			}
+		}
+		if !strings.Contains(text, "/mqtt/auth") {
+			t.Errorf("%s does not name the service: %s", what, text)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -155,5 +156,28 @@ func TestHTTPStoreDoesNotFollowRedirects(t *testing.T) {
 	}
 	if n := leaked.Load(); n != 0 {
 		t.Errorf("the redirect's target was asked %d times", n)
+	}
+}
+
+// TestHTTPStoreErrorsHideURLSecrets: the error of a store over its timeout
+// (logged by the node) does not quote the URL's query or user info.
+func TestHTTPStoreErrorsHideURLSecrets(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done() // slower than the timeout
+	}))
+	defer svc.Close()
+	b := newHTTPBackend(strings.Replace(svc.URL, "http://", "http://svcuser:url-password@", 1) + "/mqtt/auth?api_key=query-secret")
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := b.Authenticate(ctx, Request{Username: "u", Password: "pw"})
+	if err == nil {
+		t.Fatal("service over its timeout: no error")
+	}
+	for _, secret := range []string{"query-secret", "svcuser", "url-password"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error quotes %q: %v", secret, err)
+		}
 	}
 }
