@@ -15,6 +15,7 @@ import (
 	"net/http"
 	neturl "net/url"
 	"time"
+	"unicode"
 )
 
 // Request is the JSON body POSTed to the authentication service.
@@ -100,7 +101,7 @@ func RedactURL(u string) string {
 }
 
 // Parse reads a service's answer: true for allow, false for deny, an error
-// for anything else (fail closed).
+// for anything else (fail closed), an object with a key twice included.
 func Parse(status int, body []byte) (bool, Answer, error) {
 	if status >= 300 && status < 400 {
 		return false, Answer{}, fmt.Errorf("HTTP status %d: a redirect, not followed (want 200 with allow or deny)", status)
@@ -112,6 +113,9 @@ func Parse(status int, body []byte) (bool, Answer, error) {
 	if err := json.Unmarshal(body, &a); err != nil {
 		return false, Answer{}, fmt.Errorf("answer is not JSON: %w", err)
 	}
+	if err := uniqueKeys(body); err != nil {
+		return false, Answer{}, err
+	}
 	switch a.Result {
 	case "allow":
 		return true, a, nil
@@ -119,4 +123,70 @@ func Parse(status int, body []byte) (bool, Answer, error) {
 		return false, a, nil
 	}
 	return false, Answer{}, fmt.Errorf("answer result %q: want allow or deny", a.Result)
+}
+
+// uniqueKeys refuses an answer with an object, at any depth, holding two
+// keys that encoding/json takes for one field: equal, or equal but for
+// case (bytes.EqualFold, as it matches field names). It keeps the last,
+// so {"result":"deny","result":"allow"} was an allow: an ambiguous answer
+// fails closed as malformed. body is valid JSON.
+func uniqueKeys(body []byte) error {
+	type frame struct {
+		keys    map[string]struct{} // nil for an array
+		wantKey bool
+	}
+	var stack []*frame
+	d := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := d.Token()
+		if err != nil { // io.EOF; anything else Unmarshal reported
+			return nil
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.keys != nil && top.wantKey {
+			k, ok := tok.(string)
+			if !ok { // the object's '}'
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			f := foldKey(k)
+			if _, dup := top.keys[f]; dup {
+				if len(k) > 64 {
+					k = k[:64] + "..."
+				}
+				return fmt.Errorf("answer is malformed: key %q twice in one object", k)
+			}
+			top.keys[f] = struct{}{}
+			top.wantKey = false
+			continue
+		}
+		if top != nil && top.keys != nil {
+			top.wantKey = true // after this value, a key or '}'
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]struct{}{}, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+// foldKey maps keys equal under bytes.EqualFold to one string: each rune
+// becomes the least of its simple case-folding orbit.
+func foldKey(k string) string {
+	b := make([]rune, 0, len(k))
+	for _, r := range k {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b = append(b, m)
+	}
+	return string(b)
 }

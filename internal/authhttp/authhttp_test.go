@@ -79,6 +79,16 @@ func TestParse(t *testing.T) {
 		{403, `{"result":"allow"}`, false, true},
 		{302, `{"result":"allow"}`, false, true},
 		{500, ``, false, true},
+		// A key twice in one object: encoding/json keeps the last.
+		{200, `{"result":"deny","result":"allow"}`, false, true},
+		{200, `{"result":"allow","result":"allow"}`, false, true},
+		{200, `{"result":"deny","Result":"allow"}`, false, true},
+		{200, "{\"result\":\"deny\",\"re\u017fult\":\"allow\"}", false, true}, // ſ folds to s
+		{200, `{"result":"allow","acl":[],"acl":[{"allow":true,"topic":"#"}]}`, false, true},
+		{200, `{"result":"allow","acl":[{"allow":false,"topic":"#","allow":true}]}`, false, true},
+		// The same keys in different objects are no duplicates.
+		{200, `{"result":"allow","acl":[{"allow":true,"topic":"a"},{"allow":false,"topic":"b"}]}`, true, false},
+		{200, `{"result":"deny","x":{"result":"allow","y":[{"result":1}]}}`, false, false},
 	} {
 		allow, _, err := Parse(tc.status, []byte(tc.body))
 		if allow != tc.allow || (err != nil) != tc.err {

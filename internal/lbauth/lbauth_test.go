@@ -218,3 +218,17 @@ func TestServiceErrorsHideURLSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceDuplicateKeys: an answer {"result":"deny","result":"allow"}
+// (encoding/json keeps the last) refuses the client as server unavailable.
+func TestServiceDuplicateKeys(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, `{"result":"deny","result":"allow"}`)
+	}))
+	defer svc.Close()
+	g := gateFor(t, svc.URL, 2*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if v := g.Admit(context.Background(), connWith("mallory", "pw")); v.OK || v.Result != ResultAuthError {
+		t.Errorf("duplicate result key: %+v, want refused as server unavailable", v)
+	}
+}

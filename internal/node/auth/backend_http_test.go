@@ -181,3 +181,21 @@ func TestHTTPStoreErrorsHideURLSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPStoreDuplicateKeys: a real broker whose store answers
+// {"result":"deny","result":"allow"} (encoding/json keeps the last) refuses
+// the client as server unavailable: a malformed answer, not an allow.
+func TestHTTPStoreDuplicateKeys(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, `{"result":"deny","result":"allow"}`)
+	}))
+	defer svc.Close()
+	h := mustNew(t, Options{ACLDefault: true, Backends: []config.AuthBackend{
+		{Type: "http", URL: svc.URL, Timeout: config.Duration(2 * time.Second)}}})
+	_, addrs := startBroker(t, h)
+	_, ack, _ := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "d", Username: "mallory", Password: []byte("pw")})
+	if ack == nil || ack.ReasonCode != 0x88 {
+		t.Errorf("duplicate result key: CONNACK %+v, want 0x88 server unavailable", ack)
+	}
+}
