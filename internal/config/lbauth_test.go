@@ -42,6 +42,10 @@ func TestNodeAuthBackendErrors(t *testing.T) {
 		{"redis key", "    - { type: redis, address: \"/tmp/r.sock\", key: fixed }\n", `auth.backends[0].key (line 5): want a key pattern using %u or %c`},
 		{"jwt keys", "    - { type: jwt, secret: a, public_key_file: /etc/passwd }\n", `auth.backends[0] (line 5): want exactly one of secret, secret_file or public_key_file`},
 		{"file", "    - { type: file }\n", `auth.backends[0].users_file`},
+		{"audience on http", "    - { type: http, url: \"http://127.0.0.1/a\", audience: mqtt }\n", `auth.backends[0].audience (line 5): applies to type jwt only`},
+		{"issuer on redis", "    - { type: redis, address: \"/tmp/r.sock\", key: \"u:%u\", issuer: me }\n", `auth.backends[0].issuer (line 5): applies to type jwt only`},
+		{"audience spaces", "    - { type: jwt, secret: s, audience: \" mqtt\" }\n", `auth.backends[0].audience (line 5): " mqtt" has surrounding spaces`},
+		{"issuer control", "    - { type: jwt, secret: s, issuer: \"a\\tb\" }\n", `auth.backends[0].issuer (line 5): "a\tb" has surrounding spaces or a control character`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseNode([]byte(base + tc.yaml))
@@ -56,5 +60,15 @@ func TestNodeAuthBackendErrors(t *testing.T) {
 	}
 	if b := n.Auth.Backends[0]; b.Timeout.D().Seconds() != 2 || b.UsernameClaim != "username" || b.ACLClaim != "acl" {
 		t.Errorf("jwt defaults: %+v", b)
+	}
+	n, err = ParseNode([]byte(base + "    - { type: jwt, secret: s, audience: mqtt-nodes, issuer: \"https://login.example\" }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := n.Auth.Backends[0]; b.Audience != "mqtt-nodes" || b.Issuer != "https://login.example" {
+		t.Errorf("jwt audience and issuer: %+v", b)
+	}
+	if s := n.Summary(); !strings.Contains(s, `auth store 0: jwt (timeout 2s, cache 0s, audience "mqtt-nodes", issuer "https://login.example")`) {
+		t.Errorf("summary does not show the jwt store's audience and issuer:\n%s", s)
 	}
 }

@@ -516,7 +516,14 @@ func (n *Node) Summary() string {
 	fmt.Fprintf(&b, "  auth: anonymous %v%s, users file %q, %d ACL rules, default %s\n",
 		n.Auth.AllowsAnonymous(), unverified, n.Auth.UsersFile, len(n.Auth.ACL), n.Auth.ACLDefault)
 	for i, be := range n.Auth.Backends {
-		fmt.Fprintf(&b, "  auth store %d: %s (timeout %s, cache %s)\n", i, be.Type, be.Timeout, be.CacheTTL)
+		extra := ""
+		if be.Audience != "" {
+			extra += fmt.Sprintf(", audience %q", be.Audience)
+		}
+		if be.Issuer != "" {
+			extra += fmt.Sprintf(", issuer %q", be.Issuer)
+		}
+		fmt.Fprintf(&b, "  auth store %d: %s (timeout %s, cache %s%s)\n", i, be.Type, be.Timeout, be.CacheTTL, extra)
 	}
 	admin := "off"
 	if n.Admin.Address != "" {

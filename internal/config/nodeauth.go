@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // AuthBackend is one node credential store (auth.backends[]). Which keys
@@ -30,6 +31,8 @@ type AuthBackend struct {
 	PublicKeyFile string `yaml:"public_key_file"` // jwt: PEM RSA, ECDSA or Ed25519 public key
 	UsernameClaim string `yaml:"username_claim"`  // jwt: default "username"
 	ACLClaim      string `yaml:"acl_claim"`       // jwt: default "acl"
+	Audience      string `yaml:"audience"`        // jwt: when set, the aud claim must hold it
+	Issuer        string `yaml:"issuer"`          // jwt: when set, the iss claim must be it
 }
 
 // AuthBackendTypes are the node credential store types.
@@ -49,6 +52,14 @@ func (ck *check) authBackends(a *NodeAuth) {
 		p := fmt.Sprintf("auth.backends[%d]", i)
 		ck.oneOf(p+".type", b.Type, AuthBackendTypes...)
 		ck.positive(p+".timeout", b.Timeout)
+		for _, k := range []struct{ key, v string }{{"audience", b.Audience}, {"issuer", b.Issuer}} {
+			switch {
+			case k.v != "" && b.Type != "jwt":
+				ck.errorf(p+"."+k.key, "applies to type jwt only")
+			case k.v != strings.TrimSpace(k.v) || (k.v != "" && strings.IndexFunc(k.v, unicode.IsControl) >= 0):
+				ck.errorf(p+"."+k.key, "%q has surrounding spaces or a control character; a token's claim would never match", k.v)
+			}
+		}
 		switch b.Type {
 		case "file":
 			if b.UsersFile == "" && a.UsersFile == "" {

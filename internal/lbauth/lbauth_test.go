@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,5 +138,97 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 	if n := asked.Load(); n > 2 {
 		t.Fatalf("service asked %d times", n)
+	}
+}
+
+// gateFor is a gate with one upstream "u" whose auth service is at url.
+func gateFor(t *testing.T, url string, timeout time.Duration, log *slog.Logger) *Gate {
+	t.Helper()
+	s, err := newService("u", &config.UpstreamAuth{Type: "http", URL: url, Timeout: config.Duration(timeout),
+		MaxConcurrent: 4, CacheSize: 10}, NewMetrics(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Gate{identities: map[string]*identity{}, services: map[string]*service{"u": s}}
+}
+
+// connWith is a v5 client of upstream "u" sending user name and password.
+func connWith(user, pw string) *Conn {
+	pkt := mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, ClientID: "dev-1", CleanStart: true,
+		Username: user, HasUsername: true, Password: []byte(pw), HasPassword: true})
+	c, _, _ := mqttwire.ParseConnect(pkt)
+	return &Conn{Listener: "l", Upstream: "u", Remote: netip.MustParseAddrPort("192.0.2.7:50000"), Connect: &c, Packet: pkt}
+}
+
+// TestServiceDoesNotFollowRedirects: an auth service answering a redirect
+// (to another origin that allows anyone) fails the client closed, as any
+// status but 200: server unavailable, the redirect named in the refusal;
+// the other origin never sees the request, the password (a 307 or 308
+// re-POSTs the body) nor a Referer holding the URL's query.
+func TestServiceDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Add(1)
+		fmt.Fprint(w, `{"result":"allow"}`)
+	}))
+	defer other.Close()
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/allow-all", code)
+		}))
+		g := gateFor(t, svc.URL+"/auth?api_key=query-secret", 2*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		v := g.Admit(context.Background(), connWith("mallory", "secret-pw"))
+		svc.Close()
+		if v.OK || v.Result != ResultAuthError || v.Refusal != mqttwire.RefuseUnavailable {
+			t.Errorf("redirect %d: %+v, want refused as server unavailable", code, v)
+		} else if !strings.Contains(v.Err.Error(), "redirect") {
+			t.Errorf("redirect %d: refusal %q does not name the redirect", code, v.Err)
+		}
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("the redirect's target was asked %d times", n)
+	}
+}
+
+// TestServiceErrorsHideURLSecrets: a service over its timeout refuses the
+// client as server unavailable; neither the warning logged nor the
+// refusal's reason (the access log's) quotes the URL's query (an API key)
+// or user info.
+func TestServiceErrorsHideURLSecrets(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done() // slower than the timeout
+	}))
+	defer svc.Close()
+	logs := new(strings.Builder)
+	u := strings.Replace(svc.URL, "http://", "http://svcuser:url-password@", 1) + "/mqtt/auth?api_key=query-secret"
+	g := gateFor(t, u, 200*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)))
+	v := g.Admit(context.Background(), connWith("dev", "pw"))
+	if v.OK || v.Result != ResultAuthError || v.Err == nil {
+		t.Fatalf("service over its timeout: %+v, want refused as server unavailable", v)
+	}
+	for what, text := range map[string]string{"refusal reason": v.Err.Error(), "log": logs.String()} {
+		for _, secret := range []string{"query-secret", "svcuser", "url-password"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s quotes %q: %s", what, secret, text)
+			}
+		}
+		if !strings.Contains(text, "/mqtt/auth") {
+			t.Errorf("%s does not name the service: %s", what, text)
+		}
+	}
+}
+
+// TestServiceDuplicateKeys: an answer {"result":"deny","result":"allow"}
+// (encoding/json keeps the last) refuses the client as server unavailable.
+func TestServiceDuplicateKeys(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, `{"result":"deny","result":"allow"}`)
+	}))
+	defer svc.Close()
+	g := gateFor(t, svc.URL, 2*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if v := g.Admit(context.Background(), connWith("mallory", "pw")); v.OK || v.Result != ResultAuthError {
+		t.Errorf("duplicate result key: %+v, want refused as server unavailable", v)
 	}
 }

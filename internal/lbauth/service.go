@@ -40,7 +40,7 @@ func newService(upstream string, c *config.UpstreamAuth, m *Metrics, log *slog.L
 	}
 	s := &service{upstream: upstream, url: c.URL, timeout: c.Timeout.D(), m: m, log: log,
 		sem:    make(chan struct{}, c.MaxConcurrent),
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.MaxConcurrent, IdleConnTimeout: time.Minute}}}
+		client: authhttp.NewClient(c.MaxConcurrent)}
 	if c.CacheTTL > 0 {
 		s.cache = newCache(c.CacheTTL.D(), c.CacheSize)
 	}

@@ -65,3 +65,7 @@ func (r *Redis) Stop() {
 		_ = r.cmd.Wait()
 	})
 }
+
+// Pid is the redis-server process's id (to SIGSTOP it, playing a server
+// that hangs).
+func (r *Redis) Pid() int { return r.cmd.Process.Pid }

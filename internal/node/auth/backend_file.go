@@ -31,18 +31,27 @@ func (f *fileBackend) Authenticate(_ context.Context, r Request) (Decision, erro
 }
 
 // checkHash compares a bcrypt hash within the cap on concurrent bcrypt
-// work (throttle.go); an empty password never matches. A comparison that
-// found no free slot in time is errBusy: the client is refused as "server
-// busy", not as a wrong password.
+// work (throttle.go); an empty password never matches, nor does one longer
+// than maxBcryptPassword. A comparison that found no free slot in time is
+// errBusy: the client is refused as "server busy", not as a wrong password.
 func checkHash(hash []byte, password string) (Result, error) {
 	if password == "" {
 		return Deny, nil
 	}
+	// A password too long to verify is compared all the same, so that it
+	// is refused in a wrong password's time.
 	switch err := comparePassword(hash, []byte(password)); {
 	case errors.Is(err, errBusy):
 		return Deny, err
-	case err != nil:
+	case err != nil, len(password) > maxBcryptPassword:
 		return Deny, nil
 	}
 	return Allow, nil
 }
+
+// maxBcryptPassword is the most bcrypt reads of a password: it ignores
+// the bytes after the 72nd, so a user whose password is 72 bytes long
+// also logged in with those bytes followed by anything. A longer password
+// cannot be verified exactly and never matches (bcrypt.GenerateFromPassword,
+// hence HashLine, refuses to hash one).
+const maxBcryptPassword = 72

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/mqlb/mqlb/internal/authhttp"
 )
@@ -18,7 +17,7 @@ type httpBackend struct {
 }
 
 func newHTTPBackend(url string) *httpBackend {
-	return &httpBackend{url: url, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}}
+	return &httpBackend{url: url, client: authhttp.NewClient(16)}
 }
 
 func (h *httpBackend) Authenticate(ctx context.Context, r Request) (Decision, error) {

@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -123,5 +125,77 @@ func TestCacheKeysOnAddressAndVersion(t *testing.T) {
 	}
 	if n := asked.Load(); n != 3 {
 		t.Errorf("service asked %d times, want 3", n)
+	}
+}
+
+// TestHTTPStoreDoesNotFollowRedirects: a service answering a redirect (to
+// another origin that would allow anyone) fails closed: the client is
+// refused as server unavailable, the error names the redirect, and the
+// other origin never sees the request, nor the password a 307 or 308
+// would have re-POSTed.
+func TestHTTPStoreDoesNotFollowRedirects(t *testing.T) {
+	var leaked atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Add(1)
+		fmt.Fprint(w, `{"result":"allow"}`)
+	}))
+	defer other.Close()
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/allow-all", code)
+		}))
+		b := newHTTPBackend(svc.URL)
+		d, err := b.Authenticate(context.Background(), Request{ClientID: "c", Username: "mallory", Password: "secret-pw"})
+		b.Close()
+		svc.Close()
+		if err == nil || d.Result == Allow {
+			t.Errorf("redirect %d: %v %v, want an error (fail closed)", code, d.Result, err)
+		} else if !strings.Contains(err.Error(), fmt.Sprintf("HTTP status %d", code)) || !strings.Contains(err.Error(), "redirect") {
+			t.Errorf("redirect %d: error %q does not name the redirect", code, err)
+		}
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("the redirect's target was asked %d times", n)
+	}
+}
+
+// TestHTTPStoreErrorsHideURLSecrets: the error of a store over its timeout
+// (logged by the node) does not quote the URL's query or user info.
+func TestHTTPStoreErrorsHideURLSecrets(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done() // slower than the timeout
+	}))
+	defer svc.Close()
+	b := newHTTPBackend(strings.Replace(svc.URL, "http://", "http://svcuser:url-password@", 1) + "/mqtt/auth?api_key=query-secret")
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := b.Authenticate(ctx, Request{Username: "u", Password: "pw"})
+	if err == nil {
+		t.Fatal("service over its timeout: no error")
+	}
+	for _, secret := range []string{"query-secret", "svcuser", "url-password"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error quotes %q: %v", secret, err)
+		}
+	}
+}
+
+// TestHTTPStoreDuplicateKeys: a real broker whose store answers
+// {"result":"deny","result":"allow"} (encoding/json keeps the last) refuses
+// the client as server unavailable: a malformed answer, not an allow.
+func TestHTTPStoreDuplicateKeys(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, `{"result":"deny","result":"allow"}`)
+	}))
+	defer svc.Close()
+	h := mustNew(t, Options{ACLDefault: true, Backends: []config.AuthBackend{
+		{Type: "http", URL: svc.URL, Timeout: config.Duration(2 * time.Second)}}})
+	_, addrs := startBroker(t, h)
+	_, ack, _ := connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "d", Username: "mallory", Password: []byte("pw")})
+	if ack == nil || ack.ReasonCode != 0x88 {
+		t.Errorf("duplicate result key: CONNACK %+v, want 0x88 server unavailable", ack)
 	}
 }

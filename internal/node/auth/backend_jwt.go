@@ -18,32 +18,34 @@ import (
 // secret or verified with a public key. Its username claim must equal the
 // CONNECT user name; its acl claim (optional) lists the client's rules.
 // A password that is not a JWT (malformed) is ignored; a JWT that does not
-// verify (signature, algorithm, exp, nbf) or names another user is denied;
-// a verified JWT with a malformed acl claim is an error.
+// verify (signature, algorithm, exp, nbf, aud and iss when configured, a
+// "crit" header) or names another user is denied; a verified JWT with a
+// malformed acl claim is an error.
 type jwtBackend struct {
 	key       any
-	methods   []string
 	userClaim string
 	aclClaim  string
+	opts      []jwt.ParserOption
 }
 
 func newJWTBackend(c config.AuthBackend) (*jwtBackend, error) {
 	b := &jwtBackend{userClaim: c.UsernameClaim, aclClaim: c.ACLClaim}
+	var methods []string
 	switch {
 	case c.Secret != "":
-		b.key, b.methods = []byte(c.Secret), []string{"HS256", "HS384", "HS512"}
+		b.key, methods = []byte(c.Secret), []string{"HS256", "HS384", "HS512"}
 	case c.SecretFile != "":
 		s, err := os.ReadFile(c.SecretFile)
 		if err != nil {
 			return nil, err
 		}
-		b.key, b.methods = []byte(strings.TrimSpace(string(s))), []string{"HS256", "HS384", "HS512"}
+		b.key, methods = []byte(strings.TrimSpace(string(s))), []string{"HS256", "HS384", "HS512"}
 	default:
 		pem, err := os.ReadFile(c.PublicKeyFile)
 		if err != nil {
 			return nil, err
 		}
-		if b.key, b.methods, err = publicKey(pem); err != nil {
+		if b.key, methods, err = publicKey(pem); err != nil {
 			return nil, fmt.Errorf("public_key_file: %w", err)
 		}
 	}
@@ -52,6 +54,15 @@ func newJWTBackend(c config.AuthBackend) (*jwtBackend, error) {
 	// as the hash's output.
 	if k, ok := b.key.([]byte); ok && len(k) < minHMACKey {
 		return nil, fmt.Errorf("HMAC secret of %d bytes: use at least %d (RFC 7518 section 3.2)", len(k), minHMACKey)
+	}
+	b.opts = []jwt.ParserOption{jwt.WithValidMethods(methods)}
+	// Configured, the claim is required: golang-jwt refuses a token
+	// without it.
+	if c.Audience != "" {
+		b.opts = append(b.opts, jwt.WithAudience(c.Audience))
+	}
+	if c.Issuer != "" {
+		b.opts = append(b.opts, jwt.WithIssuer(c.Issuer))
 	}
 	return b, nil
 }
@@ -79,8 +90,7 @@ func (b *jwtBackend) Authenticate(_ context.Context, r Request) (Decision, error
 		return Decision{Result: Ignore}, nil
 	}
 	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(r.Password, claims, func(*jwt.Token) (any, error) { return b.key, nil },
-		jwt.WithValidMethods(b.methods))
+	_, err := jwt.ParseWithClaims(r.Password, claims, keyFor(b.key), b.opts...)
 	if err != nil {
 		return Decision{Result: Deny}, nil
 	}
@@ -101,6 +111,19 @@ func (b *jwtBackend) Authenticate(_ context.Context, r Request) (Decision, error
 		return Decision{}, fmt.Errorf("%s claim: %w", b.aclClaim, err)
 	}
 	return Decision{Result: Allow, ACL: rules}, nil
+}
+
+// keyFor is the key function: it refuses a token with a "crit" header,
+// which lists extensions the verifier must understand or reject the token
+// (RFC 7515 section 4.1.11); this one understands none. golang-jwt ignores
+// the header: such a token was accepted.
+func keyFor(key any) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		if _, ok := t.Header["crit"]; ok {
+			return nil, errors.New(`"crit" header: no JWS extension is understood`)
+		}
+		return key, nil
+	}
 }
 
 // looksLikeJWT reports whether p is three dot-separated parts whose first is

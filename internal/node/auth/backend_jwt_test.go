@@ -212,3 +212,78 @@ func TestJWTSecretLength(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJWTCritHeader: a correctly signed token whose header has "crit"
+// (extensions the verifier must understand, RFC 7515 section 4.1.11; this
+// one understands none) is denied.
+func TestJWTCritHeader(t *testing.T) {
+	secret := "s3cret-for-tests-at-least-32-bytes"
+	b, err := newJWTBackend(config.AuthBackend{Type: "jwt", Secret: secret, UsernameClaim: "username", ACLClaim: "acl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, crit := range map[string]any{"none": nil, "unknown extension": []string{"x-must-understand"}, "b64": []string{"b64"}, "empty list": []string{}} {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"username": "dev", "exp": time.Now().Add(time.Hour).Unix()})
+		want := Allow
+		if crit != nil {
+			tok.Header["crit"], tok.Header["x-must-understand"], tok.Header["b64"] = crit, true, true
+			want = Deny
+		}
+		s, err := tok.SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := b.Authenticate(context.Background(), Request{Username: "dev", Password: s}); err != nil || d.Result != want {
+			t.Errorf("crit %s: %v %v, want %v", name, d.Result, err, want)
+		}
+	}
+}
+
+// TestJWTAudienceIssuer: with audience and issuer set, a token is allowed
+// only when its aud holds the audience and its iss is the issuer; a token
+// without either is denied. Unset, neither claim is looked at.
+func TestJWTAudienceIssuer(t *testing.T) {
+	secret := "s3cret-for-tests-at-least-32-bytes"
+	strict, err := newJWTBackend(config.AuthBackend{Type: "jwt", Secret: secret, UsernameClaim: "username", ACLClaim: "acl",
+		Audience: "mqtt-nodes", Issuer: "https://login.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lax, err := newJWTBackend(config.AuthBackend{Type: "jwt", Secret: secret, UsernameClaim: "username", ACLClaim: "acl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(claims jwt.MapClaims) string {
+		claims["username"] = "dev"
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name        string
+		claims      jwt.MapClaims
+		strict, lax Result
+	}{
+		{"matching", jwt.MapClaims{"aud": "mqtt-nodes", "iss": "https://login.example"}, Allow, Allow},
+		{"aud list holding it", jwt.MapClaims{"aud": []string{"billing", "mqtt-nodes"}, "iss": "https://login.example"}, Allow, Allow},
+		{"other aud", jwt.MapClaims{"aud": "billing", "iss": "https://login.example"}, Deny, Allow},
+		{"aud list without it", jwt.MapClaims{"aud": []string{"billing"}, "iss": "https://login.example"}, Deny, Allow},
+		{"no aud", jwt.MapClaims{"iss": "https://login.example"}, Deny, Allow},
+		{"other iss", jwt.MapClaims{"aud": "mqtt-nodes", "iss": "https://evil.example"}, Deny, Allow},
+		{"no iss", jwt.MapClaims{"aud": "mqtt-nodes"}, Deny, Allow},
+		{"neither", jwt.MapClaims{}, Deny, Allow},
+	} {
+		tok := sign(tc.claims)
+		for _, c := range []struct {
+			what string
+			b    *jwtBackend
+			want Result
+		}{{"audience and issuer set", strict, tc.strict}, {"unset", lax, tc.lax}} {
+			if d, err := c.b.Authenticate(context.Background(), Request{Username: "dev", Password: tok}); err != nil || d.Result != c.want {
+				t.Errorf("%s, %s: %v %v, want %v", c.what, tc.name, d.Result, err, c.want)
+			}
+		}
+	}
+}

@@ -22,7 +22,13 @@ type redisBackend struct {
 }
 
 func newRedisBackend(c config.AuthBackend) (*redisBackend, error) {
-	o := &redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB, DisableIdentity: true}
+	// Every wait is bounded by the store's timeout: the lookup's context
+	// (ContextTimeoutEnabled; without it go-redis ignores the context's
+	// deadline and a hung server held each client for its own 3 s read
+	// timeout and more), and dial, read and write on their own.
+	t := c.Timeout.D()
+	o := &redis.Options{Addr: c.Address, Password: c.Password, DB: c.DB, DisableIdentity: true,
+		ContextTimeoutEnabled: true, DialTimeout: t, ReadTimeout: t, WriteTimeout: t, PoolTimeout: t}
 	if strings.HasPrefix(c.Address, "/") {
 		o.Network = "unix"
 	}

@@ -1,10 +1,16 @@
 package auth
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 func TestHashLineRoundTrip(t *testing.T) {
@@ -102,6 +108,39 @@ func TestUnknownUserComparedAtUsersCost(t *testing.T) {
 		}
 		if got, err := bcrypt.Cost(f.dummy); err != nil || got != c.want {
 			t.Errorf("%s: unknown users compared at cost %d (%v), want %d", c.name, got, err, c.want)
+		}
+	}
+}
+
+// TestBcryptLongPassword: bcrypt reads 72 bytes of a password; a longer
+// one never matches, in the users file and in Redis (postgres shares
+// checkHash), while the 72-byte password itself still does.
+func TestBcryptLongPassword(t *testing.T) {
+	pw72 := strings.Repeat("p", 36) + strings.Repeat("w", 36)
+	f, err := newFileBackend(usersFile(t, hashLine(t, "long", pw72)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := testutil.StartRedis(t)
+	seed := redis.NewClient(&redis.Options{Network: "unix", Addr: rs.Socket, DisableIdentity: true})
+	defer seed.Close()
+	if err := seed.HSet(context.Background(), "mqtt_user:long", "password_hash", hashOf(t, pw72)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := newRedisBackend(config.AuthBackend{Type: "redis", Address: rs.Socket, Key: "mqtt_user:%u", Timeout: config.Duration(2 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	for name, b := range map[string]Backend{"file": f, "redis": rb} {
+		for _, tc := range []struct {
+			pw   string
+			want Result
+		}{{pw72, Allow}, {pw72 + "EXTRA", Deny}, {pw72 + "w", Deny}, {pw72[:71], Deny}} {
+			d, err := b.Authenticate(context.Background(), Request{Username: "long", Password: tc.pw})
+			if err != nil || d.Result != tc.want {
+				t.Errorf("%s, password of %d bytes: %v %v, want %v", name, len(tc.pw), d.Result, err, tc.want)
+			}
 		}
 	}
 }
