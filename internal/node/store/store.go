@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -57,12 +58,23 @@ var (
 func (s *Store) Usable() bool { return time.Now().UnixNano() >= s.downUntil.Load() }
 
 // Note starts a cooldown if err is a failure of the store itself (not a
-// compare-and-set conflict or a missing key) and returns err.
+// compare-and-set conflict, a missing key or another refusal of one
+// request, see refused) and returns err.
 func (s *Store) Note(err error) error {
-	if err != nil && !IsConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err != nil && !IsConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) && !refused(err) {
 		s.downUntil.Store(time.Now().Add(storeCooldown).UnixNano())
 	}
 	return err
+}
+
+// refused reports an error the store answered for one request (a 4xx
+// JetStream API error: a limit reached, a consumer not found, a config it
+// will not take): the store is up, and the other clients' operations go on.
+// (A consumer limit reached by one session's anchor used to put the store
+// into its cooldown for every client of the node.)
+func refused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500
 }
 
 // Plan says how to size the buckets.
@@ -170,29 +182,41 @@ func (s *Store) bucket(ctx context.Context, p Plan, kind string) (jetstream.KeyV
 	}
 }
 
+// queueMaxConsumers is the queue stream's consumer limit: every persistent
+// session has a consumer (its anchor, session/consumer.go) while it lives,
+// connected or not, so none is set. It is set as a number because a stream
+// without one (-1) gets the server's default_max_consumers (1,000 in
+// nats-server 2.15, embedded or not): the cluster then took about 1,000
+// persistent sessions, and every CONNECT past them failed a store write,
+// which made the store look down for everyone (err_code 10026).
+const queueMaxConsumers = math.MaxInt32
+
 // queueStream binds (creating if needed) the session queue stream.
 func (s *Store) queueStream(ctx context.Context, p Plan) (jetstream.Stream, error) {
 	name := p.bucket("queue")
 	st, err := s.JS.Stream(ctx, name)
-	if err == nil && !st.CachedInfo().Config.AllowDirect {
-		// written by an earlier version: the sessions read it with direct gets
-		cfg := st.CachedInfo().Config
-		cfg.AllowDirect = true
-		return s.JS.UpdateStream(ctx, cfg)
+	if err == nil {
+		if cfg := st.CachedInfo().Config; !cfg.AllowDirect || cfg.MaxConsumers != queueMaxConsumers {
+			// written by an earlier version: the sessions read it with
+			// direct gets, and it takes a consumer per session
+			cfg.AllowDirect, cfg.MaxConsumers = true, queueMaxConsumers
+			return s.JS.UpdateStream(ctx, cfg)
+		}
 	}
 	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return st, err
 	}
 	cfg := jetstream.StreamConfig{
-		Name:        name,
-		Description: "mqlb QoS 1/2 messages of persistent sessions",
-		Subjects:    []string{"mqlb." + p.Cluster + ".q.>"},
-		Retention:   jetstream.InterestPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    p.want(),
-		MaxAge:      p.QueueAge,
-		Discard:     jetstream.DiscardOld,
-		AllowDirect: true, // sessions read their messages from any replica (session/reader.go)
+		Name:         name,
+		Description:  "mqlb QoS 1/2 messages of persistent sessions",
+		Subjects:     []string{"mqlb." + p.Cluster + ".q.>"},
+		Retention:    jetstream.InterestPolicy,
+		Storage:      jetstream.FileStorage,
+		Replicas:     p.want(),
+		MaxAge:       p.QueueAge,
+		Discard:      jetstream.DiscardOld,
+		AllowDirect:  true, // sessions read their messages from any replica (session/reader.go)
+		MaxConsumers: queueMaxConsumers,
 	}
 	for {
 		st, err = s.JS.CreateStream(ctx, cfg)
