@@ -92,6 +92,9 @@ type dsession struct {
 	stopCh   chan struct{}     // closed when reading for cl ends
 	wake     chan struct{}     // (1) a publish this session's queue may hold
 	inflight map[uint16]uint64 // packet id → queue position (posOf) of a delivery the client has not acknowledged
+	// coalesced: a poke found wake full: the wake there stands for more
+	// than one publish (see poke).
+	coalesced atomic.Bool
 
 	// cursor is the next queue position to read (0: not positioned; then
 	// from the anchor's floor). Every publish below it that the session
@@ -185,13 +188,41 @@ func (d *Durable) covers(id, name string) bool {
 	return false
 }
 
-// poke wakes the session's reader.
+// poke wakes the session's reader for a publish the queue stream holds
+// (its live copy comes only once the stream's leader has stored it).
+//
+// A poke that finds the slot full is coalesced with the wake waiting there:
+// that one wake stands for two publishes or more, and a read from a replica
+// a moment behind the leader may find the first and not the others — a
+// read that finds something ends a wake. So the poke sets coalesced, which
+// the reader swaps (took) right after each wake it takes; a wake found so
+// marked is read on until the leader confirms there is nothing more (read).
+//
+// The invariant: after each Store(true) the reader takes a wake, and swaps
+// right after; the first swap after the Store returns true, and what it
+// leads to, a read checked with the leader, starts after the Store and so
+// finds the publish. Hence the second send: between the first send and the
+// Store the reader may have taken the waiting wake and swapped, which
+// would leave the flag set and the slot empty; the second send puts a wake
+// there after the Store, or finds one there after it. A flag set between a
+// take and its swap makes that wake read on, and the one left in the slot
+// reads once more: a read too many, never one short.
 func (ds *dsession) poke() {
+	select {
+	case ds.wake <- struct{}{}:
+		return
+	default:
+	}
+	ds.coalesced.Store(true)
 	select {
 	case ds.wake <- struct{}{}:
 	default:
 	}
 }
+
+// took is called by the reader right after it takes a wake: whether the
+// wake stands for more than one publish (see poke).
+func (ds *dsession) took() bool { return ds.coalesced.Swap(false) }
 
 // FilterOut removes from a publish's local recipients the durable sessions
 // whose consumer delivers it (select hook).
