@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
@@ -208,6 +210,28 @@ func connectAsSent(pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// errUsername is checkConnect's refusal of a user name that is not a
+// valid string; it wraps packets.ErrRejectPacket, the one error of an
+// OnPacketRead hook that mochi does not ignore.
+var errUsername = fmt.Errorf("%w: malformed CONNECT: user name not valid UTF-8 or holds U+0000", packets.ErrRejectPacket)
+
+// checkConnect refuses a CONNECT that is malformed in a way mochi v2.7.9
+// does not check: a user name that is not a valid UTF-8 string (ill-formed
+// UTF-8, a surrogate, U+0000) [MQTT-1.5.3-1] [MQTT-1.5.3-2]
+// [MQTT-1.5.4-1] [MQTT-1.5.4-2]. mochi decodes the user name as binary
+// data, and asked the credential stores with it (PostgreSQL fails on it:
+// the client got server unavailable and the node logged a warning each
+// time). mochi closes the connection without a CONNACK when OnPacketRead
+// refuses the CONNECT, as it does for a client identifier or a will topic
+// that is not a valid string, in both protocol versions; so do mosquitto
+// and the load balancer. The password is binary data: not checked.
+func checkConnect(pk packets.Packet) error {
+	if pk.Connect.UsernameFlag && !mqttwire.ValidString(string(pk.Connect.Username)) {
+		return errUsername
+	}
+	return nil
+}
+
 // restoreWill undoes connectAsSent's stand-in for an empty will payload.
 func restoreWill(cl *mqtt.Client) {
 	if p := cl.Properties.Will.Payload; len(p) == 1 && &p[0] == &emptyWill[0] {
@@ -225,6 +249,9 @@ func restoreWill(cl *mqtt.Client) {
 // and QoS 2 steps of durable sessions are recorded (see session/qos2.go).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Connect {
+		if err := checkConnect(pk); err != nil {
+			return pk, err
+		}
 		return connectAsSent(pk), nil
 	}
 	h.n.flow.read(cl, pk)
