@@ -210,10 +210,12 @@ func connectAsSent(pk packets.Packet) packets.Packet {
 	return pk
 }
 
-// errUsername is checkConnect's refusal of a user name that is not a
-// valid string; it wraps packets.ErrRejectPacket, the one error of an
-// OnPacketRead hook that mochi does not ignore.
-var errUsername = fmt.Errorf("%w: malformed CONNECT: user name not valid UTF-8 or holds U+0000", packets.ErrRejectPacket)
+// checkConnect's refusals; they wrap packets.ErrRejectPacket, the one
+// error of an OnPacketRead hook that mochi does not ignore.
+var (
+	errUsername       = fmt.Errorf("%w: malformed CONNECT: user name not valid UTF-8 or holds U+0000", packets.ErrRejectPacket)
+	errPasswordNoUser = fmt.Errorf("%w: 3.x CONNECT with a password and no user name", packets.ErrRejectPacket)
+)
 
 // checkConnect refuses a CONNECT that is malformed in a way mochi v2.7.9
 // does not check: a user name that is not a valid UTF-8 string (ill-formed
@@ -225,9 +227,19 @@ var errUsername = fmt.Errorf("%w: malformed CONNECT: user name not valid UTF-8 o
 // refuses the CONNECT, as it does for a client identifier or a will topic
 // that is not a valid string, in both protocol versions; so do mosquitto
 // and the load balancer. The password is binary data: not checked.
+//
+// It also refuses a 3.1 or 3.1.1 CONNECT with the password flag set and the
+// user name flag clear, a protocol violation [MQTT-3.1.2-22] that mochi took
+// (the stores were asked with user name "", or the client let in as
+// anonymous): closed without a CONNACK, which 3.x has no code for, as
+// mosquitto and the load balancer do. MQTT 5 allows a password without a
+// user name (§3.1.2.9).
 func checkConnect(pk packets.Packet) error {
 	if pk.Connect.UsernameFlag && !mqttwire.ValidString(string(pk.Connect.Username)) {
 		return errUsername
+	}
+	if pk.ProtocolVersion < 5 && pk.Connect.PasswordFlag && !pk.Connect.UsernameFlag {
+		return errPasswordNoUser
 	}
 	return nil
 }

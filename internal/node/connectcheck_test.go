@@ -74,3 +74,33 @@ func TestMalformedUsernameClosed(t *testing.T) {
 		t.Errorf("store asked %d times for two valid CONNECTs, want 2", a)
 	}
 }
+
+// TestPasswordWithoutUsernameClosed: a 3.1 or 3.1.1 CONNECT with the
+// password flag set and the user name flag clear is a protocol violation
+// [MQTT-3.1.2-22]: the connection is closed without a CONNACK (3.x has no
+// code for it), as the load balancer and mosquitto do, and no credential
+// store is asked. mochi v2.7.9 took it, and the stores were asked with user
+// name "" (or the client was let in as anonymous where allowed). MQTT 5
+// allows a password without a user name: it is still checked.
+func TestPasswordWithoutUsernameClosed(t *testing.T) {
+	n, asked := askedStore(t)
+	addr := n.ListenerAddr("tcp")
+	for _, version := range []byte{mqttwire.V31, mqttwire.V311} {
+		c := rawDial(t, addr)
+		write(t, c, mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: version, ClientID: "pw-no-user", CleanStart: true,
+			KeepAlive: 30, HasPassword: true, Password: []byte("secret")}))
+		if got := readUntilClosed(t, c); len(got) != 0 {
+			t.Errorf("level %d, a password without a user name: node sent % x; want the close without a CONNACK", version, got)
+		}
+	}
+	if a := asked.Load(); a != 0 {
+		t.Fatalf("the credential store was asked %d times for 3.x passwords without a user name", a)
+	}
+	c := rawDial(t, addr)
+	write(t, c, mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V5, ClientID: "pw-no-user-5", CleanStart: true,
+		KeepAlive: 30, HasPassword: true, Password: []byte("secret")}))
+	if code := readConnack(t, c, mqttwire.V5); code != 0 || asked.Load() != 1 {
+		t.Errorf("v5, a password without a user name: CONNACK 0x%02x, store asked %d times; want 0 and 1 (the store allows)",
+			code, asked.Load())
+	}
+}
