@@ -3,8 +3,9 @@
 // users file in htpasswd -B format, an HTTP service, PostgreSQL, Redis, JWT;
 // each may give the client its own ACL rules); a store that fails refuses
 // the client with server unavailable. Anonymous access is a switch, a
-// verified client certificate (see package listen) stands in for a password,
-// and ACL rules with %c/%u substitution decide publish and subscribe access.
+// verified client certificate stands in for a password on listeners that
+// make its CN the username (see package listen, UsernameFromCert), and ACL
+// rules with %c/%u substitution decide publish and subscribe access.
 // Reload swaps stores and rules atomically for SIGHUP.
 package auth
 
@@ -258,8 +259,14 @@ func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) verdict {
 	if user == "" && st.anonymous {
 		return verdict{ok: true, how: "anonymous"}
 	}
+	// The certificate stands in for the password only where the listener
+	// made its CN the username (username_from_cert, an explicit opt-in as
+	// VerneMQ's use_identity_as_username and EMQX's peer_cert_as_username
+	// are). Elsewhere a client whose username happens to be its CN is
+	// checked as anyone: a password revoked or a user denied in a store
+	// stops it too. The CN still goes to the stores (cert_identity).
 	cn, hasCN := listen.CertIdentity(cl)
-	if hasCN && cn == user && user != "" {
+	if hasCN && cn == user && user != "" && listen.UsernameFromCert(cl) {
 		return verdict{ok: true, how: "certificate"}
 	}
 	if st.unverified {
