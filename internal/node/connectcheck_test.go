@@ -1,15 +1,21 @@
 package node
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/mqttwire"
+	"github.com/mqlb/mqlb/internal/testutil"
 )
 
 // askedStore starts a node whose one credential store is an HTTP service
@@ -102,5 +108,79 @@ func TestPasswordWithoutUsernameClosed(t *testing.T) {
 	if code := readConnack(t, c, mqttwire.V5); code != 0 || asked.Load() != 1 {
 		t.Errorf("v5, a password without a user name: CONNACK 0x%02x, store asked %d times; want 0 and 1 (the store allows)",
 			code, asked.Load())
+	}
+}
+
+// TestEnhancedAuthRefused: the node supports no MQTT 5 enhanced
+// authentication method. A CONNECT with an Authentication Method gets
+// CONNACK 0x8C bad authentication method and the close [MQTT-4.12.0-1], as
+// from mosquitto 2.0, before any credential store is asked: a client doing
+// SCRAM for mutual authentication must not believe it succeeded. An AUTH
+// packet after a CONNECT without one is a protocol error (§4.12, §3.15):
+// DISCONNECT 0x82, then the close (3.1.1 reserves the packet type: the
+// close). The node answered such a CONNECT with 0x00 and no Authentication
+// Method, ignored an AUTH packet and kept the connection, and closed
+// without a word on an AUTH with no reason code (remaining length 0,
+// which MQTT 5 allows).
+func TestEnhancedAuthRefused(t *testing.T) {
+	n, asked := askedStore(t)
+	addr := n.ListenerAddr("tcp")
+	creds := func(pk *packets.Packet) {
+		pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte("alice")
+		pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte("pw")
+	}
+	closed := func(c *testutil.Raw) error {
+		pk, err := c.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return fmt.Errorf("read %v (type %d), %v; want the close", pk.FixedHeader, pk.FixedHeader.Type, err)
+	}
+
+	c, ack := testutil.DialV5(t, addr, "scram", waitFor, creds, func(pk *packets.Packet) {
+		pk.Properties.AuthenticationMethod = "SCRAM-SHA-1"
+		pk.Properties.AuthenticationData = []byte("n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL")
+	})
+	if ack.ReasonCode != packets.ErrBadAuthenticationMethod.Code || ack.Properties.AuthenticationMethod != "" {
+		t.Errorf("CONNECT with Authentication Method SCRAM-SHA-1: CONNACK 0x%02x (method %q), want 0x8c",
+			ack.ReasonCode, ack.Properties.AuthenticationMethod)
+	}
+	if err := closed(c); err != nil {
+		t.Errorf("after the CONNACK to an Authentication Method: %v", err)
+	}
+	if a := asked.Load(); a != 0 {
+		t.Errorf("credential store asked %d times for a CONNECT with an Authentication Method, want 0", a)
+	}
+
+	var scram bytes.Buffer
+	auth := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Auth}, ProtocolVersion: 5,
+		ReasonCode: packets.CodeContinueAuthentication.Code}
+	auth.Properties.AuthenticationMethod = "SCRAM-SHA-1"
+	if err := auth.AuthEncode(&scram); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"continue, SCRAM-SHA-1": scram.Bytes(), "no reason code": {0xf0, 0x00}} {
+		c, ack := testutil.DialV5(t, addr, "auth-after", waitFor, creds)
+		if ack.ReasonCode != 0 {
+			t.Fatalf("CONNACK 0x%02x", ack.ReasonCode)
+		}
+		write(t, c, b)
+		pk, err := c.Next()
+		if err != nil || pk.FixedHeader.Type != packets.Disconnect || pk.ReasonCode != packets.ErrProtocolViolation.Code {
+			t.Errorf("v5 AUTH (%s) after a CONNECT without Authentication Method: read type %d code 0x%02x, %v; want DISCONNECT 0x82",
+				name, pk.FixedHeader.Type, pk.ReasonCode, err)
+			continue
+		}
+		if err := closed(c); err != nil {
+			t.Errorf("v5 AUTH (%s), after the DISCONNECT: %v", name, err)
+		}
+	}
+	c3, ack3 := testutil.DialV311(t, addr, "auth-after-3", waitFor, creds)
+	if ack3.ReasonCode != 0 {
+		t.Fatalf("3.1.1 CONNACK 0x%02x", ack3.ReasonCode)
+	}
+	write(t, c3, []byte{0xf0, 0x00})
+	if err := closed(c3); err != nil {
+		t.Errorf("3.1.1, packet type 15 (reserved): %v", err)
 	}
 }
