@@ -259,12 +259,17 @@ func restoreWill(cl *mqtt.Client) {
 //
 // Acknowledgements from the client free room in its send window (see flow),
 // and QoS 2 steps of durable sessions are recorded (see session/qos2.go).
+// A CONNECT is checked (checkConnect) and taken as sent (connectAsSent); a
+// PUBLISH's topic alias is set before mochi's ACL check (setInboundAlias).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Connect {
 		if err := checkConnect(pk); err != nil {
 			return pk, err
 		}
 		return connectAsSent(pk), nil
+	}
+	if pk.FixedHeader.Type == packets.Publish {
+		h.setInboundAlias(cl, pk)
 	}
 	h.n.flow.read(cl, pk)
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion < 5 {
@@ -292,6 +297,27 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
 	return pk, nil
+}
+
+// setInboundAlias sets the topic alias a client's PUBLISH sets, before
+// mochi processes the PUBLISH. mochi v2.7.9 checks the ACL first and sets
+// the alias only for a PUBLISH the ACL allows, so a refused one left its
+// alias unset, and the client's next PUBLISH using the alias ended the
+// connection with DISCONNECT 0x82 protocol error (the auth hook's
+// OnPublish: an alias never set), although the client did nothing wrong.
+// The alias is the connection's protocol state, not the message's
+// (MQTT 5 §3.3.2.3.4): as mosquitto does, it is set whatever the ACL
+// decides, and each use is checked as a publish to its topic (the auth
+// hook's OnPublish). Only what mochi itself would set is: an alias within
+// the maximum with a topic name mochi takes (not empty, no wildcard, not
+// $SYS); mochi sets the same again when the PUBLISH is allowed.
+func (h *hook) setInboundAlias(cl *mqtt.Client, pk packets.Packet) {
+	a := pk.Properties.TopicAlias
+	if !pk.Properties.TopicAliasFlag || a == 0 || int(a) > h.n.cfg.MQTT.MaxTopicAlias || pk.TopicName == "" ||
+		cl.Net.Inline || !mqtt.IsValidFilter(pk.TopicName, true) {
+		return
+	}
+	cl.State.TopicAliases.Inbound.Set(a, pk.TopicName)
 }
 
 // refuseShareName answers a client's PUBLISH to a topic whose first level
