@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/topic"
 )
 
@@ -208,6 +210,40 @@ func connectAsSent(pk packets.Packet) packets.Packet {
 	return pk
 }
 
+// checkConnect's refusals; they wrap packets.ErrRejectPacket, the one
+// error of an OnPacketRead hook that mochi does not ignore.
+var (
+	errUsername       = fmt.Errorf("%w: malformed CONNECT: user name not valid UTF-8 or holds U+0000", packets.ErrRejectPacket)
+	errPasswordNoUser = fmt.Errorf("%w: 3.x CONNECT with a password and no user name", packets.ErrRejectPacket)
+)
+
+// checkConnect refuses a CONNECT that is malformed in a way mochi v2.7.9
+// does not check: a user name that is not a valid UTF-8 string (ill-formed
+// UTF-8, a surrogate, U+0000) [MQTT-1.5.3-1] [MQTT-1.5.3-2]
+// [MQTT-1.5.4-1] [MQTT-1.5.4-2]. mochi decodes the user name as binary
+// data, and asked the credential stores with it (PostgreSQL fails on it:
+// the client got server unavailable and the node logged a warning each
+// time). mochi closes the connection without a CONNACK when OnPacketRead
+// refuses the CONNECT, as it does for a client identifier or a will topic
+// that is not a valid string, in both protocol versions; so do mosquitto
+// and the load balancer. The password is binary data: not checked.
+//
+// It also refuses a 3.1 or 3.1.1 CONNECT with the password flag set and the
+// user name flag clear, a protocol violation [MQTT-3.1.2-22] that mochi took
+// (the stores were asked with user name "", or the client let in as
+// anonymous): closed without a CONNACK, which 3.x has no code for, as
+// mosquitto and the load balancer do. MQTT 5 allows a password without a
+// user name (§3.1.2.9).
+func checkConnect(pk packets.Packet) error {
+	if pk.Connect.UsernameFlag && !mqttwire.ValidString(string(pk.Connect.Username)) {
+		return errUsername
+	}
+	if pk.ProtocolVersion < 5 && pk.Connect.PasswordFlag && !pk.Connect.UsernameFlag {
+		return errPasswordNoUser
+	}
+	return nil
+}
+
 // restoreWill undoes connectAsSent's stand-in for an empty will payload.
 func restoreWill(cl *mqtt.Client) {
 	if p := cl.Properties.Will.Payload; len(p) == 1 && &p[0] == &emptyWill[0] {
@@ -223,9 +259,17 @@ func restoreWill(cl *mqtt.Client) {
 //
 // Acknowledgements from the client free room in its send window (see flow),
 // and QoS 2 steps of durable sessions are recorded (see session/qos2.go).
+// A CONNECT is checked (checkConnect) and taken as sent (connectAsSent); a
+// PUBLISH's topic alias is set before mochi's ACL check (setInboundAlias).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Connect {
+		if err := checkConnect(pk); err != nil {
+			return pk, err
+		}
 		return connectAsSent(pk), nil
+	}
+	if pk.FixedHeader.Type == packets.Publish {
+		h.setInboundAlias(cl, pk)
 	}
 	h.n.flow.read(cl, pk)
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion < 5 {
@@ -253,6 +297,27 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	}
 	pk.FixedHeader.Qos, pk.PacketID = 0, 0 // a QoS 0 PUBLISH has no packet id [MQTT-2.2.1-2]
 	return pk, nil
+}
+
+// setInboundAlias sets the topic alias a client's PUBLISH sets, before
+// mochi processes the PUBLISH. mochi v2.7.9 checks the ACL first and sets
+// the alias only for a PUBLISH the ACL allows, so a refused one left its
+// alias unset, and the client's next PUBLISH using the alias ended the
+// connection with DISCONNECT 0x82 protocol error (the auth hook's
+// OnPublish: an alias never set), although the client did nothing wrong.
+// The alias is the connection's protocol state, not the message's
+// (MQTT 5 §3.3.2.3.4): as mosquitto does, it is set whatever the ACL
+// decides, and each use is checked as a publish to its topic (the auth
+// hook's OnPublish). Only what mochi itself would set is: an alias within
+// the maximum with a topic name mochi takes (not empty, no wildcard, not
+// $SYS); mochi sets the same again when the PUBLISH is allowed.
+func (h *hook) setInboundAlias(cl *mqtt.Client, pk packets.Packet) {
+	a := pk.Properties.TopicAlias
+	if !pk.Properties.TopicAliasFlag || a == 0 || int(a) > h.n.cfg.MQTT.MaxTopicAlias || pk.TopicName == "" ||
+		cl.Net.Inline || !mqtt.IsValidFilter(pk.TopicName, true) {
+		return
+	}
+	cl.State.TopicAliases.Inbound.Set(a, pk.TopicName)
 }
 
 // refuseShareName answers a client's PUBLISH to a topic whose first level

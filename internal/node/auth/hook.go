@@ -3,8 +3,9 @@
 // users file in htpasswd -B format, an HTTP service, PostgreSQL, Redis, JWT;
 // each may give the client its own ACL rules); a store that fails refuses
 // the client with server unavailable. Anonymous access is a switch, a
-// verified client certificate (see package listen) stands in for a password,
-// and ACL rules with %c/%u substitution decide publish and subscribe access.
+// verified client certificate stands in for a password on listeners that
+// make its CN the username (see package listen, UsernameFromCert), and ACL
+// rules with %c/%u substitution decide publish and subscribe access.
 // Reload swaps stores and rules atomically for SIGHUP.
 package auth
 
@@ -99,8 +100,8 @@ func (h *Hook) NamesUsers() bool {
 	return false
 }
 
-// Hook implements mqtt.Hook: OnConnectAuthenticate, OnACLCheck and
-// OnPublish (for topic aliases). Add it as the only hook that provides the
+// Hook implements mqtt.Hook: OnConnect (enhanced authentication refused),
+// OnConnectAuthenticate, OnACLCheck and OnPublish (for topic aliases). Add it as the only hook that provides the
 // first two: mochi allows a client as soon as any hook says yes. Add it before
 // hooks that forward publishes: mochi stops the OnPublish chain at a refusal.
 type Hook struct {
@@ -156,7 +157,29 @@ func (h *Hook) ID() string { return HookID }
 
 // Provides reports the events the hook handles.
 func (h *Hook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish || b == mqtt.OnDisconnect
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnPublish ||
+		b == mqtt.OnDisconnect
+}
+
+// OnConnect refuses an MQTT 5 CONNECT with an Authentication Method: the
+// node supports no enhanced authentication method, so it answers CONNACK
+// 0x8C bad authentication method and closes the connection
+// [MQTT-4.12.0-1], as mosquitto 2.0 does, before any credential store is
+// asked. mochi ignored the property: a client doing SCRAM for mutual
+// authentication got 0x00 without an Authentication Method and took it for
+// a success. The CONNACK is written here: mochi closes without one when
+// OnConnect fails. (The node's packet guard refuses any AUTH packet.)
+func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.ProtocolVersion != 5 || pk.Properties.AuthenticationMethod == "" {
+		return nil
+	}
+	h.logger().Debug("connection refused: enhanced authentication not supported", "remote", cl.Net.Remote,
+		"listener", cl.Net.Listener, "client_id", cl.ID, "method", pk.Properties.AuthenticationMethod)
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack},
+		ReasonCode: packets.ErrBadAuthenticationMethod.Code}
+	ack.Properties.ReasonString = "enhanced authentication not supported"
+	_ = cl.WritePacket(ack)
+	return packets.ErrBadAuthenticationMethod
 }
 
 // OnDisconnect forgets the client's own ACL rules when its session ends
@@ -258,8 +281,14 @@ func (st *state) authenticate(cl *mqtt.Client, pk packets.Packet) verdict {
 	if user == "" && st.anonymous {
 		return verdict{ok: true, how: "anonymous"}
 	}
+	// The certificate stands in for the password only where the listener
+	// made its CN the username (username_from_cert, an explicit opt-in as
+	// VerneMQ's use_identity_as_username and EMQX's peer_cert_as_username
+	// are). Elsewhere a client whose username happens to be its CN is
+	// checked as anyone: a password revoked or a user denied in a store
+	// stops it too. The CN still goes to the stores (cert_identity).
 	cn, hasCN := listen.CertIdentity(cl)
-	if hasCN && cn == user && user != "" {
+	if hasCN && cn == user && user != "" && listen.UsernameFromCert(cl) {
 		return verdict{ok: true, how: "certificate"}
 	}
 	if st.unverified {

@@ -89,9 +89,13 @@ func TestPasswords(t *testing.T) {
 	}
 }
 
+// TestCertificateIdentityNeedsNoPassword: on a listener with
+// UsernameFromCert the verified certificate is the credential. On any other
+// listener it is not: a username equal to the CN needs its password, as
+// for anyone (it used to be let in without one).
 func TestCertificateIdentityNeedsNoPassword(t *testing.T) {
 	ca := testutil.NewCA(t)
-	h := mustNew(t, Options{})
+	h := mustNew(t, Options{UsersFile: usersFile(t, hashLine(t, "device-1", "pw-1"))})
 	_, addrs := startBroker(t, h,
 		listen.Options{ID: "mtls", Type: listen.TypeTLS, TLS: ca.ServerConfig(t, tls.RequireAndVerifyClientCert), UsernameFromCert: true},
 		listen.Options{ID: "tls", Type: listen.TypeTLS, TLS: ca.ServerConfig(t, tls.VerifyClientCertIfGiven)})
@@ -99,13 +103,19 @@ func TestCertificateIdentityNeedsNoPassword(t *testing.T) {
 	if _, _, err := connectV5(t, addrs["mtls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d1"}); err != nil {
 		t.Errorf("verified certificate without password refused: %v", err)
 	}
-	// The certificate vouches only for its own CN.
 	_, ack, _ := connectV5(t, addrs["tls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d2", Username: "device-2"})
 	if ack == nil || ack.ReasonCode != v5BadCredentials {
 		t.Errorf("username other than the certificate CN without password: connack %+v, want %#x", ack, v5BadCredentials)
 	}
-	if _, _, err := connectV5(t, addrs["tls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d3", Username: "device-1"}); err != nil {
-		t.Errorf("username equal to the verified CN refused: %v", err)
+	// Without UsernameFromCert the certificate does not stand in for the password.
+	_, ack, _ = connectV5(t, addrs["tls"], ca.ClientConfig(t, "device-1"), paho.Connect{ClientID: "d3", Username: "device-1"})
+	if ack == nil || ack.ReasonCode != v5BadCredentials {
+		t.Errorf("username equal to the verified CN, no password, listener without UsernameFromCert: connack %+v, want %#x",
+			ack, v5BadCredentials)
+	}
+	if _, _, err := connectV5(t, addrs["tls"], ca.ClientConfig(t, "device-1"),
+		paho.Connect{ClientID: "d3", Username: "device-1", Password: []byte("pw-1")}); err != nil {
+		t.Errorf("username equal to the verified CN with its password refused: %v", err)
 	}
 	// Claiming the name without a certificate is not enough.
 	_, ack, _ = connectV5(t, addrs["tcp"], nil, paho.Connect{ClientID: "d4", Username: "device-1"})

@@ -26,6 +26,16 @@
 // [MQTT-4.8.0-1]. mochi v2.7.9 closed without a word on what it could not
 // decode, and granted filters such as "a+".
 //
+// An AUTH packet is refused too (ErrAuth): the node supports no MQTT 5
+// enhanced authentication, so it never accepts a CONNECT with an
+// Authentication Method, and an AUTH after a CONNECT without one is a
+// protocol error (MQTT 5 §4.12, §3.15): an MQTT 5 client is sent
+// DISCONNECT 0x82 first, as for a SUBSCRIBE that is a protocol error; for
+// 3.1.1 the packet type is reserved, and the connection is closed. mochi
+// v2.7.9 ignored an AUTH and kept the connection, and closed without a
+// word on one with no reason code (remaining length 0, which MQTT 5
+// allows).
+//
 // An idle connection holds no buffer of this package: while no packet is
 // partly received, Conn reads straight into the caller's buffer.
 package inbound
@@ -50,7 +60,14 @@ var (
 	// ErrSubscription wraps the mqttwire.CheckSubscription error of a
 	// SUBSCRIBE or UNSUBSCRIBE refused.
 	ErrSubscription = errors.New("inbound: SUBSCRIBE or UNSUBSCRIBE refused")
+	// ErrAuth is returned for an AUTH packet: a protocol error
+	// (mqttwire.ErrProtocol), as the node takes no CONNECT with an
+	// Authentication Method.
+	ErrAuth = fmt.Errorf("inbound: AUTH packet without enhanced authentication: %w", mqttwire.ErrProtocol)
 )
+
+// authType is the packet type of AUTH (v5; reserved in 3.1.1).
+const authType = 15
 
 // connectByte is a CONNECT's first byte: type 1, flags 0 [MQTT-2.2.2-2].
 const connectByte = 0x10
@@ -110,7 +127,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 // tell answers a v5 client whose packet is refused, once: a CONNECT too
 // large with CONNACK 0x95; a later packet with DISCONNECT (0x95 too large,
-// 0x81 or 0x82 a SUBSCRIBE or UNSUBSCRIBE refused), only after its
+// 0x81 or 0x82 a SUBSCRIBE or UNSUBSCRIBE refused, 0x82 an AUTH), only after its
 // CONNACK, as nothing may come before it [MQTT-3.2.0-1]. Other clients are
 // just closed. (The node's connections close gracefully, listen/linger.go:
 // what the client still sends does not turn the close into a reset.)
@@ -311,6 +328,8 @@ func (c *Conn) scan(b []byte) (whole int, err error) {
 			if err := mqttwire.CheckSubscription(pkt, c.version); err != nil {
 				return whole, fmt.Errorf("%w: %w", ErrSubscription, err)
 			}
+		case pkt[0]>>4 == authType:
+			return whole, ErrAuth
 		}
 		whole += size
 		c.started = true

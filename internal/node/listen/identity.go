@@ -70,6 +70,17 @@ func CertIdentity(cl *mqtt.Client) (cn string, ok bool) {
 	return id.cn, id.ok
 }
 
+// UsernameFromCert reports whether cl came through a listener with
+// UsernameFromCert: there the identity hook made the verified certificate
+// CN the client's username, and the certificate stands in for a password.
+func UsernameFromCert(cl *mqtt.Client) bool {
+	if cl == nil {
+		return false
+	}
+	ic, isOurs := identifiedConn(cl.Net.Conn)
+	return isOurs && ic.identity().fromCert
+}
+
 // IdentityHookID is the mochi hook id of NewIdentityHook.
 const IdentityHookID = "mqlb-cert-identity"
 
