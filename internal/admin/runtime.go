@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqlb/mqlb/internal/balance"
 	"github.com/mqlb/mqlb/internal/config"
+	"github.com/mqlb/mqlb/internal/proxy"
 )
 
 // Runtime is the part of the backend that changes upstreams at runtime
@@ -190,7 +191,7 @@ func (s *Server) kick(w http.ResponseWriter, r *http.Request) {
 	}
 	conns := s.b.Connections().List(id)
 	for _, c := range conns {
-		c.Close()
+		c.CloseFor(proxy.ReasonKicked)
 	}
 	s.kicked.Add(uint64(len(conns)))
 	if len(conns) == 0 {

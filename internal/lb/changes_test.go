@@ -72,6 +72,12 @@ func TestRebalanceScaleOut(t *testing.T) {
 	if st.Moved == 0 || st.Rate != 40 {
 		t.Errorf("rebalance state %+v", st)
 	}
+	moved := len(mv.all())
+	testutil.Eventually(t, 5*time.Second, func() bool { return strings.Count(h.accessLog(), `reason="rebalanced"`) == moved },
+		"%d moves, %d logged reason=\"rebalanced\"", moved, strings.Count(h.accessLog(), `reason="rebalanced"`))
+	if n := strings.Count(h.accessLog(), `reason="closed"`); n != 0 {
+		t.Errorf("%d connections logged reason=\"closed\" (shutdown) before any shutdown", n)
+	}
 }
 
 // TestEvacuate: POST .../evacuate?rate=25 drains a server and closes its
@@ -124,6 +130,12 @@ func TestEvacuate(t *testing.T) {
 		t.Errorf("b0: state %s, %d active", sv.State(), sv.Active())
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return f.connected() == 150 && h.lb.Connections().Len() == 150 }, "every client back")
+	moved := len(mv.all())
+	testutil.Eventually(t, 5*time.Second, func() bool { return moved > 0 && strings.Count(h.accessLog(), `reason="evacuated"`) == moved },
+		"%d closes, %d logged reason=\"evacuated\"", moved, strings.Count(h.accessLog(), `reason="evacuated"`))
+	if n := strings.Count(h.accessLog(), `reason="closed"`); n != 0 {
+		t.Errorf("%d connections logged reason=\"closed\" (shutdown) before any shutdown", n)
+	}
 	code, body = apiDo(t, "GET", "http://"+h.admin+"/api/v1/upstreams/brokers", "")
 	if code != 200 || !strings.Contains(body, `"evacuations"`) || !strings.Contains(body, `"status": "off"`) {
 		t.Errorf("GET upstream: %d %s", code, body)

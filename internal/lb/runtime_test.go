@@ -87,6 +87,9 @@ func TestRuntimeAPI(t *testing.T) {
 		t.Fatalf("kick: %d %s", code, body)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.alive() != nil }, "kicked connection closed")
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return strings.Contains(h.accessLog(), `client_id="kick-me"`) && strings.Contains(h.accessLog(), `reason="kicked"`)
+	}, "the kicked connection logged reason=\"kicked\":\n%s", h.accessLog())
 	openRaw(t, h.addr, "stay")
 	openRaw(t, h.addr, "stay2")
 	if code, body := testutil.HTTP(t, "DELETE", base+"/sticky/brokers?key=stay", ""); code != 200 || !strings.Contains(body, `"removed": 1`) {

@@ -32,9 +32,10 @@ type Conn struct {
 	port     uint16 // the client's port; its address is lease.Key.Source
 	version  byte
 	connack  Connack
-	counted  bool        // the result is in connections_total already
-	closing  atomic.Bool // Close was called (maybe before the relay started)
-	finished atomic.Bool // finish ran
+	counted  bool                   // the result is in connections_total already
+	closing  atomic.Bool            // Close was called (maybe before the relay started)
+	cause    atomic.Pointer[string] // why it was closed (CloseFor): its reason once the close ends the relay
+	finished atomic.Bool            // finish ran
 
 	relay atomic.Pointer[relay.Relay] // owns both connections once started
 	rt    *Runtime                    // its config generation
@@ -63,9 +64,28 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// Reasons a relayed connection closed by the load balancer is logged
+// with (the access log's reason). A close without one (Close: at shutdown)
+// is logged "closed".
+const (
+	ReasonKicked = "kicked" // DELETE /api/v1/connections?client_id=…
+	ReasonPanic  = "panic"  // a panic serving the connection
+)
+
+// CloseFor ends the connection like Close, and records why: when this
+// close is what ends its relay (the relay reports "closed"), the access
+// log's reason is reason instead. The first reason given stays.
+func (c *Conn) CloseFor(reason string) {
+	c.cause.CompareAndSwap(nil, &reason)
+	c.Close()
+}
+
 // RelayDone is the relay's end (a relay.Done): the connection finishes.
 func (c *Conn) RelayDone(res relay.Result) {
 	c.reason = res.Reason
+	if cause := c.cause.Load(); cause != nil && res.Reason == relay.ReasonClosed {
+		c.reason = *cause
+	}
 	c.p.finish(c)
 }
 

@@ -53,7 +53,7 @@ func (s *session) recoverPanic() {
 	c := s.c
 	s.p.log.Error("panic serving a connection; closed it", "remote", c.remote(), "panic", v, "stack", string(debug.Stack()))
 	if s.relayed {
-		c.Close()
+		c.CloseFor(ReasonPanic)
 		return
 	}
 	c.result, c.reason = ResultError, fmt.Sprint("panic: ", v)

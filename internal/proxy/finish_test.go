@@ -16,6 +16,7 @@ import (
 	"github.com/mqlb/mqlb/internal/config"
 	"github.com/mqlb/mqlb/internal/listener"
 	"github.com/mqlb/mqlb/internal/mqttwire"
+	"github.com/mqlb/mqlb/internal/rebalance"
 	"github.com/mqlb/mqlb/internal/testutil"
 	"github.com/mqlb/mqlb/internal/upstream"
 )
@@ -152,9 +153,10 @@ func logLines(t *testing.T, file string) string {
 
 // TestCloseByServer: closing the movable connections of an upstream (what
 // a rebalancer or an evacuation does) closes both sides of each, and each
-// then finishes, its lease released.
+// then finishes, its lease released, logged with the reason it was closed
+// for.
 func TestCloseByServer(t *testing.T) {
-	p, addr, _ := newTestProxy(t, rawBroker(t))
+	p, addr, access := newTestProxy(t, rawBroker(t))
 	var clients []net.Conn
 	for _, id := range []string{"a", "b", "c"} {
 		c, err := net.Dial("tcp", addr)
@@ -175,7 +177,7 @@ func TestCloseByServer(t *testing.T) {
 		if c.Server != "s" || c.Key.ClientID == "" {
 			t.Errorf("movable connection on %q keyed %+v", c.Server, c.Key)
 		}
-		c.Close()
+		c.Close(rebalance.ReasonEvacuated)
 	}
 	for _, c := range clients {
 		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
@@ -183,6 +185,54 @@ func TestCloseByServer(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return p.Active() == 0 && s.Active() == 0 }, "all finished")
+	b, _ := os.ReadFile(access)
+	if n := strings.Count(string(b), `reason="evacuated"`); n != 3 {
+		t.Errorf("%d of 3 connections closed by an evacuation logged reason=\"evacuated\":\n%s", n, b)
+	}
+}
+
+// TestCloseReasons: a connection the load balancer closes is logged with
+// why: CloseFor's reason (an admin kick), and "closed" for a close without
+// one (the end of the shutdown grace).
+func TestCloseReasons(t *testing.T) {
+	p, addr, access := newTestProxy(t, rawBroker(t))
+	var clients []net.Conn
+	for _, id := range []string{"kick", "stay"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(mqttwire.AppendConnect(nil, &mqttwire.Connect{Version: mqttwire.V311, ClientID: id, CleanStart: true, KeepAlive: 30}))
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return p.Conns().Len() == 2 }, "2 connections relayed")
+	for _, c := range p.Conns().List("kick") {
+		c.CloseFor(ReasonKicked)
+	}
+	if _, err := clients[0].Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("kicked client read %v, want EOF", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no grace: close the rest at once
+	p.Shutdown(ctx)
+	want := map[string]string{"kick": `reason="kicked"`, "stay": `reason="closed"`}
+	b, _ := os.ReadFile(access)
+	for id, reason := range want {
+		var line string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `client_id="`+id+`"`) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, reason) {
+			t.Errorf("%s logged as %q; want %s", id, line, reason)
+		}
+	}
 }
 
 // TestHandleAfterShutdown: a connection accepted just before its listener

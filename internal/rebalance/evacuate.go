@@ -119,7 +119,7 @@ func (m *Manager) evacuate(ev *evacuee) {
 			if m.leftDrain(ev) { // enabled or added back while it waited
 				return
 			}
-			c.Close()
+			c.Close(ReasonEvacuated)
 			m.count(u, s)
 			ev.step(sv.Active())
 		}

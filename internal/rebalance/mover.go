@@ -88,7 +88,7 @@ func (mv *mover) batch(p *plan, rate float64) bool {
 		if !mv.pace.wait(mv.m.ctx, rate) {
 			return false
 		}
-		mo.c.Close()
+		mo.c.Close(ReasonRebalanced)
 		mv.m.count(mv.name, mo.from)
 		p.took(mo)
 		mv.moved()

@@ -19,12 +19,18 @@ import (
 
 // Conn is what the mover sees of one relayed connection.
 type Conn struct {
-	Server string           // the server it is relayed to
-	Of     *upstream.Server // that server (a removed one too: its name may be taken again)
-	Since  time.Time        // when the client connected
-	Key    *balance.Conn    // what the policy placed it by
-	Close  func()           // ends it (both sides); the client reconnects
+	Server string              // the server it is relayed to
+	Of     *upstream.Server    // that server (a removed one too: its name may be taken again)
+	Since  time.Time           // when the client connected
+	Key    *balance.Conn       // what the policy placed it by
+	Close  func(reason string) // ends it (both sides), logged with reason; the client reconnects
 }
+
+// The access log's reason for a connection closed to move it.
+const (
+	ReasonRebalanced = "rebalanced" // by the rebalancer
+	ReasonEvacuated  = "evacuated"  // by an evacuation
+)
 
 // Source lists the live connections of an upstream, skipping those already
 // being closed.

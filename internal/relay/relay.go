@@ -145,7 +145,7 @@ func (e end) result(side string) Result {
 	case e.err == nil:
 		return Result{Reason: side + "_closed"}
 	case errors.Is(e.err, net.ErrClosed):
-		return Result{Reason: "closed", Err: e.err}
+		return Result{Reason: ReasonClosed, Err: e.err}
 	case errors.Is(e.err, errFinTimeout), errors.Is(e.err, os.ErrDeadlineExceeded):
 		return Result{Reason: side + "_fin_timeout", Err: e.err}
 	default:
@@ -154,6 +154,10 @@ func (e end) result(side string) Result {
 }
 
 var errFinTimeout = errors.New("fin timeout")
+
+// ReasonClosed is the Result of a relay the load balancer ended (Close):
+// at shutdown, or for a reason the caller logs instead (proxy.CloseFor).
+const ReasonClosed = "closed"
 
 // firstResult names the direction that ended first (up is client→server).
 func firstResult(up, down end) Result {

@@ -29,11 +29,14 @@ var ErrDeclined = errors.New("server declined the connection")
 // up to 1+connect_retries attempts, so a client never sees a dead server
 // while another is up; which failures count against their servers is
 // blame's call. Under max_connect_rate the client first waits for
-// the picked server's turn; a server whose turn would come after ctx's
-// deadline, or that goes out of service while the client waits (or as its
-// turn comes), is passed over without counting as an attempt, and a turn
-// whose attempt failed before the broker's answer is given back to the
-// clients behind. A server in slow
+// the picked server's turn; a server whose turn would come too close to
+// ctx's deadline (within minAttempt of it), or that goes out of service
+// while the client waits (or as its turn comes), is passed over without
+// counting as an attempt, and a turn whose attempt failed before the
+// broker's answer is given back to the clients behind. A client with less
+// than minAttempt left is not dialled, and one whose dial or CONNACK wait
+// its own deadline cut short stops there: both get ErrBusy, and the
+// server is not charged. A server in slow
 // start takes only its share (see Admits). On success l has the connection
 // counted on its server until Release; the caller gets the server
 // connection and the server's answer to the CONNECT with whatever arrived
@@ -45,15 +48,17 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 	}
 	var tried []*Server
 	var errs []error
-	busy := false
+	busy, late := false, false
 	b := blame{u: u}
+	floor := u.attemptFloor()
+	dl, hasDL := ctx.Deadline()
 	for attempts := 0; attempts <= u.cfg.ConnectRetries; {
 		s := u.pick(&l.Key, tried)
 		if s == nil {
 			break
 		}
 		tried = append(tried, s)
-		t, err := u.pace(ctx, s)
+		t, err := u.pace(ctx, s, floor)
 		if errors.Is(err, errReleased) {
 			continue // s went out of service while the client waited: pick again
 		}
@@ -64,6 +69,11 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 		if !s.Available() { // went out of service as the turn came
 			t.refund()
 			continue
+		}
+		if hasDL && time.Until(dl) < floor { // too late for any server
+			t.refund()
+			late = true
+			break
 		}
 		attempts++
 		s.active.Add(1) // counted before dialling, so concurrent picks see it
@@ -76,15 +86,35 @@ func (u *Upstream) Connect(ctx context.Context, l *Lease, hs *Handshake) (net.Co
 		}
 		s.active.Add(-1)
 		b.failed(s, err) // a passive failure may take s down and release its waiters
+		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+		if errors.Is(err, errClientTimeout) {
+			// The client's time ran out, not the server's: the turn was
+			// spent on a server that may well be answering (not given back:
+			// it has the CONNECT), and the client is told "busy".
+			late = true
+			break
+		}
 		if !errors.Is(err, ErrDeclined) {
 			t.refund() // nothing placed: the next client need not wait for it
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, mqttwire.Reply{}, connectErr(errs, busy)
+	return nil, mqttwire.Reply{}, connectErr(errs, busy, late)
+}
+
+// minAttempt is the least time a client must have left, of its
+// connect_timeout, for a server to be dialled for it (at most half the
+// upstream's connack_timeout): with less, the broker would most likely be
+// handed a CONNECT (maybe a session takeover) whose answer the load
+// balancer could not wait for. Such a client is answered "server busy"
+// without a dial, as one whose turn under max_connect_rate would come
+// too late.
+const minAttempt = 100 * time.Millisecond
+
+func (u *Upstream) attemptFloor() time.Duration {
+	return min(minAttempt, u.cfg.ConnackTimeout.D()/2)
 }
 
 // place records l's connection on s, which took it.
@@ -97,10 +127,16 @@ func (u *Upstream) place(l *Lease, s *Server) {
 	l.server, l.u = s, u
 }
 
-// connectErr is why Connect placed nobody: every attempt's error, or
-// ErrBusy when no server's turn came in time, or ErrNoServer.
-func connectErr(errs []error, busy bool) error {
-	if len(errs) == 0 && busy {
+// connectErr is why Connect placed nobody: ErrBusy when the client's
+// connect_timeout ran out (late: before an attempt could start, or
+// cutting the last one short), with every attempt's error; ErrBusy when
+// no server's turn came in time; else ErrNoServer with every attempt's
+// error.
+func connectErr(errs []error, busy, late bool) error {
+	if late && len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrBusy, errors.Join(errs...))
+	}
+	if len(errs) == 0 && (busy || late) {
 		return ErrBusy
 	}
 	if len(errs) == 0 {

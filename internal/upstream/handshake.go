@@ -56,19 +56,26 @@ func (u *Upstream) first(hs *Handshake) ([]byte, error) {
 // last ones with ErrDeclined), so the next server is tried and the client
 // never sees it. Any other answer, including a refusal for the client's own
 // reasons, commits the client to this server.
+//
+// A dial or CONNACK wait that times out at the client's deadline (ctx's,
+// when it comes before the server's own dial_timeout or connack_timeout)
+// fails with errClientTimeout: the server did not get its full time, so
+// the failure is not its (see blame).
 func (u *Upstream) attempt(ctx context.Context, s *Server, first []byte, hs *Handshake) (net.Conn, mqttwire.Reply, error) {
 	version := hs.Version
+	dialBy := time.Now().Add(u.cfg.DialTimeout.D())
 	c, err := u.dial(ctx, s, hs)
 	if err != nil {
-		return nil, mqttwire.Reply{}, err
+		return nil, mqttwire.Reply{}, clientsFault(ctx, dialBy, err)
 	}
 	deadline := time.Now().Add(u.cfg.ConnackTimeout.D())
+	own := deadline
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d // the client's own connect_timeout comes first
 	}
 	c.SetDeadline(deadline)
 	rp, err := mqttHandshake(c, first, version)
-	err = proxyHint(err, u.cfg.ProxyProtocol)
+	err = clientsFault(ctx, own, proxyHint(err, u.cfg.ProxyProtocol))
 	if err == nil && rp.Size > 0 && retryable(version, rp.Code) {
 		err = fmt.Errorf("%w: CONNACK 0x%02x", ErrDeclined, rp.Code)
 	}

@@ -214,16 +214,20 @@ func (s *Server) releaseWaiters() {
 
 // pace waits until s may take one more new connection under
 // max_connect_rate. Waiting clients form the upstream's connect queue
-// (bounded by max_connect_queue); a client whose turn would come after
-// its deadline does not wait at all. ErrBusy means "try another server";
-// errReleased, "s went out of service: pick again".
-func (u *Upstream) pace(ctx context.Context, s *Server) (turn, error) {
+// (bounded by max_connect_queue); a client whose turn would come later
+// than floor before its deadline (too late to dial: minAttempt) does not
+// wait at all. ErrBusy means "try another server"; errReleased, "s went
+// out of service: pick again".
+func (u *Upstream) pace(ctx context.Context, s *Server, floor time.Duration) (turn, error) {
 	p := s.pace.Load()
 	if p == nil {
 		return turn{}, nil
 	}
 	if u.queued.Load() >= int64(u.cfg.MaxConnectQueue) {
 		return turn{}, ErrBusy
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		ctx = Until(ctx, dl.Add(-floor))
 	}
 	u.queued.Add(1)
 	defer u.queued.Add(-1)
