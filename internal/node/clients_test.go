@@ -202,21 +202,24 @@ type v3 struct {
 	sessionPresent bool
 }
 
-// dialV3 connects a 3.1.1 client. A CONNACK 0x03 server unavailable (see
-// dialV5) is tried again until waitFor.
-func dialV3(t testing.TB, addr, id string, clean bool) *v3 {
+// dialV3 connects a 3.1.1 client (its options changed by opts). A CONNACK
+// 0x03 server unavailable (see dialV5) is tried again until waitFor.
+func dialV3(t testing.TB, addr, id string, clean bool, opts ...func(*mqtt3.ClientOptions)) *v3 {
 	t.Helper()
 	c := &v3{}
-	opts := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+	co := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 		SetCleanSession(clean).SetProtocolVersion(4).SetAutoReconnect(false).
 		SetConnectRetry(false).SetOrderMatters(true).SetKeepAlive(30 * time.Second).
 		SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) {
 			c.add(received{topic: m.Topic(), payload: string(m.Payload()), qos: m.Qos(), retain: m.Retained()})
 		})
+	for _, o := range opts {
+		o(co)
+	}
 	deadline := time.Now().Add(waitFor)
 	var tok mqtt3.Token
 	for {
-		c.Client = mqtt3.NewClient(opts)
+		c.Client = mqtt3.NewClient(co)
 		tok = c.Connect()
 		if !tok.WaitTimeout(waitFor) {
 			t.Fatalf("3.1.1 connect %s to %s: no CONNACK in %v", id, addr, waitFor)

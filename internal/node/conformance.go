@@ -120,9 +120,14 @@ func v3Refusal(version byte, pk packets.Packet) packets.Packet {
 	return pk
 }
 
-// OnPacketSent lets go what waits for a client's CONNACK (see connacks).
+// OnPacketSent lets go what waits for a client's CONNACK (see connacks),
+// once what the connection inherited with its session that it may not read
+// is dropped (see dropUnreadable): mochi resends the rest next.
 func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	if pk.FixedHeader.Type == packets.Connack {
+		if pk.ReasonCode == packets.CodeSuccess.Code {
+			h.n.dropUnreadable(cl)
+		}
 		h.n.connacks.release(cl)
 	}
 }

@@ -139,6 +139,27 @@ func (f *flow) resuming(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
+// dropHeld takes out of what resuming held back for cl the messages keep
+// refuses, and returns them (see dropUnreadable).
+func (f *flow) dropHeld(cl *mqtt.Client, keep func(packets.Packet) bool) []packets.Packet {
+	v, ok := f.held.Load(cl.ID)
+	if !ok || v.(*heldBack).cl != cl {
+		return nil
+	}
+	var kept, dropped []packets.Packet
+	for _, p := range v.(*heldBack).pks {
+		if keep(p) {
+			kept = append(kept, p)
+		} else {
+			dropped = append(dropped, p)
+		}
+	}
+	if len(dropped) == 0 || !f.held.CompareAndSwap(cl.ID, v, &heldBack{cl: cl, pks: kept}) {
+		return nil // (swapped meanwhile: a later connection of the id put them back, and checks them)
+	}
+	return dropped
+}
+
 // restamp gives each of a resuming session's messages, in queue order, a
 // second of its own, oldest first, all in the past, and puts them back in
 // its inflight store: mochi resends the store sorted by Created second

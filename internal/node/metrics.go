@@ -33,7 +33,7 @@ type metrics struct {
 var dropReasons = []string{
 	"offline_queue_full", "client_queue_full", "message_expired", "session_expired", "retained_limit",
 	"too_large", "malformed", "mesh_unavailable", "mesh_slow_consumer", "qos0_late", "no_shared_member",
-	"handover_too_large", "inflight_full",
+	"handover_too_large", "inflight_full", "not_authorized",
 }
 
 var takeoverResults = []string{"handed_over", "kicked", "not_found", "owner_gone"}
