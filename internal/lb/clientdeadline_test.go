@@ -6,32 +6,9 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/mqlb/mqlb/internal/mqttwire"
 	"github.com/mqlb/mqlb/internal/testutil"
 )
-
-// slowConnack makes a mochi broker take d before answering the CONNECT of
-// a client id starting with "slow-" (the health checks' are answered at
-// once).
-type slowConnack struct {
-	auth.AllowHook
-	d time.Duration
-}
-
-func (h *slowConnack) ID() string { return "slow-connack" }
-func (h *slowConnack) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-func (h *slowConnack) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	if strings.HasPrefix(cl.ID, "slow-") {
-		time.Sleep(h.d)
-	}
-	return true
-}
 
 // TestConnectTimeoutIsNotTheServers: a broker slower to answer than the
 // client's limits.connect_timeout (1 s here, connack_timeout 3 s) is not
@@ -40,7 +17,7 @@ func (h *slowConnack) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) b
 // answered as for a connect_timeout that ran out under max_connect_rate:
 // server busy (v5 0x89, v3 0x03), result busy.
 func TestConnectTimeoutIsNotTheServers(t *testing.T) {
-	h := newHarness(t, harnessOpts{brokers: 1, brokerOpt: []testutil.BrokerOption{testutil.WithAuthHook(&slowConnack{d: 2 * time.Second})},
+	h := newHarness(t, harnessOpts{brokers: 1, brokerOpt: []testutil.BrokerOption{testutil.WithAuthHook(&testutil.SlowConnack{D: 2 * time.Second})},
 		top: "limits: { connect_timeout: 1s, shutdown_grace: 5s }\n"})
 	sv := h.lb.Upstreams().Get("brokers").Server("b0")
 	for _, c := range []struct {

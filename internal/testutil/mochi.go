@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -280,4 +281,26 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 			l.mu.Unlock()
 		}()
 	}
+}
+
+// SlowConnack is an authentication hook for StartMochi (WithAuthHook) that
+// allows everyone and takes D before answering the CONNECT of a client id
+// starting with "slow-" (others, such as health checks, at once): a broker
+// slow to send its CONNACK.
+type SlowConnack struct {
+	auth.AllowHook
+	D time.Duration
+}
+
+func (h *SlowConnack) ID() string { return "slow-connack" }
+
+func (h *SlowConnack) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *SlowConnack) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	if strings.HasPrefix(cl.ID, "slow-") {
+		time.Sleep(h.D)
+	}
+	return true
 }

@@ -3,34 +3,11 @@ package upstream
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/packets"
-
 	"github.com/mqlb/mqlb/internal/testutil"
 )
-
-// slowConnack makes a mochi broker take d before answering the CONNECT of
-// a client id starting with "slow-" (others are answered at once).
-type slowConnack struct {
-	auth.AllowHook
-	d time.Duration
-}
-
-func (h *slowConnack) ID() string { return "slow-connack" }
-func (h *slowConnack) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-func (h *slowConnack) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	if strings.HasPrefix(cl.ID, "slow-") {
-		time.Sleep(h.d)
-	}
-	return true
-}
 
 // TestClientDeadlineIsNotTheServers: a CONNACK wait cut short by the
 // client's own connect_timeout (here after it queued under
@@ -39,7 +16,7 @@ func (h *slowConnack) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) b
 // client is answered busy, as one whose turn came too late. A client with
 // less than minAttempt left at its turn is not dialled at all.
 func TestClientDeadlineIsNotTheServers(t *testing.T) {
-	b := testutil.StartMochi(t, testutil.WithAuthHook(&slowConnack{d: 1500 * time.Millisecond}))
+	b := testutil.StartMochi(t, testutil.WithAuthHook(&testutil.SlowConnack{D: 1500 * time.Millisecond}))
 	set, err := Build(parse(t, "      - { name: slow, address: \""+b.Addr+"\" }\n",
 		"    max_connect_rate: 2\n    connack_timeout: 3s\n    health_check: { type: none, fall: 1, interval: 1h }\n"), nil, nil, quiet)
 	if err != nil {
