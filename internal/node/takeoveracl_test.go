@@ -30,6 +30,19 @@ import (
 // r/<user>/#, pub publishing anywhere under r/, everything else denied.
 func takeoverACLCluster(t *testing.T, durability string) *cluster {
 	t.Helper()
+	c, err := startCluster("takeacl-"+durability, 2, takeoverACLConfig(t, durability))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	c.ready(t)
+	return c
+}
+
+// takeoverACLConfig is the nodes' config of takeoverACLCluster: users
+// ruser, alice and pub (password "pw-" + name), and ACL rules by user name.
+func takeoverACLConfig(t *testing.T, durability string) func(*config.Node) {
+	t.Helper()
 	users := filepath.Join(t.TempDir(), "users")
 	var b strings.Builder
 	for _, u := range []string{"ruser", "alice", "pub"} {
@@ -39,20 +52,59 @@ func takeoverACLCluster(t *testing.T, durability string) *cluster {
 		t.Fatal(err)
 	}
 	no := false
-	c, err := startCluster("takeacl-"+durability, 2, func(c *config.Node) {
+	return func(c *config.Node) {
 		c.Sessions.Durability = durability
 		c.Auth = config.NodeAuth{AllowAnonymous: &no, ACLDefault: "deny", UsersFile: users, ACL: []config.ACLRule{
 			{Allow: true, Access: "all", Topic: "r/%u/#"},
 			{Allow: true, Access: "publish", Topic: "r/#", Users: []string{"pub"}},
 		}}
 		c.SetDefaults()
-	})
+	}
+}
+
+// TestAdoptedSessionKeepsItsMessages: a node restarted on its data
+// directory holds its earlier run's offline sessions again (adopted from
+// the registry) without their clients' credentials. With ACL rules by user
+// name (r/%u/#) the read ACL refused every message published for such a
+// session, and its owner, back, got none; they are kept now, and checked
+// against the connection that takes the session over (dropUnreadable; see
+// TestTakeoverQueuedACL for another user's).
+func TestAdoptedSessionKeepsItsMessages(t *testing.T) {
+	tweak := takeoverACLConfig(t, "memory")
+	c, err := startCluster("adoptacl", 2, tweak)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.close)
 	c.ready(t)
-	return c
+	const id = "adopted-ruser"
+	owner := dialV5(t, c.addr(1), id, false, 3600, withCreds("ruser", "pw-ruser"))
+	owner.sub(t, "r/ruser/#", 1)
+	if err := owner.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitOffline(t, c.nodes[1], id)
+
+	c.nodes[1].Close()
+	cfg := nodeConfig(c.name, 1, c.dirs[1], c.nodes[0].RouteAddr())
+	tweak(cfg)
+	n, err := startNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1] = n
+	c.ready(t)
+	waitOffline(t, c.nodes[1], id) // adopted
+
+	publishAs(t, c, 0, 1, "adopted-0", "adopted-1")
+	queuedOffline(t, c, 1, id, "memory", 2)
+
+	back := dialV5(t, c.addr(1), id, false, 3600, withCreds("ruser", "pw-ruser"))
+	if !back.connack.SessionPresent {
+		t.Fatal("ruser resuming the adopted session: session present 0")
+	}
+	back.waitPayload(t, "adopted-0")
+	back.waitPayload(t, "adopted-1")
 }
 
 func creds3(user string) func(*mqtt3.ClientOptions) {

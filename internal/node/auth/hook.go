@@ -370,6 +370,9 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write && topic == "" {
 		return true // alias-only publish: OnPublish checks the resolved topic
 	}
+	if !write && detached(cl) {
+		return true // checked against the connection that takes the session (see detached)
+	}
 	user := string(cl.Properties.Username)
 	if h.state.Load().allowed(h.clientRules(cl), cl.ID, user, topic, write) {
 		return true
@@ -377,6 +380,19 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	h.logger().Debug("acl refused", "client_id", cl.ID, "username", user,
 		"topic", topic, "write", write)
 	return false
+}
+
+// detached reports a session the node holds with no connection and no
+// credentials (package session, newDetached: adopted from the registry after
+// a restart, installed by a handover, or a placeholder keeping a session's
+// messages during one). Its user name and own rules are not known, so the
+// read ACL cannot be applied to it: with rules naming the user (%u) every
+// message for it was refused and lost, even for the session's owner. What
+// it keeps is checked against the connection that takes the session over,
+// before anything is sent (node: dropUnreadable), or by the durable reader
+// for that connection.
+func detached(cl *mqtt.Client) bool {
+	return !cl.Net.Inline && cl.Net.Conn == nil && cl.Net.Listener == "mesh"
 }
 
 // OnPublish checks a publish that used a topic alias once mochi has resolved

@@ -26,6 +26,9 @@ const holdPrefix = "\x00mqlb-hold/"
 func isHold(id string) bool { return strings.HasPrefix(id, holdPrefix) }
 
 // newDetached returns a closed client that is not in the client map yet.
+// Its listener "mesh" and no connection mark it for the read ACL, which
+// lets what it keeps through and checks it against the connection that
+// takes the session (auth.detached).
 func (s *Tracker) newDetached(id string, version byte) *mqtt.Client {
 	cl := s.env.Broker.NewClient(nil, "mesh", id, false)
 	cl.Properties.ProtocolVersion = version
