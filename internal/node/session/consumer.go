@@ -52,6 +52,7 @@ func (d *Durable) sync(ctx context.Context, id string, subs map[string]packets.S
 	d.mu.Unlock()
 	ds.mu.Lock()
 	ds.filters, ds.synced = filters, false
+	ds.gen++
 	ds.known = ds.known || !write
 	ds.mu.Unlock()
 	if !write {
@@ -63,8 +64,24 @@ func (d *Durable) sync(ctx context.Context, id string, subs map[string]packets.S
 // write creates or updates ds's anchor with its filters. A new anchor
 // starts after the stream's last message (a session gets what is published
 // once it has subscribed); an existing one keeps its start and floor.
+//
+// Writes of one anchor run one at a time, and each takes the filters once
+// the one before it is done: the reader's write (position) and a
+// SUBSCRIBE's (Resubscribed) may overlap, and the one that took the
+// filters first could otherwise be applied last and take the new
+// subscription off the anchor — covers would keep the live copy from the
+// session, and the stream, which keeps a message only for a consumer
+// whose filters want it, would not store it. A write that sent filters
+// replaced meanwhile leaves the anchor unsynced: the newer one follows.
 func (d *Durable) write(ctx context.Context, ds *dsession) bool {
+	ds.writing.Lock()
+	defer ds.writing.Unlock()
 	ds.mu.Lock()
+	if ds.synced {
+		ds.mu.Unlock()
+		return true // written with the current filters while this write waited
+	}
+	gen := ds.gen
 	var subjects []string
 	for _, f := range ds.filters {
 		subjects = append(subjects, d.subj.QueueFilter(f.Filter))
@@ -127,7 +144,7 @@ func (d *Durable) write(ctx context.Context, ds *dsession) bool {
 		return false
 	}
 	ds.mu.Lock()
-	ds.synced, ds.known = true, true
+	ds.synced, ds.known = ds.gen == gen, true
 	ds.mu.Unlock()
 	return true
 }

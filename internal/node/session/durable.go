@@ -83,7 +83,13 @@ type dsession struct {
 	id      string
 	filters []packets.Subscription // QoS 1/2 subscriptions the anchor follows
 
+	// writing serializes the writes of the anchor (write): each sends the
+	// filters it found, so one that started earlier and answered later
+	// would put back filters a newer write replaced.
+	writing sync.Mutex
+
 	mu       sync.Mutex
+	gen      uint64     // counts changes of filters: a write marks the anchor synced only if none came meanwhile
 	room     *sync.Cond // on mu: signalled when a delivery is acknowledged, reading stops or a floor is confirmed
 	synced   bool       // this node wrote the anchor with filters
 	known    bool       // the anchor exists (written, or the session came from a node that wrote it)
