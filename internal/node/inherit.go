@@ -33,8 +33,8 @@ import (
 // delivery. The subscriptions are kept, as mosquitto keeps them: nothing
 // reaches the connection through them that its read ACL refuses.
 func (n *Node) dropUnreadable(cl *mqtt.Client) {
-	if isMesh(cl) {
-		return
+	if isMesh(cl) || cl.Properties.Clean {
+		return // a clean start inherits nothing
 	}
 	may := func(pk packets.Packet) bool { return n.mayReadInherited(cl, pk) }
 	dropped := 0
