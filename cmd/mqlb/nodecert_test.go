@@ -100,6 +100,9 @@ func TestNodeReloadsCertificatesOnSIGHUP(t *testing.T) {
 	}
 	install(second)
 	hangup("SIGHUP: config reloaded")
+	if !strings.Contains(p.stderr.String(), "listeners=mqtts") {
+		t.Errorf("the reload's log does not name the listener (listeners=mqtts):\n%s", p.stderr)
+	}
 	if _, cn := served("after-rotation"); cn != "node-cert-second" {
 		t.Errorf("after SIGHUP a new handshake got %q, want the rotated node-cert-second; log:\n%s", cn, p.stderr)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 
@@ -68,7 +69,7 @@ func (n *Node) applyTLS(p tlsReload) {
 	}
 	n.tls.running = p.running
 	if len(names) > 0 {
-		n.log.Info("TLS certificates reloaded: new handshakes use them, connections made go on", "listeners", names)
+		n.log.Info("TLS certificates reloaded: new handshakes use them, connections made go on", "listeners", strings.Join(names, ", "))
 	}
 	n.metrics.certs.Check((&config.Node{Listeners: n.tls.running}).CertSources(), n.log)
 }
